@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make demo   set up .venv and run the self-contained demo (sidecar on its embedded default)
+#   make test   set up .venv (and Prometheus when root) and run the whole test suite
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.driftcar-installed
+
+.PHONY: demo test test-long bench venv system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Prometheus (promtool + server) for the scrape and alert-rule tests; needs root.
+system-deps:
+	@if ! command -v promtool >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+	      || echo "warning: could not install prometheus; its tests will be skipped"; \
+	  else echo "note: prometheus not installed and not root; its tests will be skipped"; fi; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/driftcar demo
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+test-long: $(STAMP) system-deps
+	DRIFTCAR_LONG=1 $(PY) -m pytest tests/reliability
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info agent/*.egg-info

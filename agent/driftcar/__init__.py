@@ -1,0 +1,38 @@
+"""driftcar: OpenTelemetry-native observability for machine-learning models.
+
+Public API: :func:`instrument`, :func:`uninstrument`, :class:`Monitor` (the
+in-process hook) and :func:`profile` (a reference profile from training data).
+Attributes are resolved lazily so that ``import driftcar`` in a model server
+pulls neither scipy nor aiohttp.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["instrument", "uninstrument", "Monitor", "profile", "__version__"]
+
+_LAZY = {
+    "instrument": ("driftcar.hook", "instrument"),
+    "uninstrument": ("driftcar.hook", "uninstrument"),
+    "Monitor": ("driftcar.hook", "Monitor"),
+    "profile": ("driftcar.stats", "profile"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'driftcar' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,49 @@
+"""What the capture side hands to the shipper (the seam inside the hook).
+
+The capture side (instrumentation wrappers, on the model's thread) builds one
+:class:`Captured` per model call or per ``log_labels`` / ``set_reference``
+and offers it to the shipper. It does the minimum on the hot path: it keeps
+references to copies of the inputs/outputs; turning them into columns
+happens later, on the shipper's thread (see ``to_columns``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Captured"]
+
+
+@dataclass(slots=True)
+class Captured:
+    """One unit of captured work, in the caller's raw form.
+
+    kind:       "inference" | "labels" | "reference" (the batch kind it goes to)
+    method:     model method called ("predict", "predict_proba", "learn_one", "__call__", ...)
+    start_ns:   time.time_ns() at call start
+    duration_s: wall time of the call
+    rows:       number of input rows the call processed (golden signals, always exact)
+    error_type: exception class name when the call raised, else None
+    trace_id:   32-hex trace id of the active span, or None
+    inputs:     the features as given (2-D numpy copy, DataFrame copy, list of dicts, dict
+                for one river row), or None when the call was not sampled
+    outputs:    the model output as returned (labels, values, probabilities) or None
+    classes:    class labels for probability outputs (e.g. ``estimator.classes_``), or None
+    ids:        row ids from ``monitor.ids(...)`` or ``log_labels``, or None
+    labels:     y values (``log_labels``, ``learn_one``'s y, reference y), or None
+    """
+
+    kind: str
+    method: str
+    start_ns: int
+    duration_s: float
+    rows: int
+    error_type: str | None = None
+    trace_id: str | None = None
+    inputs: Any = None
+    outputs: Any = None
+    classes: Any = None
+    ids: Any = None
+    labels: Any = None
+    size_hint: int = field(default=0)  # bytes, estimated by the capture side for the buffer bound

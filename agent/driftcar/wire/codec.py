@@ -1,0 +1,394 @@
+"""The batch body codec, schema v1 (spec: ``proto/BATCH.md``).
+
+A batch body is one msgpack map. Numeric columns travel as raw little-endian
+buffers so that the sidecar decodes them with ``np.frombuffer`` (zero-copy)
+instead of walking a msgpack array value by value; strings travel as msgpack
+arrays of str/nil. The decoder trusts nothing: every size is checked against
+:class:`~driftcar.wire.limits.Limits` before anything is allocated, msgpack
+extension types are refused, and nothing is ever unpickled.
+
+Thread safety: all functions are pure and may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence, Union
+
+import msgpack
+import numpy as np
+
+from driftcar.wire.limits import DEFAULT_LIMITS, Limits
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "KINDS",
+    "ROLES",
+    "CALL_COLUMNS",
+    "BatchError",
+    "Column",
+    "Table",
+    "Batch",
+    "encode_batch",
+    "decode_batch",
+]
+
+SCHEMA_VERSION = 1
+KINDS = ("inference", "labels", "reference")
+ROLES = ("feature", "prediction", "probability", "id", "label")
+
+#: numeric wire type -> numpy dtype (always little-endian on the wire)
+NUMERIC_TYPES: dict[str, np.dtype] = {
+    "f8": np.dtype("<f8"),
+    "f4": np.dtype("<f4"),
+    "i8": np.dtype("<i8"),
+    "i4": np.dtype("<i4"),
+    "i2": np.dtype("<i2"),
+    "i1": np.dtype("i1"),
+    "u8": np.dtype("<u8"),
+    "u4": np.dtype("<u4"),
+    "u2": np.dtype("<u2"),
+    "u1": np.dtype("u1"),
+    "bool": np.dtype("?"),
+}
+TYPES = tuple(NUMERIC_TYPES) + ("str",)
+
+#: the per-call table: name -> wire type. Every call is one model invocation.
+CALL_COLUMNS: dict[str, str] = {
+    "method": "str",  # predict, predict_proba, learn_one, __call__, ...
+    "start_ns": "i8",  # unix epoch nanoseconds
+    "duration_s": "f8",  # wall time of the call in seconds
+    "rows": "i8",  # input rows the model processed
+    "captured": "i8",  # rows of this call present in the columns (sampling)
+    "error_type": "str",  # exception class name, nil on success
+    "trace_id": "str",  # 32 lowercase hex chars of the active span, or nil
+}
+
+ColumnData = Union[np.ndarray, list]
+
+
+class BatchError(ValueError):
+    """A batch body that cannot be accepted; ``reason`` says exactly why.
+
+    Always permanent: the same bytes will fail the same way, so receivers
+    answer INVALID_ARGUMENT / HTTP 400 and never ask for a retry.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column to encode. ``cls`` names the class of a probability column."""
+
+    name: str
+    role: str
+    data: ColumnData
+    cls: str | None = None
+
+
+@dataclass
+class Table:
+    """Decoded columnar table: equal-length columns keyed by name."""
+
+    rows: int
+    columns: dict[str, ColumnData]
+    types: dict[str, str]
+
+
+@dataclass
+class Batch:
+    """A decoded batch. Numeric columns are read-only views of the body."""
+
+    kind: str
+    rows: int
+    columns: dict[str, ColumnData]
+    roles: dict[str, str]
+    types: dict[str, str]
+    classes: dict[str, str] = field(default_factory=dict)
+    calls: Table | None = None
+    hook: dict[str, int | str] = field(default_factory=dict)
+    version: int = SCHEMA_VERSION
+
+    def names(self, role: str) -> list[str]:
+        """Column names with ``role``, in body order."""
+        return [n for n, r in self.roles.items() if r == role]
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def _wire_type(data: ColumnData) -> str:
+    if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
+        if data.dtype.kind == "b":
+            return "bool"
+        code = f"{data.dtype.kind}{data.dtype.itemsize}"
+        if code not in NUMERIC_TYPES:
+            raise BatchError(f"unsupported numeric dtype {data.dtype}")
+        return code
+    return "str"
+
+
+def _encode_data(data: ColumnData, wire_type: str) -> bytes | list:
+    if wire_type == "str":
+        out: list[str | None] = []
+        for v in data:
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                out.append(None)
+            else:
+                out.append(v if isinstance(v, str) else str(v))
+        return out
+    arr = np.ascontiguousarray(data, dtype=NUMERIC_TYPES[wire_type])
+    if arr.ndim != 1:
+        raise BatchError(f"columns must be 1-D, got shape {arr.shape}")
+    return arr.tobytes()
+
+
+def _encode_columns(columns: Iterable[Column], rows: int, what: str) -> list[dict]:
+    encoded = []
+    seen: set[str] = set()
+    for col in columns:
+        if col.name in seen:
+            raise BatchError(f"duplicate {what} column name {col.name!r}")
+        seen.add(col.name)
+        wire_type = _wire_type(col.data)
+        if len(col.data) != rows:
+            raise BatchError(f"{what} column {col.name!r} has {len(col.data)} values, expected {rows}")
+        item: dict[str, Any] = {"name": col.name, "role": col.role, "type": wire_type}
+        if col.cls is not None:
+            item["class"] = col.cls
+        item["data"] = _encode_data(col.data, wire_type)
+        encoded.append(item)
+    return encoded
+
+
+def encode_batch(
+    kind: str,
+    columns: Sequence[Column],
+    *,
+    rows: int | None = None,
+    calls: Mapping[str, ColumnData] | None = None,
+    hook: Mapping[str, int | str] | None = None,
+) -> bytes:
+    """Encode one batch body; deterministic (same input, same bytes).
+
+    ``calls`` maps each :data:`CALL_COLUMNS` name to one value per call.
+    ``hook`` carries the hook's cumulative counters (ints) and identity (str).
+    Raises :class:`BatchError` when the input does not fit the contract.
+
+    >>> import numpy as np
+    >>> body = encode_batch("inference", [Column("x", "feature", np.array([1.5, np.nan]))])
+    >>> b = decode_batch(body)
+    >>> b.rows, b.columns["x"].tolist(), b.roles["x"]
+    (2, [1.5, nan], 'feature')
+    """
+    if kind not in KINDS:
+        raise BatchError(f"kind must be one of {KINDS}, got {kind!r}")
+    columns = list(columns)
+    if rows is None:
+        rows = len(columns[0].data) if columns else 0
+    for col in columns:
+        if col.role not in ROLES:
+            raise BatchError(f"column {col.name!r}: role must be one of {ROLES}, got {col.role!r}")
+    body: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "kind": kind,
+        "rows": int(rows),
+        "columns": _encode_columns(columns, int(rows), "data"),
+    }
+    if calls is not None:
+        unknown = set(calls) - set(CALL_COLUMNS)
+        if unknown:
+            raise BatchError(f"unknown call columns {sorted(unknown)}")
+        n_calls = len(next(iter(calls.values()))) if calls else 0
+        call_cols = []
+        for name, wire_type in CALL_COLUMNS.items():
+            if name not in calls:
+                continue
+            data = calls[name]
+            if wire_type != "str":
+                data = np.asarray(data, dtype=NUMERIC_TYPES[wire_type])
+            call_cols.append(Column(name, "call", data))
+        body["calls"] = {"rows": n_calls, "columns": _encode_columns(call_cols, n_calls, "call")}
+    if hook:
+        body["hook"] = {str(k): (v if isinstance(v, str) else int(v)) for k, v in hook.items()}
+    return msgpack.packb(body, use_bin_type=True)
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise BatchError(f"msgpack extension types are not allowed (type {code})")
+
+
+def _unpack(data: bytes, limits: Limits) -> Any:
+    # Every msgpack container/bin/str length is capped *before* allocation.
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_refuse_ext,
+            max_bin_len=limits.max_body_bytes,
+            max_str_len=max(limits.max_string_length, limits.max_name_length) * 4,
+            max_array_len=max(limits.max_rows, limits.max_calls, limits.max_columns),
+            max_map_len=max(16, limits.max_meta_entries),
+            max_ext_len=limits.max_body_bytes,
+        )
+    except BatchError:
+        raise
+    except msgpack.ExtraData:
+        raise BatchError("trailing bytes after the msgpack body") from None
+    except UnicodeDecodeError:
+        raise BatchError("invalid UTF-8 in a msgpack string") from None
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise BatchError(f"body is not valid msgpack: {type(exc).__name__}: {exc}") from None
+
+
+def _require(body: Mapping, key: str, kind: type | tuple, where: str) -> Any:
+    if key not in body:
+        raise BatchError(f"{where}: missing key {key!r}")
+    value = body[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise BatchError(f"{where}.{key}: expected {name}, got {type(value).__name__}")
+    return value
+
+
+def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_roles: tuple) -> list:
+    if not isinstance(items, list):
+        raise BatchError(f"{where}.columns: expected array, got {type(items).__name__}")
+    if len(items) > limits.max_columns:
+        raise BatchError(f"{where}.columns: {len(items)} columns exceed the limit of {limits.max_columns}")
+    out = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        at = f"{where}.columns[{i}]"
+        if not isinstance(item, dict):
+            raise BatchError(f"{at}: expected map, got {type(item).__name__}")
+        extra = set(item) - {"name", "role", "type", "data", "class"}
+        if extra:
+            raise BatchError(f"{at}: unknown keys {sorted(map(str, extra))}")
+        name = _require(item, "name", str, at)
+        if not name or len(name) > limits.max_name_length:
+            raise BatchError(f"{at}.name: length {len(name)} outside 1..{limits.max_name_length}")
+        if name in seen:
+            raise BatchError(f"{at}.name: duplicate column name {name!r}")
+        seen.add(name)
+        role = _require(item, "role", str, at)
+        if role not in allowed_roles:
+            raise BatchError(f"{at}.role: {role!r} is not one of {allowed_roles}")
+        wire_type = _require(item, "type", str, at)
+        if wire_type not in TYPES:
+            raise BatchError(f"{at}.type: {wire_type!r} is not one of {TYPES}")
+        cls = None
+        if "class" in item:
+            cls = _require(item, "class", str, at)
+            if len(cls) > limits.max_name_length:
+                raise BatchError(f"{at}.class: longer than {limits.max_name_length} characters")
+        if "data" not in item:
+            raise BatchError(f"{at}: missing key 'data'")
+        raw = item["data"]
+        if wire_type == "str":
+            if not isinstance(raw, list):
+                raise BatchError(f"{at}.data: type str needs an array, got {type(raw).__name__}")
+            if len(raw) != rows:
+                raise BatchError(f"{at}.data: {len(raw)} values, expected {rows}")
+            for j, v in enumerate(raw):
+                if v is None:
+                    continue
+                if not isinstance(v, str):
+                    raise BatchError(f"{at}.data[{j}]: expected str or nil, got {type(v).__name__}")
+                if len(v) > limits.max_string_length:
+                    raise BatchError(f"{at}.data[{j}]: string longer than {limits.max_string_length}")
+            data: ColumnData = raw
+        else:
+            if not isinstance(raw, bytes):
+                raise BatchError(f"{at}.data: type {wire_type} needs bin, got {type(raw).__name__}")
+            dtype = NUMERIC_TYPES[wire_type]
+            if len(raw) != rows * dtype.itemsize:
+                raise BatchError(
+                    f"{at}.data: {len(raw)} bytes, expected {rows} x {dtype.itemsize} = {rows * dtype.itemsize}"
+                )
+            data = np.frombuffer(raw, dtype=dtype)
+            if wire_type == "bool" and data.size and np.frombuffer(raw, dtype="u1").max() > 1:
+                raise BatchError(f"{at}.data: bool values must be 0 or 1")
+        out.append((name, role, wire_type, cls, data))
+    return out
+
+
+def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
+    """Decode and validate one batch body.
+
+    Raises :class:`BatchError` (and nothing else) for any input that is not
+    a valid v1 body within ``limits``; the message says where and why.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BatchError(f"body must be bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise BatchError("empty body")
+    if len(data) > limits.max_body_bytes:
+        raise BatchError(f"body of {len(data)} bytes exceeds the limit of {limits.max_body_bytes}")
+    body = _unpack(bytes(data), limits)
+    if not isinstance(body, dict):
+        raise BatchError(f"body: expected a msgpack map, got {type(body).__name__}")
+    version = _require(body, "v", int, "body")
+    if version != SCHEMA_VERSION:
+        raise BatchError(f"body.v: unknown schema version {version} (this decoder reads {SCHEMA_VERSION})")
+    extra = set(body) - {"v", "kind", "rows", "columns", "calls", "hook"}
+    if extra:
+        raise BatchError(f"body: unknown keys {sorted(map(str, extra))}")
+    kind = _require(body, "kind", str, "body")
+    if kind not in KINDS:
+        raise BatchError(f"body.kind: {kind!r} is not one of {KINDS}")
+    rows = _require(body, "rows", int, "body")
+    if not 0 <= rows <= limits.max_rows:
+        raise BatchError(f"body.rows: {rows} outside 0..{limits.max_rows}")
+    decoded = _decode_columns(body.get("columns"), rows, limits, "body", ROLES)
+    batch = Batch(
+        kind=kind,
+        rows=rows,
+        columns={n: d for n, _, _, _, d in decoded},
+        roles={n: r for n, r, _, _, _ in decoded},
+        types={n: t for n, _, t, _, _ in decoded},
+        classes={n: c for n, _, _, c, _ in decoded if c is not None},
+        version=version,
+    )
+    if "calls" in body:
+        calls = body["calls"]
+        if not isinstance(calls, dict):
+            raise BatchError(f"body.calls: expected map, got {type(calls).__name__}")
+        n_calls = _require(calls, "rows", int, "body.calls")
+        if not 0 <= n_calls <= limits.max_calls:
+            raise BatchError(f"body.calls.rows: {n_calls} outside 0..{limits.max_calls}")
+        cols = _decode_columns(calls.get("columns"), n_calls, limits, "body.calls", ("call",))
+        table = Table(rows=n_calls, columns={}, types={})
+        for name, _, wire_type, _, d in cols:
+            expected = CALL_COLUMNS.get(name)
+            if expected is None:
+                raise BatchError(f"body.calls: unknown call column {name!r}")
+            if expected != wire_type:
+                raise BatchError(f"body.calls.{name}: type {wire_type!r}, expected {expected!r}")
+            table.columns[name] = d
+            table.types[name] = wire_type
+        batch.calls = table
+    if "hook" in body:
+        hook = body["hook"]
+        if not isinstance(hook, dict):
+            raise BatchError(f"body.hook: expected map, got {type(hook).__name__}")
+        if len(hook) > limits.max_meta_entries:
+            raise BatchError(f"body.hook: more than {limits.max_meta_entries} entries")
+        for k, v in hook.items():
+            if not isinstance(k, str) or len(k) > limits.max_name_length:
+                raise BatchError("body.hook: keys must be short strings")
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise BatchError(f"body.hook.{k}: expected int or str, got {type(v).__name__}")
+            if isinstance(v, int) and not 0 <= v < 2**63:
+                raise BatchError(f"body.hook.{k}: counter {v} outside 0..2^63-1")
+        batch.hook = dict(hook)
+    return batch

@@ -1,0 +1,1 @@
+"""Shared test helpers: waiting on conditions, free ports, OTLP test receivers, binaries."""

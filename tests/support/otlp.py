@@ -1,0 +1,238 @@
+"""Real OTLP test receivers on 127.0.0.1 (gRPC and HTTP) with scriptable answers.
+
+Used by integration tests as the downstream of the hook and of the sidecar.
+``respond`` lets a test choose the status of each request (retry tests);
+by default every request succeeds and is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Callable
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from tests.support.waiting import free_port, wait_until
+
+
+@dataclass
+class Answer:
+    """What the scripted server answers to one request."""
+
+    grpc_code: grpc.StatusCode = grpc.StatusCode.OK
+    http_status: int = 200
+    message: str = ""
+    retry_after_s: float | None = None  # RetryInfo (gRPC) / Retry-After seconds (HTTP)
+    headers: dict | None = None  # extra HTTP headers (e.g. an HTTP-date Retry-After)
+    delay_s: float = 0.0  # sleep before answering (black-hole-ish)
+    rejected_log_records: int = 0  # partial success
+
+
+OK = Answer()
+
+
+class GrpcOtlpReceiver:
+    """grpcio server implementing the OTLP Logs, Metrics and Trace services."""
+
+    def __init__(self, respond: Callable[[str, object, int], Answer] | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.respond = respond or (lambda kind, request, n: OK)
+        self.logs: list = []
+        self.metrics: list = []
+        self.traces: list = []
+        self.attempts: list[tuple[float, str]] = []  # (monotonic time, kind) of every request
+        self._lock = threading.Lock()
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=8),
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+        )
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(self), self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self), self._server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(self), self._server)
+        self._server.add_insecure_port(f"127.0.0.1:{self.port}")
+
+    def _handle(self, kind: str, request, context, store: list, response):
+        import time
+
+        from google.rpc import error_details_pb2, status_pb2
+        from google.protobuf import duration_pb2
+
+        with self._lock:
+            self.attempts.append((time.monotonic(), kind))
+            n = len([a for a in self.attempts if a[1] == kind])
+        answer = self.respond(kind, request, n)
+        if answer.delay_s:
+            time.sleep(answer.delay_s)
+        if answer.grpc_code != grpc.StatusCode.OK:
+            details = []
+            if answer.retry_after_s is not None:
+                info = error_details_pb2.RetryInfo(
+                    retry_delay=duration_pb2.Duration(
+                        seconds=int(answer.retry_after_s), nanos=int((answer.retry_after_s % 1) * 1e9)
+                    )
+                )
+                from google.protobuf import any_pb2
+
+                packed = any_pb2.Any()
+                packed.Pack(info)
+                details.append(packed)
+            status = status_pb2.Status(code=answer.grpc_code.value[0], message=answer.message, details=details)
+            context.abort_with_status(_RichStatus(answer.grpc_code, answer.message, status))
+        with self._lock:
+            store.append(request)
+        if answer.rejected_log_records and kind == "logs":
+            return logs_service_pb2.ExportLogsServiceResponse(
+                partial_success=logs_service_pb2.ExportLogsPartialSuccess(
+                    rejected_log_records=answer.rejected_log_records, error_message=answer.message
+                )
+            )
+        return response
+
+    def start(self) -> "GrpcOtlpReceiver":
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(grace=0).wait(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_records(self) -> list:
+        with self._lock:
+            return [r for req in self.logs for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+
+    def wait_for_logs(self, predicate: Callable[[list], bool], timeout: float = 20.0) -> list:
+        wait_until(lambda: predicate(self.log_records()), timeout, what="log records at the test receiver")
+        return self.log_records()
+
+
+class _RichStatus(grpc.Status):
+    def __init__(self, code, details, status):
+        self.code = code
+        self.details = details
+        self.trailing_metadata = (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, owner):
+        self.owner = owner
+
+    def Export(self, request, context):
+        return self.owner._handle("logs", request, context, self.owner.logs, logs_service_pb2.ExportLogsServiceResponse())
+
+
+class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, owner):
+        self.owner = owner
+
+    def Export(self, request, context):
+        return self.owner._handle(
+            "metrics", request, context, self.owner.metrics, metrics_service_pb2.ExportMetricsServiceResponse()
+        )
+
+
+class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, owner):
+        self.owner = owner
+
+    def Export(self, request, context):
+        return self.owner._handle(
+            "traces", request, context, self.owner.traces, trace_service_pb2.ExportTraceServiceResponse()
+        )
+
+
+class HttpOtlpReceiver:
+    """aiohttp server for OTLP/HTTP protobuf (``/v1/logs``, ``/v1/metrics``, ``/v1/traces``), in a thread."""
+
+    def __init__(self, respond: Callable[[str, object, int], Answer] | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.respond = respond or (lambda kind, request, n: OK)
+        self.logs: list = []
+        self.metrics: list = []
+        self.traces: list = []
+        self.attempts: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="http-otlp-receiver")
+        self._runner = None
+
+    async def _handler(self, request):
+        import time
+
+        from aiohttp import web
+
+        kind = request.path.rsplit("/", 1)[-1]
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        cls, store = {
+            "logs": (logs_service_pb2.ExportLogsServiceRequest, self.logs),
+            "metrics": (metrics_service_pb2.ExportMetricsServiceRequest, self.metrics),
+            "traces": (trace_service_pb2.ExportTraceServiceRequest, self.traces),
+        }[kind]
+        message = cls.FromString(body)
+        with self._lock:
+            self.attempts.append((time.monotonic(), kind))
+            n = len([a for a in self.attempts if a[1] == kind])
+        answer = self.respond(kind, message, n)
+        if answer.delay_s:
+            await asyncio.sleep(answer.delay_s)
+        headers = dict(answer.headers or {})
+        if answer.retry_after_s is not None:
+            headers["Retry-After"] = str(int(answer.retry_after_s))
+        if answer.http_status != 200:
+            return web.Response(status=answer.http_status, text=answer.message, headers=headers)
+        with self._lock:
+            store.append(message)
+        response = logs_service_pb2.ExportLogsServiceResponse()
+        if answer.rejected_log_records and kind == "logs":
+            response.partial_success.rejected_log_records = answer.rejected_log_records
+            response.partial_success.error_message = answer.message
+        return web.Response(body=response.SerializeToString(), content_type="application/x-protobuf", headers=headers)
+
+    async def _start(self):
+        from aiohttp import web
+
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/{kind}", self._handler)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def start(self) -> "HttpOtlpReceiver":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_records(self) -> list:
+        with self._lock:
+            return [r for req in self.logs for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+
+    def wait_for_logs(self, predicate: Callable[[list], bool], timeout: float = 20.0) -> list:
+        wait_until(lambda: predicate(self.log_records()), timeout, what="log records at the test receiver")
+        return self.log_records()

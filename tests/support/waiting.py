@@ -1,0 +1,59 @@
+"""Wait on conditions with deadlines (never sleep-and-hope), pick loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from typing import Callable, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns a truthy value; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # keep polling; report the last error at the deadline
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            suffix = f" (last error: {last_exc!r})" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}{suffix}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_binary(name: str) -> str:
+    """Path of an external binary; skip without it, or fail when CI demands everything."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (Debian package / PyPI package providing it)"
+    if os.environ.get("DRIFTCAR_REQUIRE_ALL") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def rotel_binary() -> str:
+    """The rotel collector binary shipped inside the ``rotel`` PyPI package."""
+    try:
+        import rotel
+    except ImportError:
+        return require_binary("rotel-agent")
+    path = os.path.join(os.path.dirname(rotel.__file__), "rotel-agent")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"rotel-agent not executable at {path}")
+    return path

@@ -1,0 +1,139 @@
+"""The wire contract: golden vectors both ways, malformed cases, limits."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from driftcar.wire import BatchError, Column, Limits, decode_batch, encode_batch
+from driftcar.wire.codec import NUMERIC_TYPES
+
+GOLDEN = Path(__file__).resolve().parents[2] / "proto" / "golden"
+VECTORS = json.loads((GOLDEN / "vectors.json").read_text())
+MALFORMED = json.loads((GOLDEN / "malformed.json").read_text())
+
+
+def _values(values, wire_type):
+    values = [float("nan") if v == "NaN" else v for v in values]
+    if wire_type == "str":
+        return values
+    return np.array(values, dtype=NUMERIC_TYPES[wire_type])
+
+
+def _same(a, b) -> bool:
+    a = a.tolist() if isinstance(a, np.ndarray) else list(a)
+    b = list(b)
+    return len(a) == len(b) and all(
+        (x == "NaN" and isinstance(y, float) and math.isnan(y)) or x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+        for x, y in zip(b, a)
+    )
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_golden_vector_decodes_to_expected_form(vector):
+    expected = vector["expected"]
+    batch = decode_batch(bytes.fromhex(vector["hex"]))
+    assert batch.kind == expected["kind"]
+    assert batch.rows == expected["rows"]
+    assert list(batch.columns) == [c[0] for c in expected["columns"]]
+    for name, role, wire_type, cls, values in expected["columns"]:
+        assert batch.roles[name] == role
+        assert batch.types[name] == wire_type
+        assert batch.classes.get(name) == cls
+        assert _same(batch.columns[name], values), name
+    if "calls" in expected:
+        assert batch.calls.rows == expected["calls"]["rows"]
+        for name, values in expected["calls"]["columns"].items():
+            assert _same(batch.calls.columns[name], values), name
+    else:
+        assert batch.calls is None
+    assert batch.hook == expected.get("hook", {})
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_golden_vector_reencodes_to_same_bytes(vector):
+    expected = vector["expected"]
+    columns = [Column(n, r, _values(v, t), cls=c) for n, r, t, c, v in expected["columns"]]
+    calls = None
+    if "calls" in expected:
+        from driftcar.wire import CALL_COLUMNS
+
+        calls = {n: _values(v, CALL_COLUMNS[n]) for n, v in expected["calls"]["columns"].items()}
+    body = encode_batch(expected["kind"], columns, rows=expected["rows"], calls=calls, hook=expected.get("hook"))
+    assert body.hex() == vector["hex"]
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=[c["name"] for c in MALFORMED])
+def test_malformed_case_gets_documented_error(case):
+    with pytest.raises(BatchError) as info:
+        decode_batch(bytes.fromhex(case["hex"]))
+    assert case["error"] in info.value.reason
+    assert str(info.value) == info.value.reason
+
+
+def test_numeric_columns_decode_zero_copy():
+    body = encode_batch("inference", [Column("x", "feature", np.arange(1000, dtype=np.float64))])
+    col = decode_batch(body).columns["x"]
+    assert not col.flags.owndata and not col.flags.writeable
+    assert isinstance(col.base, (bytes, memoryview))
+
+
+def test_body_over_byte_limit_is_refused_before_unpacking():
+    body = encode_batch("inference", [Column("x", "feature", np.zeros(100))])
+    with pytest.raises(BatchError, match="exceeds the limit of 100"):
+        decode_batch(body, Limits(max_body_bytes=100))
+
+
+def test_rows_limit_is_inclusive():
+    body = encode_batch("inference", [Column("x", "feature", np.zeros(10))])
+    assert decode_batch(body, Limits(max_rows=10)).rows == 10
+    with pytest.raises(BatchError, match="outside 0..9"):
+        decode_batch(body, Limits(max_rows=9))
+
+
+def test_encoder_refuses_what_decoder_would_refuse():
+    with pytest.raises(BatchError, match="role"):
+        encode_batch("inference", [Column("x", "target", np.zeros(2))])
+    with pytest.raises(BatchError, match="kind"):
+        encode_batch("training", [])
+    with pytest.raises(BatchError, match="expected 2"):
+        encode_batch("inference", [Column("x", "feature", np.zeros(2)), Column("y", "feature", np.zeros(3))])
+
+
+def test_nothing_is_unpickled():
+    import pickle
+
+    evil = pickle.dumps(object())
+    body = msgpack.packb({"v": 1, "kind": "inference", "rows": 1,
+                          "columns": [{"name": "x", "role": "feature", "type": "str", "data": [evil]}]}, use_bin_type=True)
+    with pytest.raises(BatchError, match="expected str or nil"):
+        decode_batch(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_random_bytes_only_ever_raise_batch_error(data):
+    try:
+        decode_batch(data)
+    except BatchError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 300), st.data())
+def test_mutated_valid_bodies_only_ever_raise_batch_error(n, data):
+    body = bytearray(bytes.fromhex(VECTORS[2]["hex"]))
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body[i] = data.draw(st.integers(0, 255))
+    body = bytes(body[: len(body) - (n % 7)])
+    try:
+        decode_batch(body)
+    except BatchError:
+        pass
