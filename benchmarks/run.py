@@ -1,0 +1,49 @@
+"""Run every benchmark: ``make bench`` (or ``python benchmarks/run.py [--quick] [NAME ...]``).
+
+Each ``benchmarks/bench_*.py`` exposes ``run(quick: bool) -> str`` returning a
+Markdown section (figures + ratios against a baseline measured in the same run).
+The combined report is printed and written to ``benchmarks/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "agent"))
+sys.path.insert(0, str(HERE.parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
+    parser.add_argument("names", nargs="*", help="only these benchmarks (e.g. hook stats sidecar)")
+    args = parser.parse_args()
+    sections = [
+        f"# driftcar benchmarks\n\n{time.strftime('%Y-%m-%d %H:%M')} · Python {platform.python_version()} · "
+        f"{platform.machine()} · {__import__('os').cpu_count()} cores\n"
+    ]
+    for path in sorted(HERE.glob("bench_*.py")):
+        name = path.stem.removeprefix("bench_")
+        if args.names and name not in args.names:
+            continue
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print(f"== {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        section = module.run(quick=args.quick)
+        sections.append(section.rstrip() + f"\n\n_{name}: {time.perf_counter() - started:.0f} s_\n")
+        print(sections[-1], flush=True)
+    report = "\n".join(sections)
+    (HERE / "results.md").write_text(report)
+    print(f"report written to {HERE / 'results.md'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
