@@ -1,0 +1,524 @@
+"""Sidecar configuration: one frozen :class:`SidecarConfig` from defaults, YAML, env and flags.
+
+Every option has one dotted key (``tls.cert``) that is, at the same time,
+- a YAML key (nested maps: ``tls: {cert: ...}``),
+- an environment variable ``DRIFTCAR_`` + key upper-cased, dots -> ``_`` (``DRIFTCAR_TLS_CERT``),
+- a command-line flag ``--`` + key with ``.``/``_`` -> ``-`` (``--tls-cert``).
+Later sources win: defaults < YAML file < environment < flags.
+
+All problems (unknown keys, bad values, inconsistent combinations) are collected
+and raised together as one :class:`ConfigError` listing each with its path
+(``config.yaml: window``, ``DRIFTCAR_WINDOW``, ``--window``), so a user fixes them
+in one go. Nothing here exits the process; only the CLI does.
+
+The bearer token itself is never a config value (it would end up in files and
+process listings): it comes from ``token_file`` or the ``DRIFTCAR_TOKEN`` variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+__all__ = [
+    "ConfigError",
+    "Endpoint",
+    "TLSConfig",
+    "SidecarConfig",
+    "OPTIONS",
+    "load_config",
+    "parse_duration",
+    "format_duration",
+    "parse_endpoint",
+    "TOKEN_ENV",
+]
+
+TOKEN_ENV = "DRIFTCAR_TOKEN"
+ENV_PREFIX = "DRIFTCAR_"
+
+
+class ConfigError(ValueError):
+    """One or more configuration problems; ``problems`` lists ``(path, message)``."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  {path}: {message}" for path, message in self.problems)
+        super().__init__(f"invalid driftcar sidecar configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+# --------------------------------------------------------------------------- value parsers
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``"1m"``, ``"30s"``, ``"1.5h"``, ``"250ms"`` or a number of seconds -> seconds (> 0).
+
+    >>> parse_duration("1m"), parse_duration("250ms"), parse_duration(2)
+    (60.0, 0.25, 2.0)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 30s, 1m, 1h; got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration like 30s, 1m, 1h; got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"duration must be positive and finite, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds -> the shortest exact duration string (the ``drift.window`` attribute).
+
+    >>> format_duration(60), format_duration(90), format_duration(1.5), format_duration(3600)
+    ('1m', '90s', '1500ms', '1h')
+    """
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
+            return f"{int(round(seconds / size))}{unit}"
+    return f"{int(round(seconds * 1000))}ms"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A listen address; ``port`` 0 asks the OS for a free port (tests)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_endpoint(value: Any, *, allow_off: bool = True) -> Endpoint | None:
+    """``HOST:PORT`` (``[v6]:PORT``) -> Endpoint; ``off``/``none``/``""`` -> None.
+
+    >>> parse_endpoint("127.0.0.1:14317"), parse_endpoint("off")
+    (Endpoint(host='127.0.0.1', port=14317), None)
+    """
+    text = str(value).strip()
+    if allow_off and text.lower() in ("off", "none", "false", "disabled", ""):
+        return None
+    match = re.match(r"^\[([0-9a-fA-F:.]+)\]:(\d+)$", text) or re.match(r"^([^:\[\]]+):(\d+)$", text)
+    if not match:
+        raise ValueError(f"expected HOST:PORT{' or off' if allow_off else ''}, got {value!r}")
+    port = int(match.group(2))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} outside 0..65535")
+    return Endpoint(match.group(1), port)
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    try:
+        number = int(str(value).replace("_", "")) if not isinstance(value, int) else value
+    except ValueError:
+        raise ValueError(f"expected a positive integer, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    if str(value).strip() == "0":
+        return 0
+    return _positive_int(value)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|kb|mb|gb)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+
+
+def parse_size(value: Any) -> int:
+    """``"16MiB"``, ``"512KiB"``, ``1048576`` -> bytes (> 0).
+
+    >>> parse_size("16MiB"), parse_size(1024)
+    (16777216, 1024)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like 16MiB, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(f"expected a size like 16MiB or a number of bytes, got {value!r}")
+        number = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower() or None]
+    if number <= 0:
+        raise ValueError(f"size must be positive, got {value!r}")
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}; got {value!r}")
+        return text
+
+    return parse
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _path_list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items = [p for p in re.split(r"[,\n]", value)]
+    elif isinstance(value, (list, tuple)):
+        items = [str(p) for p in value]
+    else:
+        raise ValueError(f"expected a list of files, got {type(value).__name__}")
+    return tuple(p.strip() for p in items if p.strip())
+
+
+def _float_map(value: Any) -> dict[str, float]:
+    """``{"accuracy": 0.9}`` or ``"accuracy=0.9,f1=0.8"`` -> dict."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"expected metric=value[,metric=value], got {value!r}")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a map metric -> number, got {type(value).__name__}")
+    out = {}
+    for key, number in value.items():
+        if key not in PERFORMANCE_METRICS:
+            raise ValueError(f"unknown metric {key!r} (known: {', '.join(PERFORMANCE_METRICS)})")
+        try:
+            out[str(key)] = float(number)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}: expected a number, got {number!r}") from None
+    return out
+
+
+def _unit_float(value: Any) -> float:
+    number = float(value)
+    if not 0.0 < number <= 1.0:
+        raise ValueError(f"expected a number in (0, 1], got {value!r}")
+    return number
+
+
+PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "estimated_accuracy", "mae", "rmse")
+
+
+# --------------------------------------------------------------------------- the options
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key: dotted ``key``, parser, default and help text."""
+
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    metavar: str = "VALUE"
+    multiple: bool = False  # flag may repeat (--reference A --reference B)
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.upper().replace(".", "_")
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace(".", "-").replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return "cfg_" + self.key.replace(".", "__")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("grpc", parse_endpoint, "127.0.0.1:14317", "OTLP/gRPC receiver address, or off", "HOST:PORT"),
+    Option("http", parse_endpoint, "127.0.0.1:14318", "OTLP/HTTP receiver + JSON API address, or off", "HOST:PORT"),
+    Option("prometheus", parse_endpoint, "127.0.0.1:9464", "embedded Prometheus /metrics address, or off", "HOST:PORT"),
+    Option("window", parse_duration, "1m", "tumbling window length (30s, 1m, 1h)", "DURATION"),
+    Option("reference", _path_list, (), "reference profile file(s) (driftcar profile); MODEL[@VERSION]=FILE "
+           "binds one to a model, a bare FILE applies to every model without its own", "FILE", multiple=True),
+    Option("live_reference_rows", _non_negative_int, 10_000,
+           "without a reference, take the first N live rows as one (flagged source=live); 0 = never", "N"),
+    Option("max_reference_rows", _positive_int, 200_000, "rows kept from reference batches to build a profile", "N"),
+    Option("state_dir", _optional_str, None, "checkpoint state here at each window close and restore on start", "DIR"),
+    Option("windows_kept", _positive_int, 60, "closed windows kept per model (API, sliding views, checkpoint)", "N"),
+    Option("export", _choice("otlp", "console", "none"), "otlp", "where metrics and events go", "otlp|console|none"),
+    Option("otlp_endpoint", _optional_str, None, "OTLP endpoint (default: OTEL_EXPORTER_OTLP_* / SDK default)", "URL"),
+    Option("otlp_protocol", _optional_str, None, "grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL)", "P"),
+    Option("export_interval", lambda v: None if v in (None, "") else parse_duration(v), None,
+           "metric export interval (default: OTEL_METRIC_EXPORT_INTERVAL / 60s)", "DURATION"),
+    Option("max_models", _positive_int, 100, "cap on (model, version) pairs; extra ones are refused and counted", "N"),
+    Option("max_features", _positive_int, 500, "cap on exported features per model (rest -> __overflow__)", "N"),
+    Option("max_categories", _positive_int, 50, "cap on exported categories per feature (rest -> __other__)", "N"),
+    Option("max_request_bytes", parse_size, "32MiB", "largest request after decompression, both transports", "SIZE"),
+    Option("queue_max_rows", _positive_int, 1_000_000, "ingest queue bound in rows; full -> UNAVAILABLE/503", "N"),
+    Option("queue_max_bytes", parse_size, "256MiB", "ingest queue bound in body bytes; full -> UNAVAILABLE/503", "SIZE"),
+    Option("retry_after", parse_duration, "1s", "retry delay suggested to clients when the queue is full", "DURATION"),
+    Option("label_ttl", parse_duration, "1h", "how long predictions wait for their labels", "DURATION"),
+    Option("label_max_rows", _positive_int, 100_000, "predictions kept waiting for labels per model", "N"),
+    Option("trace_samples", _non_negative_int, 10, "trace ids sampled per window for drift events", "N"),
+    Option("performance_thresholds", _float_map, {},
+           "degraded-performance thresholds, e.g. accuracy=0.9,rmse=2.5 (below for scores, above for errors)",
+           "METRIC=V,..."),
+    Option("token_file", _optional_str, None, f"bearer token file for both receivers (or env {TOKEN_ENV})", "FILE"),
+    Option("tls.cert", _optional_str, None, "TLS certificate (PEM) for both receivers and the API", "FILE"),
+    Option("tls.key", _optional_str, None, "TLS private key (PEM)", "FILE"),
+    Option("tls.client_ca", _optional_str, None, "require client certificates signed by this CA (PEM)", "FILE"),
+    Option("allow_insecure_bind", _bool, False, "allow non-loopback binds without TLS or token (logs a warning)", ""),
+    Option("shutdown_timeout", parse_duration, "10s", "SIGTERM: deadline to close, evaluate and export", "DURATION"),
+    Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level", "LEVEL"),
+)
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert: str | None = None
+    key: str | None = None
+    client_ca: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    """The whole sidecar configuration (immutable). Build it with :func:`load_config`.
+
+    Durations are seconds, sizes bytes; endpoints are ``None`` when disabled.
+    ``references`` maps ``"model"``, ``"model@version"`` or ``"*"`` to a profile file.
+    """
+
+    grpc: Endpoint | None = Endpoint("127.0.0.1", 14317)
+    http: Endpoint | None = Endpoint("127.0.0.1", 14318)
+    prometheus: Endpoint | None = Endpoint("127.0.0.1", 9464)
+    window_s: float = 60.0
+    references: Mapping[str, str] = field(default_factory=dict)
+    live_reference_rows: int = 10_000
+    max_reference_rows: int = 200_000
+    state_dir: str | None = None
+    windows_kept: int = 60
+    export: str = "otlp"
+    otlp_endpoint: str | None = None
+    otlp_protocol: str | None = None
+    export_interval_s: float | None = None
+    max_models: int = 100
+    max_features: int = 500
+    max_categories: int = 50
+    max_request_bytes: int = 32 * 1024 * 1024
+    queue_max_rows: int = 1_000_000
+    queue_max_bytes: int = 256 * 1024 * 1024
+    retry_after_s: float = 1.0
+    label_ttl_s: float = 3600.0
+    label_max_rows: int = 100_000
+    trace_samples: int = 10
+    performance_thresholds: Mapping[str, float] = field(default_factory=dict)
+    token_file: str | None = None
+    tls: TLSConfig = TLSConfig()
+    allow_insecure_bind: bool = False
+    shutdown_timeout_s: float = 10.0
+    log_level: str = "info"
+
+    @property
+    def window(self) -> str:
+        """The window as a duration string (``drift.window`` attribute)."""
+        return format_duration(self.window_s)
+
+    def reference_for(self, model: str, version: str) -> str | None:
+        """Profile file for (model, version): exact ``model@version``, then ``model``, then ``*``."""
+        for key in (f"{model}@{version}", model, "*"):
+            if key in self.references:
+                return self.references[key]
+        return None
+
+    def insecure_binds(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """Non-loopback receiver/API binds that have neither TLS nor a token configured."""
+        env = os.environ if env is None else env
+        if self.tls.enabled or self.token_file or (env.get(TOKEN_ENV) or "").strip():
+            return []
+        return [f"{n}={ep}" for n, ep in (("grpc", self.grpc), ("http", self.http), ("prometheus", self.prometheus))
+                if ep is not None and not ep.is_loopback]
+
+
+_RENAMES = {  # option key -> SidecarConfig field
+    "window": "window_s",
+    "export_interval": "export_interval_s",
+    "retry_after": "retry_after_s",
+    "label_ttl": "label_ttl_s",
+    "shutdown_timeout": "shutdown_timeout_s",
+}
+
+
+def _flatten(data: Mapping, prefix: str, source: str, problems: list, out: dict) -> None:
+    for raw_key, value in data.items():
+        key = f"{prefix}{str(raw_key).replace('-', '_')}"
+        if key in _BY_KEY:
+            out[key] = (value, f"{source}: {key}")
+        elif isinstance(value, Mapping) and any(k.startswith(key + ".") for k in _BY_KEY):
+            _flatten(value, key + ".", source, problems, out)
+        else:
+            problems.append((f"{source}: {key}", "unknown key"))
+
+
+def _parse_references(items: tuple[str, ...], where: str, problems: list) -> dict[str, str]:
+    refs: dict[str, str] = {}
+    for item in items:
+        target, path = ("*", item)
+        if "=" in item:
+            target, path = item.split("=", 1)
+            target = target.strip()
+            if not target:
+                problems.append((where, f"empty model name in {item!r}"))
+                continue
+        if not os.path.isfile(path):
+            problems.append((where, f"reference file not found: {path}"))
+            continue
+        if target in refs:
+            problems.append((where, f"two reference files for {target!r}"))
+            continue
+        refs[target] = path
+    return refs
+
+
+def load_config(
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> SidecarConfig:
+    """Build the configuration; raise :class:`ConfigError` listing every problem.
+
+    ``env`` defaults to ``os.environ`` (only ``DRIFTCAR_*`` names are read; unknown
+    ones are reported, except :data:`TOKEN_ENV` and ``DRIFTCAR_CONFIG``).
+    ``flags`` maps option keys (``"tls.cert"``) to values; ``None`` values are ignored.
+    """
+    env = os.environ if env is None else env
+    problems: list[tuple[str, str]] = []
+    raw: dict[str, tuple[Any, str]] = {}
+
+    if path:
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except OSError as exc:
+            problems.append((path, f"cannot read: {exc.strerror or exc}"))
+            data = None
+        except yaml.YAMLError as exc:
+            problems.append((path, f"not valid YAML: {exc}"))
+            data = None
+        if data is not None and not isinstance(data, Mapping):
+            problems.append((path, f"top level must be a map, got {type(data).__name__}"))
+        elif data:
+            _flatten(data, "", path, problems, raw)
+
+    by_env = {o.env: o for o in OPTIONS}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in (TOKEN_ENV, "DRIFTCAR_CONFIG", "DRIFTCAR_REQUIRE_ALL",
+                                                       "DRIFTCAR_LONG"):
+            continue
+        option = by_env.get(name)
+        if option is None:
+            problems.append((name, "unknown environment variable"))
+        else:
+            raw[option.key] = (value, name)
+
+    for key, value in (flags or {}).items():
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue
+        if key not in _BY_KEY:
+            problems.append((f"--{key}", "unknown option"))
+            continue
+        raw[key] = (value, _BY_KEY[key].flag)
+
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        value, where = raw.get(option.key, (option.default, "default"))
+        try:
+            values[option.key] = option.parse(value)
+        except (ValueError, TypeError) as exc:
+            problems.append((where, str(exc)))
+
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key.startswith("tls.") or key == "reference":
+            continue
+        kwargs[_RENAMES.get(key, key)] = value
+    where_ref = raw.get("reference", (None, "reference"))[1]
+    kwargs["references"] = _parse_references(values.get("reference", ()), where_ref, problems)
+    tls = TLSConfig(values.get("tls.cert"), values.get("tls.key"), values.get("tls.client_ca"))
+    kwargs["tls"] = tls
+
+    if bool(tls.cert) != bool(tls.key):
+        problems.append(("tls", "tls.cert and tls.key must be given together"))
+    if tls.client_ca and not tls.cert:
+        problems.append(("tls.client_ca", "client certificates need tls.cert and tls.key"))
+    for key in ("tls.cert", "tls.key", "tls.client_ca", "token_file"):
+        file = values.get(key)
+        if file and not os.path.isfile(file):
+            problems.append((raw.get(key, (None, key))[1], f"file not found: {file}"))
+    if values.get("token_file") and os.path.isfile(values["token_file"]):
+        try:
+            with open(values["token_file"], encoding="utf-8") as fh:
+                if not fh.read().strip():
+                    problems.append((raw["token_file"][1], "token file is empty"))
+        except OSError as exc:
+            problems.append((raw["token_file"][1], f"cannot read token file: {exc.strerror}"))
+    if TOKEN_ENV in env and not str(env[TOKEN_ENV]).strip():
+        problems.append((TOKEN_ENV, "is set but empty"))
+    if values.get("grpc") is None and values.get("http") is None and "grpc" in values and "http" in values:
+        problems.append(("grpc/http", "at least one receiver must be enabled"))
+    endpoints = [(k, values.get(k)) for k in ("grpc", "http", "prometheus") if values.get(k) is not None]
+    seen: dict[tuple, str] = {}
+    for name, ep in endpoints:
+        if ep.port and (ep.host, ep.port) in seen:
+            problems.append((name, f"same address as {seen[(ep.host, ep.port)]}: {ep}"))
+        seen[(ep.host, ep.port)] = name
+    if problems:
+        raise ConfigError(problems)
+    config = SidecarConfig(**kwargs)
+    insecure = config.insecure_binds(env)
+    if insecure and not config.allow_insecure_bind:
+        raise ConfigError([(
+            "allow_insecure_bind",
+            f"refusing to bind {', '.join(insecure)} beyond loopback without TLS or a token; "
+            "configure tls.cert/tls.key or token_file, or pass --allow-insecure-bind",
+        )])
+    return config

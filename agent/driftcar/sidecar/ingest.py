@@ -1,0 +1,283 @@
+"""From an OTLP logs request to validated batches in a bounded queue.
+
+Both receivers hand a parsed ``ExportLogsServiceRequest`` to :meth:`Ingestor.ingest`,
+which decodes and validates every ``driftcar.batch`` record with :mod:`driftcar.wire`
+(so a bad one is answered with its reason, never crashes anything), counts records of
+other events as ignored, and offers the good batches to the :class:`IngestQueue`
+all-or-nothing: either the whole request is accepted, or — when the queue is full —
+none of it is and the client is told to retry (:class:`~.errors.Overloaded`), so a retry
+never duplicates rows. An :class:`IngestWorker` thread applies queued batches to the
+state, one vectorized pass each, off the event loop.
+
+Outcomes (``driftcar.receiver.batches{outcome}``), one count per batch record:
+accepted, rejected (bad record or bad request), throttled (queue full / stopping).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from driftcar.sidecar.errors import BadRequest, Overloaded, ShuttingDown
+from driftcar.wire import Batch, BatchError, Limits, decode_batch
+from driftcar.wire import otlp
+
+__all__ = ["Item", "IngestResult", "IngestQueue", "Ingestor", "IngestWorker", "MAX_REASONS"]
+
+log = logging.getLogger("driftcar.sidecar.ingest")
+
+#: at most this many distinct reasons are quoted in a partial-success / error message
+MAX_REASONS = 3
+MAX_MODEL_NAME = 256
+
+
+class Counters(Protocol):
+    """The part of the telemetry the ingest path reports to."""
+
+    def add_receiver_batches(self, outcome: str, n: int) -> None: ...
+    def add_ignored_records(self, n: int) -> None: ...
+    def set_queue_size(self, rows: int) -> None: ...
+
+
+@dataclass(slots=True)
+class Item:
+    """One validated batch waiting to be applied to the state."""
+
+    model: str
+    version: str
+    batch: Batch
+    nbytes: int
+    time_unix_nano: int
+    trace_id: bytes = b""
+    resource: dict = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return max(1, self.batch.rows)
+
+
+@dataclass
+class IngestResult:
+    """What happened to one request; ``rejected`` > 0 with ``accepted`` > 0 is a partial success."""
+
+    accepted: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    message: str = ""
+
+
+class IngestQueue:
+    """FIFO bounded by rows and bytes (not item count), shared by receivers and the worker.
+
+    Thread-safe. :meth:`offer` never blocks: it takes all items or none. A single item
+    larger than a bound is still accepted when the queue is empty, so no valid batch
+    can be refused forever.
+    """
+
+    def __init__(self, max_rows: int, max_bytes: int):
+        if max_rows <= 0 or max_bytes <= 0:
+            raise ValueError("queue bounds must be positive")
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.rows = 0
+        self.bytes = 0
+        self._items: collections.deque[Item] = collections.deque()
+        self._cond = threading.Condition()
+        self._busy = 0  # items taken but not yet marked done
+
+    def offer(self, items: list[Item]) -> bool:
+        rows = sum(i.rows for i in items)
+        nbytes = sum(i.nbytes for i in items)
+        with self._cond:
+            if self._items and (self.rows + rows > self.max_rows or self.bytes + nbytes > self.max_bytes):
+                return False
+            self._items.extend(items)
+            self.rows += rows
+            self.bytes += nbytes
+            self._cond.notify()
+            return True
+
+    def get(self, timeout: float | None = None) -> Item | None:
+        """Next item or None after ``timeout``; call :meth:`done` after applying it."""
+        with self._cond:
+            if not self._items and not self._cond.wait_for(lambda: bool(self._items), timeout):
+                return None
+            item = self._items.popleft()
+            self._busy += 1
+            return item
+
+    def done(self, item: Item) -> None:
+        with self._cond:
+            self._busy -= 1
+            self.rows -= item.rows
+            self.bytes -= item.nbytes
+            self._cond.notify_all()
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        """Block until every offered item has been applied (drain before a window close)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items and self._busy == 0, timeout)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+def _str_attr(attributes: dict, key: str) -> str | None:
+    value = attributes.get(key)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    return None
+
+
+class Ingestor:
+    """Validate requests and queue their batches. Thread-safe; never blocks; never raises
+    anything but :class:`~.errors.IngestError` subclasses.
+
+    ``admit(model, version) -> str | None`` returns a refusal reason for a (model, version)
+    the state will not take (model cap reached), or None.
+    """
+
+    def __init__(
+        self,
+        queue: IngestQueue,
+        counters: Counters,
+        limits: Limits,
+        *,
+        retry_after_s: float = 1.0,
+        admit: Callable[[str, str], str | None] | None = None,
+    ):
+        self.queue = queue
+        self.counters = counters
+        self.limits = limits
+        self.retry_after_s = retry_after_s
+        self.admit = admit
+        self.stopping = False
+
+    # -- request-level refusals (counted here so receivers stay thin)
+    def reject_request(self, error: Exception) -> None:
+        """Count a request refused before its records could be read (bad protobuf, too large)."""
+        self.counters.add_receiver_batches("rejected", 1)
+
+    def _decode(self, record: otlp.BatchRecord) -> Item:
+        attrs = record.attributes
+        model = _str_attr(attrs, otlp.ATTR_MODEL_NAME)
+        if not model or len(model) > MAX_MODEL_NAME:
+            raise BatchError(f"attribute {otlp.ATTR_MODEL_NAME} must be a string of 1..{MAX_MODEL_NAME} characters")
+        version = _str_attr(attrs, otlp.ATTR_MODEL_VERSION)
+        if version is None:
+            version = ""
+        if len(version) > MAX_MODEL_NAME:
+            raise BatchError(f"attribute {otlp.ATTR_MODEL_VERSION} longer than {MAX_MODEL_NAME} characters")
+        if record.body is None:
+            raise BatchError("record body must be bytes (AnyValue.bytes_value)")
+        batch = decode_batch(record.body, self.limits)
+        kind = attrs.get(otlp.ATTR_KIND)
+        if kind is not None and kind != batch.kind:
+            raise BatchError(f"attribute {otlp.ATTR_KIND}={kind!r} but body kind is {batch.kind!r}")
+        rows = attrs.get(otlp.ATTR_ROWS)
+        if isinstance(rows, int) and not isinstance(rows, bool) and rows != batch.rows:
+            raise BatchError(f"attribute {otlp.ATTR_ROWS}={rows} but body has {batch.rows} rows")
+        if self.admit is not None:
+            refusal = self.admit(model, version)
+            if refusal:
+                raise BatchError(refusal)
+        return Item(model, version, batch, len(record.body), record.time_unix_nano, record.trace_id, record.resource)
+
+    def ingest(self, request: ExportLogsServiceRequest) -> IngestResult:
+        """Validate, queue, count. Raises BadRequest when every batch record is bad,
+        Overloaded/ShuttingDown when the queue cannot take the good ones."""
+        result = IngestResult()
+        items: list[Item] = []
+        reasons: collections.Counter[str] = collections.Counter()
+        for index, record in enumerate(otlp.iter_batch_records(request)):
+            if record is None:
+                result.ignored += 1
+                continue
+            try:
+                items.append(self._decode(record))
+            except BatchError as exc:
+                result.rejected += 1
+                reasons[exc.reason] += 1
+        if result.ignored:
+            self.counters.add_ignored_records(result.ignored)
+        if result.rejected:
+            self.counters.add_receiver_batches("rejected", result.rejected)
+            quoted = "; ".join(r for r, _ in reasons.most_common(MAX_REASONS))
+            more = len(reasons) - MAX_REASONS
+            result.message = f"{result.rejected} driftcar.batch record(s) rejected: {quoted}" + (
+                f" (+{more} other reasons)" if more > 0 else ""
+            )
+            if not items:
+                raise BadRequest(result.message)
+        if not items:
+            return result
+        if self.stopping:
+            self.counters.add_receiver_batches("throttled", len(items))
+            raise ShuttingDown("sidecar is shutting down; retry later", self.retry_after_s)
+        if not self.queue.offer(items):
+            self.counters.add_receiver_batches("throttled", len(items))
+            raise Overloaded(
+                f"ingest queue full ({self.queue.rows} rows, {self.queue.bytes} bytes queued); retry later",
+                self.retry_after_s,
+            )
+        result.accepted = len(items)
+        self.counters.add_receiver_batches("accepted", len(items))
+        self.counters.set_queue_size(self.queue.rows)
+        return result
+
+
+class IngestWorker:
+    """One daemon thread applying queued items to the state in arrival order.
+
+    ``apply(item)`` may raise: the error is counted (``errors``), logged once per
+    exception type, and the worker carries on (the sidecar never dies on input).
+    """
+
+    def __init__(self, queue: IngestQueue, apply: Callable[[Item], Any], counters: Counters | None = None):
+        self.queue = queue
+        self.apply = apply
+        self.counters = counters
+        self.errors = 0
+        self._logged: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="driftcar-ingest", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        last_report = 0.0
+        while not self._stop.is_set():
+            item = self.queue.get(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self.apply(item)
+            except Exception as exc:  # never die on input; count and log each kind once
+                self.errors += 1
+                kind = type(exc).__name__
+                if kind not in self._logged:
+                    self._logged.add(kind)
+                    log.error("applying a batch failed (%s); further %s errors are only counted", kind, kind,
+                              exc_info=True)
+            finally:
+                self.queue.done(item)
+            now = time.monotonic()
+            if self.counters is not None and now - last_report > 0.5:
+                last_report = now
+                self.counters.set_queue_size(self.queue.rows)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)

@@ -1,0 +1,74 @@
+"""Configuration: precedence, parsing, every problem reported at once with its path."""
+
+import pytest
+
+from driftcar.sidecar.config import ConfigError, Endpoint, OPTIONS, load_config, parse_duration
+
+
+def test_defaults_are_safe_loopback():
+    cfg = load_config(env={})
+    assert cfg.grpc == Endpoint("127.0.0.1", 14317)
+    assert cfg.http == Endpoint("127.0.0.1", 14318)
+    assert cfg.prometheus == Endpoint("127.0.0.1", 9464)
+    assert cfg.window_s == 60.0 and cfg.window == "1m"
+    assert cfg.export == "otlp"
+
+
+def test_precedence_yaml_then_env_then_flags(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("window: 30s\nmax_models: 7\ntls:\n  cert: null\nprometheus: 'off'\n")
+    cfg = load_config(str(path), env={"DRIFTCAR_WINDOW": "2m", "DRIFTCAR_MAX_MODELS": "9"},
+                      flags={"window": "5s"})
+    assert cfg.window_s == 5.0  # flag beats env beats yaml
+    assert cfg.max_models == 9  # env beats yaml
+    assert cfg.prometheus is None
+
+
+def test_all_problems_reported_at_once_with_paths(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("windw: 1m\nmax_models: -3\ntls:\n  certt: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={"DRIFTCAR_GRPC": "nohost", "DRIFTCAR_NOPE": "1"},
+                    flags={"window": "soon", "reference": ["missing.profile"]})
+    paths = [p for p, _ in info.value.problems]
+    text = str(info.value)
+    assert f"{path}: windw" in paths
+    assert f"{path}: max_models" in paths
+    assert f"{path}: tls.certt" in paths
+    assert "DRIFTCAR_GRPC" in paths and "DRIFTCAR_NOPE" in paths
+    assert "--window" in paths and "--reference" in paths
+    assert len(info.value.problems) == 7, text
+
+
+def test_non_loopback_needs_tls_token_or_explicit_flag(tmp_path):
+    with pytest.raises(ConfigError, match="allow-insecure-bind"):
+        load_config(env={}, flags={"grpc": "0.0.0.0:14317"})
+    assert load_config(env={}, flags={"grpc": "0.0.0.0:14317", "allow_insecure_bind": True}).grpc.host == "0.0.0.0"
+    assert load_config(env={"DRIFTCAR_TOKEN": "s3cret"}, flags={"grpc": "0.0.0.0:1"}).grpc.port == 1
+    token = tmp_path / "token"
+    token.write_text("abc\n")
+    assert load_config(env={}, flags={"http": "0.0.0.0:2", "token_file": str(token)}).token_file == str(token)
+
+
+def test_references_bind_to_models(tmp_path):
+    a, b = tmp_path / "a.profile", tmp_path / "b.profile"
+    a.write_bytes(b"x")
+    b.write_bytes(b"y")
+    cfg = load_config(env={}, flags={"reference": [str(a), f"churn@3={b}"]})
+    assert cfg.reference_for("churn", "3") == str(b)
+    assert cfg.reference_for("churn", "4") == str(a)
+    assert cfg.reference_for("other", "1") == str(a)
+
+
+def test_every_option_has_env_and_flag_names():
+    envs = {o.env for o in OPTIONS}
+    flags = {o.flag for o in OPTIONS}
+    assert len(envs) == len(OPTIONS) == len(flags)
+    assert "DRIFTCAR_TLS_CLIENT_CA" in envs and "--tls-client-ca" in flags
+    assert "--state-dir" in flags and "DRIFTCAR_STATE_DIR" in envs
+
+
+@pytest.mark.parametrize("bad", ["0s", "-1m", "1y", "abc", True])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
