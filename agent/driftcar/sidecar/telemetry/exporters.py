@@ -1,0 +1,397 @@
+"""OTLP exporters for the sidecar's metrics and events: the SDK's, with the retry table of the OTLP spec.
+
+The SDK exporters read every standard variable (``OTEL_EXPORTER_OTLP_[METRICS_|LOGS_]ENDPOINT``,
+``_HEADERS``, ``_TIMEOUT``, ``_INSECURE``, ``_COMPRESSION``, ``_CERTIFICATE`` ...), so we build on
+them. Where they deviate from the OTLP specification we fix it here:
+
+* gRPC: the SDK retries ``RESOURCE_EXHAUSTED`` always, and reads the server's ``RetryInfo`` only
+  from a ``google.rpc.retryinfo-bin`` trailer, while servers (the Collector, driftcar's own
+  receiver) put it in the standard ``grpc-status-details-bin`` status details. The spec: retry
+  CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS; retry
+  RESOURCE_EXHAUSTED only when the status carries RetryInfo; honour RetryInfo's delay; never
+  retry anything else. :class:`GrpcMetricExporter` / :class:`GrpcLogExporter` replace the retry
+  loop accordingly (same deadline: ``OTEL_EXPORTER_OTLP_TIMEOUT``, interruptible by shutdown).
+* HTTP: the SDK's table already matches the spec (429/502/503/504 retried, ``Retry-After``
+  seconds or HTTP-date honoured, everything else final), so it is used unchanged.
+* Both: the SDK ignores partial-success responses. Those are final (never retried, as the spec
+  says) and their rejected counts are recorded in :class:`ExportStats` and logged once.
+
+Blocking: ``export`` blocks its caller (the telemetry export thread) up to the export timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Sequence
+
+import grpc
+from google.protobuf import json_format
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as _SdkGrpcLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as _SdkGrpcMetricExporter
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as _SdkHttpLogExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as _SdkHttpMetricExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExportResult
+
+from driftcar.sidecar.telemetry.otlp import count_points
+
+__all__ = [
+    "GRPC",
+    "HTTP_PROTOBUF",
+    "RETRYABLE_GRPC_CODES",
+    "RETRYABLE_HTTP_STATUSES",
+    "ExportStats",
+    "GrpcMetricExporter",
+    "GrpcLogExporter",
+    "HttpMetricExporter",
+    "HttpLogExporter",
+    "ConsoleMetricExporter",
+    "ConsoleLogExporter",
+    "resolve_protocol",
+    "grpc_retry_delay",
+    "grpc_is_retryable",
+]
+
+logger = logging.getLogger(__name__)
+
+GRPC = "grpc"
+HTTP_PROTOBUF = "http/protobuf"
+
+#: OTLP spec: gRPC codes that are retried (RESOURCE_EXHAUSTED only with RetryInfo, see grpc_is_retryable)
+RETRYABLE_GRPC_CODES = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+#: OTLP spec: HTTP statuses that are retried (implemented by the SDK's HTTP client)
+RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
+MAX_ATTEMPTS = 6
+
+
+def resolve_protocol(signal: str, explicit: str | None = None) -> str:
+    """``grpc`` or ``http/protobuf`` from the argument, ``OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL``,
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else ``grpc``; ``ValueError`` for anything else."""
+    value = (
+        explicit
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or GRPC
+    ).strip().lower()
+    if value not in (GRPC, HTTP_PROTOBUF):
+        raise ValueError(f"unsupported OTLP protocol {value!r} for {signal}: use 'grpc' or 'http/protobuf'")
+    return value
+
+
+@dataclass
+class _SignalStats:
+    exports: int = 0
+    failures: int = 0
+    retries: int = 0
+    rejected: int = 0  # data points / log records rejected in partial-success responses
+    last_error: str = ""
+    last_partial_message: str = ""
+
+
+@dataclass
+class ExportStats:
+    """What the exporters did, per signal (``metrics`` / ``logs``). Thread-safe."""
+
+    _by_signal: dict = field(default_factory=lambda: {"metrics": _SignalStats(), "logs": _SignalStats()})
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _warned: set = field(default_factory=set)
+
+    def record(self, signal: str, *, ok: bool, retries: int = 0, rejected: int = 0, error: str = "",
+               partial_message: str = "") -> None:
+        with self._lock:
+            s = self._by_signal[signal]
+            s.exports += 1
+            s.retries += retries
+            if not ok:
+                s.failures += 1
+                s.last_error = error
+            if rejected or partial_message:
+                s.rejected += rejected
+                s.last_partial_message = partial_message
+                first = (signal, "partial") not in self._warned
+                self._warned.add((signal, "partial"))
+            else:
+                first = False
+        if first:  # each kind of drop is logged once; the count is in the stats
+            logger.warning("OTLP %s export partially rejected (%d): %s", signal, rejected, partial_message)
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            return {name: dict(vars(s)) for name, s in self._by_signal.items()}
+
+
+def grpc_retry_delay(error: grpc.RpcError) -> float | None:
+    """The server's RetryInfo delay (seconds) from the status details, or None."""
+    try:
+        metadata = dict(error.trailing_metadata() or ())
+    except Exception:  # connection-level errors may carry no metadata
+        return None
+    raw = metadata.get("grpc-status-details-bin")
+    if raw:
+        try:
+            status = status_pb2.Status.FromString(raw)
+        except Exception:
+            status = None
+        for detail in status.details if status is not None else ():
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    raw = metadata.get("google.rpc.retryinfo-bin")  # the SDK's (non-standard) location, still accepted
+    if raw:
+        info = error_details_pb2.RetryInfo.FromString(raw)
+        return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return None
+
+
+def grpc_is_retryable(code: grpc.StatusCode, retry_delay: float | None) -> bool:
+    """The OTLP spec's gRPC table."""
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return retry_delay is not None
+    return code in RETRYABLE_GRPC_CODES
+
+
+class _SpecRetryGrpc:
+    """Replaces the SDK's gRPC retry loop with the OTLP spec's (see module docstring)."""
+
+    _signal = "metrics"
+    initial_backoff_s = 1.0
+
+    def _init_driftcar(self, stats: ExportStats | None, initial_backoff_s: float | None) -> None:
+        self.stats = stats or ExportStats()
+        if initial_backoff_s is not None:
+            self.initial_backoff_s = initial_backoff_s
+
+    def _export(self, data):  # noqa: C901 - one linear retry loop
+        failure = self._result.FAILURE
+        if self._shutdown:
+            return failure
+        request = self._translate_data(data)
+        deadline = time.time() + self._timeout
+        retries = 0
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                response, _ = self._client.Export.with_call(
+                    request, metadata=self._headers, timeout=max(deadline - time.time(), 0.001)
+                )
+            except grpc.RpcError as error:
+                code = error.code()
+                delay = grpc_retry_delay(error)
+                if code == grpc.StatusCode.UNAVAILABLE and attempt == 0:
+                    self._reconnect()
+                backoff = delay if delay is not None else self.initial_backoff_s * 2**attempt * random.uniform(0.8, 1.2)
+                final = (
+                    not grpc_is_retryable(code, delay)
+                    or attempt + 1 == MAX_ATTEMPTS
+                    or backoff > deadline - time.time()
+                    or self._shutdown
+                )
+                if final:
+                    message = f"{code.name}: {error.details()}"
+                    logger.warning("OTLP/gRPC %s export to %s failed: %s", self._signal, self._endpoint, message)
+                    self.stats.record(self._signal, ok=False, retries=retries, error=message)
+                    return failure
+                retries += 1
+                if self._shutdown_in_progress.wait(backoff):
+                    self.stats.record(self._signal, ok=False, retries=retries, error="shut down while retrying")
+                    return failure
+                continue
+            partial = response.partial_success
+            rejected = partial.rejected_data_points if self._signal == "metrics" else partial.rejected_log_records
+            self.stats.record(self._signal, ok=True, retries=retries, rejected=rejected,
+                              partial_message=partial.error_message)
+            return self._result.SUCCESS
+        return failure
+
+    def _reconnect(self) -> None:
+        """Like the SDK: a fresh channel after UNAVAILABLE forces a new connection attempt."""
+        try:
+            if self._channel is not None:
+                self._channel.close()
+        except Exception:
+            pass
+        self._initialize_channel_and_stub()
+
+
+class GrpcMetricExporter(_SpecRetryGrpc, _SdkGrpcMetricExporter):
+    """OTLP/gRPC metrics; ``export`` takes a hand-built protobuf ``MetricsData``."""
+
+    _signal = "metrics"
+
+    def __init__(self, *args, stats: ExportStats | None = None, initial_backoff_s: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_driftcar(stats, initial_backoff_s)
+
+    def _translate_data(self, data):
+        if isinstance(data, metrics_pb2.MetricsData):
+            return ExportMetricsServiceRequest(resource_metrics=data.resource_metrics)
+        return super()._translate_data(data)
+
+    def _count_data(self, data) -> int:
+        if isinstance(data, metrics_pb2.MetricsData):
+            return count_points(data)
+        return super()._count_data(data)
+
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        return self._export(metrics_data)
+
+
+class GrpcLogExporter(_SpecRetryGrpc, _SdkGrpcLogExporter):
+    """OTLP/gRPC logs for the SDK's BatchLogRecordProcessor."""
+
+    _signal = "logs"
+
+    def __init__(self, *args, stats: ExportStats | None = None, initial_backoff_s: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_driftcar(stats, initial_backoff_s)
+
+
+class _PartialSuccessTransport:
+    """Wraps the SDK's HTTP transport to read partial-success bodies of 2xx answers."""
+
+    def __init__(self, inner, response_cls, on_partial):
+        self._inner = inner
+        self._response_cls = response_cls
+        self._on_partial = on_partial
+
+    def request(self, method, url, **kwargs):
+        result = self._inner.request(method, url, **kwargs)
+        if result.status_code is not None and 200 <= result.status_code < 300:
+            try:
+                content = result.content()
+                if content:
+                    self._on_partial(self._response_cls.FromString(content).partial_success)
+            except Exception:  # an unparsable success body is still a success
+                pass
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class _HttpStats:
+    _signal = "metrics"
+
+    def _init_driftcar(self, stats: ExportStats | None, response_cls) -> None:
+        self.stats = stats or ExportStats()
+        self._partial = threading.local()
+        client = self._client  # the SDK's HTTP client; its retry table matches the spec
+        client._transport = _PartialSuccessTransport(client._transport, response_cls, self._remember_partial)
+
+    def _remember_partial(self, partial) -> None:
+        self._partial.value = partial
+
+    def _record(self, ok: bool) -> None:
+        partial = getattr(self._partial, "value", None)
+        self._partial.value = None
+        rejected, message = 0, ""
+        if partial is not None:
+            rejected = partial.rejected_data_points if self._signal == "metrics" else partial.rejected_log_records
+            message = partial.error_message
+        self.stats.record(self._signal, ok=ok, rejected=rejected, partial_message=message,
+                          error="" if ok else "see log (HTTP export failed)")
+
+
+class HttpMetricExporter(_HttpStats, _SdkHttpMetricExporter):
+    """OTLP/HTTP (protobuf) metrics; ``export`` takes a hand-built protobuf ``MetricsData``."""
+
+    _signal = "metrics"
+
+    def __init__(self, *args, stats: ExportStats | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_driftcar(stats, ExportMetricsServiceResponse)
+
+    def export(self, metrics_data, timeout_millis: float | None = 10_000, **kwargs) -> MetricExportResult:
+        if not isinstance(metrics_data, metrics_pb2.MetricsData):
+            return super().export(metrics_data, timeout_millis, **kwargs)
+        if self._shutdown:
+            return MetricExportResult.FAILURE
+        result = self._export_batch(ExportMetricsServiceRequest(resource_metrics=metrics_data.resource_metrics))
+        self._record(result == MetricExportResult.SUCCESS)
+        return result
+
+
+class HttpLogExporter(_HttpStats, _SdkHttpLogExporter):
+    """OTLP/HTTP (protobuf) logs for the SDK's BatchLogRecordProcessor."""
+
+    _signal = "logs"
+
+    def __init__(self, *args, stats: ExportStats | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_driftcar(stats, ExportLogsServiceResponse)
+
+    def export(self, batch):
+        result = super().export(batch)
+        self._record(result == LogRecordExportResult.SUCCESS)
+        return result
+
+
+class ConsoleMetricExporter:
+    """``--export console``: one readable JSON line per metric (OTLP JSON mapping) on ``stream``."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self._stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def export(self, metrics_data: metrics_pb2.MetricsData, timeout_millis: float = 10_000, **kwargs):
+        lines = []
+        for rm in metrics_data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    lines.append(json.dumps(json_format.MessageToDict(metric), sort_keys=True))
+        with self._lock:
+            for line in lines:
+                self._stream.write(line + "\n")
+            self._stream.flush()
+        return MetricExportResult.SUCCESS
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        pass
+
+
+class ConsoleLogExporter(LogRecordExporter):
+    """``--export console``: one JSON line per event on ``stream``."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self._stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def export(self, batch: Sequence) -> LogRecordExportResult:
+        with self._lock:
+            for readable in batch:
+                record = readable.log_record
+                self._stream.write(json.dumps({
+                    "event_name": record.event_name,
+                    "severity": record.severity_text,
+                    "time_unix_nano": record.timestamp,
+                    "body": record.body,
+                    "attributes": {k: list(v) if isinstance(v, tuple) else v for k, v in (record.attributes or {}).items()},
+                }, sort_keys=True, default=str) + "\n")
+            self._stream.flush()
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
