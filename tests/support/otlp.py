@@ -33,6 +33,7 @@ class Answer:
     headers: dict | None = None  # extra HTTP headers (e.g. an HTTP-date Retry-After)
     delay_s: float = 0.0  # sleep before answering (black-hole-ish)
     rejected_log_records: int = 0  # partial success
+    rejected_data_points: int = 0  # partial success (metrics)
 
 
 OK = Answer()
@@ -49,6 +50,7 @@ class GrpcOtlpReceiver:
         self.metrics: list = []
         self.traces: list = []
         self.attempts: list[tuple[float, str]] = []  # (monotonic time, kind) of every request
+        self.headers: list[dict] = []  # invocation metadata of every request, in order
         self._lock = threading.Lock()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8),
@@ -67,6 +69,7 @@ class GrpcOtlpReceiver:
 
         with self._lock:
             self.attempts.append((time.monotonic(), kind))
+            self.headers.append(dict(context.invocation_metadata()))
             n = len([a for a in self.attempts if a[1] == kind])
         answer = self.respond(kind, request, n)
         if answer.delay_s:
@@ -92,6 +95,12 @@ class GrpcOtlpReceiver:
             return logs_service_pb2.ExportLogsServiceResponse(
                 partial_success=logs_service_pb2.ExportLogsPartialSuccess(
                     rejected_log_records=answer.rejected_log_records, error_message=answer.message
+                )
+            )
+        if answer.rejected_data_points and kind == "metrics":
+            return metrics_service_pb2.ExportMetricsServiceResponse(
+                partial_success=metrics_service_pb2.ExportMetricsPartialSuccess(
+                    rejected_data_points=answer.rejected_data_points, error_message=answer.message
                 )
             )
         return response
@@ -164,6 +173,7 @@ class HttpOtlpReceiver:
         self.metrics: list = []
         self.traces: list = []
         self.attempts: list[tuple[float, str]] = []
+        self.headers: list[dict] = []  # request headers (lower-case keys) of every request, in order
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="http-otlp-receiver")
@@ -186,6 +196,7 @@ class HttpOtlpReceiver:
         message = cls.FromString(body)
         with self._lock:
             self.attempts.append((time.monotonic(), kind))
+            self.headers.append({k.lower(): v for k, v in request.headers.items()})
             n = len([a for a in self.attempts if a[1] == kind])
         answer = self.respond(kind, message, n)
         if answer.delay_s:
@@ -200,6 +211,10 @@ class HttpOtlpReceiver:
         response = logs_service_pb2.ExportLogsServiceResponse()
         if answer.rejected_log_records and kind == "logs":
             response.partial_success.rejected_log_records = answer.rejected_log_records
+            response.partial_success.error_message = answer.message
+        if answer.rejected_data_points and kind == "metrics":
+            response = metrics_service_pb2.ExportMetricsServiceResponse()
+            response.partial_success.rejected_data_points = answer.rejected_data_points
             response.partial_success.error_message = answer.message
         return web.Response(body=response.SerializeToString(), content_type="application/x-protobuf", headers=headers)
 

@@ -393,5 +393,8 @@ class ConsoleLogExporter(LogRecordExporter):
             self._stream.flush()
         return LogRecordExportResult.SUCCESS
 
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
     def shutdown(self) -> None:
         pass
