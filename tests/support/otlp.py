@@ -186,7 +186,8 @@ class HttpOtlpReceiver:
 
         kind = request.path.rsplit("/", 1)[-1]
         body = await request.read()
-        if request.headers.get("Content-Encoding") == "gzip":
+        # aiohttp may already have inflated a gzip body; inflate only what is still gzip
+        if request.headers.get("Content-Encoding") == "gzip" and body[:2] == b"\x1f\x8b":
             body = gzip.decompress(body)
         cls, store = {
             "logs": (logs_service_pb2.ExportLogsServiceRequest, self.logs),

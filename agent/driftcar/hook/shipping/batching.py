@@ -1,0 +1,192 @@
+"""Columnar parts -> encoded batch bodies -> OTLP requests, each under a byte cap.
+
+A receiver refuses requests above its message limit (commonly 4 MiB) and then
+loses every record in them, so a part whose body would exceed the budget is
+split by rows before it is wrapped. Cuts fall between calls, so the per-call
+table stays exact; a single call larger than the budget is cut into pieces:
+the first piece carries the call's row (``captured`` = the rows in that
+piece), continuation pieces carry its remaining rows and no call table, so
+the call is counted once downstream.
+
+Thread safety: pure functions, used by the shipper's worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from driftcar.wire import BatchError, Column, encode_batch
+from driftcar.wire.otlp import batch_log_record, export_request
+
+__all__ = ["Chunk", "plan_chunks", "encode_part", "pack_requests", "RECORD_OVERHEAD_BYTES"]
+
+#: bytes a LogRecord envelope adds to its body (attributes, times, framing), generously rounded up
+RECORD_OVERHEAD_BYTES = 1024
+
+
+@dataclass
+class Chunk:
+    """A slice of a part, ready to encode."""
+
+    kind: str
+    rows: int
+    columns: list[Column]
+    calls: dict[str, Any] | None
+
+    @property
+    def trace_id(self) -> bytes:
+        """One sampled call's trace id (raw 16 bytes) for the log record, or b''."""
+        ids = (self.calls or {}).get("trace_id")
+        if ids is None:
+            return b""
+        for value in ids:
+            if isinstance(value, str) and len(value) == 32:
+                try:
+                    return bytes.fromhex(value)
+                except ValueError:
+                    return b""
+        return b""
+
+
+def _slice_calls(calls: Mapping[str, Any], start: int, stop: int, captured_last: int | None = None) -> dict:
+    out = {name: values[start:stop] for name, values in calls.items()}
+    if captured_last is not None and "captured" in out and stop > start:
+        captured = np.array(out["captured"], dtype=np.int64, copy=True)
+        captured[-1] = captured_last
+        out["captured"] = captured
+    return out
+
+
+def _slice_columns(columns: Sequence[Column], start: int, stop: int) -> list[Column]:
+    return [Column(c.name, c.role, c.data[start:stop], c.cls) for c in columns]
+
+
+def plan_chunks(rows: int, captured: Sequence[int] | None, target_rows: int) -> list[tuple[int, int, int, int, int | None]]:
+    """Cut ``rows`` data rows into pieces of at most ``target_rows``.
+
+    Returns ``(row_start, row_stop, call_start, call_stop, captured_last)``
+    tuples: the piece holds calls ``call_start:call_stop``, and when
+    ``captured_last`` is not None the piece's last call is a call cut in
+    pieces and that many of its rows are here. Without ``captured`` (no call
+    table) rows are cut evenly and no call range is given.
+
+    >>> plan_chunks(10, [3, 3, 4], 6)
+    [(0, 6, 0, 2, None), (6, 10, 2, 3, None)]
+    >>> plan_chunks(9, [1, 7, 1], 3)
+    [(0, 1, 0, 1, None), (1, 4, 1, 2, 3), (4, 7, 2, 2, None), (7, 8, 2, 2, None), (8, 9, 2, 3, None)]
+    """
+    target_rows = max(int(target_rows), 1)
+    if captured is None:
+        return [(r, min(r + target_rows, rows), 0, 0, None) for r in range(0, max(rows, 1), target_rows)]
+    captured = [int(c) for c in captured]
+    pieces = []
+    r = start_r = 0
+    start_c = 0
+    for k, cap in enumerate(captured):
+        if r > start_r and (r - start_r) + cap > target_rows:
+            pieces.append((start_r, r, start_c, k, None))
+            start_r, start_c = r, k
+        if cap > target_rows:
+            pieces.append((r, r + target_rows, start_c, k + 1, target_rows))
+            pos = r + target_rows
+            while pos < r + cap:
+                pieces.append((pos, min(pos + target_rows, r + cap), k + 1, k + 1, None))
+                pos += target_rows
+            r += cap
+            start_r, start_c = r, k + 1
+            continue
+        r += cap
+    if r > start_r or start_c < len(captured) or not pieces:
+        pieces.append((start_r, r, start_c, len(captured), None))
+    return pieces
+
+
+def _chunk(part: Any, piece: tuple[int, int, int, int, int | None], has_call_ranges: bool) -> Chunk:
+    r0, r1, c0, c1, captured_last = piece
+    calls = part.calls
+    if calls and has_call_ranges:
+        calls = _slice_calls(calls, c0, c1, captured_last) if c1 > c0 else None
+    elif calls and r0 > 0:
+        calls = None  # no call table to cut by: it rides with the first piece only
+    return Chunk(part.kind, r1 - r0, _slice_columns(part.columns, r0, r1), calls or None)
+
+
+def encode_part(
+    part: Any,
+    body_budget: int,
+    hook: Callable[[], Mapping[str, int | str]],
+) -> Iterator[tuple[Chunk, bytes]]:
+    """Encode one part (``kind``, ``rows``, ``columns``, ``calls``) into bodies of at most ``body_budget`` bytes.
+
+    ``hook()`` is called once per body for the hook's counters at sealing time.
+    Raises :class:`~driftcar.wire.BatchError` when even one row does not fit.
+    """
+    whole = Chunk(part.kind, int(part.rows), list(part.columns), dict(part.calls) if part.calls else None)
+    body = encode_batch(whole.kind, whole.columns, rows=whole.rows, calls=whole.calls, hook=hook())
+    if len(body) <= body_budget:
+        yield whole, body
+        return
+    captured = (part.calls or {}).get("captured")
+    has_call_ranges = captured is not None and int(np.sum(captured)) == whole.rows
+    per_row = len(body) / max(whole.rows, 1)
+    target = max(int(body_budget * 0.9 / per_row), 1)
+    pieces = plan_chunks(whole.rows, captured if has_call_ranges else None, target)
+    for piece in pieces:
+        yield from _encode_fitting(_chunk(part, piece, has_call_ranges), body_budget, hook)
+
+
+def _encode_fitting(chunk: Chunk, body_budget: int, hook) -> Iterator[tuple[Chunk, bytes]]:
+    body = encode_batch(chunk.kind, chunk.columns, rows=chunk.rows, calls=chunk.calls, hook=hook())
+    if len(body) <= body_budget:
+        yield chunk, body
+        return
+    if chunk.rows <= 1:
+        raise BatchError(f"one row encodes to {len(body)} bytes, more than the request budget of {body_budget}")
+    # uneven rows (long strings): halve; the call table stays with the first half
+    half = chunk.rows // 2
+    first = Chunk(chunk.kind, half, _slice_columns(chunk.columns, 0, half), chunk.calls)
+    second = Chunk(chunk.kind, chunk.rows - half, _slice_columns(chunk.columns, half, chunk.rows), None)
+    yield from _encode_fitting(first, body_budget, hook)
+    yield from _encode_fitting(second, body_budget, hook)
+
+
+def pack_requests(records: Sequence[LogRecord], resource: Mapping[str, Any], max_request_bytes: int) -> list[tuple[bytes, int]]:
+    """Group records into serialized requests of at most ``max_request_bytes``; returns ``(payload, n_records)``.
+
+    Records are in order; each record alone fits (bodies are budgeted by :func:`body_budget`).
+    """
+    base = export_request([], resource).ByteSize()
+    out: list[tuple[bytes, int]] = []
+    group: list[LogRecord] = []
+    size = base
+    for record in records:
+        n = record.ByteSize() + 16  # length-delimited framing of the record
+        if group and size + n > max_request_bytes:
+            out.append((export_request(group, resource).SerializeToString(), len(group)))
+            group, size = [], base
+        group.append(record)
+        size += n
+    if group:
+        out.append((export_request(group, resource).SerializeToString(), len(group)))
+    return out
+
+
+def body_budget(resource: Mapping[str, Any], model_name: str, model_version: str, max_request_bytes: int) -> int:
+    """Largest body that keeps one record's request under ``max_request_bytes``."""
+    envelope = export_request(
+        [batch_log_record(b"", model_name=model_name, model_version=model_version, kind="reference", rows=2**62,
+                          trace_id=b"\x01" * 16)],
+        resource,
+    ).ByteSize()
+    return max_request_bytes - envelope - RECORD_OVERHEAD_BYTES - 16 * int(math.log2(max_request_bytes))
+
+
+def as_request(payload: bytes) -> ExportLogsServiceRequest:
+    """Parse a payload back (tests and debugging)."""
+    return ExportLogsServiceRequest.FromString(payload)

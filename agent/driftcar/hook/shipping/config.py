@@ -1,0 +1,181 @@
+"""Shipper configuration: parameters only, validated at construction.
+
+:class:`ShipperConfig` is a frozen dataclass (config is separate from state);
+:meth:`ShipperConfig.from_env` reads the ``DRIFTCAR_*`` variables. Every problem
+is reported at once, in one ``ValueError``.
+
+Environment (all optional; keyword overrides win over the environment):
+
+================================  ==========================================================
+``DRIFTCAR_ENDPOINT``             ``http://127.0.0.1:14317`` (gRPC) / ``http://127.0.0.1:14318``
+                                  (http/protobuf, which posts to ``<endpoint>/v1/logs``)
+``DRIFTCAR_PROTOCOL``             ``grpc`` | ``http/protobuf``
+``DRIFTCAR_HEADERS``              ``k=v,k2=v2`` (values URL-decoded, like ``OTEL_EXPORTER_OTLP_HEADERS``)
+``DRIFTCAR_TIMEOUT``              seconds per export, retries included (default 10)
+``DRIFTCAR_COMPRESSION``          ``gzip`` | ``none``
+``DRIFTCAR_MAX_BUFFER_BYTES``     buffer bound in bytes (default 64 MiB)
+``DRIFTCAR_MAX_BATCH_ROWS``       rows per batch (default 10,000)
+``DRIFTCAR_MAX_BATCH_AGE``        seconds an item waits at most before its batch is sealed (default 1)
+``DRIFTCAR_MAX_REQUEST_BYTES``    serialized OTLP request cap in bytes (default 3 MiB)
+``DRIFTCAR_EXIT_TIMEOUT``         seconds the flush at interpreter exit may take (default 5)
+================================  ==========================================================
+
+The resource (``service.name`` ...) comes from ``resource=`` when given, else
+from the application's OpenTelemetry SDK (``OTEL_SERVICE_NAME``,
+``OTEL_RESOURCE_ATTRIBUTES``), resolved lazily on the worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["ShipperConfig", "PROTOCOLS", "COMPRESSIONS", "parse_headers"]
+
+PROTOCOLS = ("grpc", "http/protobuf")
+COMPRESSIONS = ("gzip", "none")
+DEFAULT_GRPC_ENDPOINT = "http://127.0.0.1:14317"
+DEFAULT_HTTP_ENDPOINT = "http://127.0.0.1:14318"
+MiB = 1024 * 1024
+
+#: env var -> (field, parser)
+_ENV: dict[str, tuple[str, Any]] = {
+    "DRIFTCAR_ENDPOINT": ("endpoint", str),
+    "DRIFTCAR_PROTOCOL": ("protocol", lambda s: s.strip().lower()),
+    "DRIFTCAR_HEADERS": ("headers", lambda s: parse_headers(s)),
+    "DRIFTCAR_TIMEOUT": ("timeout_s", float),
+    "DRIFTCAR_COMPRESSION": ("compression", lambda s: s.strip().lower()),
+    "DRIFTCAR_MAX_BUFFER_BYTES": ("max_buffer_bytes", int),
+    "DRIFTCAR_MAX_BATCH_ROWS": ("max_batch_rows", int),
+    "DRIFTCAR_MAX_BATCH_AGE": ("max_batch_age_s", float),
+    "DRIFTCAR_MAX_REQUEST_BYTES": ("max_request_bytes", int),
+    "DRIFTCAR_EXIT_TIMEOUT": ("exit_timeout_s", float),
+}
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    """``"k=v,k2=v%202"`` -> ``{"k": "v", "k2": "v 2"}`` (keys lower-cased, as gRPC metadata needs).
+
+    >>> parse_headers("Authorization=Bearer%20abc, x-tenant = blue")
+    {'authorization': 'Bearer abc', 'x-tenant': 'blue'}
+    """
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"header {item.strip()!r} is not key=value")
+        out[unquote(key.strip()).lower()] = unquote(value.strip())
+    return out
+
+
+@dataclass(frozen=True)
+class ShipperConfig:
+    """Where and how the hook ships its batches; every field has a safe default.
+
+    Bounds: ``max_buffer_bytes`` caps the memory of items waiting to be shipped
+    (the oldest are dropped and counted beyond it); ``max_request_bytes`` caps
+    one serialized OTLP request (receivers commonly refuse more than 4 MiB), so
+    large batches are split by rows; ``timeout_s`` bounds one export including
+    its retries.
+    """
+
+    model_name: str
+    model_version: str = ""
+    endpoint: str = DEFAULT_GRPC_ENDPOINT
+    protocol: str = "grpc"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 10.0
+    max_buffer_bytes: int = 64 * MiB
+    max_batch_rows: int = 10_000
+    max_batch_age_s: float = 1.0
+    compression: str = "gzip"
+    resource: Mapping[str, Any] | None = None
+    max_request_bytes: int = 3 * MiB
+    exit_timeout_s: float = 5.0
+    retry_initial_backoff_s: float = 1.0
+    retry_max_backoff_s: float = 32.0
+    retry_jitter: float = 0.2  # each backoff is multiplied by uniform(1 - j, 1 + j)
+    gzip_level: int = 6  # HTTP only; gRPC compresses in its C core
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.model_name, str) or not self.model_name:
+            problems.append(f"model_name must be a non-empty str, got {self.model_name!r}")
+        if not isinstance(self.model_version, str):
+            problems.append(f"model_version must be a str, got {self.model_version!r}")
+        if self.protocol not in PROTOCOLS:
+            problems.append(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.compression not in COMPRESSIONS:
+            problems.append(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        parts = urlsplit(self.endpoint if "://" in str(self.endpoint) else f"http://{self.endpoint}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"endpoint must look like http(s)://host:port, got {self.endpoint!r}")
+        for name in ("timeout_s", "max_batch_age_s", "exit_timeout_s", "retry_initial_backoff_s", "retry_max_backoff_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                problems.append(f"{name} must be a positive number, got {value!r}")
+        for name in ("max_buffer_bytes", "max_batch_rows", "max_request_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                problems.append(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.max_request_bytes, int) and self.max_request_bytes < 64 * 1024:
+            problems.append(f"max_request_bytes must be at least 65536, got {self.max_request_bytes}")
+        if not 0 <= self.retry_jitter < 1:
+            problems.append(f"retry_jitter must be in [0, 1), got {self.retry_jitter!r}")
+        if not 0 <= self.gzip_level <= 9:
+            problems.append(f"gzip_level must be in 0..9, got {self.gzip_level!r}")
+        if not isinstance(self.headers, Mapping):
+            problems.append(f"headers must be a mapping, got {type(self.headers).__name__}")
+        if self.resource is not None and not isinstance(self.resource, Mapping):
+            problems.append(f"resource must be a mapping, got {type(self.resource).__name__}")
+        if problems:
+            raise ValueError("invalid ShipperConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_env(cls, model_name: str, model_version: str = "", env: Mapping[str, str] | None = None, **overrides: Any):
+        """Build from ``DRIFTCAR_*`` variables; ``overrides`` (not None) win.
+
+        >>> cfg = ShipperConfig.from_env("churn", "3", env={"DRIFTCAR_PROTOCOL": "http/protobuf"})
+        >>> cfg.endpoint, cfg.protocol
+        ('http://127.0.0.1:14318', 'http/protobuf')
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        problems = []
+        for var, (name, parse) in _ENV.items():
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                problems.append(f"{var}={raw!r}: {exc}")
+        if problems:
+            raise ValueError("invalid environment: " + "; ".join(problems))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ShipperConfig options {sorted(unknown)}")
+        if "endpoint" not in values and values.get("protocol") == "http/protobuf":
+            values["endpoint"] = DEFAULT_HTTP_ENDPOINT
+        return cls(model_name=model_name, model_version=model_version, **values)
+
+    @property
+    def logs_url(self) -> str:
+        """The URL an http/protobuf export posts to (``<endpoint>/v1/logs``)."""
+        base = self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}"
+        if base.rstrip("/").endswith("/v1/logs"):
+            return base.rstrip("/")
+        return base.rstrip("/") + "/v1/logs"
+
+    @property
+    def grpc_target(self) -> tuple[str, bool]:
+        """``(host:port, secure)`` for a gRPC channel (https -> TLS)."""
+        parts = urlsplit(self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}")
+        port = parts.port or (443 if parts.scheme == "https" else 4317)
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        return f"{host}:{port}", parts.scheme == "https"

@@ -1,0 +1,141 @@
+"""OTLP/gRPC log export of pre-serialized requests over one channel.
+
+The request is serialized once by the shipper (its size is what the byte cap
+checks), so the channel's method is registered without a serializer and sends
+those bytes as they are. The channel is created lazily on the worker thread
+and never crosses a fork (the shipper builds a new exporter in the child).
+
+Status mapping (OTLP specification, "Failures"): CANCELLED, DEADLINE_EXCEEDED,
+ABORTED, OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are retryable;
+RESOURCE_EXHAUSTED only when the server sent ``google.rpc.RetryInfo`` (in the
+``grpc-status-details-bin`` trailer); every other code is permanent.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Mapping
+
+import grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+from driftcar.hook.shipping.retry import Outcome
+
+__all__ = ["GrpcExporter", "EXPORT_METHOD", "RETRYABLE_CODES", "retry_delay_from_metadata"]
+
+EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def retry_delay_from_metadata(metadata) -> float | None:
+    """Seconds of the ``RetryInfo`` in a trailing metadata, or None when absent/unreadable."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    for key, value in metadata or ():
+        if key != _DETAILS_KEY:
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except Exception:  # a garbled trailer is no hint
+            return None
+        for detail in status.details:
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                return max(0.0, info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    return None
+
+
+class GrpcExporter:
+    """One lazily created channel and Export method; see :class:`~driftcar.hook.shipping.retry.Exporter`.
+
+    ``export`` blocks at most ``timeout_s`` (the gRPC deadline); ``abort``
+    cancels the call in flight from any other thread.
+    """
+
+    def __init__(self, target: str, *, secure: bool = False, headers: Mapping[str, str] | None = None, gzip: bool = True):
+        self.target = target
+        self.secure = secure
+        self.metadata = tuple((k.lower(), v) for k, v in (headers or {}).items())
+        self.compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
+        self._channel: grpc.Channel | None = None
+        self._method = None
+        self._lock = threading.Lock()
+        self._inflight = None
+        self._closed = False
+
+    def _ensure(self):
+        if self._method is None:
+            options = [("grpc.max_send_message_length", -1), ("grpc.enable_retries", 0)]
+            if self.secure:
+                channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials(), options=options)
+            else:
+                channel = grpc.insecure_channel(self.target, options=options)
+            self._channel = channel
+            self._method = channel.unary_unary(
+                EXPORT_METHOD, request_serializer=None, response_deserializer=ExportLogsServiceResponse.FromString
+            )
+        return self._method
+
+    def export(self, payload: bytes, timeout_s: float) -> Outcome:
+        try:
+            with self._lock:
+                if self._closed:
+                    return Outcome.permanent("exporter closed")
+                future = self._ensure().future(
+                    payload, timeout=max(timeout_s, 0.001), metadata=self.metadata or None, compression=self.compression
+                )
+                self._inflight = future
+            try:
+                response = future.result()
+            finally:
+                with self._lock:
+                    self._inflight = None
+        except grpc.FutureCancelledError:
+            return Outcome.permanent("export cancelled by shutdown")
+        except grpc.RpcError as err:
+            return self._classify(err)
+        except Exception as exc:  # the transport must never raise into the worker
+            return Outcome.retry(f"grpc client error {type(exc).__name__}", detail=str(exc))
+        rejected = response.partial_success.rejected_log_records if response.HasField("partial_success") else 0
+        return Outcome.success(rejected=rejected, detail=response.partial_success.error_message)
+
+    @staticmethod
+    def _classify(err: grpc.RpcError) -> Outcome:
+        code = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
+        details = err.details() if callable(getattr(err, "details", None)) else str(err)
+        hint = None
+        if callable(getattr(err, "trailing_metadata", None)):
+            hint = retry_delay_from_metadata(err.trailing_metadata())
+        error = f"grpc {code.name}"
+        if code in RETRYABLE_CODES:
+            return Outcome.retry(error, retry_after_s=hint, detail=details or "")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and hint is not None:
+            return Outcome.retry(error, retry_after_s=hint, detail=details or "")
+        return Outcome.permanent(error, detail=details or "")
+
+    def abort(self) -> None:
+        with self._lock:
+            future = self._inflight
+        if future is not None:
+            future.cancel()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            channel, self._channel, self._method = self._channel, None, None
+            future = self._inflight
+        if future is not None:
+            future.cancel()
+        if channel is not None:
+            channel.close()

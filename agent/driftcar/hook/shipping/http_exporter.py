@@ -1,0 +1,156 @@
+"""OTLP/HTTP (binary protobuf) log export with the standard library's ``http.client``.
+
+No extra dependency: the shipper's worker thread is the only user, so one
+keep-alive connection suffices. Bodies are gzip-compressed when configured.
+
+Status mapping (OTLP specification, "Failures"): 429, 502, 503 and 504 are
+retryable and honour ``Retry-After`` (delta seconds or an HTTP-date); every
+other non-2xx status is permanent. Connection failures (refused, reset,
+timed out) are retryable, as the specification asks for unreachable servers.
+A 2xx response may carry a partial success, which is never retried.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import http.client
+import socket
+import threading
+import time
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+from driftcar.hook.shipping.retry import Outcome
+
+__all__ = ["HttpExporter", "RETRYABLE_STATUSES", "parse_retry_after"]
+
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+_MAX_ERROR_BODY = 4096  # bytes of an error body kept for the log message
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date; None if absent/invalid.
+
+    >>> parse_retry_after("3")
+    3.0
+    >>> parse_retry_after("Sun, 22 Nov 2026 00:00:10 GMT", now=1795305600.0)
+    10.0
+    >>> parse_retry_after("soon") is None
+    True
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class HttpExporter:
+    """POSTs serialized requests to ``url``; see :class:`~driftcar.hook.shipping.retry.Exporter`.
+
+    ``export`` sets the socket timeout to the time left, so each blocking step
+    (connect, send, receive) ends by the deadline; ``abort`` shuts the socket
+    down from another thread to end a call in flight at once.
+    """
+
+    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, gzip: bool = True, gzip_level: int = 6):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.url = url
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.https else 80)
+        self.path = parts.path or "/"
+        self.gzip = gzip
+        self.gzip_level = gzip_level
+        self.headers = {"Content-Type": "application/x-protobuf", **dict(headers or {})}
+        if gzip:
+            self.headers["Content-Encoding"] = "gzip"
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+            self._conn = cls(self.host, self.port, timeout=timeout_s)
+        self._conn.timeout = timeout_s
+        if self._conn.sock is not None:
+            self._conn.sock.settimeout(timeout_s)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def export(self, payload: bytes, timeout_s: float) -> Outcome:
+        deadline = time.monotonic() + timeout_s
+        body = gzip.compress(payload, compresslevel=self.gzip_level) if self.gzip else payload
+        try:
+            with self._lock:
+                if self._closed:
+                    return Outcome.permanent("exporter closed")
+                conn = self._connection(max(deadline - time.monotonic(), 0.001))
+            conn.request("POST", self.path, body=body, headers=self.headers)
+            if conn.sock is not None:
+                conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            response = conn.getresponse()
+            data = response.read()
+            status = response.status
+            retry_after = parse_retry_after(response.getheader("Retry-After"))
+            if response.will_close:
+                self._drop_connection()
+        except (socket.timeout, TimeoutError) as exc:
+            self._drop_connection()
+            return Outcome.retry("http timeout", detail=str(exc) or "no answer before the deadline")
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop_connection()
+            if self._closed:
+                return Outcome.permanent("export cancelled by shutdown")
+            return Outcome.retry(f"http connection {type(exc).__name__}", detail=str(exc))
+        except Exception as exc:  # the transport must never raise into the worker
+            self._drop_connection()
+            return Outcome.retry(f"http client error {type(exc).__name__}", detail=str(exc))
+        if 200 <= status < 300:
+            rejected, message = 0, ""
+            if data:
+                try:
+                    answer = ExportLogsServiceResponse.FromString(data)
+                    rejected = answer.partial_success.rejected_log_records
+                    message = answer.partial_success.error_message
+                except Exception:  # a 2xx without a protobuf body is still a success
+                    pass
+            return Outcome.success(rejected=rejected, detail=message)
+        detail = data[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+        if status in RETRYABLE_STATUSES:
+            return Outcome.retry(f"http {status}", retry_after_s=retry_after, detail=detail)
+        return Outcome.permanent(f"http {status}", detail=detail)
+
+    def abort(self) -> None:
+        with self._lock:
+            conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.abort()
+        self._drop_connection()

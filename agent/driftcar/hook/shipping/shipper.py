@@ -1,0 +1,436 @@
+"""The shipper: a bounded buffer drained by one daemon thread into OTLP log exports.
+
+Contracts:
+
+* :meth:`Shipper.offer` is called on the model's threads. It is O(1), never
+  waits on I/O and never raises: it appends to a byte-bounded buffer (dropping
+  and counting the oldest items when full) and wakes the worker when a batch
+  is due. The worker starts lazily on the first offer.
+* The worker seals a batch when ``max_batch_rows`` rows are queued or the
+  oldest item is ``max_batch_age_s`` old (or on flush), converts the items to
+  columns (``driftcar.hook.columns.to_columns``), encodes bodies with the
+  hook's cumulative counters, caps each request at ``max_request_bytes`` and
+  exports with retries per the OTLP specification.
+* :meth:`flush` and :meth:`shutdown` return by their deadline. At interpreter
+  exit every shipper is shut down within ``exit_timeout_s``. After ``fork()``
+  the child's shipper is fresh: empty buffer, new instance id, new worker and
+  channel; the parent's buffered rows stay the parent's.
+* Every loss is counted (:attr:`stats`) and each kind of problem is logged
+  once on the ``driftcar.hook`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any, Callable, Sequence
+
+from driftcar.hook.shipping import lifecycle
+from driftcar.hook.shipping.batching import body_budget, encode_part, pack_requests
+from driftcar.hook.shipping.buffer import ByteBuffer, Entry
+from driftcar.hook.shipping.config import ShipperConfig
+from driftcar.hook.shipping.resource import resolve_resource
+from driftcar.hook.shipping.retry import Backoff, Exporter, export_with_retry
+
+__all__ = ["Shipper", "estimate_size", "captured_rows"]
+
+logger = logging.getLogger("driftcar.hook")
+
+Converter = Callable[[Sequence[Any]], Sequence[Any]]
+_ROW_ESTIMATE_BYTES = 256  # per row when an input has no nbytes (DataFrame, list of dicts)
+_ITEM_OVERHEAD_BYTES = 200  # the Captured object and its call-table entry
+
+
+def captured_rows(item: Any) -> int:
+    """Data rows an item contributes (0 for a call that was not sampled)."""
+    if item.inputs is None and item.outputs is None and item.labels is None and item.ids is None:
+        return 0
+    return int(item.rows)
+
+
+def estimate_size(item: Any) -> int:
+    """Bytes an item holds, when the capture side gave no ``size_hint``; O(1)."""
+    size = _ITEM_OVERHEAD_BYTES
+    for value in (item.inputs, item.outputs, item.labels, item.ids):
+        if value is None:
+            continue
+        nbytes = getattr(value, "nbytes", None)
+        size += nbytes if isinstance(nbytes, int) else max(int(item.rows), 1) * _ROW_ESTIMATE_BYTES
+    return size
+
+
+def _default_exporter(config: ShipperConfig) -> Exporter:
+    gzip = config.compression == "gzip"
+    if config.protocol == "grpc":
+        from driftcar.hook.shipping.grpc_exporter import GrpcExporter
+
+        target, secure = config.grpc_target
+        return GrpcExporter(target, secure=secure, headers=config.headers, gzip=gzip)
+    from driftcar.hook.shipping.http_exporter import HttpExporter
+
+    return HttpExporter(config.logs_url, headers=config.headers, gzip=gzip, gzip_level=config.gzip_level)
+
+
+def _default_converter() -> Converter:
+    from driftcar.hook.columns import to_columns
+
+    return to_columns
+
+
+class Shipper:
+    """Ships captured items as ``driftcar.batch`` OTLP log records; see the module docstring.
+
+    ``convert`` turns a list of items into parts (objects with ``kind``,
+    ``rows``, ``columns`` and ``calls``); it defaults to
+    ``driftcar.hook.columns.to_columns``. ``exporter_factory`` builds the
+    transport from the config (tests inject fakes); it is called on the
+    worker thread, so no channel exists before the first batch.
+    """
+
+    def __init__(
+        self,
+        config: ShipperConfig,
+        *,
+        convert: Converter | None = None,
+        exporter_factory: Callable[[ShipperConfig], Exporter] | None = None,
+    ):
+        if not isinstance(config, ShipperConfig):
+            raise TypeError(f"config must be a ShipperConfig, got {type(config).__name__}")
+        self.config = config
+        self._convert = convert
+        self._exporter_factory = exporter_factory or _default_exporter
+        self._backoff = Backoff(config.retry_initial_backoff_s, config.retry_max_backoff_s, config.retry_jitter)
+        self._max_rows = config.max_batch_rows
+        self._reset()
+        lifecycle.register(self)
+
+    # ------------------------------------------------------------------ state
+
+    def _reset(self) -> None:
+        """Fresh state: at construction and in a forked child."""
+        self.instance = uuid.uuid4().hex[:16]
+        self.pid = os.getpid()
+        self._buffer = ByteBuffer(self.config.max_buffer_bytes)
+        self._wake = threading.Event()
+        self._stop = threading.Event()  # drain what is left, then exit
+        self._abort = threading.Event()  # give up now (deadline passed)
+        self._progress = threading.Condition(threading.Lock())
+        self._start_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._exporter: Exporter | None = None
+        self._shutdown_deadline: float | None = None
+        self._closed = False
+        self._inflight_seq: int | None = None  # first seq of the batch being shipped
+        self._flush_target = 0
+        self._resource: dict | None = None
+        self._budget = 0
+        self._logged: set[str] = set()
+        self._counts = {
+            "lost_rows": 0,  # after leaving the buffer: encode errors, failed exports, shutdown leftovers
+            "lost_calls": 0,
+            "sent_batches": 0,
+            "sent_requests": 0,
+            "sent_rows": 0,
+            "failed_exports": 0,
+            "retries": 0,
+            "rejected_records": 0,
+            "encode_errors": 0,
+            "offer_errors": 0,
+        }
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's exporter (and its gRPC channel) is abandoned, never used or
+        # closed here: closing it could touch state owned by the parent's threads.
+        if self._exporter is not None:
+            _FORK_ORPHANS.append(self._exporter)
+        self._reset()
+
+    # ------------------------------------------------------------------ hot path
+
+    def offer(self, item: Any) -> None:
+        """Queue one captured item; O(1), never blocks on I/O, never raises."""
+        try:
+            rows = captured_rows(item)
+            if self._closed:
+                self._count_lost(rows, 1, "offer after shutdown", "items offered after shutdown are dropped")
+                return
+            nbytes = item.size_hint or estimate_size(item)
+            buffer = self._buffer
+            queued = buffer.put(item, nbytes, rows)
+            if queued >= self._max_rows or len(buffer) == 1:
+                self._wake.set()
+            if self._worker is None:
+                self._start_worker()
+        except Exception as exc:  # the model must never see our problems
+            try:
+                with self._buffer.lock:
+                    self._counts["offer_errors"] += 1
+                self._log_once("offer", "driftcar could not queue a captured item (%s: %s); counted in stats",
+                               type(exc).__name__, exc)
+            except Exception:
+                pass
+
+    def _start_worker(self) -> None:
+        with self._start_lock:
+            if self._worker is not None or self._closed:
+                return
+            worker = threading.Thread(target=self._run, name="driftcar-shipper", daemon=True)
+            worker.start()
+            self._worker = worker
+
+    # ------------------------------------------------------------------ public control
+
+    @property
+    def stats(self) -> dict[str, int | str]:
+        """A snapshot of the counters (thread-safe read)."""
+        buffer = self._buffer
+        with buffer.lock:
+            counts = dict(self._counts)
+            out: dict[str, int | str] = {
+                "instance": self.instance,
+                "pid": self.pid,
+                "dropped_rows": buffer.dropped_rows + counts.pop("lost_rows"),
+                "dropped_calls": buffer.dropped_calls + counts.pop("lost_calls"),
+                "buffer_dropped_rows": buffer.dropped_rows,
+                "queued_rows": buffer.rows,
+                "queued_calls": len(buffer),
+                "queued_bytes": buffer.bytes,
+                "max_buffer_bytes": buffer.max_bytes,
+            }
+        out.update(counts)
+        return out
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Ship everything offered before this call; True when nothing of it is left by ``timeout`` s.
+
+        Items that could not be delivered count as handled (they are in
+        :attr:`stats`); False means the deadline came first. Never raises.
+        """
+        deadline = time.monotonic() + max(float(timeout), 0.0)
+        target = self._buffer.seq
+        if target == 0 or self._done(target):
+            return True
+        with self._progress:
+            self._flush_target = max(self._flush_target, target)
+        self._wake.set()
+        if self._worker is None:
+            self._start_worker()
+        with self._progress:
+            while not self._done(target):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._worker is None:
+                    return False
+                # drops made by offers do not notify; re-check at least every 50 ms
+                self._progress.wait(min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Flush and stop within ``timeout`` s; True when everything queued was handled in time.
+
+        Idempotent. Items still queued at the deadline are dropped and counted.
+        Later offers are dropped and counted.
+        """
+        deadline = time.monotonic() + max(float(timeout), 0.0)
+        with self._start_lock:
+            already = self._closed
+            self._closed = True
+            self._shutdown_deadline = deadline
+            worker = self._worker
+        if already:
+            return worker is None or not worker.is_alive()
+        self._stop.set()
+        self._wake.set()
+        clean = True
+        if worker is not None:
+            # leave a moment to cancel an export in flight before the caller's deadline
+            worker.join(max(deadline - time.monotonic() - 0.05, 0.0))
+            if worker.is_alive():
+                clean = False
+                self._abort.set()
+                exporter = self._exporter
+                if exporter is not None:
+                    exporter.abort()
+                worker.join(max(deadline - time.monotonic(), 0.0))
+        left = self._buffer.clear()
+        if left:
+            clean = False
+            self._count_lost(sum(e.rows for e in left), len(left), "shutdown", "%d items still queued at shutdown were dropped", len(left))
+        if worker is None or not worker.is_alive():
+            self._close_exporter()
+        return clean and (worker is None or not worker.is_alive())
+
+    # ------------------------------------------------------------------ worker
+
+    def _done(self, target: int) -> bool:
+        oldest = self._buffer.oldest_seq()
+        inflight = self._inflight_seq
+        return (oldest is None or oldest > target) and (inflight is None or inflight > target)
+
+    def _due(self, now: float) -> bool:
+        buffer = self._buffer
+        oldest = buffer.oldest_enqueued()
+        if oldest is None:
+            return False
+        if self._stop.is_set() or buffer.rows >= self._max_rows or now - oldest >= self.config.max_batch_age_s:
+            return True
+        with self._progress:
+            return self._flush_target >= (buffer.oldest_seq() or 0) > 0
+
+    def _run(self) -> None:
+        try:
+            while not self._abort.is_set():
+                oldest = self._buffer.oldest_enqueued()
+                timeout = None if oldest is None else max(oldest + self.config.max_batch_age_s - time.monotonic(), 0.0)
+                if not self._stop.is_set():
+                    self._wake.wait(timeout)
+                self._wake.clear()
+                while not self._abort.is_set() and self._due(time.monotonic()):
+                    self._ship_next()
+                if self._stop.is_set() and (self._buffer.oldest_seq() is None or self._abort.is_set()):
+                    break
+        except Exception as exc:  # pragma: no cover - a bug; keep the process alive and say so once
+            self._log_once("worker", "driftcar shipper worker stopped on an unexpected error: %r", exc)
+        finally:
+            with self._progress:
+                self._progress.notify_all()
+            if self._closed:
+                self._close_exporter()
+
+    def _ship_next(self) -> None:
+        with self._progress:
+            entries = self._buffer.take(self._max_rows, self.config.max_buffer_bytes)
+            if not entries:
+                return
+            self._inflight_seq = entries[0].seq
+        try:
+            self._ship(entries)
+        except Exception as exc:  # any bug in conversion/encoding loses this batch only
+            self._count_lost(sum(e.rows for e in entries), len(entries), "ship",
+                             "driftcar could not ship a batch (%s: %s); its rows are counted as dropped",
+                             type(exc).__name__, exc)
+        finally:
+            with self._progress:
+                self._inflight_seq = None
+                self._progress.notify_all()
+
+    def _hook_counters(self) -> dict[str, int | str]:
+        s = self.stats
+        return {
+            "instance": self.instance,
+            "pid": self.pid,
+            "dropped_rows": s["dropped_rows"],
+            "dropped_calls": s["dropped_calls"],
+            "queued_rows": s["queued_rows"],
+            "sent_batches": s["sent_batches"],
+            "failed_exports": s["failed_exports"],
+        }
+
+    def _sealed_counters(self) -> dict[str, int | str]:
+        counters = self._hook_counters()
+        with self._buffer.lock:
+            self._counts["sent_batches"] += 1
+        return counters
+
+    def _ship(self, entries: list[Entry]) -> None:
+        from driftcar.wire.otlp import batch_log_record
+
+        config = self.config
+        if self._resource is None:
+            self._resource = resolve_resource(config.resource)
+            self._budget = body_budget(self._resource, config.model_name, config.model_version, config.max_request_bytes)
+        convert = self._convert or _default_converter()
+        try:
+            parts = list(convert([e.item for e in entries]))
+        except Exception as exc:
+            with self._buffer.lock:
+                self._counts["encode_errors"] += 1
+            self._count_lost(sum(e.rows for e in entries), len(entries), "convert",
+                             "driftcar could not convert captured items to columns (%s: %s); rows dropped",
+                             type(exc).__name__, exc)
+            return
+        records, tallies = [], []
+        for part in parts:
+            try:
+                for chunk, body in encode_part(part, self._budget, self._sealed_counters):
+                    records.append(batch_log_record(
+                        body, model_name=config.model_name, model_version=config.model_version,
+                        kind=chunk.kind, rows=chunk.rows, trace_id=chunk.trace_id,
+                    ))
+                    n_calls = len(next(iter(chunk.calls.values()))) if chunk.calls else 0
+                    tallies.append((chunk.rows, n_calls))
+            except Exception as exc:
+                with self._buffer.lock:
+                    self._counts["encode_errors"] += 1
+                n_calls = len(next(iter(part.calls.values()))) if getattr(part, "calls", None) else 0
+                self._count_lost(int(part.rows), n_calls, "encode",
+                                 "driftcar could not encode a batch (%s: %s); its rows are counted as dropped",
+                                 type(exc).__name__, exc)
+        start = 0
+        for payload, n_records in pack_requests(records, self._resource, config.max_request_bytes):
+            rows = sum(t[0] for t in tallies[start:start + n_records])
+            calls = sum(t[1] for t in tallies[start:start + n_records])
+            start += n_records
+            self._export(payload, rows, calls)
+
+    def _export(self, payload: bytes, rows: int, calls: int) -> None:
+        if self._abort.is_set():
+            self._count_lost(rows, calls, "shutdown", "driftcar shutdown deadline passed; unsent rows dropped")
+            return
+        if self._exporter is None:
+            self._exporter = self._exporter_factory(self.config)
+        deadline = time.monotonic() + self.config.timeout_s
+        if self._shutdown_deadline is not None:
+            deadline = min(deadline, self._shutdown_deadline)
+        result = export_with_retry(self._exporter, payload, deadline=deadline, backoff=self._backoff, stop=self._abort)
+        with self._buffer.lock:
+            self._counts["retries"] += result.retries
+        for failure in result.outcomes:
+            self._log_once("export:" + failure.error, "driftcar export to %s: %s %s (logged once per kind)",
+                           self.config.endpoint, failure.error, failure.detail)
+        outcome = result.outcome
+        if outcome.ok:
+            with self._buffer.lock:
+                self._counts["sent_requests"] += 1
+                self._counts["sent_rows"] += rows
+                self._counts["rejected_records"] += outcome.rejected
+            if outcome.rejected:
+                self._log_once("partial", "driftcar receiver rejected %d records: %s (logged once)",
+                               outcome.rejected, outcome.detail)
+            return
+        with self._buffer.lock:
+            self._counts["failed_exports"] += 1
+        self._count_lost(rows, calls, None)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _count_lost(self, rows: int, calls: int, kind: str | None, message: str = "", *args: Any) -> None:
+        with self._buffer.lock:
+            self._counts["lost_rows"] += rows
+            self._counts["lost_calls"] += calls
+        if kind is not None:
+            self._log_once(kind, message, *args)
+
+    def _log_once(self, kind: str, message: str, *args: Any) -> None:
+        if kind in self._logged:
+            return
+        self._logged.add(kind)
+        logger.warning(message, *args)
+
+    def _close_exporter(self) -> None:
+        exporter, self._exporter = self._exporter, None
+        if exporter is not None:
+            try:
+                exporter.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        return f"Shipper({self.config.model_name!r}, endpoint={self.config.endpoint!r}, instance={self.instance})"
+
+
+#: exporters inherited from a parent process: kept referenced so that their
+#: channels are never finalised in the child
+_FORK_ORPHANS: list = []

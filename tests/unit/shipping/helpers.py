@@ -1,0 +1,69 @@
+"""Shared helpers for the shipping tests: captured items with 2-D numpy inputs and a tiny adapter.
+
+``to_parts`` stands in for the capture side's ``to_columns`` on exactly the
+inputs these tests build (2-D float arrays and 1-D predictions), so the
+shipper can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from driftcar.hook.records import Captured
+from driftcar.wire import Column, decode_batch
+from driftcar.wire.otlp import iter_batch_records
+
+
+@dataclass
+class Part:
+    kind: str
+    rows: int
+    columns: list
+    calls: dict
+
+
+def item(X: np.ndarray, y: np.ndarray | None = None, *, kind: str = "inference", trace_id: str | None = None,
+         error_type: str | None = None, size_hint: int = 0) -> Captured:
+    X = np.asarray(X, dtype=np.float64)
+    return Captured(
+        kind=kind, method="predict", start_ns=time.time_ns(), duration_s=0.001, rows=len(X),
+        error_type=error_type, trace_id=trace_id, inputs=X, outputs=y, size_hint=size_hint,
+    )
+
+
+def to_parts(items) -> list[Part]:
+    parts = []
+    for kind in ("inference", "labels", "reference"):
+        group = [it for it in items if it.kind == kind]
+        if not group:
+            continue
+        sampled = [it for it in group if it.inputs is not None]
+        X = np.vstack([it.inputs for it in sampled]) if sampled else np.empty((0, 0))
+        columns = [Column(f"x{j}", "feature", np.ascontiguousarray(X[:, j])) for j in range(X.shape[1])]
+        if sampled and all(it.outputs is not None for it in sampled):
+            columns.append(Column("prediction", "prediction", np.concatenate([np.asarray(it.outputs) for it in sampled])))
+        calls = {
+            "method": [it.method for it in group],
+            "start_ns": [it.start_ns for it in group],
+            "duration_s": [it.duration_s for it in group],
+            "rows": [it.rows for it in group],
+            "captured": [0 if it.inputs is None else len(it.inputs) for it in group],
+            "error_type": [it.error_type for it in group],
+            "trace_id": [it.trace_id for it in group],
+        }
+        parts.append(Part(kind, len(X), columns, calls))
+    return parts
+
+
+def decoded_batches(requests) -> list:
+    """(BatchRecord, Batch) for every driftcar.batch record of a list of export requests, in order."""
+    return [(r, decode_batch(r.body)) for req in list(requests) for r in iter_batch_records(req) if r is not None]
+
+
+def features(batches, n_features: int) -> np.ndarray:
+    """Stack the x0..x{n-1} columns of decoded batches, in arrival order."""
+    blocks = [np.column_stack([b.columns[f"x{j}"] for j in range(n_features)]) for _, b in batches if b.rows]
+    return np.vstack(blocks) if blocks else np.empty((0, n_features))
