@@ -175,10 +175,8 @@ class Ingestor:
         if not model or len(model) > MAX_MODEL_NAME:
             raise BatchError(f"attribute {otlp.ATTR_MODEL_NAME} must be a string of 1..{MAX_MODEL_NAME} characters")
         version = _str_attr(attrs, otlp.ATTR_MODEL_VERSION)
-        if version is None:
-            version = ""
-        if len(version) > MAX_MODEL_NAME:
-            raise BatchError(f"attribute {otlp.ATTR_MODEL_VERSION} longer than {MAX_MODEL_NAME} characters")
+        if not version or len(version) > MAX_MODEL_NAME:
+            raise BatchError(f"attribute {otlp.ATTR_MODEL_VERSION} must be a string of 1..{MAX_MODEL_NAME} characters")
         if record.body is None:
             raise BatchError("record body must be bytes (AnyValue.bytes_value)")
         batch = decode_batch(record.body, self.limits)

@@ -1,0 +1,177 @@
+"""The JSON query API and health endpoints, on the sidecar's HTTP port.
+
+- ``GET /healthz``: 200 while the process serves HTTP (liveness).
+- ``GET /readyz``: 200 once receivers are up, 503 before and while shutting down.
+- ``GET /v1/models``: every (model, version) with reference, row counts, last window.
+- ``GET /v1/models/{name}/drift[?version=V]``: the last evaluated window per version:
+  per feature, per method: score, p-value, threshold, verdict, sample sizes; the
+  feature's verdict (after hysteresis) and its current histogram next to the reference.
+- ``GET /v1/events[?limit=N]``: recent drift/performance events.
+
+When a bearer token is configured, the ``/v1/models`` and ``/v1/events`` routes need it
+too (they expose data); health endpoints stay open for probes.
+Handlers only read immutable snapshots (see :mod:`.state`), so they never block.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from aiohttp import web
+
+from driftcar.sidecar.security import TokenAuth
+from driftcar.sidecar.state import ModelState, StateStore
+
+__all__ = ["Api", "drift_document"]
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _ints(values: Any) -> list[int]:
+    return [int(v) for v in np.asarray(values if values is not None else [], dtype=np.int64).tolist()]
+
+
+def _histograms(state: ModelState, sketch: Any, name: str) -> dict | None:
+    prof = state.profile
+    feature = (getattr(prof, "features", {}) or {}).get(name) if prof is not None else None
+    if feature is None:
+        return None
+    try:
+        current = sketch.feature(name) if sketch is not None else None
+    except (KeyError, ValueError):
+        current = None
+    if getattr(feature, "kind", "numeric") == "numeric":
+        return {
+            "kind": "numeric",
+            "edges": [float(e) for e in np.asarray(getattr(feature, "edges", []), dtype=np.float64).tolist()],
+            "reference": _ints(getattr(feature, "counts", [])),
+            "current": _ints(getattr(current, "counts", [])) if current is not None else None,
+            "reference_missing": int(getattr(feature, "missing", 0) or 0),
+            "current_missing": int(getattr(current, "missing", 0) or 0) if current is not None else None,
+        }
+    categories = list(getattr(feature, "categories", []) or [])
+    ref_counts = _ints(getattr(feature, "counts", []))
+    current_counts = dict(getattr(current, "category_counts", {}) or {}) if current is not None else {}
+    return {
+        "kind": "categorical",
+        "reference": {str(c): n for c, n in zip(categories, ref_counts)},
+        "current": {str(k): int(v) for k, v in current_counts.items()} if current is not None else None,
+    }
+
+
+def drift_document(state: ModelState, window_s: float) -> dict:
+    """JSON-ready drift view of one (model, version): the last evaluated window."""
+    last = state.last
+    doc: dict[str, Any] = {
+        "name": state.model,
+        "version": state.version,
+        "reference": None if state.profile is None else {"source": state.reference_source,
+                                                         "file": state.reference_file},
+        "window_seconds": window_s,
+        "window": None,
+        "features": {},
+        "drift_detected": sorted(f for f, v in state.verdicts.items() if v),
+        "performance": {},
+        "estimated_accuracy": None,
+    }
+    if last is None:
+        return doc
+    doc["window"] = {"start_unix_nano": last.start_ns, "end_unix_nano": last.end_ns, "rows": last.rows}
+    doc["performance"] = {k: _num(v) for k, v in last.performance.items()}
+    doc["estimated_accuracy"] = _num(last.estimated_accuracy)
+    features: dict[str, dict] = {}
+    for result in (getattr(last.report, "results", None) or []):
+        entry = features.setdefault(result.feature, {"verdict": bool(state.verdicts.get(result.feature, False)),
+                                                     "deciding_method": None, "methods": {}})
+        deciding = bool(getattr(result, "deciding", False))
+        if deciding:
+            entry["deciding_method"] = result.method
+        entry["methods"][result.method] = {
+            "score": _num(result.statistic),
+            "pvalue": _num(result.pvalue),
+            "threshold": _num(result.threshold),
+            "detected": bool(result.detected),
+            "deciding": deciding,
+            "ok": bool(getattr(result, "ok", True)),
+            "n_reference": int(getattr(result, "n_reference", 0) or 0),
+            "n_current": int(getattr(result, "n_current", 0) or 0),
+        }
+    for name, entry in features.items():
+        hist = _histograms(state, last.sketch, name)
+        if hist is not None:
+            entry["histogram"] = hist
+    doc["features"] = features
+    return doc
+
+
+class Api:
+    """Routes for health and the JSON API; ``ready()`` says whether the service is serving."""
+
+    def __init__(self, store: StateStore, telemetry, auth: TokenAuth, window_s: float,
+                 ready: Callable[[], bool]):
+        self.store = store
+        self.tel = telemetry
+        self.auth = auth
+        self.window_s = window_s
+        self.ready = ready
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/v1/models/{name}/drift", self.drift)
+        app.router.add_get("/v1/events", self.events)
+
+    def _check(self, request: web.Request) -> None:
+        if not self.auth.check(request.headers.get("Authorization")):
+            raise web.HTTPUnauthorized(text='{"error": "missing or invalid bearer token"}',
+                                       content_type="application/json",
+                                       headers={"WWW-Authenticate": 'Bearer realm="driftcar"'})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready"}, status=503)
+
+    async def models(self, request: web.Request) -> web.Response:
+        self._check(request)
+        models = [s.summary() for s in list(self.store.models.values())]
+        return web.json_response({"models": sorted(models, key=lambda m: (m["name"], m["version"]))})
+
+    async def drift(self, request: web.Request) -> web.Response:
+        self._check(request)
+        name = request.match_info["name"]
+        version = request.query.get("version")
+        states = self.store.find(name, version)
+        if not states:
+            return web.json_response({"error": f"unknown model {name!r}"
+                                      + (f" version {version!r}" if version else "")}, status=404)
+        docs = [drift_document(s, self.window_s) for s in states]
+        return web.json_response({"name": name, "versions": sorted(docs, key=lambda d: d["version"])})
+
+    async def events(self, request: web.Request) -> web.Response:
+        self._check(request)
+        try:
+            limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return web.json_response({"error": "limit must be an integer"}, status=400)
+        return web.json_response({"events": self.tel.recent_events(limit)}, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, default=str)

@@ -1,0 +1,255 @@
+"""The window-close tick: close every model's window, evaluate it off the loop, export.
+
+Windows are tumbling and aligned to multiples of the window length since the Unix
+epoch (a 1m window closes at every full minute), so replicas close the same windows
+and their histograms add up. At each close, for each model with rows in the window:
+drift tests (``driftcar.stats.evaluate_drift``) -> ``driftcar.drift.*`` gauges,
+hysteresis (``VerdictTracker``) -> ``driftcar.drift.detected|resolved`` events on
+changes only, joined labels -> ``driftcar.performance.*`` (+ ``degraded`` event),
+and the cumulative histograms/counters of features and predictions. Empty windows
+leave the last values in place (no traffic is not "no drift").
+
+Blocking: :meth:`Evaluator.evaluate` is CPU work and runs in ``asyncio.to_thread``;
+only one evaluation runs at a time (the tick awaits it), so per-model evaluator
+state (tracker, verdicts) has a single writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.state import EvaluationResult, StateStore, WindowClose
+
+__all__ = ["Evaluator", "next_boundary", "HIGHER_IS_BETTER"]
+
+log = logging.getLogger("driftcar.sidecar.evaluator")
+
+HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "estimated_accuracy": True,
+                    "mae": False, "rmse": False}
+
+
+def next_boundary(now_s: float, window_s: float) -> float:
+    """Next multiple of ``window_s`` strictly after ``now_s`` (epoch-aligned tumbling windows).
+
+    >>> next_boundary(125.0, 60.0), next_boundary(120.0, 60.0)
+    (180.0, 180.0)
+    """
+    return (math.floor(now_s / window_s) + 1) * window_s
+
+
+def _finite(value: Any, default: float = 0.0) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default
+
+
+class Evaluator:
+    """Closes windows on the tick and turns them into telemetry.
+
+    ``after_close(closes)`` (e.g. the checkpoint writer) runs in the same worker thread
+    after every evaluation.
+    """
+
+    def __init__(self, store: StateStore, telemetry, config: SidecarConfig, *,
+                 drift_config: Any = None, after_close: Callable[[list[WindowClose]], None] | None = None):
+        self.store = store
+        self.tel = telemetry
+        self.config = config
+        self.drift_config = drift_config
+        self.after_close = after_close
+        self.windows_closed = 0
+        self.last_close_ns = 0
+        self._lock = asyncio.Lock()
+
+    def _drift_config(self):
+        if self.drift_config is None:
+            from driftcar.stats import DriftConfig
+
+            self.drift_config = DriftConfig()
+        return self.drift_config
+
+    async def run(self) -> None:
+        """Tick forever (cancel to stop)."""
+        while True:
+            now = time.time()
+            await asyncio.sleep(max(0.0, next_boundary(now, self.config.window_s) - now))
+            try:
+                await self.close_and_evaluate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad evaluation stop the tick
+                log.exception("window evaluation failed")
+
+    async def close_and_evaluate(self, final: bool = False) -> list[WindowClose]:
+        async with self._lock:
+            closes = self.store.close_windows(final)
+            await asyncio.to_thread(self.evaluate_all, closes)
+            return closes
+
+    def evaluate_all(self, closes: list[WindowClose]) -> None:
+        for close in closes:
+            try:
+                self.evaluate(close)
+            except Exception:
+                log.exception("evaluating %s@%s failed", close.model, close.version)
+        self.windows_closed += 1
+        self.last_close_ns = closes[0].end_ns if closes else time.time_ns()
+        if self.after_close is not None:
+            try:
+                self.after_close(closes)
+            except Exception:
+                log.exception("after-close hook (checkpoint) failed")
+        self.tel.force_flush(max(1.0, min(10.0, self.config.window_s)))
+
+    # ------------------------------------------------------------------ one model
+    def evaluate(self, close: WindowClose) -> None:
+        state = close.state
+        report = None
+        if close.sketch is not None and close.rows > 0 and close.profile is not None:
+            report = self._drift(close)
+            self._distributions(close)
+        performance, estimated = self._quality(close)
+        if report is not None or performance or estimated is not None:
+            state.last = EvaluationResult(
+                start_ns=close.start_ns, end_ns=close.end_ns, rows=close.rows, report=report,
+                verdicts=dict(state.verdicts), performance=performance, estimated_accuracy=estimated,
+                sketch=close.sketch,
+            ) if report is not None or state.last is None else EvaluationResult(
+                start_ns=state.last.start_ns, end_ns=state.last.end_ns, rows=state.last.rows,
+                report=state.last.report, verdicts=dict(state.verdicts),
+                performance={**state.last.performance, **performance},
+                estimated_accuracy=estimated if estimated is not None else state.last.estimated_accuracy,
+                sketch=state.last.sketch,
+            )
+
+    def _drift(self, close: WindowClose):
+        from driftcar.stats import VerdictTracker, evaluate_drift
+
+        state = close.state
+        config = self._drift_config()
+        report = evaluate_drift(close.profile, close.sketch, config=config)
+        if state.tracker is None:
+            state.tracker = VerdictTracker(config)
+        changes = state.tracker.update(report)
+        for change in changes:
+            state.verdicts[change.feature] = bool(change.detected)
+        window = self.config.window
+        for result in report.results:
+            deciding = bool(getattr(result, "deciding", False))
+            detected = state.verdicts.get(result.feature, False) if deciding else None
+            pvalue = None if result.pvalue is None else _finite(result.pvalue, 1.0)
+            self.tel.set_drift(close.model, close.version, result.feature, result.method, window,
+                               _finite(result.statistic), pvalue, _finite(result.threshold), detected)
+        for change in changes:
+            self._drift_event(close, change)
+        return report
+
+    def _drift_event(self, close: WindowClose, change) -> None:
+        result = change.result
+        name = "driftcar.drift.detected" if change.detected else "driftcar.drift.resolved"
+        attributes = {
+            "model.name": close.model,
+            "model.version": close.version,
+            "feature.name": change.feature,
+            "drift.method": result.method,
+            "drift.score": _finite(result.statistic),
+            "drift.threshold": _finite(result.threshold),
+            "drift.window": self.config.window,
+            "window.start": int(close.start_ns),
+            "window.end": int(close.end_ns),
+            "driftcar.sample_trace_ids": list(close.trace_ids),
+        }
+        if result.pvalue is not None:
+            attributes["drift.pvalue"] = _finite(result.pvalue, 1.0)
+        verb = "drifted" if change.detected else "is back to its reference"
+        body = (f"{close.model}@{close.version} feature {change.feature} {verb}: {result.method} "
+                f"{attributes['drift.score']:.4g} vs threshold {attributes['drift.threshold']:.4g}")
+        self.tel.emit_event(name, "WARN" if change.detected else "INFO", body, attributes)
+
+    def _distributions(self, close: WindowClose) -> None:
+        """Cumulative histograms from the merged sketches; window counts of missing/categories."""
+        state = close.state
+        cumulative = state.cumulative
+        if cumulative is None:
+            return
+        for name, feature in (getattr(close.profile, "features", {}) or {}).items():
+            try:
+                total = cumulative.feature(name)
+                window = close.sketch.feature(name)
+            except (KeyError, ValueError):
+                continue
+            if getattr(feature, "kind", "numeric") == "numeric":
+                self._histogram("feature", close, name, feature, total)
+            else:
+                for category, count in (getattr(window, "category_counts", {}) or {}).items():
+                    if count:
+                        self.tel.add_category(close.model, close.version, name, str(category), int(count))
+            missing = int(getattr(window, "missing", 0) or 0)
+            if missing:
+                self.tel.add_missing(close.model, close.version, name, missing)
+        prediction = getattr(close.profile, "prediction", None)
+        if prediction is not None and getattr(prediction, "kind", "") == "numeric":
+            try:
+                total = cumulative.feature("__prediction__")
+            except (KeyError, ValueError, AttributeError):
+                total = getattr(cumulative, "prediction", None)
+            if total is not None:
+                self._histogram("prediction", close, None, prediction, total)
+
+    def _histogram(self, kind: str, close: WindowClose, name, feature, sketch) -> None:
+        edges = np.asarray(getattr(feature, "edges", []), dtype=np.float64)
+        counts = np.asarray(getattr(sketch, "counts", []), dtype=np.int64)
+        if edges.size == 0 or counts.size != edges.size + 1:
+            return
+        total_sum = _finite(getattr(sketch, "sum", 0.0))
+        count = int(counts.sum())
+        self.tel.set_histogram(kind, close.model, close.version, name, edges.tolist(), counts.tolist(),
+                               total_sum, count)
+
+    def _quality(self, close: WindowClose) -> tuple[dict[str, float], float | None]:
+        from driftcar.stats import classification_scores, regression_scores
+
+        state = close.state
+        performance: dict[str, float] = {}
+        if close.y_true:
+            y_true = np.asarray(close.y_true)
+            y_pred = np.asarray(close.y_pred)
+            classification = state.classification
+            if classification is None:
+                classification = y_pred.dtype.kind not in "f"
+            scores = classification_scores(y_true, y_pred) if classification else regression_scores(y_true, y_pred)
+            for metric in ("accuracy", "precision", "recall", "f1", "mae", "rmse"):
+                if metric in scores:
+                    performance[metric] = _finite(scores[metric])
+                    self.tel.set_performance(close.model, close.version, metric, performance[metric])
+        estimated = None
+        if close.proba_n:
+            estimated = _finite(close.proba_sum / close.proba_n)
+            self.tel.set_estimated_accuracy(close.model, close.version, estimated)
+        values = dict(performance)
+        if estimated is not None:
+            values["estimated_accuracy"] = estimated
+        for metric, threshold in self.config.performance_thresholds.items():
+            if metric not in values:
+                continue
+            value = values[metric]
+            bad = value < threshold if HIGHER_IS_BETTER[metric] else value > threshold
+            was = state.degraded.get(metric, False)
+            state.degraded[metric] = bad
+            if bad and not was:
+                self.tel.emit_event("driftcar.performance.degraded", "WARN",
+                                    f"{close.model}@{close.version} {metric} {value:.4g} "
+                                    f"{'below' if HIGHER_IS_BETTER[metric] else 'above'} {threshold:.4g}",
+                                    {"model.name": close.model, "model.version": close.version, "metric": metric,
+                                     "value": value, "threshold": float(threshold),
+                                     "window.start": int(close.start_ns), "window.end": int(close.end_ns)})
+        return performance, estimated

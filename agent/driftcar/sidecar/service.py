@@ -1,0 +1,281 @@
+"""The sidecar service: wires telemetry, state, evaluator, receivers and HTTP servers.
+
+Start-up is downstream-first (telemetry -> state + checkpoint restore -> ingest worker
+-> window tick -> Prometheus endpoint -> HTTP app -> gRPC receiver) and fails fast:
+a bad reference file or an address in use raises before anything is served.
+Shutdown is upstream-first, within ``shutdown_timeout``: receivers stop taking data
+(new requests get UNAVAILABLE/503 + retry hint), the ingest queue drains, the current
+window is closed, evaluated, checkpointed and exported, then telemetry flushes.
+
+Use :meth:`SidecarService.run` in a process you own (the CLI: it handles SIGTERM/SIGINT),
+or :func:`run_in_thread` to embed a sidecar in another program (the demo, tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from driftcar.sidecar.api import Api
+from driftcar.sidecar.checkpoint import Checkpointer
+from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.evaluator import Evaluator
+from driftcar.sidecar.ingest import IngestQueue, Ingestor, IngestWorker
+from driftcar.sidecar.receiver_grpc import GrpcReceiver
+from driftcar.sidecar.receiver_http import RUNNER_KWARGS, HttpReceiver
+from driftcar.sidecar.security import TokenAuth, grpc_server_credentials, server_ssl_context
+from driftcar.sidecar.state import StateStore
+from driftcar.wire import DEFAULT_LIMITS, Limits
+
+__all__ = ["SidecarService", "SidecarHandle", "run_in_thread", "build_telemetry"]
+
+log = logging.getLogger("driftcar.sidecar")
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def build_telemetry(config: SidecarConfig):
+    from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
+
+    return Telemetry(TelemetryConfig(
+        export=config.export,
+        otlp_endpoint=config.otlp_endpoint,
+        otlp_protocol=config.otlp_protocol,
+        export_interval_s=config.export_interval_s,
+        max_features_per_model=config.max_features,
+        max_categories=config.max_categories,
+        max_models=config.max_models,
+    ))
+
+
+class SidecarService:
+    """One sidecar. Create, then ``await start()`` / ``await stop()`` on the loop that serves it.
+
+    ``telemetry`` defaults to the real exporters built from ``config``; tests may pass a fake.
+    After :meth:`start`, ``grpc_port``, ``http_port`` and ``prometheus_port`` hold bound ports.
+    """
+
+    def __init__(self, config: SidecarConfig, telemetry: Any = None, *, drift_config: Any = None):
+        self.config = config
+        self.tel = telemetry if telemetry is not None else build_telemetry(config)
+        self.auth = TokenAuth.from_config(config)
+        self.store = StateStore(config, self.tel)
+        self.queue = IngestQueue(config.queue_max_rows, config.queue_max_bytes)
+        limits = Limits(max_body_bytes=min(DEFAULT_LIMITS.max_body_bytes, config.max_request_bytes))
+        self.ingestor = Ingestor(self.queue, self.tel, limits, retry_after_s=config.retry_after_s,
+                                 admit=self.store.admit)
+        self.worker = IngestWorker(self.queue, self.store.apply, self.tel)
+        self.checkpointer = Checkpointer(config.state_dir, self.store) if config.state_dir else None
+        self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config,
+                                   after_close=self._after_close)
+        self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready)
+        self.grpc: GrpcReceiver | None = None
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+        self.prometheus_port: int | None = None
+        self.ready = False
+        self._runners: list[web.AppRunner] = []
+        self._tick: asyncio.Task | None = None
+        self._stopping = False
+
+    def _after_close(self, closes) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.save()
+
+    # ------------------------------------------------------------------ start
+    async def start(self) -> None:
+        config = self.config
+        for bind in config.insecure_binds():
+            log.warning("listening on %s without TLS or a bearer token (allow_insecure_bind): anyone who can "
+                        "reach it can send data and read drift results", bind)
+        for key, path in config.references.items():  # fail fast on a bad reference file
+            self.store.file_profile(path)
+        self.tel.start()
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.restore)
+            for state in self.store.models.values():
+                for instance, dropped in state.hook_dropped.items():
+                    self.tel.set_hook_dropped(state.model, state.version, instance, dropped)
+        self.worker.start()
+        self._tick = asyncio.create_task(self.evaluator.run(), name="driftcar-window-tick")
+        ssl_context = server_ssl_context(config.tls)
+        if config.prometheus is not None:
+            app = web.Application()
+            app.router.add_get("/metrics", self._metrics)
+            self.prometheus_port = await self._serve(app, config.prometheus, ssl_context)
+            log.info("Prometheus endpoint on http%s://%s:%d/metrics", "s" if ssl_context else "",
+                     config.prometheus.host, self.prometheus_port)
+        if config.http is not None:
+            app = web.Application()
+            HttpReceiver(self.ingestor, self.auth, max_request_bytes=config.max_request_bytes).add_routes(app)
+            self.api.add_routes(app)
+            self.http_port = await self._serve(app, config.http, ssl_context, **RUNNER_KWARGS)
+            log.info("OTLP/HTTP receiver and JSON API on http%s://%s:%d", "s" if ssl_context else "",
+                     config.http.host, self.http_port)
+        if config.grpc is not None:
+            self.grpc = GrpcReceiver(config.grpc, self.ingestor, self.auth, max_request_bytes=config.max_request_bytes,
+                                     credentials=grpc_server_credentials(config.tls))
+            await self.grpc.start()
+            self.grpc_port = self.grpc.port
+        self.ready = True
+        log.info("driftcar sidecar ready (window %s, export %s)", config.window, config.export)
+
+    async def _serve(self, app: web.Application, endpoint, ssl_context, **kwargs) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, **kwargs)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, endpoint.host, endpoint.port, ssl_context=ssl_context, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        return sockets[0].getsockname()[1] if sockets else endpoint.port
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if not self.auth.check(request.headers.get("Authorization")):
+            return web.Response(status=401, text="missing or invalid bearer token\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="driftcar"'})
+        text = await asyncio.to_thread(self.tel.prometheus_text)
+        return web.Response(body=text.encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+
+    # ------------------------------------------------------------------ stop
+    async def stop(self) -> bool:
+        """Upstream-first shutdown within ``shutdown_timeout``; True when everything finished in time."""
+        if self._stopping:
+            return True
+        self._stopping = True
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
+        left = lambda: max(0.1, deadline - time.monotonic())  # noqa: E731
+        ok = True
+        self.ready = False
+        self.ingestor.stopping = True  # new requests: UNAVAILABLE / 503 + retry hint
+        if self.grpc is not None:
+            await self.grpc.stop(grace_s=min(1.0, left()))
+        if not await asyncio.to_thread(self.queue.wait_empty, left() * 0.5):
+            log.warning("shutdown: ingest queue not drained in time (%d batches left)", len(self.queue))
+            ok = False
+        if self._tick is not None:
+            self._tick.cancel()
+            try:
+                await self._tick
+            except (asyncio.CancelledError, Exception):
+                pass
+        try:
+            await asyncio.wait_for(self.evaluator.close_and_evaluate(final=True), timeout=left() * 0.7)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: the final window evaluation did not finish in time")
+            ok = False
+        except Exception:
+            log.exception("shutdown: final window evaluation failed")
+            ok = False
+        self.worker.stop(timeout=min(1.0, left()))
+        for runner in reversed(self._runners):
+            try:
+                await asyncio.wait_for(runner.cleanup(), timeout=min(2.0, left()))
+            except asyncio.TimeoutError:
+                ok = False
+        self._runners.clear()
+        ok = bool(await asyncio.to_thread(self.tel.shutdown, left())) and ok
+        log.info("driftcar sidecar stopped%s", "" if ok else " (deadline hit; see warnings)")
+        return ok
+
+    async def run(self, stop_event: asyncio.Event | None = None) -> bool:
+        """Start, serve until SIGTERM/SIGINT (or ``stop_event``), stop. Returns :meth:`stop`'s result."""
+        loop = asyncio.get_running_loop()
+        stop_event = stop_event or asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop_event.set)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                pass
+        try:
+            await self.start()
+        except BaseException:
+            await self._abort()
+            raise
+        await stop_event.wait()
+        log.info("driftcar sidecar stopping")
+        return await self.stop()
+
+    async def _abort(self) -> None:
+        """Undo a partial start (best effort, short)."""
+        self._stopping = True
+        if self.grpc is not None:
+            await self.grpc.stop(0)
+        if self._tick is not None:
+            self._tick.cancel()
+        for runner in self._runners:
+            await runner.cleanup()
+        self.worker.stop(timeout=1.0)
+        await asyncio.to_thread(self.tel.shutdown, 1.0)
+
+
+@dataclass
+class SidecarHandle:
+    """A sidecar running on its own loop in a daemon thread (see :func:`run_in_thread`)."""
+
+    service: SidecarService
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    _stop_event: asyncio.Event
+
+    @property
+    def grpc_endpoint(self) -> str | None:
+        return None if self.service.grpc_port is None else f"http://127.0.0.1:{self.service.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str | None:
+        return None if self.service.http_port is None else f"http://127.0.0.1:{self.service.http_port}"
+
+    def close_window(self, timeout: float = 30.0):
+        """Close and evaluate the current window now (blocks; for demos and tests)."""
+        future = asyncio.run_coroutine_threadsafe(self.service.evaluator.close_and_evaluate(), self.loop)
+        return future.result(timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful stop (as on SIGTERM); blocks until the thread ended or ``timeout``."""
+        self.loop.call_soon_threadsafe(self._stop_event.set)
+        self.thread.join(timeout if timeout is not None else self.service.config.shutdown_timeout_s + 5)
+
+
+def run_in_thread(config: SidecarConfig, telemetry: Any = None, *, drift_config: Any = None,
+                  start_timeout: float = 30.0) -> SidecarHandle:
+    """Start a sidecar in a daemon thread; returns once it is ready (or raises its start error)."""
+    loop = asyncio.new_event_loop()
+    service = SidecarService(config, telemetry, drift_config=drift_config)
+    started = threading.Event()
+    failure: list[BaseException] = []
+    holder: dict[str, asyncio.Event] = {}
+
+    async def main() -> None:
+        holder["stop"] = asyncio.Event()
+        try:
+            await service.start()
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+            await service._abort()
+            return
+        started.set()
+        await holder["stop"].wait()
+        await service.stop()
+
+    def target() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=target, name="driftcar-sidecar", daemon=True)
+    thread.start()
+    if not started.wait(start_timeout):
+        raise TimeoutError(f"sidecar did not start within {start_timeout} s")
+    if failure:
+        thread.join(5)
+        raise failure[0]
+    return SidecarHandle(service, loop, thread, holder["stop"])

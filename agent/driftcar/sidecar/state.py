@@ -1,0 +1,457 @@
+"""Per-(model, version) state: reference, current window, closed windows, label join,
+golden signals, trace-id samples and hook counters.
+
+Data flow: the ingest worker thread calls :meth:`StateStore.apply` for each queued
+batch (one vectorized ``WindowSketch.update`` per batch); the evaluator calls
+:meth:`StateStore.close_windows` at each window boundary, which swaps every model's
+window for a fresh one and hands back immutable :class:`WindowClose` snapshots to be
+evaluated off the loop.
+
+Thread-safety: ``apply``, ``close_windows``, ``admit`` and ``restore`` take the
+store's lock; readers (the JSON API) only read attributes that are replaced whole
+(``ModelState.last``, ``ModelState.closed`` copies), never mutated in place.
+
+Bounds: at most ``max_models`` (model, version) pairs (others are refused at ingest
+with a reason), ``windows_kept`` closed windows per model, ``max_reference_rows``
+buffered reference rows, ``label_max_rows`` predictions waiting for labels,
+``trace_samples`` trace ids per window. Feature and category caps are enforced by
+the sketches (categories) and the telemetry (exported series).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.ingest import Item
+
+__all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
+
+log = logging.getLogger("driftcar.sidecar.state")
+
+REASONS = ("expired", "unknown_id", "evicted")
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A closed window kept for the API, sliding views and checkpoints."""
+
+    start_ns: int
+    end_ns: int
+    rows: int
+    sketch: Any  # driftcar.stats.WindowSketch (None when no reference existed yet)
+
+
+@dataclass
+class WindowClose:
+    """Everything the evaluator needs about one just-closed window (owned by the evaluator)."""
+
+    state: "ModelState"
+    model: str
+    version: str
+    profile: Any
+    sketch: Any
+    start_ns: int
+    end_ns: int
+    rows: int
+    y_true: list
+    y_pred: list
+    proba_sum: float
+    proba_n: int
+    trace_ids: list[str]
+    final: bool = False
+
+
+@dataclass
+class EvaluationResult:
+    """What the API shows for a model: the last evaluated window (replaced whole)."""
+
+    start_ns: int
+    end_ns: int
+    rows: int
+    report: Any  # driftcar.stats.DriftReport or None
+    verdicts: dict[str, bool]
+    performance: dict[str, float]
+    estimated_accuracy: float | None
+    sketch: Any
+
+
+def _stack(chunks: list) -> np.ndarray | list:
+    if all(isinstance(c, np.ndarray) for c in chunks):
+        return np.concatenate(chunks) if chunks else np.empty(0)
+    out: list = []
+    for c in chunks:
+        out.extend(c.tolist() if isinstance(c, np.ndarray) else c)
+    return out
+
+
+class _RowBuffer:
+    """Columnar rows kept to build a profile (reference batches or the first live rows)."""
+
+    def __init__(self, max_rows: int):
+        self.max_rows = max_rows
+        self.rows = 0
+        self.dropped = 0
+        self.features: dict[str, list] = collections.defaultdict(list)
+        self.labels: list = []
+        self.predictions: list = []
+
+    def add(self, features: dict, labels=None, predictions=None, rows: int = 0) -> int:
+        take = min(rows, self.max_rows - self.rows)
+        self.dropped += rows - take
+        if take <= 0:
+            return 0
+        for name, data in features.items():
+            self.features[name].append(data[:take])
+        if labels is not None:
+            self.labels.append(labels[:take])
+        if predictions is not None:
+            self.predictions.append(predictions[:take])
+        self.rows += take
+        return take
+
+    def build(self, source: str):
+        from driftcar.stats import profile
+
+        # a feature seen in only some batches gets NaN / None for the others' rows
+        X = {name: _stack(chunks) for name, chunks in self.features.items()
+             if sum(len(c) for c in chunks) == self.rows}
+        y = _stack(self.labels) if self.labels and sum(len(c) for c in self.labels) == self.rows else None
+        pred = (_stack(self.predictions)
+                if self.predictions and sum(len(c) for c in self.predictions) == self.rows else None)
+        prof = profile(X, y, pred)
+        try:
+            prof.source = source
+        except AttributeError:  # frozen profile: the state records the source itself
+            pass
+        return prof
+
+
+def _is_categorical(data) -> bool:
+    return not isinstance(data, np.ndarray) or data.dtype.kind not in "fiub"
+
+
+class ModelState:
+    """State of one (model, version). Mutated only under the store's lock."""
+
+    def __init__(self, model: str, version: str, config: SidecarConfig, telemetry, now_ns: int):
+        from driftcar.stats import LabelJoiner
+
+        self.model = model
+        self.version = version
+        self.config = config
+        self.tel = telemetry
+        self.profile = None
+        self.reference_source: str | None = None
+        self.reference_file: str | None = None
+        self.window = None
+        self.window_start_ns = now_ns
+        self.window_rows = 0
+        self.unprofiled_rows = 0  # live rows seen while no reference existed and none could be built
+        self.closed: collections.deque[ClosedWindow] = collections.deque(maxlen=config.windows_kept)
+        self.cumulative = None  # merge of every closed window since the reference (exported histograms)
+        self.reference_buffer: _RowBuffer | None = None
+        self.live_buffer: _RowBuffer | None = (
+            _RowBuffer(config.live_reference_rows) if config.live_reference_rows > 0 else None
+        )
+        self.joiner = LabelJoiner(ttl_s=config.label_ttl_s, max_rows=config.label_max_rows)
+        self._joiner_seen = {r: 0 for r in REASONS}
+        self.y_true: list = []
+        self.y_pred: list = []
+        self.proba_sum = 0.0
+        self.proba_n = 0
+        self.trace_ids: list[str] = []
+        self._trace_seen = 0
+        self._rng = random.Random(hash((model, version)) & 0xFFFF)
+        self.hook_dropped: dict[str, int] = {}
+        self.rows_total = 0
+        self.batches_total = 0
+        self.classification: bool | None = None
+        self.last: EvaluationResult | None = None
+        self.verdicts: dict[str, bool] = {}
+        self.tracker = None
+        self.degraded: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ reference
+    def set_profile(self, prof, source: str, file: str | None = None) -> None:
+        """Adopt a reference; the current window restarts bound to its bins."""
+        self.profile = prof
+        self.reference_source = source
+        self.reference_file = file
+        self.window = prof.new_window()
+        self.cumulative = None
+        self.closed.clear()
+        self.tracker = None
+        self.verdicts = {}
+        self.live_buffer = None
+        log.info("model %s@%s: reference from %s (%s features)", self.model, self.version, source,
+                 len(getattr(prof, "features", {}) or {}))
+
+    def _seal_reference_batches(self) -> None:
+        buf = self.reference_buffer
+        if buf is None or buf.rows == 0:
+            return
+        self.reference_buffer = None
+        try:
+            self.set_profile(buf.build("training"), "batch")
+        except Exception as exc:  # bad reference data must not kill the worker
+            log.warning("model %s@%s: cannot build a profile from reference batches: %s",
+                        self.model, self.version, exc)
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, item: Item, now_s: float) -> None:
+        batch = item.batch
+        self.batches_total += 1
+        if batch.kind == "reference":
+            self._apply_reference(batch)
+        elif batch.kind == "labels":
+            self._apply_labels(batch, now_s)
+        else:
+            self._apply_inference(item, now_s)
+        self._hook_counters(batch.hook)
+
+    def _apply_reference(self, batch) -> None:
+        if self.reference_buffer is None:
+            self.reference_buffer = _RowBuffer(self.config.max_reference_rows)
+        features = {n: batch.columns[n] for n in batch.names("feature")}
+        labels = batch.columns[batch.names("label")[0]] if batch.names("label") else None
+        preds = batch.columns[batch.names("prediction")[0]] if batch.names("prediction") else None
+        self.reference_buffer.add(features, labels, preds, batch.rows)
+
+    def _apply_labels(self, batch, now_s: float) -> None:
+        ids_cols, label_cols = batch.names("id"), batch.names("label")
+        if not ids_cols or not label_cols:
+            return
+        y_true, y_pred = self.joiner.add_labels(batch.columns[ids_cols[0]], batch.columns[label_cols[0]], now_s)
+        if len(y_true):
+            self.y_true.extend(np.asarray(y_true).tolist())
+            self.y_pred.extend(np.asarray(y_pred).tolist())
+        self._report_unmatched()
+
+    def _report_unmatched(self) -> None:
+        for reason, attr in (("expired", "expired"), ("unknown_id", "unmatched_labels"), ("evicted", "evicted")):
+            value = int(getattr(self.joiner, attr, 0) or 0)
+            delta = value - self._joiner_seen[reason]
+            if delta > 0:
+                self.tel.add_labels_unmatched(self.model, self.version, reason, delta)
+                self._joiner_seen[reason] = value
+
+    def _apply_inference(self, item: Item, now_s: float) -> None:
+        batch = item.batch
+        self._golden_signals(batch, item)
+        features = {n: batch.columns[n] for n in batch.names("feature")}
+        pred_names = batch.names("prediction")
+        predictions = batch.columns[pred_names[0]] if pred_names else None
+        proba_names = batch.names("probability")
+        probabilities = None
+        if proba_names:
+            probabilities = np.column_stack([np.asarray(batch.columns[n], dtype=np.float64) for n in proba_names])
+        if self.reference_buffer is not None:
+            self._seal_reference_batches()
+        if self.profile is None and self.live_buffer is not None and batch.rows:
+            taken = self.live_buffer.add(features, None, predictions, batch.rows)
+            if self.live_buffer.rows >= self.live_buffer.max_rows:
+                buf, self.live_buffer = self.live_buffer, None
+                try:
+                    self.set_profile(buf.build("live"), "live")
+                except Exception as exc:
+                    log.warning("model %s@%s: cannot build a live reference: %s", self.model, self.version, exc)
+            if taken:  # rows that became the reference are not compared with themselves
+                features = {n: d[taken:] for n, d in features.items()}
+                predictions = predictions[taken:] if predictions is not None else None
+        rows_left = len(next(iter(features.values()))) if features else (
+            len(predictions) if predictions is not None else 0)
+        if self.window is not None and rows_left:
+            self.window.update(features)
+            if predictions is not None and hasattr(self.window, "update_predictions"):
+                self.window.update_predictions(predictions)
+            self.window_rows += rows_left
+        elif rows_left:
+            self.unprofiled_rows += rows_left
+        if predictions is not None:
+            if self.classification is None:
+                self.classification = _is_categorical(predictions) or bool(proba_names) or (
+                    isinstance(predictions, np.ndarray) and predictions.dtype.kind in "iub")
+            if self.classification:
+                values, counts = np.unique(np.asarray(predictions, dtype=object if _is_categorical(predictions)
+                                                      else None).astype(str), return_counts=True)
+                for value, count in zip(values.tolist(), counts.tolist()):
+                    self.tel.add_prediction_class(self.model, self.version, value, int(count))
+        if probabilities is not None and probabilities.size:
+            best = np.nanmax(probabilities, axis=1)
+            best = best[np.isfinite(best)]
+            self.proba_sum += float(best.sum())
+            self.proba_n += int(best.size)
+        ids = batch.names("id")
+        if ids and predictions is not None:
+            self.joiner.add_predictions(batch.columns[ids[0]], predictions, now_s)
+            self._report_unmatched()
+
+    def _golden_signals(self, batch, item: Item) -> None:
+        calls = batch.calls
+        rows = batch.rows
+        if calls is not None and calls.rows:
+            cols = calls.columns
+            n = calls.rows
+            methods = np.asarray(cols["method"], dtype=object) if "method" in cols else np.full(n, "predict", object)
+            methods = np.where(methods == None, "predict", methods)  # noqa: E711 (element-wise)
+            errors = np.asarray(cols.get("error_type", [None] * n), dtype=object)
+            keys = collections.Counter(zip(methods.tolist(), errors.tolist()))
+            for (method, error), count in keys.items():
+                self.tel.add_calls(self.model, self.version, str(method), error, count)
+            if "duration_s" in cols:
+                durations = np.asarray(cols["duration_s"], dtype=np.float64)
+                for method in set(methods.tolist()):
+                    mask = methods == method
+                    self.tel.record_durations(self.model, self.version, str(method), durations[mask])
+            if "rows" in cols:
+                rows = int(np.asarray(cols["rows"], dtype=np.int64).sum())
+            if "trace_id" in cols:
+                for trace in cols["trace_id"]:
+                    if trace:
+                        self._sample_trace(trace)
+        if item.trace_id:
+            self._sample_trace(item.trace_id.hex())
+        self.rows_total += rows
+        if rows:
+            self.tel.add_rows(self.model, self.version, rows)
+
+    def _sample_trace(self, trace_id: str) -> None:
+        """Reservoir sampling: each trace id of the window has the same chance to be kept."""
+        k = self.config.trace_samples
+        if k <= 0:
+            return
+        self._trace_seen += 1
+        if len(self.trace_ids) < k:
+            self.trace_ids.append(trace_id)
+        else:
+            j = self._rng.randrange(self._trace_seen)
+            if j < k:
+                self.trace_ids[j] = trace_id
+
+    def _hook_counters(self, hook: dict) -> None:
+        instance = hook.get("instance")
+        dropped = hook.get("dropped_rows")
+        if isinstance(instance, str) and isinstance(dropped, int):
+            if dropped > self.hook_dropped.get(instance, -1):
+                if instance not in self.hook_dropped and len(self.hook_dropped) >= 1024:
+                    self.hook_dropped.pop(next(iter(self.hook_dropped)))  # bounded; oldest instance first
+                self.hook_dropped[instance] = dropped
+                self.tel.set_hook_dropped(self.model, self.version, instance, dropped)
+
+    # ------------------------------------------------------------------ windows
+    def close_window(self, now_ns: int, final: bool = False) -> WindowClose:
+        if self.reference_buffer is not None:
+            self._seal_reference_batches()
+        sketch, self.window = self.window, (self.profile.new_window() if self.profile is not None else None)
+        close = WindowClose(
+            state=self, model=self.model, version=self.version, profile=self.profile, sketch=sketch,
+            start_ns=self.window_start_ns, end_ns=now_ns, rows=self.window_rows,
+            y_true=self.y_true, y_pred=self.y_pred, proba_sum=self.proba_sum, proba_n=self.proba_n,
+            trace_ids=list(self.trace_ids), final=final,
+        )
+        self.window_start_ns = now_ns
+        self.window_rows = 0
+        self.y_true, self.y_pred = [], []
+        self.proba_sum, self.proba_n = 0.0, 0
+        self.trace_ids, self._trace_seen = [], 0
+        if sketch is not None and close.rows:
+            self.closed.append(ClosedWindow(close.start_ns, close.end_ns, close.rows, sketch))
+            self.cumulative = sketch if self.cumulative is None else self.cumulative.merge(sketch)
+        self.joiner_expire(now_ns / 1e9)
+        return close
+
+    def joiner_expire(self, now_s: float) -> None:
+        expire = getattr(self.joiner, "expire", None)
+        if expire is not None:
+            expire(now_s)
+        self._report_unmatched()
+
+    def summary(self) -> dict:
+        """JSON-ready overview for ``GET /v1/models``."""
+        last = self.last
+        return {
+            "name": self.model,
+            "version": self.version,
+            "reference": None if self.profile is None else {
+                "source": self.reference_source,
+                "file": self.reference_file,
+                "rows": int(getattr(self.profile, "n", 0) or getattr(self.profile, "rows", 0) or 0),
+                "features": sorted(getattr(self.profile, "features", {}) or {}),
+            },
+            "rows_total": self.rows_total,
+            "batches_total": self.batches_total,
+            "unprofiled_rows": self.unprofiled_rows,
+            "window": {"start_unix_nano": self.window_start_ns, "rows": self.window_rows},
+            "closed_windows": len(self.closed),
+            "last_evaluated": None if last is None else {"start_unix_nano": last.start_ns,
+                                                         "end_unix_nano": last.end_ns, "rows": last.rows},
+            "drift_detected": sorted(f for f, v in self.verdicts.items() if v),
+            "hook_dropped_rows": sum(self.hook_dropped.values()),
+        }
+
+
+class StateStore:
+    """All models' state. See the module docstring for the threading contract."""
+
+    def __init__(self, config: SidecarConfig, telemetry, clock: Callable[[], int] = time.time_ns,
+                 load_profile: Callable[[str], Any] | None = None):
+        self.config = config
+        self.tel = telemetry
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.models: dict[tuple[str, str], ModelState] = {}
+        self.refused_models = 0
+        self._load_profile = load_profile
+        self._file_profiles: dict[str, Any] = {}
+
+    def file_profile(self, path: str):
+        """Load (once) a ``--reference`` file; errors propagate (checked at start-up)."""
+        if path not in self._file_profiles:
+            if self._load_profile is not None:
+                self._file_profiles[path] = self._load_profile(path)
+            else:
+                from driftcar.stats import Profile
+
+                self._file_profiles[path] = Profile.load(path)
+        return self._file_profiles[path]
+
+    def admit(self, model: str, version: str) -> str | None:
+        """Refusal reason for a new (model, version) beyond ``max_models``, else None. Lock-free read."""
+        if (model, version) in self.models or len(self.models) < self.config.max_models:
+            return None
+        self.refused_models += 1
+        return f"model cap reached ({self.config.max_models} model versions); batch for a new model refused"
+
+    def get_or_create(self, model: str, version: str) -> ModelState:
+        key = (model, version)
+        state = self.models.get(key)
+        if state is None:
+            state = ModelState(model, version, self.config, self.tel, self.clock())
+            path = self.config.reference_for(model, version)
+            if path:
+                state.set_profile(self.file_profile(path), "file", path)
+            self.models[key] = state
+            self.tel.set_state_models(len(self.models))
+        return state
+
+    def apply(self, item: Item) -> None:
+        with self.lock:
+            state = self.get_or_create(item.model, item.version)
+            state.apply(item, self.clock() / 1e9)
+
+    def close_windows(self, final: bool = False) -> list[WindowClose]:
+        now = self.clock()
+        with self.lock:
+            return [state.close_window(now, final) for state in self.models.values()]
+
+    def find(self, model: str, version: str | None = None) -> list[ModelState]:
+        return [s for (m, v), s in list(self.models.items()) if m == model and (version is None or v == version)]
