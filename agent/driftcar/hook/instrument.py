@@ -1,0 +1,298 @@
+"""``driftcar.instrument`` / ``driftcar.uninstrument``: put the hook on a model in one line.
+
+What gets wrapped (instance level: other instances of the class are untouched):
+
+- scikit-learn-style estimators: ``fit``, ``transform``, ``predict``,
+  ``predict_proba`` (``methods=`` to change), on the model itself (captures at
+  the outermost call) and, when spans are on, on every inner estimator found
+  through Pipeline / FeatureUnion / ColumnTransformer and opt-in ``wrappers``
+  attributes (spans only; see :mod:`driftcar.hook.walk`). After an outermost
+  ``fit`` the tree is walked again, so fitted clones (``transformers_``) get spans.
+- river-style models: ``predict_one``, ``predict_proba_one``, ``learn_one``,
+  ``transform_one`` (dict rows; ``learn_one``'s ``y`` is captured as the label).
+- any other callable: ``monitor.model`` (also ``monitor.wrapped``, and the
+  Monitor itself) is the instrumented callable to call instead. Its first
+  positional argument (or its only/``X``/``x`` keyword argument) is the input,
+  its return value the prediction (a dict return value: probabilities per class).
+
+What each method captures at the root: ``predict``/``predict_one``/callables:
+inputs and outputs; ``predict_proba``/``predict_proba_one``: inputs and
+probabilities (classes from ``classes_``); ``transform``/``transform_one``:
+inputs; ``learn_one``: inputs and label; ``fit`` and any other configured
+method: only the call (latency, rows, outcome). Every outermost call is in the
+calls table whatever the sampling rate; ``sample`` is the probability that a
+call's rows are captured (all rows of a sampled call are kept).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Iterable, Mapping, Sequence
+
+from opentelemetry import trace
+
+from driftcar.hook.monitor import Monitor
+from driftcar.hook.walk import walk
+from driftcar.hook.wrappers import Unwrapped, Wrapper
+
+__all__ = [
+    "instrument",
+    "uninstrument",
+    "find_monitor",
+    "DEFAULT_ENDPOINT",
+    "DEFAULT_PROTOCOL",
+    "PROTOCOLS",
+    "SKLEARN_METHODS",
+    "RIVER_METHODS",
+    "DEFAULT_METHODS",
+]
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:14317"
+DEFAULT_PROTOCOL = "grpc"
+PROTOCOLS = ("grpc", "http/protobuf")
+SKLEARN_METHODS = ("fit", "transform", "predict", "predict_proba")
+RIVER_METHODS = ("learn_one", "predict_one", "predict_proba_one", "transform_one")
+DEFAULT_METHODS = SKLEARN_METHODS + RIVER_METHODS
+TRACER_NAME = "driftcar.hook"
+
+#: what the root wrapper of each method captures (anything else: "call" = the call only)
+_MODES = {
+    "predict": "io",
+    "predict_proba": "io",
+    "predict_one": "io",
+    "predict_proba_one": "io",
+    "__call__": "io",
+    "transform": "in",
+    "transform_one": "in",
+    "learn_one": "learn",
+}
+
+# plain callables cannot carry wrappers; remember their monitors weakly
+_CALLABLES: "weakref.WeakKeyDictionary[Any, Monitor]" = weakref.WeakKeyDictionary()
+
+
+class _NoShipper:
+    """Stand-in when ``capture=False`` (spans only): accepts nothing, sends nothing."""
+
+    stats: dict = {}
+
+    def offer(self, captured: Any) -> None:
+        pass
+
+    def flush(self, timeout: float = 0.0) -> bool:
+        return True
+
+    def shutdown(self, timeout: float = 0.0) -> bool:
+        return True
+
+
+def _method(obj: Any, name: str) -> Any:
+    try:
+        value = getattr(obj, name, None)
+    except Exception:  # available_if and properties may raise anything on unfitted models
+        return None
+    return value if callable(value) else None
+
+
+def find_monitor(model: Any) -> Monitor | None:
+    """The Monitor already instrumenting ``model`` (object, wrapped callable or Monitor), else None."""
+    if isinstance(model, Monitor):
+        return model
+    if isinstance(model, Wrapper):
+        return model.monitor
+    state = getattr(model, "__dict__", None)
+    if isinstance(state, dict) and not callable(getattr(model, "__code__", None)):
+        for value in list(state.values()):
+            if isinstance(value, Wrapper) and value.root and value.owner is model:
+                return value.monitor
+    try:
+        return _CALLABLES.get(model)
+    except TypeError:  # unhashable or not weak-referenceable
+        return None
+
+
+def _validate(name: Any, version: Any, sample: Any, protocol: Any, endpoint: Any, methods: Any, wrappers: Any) -> tuple:
+    problems = []
+    if not isinstance(name, str) or not name or len(name) > 256:
+        problems.append(f"name must be a non-empty str of at most 256 characters, got {name!r}")
+    if not isinstance(version, str) or len(version) > 256:
+        problems.append(f"version must be a str of at most 256 characters, got {version!r}")
+    if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0.0 <= float(sample) <= 1.0:
+        problems.append(f"sample must be a number in [0, 1], got {sample!r}")
+    if protocol is not None and protocol not in PROTOCOLS:
+        problems.append(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://"))):
+        problems.append(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    if methods is None:
+        methods = DEFAULT_METHODS
+    elif isinstance(methods, str) or not all(isinstance(m, str) and m.isidentifier() for m in methods):
+        problems.append(f"methods must be a sequence of method names, got {methods!r}")
+    wrapped: dict[type, tuple[str, ...]] = {}
+    for cls, attrs in (wrappers or {}).items():
+        if not isinstance(cls, type):
+            problems.append(f"wrappers keys must be classes, got {cls!r}")
+            continue
+        attrs = (attrs,) if isinstance(attrs, str) else tuple(attrs)
+        if not all(isinstance(a, str) for a in attrs):
+            problems.append(f"wrappers[{cls.__name__}] must list attribute names, got {attrs!r}")
+        wrapped[cls] = attrs
+    if problems:
+        raise ValueError("driftcar.instrument: " + "; ".join(problems))
+    return tuple(methods), wrapped
+
+
+def instrument(
+    model: Any,
+    name: str | None = None,
+    version: str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    sample: float = 1.0,
+    methods: Sequence[str] | None = None,
+    wrappers: Mapping[type, Iterable[str]] | None = None,
+    capture: bool = True,
+    spans: bool = True,
+    tracer_provider: Any = None,
+    shipper: Any = None,
+    **shipping_options: Any,
+) -> Monitor:
+    """Instrument ``model`` in place and return its :class:`~driftcar.hook.monitor.Monitor`.
+
+    name / version: the model's identity downstream (default: the class or
+    function name, ``"unknown"``). endpoint: OTLP endpoint of the sidecar or a
+    collector (default ``$DRIFTCAR_ENDPOINT``, else ``http://127.0.0.1:14317``);
+    protocol: ``grpc`` or ``http/protobuf`` (posts to ``<endpoint>/v1/logs``;
+    default ``$DRIFTCAR_PROTOCOL``, else ``grpc``; with ``http/protobuf`` and no
+    endpoint anywhere the default is the sidecar's HTTP port, 14318). sample: probability that a
+    call's rows are captured (calls are always counted). methods: method names
+    to wrap (default :data:`DEFAULT_METHODS`). wrappers: opt-in
+    ``{Class: ["attr", ...]}`` inner estimators to trace. capture / spans: turn
+    row capture / spans off. tracer_provider: default the global one (looked
+    up once per monitor, follows a provider set later). shipper: an object with
+    ``offer/flush/shutdown/stats`` (tests); otherwise a
+    :class:`driftcar.hook.shipping.Shipper` is made with ``shipping_options``
+    forwarded to ``ShipperConfig`` (``max_batch_rows``, ``max_batch_age_s``,
+    ``max_buffer_bytes``, ``headers``, ``timeout_s``, ...).
+
+    Instrumenting an instrumented model returns its existing Monitor (nothing
+    is wrapped twice). Raises ValueError on bad arguments and TypeError for
+    something that is neither an object with model methods nor a callable.
+    Not thread-safe against concurrent instrument/uninstrument of one model.
+    """
+    existing = find_monitor(model)
+    if existing is not None:
+        return existing
+    if isinstance(model, type):
+        raise TypeError(f"driftcar.instrument: pass a model instance, not the class {model.__name__}")
+    if name is None:
+        name = getattr(model, "__name__", None) or type(model).__name__
+    version = "unknown" if version is None else version
+    methods, wrappers = _validate(name, version, sample, protocol, endpoint, methods, wrappers)
+    root_methods = [m for m in methods if _method(model, m) is not None] if hasattr(model, "__dict__") else []
+    is_function = not root_methods
+    if is_function and not callable(model):
+        raise TypeError(
+            f"driftcar.instrument: {type(model).__name__} has none of the methods {list(methods)} and is not callable"
+        )
+    if shipper is not None and shipping_options:
+        raise TypeError(f"driftcar.instrument: shipping options {sorted(shipping_options)} need the default shipper")
+    tracer = trace.get_tracer(TRACER_NAME, _version(), tracer_provider=tracer_provider) if spans else None
+    if not capture:
+        shipper, owns = _NoShipper(), True
+    elif shipper is None:
+        shipper, owns = _default_shipper(name, version, endpoint, protocol, shipping_options), True
+    else:
+        owns = False
+    monitor = Monitor(
+        model, name=name, version=version, shipper=shipper, owns_shipper=owns, sample=float(sample),
+        capture=bool(capture), tracer=tracer,
+    )
+    if is_function:
+        span_name = getattr(model, "__qualname__", None) or f"{type(model).__name__}.__call__"
+        wrapper = Wrapper(model, None, "__call__", monitor, True, span_name, "io")
+        monitor.model = monitor.wrapped = wrapper
+        try:
+            _CALLABLES[model] = monitor
+        except TypeError:
+            pass
+        return monitor
+    cls_name = type(model).__name__
+    for method in root_methods:
+        _wrap(monitor, model, method, True, f"{cls_name}.{method}", _MODES.get(method, "call"))
+    if spans:
+        def rewalk() -> None:
+            for step in walk(model, wrappers):
+                for method in methods:
+                    if _method(step, method) is not None:
+                        _wrap(monitor, step, method, False, f"{type(step).__name__}.{method}", "call")
+
+        monitor._rewalk = rewalk
+        rewalk()
+    return monitor
+
+
+def _wrap(monitor: Monitor, obj: Any, method: str, root: bool, span_name: str, mode: str) -> None:
+    state = getattr(obj, "__dict__", None)
+    if not isinstance(state, dict):
+        if root:
+            raise TypeError(f"driftcar.instrument: cannot wrap {type(obj).__name__}.{method} (no instance __dict__)")
+        return  # an inner step we cannot wrap only loses its span
+    current = state.get(method)
+    if isinstance(current, Wrapper):
+        return  # already wrapped (by this or another monitor): never wrap twice
+    if isinstance(current, Unwrapped):
+        del state[method]  # left over from unpickling: start from the class method
+    original = _method(obj, method)
+    if original is None:
+        return
+    state[method] = Wrapper(original, obj, method, monitor, root, span_name, mode)
+    monitor._targets.append((obj, method))
+
+
+def uninstrument(model: Any, timeout: float = 5.0) -> Any:
+    """Remove driftcar from ``model`` and return the original object / callable.
+
+    Restores every wrapped method (root and inner steps), then flushes and stops
+    the shipper the Monitor created (blocking up to ``timeout`` seconds). For a
+    plain callable the wrapped callable keeps working as a pass-through. Safe to
+    call on a model that is not instrumented (returns it unchanged).
+    """
+    monitor = find_monitor(model)
+    if monitor is None:
+        state = getattr(model, "__dict__", None)
+        if isinstance(state, dict):  # an unpickled copy: drop the placeholders
+            for key in [k for k, v in state.items() if isinstance(v, Unwrapped)]:
+                del state[key]
+        return model
+    monitor._enabled = False
+    for obj, method in monitor._targets:
+        state = obj.__dict__
+        current = state.get(method)
+        if isinstance(current, Wrapper) and current.monitor is monitor:
+            del state[method]
+    monitor._targets.clear()
+    monitor._rewalk = None
+    try:
+        _CALLABLES.pop(monitor.original, None)
+    except TypeError:
+        pass
+    if monitor._owns_shipper:
+        monitor.shutdown(timeout)
+    else:
+        monitor._capture = False
+    return monitor.original
+
+
+def _default_shipper(name: str, version: str, endpoint: str, protocol: str, options: dict) -> Any:
+    from driftcar.hook.shipping import Shipper, ShipperConfig
+
+    # from_env applies DRIFTCAR_* variables and the defaults (DEFAULT_ENDPOINT for grpc,
+    # the sidecar's HTTP port for http/protobuf); explicit arguments win.
+    config = ShipperConfig.from_env(name, version, endpoint=endpoint, protocol=protocol, **options)
+    return Shipper(config)
+
+
+def _version() -> str:
+    from driftcar import __version__
+
+    return __version__

@@ -1,0 +1,175 @@
+"""Instance-level method wrappers: the code every instrumented call runs.
+
+A wrapper replaces one bound method *on one instance* (``obj.__dict__[name]``),
+so other instances of the same class stay untouched. Two roles:
+
+- a **root** wrapper sits on the model the user instrumented. At the outermost
+  call (a per-monitor context variable says whether a call of the same monitor
+  is already running on this thread/task) it starts the outer span, times the
+  call and hands the arguments and result to :meth:`Monitor._record`, which
+  captures them. Nested calls (``predict`` calling ``predict_proba`` on the same
+  model) only get a span.
+- a **step** wrapper sits on an inner estimator (Pipeline step, ColumnTransformer
+  transformer, ...). It only adds a ``Class.method`` span, child of the current
+  one. Step wrappers are installed only when spans are on.
+
+Exceptions from the model are re-raised unchanged (same object); they are
+recorded on the span (ERROR status) and counted by type in the calls table.
+Nothing driftcar does after the model returned can raise into the caller.
+
+Pickling / deep-copying: a wrapper reduces to :class:`Unwrapped`, which calls the
+class's own method and removes itself from the instance on first use. So an
+instrumented estimator pickles, unpickles and deep-copies as the
+*un-instrumented* estimator (instrument the copy if you want it watched).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.context import attach, detach
+from opentelemetry.trace import Status, StatusCode, set_span_in_context
+
+if TYPE_CHECKING:  # pragma: no cover
+    from driftcar.hook.monitor import Monitor
+
+__all__ = ["Wrapper", "Unwrapped", "fail_span", "is_ours"]
+
+_perf_ns = time.perf_counter_ns
+_time_ns = time.time_ns
+
+
+def fail_span(span: Any, exc: BaseException) -> None:
+    """Record ``exc`` on ``span`` and mark it ERROR (never raises)."""
+    try:
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    except Exception:  # pragma: no cover - a broken SDK must not change the model's exception
+        pass
+
+
+def _restore(obj: Any, name: str) -> "Unwrapped":
+    return Unwrapped(obj, name)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class Unwrapped:
+    """What a wrapper becomes after pickling or deep-copying: the plain class method.
+
+    Calls ``type(obj).<name>`` bound to ``obj``; the first call also removes this
+    placeholder from the instance so the object is left exactly as un-instrumented.
+    """
+
+    __slots__ = ("obj", "name")
+
+    def __init__(self, obj: Any, name: str):
+        self.obj = obj
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        obj = self.obj
+        if obj.__dict__.get(self.name) is self:
+            del obj.__dict__[self.name]
+        return getattr(obj, self.name)(*args, **kwargs)
+
+    def __reduce__(self):
+        return (_restore, (self.obj, self.name))
+
+
+class Wrapper:
+    """Replaces one bound method (or a plain callable when ``owner`` is None).
+
+    Thread-safe: holds no per-call state; per-call state lives in locals and in
+    the monitor's context variables. Blocking: never, beyond the model itself.
+    """
+
+    __slots__ = (
+        "orig",
+        "owner",
+        "name",
+        "monitor",
+        "root",
+        "span_name",
+        "mode",
+        "__wrapped__",
+        "__weakref__",
+    )
+
+    def __init__(self, orig: Any, owner: Any, name: str, monitor: "Monitor", root: bool, span_name: str, mode: str):
+        self.orig = orig  # the bound method (or the function) to call
+        self.owner = owner  # the instance whose __dict__ holds this wrapper, None for a plain callable
+        self.name = name  # method name ("predict", ...; "__call__" for a callable)
+        self.monitor = monitor
+        self.root = root  # captures (root) or only spans (step)
+        self.span_name = span_name  # "Class.method"
+        self.mode = mode  # what the root captures: "io" | "in" | "learn" | "call"
+        self.__wrapped__ = orig
+
+    @property
+    def __name__(self) -> str:  # noqa: D401 - mimic the wrapped method
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<driftcar-instrumented {self.span_name} of {self.monitor.name!r}>"
+
+    def __reduce__(self):
+        if self.owner is None:
+            return (_identity, (self.orig,))
+        return (_restore, (self.owner, self.name))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        monitor = self.monitor
+        if not monitor._enabled:
+            return self.orig(*args, **kwargs)
+        active = monitor._active
+        if not self.root or active.get():
+            if monitor._tracer is None:
+                return self.orig(*args, **kwargs)
+            return self._spanned(monitor._tracer, args, kwargs)
+        token = active.set(True)
+        tracer = monitor._tracer
+        span = None
+        try:
+            if tracer is not None:
+                span = tracer.start_span(self.span_name, attributes=monitor._span_attributes)
+                ctx_token = attach(set_span_in_context(span))
+            start_ns = _time_ns()
+            t0 = _perf_ns()
+            try:
+                result = self.orig(*args, **kwargs)
+            except Exception as exc:
+                duration_ns = _perf_ns() - t0
+                if span is not None:
+                    fail_span(span, exc)
+                monitor._record(self, args, kwargs, None, start_ns, duration_ns, span, exc)
+                raise
+            duration_ns = _perf_ns() - t0
+        finally:
+            if span is not None:
+                detach(ctx_token)
+                span.end()
+            active.reset(token)
+        monitor._record(self, args, kwargs, result, start_ns, duration_ns, span, None)
+        return result
+
+    def _spanned(self, tracer: Any, args: tuple, kwargs: dict) -> Any:
+        span = tracer.start_span(self.span_name)
+        token = attach(set_span_in_context(span))
+        try:
+            return self.orig(*args, **kwargs)
+        except Exception as exc:
+            fail_span(span, exc)
+            raise
+        finally:
+            detach(token)
+            span.end()
+
+
+def is_ours(value: Any) -> bool:
+    """True for a driftcar wrapper or its pickled placeholder."""
+    return isinstance(value, (Wrapper, Unwrapped))
