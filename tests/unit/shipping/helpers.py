@@ -67,3 +67,46 @@ def features(batches, n_features: int) -> np.ndarray:
     """Stack the x0..x{n-1} columns of decoded batches, in arrival order."""
     blocks = [np.column_stack([b.columns[f"x{j}"] for j in range(n_features)]) for _, b in batches if b.rows]
     return np.vstack(blocks) if blocks else np.empty((0, n_features))
+
+
+class FakeExporter:
+    """In-memory exporter: records payloads and answers scripted outcomes (default: success).
+
+    ``block`` (an Event) makes every export wait on it, like a black hole; ``abort`` releases it.
+    """
+
+    def __init__(self, answers=None, block=None):
+        import threading
+
+        from driftcar.hook.shipping.retry import Outcome
+
+        self.answers = list(answers or [])
+        self.default = Outcome.success()
+        self.payloads: list[bytes] = []
+        self.attempts: list[float] = []
+        self.block = block
+        self.aborted = threading.Event()
+        self.closed = False
+
+    def export(self, payload: bytes, timeout_s: float):
+        from driftcar.hook.shipping.retry import Outcome
+
+        self.attempts.append(time.monotonic())
+        if self.block is not None:
+            self.aborted.wait(timeout_s)
+            return Outcome.retry("blocked", detail="fake black hole")
+        answer = self.answers.pop(0) if self.answers else self.default
+        if answer.ok:
+            self.payloads.append(payload)
+        return answer
+
+    def abort(self) -> None:
+        self.aborted.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def requests(self):
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+        return [ExportLogsServiceRequest.FromString(p) for p in list(self.payloads)]

@@ -351,8 +351,13 @@ class Shipper:
                              "driftcar could not convert captured items to columns (%s: %s); rows dropped",
                              type(exc).__name__, exc)
             return
+        converted_away = sum(int(getattr(p, "dropped_rows", 0) or 0) for p in parts)
+        if converted_away:  # the converter logs its own problems once; we count the rows
+            self._count_lost(converted_away, 0, None)
         records, tallies = [], []
         for part in parts:
+            if not part.rows and not part.calls:
+                continue
             try:
                 for chunk, body in encode_part(part, self._budget, self._sealed_counters):
                     records.append(batch_log_record(

@@ -1,0 +1,61 @@
+"""ShipperConfig: defaults, environment, validation that reports every problem at once."""
+
+import pytest
+
+from driftcar.hook.shipping import ShipperConfig, parse_headers
+
+
+def test_defaults_are_the_documented_ones():
+    cfg = ShipperConfig.from_env("churn", "3", env={})
+    assert (cfg.endpoint, cfg.protocol, cfg.compression) == ("http://127.0.0.1:14317", "grpc", "gzip")
+    assert (cfg.max_buffer_bytes, cfg.max_batch_rows, cfg.max_batch_age_s) == (64 << 20, 10_000, 1.0)
+    assert (cfg.max_request_bytes, cfg.timeout_s, cfg.exit_timeout_s) == (3 << 20, 10.0, 5.0)
+    assert cfg.grpc_target == ("127.0.0.1:14317", False)
+
+
+def test_environment_is_read_and_overrides_win():
+    env = {
+        "DRIFTCAR_ENDPOINT": "https://collector.example:4318",
+        "DRIFTCAR_PROTOCOL": "HTTP/protobuf",
+        "DRIFTCAR_HEADERS": "Authorization=Bearer%20t0k,x-tenant=a",
+        "DRIFTCAR_TIMEOUT": "2.5",
+        "DRIFTCAR_MAX_BUFFER_BYTES": "1048576",
+        "DRIFTCAR_MAX_BATCH_ROWS": "500",
+        "DRIFTCAR_MAX_BATCH_AGE": "0.25",
+        "DRIFTCAR_COMPRESSION": "none",
+    }
+    cfg = ShipperConfig.from_env("m", env=env, max_batch_rows=42, timeout_s=None)
+    assert cfg.protocol == "http/protobuf" and cfg.logs_url == "https://collector.example:4318/v1/logs"
+    assert cfg.headers == {"authorization": "Bearer t0k", "x-tenant": "a"}
+    assert (cfg.timeout_s, cfg.max_buffer_bytes, cfg.max_batch_rows, cfg.max_batch_age_s) == (2.5, 1 << 20, 42, 0.25)
+    assert cfg.compression == "none"
+
+
+def test_http_protocol_defaults_to_the_http_port_and_keeps_an_explicit_path():
+    assert ShipperConfig.from_env("m", env={}, protocol="http/protobuf").logs_url == "http://127.0.0.1:14318/v1/logs"
+    cfg = ShipperConfig("m", endpoint="http://h:9/v1/logs", protocol="http/protobuf")
+    assert cfg.logs_url == "http://h:9/v1/logs"
+    assert ShipperConfig("m", endpoint="https://h").grpc_target == ("h:443", True)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ValueError) as err:
+        ShipperConfig("", protocol="udp", compression="zstd", timeout_s=0, max_buffer_bytes=-1,
+                      endpoint="ftp://x", max_request_bytes=10)
+    text = str(err.value)
+    for fragment in ("model_name", "protocol", "compression", "timeout_s", "max_buffer_bytes", "endpoint",
+                     "max_request_bytes"):
+        assert fragment in text
+
+
+def test_bad_environment_names_the_variable():
+    with pytest.raises(ValueError, match="DRIFTCAR_TIMEOUT='soon'"):
+        ShipperConfig.from_env("m", env={"DRIFTCAR_TIMEOUT": "soon"})
+    with pytest.raises(ValueError, match="DRIFTCAR_HEADERS"):
+        ShipperConfig.from_env("m", env={"DRIFTCAR_HEADERS": "novalue"})
+    with pytest.raises(ValueError, match="unknown ShipperConfig options"):
+        ShipperConfig.from_env("m", env={}, max_rows=1)
+
+
+def test_parse_headers_tolerates_blanks():
+    assert parse_headers(" a=1 ,, B = x%3Dy ") == {"a": "1", "b": "x=y"}

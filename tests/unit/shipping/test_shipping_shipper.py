@@ -1,0 +1,173 @@
+"""Shipper behaviour against an in-memory exporter: batching triggers, drops, failures, deadlines."""
+
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from driftcar.hook.shipping import Shipper, ShipperConfig
+from driftcar.hook.shipping.retry import Outcome
+from tests.support.waiting import wait_until
+from tests.unit.shipping.helpers import FakeExporter, decoded_batches, features, item, to_parts
+
+
+def make(exporter, **options):
+    options.setdefault("max_batch_age_s", 60.0)
+    options.setdefault("retry_initial_backoff_s", 0.01)
+    convert = options.pop("convert", to_parts)
+    return Shipper(ShipperConfig("m", "1", resource={"service.name": "t"}, **options),
+                   convert=convert, exporter_factory=lambda cfg: exporter)
+
+
+@pytest.fixture
+def shippers():
+    made = []
+    yield made
+    for s in made:
+        s.shutdown(1.0)
+
+
+def test_batch_is_sealed_at_max_rows_without_waiting_for_age(shippers):
+    fake = FakeExporter()
+    s = make(fake, max_batch_rows=50)
+    shippers.append(s)
+    X = np.arange(400.0).reshape(100, 4)
+    for i in range(0, 100, 10):
+        s.offer(item(X[i:i + 10]))
+    wait_until(lambda: len(fake.payloads) >= 2, 5, what="two batches sealed by row count")
+    got = features(decoded_batches(fake.requests()), 4)
+    np.testing.assert_array_equal(got, X[: len(got)])
+    assert len(got) == 100  # 2 full batches, nothing left for the age trigger
+    assert s.stats["queued_rows"] == 0
+
+
+def test_batch_is_sealed_at_max_age(shippers):
+    fake = FakeExporter()
+    s = make(fake, max_batch_age_s=0.2)
+    shippers.append(s)
+    s.offer(item(np.ones((3, 2))))
+    wait_until(lambda: fake.payloads, 5, what="the age trigger")
+    assert decoded_batches(fake.requests())[0][1].rows == 3
+
+
+def test_drops_are_counted_and_ride_along_in_the_next_batch(shippers):
+    fake = FakeExporter()
+    s = make(fake, max_buffer_bytes=10_000)
+    shippers.append(s)
+    for i in range(100):
+        s.offer(item(np.full((2, 4), float(i)), size_hint=1_000))
+        assert s.stats["queued_bytes"] <= 10_000
+    stats = s.stats
+    assert (stats["dropped_calls"], stats["dropped_rows"], stats["queued_calls"]) == (90, 180, 10)
+    assert s.flush(5)
+    [(_, batch)] = decoded_batches(fake.requests())
+    assert batch.hook["dropped_rows"] == 180 and batch.hook["dropped_calls"] == 90
+    assert batch.columns["x0"].tolist() == [float(i) for i in range(90, 100) for _ in range(2)]  # newest kept
+
+
+def test_offer_never_raises_and_counts_bad_items_once_logged(shippers, caplog):
+    s = make(FakeExporter())
+    shippers.append(s)
+    with caplog.at_level(logging.WARNING, logger="driftcar.hook"):
+        for junk in (None, object(), 42, "x"):
+            s.offer(junk)
+    assert s.stats["offer_errors"] == 4
+    assert len([r for r in caplog.records if "could not queue" in r.getMessage()]) == 1
+
+
+def test_permanent_failure_is_counted_not_retried_and_reported_in_the_next_batch(shippers, caplog):
+    fake = FakeExporter(answers=[Outcome.permanent("http 400", "bad batch")] * 3)
+    s = make(fake)
+    shippers.append(s)
+    with caplog.at_level(logging.WARNING, logger="driftcar.hook"):
+        for _ in range(3):
+            s.offer(item(np.ones((5, 2))))
+            assert s.flush(5)
+    assert len(fake.attempts) == 3  # one attempt per batch: never retried
+    stats = s.stats
+    assert stats["failed_exports"] == 3 and stats["dropped_rows"] == 15 and stats["retries"] == 0
+    assert len([r for r in caplog.records if "http 400" in r.getMessage()]) == 1  # logged once
+    s.offer(item(np.ones((1, 2))))
+    assert s.flush(5)
+    [(_, batch)] = decoded_batches(fake.requests())
+    assert batch.hook["failed_exports"] == 3 and batch.hook["dropped_rows"] == 15 and batch.hook["dropped_calls"] == 3
+
+
+def test_retryable_failure_is_retried_then_delivered(shippers):
+    fake = FakeExporter(answers=[Outcome.retry("grpc UNAVAILABLE")] * 2)
+    s = make(fake)
+    shippers.append(s)
+    s.offer(item(np.ones((4, 2))))
+    assert s.flush(5)
+    assert len(fake.attempts) == 3 and len(fake.payloads) == 1
+    assert s.stats["retries"] == 2 and s.stats["dropped_rows"] == 0 and s.stats["sent_rows"] == 4
+
+
+def test_partial_success_is_recorded_not_retried(shippers):
+    fake = FakeExporter(answers=[Outcome.success(rejected=1, detail="schema")])
+    s = make(fake)
+    shippers.append(s)
+    s.offer(item(np.ones((4, 2))))
+    assert s.flush(5)
+    assert len(fake.attempts) == 1 and s.stats["rejected_records"] == 1
+
+
+def test_conversion_failures_are_counted_as_dropped(shippers):
+    def broken(items):
+        raise RuntimeError("boom")
+
+    s = make(FakeExporter(), convert=broken)
+    shippers.append(s)
+    s.offer(item(np.ones((7, 2))))
+    assert s.flush(5)
+    assert s.stats["encode_errors"] == 1 and s.stats["dropped_rows"] == 7
+
+    def lossy(items):
+        parts = to_parts(items)
+        parts[0].dropped_rows = 3
+        return parts
+
+    fake = FakeExporter()
+    s2 = make(fake, convert=lossy)
+    shippers.append(s2)
+    s2.offer(item(np.ones((7, 2))))
+    assert s2.flush(5)
+    assert s2.stats["dropped_rows"] == 3 and s2.stats["sent_rows"] == 7
+
+
+def test_flush_and_shutdown_keep_their_deadlines_against_a_black_hole():
+    fake = FakeExporter(block=threading.Event())
+    s = make(fake, timeout_s=30.0)
+    s.offer(item(np.ones((5, 2))))
+    started = time.monotonic()
+    assert s.flush(0.3) is False
+    assert time.monotonic() - started < 1.0
+    s.offer(item(np.ones((6, 2))))
+    started = time.monotonic()
+    assert s.shutdown(0.5) is False
+    assert time.monotonic() - started < 1.0
+    assert fake.aborted.is_set()  # the export in flight was cut short
+    wait_until(lambda: s.stats["dropped_rows"] == 11, 5, what="lost rows counted")
+    s.offer(item(np.ones((2, 2))))  # after shutdown: dropped and counted, never raises
+    assert s.stats["dropped_rows"] == 13
+    s.shutdown(0.1)  # idempotent, never raises
+
+
+def test_shutdown_flushes_what_is_queued(shippers):
+    fake = FakeExporter()
+    s = make(fake)
+    s.offer(item(np.ones((9, 2))))
+    assert s.shutdown(5) is True
+    assert decoded_batches(fake.requests())[0][1].rows == 9 and fake.closed
+
+
+def test_fork_reset_gives_an_empty_buffer_and_a_new_identity(shippers):
+    s = make(FakeExporter())
+    shippers.append(s)
+    s.offer(item(np.ones((9, 2))))
+    before = s.instance
+    s._after_fork_in_child()  # what os.register_at_fork runs in a child
+    assert s.instance != before
+    assert s.stats["queued_rows"] == 0 and s._worker is None and s._exporter is None
