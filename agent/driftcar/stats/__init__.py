@@ -1,0 +1,67 @@
+"""driftcar's statistics engine: profiles, window sketches, drift tests, model quality.
+
+Pure numpy + scipy, no servers; shared by the sidecar, ``driftcar profile``
+and the demo. The contract (names may gain extras but not change):
+
+- :func:`profile` -> :class:`Profile` (reference distributions, versioned msgpack file)
+- ``prof.new_window()`` -> :class:`WindowSketch` (``update``, ``merge``, ``feature``)
+- :func:`evaluate_drift` -> :class:`DriftReport` of :class:`DriftResult` (one
+  deciding result per feature), configured by :class:`DriftConfig` /
+  :class:`FeatureDriftConfig`; :class:`VerdictTracker` adds hysteresis
+- :class:`LabelJoiner`, :func:`classification_scores`, :func:`regression_scores`,
+  :func:`estimated_accuracy`, :class:`PageHinkley` for model quality
+"""
+
+from driftcar.stats.change import PageHinkley
+from driftcar.stats.drift import (
+    DriftConfig,
+    DriftReport,
+    DriftResult,
+    FeatureDriftConfig,
+    adjust_pvalues,
+    evaluate_drift,
+)
+from driftcar.stats.errors import ProfileError
+from driftcar.stats.profile import (
+    LABEL,
+    MULTIVARIATE,
+    OTHER,
+    PREDICTION,
+    FeatureProfile,
+    Profile,
+    ProfileBuilder,
+    profile,
+)
+from driftcar.stats.quality import LabelJoiner, classification_scores, estimated_accuracy, regression_scores
+from driftcar.stats.sketch import CategoricalSketch, NumericSketch, WindowSketch
+from driftcar.stats.verdict import VerdictChange, VerdictTracker
+from driftcar.stats.windows import WindowSeries
+
+__all__ = [
+    "profile",
+    "Profile",
+    "ProfileBuilder",
+    "ProfileError",
+    "FeatureProfile",
+    "WindowSketch",
+    "NumericSketch",
+    "CategoricalSketch",
+    "WindowSeries",
+    "DriftConfig",
+    "FeatureDriftConfig",
+    "DriftResult",
+    "DriftReport",
+    "evaluate_drift",
+    "adjust_pvalues",
+    "VerdictTracker",
+    "VerdictChange",
+    "LabelJoiner",
+    "classification_scores",
+    "regression_scores",
+    "estimated_accuracy",
+    "PageHinkley",
+    "OTHER",
+    "PREDICTION",
+    "LABEL",
+    "MULTIVARIATE",
+]

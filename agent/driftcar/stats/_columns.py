@@ -1,0 +1,115 @@
+"""Turning what users and the wire hand us into named 1-D columns (internal).
+
+Accepted tables: a pandas-like DataFrame (anything with ``.columns`` and
+``__getitem__``), a 2-D array (columns named ``x0, x1, ...``, as the hook names
+unnamed inputs) or a mapping name -> 1-D array/list (what ``driftcar.wire``
+decodes). Pure functions; no pandas import.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["as_columns", "to_float", "is_categorical", "label", "MISSING"]
+
+MISSING = object()  # marker returned by label() for None / NaN
+
+
+def as_columns(X: Any, what: str = "X") -> dict[str, Any]:
+    """Named columns of ``X``; ValueError with a clear reason when it is not a table."""
+    if isinstance(X, Mapping):
+        cols = {str(k): v for k, v in X.items()}
+    elif hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray):
+        cols = {}
+        for name in X.columns:
+            series = X[name]
+            cols[str(name)] = _series_values(series)
+    else:
+        arr = np.asarray(X)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise ValueError(f"{what} must be a DataFrame, a 2-D array or a mapping of columns; got shape {arr.shape}")
+        cols = {f"x{j}": arr[:, j] for j in range(arr.shape[1])}
+    lengths = {name: len(v) if hasattr(v, "__len__") else -1 for name, v in cols.items()}
+    bad = [n for n, ln in lengths.items() if ln < 0]
+    if bad:
+        raise ValueError(f"{what}: column {bad[0]!r} is not a sequence")
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{what}: columns have different lengths {sorted(set(lengths.values()))}")
+    for name, v in cols.items():
+        if isinstance(v, np.ndarray) and v.ndim != 1:
+            raise ValueError(f"{what}: column {name!r} must be 1-D, got shape {v.shape}")
+    return cols
+
+
+def _series_values(series: Any) -> Any:
+    dtype = getattr(series, "dtype", None)
+    kind = getattr(dtype, "kind", "O")
+    if kind in "iuf" and str(dtype)[:1].isupper():  # pandas nullable Int64/Float64
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if kind in "iufb":
+        return series.to_numpy()
+    return list(series.to_numpy(dtype=object))
+
+
+def is_categorical(values: Any) -> bool:
+    """True for str/bool/object data; numbers (incl. None/NaN for missing) are numeric."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "iuf":
+            return False
+        if values.dtype.kind != "O":
+            return True
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        return isinstance(v, (str, bytes, bool, np.bool_)) or not isinstance(v, (int, float, np.number))
+    return False  # all missing: numeric with no values
+
+
+def to_float(values: Any) -> tuple[np.ndarray, int]:
+    """Values as float64 (missing -> NaN) and the number of non-numeric values (also NaN)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iufb":
+        return values.astype(np.float64, copy=False), 0
+    try:
+        return np.asarray(values, dtype=np.float64), 0
+    except (TypeError, ValueError):
+        pass
+    out = np.empty(len(values), dtype=np.float64)
+    invalid = 0
+    for i, v in enumerate(values):
+        if v is None:
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            out[i] = np.nan
+            invalid += 1
+    return out, invalid
+
+
+def label(value: Any) -> Any:
+    """The category label of one value (str), or MISSING for None/NaN.
+
+    Numbers are normalised so that 1, 1.0 and np.int64(1) share the label "1".
+    """
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        if math.isnan(f):
+            return MISSING
+        return str(int(f)) if f.is_integer() else repr(f)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

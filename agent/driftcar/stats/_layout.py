@@ -1,0 +1,66 @@
+"""A profile's columns stacked into arrays (internal; built once per profile).
+
+Tracked columns are the features, ``__prediction__``, ``__label__`` and
+``__multivariate__`` (the PCA error). Numeric ones share one (rows, F + 3)
+layout — below-min, F fine bins, above-max, missing — so sketch updates and
+drift evaluation are whole-array numpy operations. Categorical ones are padded
+to (rows, Kmax + 1) with ``__other__`` in the last column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION, FeatureProfile, Profile
+
+
+class Layout:
+    def __init__(self, prof: Profile):
+        tracked: list[FeatureProfile] = list(prof.features.values())
+        for extra in (prof.prediction, prof.label, prof.pca_error):
+            if extra is not None:
+                tracked.append(extra)
+        num = [f for f in tracked if f.kind == "numeric"]
+        cat = [f for f in tracked if f.kind == "categorical"]
+        self.F = prof.fine_bins
+        self.B = prof.bins
+        F = self.F
+        self.num_names = [f.name for f in num]
+        self.cat_names = [f.name for f in cat]
+        self.where: dict[str, tuple[str, int]] = {}
+        for i, f in enumerate(num):
+            self.where[f.name] = ("numeric", i)
+        for i, f in enumerate(cat):
+            self.where[f.name] = ("categorical", i)
+        self.num_profiles = num
+        self.cat_profiles = cat
+        # numeric
+        n = len(num)
+        self.fine_edges = np.array([f.fine_edges for f in num]).reshape(n, F + 1)
+        nan = np.full((n, 1), np.nan)
+        # NaN as last edge sends NaN values to the missing bin (F + 2), +inf to above-max (F + 1)
+        self.search_edges = [np.ascontiguousarray(r) for r in np.hstack([self.fine_edges, nan])]
+        self.ref_fine = np.array([f.fine_counts for f in num], dtype=np.int64).reshape(n, F + 3)
+        self.ref_sums = np.array([f.fine_sums for f in num], dtype=np.float64).reshape(n, F + 3)
+        inf = np.full((n, 1), np.inf)
+        self.lower = np.hstack([-inf, self.fine_edges])  # (n, F + 2): bins below, fine..., above
+        self.upper = np.hstack([self.fine_edges, inf])
+        std = np.array([f.std for f in num])
+        self.spread = np.where(std > 0, std, 1.0)
+        self.ref_inf = np.array([[f.neg_infinite, f.infinite - f.neg_infinite] for f in num],
+                                dtype=np.int64).reshape(n, 2)
+        self.keep = np.array([f.coarse_keep for f in num], dtype=bool).reshape(n, self.B)
+        # categorical
+        self.Kmax = max((len(f.categories) for f in cat), default=0)
+        self.cat_maps = [{c: j for j, c in enumerate(f.categories)} for f in cat]
+        self.ref_cat = np.zeros((len(cat), self.Kmax + 1), dtype=np.int64)
+        for i, f in enumerate(cat):
+            k = len(f.categories)
+            self.ref_cat[i, :k] = f.category_array[:k]
+            self.ref_cat[i, -1] = f.category_array[-1]
+        self.feature_names = list(prof.features)
+        self.pca = prof.pca if prof.pca_error is not None else None
+        self.pca_rows = [self.where[name][1] for name in self.pca.features] if self.pca else []
+        self.mv_row = self.where[MULTIVARIATE][1] if self.pca else None
+        self.pred = self.where.get(PREDICTION)
+        self.label = self.where.get(LABEL)

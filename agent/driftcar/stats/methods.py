@@ -1,0 +1,279 @@
+"""Drift statistics on binned counts, vectorized over many features at once.
+
+Every function takes ``ref`` and ``cur``: 2-D arrays of counts, one row per
+feature, one column per bin (the same bins on both sides; bins that are empty
+on both sides contribute nothing, so padded rows are allowed). They return
+float64 arrays with one value per row, always finite.
+
+The bin-based tests (PSI, Jensen–Shannon, Hellinger, chi-square) are exact on
+the given bins: they equal the textbook formula / scipy on those counts to
+floating-point precision. KS and Wasserstein-1 work on the fine
+reference-quantile grid of a sketch and carry an error bound (see
+:func:`ks` and :func:`wasserstein`).
+
+Each test is also exposed as a small object with one interface
+(:class:`DriftTest`: ``name``, ``has_pvalue``, ``kinds``, ``evaluate``) so
+the evaluator can treat them alike.
+
+Thread safety: all functions are pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "PSI_EPS",
+    "psi",
+    "jensenshannon",
+    "hellinger",
+    "chisquare",
+    "ks",
+    "ks_pvalue",
+    "wasserstein",
+    "DriftTest",
+    "TESTS",
+    "PVALUE_METHODS",
+]
+
+#: proportions are floored at this value inside PSI so that a bin empty on one
+#: side gives a large but finite contribution (the customary 1e-4)
+PSI_EPS = 1e-4
+
+
+def _proportions(counts: np.ndarray) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+
+
+def psi(ref: np.ndarray, cur: np.ndarray, eps: float = PSI_EPS) -> np.ndarray:
+    """Population stability index: sum over bins of (q - p) * ln(q / p).
+
+    p, q are the reference and current bin proportions, floored at ``eps``
+    (bins empty on both sides are skipped). Customary reading: < 0.1 stable,
+    0.1–0.25 moderate, > 0.25 large shift.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.multinomial(10_000, [0.25] * 4, size=1)
+    >>> cur = rng.multinomial(10_000, [0.4, 0.3, 0.2, 0.1], size=1)
+    >>> round(float(psi(ref, cur)[0]), 3)
+    0.21
+    """
+    p = _proportions(ref)
+    q = _proportions(cur)
+    used = (np.asarray(ref) + np.asarray(cur)) > 0
+    pe = np.maximum(p, eps)
+    qe = np.maximum(q, eps)
+    terms = np.where(used, (qe - pe) * np.log(qe / pe), 0.0)
+    return terms.sum(axis=-1)
+
+
+def jensenshannon(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    """Jensen–Shannon distance (natural log, as ``scipy.spatial.distance.jensenshannon``).
+
+    sqrt((KL(p||m) + KL(q||m)) / 2) with m = (p + q) / 2; in [0, sqrt(ln 2)].
+    An empty side gives 0.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.multinomial(10_000, [0.25] * 4, size=1)
+    >>> cur = rng.multinomial(10_000, [0.4, 0.3, 0.2, 0.1], size=1)
+    >>> round(float(jensenshannon(ref, cur)[0]), 3)
+    0.16
+    """
+    p = _proportions(ref)
+    q = _proportions(cur)
+    empty = (p.sum(axis=-1) == 0) | (q.sum(axis=-1) == 0)
+    m = (p + q) / 2
+    left = special.rel_entr(p, m)
+    right = special.rel_entr(q, m)
+    div = np.maximum((left + right).sum(axis=-1) / 2, 0.0)
+    return np.where(empty, 0.0, np.sqrt(div))
+
+
+def hellinger(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    """Hellinger distance sqrt(1 - sum(sqrt(p * q))), in [0, 1]. An empty side gives 0.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.multinomial(10_000, [0.25] * 4, size=1)
+    >>> cur = rng.multinomial(10_000, [0.4, 0.3, 0.2, 0.1], size=1)
+    >>> round(float(hellinger(ref, cur)[0]), 3)
+    0.161
+    """
+    p = _proportions(ref)
+    q = _proportions(cur)
+    empty = (p.sum(axis=-1) == 0) | (q.sum(axis=-1) == 0)
+    bc = np.sqrt(p * q).sum(axis=-1)
+    return np.where(empty, 0.0, np.sqrt(np.maximum(1.0 - bc, 0.0)))
+
+
+def chisquare(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sample chi-square test of homogeneity on a 2 x bins contingency table.
+
+    Returns (statistic, pvalue). Bins empty on both sides are dropped; the
+    degrees of freedom are (bins used - 1). Equals
+    ``scipy.stats.chi2_contingency([ref, cur], correction=False)`` on the used
+    bins. It treats the reference as a sample too, which matters because the
+    reference is finite. An empty side or a single used bin gives (0, 1).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.multinomial(1_000, [0.25] * 4, size=1)
+    >>> cur = rng.multinomial(1_000, [0.3, 0.25, 0.25, 0.2], size=1)
+    >>> stat, p = chisquare(ref, cur)
+    >>> round(float(stat[0]), 2), bool(p[0] < 0.05)   # a small shift, not significant
+    (3.71, False)
+    """
+    from scipy import stats as _stats
+
+    r = np.asarray(ref, dtype=np.float64)
+    c = np.asarray(cur, dtype=np.float64)
+    col = r + c
+    nr = r.sum(axis=-1, keepdims=True)
+    nc = c.sum(axis=-1, keepdims=True)
+    total = nr + nc
+    er = np.divide(col * nr, total, out=np.zeros_like(col), where=total > 0)
+    ec = np.divide(col * nc, total, out=np.zeros_like(col), where=total > 0)
+    used = col > 0
+    tr = np.divide((r - er) ** 2, er, out=np.zeros_like(col), where=used & (er > 0))
+    tc = np.divide((c - ec) ** 2, ec, out=np.zeros_like(col), where=used & (ec > 0))
+    stat = (tr + tc).sum(axis=-1)
+    dof = used.sum(axis=-1) - 1
+    valid = (dof >= 1) & (nr[..., 0] > 0) & (nc[..., 0] > 0)
+    stat = np.where(valid, stat, 0.0)
+    pvalue = np.where(valid, _stats.chi2.sf(stat, np.maximum(dof, 1)), 1.0)
+    return stat, pvalue
+
+
+def ks_pvalue(d: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray) -> np.ndarray:
+    """Two-sided KS p-value from the limiting Kolmogorov distribution.
+
+    p = ``scipy.special.kolmogorov(sqrt(en) * d)`` with en = n*m / (n + m).
+    ``scipy.stats.ks_2samp(method="asymp")`` uses the finite-n
+    ``kstwo.sf(d, round(en))`` instead, which is ~2 ms per value (too slow for
+    1,000 features per tick); the two differ by < 0.01 absolute for en >= 50
+    (measured in tests). Empty sides give 1.
+
+    >>> round(float(ks_pvalue(0.02, 5_000, 50_000)), 4)
+    0.0527
+    """
+    d = np.asarray(d, dtype=np.float64)
+    n = np.asarray(n_ref, dtype=np.float64)
+    m = np.asarray(n_cur, dtype=np.float64)
+    total = n + m
+    en = np.divide(n * m, total, out=np.zeros(np.broadcast(d, total).shape), where=total > 0)
+    p = special.kolmogorov(np.sqrt(en) * d)
+    return np.where(en > 0, np.clip(p, 0.0, 1.0), 1.0)
+
+
+def ks(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kolmogorov–Smirnov statistic on ordered fine bins: (statistic, pvalue, bound).
+
+    The empirical CDFs are exact at every bin edge, so the returned statistic D
+    satisfies D <= D_true <= D + bound, where bound = max over bins of
+    min(p_ref, p_cur) (the CDFs can only move that much inside a bin). On
+    reference-quantile bins p_ref <= 1/bins for continuous data, so the bound is
+    at most 1/bins; on discrete data whose atoms are bin edges it is ~0.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> edges = np.quantile(rng.normal(size=10_000), np.linspace(0, 1, 201))
+    >>> ref = np.bincount(np.searchsorted(edges, rng.normal(size=10_000), "right"), minlength=202)
+    >>> cur = np.bincount(np.searchsorted(edges, rng.normal(0.25, 1, 5_000), "right"), minlength=202)
+    >>> d, p, bound = ks(ref[None], cur[None])
+    >>> round(float(d[0]), 2), bool(p[0] < 1e-6), bool(bound[0] <= 0.01)
+    (0.11, True, True)
+    """
+    r = np.asarray(ref, dtype=np.float64)
+    c = np.asarray(cur, dtype=np.float64)
+    nr = r.sum(axis=-1)
+    nc = c.sum(axis=-1)
+    p = _proportions(r)
+    q = _proportions(c)
+    d = np.abs(np.cumsum(p, axis=-1) - np.cumsum(q, axis=-1)).max(axis=-1)
+    both = (nr > 0) & (nc > 0)
+    d = np.where(both, d, 0.0)
+    bound = np.where(both, np.minimum(p, q).max(axis=-1), 0.0)
+    return d, ks_pvalue(d, nr, nc), bound
+
+
+def wasserstein(
+    ref: np.ndarray,
+    cur: np.ndarray,
+    ref_sums: np.ndarray,
+    cur_sums: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wasserstein-1 distance from per-bin counts and sums: (distance, bound).
+
+    Each bin's mass is placed at its mean (sum / count), on both sides, and the
+    exact W1 between the two resulting discrete distributions is returned.
+    ``lower``/``upper`` are each bin's finite bounds (used only to order empty
+    bins). By the triangle inequality the error against W1 of the raw data is
+    at most sum_bins (p_ref + p_cur) * width / 2 over bins with finite width;
+    that value is returned as ``bound`` (mass in open-ended bins is exact to
+    its mean but unbounded in spread and not covered).
+
+    >>> import numpy as np
+    >>> e = np.array([[0.0, 1.0]])            # one bin [0, 1)
+    >>> w, b = wasserstein(np.array([[2.0]]), np.array([[2.0]]), np.array([[0.4]]),
+    ...                    np.array([[1.4]]), e[:, :1], e[:, 1:])
+    >>> round(float(w[0]), 12)   # means 0.2 and 0.7
+    0.5
+    """
+    r = np.asarray(ref, dtype=np.float64)
+    c = np.asarray(cur, dtype=np.float64)
+    p = _proportions(r)
+    q = _proportions(c)
+    lo = np.broadcast_to(lower, r.shape)
+    hi = np.broadcast_to(upper, r.shape)
+    fallback = np.where(np.isfinite(lo), lo, np.where(np.isfinite(hi), hi, 0.0))
+    ar = np.divide(ref_sums, r, out=np.zeros_like(r), where=r > 0)
+    ac = np.divide(cur_sums, c, out=np.zeros_like(c), where=c > 0)
+    ar = np.where(r > 0, ar, np.where(c > 0, ac, fallback))
+    ac = np.where(c > 0, ac, ar)
+    r_first = ar <= ac
+    pos = np.empty(r.shape[:-1] + (2 * r.shape[-1],))
+    w = np.empty_like(pos)
+    pos[..., 0::2] = np.where(r_first, ar, ac)
+    pos[..., 1::2] = np.where(r_first, ac, ar)
+    w[..., 0::2] = np.where(r_first, p, -q)
+    w[..., 1::2] = np.where(r_first, -q, p)
+    diff = np.cumsum(w, axis=-1)[..., :-1]
+    dist = (np.abs(diff) * np.diff(pos, axis=-1)).sum(axis=-1)
+    width = np.where(np.isfinite(lo) & np.isfinite(hi), hi - lo, 0.0)
+    bound = ((p + q) * width).sum(axis=-1) / 2
+    both = (r.sum(axis=-1) > 0) & (c.sum(axis=-1) > 0)
+    return np.where(both, np.nan_to_num(dist), 0.0), np.where(both, np.nan_to_num(bound), 0.0)
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """One drift test: its name, whether it yields a p-value, the feature kinds
+    it applies to, and ``evaluate`` (vectorized over features)."""
+
+    name: str
+    has_pvalue: bool
+    kinds: tuple[str, ...]
+    evaluate: Callable[..., object]
+
+
+TESTS: dict[str, DriftTest] = {
+    "psi": DriftTest("psi", False, ("numeric", "categorical"), psi),
+    "jensenshannon": DriftTest("jensenshannon", False, ("numeric", "categorical"), jensenshannon),
+    "hellinger": DriftTest("hellinger", False, ("numeric", "categorical"), hellinger),
+    "chisquare": DriftTest("chisquare", True, ("numeric", "categorical"), chisquare),
+    "ks": DriftTest("ks", True, ("numeric",), ks),
+    "wasserstein": DriftTest("wasserstein", False, ("numeric",), wasserstein),
+}
+
+#: methods whose decision is "p-value below threshold" (after correction)
+PVALUE_METHODS = frozenset({"ks", "chisquare", "pca_reconstruction"})

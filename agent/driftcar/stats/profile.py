@@ -1,0 +1,688 @@
+"""Reference profiles: what "normal" looks like for one model.
+
+A :class:`Profile` holds, per feature, a :class:`FeatureProfile`:
+
+- numeric: a fine grid of ``fine_bins`` bins at reference quantiles between
+  the exact reference min and max, plus two open-ended out-of-range bins and a
+  missing bin, with exact reference counts and per-bin sums. The coarse
+  ``bins`` (default 20, quantile bins with open ends) that PSI, JS, chi-square,
+  Hellinger and the exported histograms use are unions of fine bins
+  (``fine_bins`` is a multiple of ``bins``). KS and Wasserstein use the fine
+  grid (error bounds in :mod:`driftcar.stats.methods`).
+- categorical: the ``top_k`` most frequent categories + ``__other__``.
+
+Plus the prediction and label distributions, and an optional PCA model with
+the distribution of its reconstruction error (multivariate drift).
+
+Files: :meth:`Profile.to_bytes` is a versioned, checksummed msgpack frame;
+:meth:`Profile.from_bytes` raises :class:`ProfileError` with a reason on
+anything corrupt, truncated or of another version.
+
+Build one with :func:`profile` (in memory) or :class:`ProfileBuilder` (two
+passes over chunks, for data larger than memory).
+
+Thread safety: a built Profile is immutable; share it freely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from driftcar.stats import _codec
+from driftcar.stats._columns import MISSING, as_columns, is_categorical, label, to_float
+from driftcar.stats.errors import ProfileError
+from driftcar.stats.pca import PCAModel, fit_pca
+
+__all__ = [
+    "FeatureProfile",
+    "Profile",
+    "ProfileBuilder",
+    "profile",
+    "OTHER",
+    "PREDICTION",
+    "LABEL",
+    "MULTIVARIATE",
+    "FORMAT_VERSION",
+]
+
+OTHER = "__other__"
+PREDICTION = "__prediction__"
+LABEL = "__label__"
+MULTIVARIATE = "__multivariate__"
+FORMAT_VERSION = 1
+_MAGIC = b"DCPROF\x00\x01"
+_CATEGORY_CAP = 100_000  # distinct categories counted exactly while profiling
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureProfile:
+    """The reference distribution of one column.
+
+    n:        non-missing values (infinities included); ``missing``: None/NaN values
+    numeric:  ``fine_edges`` (fine_bins + 1 values: exact min, inner reference
+              quantiles, next float after the max), ``fine_counts``/``fine_sums``
+              (fine_bins + 3: below-min, fine bins, above-max, missing),
+              ``edges``/``counts`` (coarse, see properties), mean/std/min/max of
+              the finite values, ``infinite`` count
+    categorical: ``categories`` (top-K labels, most frequent first) and
+              ``category_array`` (their counts + the ``__other__`` count)
+    """
+
+    name: str
+    kind: str
+    n: int
+    missing: int
+    bins: int = 0
+    fine_edges: np.ndarray | None = None
+    fine_counts: np.ndarray | None = None
+    fine_sums: np.ndarray | None = None
+    mean: float = 0.0
+    std: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
+    infinite: int = 0
+    neg_infinite: int = 0
+    categories: tuple[str, ...] = ()
+    category_array: np.ndarray | None = None
+
+    @property
+    def total(self) -> int:
+        return self.n + self.missing
+
+    @property
+    def missing_rate(self) -> float:
+        return self.missing / self.total if self.total else 0.0
+
+    @cached_property
+    def coarse_inner_edges(self) -> np.ndarray:
+        """The bins - 1 coarse inner edges, duplicates kept (internal alignment)."""
+        if self.kind != "numeric":
+            return np.empty(0)
+        step = (len(self.fine_edges) - 1) // self.bins
+        return self.fine_edges[step : len(self.fine_edges) - 1 : step][: self.bins - 1]
+
+    @cached_property
+    def coarse_keep(self) -> np.ndarray:
+        """Which of the ``bins`` coarse bins survive de-duplication of the edges."""
+        e = self.coarse_inner_edges
+        keep = np.ones(self.bins, dtype=bool)
+        if self.bins > 2:
+            keep[1:-1] = e[:-1] < e[1:]
+        return keep
+
+    @property
+    def edges(self) -> np.ndarray:
+        """Numeric: strictly increasing inner bin edges at reference quantiles; the
+        first bin is (-inf, edges[0]), the last [edges[-1], +inf). Empty for categorical."""
+        return np.unique(self.coarse_inner_edges)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Numeric: reference counts per coarse bin (len(edges) + 1, open ends
+        included, missing excluded). Categorical: counts per category + ``__other__``."""
+        if self.kind == "categorical":
+            return self.category_array.copy()
+        return coarse_counts(self.fine_counts[None, :], self.bins)[0][self.coarse_keep]
+
+    @property
+    def category_counts(self) -> dict[str, int]:
+        """Categorical: label -> reference count, capped at top-K, plus ``__other__``."""
+        if self.kind != "categorical":
+            return {}
+        out = dict(zip(self.categories, (int(c) for c in self.category_array[:-1])))
+        out[OTHER] = int(self.category_array[-1])
+        return out
+
+    # ---------------------------------------------------------------- serialisation
+    def _to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "n": self.n, "missing": self.missing}
+        if self.kind == "numeric":
+            d.update(
+                bins=self.bins,
+                fine_edges=_codec.pack_array(self.fine_edges),
+                fine_counts=_codec.pack_array(self.fine_counts),
+                fine_sums=_codec.pack_array(self.fine_sums),
+                stats=[self.mean, self.std, self.min, self.max],
+                infinite=[self.neg_infinite, self.infinite - self.neg_infinite],
+            )
+        else:
+            d.update(categories=list(self.categories), category_array=_codec.pack_array(self.category_array))
+        return d
+
+    @classmethod
+    def _from_dict(cls, d: Any, what: str) -> "FeatureProfile":
+        if not isinstance(d, dict):
+            raise ProfileError(f"{what}: expected a map")
+        name = _codec.field(d, "name", str, what)
+        kind = _codec.field(d, "kind", str, what)
+        n = _codec.field(d, "n", int, what)
+        missing = _codec.field(d, "missing", int, what)
+        if kind == "numeric":
+            bins = _codec.field(d, "bins", int, what)
+            fe = _codec.unpack_array(_codec.field(d, "fine_edges", dict, what), f"{what}.fine_edges")
+            fc = _codec.unpack_array(_codec.field(d, "fine_counts", dict, what), f"{what}.fine_counts")
+            fs = _codec.unpack_array(_codec.field(d, "fine_sums", dict, what), f"{what}.fine_sums")
+            st = _codec.field(d, "stats", list, what)
+            F = len(fe) - 1
+            if bins < 1 or F < bins or F % bins or fc.shape != (F + 3,) or fs.shape != (F + 3,) or len(st) != 4:
+                raise ProfileError(f"{what}: inconsistent numeric bins (bins={bins}, fine edges={len(fe)})")
+            if np.any(np.diff(fe) < 0) or not np.all(np.isfinite(fe)):
+                raise ProfileError(f"{what}: fine edges are not finite and sorted")
+            inf = _codec.field(d, "infinite", list, what)
+            if len(inf) != 2 or not all(isinstance(v, int) and v >= 0 for v in inf):
+                raise ProfileError(f"{what}.infinite: expected two counts")
+            return cls(name, kind, n, missing, bins, fe, fc, fs, *(float(v) for v in st),
+                       infinite=inf[0] + inf[1], neg_infinite=inf[0])
+        if kind == "categorical":
+            cats = _codec.field(d, "categories", list, what)
+            arr = _codec.unpack_array(_codec.field(d, "category_array", dict, what), f"{what}.category_array")
+            if not all(isinstance(c, str) for c in cats) or arr.shape != (len(cats) + 1,):
+                raise ProfileError(f"{what}: categories and counts do not match")
+            return cls(name, kind, n, missing, categories=tuple(cats), category_array=arr)
+        raise ProfileError(f"{what}: unknown kind {kind!r}")
+
+
+def coarse_counts(fine: np.ndarray, bins: int) -> np.ndarray:
+    """Coarse (rows, bins) counts from fine (rows, F + 3) counts; open ends absorb out-of-range."""
+    fine = np.asarray(fine)
+    F = fine.shape[1] - 3
+    body = fine[:, 1 : F + 1].reshape(fine.shape[0], bins, F // bins).sum(axis=2)
+    body[:, 0] += fine[:, 0]
+    body[:, -1] += fine[:, F + 1]
+    return body
+
+
+class Profile:
+    """A reference profile; see the module docstring. Immutable once built.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> prof = profile({"age": rng.normal(40, 10, 5_000), "city": rng.choice(["a", "b"], 5_000)})
+    >>> f = prof.features["age"]
+    >>> f.kind, len(f.edges), int(f.counts.sum())
+    ('numeric', 19, 5000)
+    >>> prof.features["city"].category_counts
+    {'a': 2508, 'b': 2492, '__other__': 0}
+    >>> Profile.from_bytes(prof.to_bytes()).features["age"].n
+    5000
+    """
+
+    def __init__(
+        self,
+        features: Mapping[str, FeatureProfile],
+        prediction: FeatureProfile | None = None,
+        label: FeatureProfile | None = None,
+        *,
+        source: str = "training",
+        bins: int = 20,
+        fine_bins: int = 400,
+        top_k: int = 50,
+        rows: int = 0,
+        pca: PCAModel | None = None,
+        pca_error: FeatureProfile | None = None,
+        created: float | None = None,
+    ):
+        if source not in ("training", "live"):
+            raise ValueError(f"source must be 'training' or 'live', got {source!r}")
+        self.features = dict(features)
+        self.prediction = prediction
+        self.label = label
+        self.source = source
+        self.bins = bins
+        self.fine_bins = fine_bins
+        self.top_k = top_k
+        self.rows = rows
+        self.pca = pca
+        self.pca_error = pca_error
+        self.created = time.time() if created is None else created
+
+    def __repr__(self) -> str:
+        return (f"Profile({len(self.features)} features, rows={self.rows}, source={self.source!r}, "
+                f"prediction={'yes' if self.prediction else 'no'}, pca={'yes' if self.pca else 'no'})")
+
+    def new_window(self) -> "WindowSketch":
+        """An empty :class:`~driftcar.stats.sketch.WindowSketch` bound to this profile's bins."""
+        from driftcar.stats.sketch import WindowSketch
+
+        return WindowSketch(self)
+
+    @cached_property
+    def layout(self):
+        """Stacked per-feature arrays used by sketches and evaluation (internal)."""
+        from driftcar.stats._layout import Layout
+
+        return Layout(self)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short hash of the profile's bytes; windows carry it to prove which profile they use."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()[:16]
+
+    # ---------------------------------------------------------------- serialisation
+    def to_bytes(self) -> bytes:
+        """Versioned, checksummed msgpack; deterministic for the same profile."""
+        payload: dict[str, Any] = {
+            "source": self.source,
+            "bins": self.bins,
+            "fine_bins": self.fine_bins,
+            "top_k": self.top_k,
+            "rows": self.rows,
+            "created": self.created,
+            "features": [f._to_dict() for f in self.features.values()],
+            "prediction": self.prediction._to_dict() if self.prediction else None,
+            "label": self.label._to_dict() if self.label else None,
+            "pca": None,
+        }
+        if self.pca is not None and self.pca_error is not None:
+            payload["pca"] = {
+                "features": list(self.pca.features),
+                "mean": _codec.pack_array(self.pca.mean),
+                "scale": _codec.pack_array(self.pca.scale),
+                "components": _codec.pack_array(self.pca.components),
+                "explained": self.pca.explained,
+                "error": self.pca_error._to_dict(),
+            }
+        return _codec.frame(_MAGIC, FORMAT_VERSION, payload)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Profile":
+        """Inverse of :meth:`to_bytes`; :class:`ProfileError` says what is wrong with bad data."""
+        p = _codec.unframe(data, _MAGIC, FORMAT_VERSION, "profile")
+        what = "profile"
+        feats_raw = _codec.field(p, "features", list, what)
+        features = {}
+        for i, fd in enumerate(feats_raw):
+            f = FeatureProfile._from_dict(fd, f"profile.features[{i}]")
+            if f.name in features:
+                raise ProfileError(f"profile.features[{i}]: duplicate feature {f.name!r}")
+            features[f.name] = f
+        pred = p.get("prediction")
+        lab = p.get("label")
+        pca = pca_error = None
+        if p.get("pca") is not None:
+            q = p["pca"]
+            if not isinstance(q, dict):
+                raise ProfileError("profile.pca: expected a map")
+            names = tuple(_codec.field(q, "features", list, "profile.pca"))
+            mean = _codec.unpack_array(_codec.field(q, "mean", dict, "profile.pca"), "profile.pca.mean")
+            scale = _codec.unpack_array(_codec.field(q, "scale", dict, "profile.pca"), "profile.pca.scale")
+            comps = _codec.unpack_array(_codec.field(q, "components", dict, "profile.pca"), "profile.pca.components")
+            d = len(names)
+            if mean.shape != (d,) or scale.shape != (d,) or comps.ndim != 2 or comps.shape[0] != d:
+                raise ProfileError("profile.pca: array shapes do not match its features")
+            if any(n not in features or features[n].kind != "numeric" for n in names):
+                raise ProfileError("profile.pca: refers to features that are not numeric features of the profile")
+            pca = PCAModel(names, mean, scale, comps, float(q.get("explained", 0.0)))
+            pca_error = FeatureProfile._from_dict(_codec.field(q, "error", dict, "profile.pca"), "profile.pca.error")
+        bins = _codec.field(p, "bins", int, what)
+        for f in list(features.values()) + [x for x in (pca_error,) if x]:
+            if f.kind == "numeric" and f.bins != bins:
+                raise ProfileError(f"profile: feature {f.name!r} has {f.bins} bins, profile says {bins}")
+        return cls(
+            features,
+            FeatureProfile._from_dict(pred, "profile.prediction") if pred is not None else None,
+            FeatureProfile._from_dict(lab, "profile.label") if lab is not None else None,
+            source=_codec.field(p, "source", str, what) if p.get("source") in ("training", "live") else _bad_source(p),
+            bins=bins,
+            fine_bins=_codec.field(p, "fine_bins", int, what),
+            top_k=_codec.field(p, "top_k", int, what),
+            rows=_codec.field(p, "rows", int, what),
+            pca=pca,
+            pca_error=pca_error,
+            created=float(p.get("created") or 0.0),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_bytes` to ``path`` (atomically: temp file + rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(self.to_bytes())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        """Read a file written by :meth:`save`; ProfileError (with the path) when it is bad."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ProfileError(f"cannot read profile {path}: {exc.strerror or exc}") from None
+        try:
+            return cls.from_bytes(data)
+        except ProfileError as exc:
+            raise ProfileError(f"{path}: {exc.reason}") from None
+
+
+def _bad_source(p: dict) -> str:
+    raise ProfileError(f"profile.source: expected 'training' or 'live', got {p.get('source')!r}")
+
+
+# ====================================================================== building
+
+
+@dataclass
+class _ColumnState:
+    kind: str
+    n: int = 0
+    missing: int = 0
+    lo: float = np.inf
+    hi: float = -np.inf
+    counter: Counter = field(default_factory=Counter)
+    overflow: int = 0
+    fn: int = 0  # finite values, their mean and sum of squared deviations (Chan et al. merge)
+    fmean: float = 0.0
+    fm2: float = 0.0
+
+    def add_finite(self, fin: np.ndarray) -> None:
+        k = len(fin)
+        if not k:
+            return
+        m = float(fin.mean())
+        m2 = float(((fin - m) ** 2).sum())
+        total = self.fn + k
+        delta = m - self.fmean
+        self.fmean += delta * k / total
+        self.fm2 += m2 + delta * delta * self.fn * k / total
+        self.fn = total
+
+
+class ProfileBuilder:
+    """Builds a :class:`Profile` in two passes over chunks of rows.
+
+    Pass 1 (:meth:`observe`, every chunk): exact min/max, missing counts,
+    category frequencies (up to 100,000 distinct per column) and a seeded
+    uniform sample of at most ``max_rows_kept`` rows (for quantile edges and
+    the PCA fit). :meth:`fix` then sets the edges. Pass 2 (:meth:`count`,
+    the same chunks again) counts every row exactly into the bins.
+    :meth:`finish` returns the profile. Memory is bounded by ``max_rows_kept``
+    rows plus the category tables, whatever the input size.
+
+    Edges are exact reference quantiles when all rows fit in the sample, else
+    quantiles of the sample (counts are always exact). Not thread-safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        bins: int = 20,
+        fine_bins: int = 400,
+        top_k: int = 50,
+        categorical: Iterable[str] | None = None,
+        max_rows_kept: int = 100_000,
+        multivariate: bool = True,
+        pca_variance: float = 0.9,
+        seed: int = 0,
+        source: str = "training",
+    ):
+        if not isinstance(bins, int) or bins < 2:
+            raise ValueError(f"bins must be an int >= 2, got {bins!r}")
+        if not isinstance(fine_bins, int) or fine_bins < bins:
+            raise ValueError(f"fine_bins must be an int >= bins, got {fine_bins!r}")
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+        if not isinstance(max_rows_kept, int) or max_rows_kept < 10:
+            raise ValueError(f"max_rows_kept must be an int >= 10, got {max_rows_kept!r}")
+        if source not in ("training", "live"):
+            raise ValueError(f"source must be 'training' or 'live', got {source!r}")
+        self.bins = bins
+        self.fine_bins = -(-fine_bins // bins) * bins  # a multiple of bins
+        self.top_k = top_k
+        self.categorical = set(categorical or ())
+        self.max_rows_kept = max_rows_kept
+        self.multivariate = multivariate
+        self.pca_variance = pca_variance
+        self.source = source
+        self._rng = np.random.default_rng(seed)
+        self._cols: dict[str, _ColumnState] = {}
+        self._order: list[str] = []
+        self._keys = np.empty(0)
+        self._sample: dict[str, np.ndarray] = {}
+        self._rows = 0
+        self._draft: Profile | None = None
+        self._window = None
+
+    # ------------------------------------------------------------------ pass 1
+    def observe(self, X: Any, y: Any = None, predictions: Any = None) -> None:
+        """Pass 1 over one chunk (any table :func:`profile` accepts)."""
+        if self._draft is not None:
+            raise RuntimeError("observe() after fix(): start a new ProfileBuilder")
+        cols = self._chunk(X, y, predictions)
+        rows = len(next(iter(cols.values()))) if cols else 0
+        if not self._cols:
+            for name, values in cols.items():
+                kind = "categorical" if (name in self.categorical or is_categorical(values)) else "numeric"
+                if name in (PREDICTION, LABEL) and not (isinstance(values, np.ndarray) and values.dtype.kind == "f"):
+                    kind = "categorical" if is_categorical(values) or _integral(values) else "numeric"
+                self._cols[name] = _ColumnState(kind)
+                self._order.append(name)
+        elif set(cols) != set(self._cols):
+            raise ProfileError(f"chunk columns {sorted(cols)} differ from the first chunk's {sorted(self._cols)}")
+        numeric: dict[str, np.ndarray] = {}
+        for name, values in cols.items():
+            st = self._cols[name]
+            if st.kind == "numeric":
+                x, _ = to_float(values)
+                nan = np.isnan(x)
+                st.missing += int(nan.sum())
+                st.n += len(x) - int(nan.sum())
+                fin = x[np.isfinite(x)]
+                st.add_finite(fin)
+                if len(fin):
+                    st.lo = min(st.lo, float(fin.min()))
+                    st.hi = max(st.hi, float(fin.max()))
+                numeric[name] = x
+            else:
+                for key, c in _count_labels(values).items():
+                    if key is MISSING:
+                        st.missing += c
+                        continue
+                    st.n += c
+                    if key in st.counter or len(st.counter) < _CATEGORY_CAP:
+                        st.counter[key] += c
+                    else:
+                        st.overflow += c
+        self._rows += rows
+        keys = self._rng.random(rows)
+        all_keys = np.concatenate([self._keys, keys])
+        if len(all_keys) > self.max_rows_kept:
+            keep = np.argpartition(all_keys, self.max_rows_kept - 1)[: self.max_rows_kept]
+        else:
+            keep = np.arange(len(all_keys))
+        self._keys = all_keys[keep]
+        for name, x in numeric.items():
+            old = self._sample.get(name, np.empty(0))
+            self._sample[name] = np.concatenate([old, x])[keep]
+
+    def _chunk(self, X: Any, y: Any, predictions: Any) -> dict[str, Any]:
+        cols = as_columns(X)
+        for name in cols:
+            if name.startswith("__") and name.endswith("__"):
+                raise ProfileError(f"feature name {name!r} is reserved (dunder names are driftcar's)")
+        for name, extra in ((LABEL, y), (PREDICTION, predictions)):
+            if extra is None:
+                continue
+            if isinstance(extra, np.ndarray) and extra.ndim != 1 or hasattr(extra, "shape") and len(extra.shape) > 1:
+                raise ProfileError(f"{'y' if name == LABEL else 'predictions'} must be 1-D (labels or values)")
+            if hasattr(extra, "to_numpy"):
+                extra = extra.to_numpy()
+            cols[name] = extra
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) > 1:
+            raise ProfileError(f"X, y and predictions have different lengths {sorted(lengths)}")
+        if not cols:
+            raise ProfileError("nothing to profile: no columns")
+        return cols
+
+    # ------------------------------------------------------------------ edges
+    def fix(self) -> None:
+        """End pass 1: set numeric edges, top-K categories and the PCA model."""
+        if self._draft is not None:
+            return
+        if self._rows == 0:
+            raise ProfileError("nothing to profile: no rows")
+        F = self.fine_bins
+        levels = np.arange(1, F) / F
+        feats: dict[str, FeatureProfile] = {}
+        extras: dict[str, FeatureProfile] = {}
+        for name in self._order:
+            st = self._cols[name]
+            if st.kind == "numeric":
+                fin = self._sample[name][np.isfinite(self._sample[name])]
+                fp = FeatureProfile(name, "numeric", st.n, st.missing, self.bins,
+                                    _edges(fin, st.lo, st.hi, levels), np.zeros(F + 3, np.int64), np.zeros(F + 3))
+            else:
+                top = sorted(st.counter.items(), key=lambda kv: (-kv[1], kv[0]))[: self.top_k]
+                cats = tuple(k for k, _ in top)
+                arr = np.zeros(len(cats) + 1, np.int64)
+                fp = FeatureProfile(name, "categorical", st.n, st.missing, categories=cats, category_array=arr)
+            (extras if name in (PREDICTION, LABEL) else feats)[name] = fp
+        pca = pca_error = None
+        num_names = tuple(n for n, f in feats.items() if f.kind == "numeric")
+        if self.multivariate and len(num_names) >= 2 and len(self._keys) >= 20:
+            mat = np.column_stack([self._sample[n] for n in num_names])
+            half = len(mat) // 2 if len(mat) >= 1_000 else len(mat)
+            pca = fit_pca(mat[:half], num_names, self.pca_variance)
+            errs = pca.errors(mat[half:] if half < len(mat) else mat)
+            pca_error = FeatureProfile(MULTIVARIATE, "numeric", 0, 0, self.bins,
+                                       _edges(errs, float(errs.min()), float(errs.max()), levels),
+                                       np.zeros(F + 3, np.int64), np.zeros(F + 3))
+        self._draft = Profile(feats, extras.get(PREDICTION), extras.get(LABEL), source=self.source,
+                              bins=self.bins, fine_bins=F, top_k=self.top_k, rows=0, pca=pca, pca_error=pca_error)
+        self._window = self._draft.new_window()
+        self._sample.clear()
+
+    # ------------------------------------------------------------------ pass 2
+    def count(self, X: Any, y: Any = None, predictions: Any = None) -> None:
+        """Pass 2 over one chunk: exact counts into the fixed bins."""
+        self.fix()
+        cols = self._chunk(X, y, predictions)
+        pred = cols.pop(PREDICTION, None)
+        lab = cols.pop(LABEL, None)
+        self._window.update(cols)
+        if pred is not None:
+            self._window.update_predictions(pred)
+        if lab is not None:
+            self._window.update_labels(lab)
+
+    def finish(self) -> Profile:
+        """The finished profile (after :meth:`count` has seen every chunk)."""
+        self.fix()
+        w = self._window
+        d = self._draft
+        if w.rows == 0:
+            raise ProfileError("count() was never called: pass 2 saw no rows")
+        feats = {n: _filled(f, w, self._cols[n]) for n, f in d.features.items()}
+        return Profile(
+            feats,
+            _filled(d.prediction, w, self._cols[PREDICTION]) if d.prediction else None,
+            _filled(d.label, w, self._cols[LABEL]) if d.label else None,
+            source=d.source, bins=d.bins, fine_bins=d.fine_bins, top_k=d.top_k, rows=w.rows,
+            pca=d.pca, pca_error=_filled(d.pca_error, w) if d.pca_error else None,
+        )
+
+
+def _integral(values: Any) -> bool:
+    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if arr.dtype.kind in "iub":
+        return True
+    return False
+
+
+def _count_labels(values: Any) -> Counter:
+    out: Counter = Counter()
+    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+        uniq, cnt = np.unique(values, return_counts=True)
+        items = zip(uniq.tolist(), cnt.tolist())
+    else:
+        try:
+            items = Counter(values).items()
+        except TypeError:
+            items = Counter(str(v) for v in values).items()
+    for key, c in items:
+        out[key if type(key) is str else label(key)] += int(c)
+    return out
+
+
+def _edges(finite: np.ndarray, lo: float, hi: float, levels: np.ndarray) -> np.ndarray:
+    """Fine edges: exact min, sample quantiles at ``levels``, next float after the max."""
+    if not np.isfinite(lo):  # no finite value at all
+        lo = hi = 0.0
+    if len(finite):
+        inner = np.quantile(finite, levels, method="inverted_cdf")
+    else:
+        inner = np.full(len(levels), lo)
+    edges = np.concatenate([[lo], np.clip(inner, lo, hi), [np.nextafter(hi, np.inf)]])
+    return np.maximum.accumulate(edges)
+
+
+def _filled(f: FeatureProfile, w, st: _ColumnState | None = None) -> FeatureProfile:
+    """``f`` with counts (and numeric statistics) taken from the pass-2 window ``w``."""
+    L = w.profile.layout
+    kind, row = L.where[f.name]
+    if kind == "categorical":
+        arr = np.concatenate([w.cat_counts[row, : len(f.categories)], w.cat_counts[row, -1:]]).astype(np.int64)
+        return FeatureProfile(f.name, kind, int(arr.sum()), int(w.cat_missing[row]),
+                              categories=f.categories, category_array=arr)
+    counts = w.num_counts[row].astype(np.int64)
+    sums = w.num_sums[row].copy()
+    F = len(counts) - 3
+    missing = int(counts[F + 2])
+    n = int(counts.sum()) - missing
+    inf = int(w.num_inf[row].sum())
+    finite_n = n - inf
+    if st is not None and st.fn:  # exact, from pass 1
+        mean, var = st.fmean, st.fm2 / st.fn
+    else:  # the PCA error column: from per-bin means (a slight underestimate of the spread)
+        mean = float(sums[: F + 2].sum() / finite_n) if finite_n else 0.0
+        centers = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)[: F + 2]
+        var = float(np.sum(counts[: F + 2] * (centers - mean) ** 2) / finite_n) if finite_n else 0.0
+    return FeatureProfile(f.name, "numeric", n, missing, f.bins, f.fine_edges, counts, sums,
+                          float(mean), float(np.sqrt(max(var, 0.0))), float(f.fine_edges[0]),
+                          float(np.nextafter(f.fine_edges[-1], -np.inf)), inf, int(w.num_inf[row, 0]))
+
+
+def profile(
+    X: Any,
+    y: Any = None,
+    predictions: Any = None,
+    *,
+    bins: int = 20,
+    fine_bins: int = 400,
+    top_k: int = 50,
+    categorical: Iterable[str] | None = None,
+    max_rows_kept: int = 100_000,
+    multivariate: bool = True,
+    pca_variance: float = 0.9,
+    seed: int = 0,
+    source: str = "training",
+) -> Profile:
+    """A reference :class:`Profile` from training data.
+
+    X: DataFrame, 2-D array (columns named x0, x1, ...) or mapping name -> 1-D
+    array/list. Numeric columns (ints, floats; None/NaN = missing) get quantile
+    bins; str/bool/object columns, and those named in ``categorical``, get a
+    top-``top_k`` frequency table. ``y`` and ``predictions`` (1-D) become the
+    label and prediction distributions: float data is numeric (regression),
+    int/bool/str data categorical (classes). ``max_rows_kept`` bounds the
+    rows sampled for quantile edges and the PCA fit; counts are always exact.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> prof = profile(rng.normal(size=(1_000, 3)), predictions=rng.integers(0, 2, 1_000))
+    >>> sorted(prof.features), prof.prediction.kind, prof.pca is not None
+    (['x0', 'x1', 'x2'], 'categorical', True)
+    """
+    b = ProfileBuilder(bins=bins, fine_bins=fine_bins, top_k=top_k, categorical=categorical,
+                       max_rows_kept=max_rows_kept, multivariate=multivariate, pca_variance=pca_variance,
+                       seed=seed, source=source)
+    b.observe(X, y, predictions)
+    b.fix()
+    b.count(X, y, predictions)
+    return b.finish()
