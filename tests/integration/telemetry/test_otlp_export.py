@@ -208,3 +208,20 @@ def test_none_export_sends_nothing_but_keeps_state():
         assert not rx.attempts
     assert 'driftcar_inference_rows_total{model_name="m",model_version="1"} 3' in tel.prometheus_text()
     assert len(tel.recent_events()) == 1
+
+
+def test_big_states_leave_in_several_requests(protocol, receiver):
+    tel = Telemetry(TelemetryConfig(otlp_endpoint=receiver.endpoint, otlp_protocol=protocol))
+    tel.max_request_bytes = 8 * 1024
+    for f in range(200):
+        tel.set_histogram("feature", "m", "1", f"f{f}", np.linspace(-3, 3, 15), np.ones(16, dtype=int), 0.0, 16)
+    try:
+        assert tel.force_flush(10)
+    finally:
+        tel.shutdown(10)
+    first_flush = receiver.metrics[: len(receiver.metrics) // 2]
+    assert len(first_flush) > 3
+    assert all(req.ByteSize() <= 8 * 1024 for req in receiver.metrics)
+    names = {attrs(p)["feature.name"] for m in metrics_by_name(first_flush)["driftcar.feature.value"]
+             for p in m.histogram.data_points}
+    assert names == {f"f{f}" for f in range(200)}

@@ -245,3 +245,32 @@ def test_event_ring_is_bounded_and_newest_last():
     assert [e["body"] for e in recent] == ["e2", "e3", "e4"]
     assert recent[-1]["attributes"] == {"i": 4, "ids": ["a"]}  # None (undefined p-value) dropped
     assert [e["body"] for e in log.recent(1)] == ["e4"] and log.recent(0) == []
+
+
+# ----------------------------------------------------------------------------- request splitting
+def test_large_states_are_split_into_requests_under_the_byte_limit():
+    from driftcar.sidecar.telemetry.otlp import count_points, split_metrics_data
+
+    tel = new()
+    rng = np.random.default_rng(5)
+    for f in range(300):
+        counts = rng.integers(0, 100, 21)
+        tel.set_histogram("feature", "m", "1", f"f{f}", np.linspace(-1, 1, 20), counts, 0.5, int(counts.sum()))
+        tel.set_drift("m", "1", f"f{f}", "ks", "1m", 0.1, 0.5, 0.05, False)
+        tel.add_missing("m", "1", f"f{f}", 1)
+    data = tel.metrics_data()
+    pieces = list(split_metrics_data(data, 16 * 1024))
+    assert len(pieces) > 5
+    assert all(p.ByteSize() <= 16 * 1024 for p in pieces)
+    assert sum(count_points(p) for p in pieces) == count_points(data)
+
+    def points(datas):
+        return sorted(
+            (m.name, p.SerializeToString())
+            for d in datas for rm in d.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+            for p in getattr(m, m.WhichOneof("data")).data_points
+        )
+
+    assert points(pieces) == points([data])
+    assert all(p.resource_metrics[0].resource == data.resource_metrics[0].resource for p in pieces)
+    assert list(split_metrics_data(data, 10**9)) == [data]

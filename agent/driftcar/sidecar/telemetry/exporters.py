@@ -121,6 +121,7 @@ class ExportStats:
 
     def record(self, signal: str, *, ok: bool, retries: int = 0, rejected: int = 0, error: str = "",
                partial_message: str = "") -> None:
+        failure_kind = (signal, error.split(":", 1)[0]) if not ok else None
         with self._lock:
             s = self._by_signal[signal]
             s.exports += 1
@@ -128,15 +129,24 @@ class ExportStats:
             if not ok:
                 s.failures += 1
                 s.last_error = error
+                first_failure = failure_kind not in self._warned
+                self._warned.add(failure_kind)
+            else:
+                first_failure = False
             if rejected or partial_message:
                 s.rejected += rejected
                 s.last_partial_message = partial_message
-                first = (signal, "partial") not in self._warned
+                first_partial = (signal, "partial") not in self._warned
                 self._warned.add((signal, "partial"))
             else:
-                first = False
-        if first:  # each kind of drop is logged once; the count is in the stats
-            logger.warning("OTLP %s export partially rejected (%d): %s", signal, rejected, partial_message)
+                first_partial = False
+        # each kind of problem is logged once at WARNING (then DEBUG); the counts are in the stats
+        if not ok:
+            (logger.warning if first_failure else logger.debug)(
+                "OTLP %s export failed: %s (further failures of this kind are logged at DEBUG)", signal, error)
+        if rejected or partial_message:
+            (logger.warning if first_partial else logger.debug)(
+                "OTLP %s export partially rejected (%d): %s", signal, rejected, partial_message)
 
     def as_dict(self) -> dict:
         with self._lock:
@@ -210,13 +220,12 @@ class _SpecRetryGrpc:
                     or self._shutdown
                 )
                 if final:
-                    message = f"{code.name}: {error.details()}"
-                    logger.warning("OTLP/gRPC %s export to %s failed: %s", self._signal, self._endpoint, message)
+                    message = f"{code.name}: {error.details()} (endpoint {self._endpoint})"
                     self.stats.record(self._signal, ok=False, retries=retries, error=message)
                     return failure
                 retries += 1
                 if self._shutdown_in_progress.wait(backoff):
-                    self.stats.record(self._signal, ok=False, retries=retries, error="shut down while retrying")
+                    self.stats.record(self._signal, ok=False, retries=retries, error="SHUTDOWN: abandoned while retrying")
                     return failure
                 continue
             partial = response.partial_success
@@ -316,7 +325,7 @@ class _HttpStats:
             rejected = partial.rejected_data_points if self._signal == "metrics" else partial.rejected_log_records
             message = partial.error_message
         self.stats.record(self._signal, ok=ok, rejected=rejected, partial_message=message,
-                          error="" if ok else "see log (HTTP export failed)")
+                          error="" if ok else "HTTP: export failed (status in the SDK's log)")
 
 
 class HttpMetricExporter(_HttpStats, _SdkHttpMetricExporter):

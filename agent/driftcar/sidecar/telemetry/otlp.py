@@ -17,10 +17,13 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from driftcar.sidecar.telemetry.names import COUNTER, GAUGE, METRICS
 from driftcar.sidecar.telemetry.state import Series
 
-__all__ = ["SCOPE_NAME", "build_metrics_data", "any_value", "key_values"]
+__all__ = ["SCOPE_NAME", "DEFAULT_MAX_REQUEST_BYTES", "build_metrics_data", "split_metrics_data", "any_value",
+           "key_values", "count_points"]
 
 SCOPE_NAME = "driftcar.sidecar"
 _CUMULATIVE = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+#: requests stay well under the 4 MiB that gRPC servers (and the Collector) accept by default
+DEFAULT_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 
 def any_value(value: object) -> AnyValue:
@@ -103,3 +106,50 @@ def count_points(data: metrics_pb2.MetricsData) -> int:
                 if which:
                     total += len(getattr(metric, which).data_points)
     return total
+
+
+def split_metrics_data(data: metrics_pb2.MetricsData, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+    """Yield ``MetricsData`` pieces of at most ~``max_bytes`` serialized, splitting between data points.
+
+    Why: one request over a receiver's size limit is refused as a whole (RESOURCE_EXHAUSTED / 413)
+    and every point in it is lost; pieces under the limit all get through. Each piece repeats the
+    resource, scope and metric metadata. A single point larger than ``max_bytes`` travels alone.
+    """
+    if max_bytes < 1024:
+        raise ValueError(f"max_bytes must be >= 1024, got {max_bytes}")
+    if data.ByteSize() <= max_bytes:
+        yield data
+        return
+    for rm in data.resource_metrics:
+        overhead = rm.resource.ByteSize() + 64
+        for sm in rm.scope_metrics:
+            overhead += sm.scope.ByteSize()
+            piece, size = None, overhead
+            for metric in sm.metrics:
+                which = metric.WhichOneof("data")
+                header = metrics_pb2.Metric(name=metric.name, unit=metric.unit, description=metric.description)
+                getattr(header, which).CopyFrom(getattr(metric, which))
+                del getattr(header, which).data_points[:]
+                current = None
+                for point in getattr(metric, which).data_points:
+                    point_size = point.ByteSize() + 8
+                    if piece is not None and size + point_size + header.ByteSize() > max_bytes:
+                        yield _wrap(rm, sm, piece)
+                        piece, size, current = None, overhead, None
+                    if piece is None:
+                        piece = []
+                    if current is None:
+                        current = metrics_pb2.Metric()
+                        current.CopyFrom(header)
+                        piece.append(current)
+                        size += header.ByteSize()
+                    getattr(current, which).data_points.append(point)
+                    size += point_size
+            if piece:
+                yield _wrap(rm, sm, piece)
+
+
+def _wrap(rm, sm, metrics) -> metrics_pb2.MetricsData:
+    scope = metrics_pb2.ScopeMetrics(scope=sm.scope, schema_url=sm.schema_url, metrics=metrics)
+    resource = metrics_pb2.ResourceMetrics(resource=rm.resource, schema_url=rm.schema_url, scope_metrics=[scope])
+    return metrics_pb2.MetricsData(resource_metrics=[resource])

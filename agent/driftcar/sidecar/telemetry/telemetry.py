@@ -39,7 +39,13 @@ from driftcar.sidecar.telemetry.exporters import (
     HttpMetricExporter,
     resolve_protocol,
 )
-from driftcar.sidecar.telemetry.otlp import SCOPE_NAME, build_metrics_data, count_points
+from driftcar.sidecar.telemetry.otlp import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    SCOPE_NAME,
+    build_metrics_data,
+    count_points,
+    split_metrics_data,
+)
 from driftcar.sidecar.telemetry.prometheus import render
 from driftcar.sidecar.telemetry.state import Attrs, HistogramValue, MetricState, validate_bounds
 
@@ -63,6 +69,18 @@ def build_resource(attributes: Mapping[str, object]) -> Resource:
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
     return resource
+
+
+def _http_url(endpoint: str | None, signal: str) -> str | None:
+    """Base URL -> signal URL (``http://h:4318`` -> ``http://h:4318/v1/metrics``); a URL that already
+    names a signal path keeps its base. ``None`` lets the SDK read the OTEL_* variables."""
+    if not endpoint:
+        return None
+    base = endpoint.rstrip("/")
+    for known in ("/v1/metrics", "/v1/logs", "/v1/traces"):
+        if base.endswith(known):
+            base = base[: -len(known)]
+    return f"{base}/v1/{signal}"
 
 
 def _count(n_: int, what: str) -> int:
@@ -110,13 +128,13 @@ class Telemetry:
         if cfg.export == "otlp":
             endpoint = cfg.otlp_endpoint
             if resolve_protocol("metrics", cfg.otlp_protocol) == HTTP_PROTOBUF:
-                url = f"{endpoint.rstrip('/')}/v1/metrics" if endpoint else None
+                url = _http_url(endpoint, "metrics")
                 self._metric_exporter = HttpMetricExporter(endpoint=url, stats=self.stats)
             else:
                 self._metric_exporter = GrpcMetricExporter(endpoint=endpoint, stats=self.stats,
                                                            initial_backoff_s=initial_backoff_s)
             if resolve_protocol("logs", cfg.otlp_protocol) == HTTP_PROTOBUF:
-                url = f"{endpoint.rstrip('/')}/v1/logs" if endpoint else None
+                url = _http_url(endpoint, "logs")
                 self._log_exporter = HttpLogExporter(endpoint=url, stats=self.stats)
             else:
                 self._log_exporter = GrpcLogExporter(endpoint=endpoint, stats=self.stats,
@@ -136,6 +154,7 @@ class Telemetry:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES  # per OTLP metrics request (serialized)
 
     # ------------------------------------------------------------------ attributes and caps
     def _model(self, model: str, version: str) -> Attrs:
@@ -364,8 +383,11 @@ class Telemetry:
                 data = self.metrics_data()
                 if not count_points(data):
                     return True
-                result = self._metric_exporter.export(data)
-                return getattr(result, "name", str(result)) == "SUCCESS"
+                ok = True
+                for piece in split_metrics_data(data, self.max_request_bytes):
+                    result = self._metric_exporter.export(piece)
+                    ok = getattr(result, "name", str(result)) == "SUCCESS" and ok
+                return ok
             except Exception:
                 logger.exception("driftcar telemetry: metric export failed")
                 return False
