@@ -1,0 +1,1 @@
+"""A scikit-learn model served over HTTP (aiohttp) with the driftcar hook; labels arrive later by request id."""
