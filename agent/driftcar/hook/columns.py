@@ -45,7 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from driftcar.hook.records import Captured
-from driftcar.wire.codec import CALL_COLUMNS, Column
+from driftcar.wire.codec import CALL_COLUMNS, KINDS, Column
 from driftcar.wire.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["BatchPart", "to_columns", "dropped_rows", "PROBA_METHODS", "OUTPUT_METHODS"]
@@ -475,7 +475,7 @@ def _to_columns(items: Sequence[Captured], limits: Limits) -> list[BatchPart]:
             cols, dropped = [], _item_rows(item)
         call_item = item if item.kind == "inference" else None
         sig = _signature(cols) if cols else None
-        entries.append((item.kind, sig, call_item, cols, dropped))
+        entries.append((item.kind if item.kind in KINDS else "inference", sig, call_item, cols, dropped))
         if item.kind == "inference" and item.method == "learn_one" and cols and item.ids is not None:
             extra = [c for c in cols if c.role in ("id", "label")]
             if len(extra) == 2:
@@ -501,7 +501,7 @@ def _to_columns(items: Sequence[Captured], limits: Limits) -> list[BatchPart]:
 
 
 def _item_rows(item: Captured) -> int:
-    if item.inputs is None and item.outputs is None and item.labels is None:
+    if item.inputs is None and item.outputs is None and item.labels is None and item.ids is None:
         return 0
     try:
         return max(int(item.rows), 0)

@@ -1,0 +1,408 @@
+"""driftcar.instrument with an in-memory shipper: what is captured equals what the model saw and said."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import driftcar
+from driftcar.hook import monitor as monitor_module
+from driftcar.hook.wrappers import Unwrapped, Wrapper
+from tests.unit.hook.fakes import FakeShipper
+
+
+def _frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    age = rng.normal(40, 10, n)
+    age[::7] = np.nan
+    city = rng.choice(["Paris", "Lyon", "Nice"], n).astype(object)
+    city[::5] = None
+    return pd.DataFrame({"age": age, "income": rng.normal(3000, 500, n), "city": city})
+
+
+def churn_pipeline() -> tuple[Pipeline, pd.DataFrame, np.ndarray]:
+    """Pipeline(ColumnTransformer on a frame with a string column and NaNs, LogisticRegression)."""
+    X = _frame(200)
+    y = (X["income"] > 3000).to_numpy().astype(int)
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "income"]),
+            ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="none"), OneHotEncoder(handle_unknown="ignore")), ["city"]),
+        ]
+    )
+    return Pipeline([("pre", pre), ("clf", LogisticRegression())]).fit(X, y), X, y
+
+
+def _same(a, b) -> bool:
+    a = a.tolist() if isinstance(a, np.ndarray) else list(a)
+    b = b.tolist() if isinstance(b, np.ndarray) else list(b)
+    return len(a) == len(b) and all(
+        x == y or (x is None and y is None) or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+        for x, y in zip(a, b)
+    )
+
+
+def _col(part, name):
+    return next(c for c in part.columns if c.name == name)
+
+
+def _spans():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+# --------------------------------------------------------------------------- the four model kinds
+
+
+def test_pipeline_on_dataframe_captures_exactly_what_it_saw_and_said():
+    pipe, X, _ = churn_pipeline()
+    shipper = FakeShipper()
+    driftcar.instrument(pipe, name="churn", version="3", shipper=shipper)
+    batch = X.iloc[:17]
+    labels = pipe.predict(batch)
+    proba = pipe.predict_proba(batch)
+    parts = shipper.parts("inference")
+    predict, predict_proba = parts
+    for part in parts:
+        assert part.rows == 17
+        assert [c.name for c in part.columns if c.role == "feature"] == ["age", "income", "city"]
+        assert _same(_col(part, "age").data, batch["age"].to_numpy())
+        assert _same(_col(part, "income").data, batch["income"].to_numpy())
+        assert _col(part, "city").data == [None if pd.isna(v) else v for v in batch["city"]]
+    assert _col(predict, "prediction").data.tolist() == labels.tolist()
+    assert predict.calls["method"] == ["predict"]
+    assert [c.name for c in predict_proba.columns if c.role == "probability"] == ["proba[0]", "proba[1]"]
+    assert [c.cls for c in predict_proba.columns if c.role == "probability"] == ["0", "1"]
+    assert _col(predict_proba, "proba[1]").data.tolist() == proba[:, 1].tolist()
+    assert predict_proba.calls["rows"].tolist() == [17]
+
+
+def test_numpy_model():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 4))
+    model = LinearRegression().fit(X, X @ [1.0, 2.0, 3.0, 4.0])
+    shipper = FakeShipper()
+    driftcar.instrument(model, name="reg", shipper=shipper)
+    out = model.predict(X[:5])
+    part = shipper.part()
+    assert [c.name for c in part.columns] == ["x0", "x1", "x2", "x3", "prediction"]
+    for j in range(4):
+        assert _col(part, f"x{j}").data.tolist() == X[:5, j].tolist()
+    assert _col(part, "prediction").data.tolist() == out.tolist()
+
+
+def test_river_model_rows_predictions_probabilities_and_labels():
+    from river import linear_model, preprocessing
+
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    shipper = FakeShipper()
+    driftcar.instrument(model, name="river", shipper=shipper)
+    rng = np.random.default_rng(2)
+    rows = [{"a": float(rng.normal()), "b": float(rng.normal())} for _ in range(20)]
+    for x in rows:
+        model.learn_one(x, x["a"] > 0)
+    said = model.predict_one(rows[0])
+    proba = model.predict_proba_one(rows[1])
+    parts = {p.calls["method"][0]: p for p in shipper.parts("inference")}
+    learn = parts["learn_one"]
+    assert learn.rows == 20 and learn.calls["method"] == ["learn_one"] * 20
+    assert _col(learn, "a").data.tolist() == [x["a"] for x in rows]
+    assert _col(learn, "label").data.tolist() == [x["a"] > 0 for x in rows]
+    assert _col(parts["predict_one"], "prediction").data.tolist() == [said]
+    assert _col(parts["predict_one"], "b").data.tolist() == [rows[0]["b"]]
+    assert _col(parts["predict_proba_one"], "proba[True]").data.tolist() == [proba[True]]
+    assert _col(parts["predict_proba_one"], "proba[False]").data.tolist() == [proba[False]]
+
+
+def test_plain_function_monitor_is_the_callable():
+    def score(X):
+        return X.sum(axis=1)
+
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(score, name="score", shipper=shipper)
+    X = np.arange(6.0).reshape(3, 2)
+    assert monitor.model is monitor.wrapped and monitor.original is score
+    assert monitor(X).tolist() == [1.0, 5.0, 9.0]
+    assert monitor.model(X[:1]).tolist() == [1.0]
+    part = shipper.part()
+    assert part.rows == 4 and part.calls["method"] == ["__call__", "__call__"]
+    assert _col(part, "x1").data.tolist() == [1.0, 3.0, 5.0, 1.0]
+    assert _col(part, "prediction").data.tolist() == [1.0, 5.0, 9.0, 1.0]
+    assert driftcar.instrument(score, shipper=shipper) is monitor
+
+
+# --------------------------------------------------------------------------- outcomes, sampling, ids, labels, reference
+
+
+def test_exception_is_reraised_unchanged_and_counted_by_type():
+    class Boom(RuntimeError):
+        pass
+
+    error = Boom("no")
+
+    def model(X):
+        raise error
+
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(model, name="boom", shipper=shipper)
+    with pytest.raises(Boom) as info:
+        monitor(np.ones((3, 2)))
+    assert info.value is error
+    part = shipper.part()
+    assert part.rows == 0
+    assert part.calls["error_type"] == ["Boom"] and part.calls["rows"].tolist() == [3]
+    assert monitor.stats["errors"] == {"Boom": 1} and monitor.stats["calls"] == 1
+
+
+def test_sampling_keeps_every_call_and_about_rate_of_rows():
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(lambda X: X, name="id", sample=0.25, shipper=shipper)
+    for _ in range(2000):
+        monitor(np.ones((1, 1)))
+    part = shipper.part()
+    assert len(part.calls["method"]) == 2000
+    # Binomial(2000, 0.25): mean 500, sd 19.4; 5 sd either side
+    assert 403 <= part.rows <= 597
+    assert part.calls["captured"].sum() == part.rows
+
+
+def test_sample_zero_captures_no_rows():
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(lambda X: X, name="none", sample=0.0, shipper=shipper)
+    monitor(np.ones((4, 1)))
+    part = shipper.part()
+    assert part.rows == 0 and part.calls["rows"].tolist() == [4]
+
+
+def test_ids_and_log_labels():
+    model = LinearRegression().fit(np.eye(3), [1.0, 2.0, 3.0])
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(model, name="m", shipper=shipper)
+    with monitor.ids(["a", "b"]):
+        model.predict(np.eye(3)[:2])
+        model.predict(np.eye(3))  # 3 rows for 2 ids: captured without ids, counted
+    model.predict(np.eye(3)[:1])  # outside the block: no ids
+    monitor.log_labels(["b", "a"], [2.0, 1.0])
+    with_ids = [p for p in shipper.parts("inference") if any(c.name == "id" for c in p.columns)]
+    assert len(with_ids) == 1 and _col(with_ids[0], "id").data == ["a", "b"]
+    labels = shipper.part("labels")
+    assert _col(labels, "id").data == ["b", "a"] and _col(labels, "label").data.tolist() == [2.0, 1.0]
+    assert monitor.stats["id_mismatches"] == 1
+    with pytest.raises(ValueError, match="2 ids but 1 labels"):
+        monitor.log_labels(["x", "y"], [1])
+
+
+def test_river_ids_with_learn_one_emit_labels_for_the_join():
+    from river import linear_model
+
+    model = linear_model.LogisticRegression()
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(model, name="r", shipper=shipper)
+    with monitor.ids("req-7"):
+        model.predict_one({"a": 1.0})
+        model.learn_one({"a": 1.0}, True)
+    labels = shipper.part("labels")
+    assert _col(labels, "id").data == ["req-7"] and _col(labels, "label").data.tolist() == [True]
+
+
+def test_set_reference_sends_reference_batches_in_chunks(monkeypatch):
+    monkeypatch.setattr(monitor_module, "REFERENCE_CHUNK_ROWS", 40)
+    _, X, y = churn_pipeline()
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(lambda X: X, name="ref", shipper=shipper)
+    assert monitor.set_reference(X.iloc[:100], y[:100]) == 100
+    assert [i.rows for i in shipper.items] == [40, 40, 20]
+    part = shipper.part("reference")
+    assert part.rows == 100 and part.calls is None
+    assert _same(_col(part, "age").data, X["age"].to_numpy()[:100])
+    assert _col(part, "label").data.tolist() == y[:100].tolist()
+    with pytest.raises(ValueError, match="y has 3 values, X has 100 rows"):
+        monitor.set_reference(X.iloc[:100], y[:3])
+
+
+def test_captured_inputs_are_copies():
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(lambda X: X * 2, name="copy", shipper=shipper)
+    X = np.ones((2, 2))
+    monitor(X)
+    X[:] = 7.0
+    assert _col(shipper.part(), "x0").data.tolist() == [1.0, 1.0]
+
+
+def test_a_failing_shipper_never_reaches_the_model():
+    class Broken(FakeShipper):
+        def offer(self, captured):
+            raise OSError("disk on fire")
+
+    monitor = driftcar.instrument(lambda X: X + 1, name="b", shipper=Broken())
+    assert monitor(np.zeros((1, 1))).tolist() == [[1.0]]
+    assert monitor.stats["capture_failures"] == 1
+
+
+# --------------------------------------------------------------------------- spans
+
+
+def test_span_tree_and_trace_id_in_calls_table():
+    pipe, X, _ = churn_pipeline()
+    provider, exporter = _spans()
+    shipper = FakeShipper()
+    driftcar.instrument(pipe, name="churn", shipper=shipper, tracer_provider=provider)
+    pipe.predict(X.iloc[:3])
+    spans = exporter.get_finished_spans()
+    by_name = {s.name: s for s in spans}
+    root = by_name["Pipeline.predict"]
+    assert root.parent is None
+    assert root.attributes["model.name"] == "churn"
+    assert by_name["ColumnTransformer.transform"].parent.span_id == root.context.span_id
+    assert by_name["LogisticRegression.predict"].parent.span_id == root.context.span_id
+    # fitted clones inside the ColumnTransformer are traced too, as grandchildren
+    scaler = by_name["StandardScaler.transform"]
+    chain = {s.context.span_id: s for s in spans}
+    parent = chain[scaler.parent.span_id]
+    assert parent.name == "Pipeline.transform" and chain[parent.parent.span_id].name == "ColumnTransformer.transform"
+    assert shipper.part().calls["trace_id"] == [format(root.context.trace_id, "032x")]
+
+
+def test_span_records_the_exception():
+    provider, exporter = _spans()
+    model = LogisticRegression()
+    driftcar.instrument(model, name="unfitted", shipper=FakeShipper(), tracer_provider=provider)
+    with pytest.raises(Exception) as info:
+        model.predict(np.ones((1, 2)))
+    [span] = exporter.get_finished_spans()
+    assert span.name == "LogisticRegression.predict"
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.events[0].name == "exception"
+    assert span.events[0].attributes["exception.type"].endswith(type(info.value).__name__)
+    assert span.events[0].attributes["exception.message"] == str(info.value)
+
+
+def test_wrapper_attributes_are_opt_in():
+    X = np.random.default_rng(3).normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    provider, exporter = _spans()
+    plain = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    driftcar.instrument(plain, name="rf", shipper=FakeShipper(), tracer_provider=provider)
+    plain.predict(X[:2])
+    assert {s.name for s in exporter.get_finished_spans()} == {"RandomForestClassifier.predict", "RandomForestClassifier.predict_proba"}
+    exporter.clear()
+    deep = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    shipper = FakeShipper()
+    driftcar.instrument(deep, name="rf2", shipper=shipper, tracer_provider=provider, wrappers={RandomForestClassifier: ["estimators_"]})
+    deep.predict(X[:2])
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names.count("DecisionTreeClassifier.predict_proba") == 3
+    # predict calls predict_proba on itself: one outermost call, one captured row set
+    assert shipper.part().calls["method"] == ["predict"]
+
+
+def test_spans_off_leaves_inner_steps_alone():
+    pipe, X, _ = churn_pipeline()
+    driftcar.instrument(pipe, name="nospans", shipper=FakeShipper(), spans=False)
+    assert isinstance(vars(pipe)["predict"], Wrapper)
+    assert "transform" not in vars(pipe.named_steps["pre"])
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_no_double_wrap_and_other_instances_untouched():
+    pipe, X, _ = churn_pipeline()
+    other, _, _ = churn_pipeline()
+    shipper = FakeShipper()
+    first = driftcar.instrument(pipe, name="churn", shipper=shipper)
+    assert driftcar.instrument(pipe, name="again", shipper=FakeShipper()) is first
+    assert not isinstance(vars(pipe)["predict"].orig, Wrapper)
+    pipe.predict(X.iloc[:2])
+    assert shipper.part().calls["method"] == ["predict"]
+    assert "predict" not in vars(other)
+    assert "transform" not in vars(other.named_steps["pre"])
+
+
+def test_uninstrument_restores_originals():
+    pipe, X, _ = churn_pipeline()
+    shipper = FakeShipper()
+    driftcar.instrument(pipe, name="churn", shipper=shipper)
+    assert driftcar.uninstrument(pipe) is pipe
+    assert not any(isinstance(v, Wrapper) for v in vars(pipe).values())
+    for name, step in pipe.named_steps.items():
+        assert not any(isinstance(v, Wrapper) for v in vars(step).values()), name
+    pipe.predict(X.iloc[:2])
+    assert shipper.items == []
+    assert not shipper.closed  # an injected shipper belongs to the caller
+
+
+def test_pickle_and_deepcopy_give_a_working_uninstrumented_model():
+    pipe, X, _ = churn_pipeline()
+    expected = pipe.predict_proba(X.iloc[:5])
+    shipper = FakeShipper()
+    driftcar.instrument(pipe, name="churn", shipper=shipper)
+    for restored in (pickle.loads(pickle.dumps(pipe)), copy.deepcopy(pipe)):
+        assert np.array_equal(restored.predict_proba(X.iloc[:5]), expected)
+        assert not any(isinstance(v, Wrapper) for v in vars(restored).values())
+        assert "predict_proba" not in vars(restored)  # the placeholder removed itself
+        driftcar.uninstrument(restored)
+        assert not any(isinstance(v, Unwrapped) for v in vars(restored).values())
+    assert shipper.items == []
+    pipe.predict(X.iloc[:1])
+    assert len(shipper.items) == 1  # the original is still instrumented
+
+
+def test_clone_is_a_fresh_uninstrumented_estimator():
+    pipe, X, y = churn_pipeline()
+    driftcar.instrument(pipe, name="churn", shipper=FakeShipper())
+    twin = clone(pipe)
+    assert "predict" not in vars(twin)
+    assert twin.get_params()["clf__C"] == pipe.get_params()["clf__C"]
+    assert twin.fit(X, y).predict(X.iloc[:3]).tolist() == pipe.predict(X.iloc[:3]).tolist()
+
+
+def test_bad_arguments_get_clear_errors():
+    with pytest.raises(ValueError, match="sample must be a number in"):
+        driftcar.instrument(lambda x: x, name="f", sample=1.5, shipper=FakeShipper())
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        driftcar.instrument(lambda x: x, name="f", protocol="udp", shipper=FakeShipper())
+    with pytest.raises(TypeError, match="is not callable"):
+        driftcar.instrument(42, name="n", shipper=FakeShipper())
+    with pytest.raises(TypeError, match="not the class"):
+        driftcar.instrument(LogisticRegression, shipper=FakeShipper())
+    with pytest.raises(TypeError, match="need the default shipper"):
+        driftcar.instrument(lambda x: x, name="f", shipper=FakeShipper(), max_batch_rows=5)
+
+
+def test_import_and_instrument_stay_light():
+    code = textwrap.dedent(
+        """
+        import sys
+        import driftcar
+        monitor = driftcar.instrument(lambda X: X, name="light", endpoint="http://127.0.0.1:9")
+        monitor([[1.0]])
+        heavy = sorted(m for m in ("scipy", "aiohttp", "sklearn", "pandas") if m in sys.modules)
+        monitor.shutdown(0.5)
+        print(",".join(heavy) or "light")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "light"
