@@ -42,7 +42,12 @@ OK = Answer()
 class GrpcOtlpReceiver:
     """grpcio server implementing the OTLP Logs, Metrics and Trace services."""
 
-    def __init__(self, respond: Callable[[str, object, int], Answer] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        respond: Callable[[str, object, int], Answer] | None = None,
+        port: int | None = None,
+        max_receive_bytes: int = 64 * 1024 * 1024,  # 4 MiB is the usual collector limit
+    ):
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.respond = respond or (lambda kind, request, n: OK)
@@ -54,7 +59,7 @@ class GrpcOtlpReceiver:
         self._lock = threading.Lock()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8),
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            options=[("grpc.max_receive_message_length", max_receive_bytes)],
         )
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(self), self._server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self), self._server)

@@ -50,3 +50,41 @@ def test_receiver_gets_the_offered_rows_columns_and_counters(protocol):
     assert batches[0][0].trace_id == bytes.fromhex(trace)
     stats = shipper.stats
     assert stats["sent_rows"] == len(X) and stats["sent_batches"] == 3 and stats["dropped_rows"] == 0
+
+
+@pytest.mark.timeout(20)
+def test_a_batch_larger_than_a_4_mib_receiver_limit_arrives_whole_in_capped_requests():
+    # 60,000 x 20 float64 = 9.6 MB of reference data in one captured item
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(60_000, 20))
+    with GrpcOtlpReceiver(max_receive_bytes=4 * 1024 * 1024) as rx:
+        shipper = Shipper(ShipperConfig("churn", "3", endpoint=rx.endpoint, max_batch_rows=100_000), convert=to_parts)
+        try:
+            shipper.offer(item(X, kind="reference"))
+            assert shipper.flush(15)
+        finally:
+            shipper.shutdown(5)
+        assert shipper.stats["failed_exports"] == 0 and shipper.stats["dropped_rows"] == 0
+        sizes = [req.ByteSize() for req in rx.logs]
+        batches = decoded_batches(rx.logs)
+    assert len(sizes) >= 4 and max(sizes) <= 3 * 1024 * 1024
+    assert {b.kind for _, b in batches} == {"reference"}
+    np.testing.assert_array_equal(features(batches, 20), X)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("protocol", list(RECEIVERS))
+def test_headers_and_compression_options_reach_the_receiver(protocol):
+    with RECEIVERS[protocol]() as rx:
+        shipper = Shipper(ShipperConfig("m", endpoint=rx.endpoint, protocol=protocol, compression="none",
+                                        headers={"authorization": "Bearer t0k"}), convert=to_parts)
+        try:
+            shipper.offer(item(np.ones((3, 2))))
+            assert shipper.flush(10)
+        finally:
+            shipper.shutdown(5)
+        assert rx.headers[0]["authorization"] == "Bearer t0k"
+        if protocol == "http/protobuf":
+            assert rx.headers[0]["content-type"] == "application/x-protobuf"
+            assert "content-encoding" not in rx.headers[0]
+        assert decoded_batches(rx.logs)[0][1].rows == 3
