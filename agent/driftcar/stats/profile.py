@@ -458,7 +458,7 @@ class ProfileBuilder:
         if not self._cols:
             for name, values in cols.items():
                 kind = "categorical" if (name in self.categorical or is_categorical(values)) else "numeric"
-                if name in (PREDICTION, LABEL) and not (isinstance(values, np.ndarray) and values.dtype.kind == "f"):
+                if name in (PREDICTION, LABEL):
                     kind = "categorical" if is_categorical(values) or _integral(values) else "numeric"
                 self._cols[name] = _ColumnState(kind)
                 self._order.append(name)
@@ -588,11 +588,16 @@ class ProfileBuilder:
         )
 
 
-def _integral(values: Any) -> bool:
-    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+def _integral(values: Any, max_classes: int = 50) -> bool:
+    """Class labels rather than values: ints/bools, or floats that are all whole
+    numbers with at most ``max_classes`` distinct values (e.g. 0/1 read from CSV)."""
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values)
     if arr.dtype.kind in "iub":
         return True
-    return False
+    if arr.dtype.kind != "f":
+        return False
+    fin = arr[np.isfinite(arr)]
+    return bool(len(fin)) and bool(np.all(fin == np.round(fin))) and len(np.unique(fin)) <= max_classes
 
 
 def _count_labels(values: Any) -> Counter:
@@ -669,8 +674,9 @@ def profile(
     array/list. Numeric columns (ints, floats; None/NaN = missing) get quantile
     bins; str/bool/object columns, and those named in ``categorical``, get a
     top-``top_k`` frequency table. ``y`` and ``predictions`` (1-D) become the
-    label and prediction distributions: float data is numeric (regression),
-    int/bool/str data categorical (classes). ``max_rows_kept`` bounds the
+    label and prediction distributions: int/bool/str data, and floats that are
+    all whole numbers with at most 50 distinct values, are categorical
+    (classes); other floats numeric (regression). ``max_rows_kept`` bounds the
     rows sampled for quantile edges and the PCA fit; counts are always exact.
 
     >>> import numpy as np
