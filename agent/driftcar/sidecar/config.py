@@ -229,6 +229,24 @@ def _float_map(value: Any) -> dict[str, float]:
     return out
 
 
+def _drift(value: Any):
+    """The ``drift`` section -> ``driftcar.stats.DriftConfig`` (validated by the stats engine)."""
+    if value is None or value == {}:
+        return None
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML/JSON: {exc}") from None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a map of drift settings, got {type(value).__name__}")
+    from driftcar.stats import DriftConfig
+
+    return DriftConfig.from_mapping(value, path="drift")
+
+
 def _unit_float(value: Any) -> float:
     number = float(value)
     if not 0.0 < number <= 1.0:
@@ -296,6 +314,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("performance_thresholds", _float_map, {},
            "degraded-performance thresholds, e.g. accuracy=0.9,rmse=2.5 (below for scores, above for errors)",
            "METRIC=V,..."),
+    Option("drift", _drift, None, "drift decision settings (YAML map: methods, thresholds, min_samples, "
+           "enter_windows, exit_windows, features: {NAME: {method, threshold, enabled}}, ...)", "YAML"),
     Option("token_file", _optional_str, None, f"bearer token file for both receivers (or env {TOKEN_ENV})", "FILE"),
     Option("tls.cert", _optional_str, None, "TLS certificate (PEM) for both receivers and the API", "FILE"),
     Option("tls.key", _optional_str, None, "TLS private key (PEM)", "FILE"),
@@ -350,6 +370,7 @@ class SidecarConfig:
     label_max_rows: int = 100_000
     trace_samples: int = 10
     performance_thresholds: Mapping[str, float] = field(default_factory=dict)
+    drift: Any = None  # driftcar.stats.DriftConfig; None = its defaults
     token_file: str | None = None
     tls: TLSConfig = TLSConfig()
     allow_insecure_bind: bool = False

@@ -52,6 +52,15 @@ def _finite(value: Any, default: float = 0.0) -> float:
     return number if math.isfinite(number) else default
 
 
+def _pvalue(result) -> float | None:
+    """The p-value compared with the threshold: adjusted across features when the engine
+    corrected it (so ``pvalue < threshold`` reads as the decision), else the raw one."""
+    p = getattr(result, "pvalue_adjusted", None)
+    if p is None:
+        p = result.pvalue
+    return None if p is None else _finite(p, 1.0)
+
+
 class Evaluator:
     """Closes windows on the tick and turns them into telemetry.
 
@@ -146,7 +155,7 @@ class Evaluator:
         for result in report.results:
             deciding = bool(getattr(result, "deciding", False))
             detected = state.verdicts.get(result.feature, False) if deciding else None
-            pvalue = None if result.pvalue is None else _finite(result.pvalue, 1.0)
+            pvalue = _pvalue(result)
             self.tel.set_drift(close.model, close.version, result.feature, result.method, window,
                                _finite(result.statistic), pvalue, _finite(result.threshold), detected)
         for change in changes:
@@ -168,8 +177,8 @@ class Evaluator:
             "window.end": int(close.end_ns),
             "driftcar.sample_trace_ids": list(close.trace_ids),
         }
-        if result.pvalue is not None:
-            attributes["drift.pvalue"] = _finite(result.pvalue, 1.0)
+        if _pvalue(result) is not None:
+            attributes["drift.pvalue"] = _pvalue(result)
         verb = "drifted" if change.detected else "is back to its reference"
         body = (f"{close.model}@{close.version} feature {change.feature} {verb}: {result.method} "
                 f"{attributes['drift.score']:.4g} vs threshold {attributes['drift.threshold']:.4g}")

@@ -72,7 +72,7 @@ class SidecarService:
                                  admit=self.store.admit)
         self.worker = IngestWorker(self.queue, self.store.apply, self.tel)
         self.checkpointer = Checkpointer(config.state_dir, self.store) if config.state_dir else None
-        self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config,
+        self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config or config.drift,
                                    after_close=self._after_close)
         self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready)
         self.grpc: GrpcReceiver | None = None
@@ -237,8 +237,13 @@ class SidecarHandle:
         return future.result(timeout)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Graceful stop (as on SIGTERM); blocks until the thread ended or ``timeout``."""
-        self.loop.call_soon_threadsafe(self._stop_event.set)
+        """Graceful stop (as on SIGTERM); blocks until the thread ended or ``timeout``. Idempotent."""
+        if not self.thread.is_alive():
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._stop_event.set)
+        except RuntimeError:  # the loop ended meanwhile
+            return
         self.thread.join(timeout if timeout is not None else self.service.config.shutdown_timeout_s + 5)
 
 

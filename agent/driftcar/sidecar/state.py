@@ -249,7 +249,7 @@ class ModelState:
         self._golden_signals(batch, item)
         features = {n: batch.columns[n] for n in batch.names("feature")}
         pred_names = batch.names("prediction")
-        predictions = batch.columns[pred_names[0]] if pred_names else None
+        predictions = all_predictions = batch.columns[pred_names[0]] if pred_names else None
         proba_names = batch.names("probability")
         probabilities = None
         if proba_names:
@@ -270,19 +270,26 @@ class ModelState:
         rows_left = len(next(iter(features.values()))) if features else (
             len(predictions) if predictions is not None else 0)
         if self.window is not None and rows_left:
-            self.window.update(features)
-            if predictions is not None and hasattr(self.window, "update_predictions"):
-                self.window.update_predictions(predictions)
+            columns: dict = dict(features)
+            roles = {n: "feature" for n in features}
+            if predictions is not None:
+                columns[pred_names[0]] = predictions
+                roles[pred_names[0]] = "prediction"
+            if probabilities is not None and rows_left == batch.rows:
+                for n in proba_names:
+                    columns[n] = batch.columns[n]
+                    roles[n] = "probability"
+            self.window.update(columns, roles)
             self.window_rows += rows_left
         elif rows_left:
             self.unprofiled_rows += rows_left
-        if predictions is not None:
+        if all_predictions is not None:
             if self.classification is None:
-                self.classification = _is_categorical(predictions) or bool(proba_names) or (
-                    isinstance(predictions, np.ndarray) and predictions.dtype.kind in "iub")
-            if self.classification:
-                values, counts = np.unique(np.asarray(predictions, dtype=object if _is_categorical(predictions)
-                                                      else None).astype(str), return_counts=True)
+                self.classification = _is_categorical(all_predictions) or bool(proba_names) or (
+                    isinstance(all_predictions, np.ndarray) and all_predictions.dtype.kind in "iub")
+            if self.classification and len(all_predictions):
+                values, counts = np.unique(np.asarray(all_predictions, dtype=object if _is_categorical(
+                    all_predictions) else None).astype(str), return_counts=True)
                 for value, count in zip(values.tolist(), counts.tolist()):
                     self.tel.add_prediction_class(self.model, self.version, value, int(count))
         if probabilities is not None and probabilities.size:
@@ -291,8 +298,8 @@ class ModelState:
             self.proba_sum += float(best.sum())
             self.proba_n += int(best.size)
         ids = batch.names("id")
-        if ids and predictions is not None:
-            self.joiner.add_predictions(batch.columns[ids[0]], predictions, now_s)
+        if ids and all_predictions is not None:
+            self.joiner.add_predictions(batch.columns[ids[0]], all_predictions, now_s)
             self._report_unmatched()
 
     def _golden_signals(self, batch, item: Item) -> None:
