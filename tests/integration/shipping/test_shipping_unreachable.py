@@ -6,8 +6,6 @@ bound, drops are counted, and shutdown returns within its deadline.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import numpy as np
@@ -15,44 +13,11 @@ import pytest
 
 from driftcar.hook.shipping import Shipper, ShipperConfig
 from tests.support.waiting import free_port
-from tests.unit.shipping.helpers import item, to_parts
+from tests.unit.shipping.helpers import BlackHole, item, to_parts
 
 OFFERS = 20_000
 BOUND = 256 * 1024
 SLOW_OFFER_S = 0.05  # a blocked offer would take the export timeout (1 s): this only catches blocking
-
-
-class BlackHole:
-    """Accepts TCP connections on 127.0.0.1 and never reads or answers."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    def _accept(self):
-        self.sock.settimeout(0.05)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-                self.conns.append(conn)
-            except OSError:
-                continue
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-        for conn in self.conns:
-            conn.close()
-        self.sock.close()
 
 
 def _hammer(endpoint: str, protocol: str) -> tuple[Shipper, dict, float]:

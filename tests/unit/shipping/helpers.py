@@ -7,6 +7,8 @@ shipper can be tested on its own.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -110,3 +112,36 @@ class FakeExporter:
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
         return [ExportLogsServiceRequest.FromString(p) for p in list(self.payloads)]
+
+
+class BlackHole:
+    """Accepts TCP connections on 127.0.0.1 and never reads or answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.conns.append(conn)
+            except OSError:
+                continue
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
