@@ -330,7 +330,7 @@ def evaluate_drift(prof: Profile, window: WindowSketch, config: DriftConfig | No
                 s, p = M.chisquare(Rc, Cc)
                 stats["chisquare"] = (s, p, None)
         if need & {"ks", "pca_reconstruction"}:
-            d, p, b = M.ks(R, C)
+            d, p, b = M.ks(R, C, L.ref_sums[:, : F + 2], window.num_sums[:, : F + 2], L.lower)
             stats["ks"] = stats["pca_reconstruction"] = (d, p, b)
         if "wasserstein" in need:
             Rw = R.astype(np.float64)
@@ -339,7 +339,12 @@ def evaluate_drift(prof: Profile, window: WindowSketch, config: DriftConfig | No
             Rw[:, F + 1] -= L.ref_inf[:, 1]
             Cw[:, 0] -= window.num_inf[:, 0]
             Cw[:, F + 1] -= window.num_inf[:, 1]
-            w, b = M.wasserstein(Rw, Cw, L.ref_sums[:, : F + 2], window.num_sums[:, : F + 2], L.lower, L.upper)
+            clo = L.lower.copy()
+            chi = L.upper.copy()
+            clo[:, 0] = np.where(np.isfinite(window.num_lo), window.num_lo, L.fine_edges[:, 0])
+            chi[:, F + 1] = np.where(np.isfinite(window.num_hi), window.num_hi, L.fine_edges[:, F])
+            w, b = M.wasserstein(Rw, Cw, L.ref_sums[:, : F + 2], window.num_sums[:, : F + 2], L.lower, L.upper,
+                                 clo, chi)
             stats["wasserstein"] = (w / L.spread, None, b / L.spread)
         for i, name in enumerate(L.num_names):
             if plans[i]:

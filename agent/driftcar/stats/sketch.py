@@ -119,6 +119,9 @@ class WindowSketch:
         self.num_sums = np.zeros((len(L.num_names), L.F + 3), dtype=np.float64)
         self.num_inf = np.zeros((len(L.num_names), 2), dtype=np.int64)  # -inf, +inf
         self.num_invalid = np.zeros(len(L.num_names), dtype=np.int64)
+        # extremes of finite out-of-range values (below the reference min / above its max)
+        self.num_lo = np.full(len(L.num_names), np.inf)
+        self.num_hi = np.full(len(L.num_names), -np.inf)
         self.cat_counts = np.zeros((len(L.cat_names), L.Kmax + 1), dtype=np.int64)
         self.cat_missing = np.zeros(len(L.cat_names), dtype=np.int64)
         self.rows = 0
@@ -213,7 +216,10 @@ class WindowSketch:
         x, invalid = to_float(values)
         size = self.num_counts.shape[1]
         idx = np.searchsorted(self.profile.layout.search_edges[row], x, "right")
-        self.num_counts[row] += np.bincount(idx, minlength=size)
+        counts = np.bincount(idx, minlength=size)
+        self.num_counts[row] += counts
+        if counts[0] or counts[size - 2]:  # out of the reference range (rare when undrifted)
+            self._extremes(row, x, idx, counts, size)
         sums = np.bincount(idx, weights=x, minlength=size)
         if not (np.isfinite(sums[0]) and np.isfinite(sums[size - 2])):
             # only the open-ended bins can hold infinities: recount them without (rare path)
@@ -226,6 +232,18 @@ class WindowSketch:
         if invalid:
             self.num_invalid[row] += invalid
         return x
+
+    def _extremes(self, row: int, x: np.ndarray, idx: np.ndarray, counts: np.ndarray, size: int) -> None:
+        if counts[0]:
+            below = x[idx == 0]
+            below = below[np.isfinite(below)]
+            if len(below):
+                self.num_lo[row] = min(self.num_lo[row], float(below.min()))
+        if counts[size - 2]:
+            above = x[idx == size - 2]
+            above = above[np.isfinite(above)]
+            if len(above):
+                self.num_hi[row] = max(self.num_hi[row], float(above.max()))
 
     def _add_categorical(self, row: int, values: Any) -> None:
         mapping = self.profile.layout.cat_maps[row]
@@ -273,6 +291,7 @@ class WindowSketch:
 
     # ------------------------------------------------------------------ merging
     _ARRAYS = ("num_counts", "num_sums", "num_inf", "num_invalid", "cat_counts", "cat_missing")
+    _EXTREMES = ("num_lo", "num_hi")
     _SCALARS = ("rows", "batches", "proba_sum", "proba_rows", "mv_skipped")
 
     def merge(self, other: "WindowSketch") -> "WindowSketch":
@@ -283,6 +302,8 @@ class WindowSketch:
         out.profile = self.profile
         for a in self._ARRAYS:
             setattr(out, a, getattr(self, a) + getattr(other, a))
+        out.num_lo = np.minimum(self.num_lo, other.num_lo)
+        out.num_hi = np.maximum(self.num_hi, other.num_hi)
         for s in self._SCALARS:
             setattr(out, s, getattr(self, s) + getattr(other, s))
         out.unknown = dict(self.unknown)
@@ -297,7 +318,7 @@ class WindowSketch:
     def to_bytes(self) -> bytes:
         """Versioned bytes for checkpoints; restore with :meth:`from_bytes` and the same profile."""
         payload = {"profile": self.profile.fingerprint, "unknown": self.unknown}
-        payload.update({a: _codec.pack_array(getattr(self, a)) for a in self._ARRAYS})
+        payload.update({a: _codec.pack_array(getattr(self, a)) for a in self._ARRAYS + self._EXTREMES})
         payload.update({s: getattr(self, s) for s in self._SCALARS})
         return _codec.frame(_MAGIC, _VERSION, payload)
 
@@ -308,7 +329,7 @@ class WindowSketch:
         if p.get("profile") != profile.fingerprint:
             raise ProfileError("window was recorded against a different profile")
         w = cls(profile)
-        for a in cls._ARRAYS:
+        for a in cls._ARRAYS + cls._EXTREMES:
             arr = _codec.unpack_array(_codec.field(p, a, dict, "window"), f"window.{a}")
             if arr.shape != getattr(w, a).shape:
                 raise ProfileError(f"window.{a}: shape {arr.shape} does not match the profile")
