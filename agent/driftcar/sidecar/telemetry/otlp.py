@@ -57,6 +57,17 @@ def build_metrics_data(
     """One ResourceMetrics -> one ScopeMetrics -> one Metric per contract name that has series."""
     scope = metrics_pb2.ScopeMetrics(scope=InstrumentationScope(name=SCOPE_NAME, version=scope_version))
     by_name: dict[str, metrics_pb2.Metric] = {}
+    pairs: dict[tuple[str, str], KeyValue] = {}  # series share keys and values: build each KeyValue once
+
+    def attributes_of(items) -> list[KeyValue]:
+        out = []
+        for pair in items:
+            kv = pairs.get(pair)
+            if kv is None:
+                kv = pairs[pair] = KeyValue(key=pair[0], value=any_value(pair[1]))
+            out.append(kv)
+        return out
+
     for s in series:
         metric = by_name.get(s.name)
         spec = METRICS[s.name]
@@ -69,7 +80,7 @@ def build_metrics_data(
                 metric.gauge.SetInParent()
             else:
                 metric.histogram.aggregation_temporality = _CUMULATIVE
-        attrs = key_values(s.attributes)
+        attrs = attributes_of(s.attributes)
         if spec.type == COUNTER:
             point = metric.sum.data_points.add(
                 attributes=attrs, start_time_unix_nano=start_time_unix_nano, time_unix_nano=time_unix_nano

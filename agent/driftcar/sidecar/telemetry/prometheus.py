@@ -17,6 +17,7 @@ driftcar_state_models 3
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable, Mapping
 
@@ -42,6 +43,8 @@ def format_value(value: float) -> str:
 
 
 def escape_label_value(value: str) -> str:
+    if "\\" not in value and "\n" not in value and '"' not in value:
+        return value
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
@@ -49,8 +52,15 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
+_label_name = functools.lru_cache(maxsize=4096)(prometheus_label)
+
+
+def _label_body(pairs: Iterable[tuple[str, str]]) -> str:
+    return ",".join(f'{_label_name(k)}="{escape_label_value(str(v))}"' for k, v in pairs)
+
+
 def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    body = ",".join(f'{prometheus_label(k)}="{escape_label_value(str(v))}"' for k, v in pairs)
+    body = _label_body(pairs)
     return "{" + body + "}" if body else ""
 
 
@@ -76,12 +86,15 @@ def render(series: list[Series], resource: Mapping[str, object]) -> str:
 
 
 def _histogram_lines(name: str, attrs, value: HistogramValue) -> list[str]:
+    body = _label_body(attrs)
+    bucket = f"{name}_bucket{{{body}{',' if body else ''}le=\""
+    labels = "{" + body + "}" if body else ""
     lines = []
     running = 0
     for bound, count in zip(value.bounds, value.counts):
         running += count
-        lines.append(f"{name}_bucket{_labels(attrs + (('le', format_value(float(bound))),))} {running}")
-    lines.append(f"{name}_bucket{_labels(attrs + (('le', '+Inf'),))} {value.count}")
-    lines.append(f"{name}_sum{_labels(attrs)} {format_value(float(value.sum))}")
-    lines.append(f"{name}_count{_labels(attrs)} {value.count}")
+        lines.append(f'{bucket}{format_value(float(bound))}"}} {running}')
+    lines.append(f'{bucket}+Inf"}} {value.count}')
+    lines.append(f"{name}_sum{labels} {format_value(float(value.sum))}")
+    lines.append(f"{name}_count{labels} {value.count}")
     return lines
