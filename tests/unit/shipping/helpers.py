@@ -1,8 +1,8 @@
-"""Shared helpers for the shipping tests: captured items with 2-D numpy inputs and a tiny adapter.
+"""Shared helpers for the shipping tests: captured items with 2-D numpy inputs, fakes, a black hole.
 
-``to_parts`` stands in for the capture side's ``to_columns`` on exactly the
-inputs these tests build (2-D float arrays and 1-D predictions), so the
-shipper can be tested on its own.
+``to_parts`` is the capture side's real ``to_columns`` (the shipper's default
+converter), named here so tests say which conversion they use; ``Part`` is a
+plain stand-in for ``BatchPart`` in unit tests of the splitting logic.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from driftcar.hook.columns import to_columns as to_parts  # noqa: F401  (re-exported for the tests)
 from driftcar.hook.records import Captured
-from driftcar.wire import Column, decode_batch
+from driftcar.wire import decode_batch
 from driftcar.wire.otlp import iter_batch_records
 
 
@@ -34,30 +35,6 @@ def item(X: np.ndarray, y: np.ndarray | None = None, *, kind: str = "inference",
         kind=kind, method="predict", start_ns=time.time_ns(), duration_s=0.001, rows=len(X),
         error_type=error_type, trace_id=trace_id, inputs=X, outputs=y, size_hint=size_hint,
     )
-
-
-def to_parts(items) -> list[Part]:
-    parts = []
-    for kind in ("inference", "labels", "reference"):
-        group = [it for it in items if it.kind == kind]
-        if not group:
-            continue
-        sampled = [it for it in group if it.inputs is not None]
-        X = np.vstack([it.inputs for it in sampled]) if sampled else np.empty((0, 0))
-        columns = [Column(f"x{j}", "feature", np.ascontiguousarray(X[:, j])) for j in range(X.shape[1])]
-        if sampled and all(it.outputs is not None for it in sampled):
-            columns.append(Column("prediction", "prediction", np.concatenate([np.asarray(it.outputs) for it in sampled])))
-        calls = {
-            "method": [it.method for it in group],
-            "start_ns": [it.start_ns for it in group],
-            "duration_s": [it.duration_s for it in group],
-            "rows": [it.rows for it in group],
-            "captured": [0 if it.inputs is None else len(it.inputs) for it in group],
-            "error_type": [it.error_type for it in group],
-            "trace_id": [it.trace_id for it in group],
-        }
-        parts.append(Part(kind, len(X), columns, calls))
-    return parts
 
 
 def decoded_batches(requests) -> list:
