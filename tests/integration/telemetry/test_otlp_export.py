@@ -225,3 +225,35 @@ def test_big_states_leave_in_several_requests(protocol, receiver):
     names = {attrs(p)["feature.name"] for m in metrics_by_name(first_flush)["driftcar.feature.value"]
              for p in m.histogram.data_points}
     assert names == {f"f{f}" for f in range(200)}
+
+
+def test_timeout_env_is_milliseconds_and_bounds_each_export(receiver, protocol, monkeypatch):
+    """OTEL_EXPORTER_OTLP_TIMEOUT=500 (ms, per the spec) against a server that answers after 2 s."""
+    import time
+
+    from tests.support.otlp import Answer
+
+    receiver.respond = lambda kind, request, n: Answer(delay_s=2.0)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "500")
+    tel = Telemetry(TelemetryConfig(otlp_endpoint=receiver.endpoint, otlp_protocol=protocol))
+    tel.add_rows("m", "1", 1)
+    started = time.monotonic()
+    try:
+        assert tel.force_flush(5) is False
+        assert time.monotonic() - started < 1.5
+    finally:
+        tel.shutdown(0.2)
+    assert tel.export_stats()["metrics"]["failures"] >= 1
+
+
+def test_http_gzip_compression_from_env(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    with HttpOtlpReceiver() as rx:
+        tel = Telemetry(TelemetryConfig(otlp_endpoint=rx.endpoint, otlp_protocol="http/protobuf"))
+        tel.add_rows("m", "1", 11)
+        try:
+            assert tel.force_flush(10)
+        finally:
+            tel.shutdown(10)
+        assert rx.headers[0]["content-encoding"] == "gzip"
+        assert metrics_by_name(rx.metrics)["driftcar.inference.rows"][0].sum.data_points[0].as_int == 11

@@ -138,7 +138,7 @@ def test_grpc_export_to_a_down_endpoint_ends_at_its_deadline():
 
 
 def test_shutdown_is_bounded_when_the_downstream_black_holes(monkeypatch):
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "3000")  # milliseconds, as the OTLP spec says
     with GrpcOtlpReceiver(respond=lambda kind, request, n: Answer(delay_s=2.5)) as rx:
         tel = Telemetry(TelemetryConfig(otlp_endpoint=rx.endpoint))
         tel.add_rows("m", "1", 1)

@@ -274,3 +274,18 @@ def test_large_states_are_split_into_requests_under_the_byte_limit():
     assert points(pieces) == points([data])
     assert all(p.resource_metrics[0].resource == data.resource_metrics[0].resource for p in pieces)
     assert list(split_metrics_data(data, 10**9)) == [data]
+
+
+def test_otlp_timeout_env_is_read_in_milliseconds(monkeypatch):
+    from driftcar.sidecar.telemetry.exporters import resolve_timeout_s
+
+    for var in ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    assert resolve_timeout_s("metrics") == 10.0
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2500")
+    assert resolve_timeout_s("metrics") == 2.5 and resolve_timeout_s("logs") == 2.5
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "700")
+    assert resolve_timeout_s("logs") == 0.7 and resolve_timeout_s("metrics") == 2.5
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "ten")
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"):
+        resolve_timeout_s("metrics")

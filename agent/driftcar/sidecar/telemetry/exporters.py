@@ -13,6 +13,8 @@ them. Where they deviate from the OTLP specification we fix it here:
   loop accordingly (same deadline: ``OTEL_EXPORTER_OTLP_TIMEOUT``, interruptible by shutdown).
 * HTTP: the SDK's table already matches the spec (429/502/503/504 retried, ``Retry-After``
   seconds or HTTP-date honoured, everything else final), so it is used unchanged.
+* Both: ``OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT`` is milliseconds per the spec; the SDK reads seconds
+  (see :func:`resolve_timeout_s`); the factories in ``telemetry.py`` pass the spec's value.
 * Both: the SDK ignores partial-success responses. Those are final (never retried, as the spec
   says) and their rejected counts are recorded in :class:`ExportStats` and logged once.
 
@@ -62,6 +64,7 @@ __all__ = [
     "ConsoleMetricExporter",
     "ConsoleLogExporter",
     "resolve_protocol",
+    "resolve_timeout_s",
     "grpc_retry_delay",
     "grpc_is_retryable",
 ]
@@ -99,6 +102,33 @@ def resolve_protocol(signal: str, explicit: str | None = None) -> str:
     if value not in (GRPC, HTTP_PROTOBUF):
         raise ValueError(f"unsupported OTLP protocol {value!r} for {signal}: use 'grpc' or 'http/protobuf'")
     return value
+
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def resolve_timeout_s(signal: str) -> float:
+    """Export deadline from ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT``.
+
+    The OTLP exporter spec gives these in **milliseconds** (default 10000); the Python SDK reads
+    seconds, so a spec-conformant ``10000`` would mean almost three hours there. driftcar follows
+    the spec and passes the SDK an explicit timeout. A value under 100 ms is accepted but logged,
+    since it most likely was meant in seconds. ``ValueError`` for a non-number.
+    """
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        raw = os.environ.get(var)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            millis = float(raw)
+        except ValueError:
+            raise ValueError(f"{var}: {raw!r} is not a number of milliseconds") from None
+        if not millis > 0 or millis != millis or millis == float("inf"):
+            raise ValueError(f"{var}: must be a positive number of milliseconds, got {raw!r}")
+        if millis < 100:
+            logger.warning("%s=%s is read as milliseconds (OTLP spec); did you mean seconds?", var, raw)
+        return millis / 1000.0
+    return DEFAULT_TIMEOUT_S
 
 
 @dataclass

@@ -38,6 +38,7 @@ from driftcar.sidecar.telemetry.exporters import (
     HttpLogExporter,
     HttpMetricExporter,
     resolve_protocol,
+    resolve_timeout_s,
 )
 from driftcar.sidecar.telemetry.otlp import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -127,17 +128,19 @@ class Telemetry:
         self._logger_provider = None
         if cfg.export == "otlp":
             endpoint = cfg.otlp_endpoint
+            timeout = resolve_timeout_s("metrics")
             if resolve_protocol("metrics", cfg.otlp_protocol) == HTTP_PROTOBUF:
                 url = _http_url(endpoint, "metrics")
-                self._metric_exporter = HttpMetricExporter(endpoint=url, stats=self.stats)
+                self._metric_exporter = HttpMetricExporter(endpoint=url, timeout=timeout, stats=self.stats)
             else:
-                self._metric_exporter = GrpcMetricExporter(endpoint=endpoint, stats=self.stats,
+                self._metric_exporter = GrpcMetricExporter(endpoint=endpoint, timeout=timeout, stats=self.stats,
                                                            initial_backoff_s=initial_backoff_s)
+            timeout = resolve_timeout_s("logs")
             if resolve_protocol("logs", cfg.otlp_protocol) == HTTP_PROTOBUF:
                 url = _http_url(endpoint, "logs")
-                self._log_exporter = HttpLogExporter(endpoint=url, stats=self.stats)
+                self._log_exporter = HttpLogExporter(endpoint=url, timeout=timeout, stats=self.stats)
             else:
-                self._log_exporter = GrpcLogExporter(endpoint=endpoint, stats=self.stats,
+                self._log_exporter = GrpcLogExporter(endpoint=endpoint, timeout=timeout, stats=self.stats,
                                                      initial_backoff_s=initial_backoff_s)
         elif cfg.export == "console":
             self._metric_exporter = ConsoleMetricExporter(stream)
