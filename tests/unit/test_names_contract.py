@@ -120,3 +120,10 @@ def test_markdown_reference_is_printed_from_the_table():
         assert f"`{prom}" in out
     for name in EVENTS:
         assert f"| `{name}` |" in out
+
+
+def test_package_readme_reference_is_current():
+    from pathlib import Path
+
+    readme = Path(names.__file__).with_name("README.md").read_text()
+    assert names.markdown() in readme, "regenerate: python -m driftcar.sidecar.telemetry.names --markdown"
