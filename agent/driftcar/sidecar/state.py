@@ -159,6 +159,7 @@ class ModelState:
         self.closed: collections.deque[ClosedWindow] = collections.deque(maxlen=config.windows_kept)
         self.cumulative = None  # merge of every closed window since the reference (exported histograms)
         self.reference_buffer: _RowBuffer | None = None
+        self._reference_recent = False
         self.live_buffer: _RowBuffer | None = (
             _RowBuffer(config.live_reference_rows) if config.live_reference_rows > 0 else None
         )
@@ -219,6 +220,7 @@ class ModelState:
         self._hook_counters(batch.hook)
 
     def _apply_reference(self, batch) -> None:
+        self._reference_recent = True
         if self.reference_buffer is None:
             self.reference_buffer = _RowBuffer(self.config.max_reference_rows)
         features = {n: batch.columns[n] for n in batch.names("feature")}
@@ -356,8 +358,11 @@ class ModelState:
 
     # ------------------------------------------------------------------ windows
     def close_window(self, now_ns: int, final: bool = False) -> WindowClose:
-        if self.reference_buffer is not None:
+        # Reference batches are sealed into a profile by the next inference batch, or once a
+        # whole window passed without more of them (a chunked reference may straddle a close).
+        if self.reference_buffer is not None and (not self._reference_recent or final):
             self._seal_reference_batches()
+        self._reference_recent = False
         sketch, self.window = self.window, (self.profile.new_window() if self.profile is not None else None)
         close = WindowClose(
             state=self, model=self.model, version=self.version, profile=self.profile, sketch=sketch,

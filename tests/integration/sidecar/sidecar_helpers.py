@@ -43,3 +43,160 @@ class GrpcSender:
 
     def close(self):
         self.channel.close()
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.support.waiting import free_port, wait_until
+
+
+class SidecarProcess:
+    """``driftcar sidecar`` started by its CLI as a child process on free loopback ports.
+
+    Always stopped by the test (SIGTERM, then SIGKILL after a deadline); its stderr log
+    is kept in ``log_path`` and shown when a wait fails.
+    """
+
+    def __init__(self, tmp_path, *args: str, env: dict | None = None, ports: dict | None = None):
+        self.ports = ports or {"grpc": free_port(), "http": free_port(), "prometheus": free_port()}
+        self.args = list(args)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCAR_", "OTEL_"))}
+        self.env.update(env or {})
+        self.log_path = os.path.join(str(tmp_path), f"sidecar-{len(os.listdir(str(tmp_path)))}.log")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prometheus']}/metrics"
+
+    def start(self, ready_timeout: float = 30.0) -> "SidecarProcess":
+        cmd = [sys.executable, "-m", "driftcar.cli", "sidecar",
+               "--grpc", f"127.0.0.1:{self.ports['grpc']}", "--http", f"127.0.0.1:{self.ports['http']}",
+               "--prometheus", f"127.0.0.1:{self.ports['prometheus']}", *self.args]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        try:
+            wait_until(self._ready, ready_timeout, interval=0.05, what=f"sidecar /readyz ({self.log_path})")
+        except AssertionError:
+            self.kill()
+            raise AssertionError(f"sidecar did not become ready:\n{self.log()}") from None
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return get_json(f"{self.http}/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as fh:
+            return fh.read().decode(errors="replace")[-8000:]
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait for the exit code (SIGKILL and fail after ``timeout``)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"sidecar did not exit within {timeout}s of SIGTERM:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+class Rotel:
+    """The rotel collector binary as an OTLP hop: gRPC + HTTP in, OTLP/gRPC out."""
+
+    def __init__(self, tmp_path, exporter_endpoint: str):
+        from tests.support.waiting import rotel_binary
+
+        self.binary = rotel_binary()
+        self.grpc_port, self.http_port = free_port(), free_port()
+        self.exporter_endpoint = exporter_endpoint
+        self.dir = str(tmp_path)
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Rotel":
+        tag = f"{self.grpc_port}"
+        cmd = [self.binary, "start",
+               "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
+               "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}",
+               "--exporter", "otlp", "--otlp-exporter-endpoint", self.exporter_endpoint,
+               "--otlp-exporter-protocol", "grpc",
+               "--batch-timeout", "100ms",
+               "--pid-file", os.path.join(self.dir, f"rotel-{tag}.pid"),
+               "--log-file", os.path.join(self.dir, f"rotel-{tag}.log")]
+        self._log = open(os.path.join(self.dir, f"rotel-{tag}.out"), "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        import socket
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"rotel exited with {self.proc.returncode}")
+            with socket.socket() as s:
+                s.settimeout(0.2)
+                return s.connect_ex(("127.0.0.1", self.grpc_port)) == 0
+
+        wait_until(listening, 15, what="rotel listening")
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def metric_points(receiver) -> list[tuple[str, str, dict, object]]:
+    """Every data point the receiver got, in arrival order: (name, unit, attributes, point)."""
+    from driftcar.wire.otlp import attributes_to_dict
+
+    out = []
+    for req in list(receiver.metrics):
+        for rm in req.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    which = metric.WhichOneof("data")
+                    for point in getattr(metric, which).data_points:
+                        out.append((metric.name, metric.unit, attributes_to_dict(point.attributes), point))
+    return out
+
+
+def latest(points, name: str) -> dict[tuple, object]:
+    """Last point per attribute set of metric ``name``."""
+    out = {}
+    for metric, _, attrs, point in points:
+        if metric == name:
+            out[tuple(sorted(attrs.items()))] = point
+    return out
+
+
+def value(point) -> float:
+    return point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
