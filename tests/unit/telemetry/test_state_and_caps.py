@@ -289,3 +289,28 @@ def test_otlp_timeout_env_is_read_in_milliseconds(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "ten")
     with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"):
         resolve_timeout_s("metrics")
+
+
+def test_hook_instances_are_bounded_and_retired_counts_stay(monkeypatch):
+    from driftcar.sidecar.telemetry import telemetry as module
+
+    monkeypatch.setattr(module, "MAX_HOOK_INSTANCES", 3)
+    tel = new()
+    for i in range(10):
+        tel.set_hook_dropped("m", "1", f"pid-{i}", 10 + i)
+    tel.set_hook_dropped("m", "1", "pid-9", 30)  # a live instance grows: +11
+    assert series(tel, "driftcar.hook.dropped")[M] == sum(10 + i for i in range(10)) + 11
+    assert len(tel._hook_dropped[M].live) == 3
+
+
+def test_folded_feature_memory_is_bounded(monkeypatch):
+    from driftcar.sidecar.telemetry import telemetry as module
+
+    monkeypatch.setattr(module, "MAX_FOLDED_TRACKED", 2)
+    tel = new(max_features_per_model=1)
+    for name in ("kept", "a", "b", "c"):
+        tel.set_histogram("feature", "m", "1", name, [0.0], [1, 1], 0.0, 2)
+        tel.set_drift("m", "1", name, "ks", "1m", 0.9, 1e-9, 0.05, True)
+    over = series(tel, "driftcar.feature.value")[M + (("feature.name", "__overflow__"),)]
+    assert over.count == 4  # a and b tracked; c beyond the bound
+    assert len(tel._overflow_hist[M]) == 2 and len(tel._overflow_detected[M]) == 2

@@ -13,6 +13,7 @@ I/O (a lock and a few dict operations); bad arguments raise ``ValueError``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import threading
@@ -60,6 +61,30 @@ DURATION_BOUNDS_S = np.array(
      7.5, 10.0]
 )
 DEFAULT_SERVICE_NAME = "driftcar-sidecar"
+#: folded (over-cap) features whose histogram totals / drift verdicts are tracked, per model
+MAX_FOLDED_TRACKED = 10_000
+#: hook instances whose cumulative drop counts are tracked per model (least recent retired beyond)
+MAX_HOOK_INSTANCES = 1_000
+
+
+class _Instances:
+    """Per-instance maximum of a cumulative count, bounded; retired instances keep their share."""
+
+    __slots__ = ("live", "retired")
+
+    def __init__(self) -> None:
+        self.live: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self.retired = 0
+
+    def update(self, instance: str, cumulative: int) -> int | None:
+        """New total, or None when nothing changed."""
+        if cumulative <= self.live.get(instance, -1):
+            return None
+        self.live[instance] = cumulative
+        self.live.move_to_end(instance)
+        while len(self.live) > MAX_HOOK_INSTANCES:
+            self.retired += self.live.popitem(last=False)[1]
+        return self.retired + sum(self.live.values())
 _KINDS = ("feature", "prediction")
 
 
@@ -122,7 +147,7 @@ class Telemetry:
         self._deciding: dict[tuple, Attrs] = {}  # (model attrs, feature) -> attrs of its detected series
         self._overflow_hist: dict[tuple, dict[str, tuple[int, float]]] = {}  # folded features' (count, sum)
         self._overflow_detected: dict[tuple, set[str]] = {}  # folded features currently detected
-        self._hook_dropped: dict[Attrs, dict[str, int]] = {}
+        self._hook_dropped: dict[Attrs, _Instances] = {}
         self._metric_exporter = None
         self._log_exporter = None
         self._logger_provider = None
@@ -228,6 +253,8 @@ class Telemetry:
             if feature == n.OVERFLOW and name != n.OVERFLOW:
                 with self._lock:
                     memo = self._overflow_hist.setdefault(mattrs, {})
+                    if name not in memo and len(memo) >= MAX_FOLDED_TRACKED:
+                        return  # bounded memory: beyond this many folded features, later ones are not added
                     memo[name] = (count, total_sum)
                     c = sum(v[0] for v in memo.values())
                     s = float(sum(v[1] for v in memo.values()))
@@ -267,7 +294,10 @@ class Telemetry:
             if detected is not None:
                 with self._lock:
                     drifting = self._overflow_detected.setdefault(mattrs, set())
-                    (drifting.add if detected else drifting.discard)(feature)
+                    if not detected:
+                        drifting.discard(feature)
+                    elif len(drifting) < MAX_FOLDED_TRACKED:
+                        drifting.add(feature)
                     value = 1.0 if drifting else 0.0
                 attrs = mattrs + ((n.FEATURE_NAME, n.OVERFLOW), (n.DRIFT_METHOD, n.OVERFLOW), (n.DRIFT_WINDOW, window))
                 self._replace_deciding((mattrs, n.OVERFLOW), attrs)
@@ -310,16 +340,18 @@ class Telemetry:
 
     def set_hook_dropped(self, model: str, version: str, instance: str, cumulative: int) -> None:
         """A hook instance's own cumulative drop count; the counter is the sum over instances of each
-        instance's maximum (so repeated or reordered reports never double-count)."""
+        instance's maximum (so repeated or reordered reports never double-count). At most
+        :data:`MAX_HOOK_INSTANCES` instances per model are tracked; the least recently reporting one
+        is then retired (its count stays in the total)."""
         mattrs = self._model(model, version)
         cumulative = _count(cumulative, "cumulative")
         with self._lock:
-            per_instance = self._hook_dropped.setdefault(mattrs, {})
-            key = str(instance)
-            if cumulative <= per_instance.get(key, -1):
-                return
-            per_instance[key] = cumulative
-            total = sum(per_instance.values())
+            instances = self._hook_dropped.get(mattrs)
+            if instances is None:
+                instances = self._hook_dropped[mattrs] = _Instances()
+            total = instances.update(str(instance), cumulative)
+        if total is None:
+            return
         self._state.set_counter("driftcar.hook.dropped", mattrs, total)
 
     def set_queue_size(self, rows: int) -> None:
