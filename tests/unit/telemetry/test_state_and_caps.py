@@ -314,3 +314,33 @@ def test_folded_feature_memory_is_bounded(monkeypatch):
     over = series(tel, "driftcar.feature.value")[M + (("feature.name", "__overflow__"),)]
     assert over.count == 4  # a and b tracked; c beyond the bound
     assert len(tel._overflow_hist[M]) == 2 and len(tel._overflow_detected[M]) == 2
+
+
+def test_memory_is_flat_once_capped():
+    """Issue 6 point 10: after the caps and the fold memo are full, new distinct values cost no memory."""
+    import gc
+    import tracemalloc
+
+    tel = new(max_categories=10, max_features_per_model=10)
+    tel._categories = CardinalityCaps(10, memo_limit=1000)
+    tel._features = CardinalityCaps(10, memo_limit=1000)
+
+    def feed(start, stop):
+        for i in range(start, stop):
+            tel.add_category("m", "1", "city", f"city-{i}", 1)
+            tel.add_missing("m", "1", f"feature-{i}", 1)
+
+    feed(0, 3000)  # caps and memos full
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        feed(3000, 8000)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert growth < 64 * 1024, growth
+    assert sum(series(tel, "driftcar.feature.category").values()) == 8000
+    assert len(series(tel, "driftcar.feature.category")) == 11

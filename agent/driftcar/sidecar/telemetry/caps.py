@@ -8,9 +8,10 @@ monotonicity. Folding is lossless for counts: every row lands in exactly one
 series, so totals add up exactly.
 
 Each *distinct* folded value is counted once (``driftcar.cardinality.overflow``,
-unit ``{series}``); to stay bounded, a scope remembers at most
-``memo_limit`` folded values (a hash each) and counts unseen ones beyond that
-every time they fold (over-counting, never under-counting).
+unit ``{series}``); to keep memory flat, one ``CardinalityCaps`` remembers at most
+``memo_limit`` folded values in all its scopes together (a hash each, ~60 bytes);
+beyond that, a value it does not remember is counted every time it folds
+(over-counting, never under-counting).
 
 Thread-safety: guarded by one lock; calls are O(1).
 
@@ -32,6 +33,7 @@ class CardinalityCaps:
     """First-``cap``-distinct-values-win folding per scope."""
 
     def __init__(self, cap: int, *, exempt: frozenset[str] = frozenset(), memo_limit: int = 100_000):
+        """``cap`` distinct values kept per scope; ``memo_limit`` folded values remembered in total."""
         if cap < 1:
             raise ValueError(f"cardinality cap must be >= 1, got {cap}")
         self.cap = cap
@@ -40,6 +42,7 @@ class CardinalityCaps:
         self._lock = threading.Lock()
         self._kept: dict[tuple, set[str]] = {}
         self._folded: dict[tuple, set[int]] = {}
+        self._memo_size = 0
         self.folded_total = 0
 
     def fold(self, scope: tuple, value: str, overflow: str) -> tuple[str, bool]:
@@ -59,8 +62,9 @@ class CardinalityCaps:
             key = hash(value)
             if key in folded:
                 return overflow, False
-            if len(folded) < self.memo_limit:
+            if self._memo_size < self.memo_limit:
                 folded.add(key)
+                self._memo_size += 1
             self.folded_total += 1
             return overflow, True
 
