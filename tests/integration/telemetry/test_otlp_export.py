@@ -257,3 +257,18 @@ def test_http_gzip_compression_from_env(monkeypatch):
             tel.shutdown(10)
         assert rx.headers[0]["content-encoding"] == "gzip"
         assert metrics_by_name(rx.metrics)["driftcar.inference.rows"][0].sum.data_points[0].as_int == 11
+
+
+def test_shutdown_exports_what_came_after_the_last_periodic_export(receiver, protocol):
+    """The SIGTERM path: nothing periodic happened yet (60 s interval); shutdown still delivers."""
+    tel = Telemetry(TelemetryConfig(otlp_endpoint=receiver.endpoint, otlp_protocol=protocol))
+    tel.start()
+    tel.add_rows("m", "1", 42)
+    tel.emit_event("driftcar.drift.resolved", "INFO", "last words", {"model.name": "m"})
+    assert tel.shutdown(10) is True
+    assert tel.shutdown(1) is True  # idempotent
+    rows = metrics_by_name(receiver.metrics)["driftcar.inference.rows"]
+    assert [m.sum.data_points[0].as_int for m in rows] == [42]
+    assert [r.body.string_value for r in receiver.log_records()] == ["last words"]
+    tel.start()  # no-op after shutdown
+    assert tel._thread is not None and not tel._thread.is_alive()
