@@ -19,6 +19,7 @@ import argparse
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -55,7 +56,7 @@ def make_model():
     """StandardScaler | LogisticRegression, river's usual online classifier."""
     from river import linear_model, optim, preprocessing
 
-    return preprocessing.StandardScaler() | linear_model.LogisticRegression(optimizer=optim.SGD(0.02))
+    return preprocessing.StandardScaler() | linear_model.LogisticRegression(optimizer=optim.SGD(0.01))
 
 
 @dataclass
@@ -130,9 +131,13 @@ class QualityWatch:
 
 def run(n: int = 6000, *, flip_after: int | None = None, endpoint: str | None = None, window: int = 300,
         thresholds: dict | None = None, seed: int = 7, name: str = "fraud-stream", version: str = "1",
-        **hook_options) -> tuple[QualityWatch, object]:
-    """Stream ``n`` events through an instrumented river model; returns (watch, monitor)."""
+        rate: float | None = None, **hook_options) -> tuple[QualityWatch, object]:
+    """Stream ``n`` events through an instrumented river model; returns (watch, monitor).
+
+    ``rate``: events per second (None: as fast as the model goes), so that time windows
+    downstream see the stream as it would arrive in production."""
     model = make_model()
+    start = time.monotonic()
     monitor = driftcar.instrument(model, name=name, version=version, endpoint=endpoint, **hook_options)
     watch = QualityWatch(window=window, thresholds=thresholds or {"precision": 0.6, "recall": 0.6})
     for i, x, y in events(n, seed=seed, flip_after=flip_after):
@@ -140,6 +145,8 @@ def run(n: int = 6000, *, flip_after: int | None = None, endpoint: str | None = 
             y_pred = bool(model.predict_one(x))
             model.learn_one(x, y)
         watch.update(i, y, y_pred)
+        if rate:
+            time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
     return watch, monitor
 
 
@@ -148,10 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=6000)
     parser.add_argument("--flip-after", type=int, default=None)
     parser.add_argument("--window", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     parser.add_argument("--endpoint", default=None, help="driftcar sidecar or collector (default $DRIFTCAR_ENDPOINT)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    watch, monitor = run(args.n, flip_after=args.flip_after, endpoint=args.endpoint, window=args.window)
+    watch, monitor = run(args.n, flip_after=args.flip_after, endpoint=args.endpoint, window=args.window, rate=args.rate)
     monitor.shutdown(timeout=5.0)
     print(f"final rolling precision/recall: {watch.values}; warnings: {len(watch.warnings)}")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FEATURES", "DRIFTED", "make_churn", "train"]
+__all__ = ["FEATURES", "DRIFTED", "make_churn", "frame", "train"]
 
 FEATURES = ("tenure_months", "monthly_charges", "support_calls", "age")
 #: the features ``drift=True`` changes
@@ -32,13 +32,21 @@ def make_churn(n: int, seed: int = 0, drift: bool = False) -> tuple[np.ndarray, 
     return np.column_stack([tenure, charges, calls, age]), y
 
 
+def frame(X: np.ndarray):
+    """X as a pandas DataFrame with the feature names (driftcar reports features by these names)."""
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=list(FEATURES))
+
+
 def train(seed: int = 0, n: int = 5000):
-    """A fitted scikit-learn Pipeline (scaler + logistic regression) and its training data."""
+    """A fitted scikit-learn Pipeline (scaler + logistic regression) and its training data (a DataFrame)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     X, y = make_churn(n, seed=seed)
+    X = frame(X)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     model.fit(X, y)
     return model, X, y

@@ -24,7 +24,7 @@ import numpy as np
 from aiohttp import web
 
 import driftcar
-from examples.sklearn_http.data import FEATURES, train
+from examples.sklearn_http.data import FEATURES, frame, train
 
 __all__ = ["make_app", "MONITOR", "main"]
 
@@ -53,18 +53,18 @@ def make_app(endpoint: str | None = None, *, name: str = "churn", version: str =
     return app
 
 
-def _matrix(rows) -> np.ndarray:
+def _frame(rows):
     if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_ROWS:
         raise web.HTTPBadRequest(text=f'"rows" must be a list of 1..{MAX_ROWS} objects\n')
     try:
-        return np.array([[float(row[f]) for f in FEATURES] for row in rows], dtype=np.float64)
+        return frame(np.array([[float(row[f]) for f in FEATURES] for row in rows], dtype=np.float64))
     except (KeyError, TypeError, ValueError) as exc:
         raise web.HTTPBadRequest(text=f"each row needs numeric {', '.join(FEATURES)} ({exc!r})\n") from None
 
 
 async def predict(request: web.Request) -> web.Response:
     body = await request.json()
-    X = _matrix(body.get("rows") if isinstance(body, dict) else None)
+    X = _frame(body.get("rows") if isinstance(body, dict) else None)
     request_id = uuid.uuid4().hex
     ids = [f"{request_id}-{i}" for i in range(len(X))]
     monitor = request.app[MONITOR]
