@@ -188,7 +188,7 @@ def build() -> dict:
         row("Events", 73),
         panel("logs", "Drift and performance events (links to sample traces)", [
             {"datasource": LOKI, "refId": "A",
-             "expr": '{service_name="driftcar"} | model_name=~"$model"'},
+             "expr": '{service_name=~"driftcar.*"} | model_name=~"$model"'},
         ], 0, 74, 24, 10, options={"showTime": True, "wrapLogMessage": True, "enableLogDetails": True,
                                    "sortOrder": "Descending"},
             description="driftcar.drift.detected / resolved and driftcar.performance.degraded log events; "
