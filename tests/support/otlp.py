@@ -47,9 +47,10 @@ class GrpcOtlpReceiver:
         respond: Callable[[str, object, int], Answer] | None = None,
         port: int | None = None,
         max_receive_bytes: int = 64 * 1024 * 1024,  # 4 MiB is the usual collector limit
+        tls: tuple[bytes, bytes] | None = None,  # (private key PEM, certificate PEM): serve TLS
     ):
         self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.respond = respond or (lambda kind, request, n: OK)
         self.logs: list = []
         self.metrics: list = []
@@ -64,7 +65,10 @@ class GrpcOtlpReceiver:
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(self), self._server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self), self._server)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(self), self._server)
-        self._server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if tls:
+            self._server.add_secure_port(f"127.0.0.1:{self.port}", grpc.ssl_server_credentials([tls]))
+        else:
+            self._server.add_insecure_port(f"127.0.0.1:{self.port}")
 
     def _handle(self, kind: str, request, context, store: list, response):
         import time
@@ -170,9 +174,15 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
 class HttpOtlpReceiver:
     """aiohttp server for OTLP/HTTP protobuf (``/v1/logs``, ``/v1/metrics``, ``/v1/traces``), in a thread."""
 
-    def __init__(self, respond: Callable[[str, object, int], Answer] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        respond: Callable[[str, object, int], Answer] | None = None,
+        port: int | None = None,
+        ssl_context=None,  # an ssl.SSLContext with the server certificate loaded: serve HTTPS
+    ):
         self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.ssl_context = ssl_context
+        self.endpoint = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         self.respond = respond or (lambda kind, request, n: OK)
         self.logs: list = []
         self.metrics: list = []
@@ -231,7 +241,7 @@ class HttpOtlpReceiver:
         app.router.add_post("/v1/{kind}", self._handler)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
 
     def start(self) -> "HttpOtlpReceiver":
         self._thread.start()

@@ -18,6 +18,7 @@ Environment (all optional; keyword overrides win over the environment):
 ``DRIFTCAR_MAX_BATCH_AGE``        seconds an item waits at most before its batch is sealed (default 1)
 ``DRIFTCAR_MAX_REQUEST_BYTES``    serialized OTLP request cap in bytes (default 3 MiB)
 ``DRIFTCAR_EXIT_TIMEOUT``         seconds the flush at interpreter exit may take (default 5)
+``DRIFTCAR_CA_FILE``              PEM roots to verify an ``https://`` endpoint (default: system roots)
 ================================  ==========================================================
 
 The resource (``service.name`` ...) comes from ``resource=`` when given, else
@@ -52,6 +53,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "DRIFTCAR_MAX_BATCH_AGE": ("max_batch_age_s", float),
     "DRIFTCAR_MAX_REQUEST_BYTES": ("max_request_bytes", int),
     "DRIFTCAR_EXIT_TIMEOUT": ("exit_timeout_s", float),
+    "DRIFTCAR_CA_FILE": ("ca_file", str),
 }
 
 
@@ -99,7 +101,8 @@ class ShipperConfig:
     retry_initial_backoff_s: float = 1.0
     retry_max_backoff_s: float = 32.0
     retry_jitter: float = 0.2  # each backoff is multiplied by uniform(1 - j, 1 + j)
-    gzip_level: int = 6  # HTTP only; gRPC compresses in its C core
+    ca_file: str | None = None  # PEM bundle for https:// endpoints; None = system roots
+    gzip_level: int = 1  # HTTP only (gRPC compresses in its C core): level 1 is 2-5x faster than 6, ratio ~equal
 
     def __post_init__(self) -> None:
         problems = []
@@ -130,6 +133,8 @@ class ShipperConfig:
             problems.append(f"gzip_level must be in 0..9, got {self.gzip_level!r}")
         if not isinstance(self.headers, Mapping):
             problems.append(f"headers must be a mapping, got {type(self.headers).__name__}")
+        if self.ca_file is not None and not os.path.isfile(self.ca_file):
+            problems.append(f"ca_file {self.ca_file!r} is not a readable file")
         if self.resource is not None and not isinstance(self.resource, Mapping):
             problems.append(f"resource must be a mapping, got {type(self.resource).__name__}")
         if problems:

@@ -63,9 +63,11 @@ class GrpcExporter:
     cancels the call in flight from any other thread.
     """
 
-    def __init__(self, target: str, *, secure: bool = False, headers: Mapping[str, str] | None = None, gzip: bool = True):
+    def __init__(self, target: str, *, secure: bool = False, headers: Mapping[str, str] | None = None, gzip: bool = True,
+                 ca_file: str | None = None):
         self.target = target
         self.secure = secure
+        self.ca_file = ca_file
         self.metadata = tuple((k.lower(), v) for k, v in (headers or {}).items())
         self.compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
         self._channel: grpc.Channel | None = None
@@ -78,7 +80,11 @@ class GrpcExporter:
         if self._method is None:
             options = [("grpc.max_send_message_length", -1), ("grpc.enable_retries", 0)]
             if self.secure:
-                channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials(), options=options)
+                roots = None
+                if self.ca_file:
+                    with open(self.ca_file, "rb") as f:
+                        roots = f.read()
+                channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials(roots), options=options)
             else:
                 channel = grpc.insecure_channel(self.target, options=options)
             self._channel = channel

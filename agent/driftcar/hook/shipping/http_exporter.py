@@ -16,6 +16,7 @@ import email.utils
 import gzip
 import http.client
 import socket
+import ssl
 import threading
 import time
 from typing import Mapping
@@ -63,7 +64,8 @@ class HttpExporter:
     down from another thread to end a call in flight at once.
     """
 
-    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, gzip: bool = True, gzip_level: int = 6):
+    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, gzip: bool = True, gzip_level: int = 1,
+                 ca_file: str | None = None):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -74,6 +76,7 @@ class HttpExporter:
         self.path = parts.path or "/"
         self.gzip = gzip
         self.gzip_level = gzip_level
+        self.ca_file = ca_file
         self.headers = {"Content-Type": "application/x-protobuf", **dict(headers or {})}
         if gzip:
             self.headers["Content-Encoding"] = "gzip"
@@ -83,8 +86,11 @@ class HttpExporter:
 
     def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            self._conn = cls(self.host, self.port, timeout=timeout_s)
+            if self.https:
+                context = ssl.create_default_context(cafile=self.ca_file)
+                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout_s, context=context)
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s)
         self._conn.timeout = timeout_s
         if self._conn.sock is not None:
             self._conn.sock.settimeout(timeout_s)

@@ -68,10 +68,11 @@ def _default_exporter(config: ShipperConfig) -> Exporter:
         from driftcar.hook.shipping.grpc_exporter import GrpcExporter
 
         target, secure = config.grpc_target
-        return GrpcExporter(target, secure=secure, headers=config.headers, gzip=gzip)
+        return GrpcExporter(target, secure=secure, headers=config.headers, gzip=gzip, ca_file=config.ca_file)
     from driftcar.hook.shipping.http_exporter import HttpExporter
 
-    return HttpExporter(config.logs_url, headers=config.headers, gzip=gzip, gzip_level=config.gzip_level)
+    return HttpExporter(config.logs_url, headers=config.headers, gzip=gzip, gzip_level=config.gzip_level,
+                        ca_file=config.ca_file)
 
 
 def _default_converter() -> Converter:
@@ -282,17 +283,19 @@ class Shipper:
     def _run(self) -> None:
         try:
             while not self._abort.is_set():
-                oldest = self._buffer.oldest_enqueued()
-                timeout = None if oldest is None else max(oldest + self.config.max_batch_age_s - time.monotonic(), 0.0)
-                if not self._stop.is_set():
-                    self._wake.wait(timeout)
-                self._wake.clear()
-                while not self._abort.is_set() and self._due(time.monotonic()):
-                    self._ship_next()
-                if self._stop.is_set() and (self._buffer.oldest_seq() is None or self._abort.is_set()):
-                    break
-        except Exception as exc:  # pragma: no cover - a bug; keep the process alive and say so once
-            self._log_once("worker", "driftcar shipper worker stopped on an unexpected error: %r", exc)
+                try:
+                    oldest = self._buffer.oldest_enqueued()
+                    timeout = None if oldest is None else max(oldest + self.config.max_batch_age_s - time.monotonic(), 0.0)
+                    if not self._stop.is_set():
+                        self._wake.wait(timeout)
+                    self._wake.clear()
+                    while not self._abort.is_set() and self._due(time.monotonic()):
+                        self._ship_next()
+                    if self._stop.is_set() and (self._buffer.oldest_seq() is None or self._abort.is_set()):
+                        break
+                except Exception as exc:  # a bug: say so once, keep shipping (bounded retry pace)
+                    self._log_once("worker", "driftcar shipper worker hit an unexpected error: %r", exc)
+                    self._abort.wait(0.1)
         finally:
             with self._progress:
                 self._progress.notify_all()
