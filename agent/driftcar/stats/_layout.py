@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION, FeatureProfile, Profile
+from driftcar.stats import methods
+from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION, FeatureProfile, Profile, coarse_counts
 
 
 class Layout:
@@ -49,6 +50,17 @@ class Layout:
         self.spread = np.where(std > 0, std, 1.0)
         self.ref_inf = np.array([[f.neg_infinite, f.infinite - f.neg_infinite] for f in num],
                                 dtype=np.int64).reshape(n, 2)
+        # constant reference-side pieces of the evaluation, computed once
+        self.ref_fine2 = self.ref_fine[:, : F + 2]
+        self.ref_sums2 = self.ref_sums[:, : F + 2]
+        self.ref_coarse = coarse_counts(self.ref_fine, self.B) if n else np.zeros((0, self.B), np.int64)
+        self.ref_fine_w = self.ref_fine2.astype(np.float64)
+        self.ref_fine_w[:, 0] -= self.ref_inf[:, 0]
+        self.ref_fine_w[:, F + 1] -= self.ref_inf[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.ref_means = self.ref_sums2 / self.ref_fine_w  # NaN where empty
+        self.ref_atoms = methods.atoms(self.ref_fine2, self.ref_sums2, self.lower)
+        self.ref_w_bound = methods.spread_bound(self.ref_fine_w, self.ref_sums2, self.lower, self.upper)
         self.keep = np.array([f.coarse_keep for f in num], dtype=bool).reshape(n, self.B)
         # categorical
         self.Kmax = max((len(f.categories) for f in cat), default=0)

@@ -26,7 +26,8 @@ Thread safety: pure; safe to run in a worker thread while the window is not muta
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from functools import partial
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -184,8 +185,7 @@ class DriftConfig:
         return float(self.pvalue_threshold if method in M.PVALUE_METHODS else self.distance_threshold)
 
 
-@dataclass(frozen=True, slots=True)
-class DriftResult:
+class DriftResult(NamedTuple):
     """One test on one feature in one window.
 
     statistic: the test's value (distances; KS D; chi-square; for
@@ -195,7 +195,8 @@ class DriftResult:
     hysteresis); deciding: True for exactly one result per feature; ok: False
     below the minimum sample size (then detected is False); bound: the
     statistic's worst-case error against the same test on the raw data
-    (KS, Wasserstein; 0 for tests exact on the bins).
+    (KS, Wasserstein; 0 for tests exact on the bins). An immutable named tuple
+    (cheap to build by the thousand on every tick).
     """
 
     feature: str
@@ -260,13 +261,6 @@ def adjust_pvalues(pvalues: np.ndarray, correction: str = "benjamini-hochberg") 
     return out
 
 
-def _default_method(config: DriftConfig, kind: str, n_current: int) -> str:
-    large = n_current > config.large_sample
-    if kind == "numeric":
-        return config.numeric_large if large else config.numeric_small
-    return config.categorical_large if large else config.categorical_small
-
-
 def evaluate_drift(prof: Profile, window: WindowSketch, config: DriftConfig | None = None) -> DriftReport:
     """Compare ``window`` with ``prof``; see the module docstring. Pure.
 
@@ -283,124 +277,195 @@ def evaluate_drift(prof: Profile, window: WindowSketch, config: DriftConfig | No
     if window.profile is not prof and window.profile.fingerprint != prof.fingerprint:
         raise ValueError("window does not belong to this profile")
     L = prof.layout
-    F = L.F
-    pending: list[dict[str, Any]] = []
-
-    def wanted(name: str, kind: str, n_cur: int) -> tuple[str, list[str]] | None:
-        fc = config.features.get(name)
-        if fc is not None and not fc.enabled:
-            return None
-        if name == MULTIVARIATE:
-            return "pca_reconstruction", ["pca_reconstruction"]
-        applicable = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
-        deciding = fc.method if fc is not None and fc.method in applicable else _default_method(config, kind, n_cur)
-        chosen = [m for m in (config.methods or applicable) if m in applicable]
-        if deciding not in chosen:
-            chosen.append(deciding)
-        return deciding, chosen
-
-    def skip(name: str) -> bool:
-        return name == LABEL or (name == PREDICTION and not config.prediction) or (
-            name == MULTIVARIATE and not config.multivariate)
-
-    # ------------------------------------------------------------- numeric block
+    blocks = []
     if L.num_names:
-        R = L.ref_fine[:, : F + 2]
-        C = window.num_counts[:, : F + 2]
-        n_ref = R.sum(axis=1)
-        n_cur = C.sum(axis=1)
-        stats: dict[str, tuple] = {}
-        need = set()
-        plans = []
-        for i, name in enumerate(L.num_names):
-            plan = None if skip(name) else wanted(name, "numeric", int(n_cur[i]))
-            plans.append(plan)
-            if plan:
-                need.update(plan[1])
-        if need & {"psi", "jensenshannon", "chisquare", "hellinger"}:
-            Rc = coarse_counts(L.ref_fine, L.B)
-            Cc = coarse_counts(window.num_counts, L.B)
-            if "psi" in need:
-                stats["psi"] = (M.psi(Rc, Cc), None, None)
-            if "jensenshannon" in need:
-                stats["jensenshannon"] = (M.jensenshannon(Rc, Cc), None, None)
-            if "hellinger" in need:
-                stats["hellinger"] = (M.hellinger(Rc, Cc), None, None)
-            if "chisquare" in need:
-                s, p = M.chisquare(Rc, Cc)
-                stats["chisquare"] = (s, p, None)
-        if need & {"ks", "pca_reconstruction"}:
-            d, p, b = M.ks(R, C, L.ref_sums[:, : F + 2], window.num_sums[:, : F + 2], L.lower)
-            stats["ks"] = stats["pca_reconstruction"] = (d, p, b)
-        if "wasserstein" in need:
-            Rw = R.astype(np.float64)
+        blocks.append(_numeric_block(L, window, config))
+    if L.cat_names:
+        blocks.append(_categorical_block(L, window, config))
+    return _assemble(L, blocks, config, window.rows)
+
+
+_METHOD_ORDER = {m: k for k, m in enumerate(METHODS)}
+_new_result = partial(tuple.__new__, DriftResult)  # skips namedtuple's Python-level _make
+_HAS_P = np.array([m in M.PVALUE_METHODS for m in METHODS])
+
+
+def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig):
+    """(enabled mask, deciding method per row, base method set) for one block."""
+    small, large = ((config.numeric_small, config.numeric_large) if kind == "numeric"
+                    else (config.categorical_small, config.categorical_large))
+    applicable = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
+    deciding = np.where(n_cur > config.large_sample, large, small).astype(object)
+    enabled = np.ones(len(names), dtype=bool)
+    for i, name in enumerate(names):
+        if name == LABEL or (name == PREDICTION and not config.prediction) or (
+                name == MULTIVARIATE and not config.multivariate):
+            enabled[i] = False
+        elif name == MULTIVARIATE:
+            deciding[i] = "pca_reconstruction"
+    for name, fc in config.features.items():
+        i = names.index(name) if name in names else -1
+        if i < 0:
+            continue
+        if not fc.enabled:
+            enabled[i] = False
+        elif fc.method is not None and fc.method in applicable and name != MULTIVARIATE:
+            deciding[i] = fc.method
+    base = [m for m in (config.methods or applicable) if m in applicable]
+    return enabled, deciding, base
+
+
+def _numeric_block(L, window: WindowSketch, config: DriftConfig) -> dict:
+    F = L.F
+    C = window.num_counts[:, : F + 2]
+    n_cur = C.sum(axis=1)
+    names = L.num_names
+    enabled, deciding, base = _plan(names, "numeric", n_cur, config)
+    is_mv = np.array([n == MULTIVARIATE for n in names])
+    need = set(base) | set(deciding[enabled & ~is_mv].tolist())
+    stats: dict[str, tuple] = {}
+    if need & {"psi", "jensenshannon", "chisquare", "hellinger"}:
+        Rc = L.ref_coarse
+        Cc = coarse_counts(window.num_counts, L.B)
+        if "psi" in need:
+            stats["psi"] = (M.psi(Rc, Cc), None, None)
+        if "jensenshannon" in need:
+            stats["jensenshannon"] = (M.jensenshannon(Rc, Cc), None, None)
+        if "hellinger" in need:
+            stats["hellinger"] = (M.hellinger(Rc, Cc), None, None)
+        if "chisquare" in need:
+            s, p = M.chisquare(Rc, Cc)
+            stats["chisquare"] = (s, p, None)
+    sums = window.num_sums[:, : F + 2]
+    fine = M.FineComparison(L.ref_fine2, C)
+    if need & {"ks"} or is_mv.any():
+        exact = L.ref_atoms & M.atoms(C, sums, L.lower)
+        stats["ks"] = fine.ks(exact)
+        stats["pca_reconstruction"] = stats["ks"]
+    if "wasserstein" in need:
+        wfine = fine
+        if window.num_inf.any() or L.ref_inf.any():  # infinities are left out of W1
             Cw = C.astype(np.float64)
-            Rw[:, 0] -= L.ref_inf[:, 0]
-            Rw[:, F + 1] -= L.ref_inf[:, 1]
             Cw[:, 0] -= window.num_inf[:, 0]
             Cw[:, F + 1] -= window.num_inf[:, 1]
-            clo = L.lower.copy()
-            chi = L.upper.copy()
-            clo[:, 0] = np.where(np.isfinite(window.num_lo), window.num_lo, L.fine_edges[:, 0])
-            chi[:, F + 1] = np.where(np.isfinite(window.num_hi), window.num_hi, L.fine_edges[:, F])
-            w, b = M.wasserstein(Rw, Cw, L.ref_sums[:, : F + 2], window.num_sums[:, : F + 2], L.lower, L.upper,
-                                 clo, chi)
-            stats["wasserstein"] = (w / L.spread, None, b / L.spread)
-        for i, name in enumerate(L.num_names):
-            if plans[i]:
-                pending.append({"name": name, "kind": "numeric", "row": i, "plan": plans[i], "stats": stats,
-                                "n_ref": int(n_ref[i]), "n_cur": int(n_cur[i])})
+            wfine = M.FineComparison(L.ref_fine_w, Cw)
+        else:
+            Cw = C
+        dist = wfine.wasserstein(L.ref_sums2, sums, L.lower, L.upper,
+                                 L.ref_means if wfine is fine else None)
+        # finite bins against the reference edges; the open ends against the window's own extremes
+        bound = L.ref_w_bound + M.spread_bound(Cw, sums, L.lower, L.upper)
+        lo = np.where(np.isfinite(window.num_lo), window.num_lo, L.fine_edges[:, 0])
+        hi = np.where(np.isfinite(window.num_hi), window.num_hi, L.fine_edges[:, F])
+        ends = np.stack([Cw[:, 0], Cw[:, F + 1]], axis=1).astype(np.float64)
+        end_sums = np.stack([sums[:, 0], sums[:, F + 1]], axis=1)
+        end_bound = M.spread_bound(ends, end_sums, np.stack([lo, L.fine_edges[:, F]], axis=1),
+                                   np.stack([L.fine_edges[:, 0], hi], axis=1))
+        total = np.maximum(Cw.sum(axis=1), 1.0)
+        bound = bound + end_bound * ends.sum(axis=1) / total
+        bound = np.where(wfine.both, bound, 0.0)
+        stats["wasserstein"] = (dist / L.spread, None, bound / L.spread)
+    n_ref = L.ref_fine2.sum(axis=1)
+    return {"names": names, "kind": "numeric", "enabled": enabled, "deciding": deciding, "base": base,
+            "stats": stats, "n_ref": n_ref, "n_cur": n_cur, "is_mv": is_mv}
 
-    # ------------------------------------------------------------- categorical block
-    if L.cat_names:
-        R = L.ref_cat
-        C = window.cat_counts
-        n_ref = R.sum(axis=1)
-        n_cur = C.sum(axis=1)
-        stats = {"psi": (M.psi(R, C), None, None), "jensenshannon": (M.jensenshannon(R, C), None, None),
-                 "hellinger": (M.hellinger(R, C), None, None)}
+
+def _categorical_block(L, window: WindowSketch, config: DriftConfig) -> dict:
+    R = L.ref_cat
+    C = window.cat_counts
+    n_cur = C.sum(axis=1)
+    names = L.cat_names
+    enabled, deciding, base = _plan(names, "categorical", n_cur, config)
+    need = set(base) | set(deciding[enabled].tolist())
+    stats: dict[str, tuple] = {}
+    if "psi" in need:
+        stats["psi"] = (M.psi(R, C), None, None)
+    if "jensenshannon" in need:
+        stats["jensenshannon"] = (M.jensenshannon(R, C), None, None)
+    if "hellinger" in need:
+        stats["hellinger"] = (M.hellinger(R, C), None, None)
+    if "chisquare" in need:
         s, p = M.chisquare(R, C)
         stats["chisquare"] = (s, p, None)
-        for i, name in enumerate(L.cat_names):
-            plan = None if skip(name) else wanted(name, "categorical", int(n_cur[i]))
-            if plan:
-                pending.append({"name": name, "kind": "categorical", "row": i, "plan": plan, "stats": stats,
-                                "n_ref": int(n_ref[i]), "n_cur": int(n_cur[i])})
+    return {"names": names, "kind": "categorical", "enabled": enabled, "deciding": deciding, "base": base,
+            "stats": stats, "n_ref": R.sum(axis=1), "n_cur": n_cur, "is_mv": np.zeros(len(names), dtype=bool)}
 
-    # ------------------------------------------------------------- assemble, correct, decide
+
+def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftReport:
     order = {name: k for k, name in enumerate(L.feature_names + [PREDICTION, MULTIVARIATE])}
-    pending.sort(key=lambda e: order.get(e["name"], len(order)))
-    rows: list[tuple] = []
-    for e in pending:
-        deciding, chosen = e["plan"]
-        fc = config.features.get(e["name"])
-        min_n = fc.min_samples if fc is not None and fc.min_samples is not None else config.min_samples
-        ok = e["n_ref"] >= min_n and e["n_cur"] >= min_n
-        for m in chosen:
-            stat, pv, bd = e["stats"][m]
-            i = e["row"]
-            rows.append((e["name"], m, float(stat[i]), None if pv is None else float(pv[i]),
-                         0.0 if bd is None else float(bd[i]), m == deciding, ok, e))
-    adjusted: dict[int, float] = {}
+    cols: dict[str, list] = {k: [] for k in ("row", "block", "method", "stat", "pv", "bound", "dec", "order")}
+    for b, blk in enumerate(blocks):
+        enabled, deciding, is_mv = blk["enabled"], blk["deciding"], blk["is_mv"]
+        feat_order = np.array([order.get(n, len(order)) for n in blk["names"]])
+        methods = list(blk["base"]) + ["pca_reconstruction"]
+        for m in dict.fromkeys(methods + sorted(set(deciding[enabled].tolist()))):
+            if m not in blk["stats"]:
+                continue
+            if m == "pca_reconstruction":
+                take = enabled & is_mv
+            else:
+                take = enabled & ~is_mv & ((deciding == m) | (m in blk["base"]))
+            idx = np.nonzero(take)[0]
+            if not len(idx):
+                continue
+            stat, pv, bd = blk["stats"][m]
+            cols["row"].append(idx)
+            cols["block"].append(np.full(len(idx), b))
+            cols["method"].append(np.full(len(idx), _METHOD_ORDER[m]))
+            cols["stat"].append(stat[idx])
+            cols["pv"].append(np.full(len(idx), np.nan) if pv is None else pv[idx])
+            cols["bound"].append(np.zeros(len(idx)) if bd is None else bd[idx])
+            cols["dec"].append(deciding[idx] == m)
+            cols["order"].append(feat_order[idx])
+    if not cols["row"]:
+        return DriftReport([], rows=rows)
+    a = {k: np.concatenate(v) for k, v in cols.items()}
+    sort = np.lexsort((a["method"], a["order"]))
+    a = {k: v[sort] for k, v in a.items()}
+    n = len(a["row"])
+    n_ref = np.empty(n, dtype=np.int64)
+    n_cur = np.empty(n, dtype=np.int64)
+    names = np.empty(n, dtype=object)
+    kinds = np.empty(n, dtype=object)
+    for b, blk in enumerate(blocks):
+        sel = a["block"] == b
+        rows_b = a["row"][sel]
+        n_ref[sel] = blk["n_ref"][rows_b]
+        n_cur[sel] = blk["n_cur"][rows_b]
+        names[sel] = np.asarray(blk["names"], dtype=object)[rows_b]
+        kinds[sel] = np.where(blk["is_mv"][rows_b], "multivariate", blk["kind"])
+    method_names = np.array(METHODS, dtype=object)[a["method"]]
+    # thresholds and minimum sample sizes, with per-feature overrides
+    thr = np.empty(n)
+    for m in np.unique(a["method"]):
+        thr[a["method"] == m] = config.threshold(METHODS[m])
+    min_n = np.full(n, config.min_samples)
+    for name, fc in config.features.items():
+        if fc.threshold is None and fc.min_samples is None:
+            continue
+        sel = names == name
+        if fc.threshold is not None:
+            thr[sel] = float(fc.threshold)
+        if fc.min_samples is not None:
+            min_n[sel] = fc.min_samples
+    ok = (n_ref >= min_n) & (n_cur >= min_n)
+    stat = np.nan_to_num(a["stat"], nan=0.0, posinf=0.0, neginf=0.0)
+    pv = a["pv"]
+    has_p = _HAS_P[a["method"]]
+    adj = np.where(has_p, np.nan_to_num(pv, nan=1.0), np.nan)
     for m in M.PVALUE_METHODS:
-        idx = [k for k, r in enumerate(rows) if r[1] == m and r[6]]
-        if idx:
-            adj = adjust_pvalues(np.array([rows[k][3] for k in idx]), config.correction)
-            adjusted.update(zip(idx, adj.tolist()))
-    results = []
-    for k, (name, m, stat, pv, bd, dec, ok, e) in enumerate(rows):
-        thr = config.threshold(m, name)
-        adj = adjusted.get(k, pv)
-        if m in M.PVALUE_METHODS:
-            detected = ok and adj is not None and adj < thr
-        else:
-            detected = ok and stat >= thr
-        results.append(DriftResult(name, m, _finite(stat), None if pv is None else _finite(pv, 1.0), thr,
-                                   bool(detected), e["n_ref"], e["n_cur"], dec, ok,
-                                   None if adj is None else _finite(adj, 1.0), _finite(bd),
-                                   "multivariate" if name == MULTIVARIATE else e["kind"]))
-    return DriftReport(results, rows=window.rows)
-
-
-def _finite(x: float, default: float = 0.0) -> float:
-    return x if np.isfinite(x) else default
+        sel = (method_names == m) & ok
+        if sel.any():
+            adj[sel] = adjust_pvalues(adj[sel], config.correction)
+    detected = ok & np.where(has_p, adj < thr, stat >= thr)
+    bound = np.nan_to_num(a["bound"], nan=0.0, posinf=0.0, neginf=0.0)
+    pv_out = np.where(has_p, np.clip(np.nan_to_num(pv, nan=1.0), 0.0, 1.0), np.nan)
+    pv_obj = pv_out.astype(object)
+    pv_obj[~has_p] = None
+    adj_obj = adj.astype(object)
+    adj_obj[~has_p] = None
+    results = list(map(_new_result, zip(
+        names.tolist(), method_names.tolist(), stat.tolist(), pv_obj.tolist(), thr.tolist(),
+        detected.tolist(), n_ref.tolist(), n_cur.tolist(), a["dec"].tolist(), ok.tolist(), adj_obj.tolist(),
+        bound.tolist(), kinds.tolist())))
+    return DriftReport(results, rows=rows)

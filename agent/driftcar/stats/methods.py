@@ -175,10 +175,80 @@ def ks_pvalue(d: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray) -> np.ndarray
     return np.where(en > 0, np.clip(p, 0.0, 1.0), 1.0)
 
 
-def _atoms(counts: np.ndarray, sums: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """Bins whose values all equal the bin's lower edge (mean == lower edge)."""
-    mean = np.divide(sums, counts, out=np.full(counts.shape, np.inf), where=counts > 0)
-    return (counts == 0) | (mean <= lower)
+def atoms(counts: np.ndarray, sums: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Bins whose values all equal the bin's lower edge (empty, or sum <= count * lower edge,
+    i.e. mean == lower edge since no value is below it)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return (counts == 0) | (sums <= counts * lower)
+
+
+def spread_bound(counts: np.ndarray, sums: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per row: sum over bins of p * MAD_max, MAD_max = 2 (m - a)(b - m) / (b - a) being the
+    largest mean absolute deviation values in [a, b] with mean m can have (0 for empty,
+    single-value or unbounded bins)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = sums / counts
+        width = hi - lo
+        mad = 2.0 * (mean - lo) * (hi - mean) / width
+    mad = np.where((counts > 0) & (width > 0) & np.isfinite(mad), np.maximum(mad, 0.0), 0.0)
+    out = (counts * mad).sum(axis=-1)
+    return np.divide(out, total[..., 0], out=np.zeros_like(out), where=total[..., 0] > 0)
+
+
+class FineComparison:
+    """Reference vs current on ordered fine bins (rows = features): the pieces KS and
+    Wasserstein share (proportions, CDF difference), computed once. Internal."""
+
+    def __init__(self, ref: np.ndarray, cur: np.ndarray):
+        self.r = np.asarray(ref, dtype=np.float64)
+        self.c = np.asarray(cur, dtype=np.float64)
+        self.nr = self.r.sum(axis=-1)
+        self.nc = self.c.sum(axis=-1)
+        self.p = self.r / np.maximum(self.nr, 1.0)[..., None]
+        self.q = self.c / np.maximum(self.nc, 1.0)[..., None]
+        self.diff = self.p - self.q
+        self.cum = np.cumsum(self.diff, axis=-1)
+        self.both = (self.nr > 0) & (self.nc > 0)
+
+    def ks(self, exact: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = np.where(self.both, np.abs(self.cum).max(axis=-1), 0.0)
+        inside = np.minimum(self.p, self.q)
+        if exact is not None:
+            inside[exact] = 0.0
+        bound = np.where(self.both, inside.max(axis=-1), 0.0)
+        return d, ks_pvalue(d, self.nr, self.nc), bound
+
+    def wasserstein(self, ref_sums: np.ndarray, cur_sums: np.ndarray, lower: np.ndarray,
+                    upper: np.ndarray, ref_means: np.ndarray | None = None) -> np.ndarray:
+        """Exact W1 between the two distributions with each bin's mass at its mean.
+        ``ref_means`` (sums / counts, NaN where empty) may be passed precomputed."""
+        r, c = self.r, self.c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ar = ref_sums / r if ref_means is None else ref_means.copy()
+            ac = cur_sums / c
+        np.copyto(ar, ac, where=r == 0)
+        np.copyto(ac, ar, where=c == 0)
+        empty = np.isnan(ar)
+        if empty.any():  # empty on both sides: any point inside the bin keeps the order
+            lo = np.broadcast_to(lower, r.shape)
+            fb = np.where(np.isfinite(lo), lo, np.broadcast_to(upper, r.shape))
+            ar[empty] = fb[empty]
+            ac[empty] = fb[empty]
+        first = np.minimum(ar, ac)
+        last = np.maximum(ar, ac, out=ac if ref_means is not None else None)
+        mid = np.where(ar < last, self.p, -self.q)  # the first atom of the bin is the reference's
+        mid += self.cum
+        mid -= self.diff  # CDF difference just before the bin, plus the first atom
+        np.abs(mid, out=mid)
+        last_minus_first = last - first
+        dist = np.einsum("ij,ij->i", mid, last_minus_first) if mid.ndim == 2 else (mid * last_minus_first).sum(-1)
+        gap = first[..., 1:] - last[..., :-1]
+        edge = np.abs(self.cum[..., :-1])
+        dist += np.einsum("ij,ij->i", edge, gap) if edge.ndim == 2 else (edge * gap).sum(-1)
+        return np.where(self.both, np.nan_to_num(dist), 0.0)
 
 
 def ks(ref: np.ndarray, cur: np.ndarray, ref_sums: np.ndarray | None = None, cur_sums: np.ndarray | None = None,
@@ -203,31 +273,10 @@ def ks(ref: np.ndarray, cur: np.ndarray, ref_sums: np.ndarray | None = None, cur
     >>> round(float(d[0]), 2), bool(p[0] < 1e-6), bool(bound[0] <= 0.01)
     (0.11, True, True)
     """
-    r = np.asarray(ref, dtype=np.float64)
-    c = np.asarray(cur, dtype=np.float64)
-    nr = r.sum(axis=-1)
-    nc = c.sum(axis=-1)
-    p = _proportions(r)
-    q = _proportions(c)
-    d = np.abs(np.cumsum(p, axis=-1) - np.cumsum(q, axis=-1)).max(axis=-1)
-    both = (nr > 0) & (nc > 0)
-    d = np.where(both, d, 0.0)
-    inside = np.minimum(p, q)
+    exact = None
     if ref_sums is not None and cur_sums is not None and lower is not None:
-        exact = _atoms(r, ref_sums, lower) & _atoms(c, cur_sums, lower)
-        inside = np.where(exact, 0.0, inside)
-    bound = np.where(both, inside.max(axis=-1), 0.0)
-    return d, ks_pvalue(d, nr, nc), bound
-
-
-def _spread_bound(counts: np.ndarray, sums: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Per bin, the largest mean absolute deviation of values in [lo, hi] with the bin's mean."""
-    mean = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-    width = hi - lo
-    ok = (counts > 0) & np.isfinite(width) & (width > 0)
-    a = np.where(ok, mean - lo, 0.0)
-    b = np.where(ok, hi - mean, 0.0)
-    return np.where(ok, np.maximum(2 * a * b / np.where(ok, width, 1.0), 0.0), 0.0)
+        exact = atoms(ref, ref_sums, lower) & atoms(cur, cur_sums, lower)
+    return FineComparison(ref, cur).ks(exact)
 
 
 def wasserstein(
@@ -259,32 +308,13 @@ def wasserstein(
     >>> round(float(w[0]), 12), round(float(b[0]), 12)   # means 0.2 and 0.7; MAD_max 0.32 + 0.42
     (0.5, 0.74)
     """
-    r = np.asarray(ref, dtype=np.float64)
-    c = np.asarray(cur, dtype=np.float64)
-    p = _proportions(r)
-    q = _proportions(c)
-    lo = np.broadcast_to(lower, r.shape)
-    hi = np.broadcast_to(upper, r.shape)
-    fallback = np.where(np.isfinite(lo), lo, np.where(np.isfinite(hi), hi, 0.0))
-    ar = np.divide(ref_sums, r, out=np.zeros_like(r), where=r > 0)
-    ac = np.divide(cur_sums, c, out=np.zeros_like(c), where=c > 0)
-    ar = np.where(r > 0, ar, np.where(c > 0, ac, fallback))
-    ac = np.where(c > 0, ac, ar)
-    r_first = ar <= ac
-    pos = np.empty(r.shape[:-1] + (2 * r.shape[-1],))
-    w = np.empty_like(pos)
-    pos[..., 0::2] = np.where(r_first, ar, ac)
-    pos[..., 1::2] = np.where(r_first, ac, ar)
-    w[..., 0::2] = np.where(r_first, p, -q)
-    w[..., 1::2] = np.where(r_first, -q, p)
-    diff = np.cumsum(w, axis=-1)[..., :-1]
-    dist = (np.abs(diff) * np.diff(pos, axis=-1)).sum(axis=-1)
-    clo = lo if cur_lower is None else np.where(np.isfinite(lo), lo, cur_lower)
-    chi = hi if cur_upper is None else np.where(np.isfinite(hi), hi, cur_upper)
-    bound = (p * _spread_bound(r, np.asarray(ref_sums, dtype=np.float64), lo, hi)).sum(axis=-1)
-    bound = bound + (q * _spread_bound(c, np.asarray(cur_sums, dtype=np.float64), clo, chi)).sum(axis=-1)
-    both = (r.sum(axis=-1) > 0) & (c.sum(axis=-1) > 0)
-    return np.where(both, np.nan_to_num(dist), 0.0), np.where(both, np.nan_to_num(bound), 0.0)
+    fc = FineComparison(ref, cur)
+    dist = fc.wasserstein(np.asarray(ref_sums, dtype=np.float64), np.asarray(cur_sums, dtype=np.float64),
+                          lower, upper)
+    clo = lower if cur_lower is None else cur_lower
+    chi = upper if cur_upper is None else cur_upper
+    bound = spread_bound(ref, ref_sums, lower, upper) + spread_bound(cur, cur_sums, clo, chi)
+    return dist, np.where(fc.both, np.nan_to_num(bound), 0.0)
 
 
 @dataclass(frozen=True)
