@@ -87,3 +87,30 @@ def test_chunk_trace_id_picks_the_first_valid_one():
     assert chunk.trace_id == b""  # the first 32-char id is not hex: give up rather than guess
     assert Chunk("inference", 0, [], {"trace_id": [None, "ab" * 16]}).trace_id == bytes.fromhex("ab" * 16)
     assert Chunk("inference", 0, [], None).trace_id == b""
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=300, deadline=None)
+@given(captured=st.lists(st.integers(0, 40), min_size=0, max_size=30), target=st.integers(1, 25))
+def test_plan_covers_every_row_and_call_exactly_once(captured, target):
+    rows = sum(captured)
+    pieces = plan_chunks(rows, captured, target)
+    # rows: contiguous, in order, nothing lost or repeated, no piece over the target
+    assert pieces[0][0] == 0 and pieces[-1][1] == rows
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+    assert all(r1 - r0 <= target for r0, r1, *_ in pieces)
+    # calls: each in exactly one piece, in order
+    call_ids = [k for _, _, c0, c1, _ in pieces for k in range(c0, c1)]
+    assert call_ids == list(range(len(captured)))
+    # within a piece, the captured counts (with the cut call's override) map exactly its rows
+    for r0, r1, c0, c1, last in pieces:
+        counts = list(captured[c0:c1])
+        if last is not None:
+            counts[-1] = last
+        if c1 > c0:
+            assert sum(counts) == r1 - r0
+        else:  # a continuation piece of a call cut in pieces: rows only (or the one piece of nothing)
+            assert r1 > r0 or (rows == 0 and not captured)

@@ -404,7 +404,7 @@ class Shipper:
                 self._counts["sent_requests"] += 1
                 self._counts["sent_rows"] += rows
                 self._counts["rejected_records"] += outcome.rejected
-            if outcome.rejected:
+            if outcome.rejected or outcome.detail:  # a partial success, or a warning from the receiver
                 self._log_once("partial", "driftcar receiver rejected %d records: %s (logged once)",
                                outcome.rejected, outcome.detail)
             return
