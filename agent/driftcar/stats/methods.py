@@ -225,6 +225,10 @@ class FineComparison:
                     upper: np.ndarray, ref_means: np.ndarray | None = None) -> np.ndarray:
         """Exact W1 between the two distributions with each bin's mass at its mean.
         ``ref_means`` (sums / counts, NaN where empty) may be passed precomputed."""
+        with np.errstate(all="ignore"):  # overflow of extreme values ends as 0 via nan_to_num
+            return self._wasserstein(ref_sums, cur_sums, lower, upper, ref_means)
+
+    def _wasserstein(self, ref_sums, cur_sums, lower, upper, ref_means):
         r, c = self.r, self.c
         with np.errstate(divide="ignore", invalid="ignore"):
             ar = ref_sums / r if ref_means is None else ref_means.copy()

@@ -1,10 +1,12 @@
 """PCA reconstruction error: the multivariate drift signal.
 
-Fitted on the reference's numeric features (standardised by the reference
-mean and standard deviation, missing values imputed with the mean, i.e. 0
-after standardising) with a numpy SVD, keeping the fewest components that
+Fitted on the reference's numeric features that are at most half missing
+(standardised by the reference mean and standard deviation) using the rows
+where all of them are finite, with a numpy SVD, keeping the fewest components that
 explain ``variance`` of the variance (at least 1, at most d - 1 so that an
-error remains). A row's error is the RMS of its standardised residual.
+error remains). A row's error is the RMS of its standardised residual; live
+rows with a missing or infinite value in these features are skipped (missing
+values are watched per feature instead).
 Correlation changes that leave every marginal intact raise the error, which
 is what per-feature tests cannot see.
 
@@ -13,6 +15,7 @@ Thread safety: immutable after :func:`fit_pca`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +60,8 @@ def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9
     if x.ndim != 2 or x.shape[1] < 2:
         raise ValueError(f"PCA needs a (rows, d >= 2) matrix, got shape {x.shape}")
     finite = np.where(np.isfinite(x), x, np.nan)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns: handled below
         mean = np.nan_to_num(np.nanmean(finite, axis=0)) if len(x) else np.zeros(x.shape[1])
         scale = np.nan_to_num(np.nanstd(finite, axis=0)) if len(x) else np.ones(x.shape[1])
     scale = np.where(scale > 0, scale, 1.0)

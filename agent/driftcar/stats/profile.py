@@ -544,9 +544,11 @@ class ProfileBuilder:
                 fp = FeatureProfile(name, "categorical", st.n, st.missing, categories=cats, category_array=arr)
             (extras if name in (PREDICTION, LABEL) else feats)[name] = fp
         pca = pca_error = None
-        num_names = tuple(n for n, f in feats.items() if f.kind == "numeric")
-        if self.multivariate and len(num_names) >= 2 and len(self._keys) >= 20:
-            mat = np.column_stack([self._sample[n] for n in num_names])
+        # PCA over numeric features that are mostly present; only complete rows count
+        num_names = tuple(n for n, f in feats.items() if f.kind == "numeric" and f.n and f.missing_rate <= 0.5)
+        mat = np.column_stack([self._sample[n] for n in num_names]) if len(num_names) >= 2 else np.empty((0, 0))
+        mat = mat[np.isfinite(mat).all(axis=1)] if mat.size else mat
+        if self.multivariate and len(num_names) >= 2 and len(mat) >= 20:
             half = len(mat) // 2 if len(mat) >= 1_000 else len(mat)
             pca = fit_pca(mat[:half], num_names, self.pca_variance)
             errs = pca.errors(mat[half:] if half < len(mat) else mat)
