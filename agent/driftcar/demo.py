@@ -74,7 +74,9 @@ def generate(n: int, rng: np.random.Generator, drift: bool = False) -> tuple[dic
     tenure = rng.gamma(2.0, 14.0, n) * (rng.uniform(0.3, 2.2, n) if drift else 1.0)
     balance = rng.normal(1200.0, 400.0, n)
     products = rng.poisson(2.0, n).astype(np.float64)
-    logit = (-0.4 - 0.05 * (tenure - 28.0) - 0.00003 * (income - 42000.0)
+    # with drift the world changes too: richer customers now churn more (the model still thinks less)
+    income_effect = 0.00004 if drift else -0.00003
+    logit = (-0.4 - 0.05 * (tenure - 28.0) + income_effect * (income - 42000.0)
              + 0.0008 * (balance - 1200.0) - 0.3 * (products - 2.0))
     y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     return {"age": age, "income": income, "tenure_months": tenure, "balance": balance, "products": products}, y
