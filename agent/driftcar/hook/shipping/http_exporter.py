@@ -30,6 +30,7 @@ __all__ = ["HttpExporter", "RETRYABLE_STATUSES", "parse_retry_after"]
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_ERROR_BODY = 4096  # bytes of an error body kept for the log message
+_MAX_RESPONSE_BYTES = 1024 * 1024  # a response body is read up to this much
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -114,11 +115,12 @@ class HttpExporter:
             if conn.sock is not None:
                 conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
             response = conn.getresponse()
-            data = response.read()
+            data = response.read(_MAX_RESPONSE_BYTES + 1)  # a hostile server cannot make us buffer more
             status = response.status
             retry_after = parse_retry_after(response.getheader("Retry-After"))
-            if response.will_close:
+            if response.will_close or len(data) > _MAX_RESPONSE_BYTES or not response.isclosed():
                 self._drop_connection()
+                data = data[:_MAX_RESPONSE_BYTES]
         except (socket.timeout, TimeoutError) as exc:
             self._drop_connection()
             return Outcome.retry("http timeout", detail=str(exc) or "no answer before the deadline")

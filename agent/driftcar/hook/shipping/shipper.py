@@ -48,7 +48,7 @@ def captured_rows(item: Any) -> int:
     """Data rows an item contributes (0 for a call that was not sampled)."""
     if item.inputs is None and item.outputs is None and item.labels is None and item.ids is None:
         return 0
-    return int(item.rows)
+    return max(int(item.rows), 0)
 
 
 def estimate_size(item: Any) -> int:
