@@ -107,7 +107,8 @@ def _bar(enabled: bool) -> Callable[[str, float], None]:
     return show
 
 
-def _summary(prof, out=sys.stdout) -> None:
+def _summary(prof, out=None) -> None:
+    out = out or sys.stdout
     print(f"profile: {prof.rows} rows, {len(prof.features)} features, source={prof.source}, "
           f"bins={prof.bins} (fine {prof.fine_bins}), top_k={prof.top_k}", file=out)
     for name, f in prof.features.items():
