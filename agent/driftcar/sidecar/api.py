@@ -3,9 +3,11 @@
 - ``GET /healthz``: 200 while the process serves HTTP (liveness).
 - ``GET /readyz``: 200 once receivers are up, 503 before and while shutting down.
 - ``GET /v1/models``: every (model, version) with reference, row counts, last window.
-- ``GET /v1/models/{name}/drift[?version=V]``: the last evaluated window per version:
-  per feature, per method: score, p-value, threshold, verdict, sample sizes; the
+- ``GET /v1/models/{name}/drift[?version=V][&windows=K]``: the last evaluated window per
+  version: per feature, per method: score, p-value, threshold, verdict, sample sizes; the
   feature's verdict (after hysteresis) and its current histogram next to the reference.
+  With ``windows=K``: a sliding view, the drift tests on the sum of the last K closed
+  windows (computed on request, off the loop; ``verdict`` stays the tracked one).
 - ``GET /v1/events[?limit=N]``: recent drift/performance events.
 
 When a bearer token is configured, the ``/v1/models`` and ``/v1/events`` routes need it
@@ -15,6 +17,7 @@ Handlers only read immutable snapshots (see :mod:`.state`), so they never block.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any, Callable
 
@@ -22,7 +25,7 @@ import numpy as np
 from aiohttp import web
 
 from driftcar.sidecar.security import TokenAuth
-from driftcar.sidecar.state import ModelState, StateStore
+from driftcar.sidecar.state import EvaluationResult, ModelState, StateStore
 
 __all__ = ["Api", "drift_document"]
 
@@ -69,9 +72,9 @@ def _histograms(state: ModelState, sketch: Any, name: str) -> dict | None:
     }
 
 
-def drift_document(state: ModelState, window_s: float) -> dict:
-    """JSON-ready drift view of one (model, version): the last evaluated window."""
-    last = state.last
+def drift_document(state: ModelState, window_s: float, last: EvaluationResult | None = None) -> dict:
+    """JSON-ready drift view of one (model, version): the last evaluated window (or ``last``)."""
+    last = state.last if last is None else last
     doc: dict[str, Any] = {
         "name": state.model,
         "version": state.version,
@@ -118,7 +121,8 @@ class Api:
     """Routes for health and the JSON API; ``ready()`` says whether the service is serving."""
 
     def __init__(self, store: StateStore, telemetry, auth: TokenAuth, window_s: float,
-                 ready: Callable[[], bool]):
+                 ready: Callable[[], bool], drift_config: Callable[[], Any] | None = None):
+        self.drift_config = drift_config
         self.store = store
         self.tel = telemetry
         self.auth = auth
@@ -159,8 +163,43 @@ class Api:
         if not states:
             return web.json_response({"error": f"unknown model {name!r}"
                                       + (f" version {version!r}" if version else "")}, status=404)
-        docs = [drift_document(s, self.window_s) for s in states]
+        windows = request.query.get("windows")
+        if windows is None:
+            docs = [drift_document(s, self.window_s) for s in states]
+        else:
+            try:
+                k = int(windows)
+                if not 1 <= k <= self.store.config.windows_kept:
+                    raise ValueError
+            except ValueError:
+                return web.json_response(
+                    {"error": f"windows must be an integer in 1..{self.store.config.windows_kept}"}, status=400)
+            docs = await asyncio.to_thread(self._sliding, states, k)
         return web.json_response({"name": name, "versions": sorted(docs, key=lambda d: d["version"])})
+
+    def _sliding(self, states: list[ModelState], k: int) -> list[dict]:
+        """Drift on the sum of the last ``k`` closed windows (bin counts add)."""
+        from driftcar.stats import DriftConfig, evaluate_drift
+
+        config = (self.drift_config() if self.drift_config else None) or DriftConfig()
+        docs = []
+        for state in states:
+            windows = list(state.closed)[-k:]
+            prof = state.profile
+            if not windows or prof is None:
+                doc = drift_document(state, self.window_s, EvaluationResult(0, 0, 0, None, {}, {}, None, None))
+                doc["window"] = None
+            else:
+                merged = windows[0].sketch
+                for w in windows[1:]:
+                    merged = merged.merge(w.sketch)
+                report = evaluate_drift(prof, merged, config)
+                rows = sum(w.rows for w in windows)
+                view = EvaluationResult(windows[0].start_ns, windows[-1].end_ns, rows, report, {}, {}, None, merged)
+                doc = drift_document(state, self.window_s, view)
+            doc["windows"] = len(windows)
+            docs.append(doc)
+        return docs
 
     async def events(self, request: web.Request) -> web.Response:
         self._check(request)

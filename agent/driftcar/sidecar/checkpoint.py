@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import zlib
 from typing import Any
 
 import msgpack
@@ -28,7 +29,7 @@ from driftcar.sidecar.state import ClosedWindow, StateStore
 __all__ = ["Checkpointer", "FORMAT_VERSION", "FILENAME"]
 
 log = logging.getLogger("driftcar.sidecar.checkpoint")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILENAME = "state.msgpack"
 #: refuse to read a checkpoint larger than this (a hostile or broken file must not exhaust memory)
 MAX_BYTES = 2 * 1024**3
@@ -43,22 +44,12 @@ class Checkpointer:
         self.path = os.path.join(directory, FILENAME)
         self.saves = 0
         self.last_bytes = 0
-        self._blobs: dict[tuple, bytes] = {}  # closed windows never change: serialise each once
         os.makedirs(directory, exist_ok=True)
 
     # ------------------------------------------------------------------ save
-    def _window_blob(self, model: str, version: str, window: ClosedWindow) -> bytes:
-        key = (model, version, window.start_ns, id(window.sketch))
-        blob = self._blobs.get(key)
-        if blob is None:
-            blob = window.sketch.to_bytes()
-            self._blobs[key] = blob
-        return blob
-
     def snapshot(self) -> dict:
         store = self.store
         models = []
-        live_keys = set()
         with store.lock:
             for state in store.models.values():
                 if state.profile is None:
@@ -68,12 +59,10 @@ class Checkpointer:
                     if profile_blob is None or getattr(state, "_profile_blob_of", None) is not state.profile:
                         profile_blob = state.profile.to_bytes()
                         state._profile_blob, state._profile_blob_of = profile_blob, state.profile
-                windows = []
-                for w in list(state.closed):
-                    if w.sketch is None:
-                        continue
-                    live_keys.add((state.model, state.version, w.start_ns, id(w.sketch)))
-                    windows.append([w.start_ns, w.end_ns, w.rows, self._window_blob(state.model, state.version, w)])
+                windows = [[w.start_ns, w.end_ns, w.rows, w.blob()] for w in list(state.closed)]
+                cumulative = None
+                if state.cumulative is not None:
+                    cumulative = zlib.compress(state.cumulative.to_bytes(), 1)
                 joiner_blob = None
                 to_bytes = getattr(state.joiner, "to_bytes", None)
                 if to_bytes is not None:
@@ -87,16 +76,14 @@ class Checkpointer:
                     "profile": profile_blob,
                     "reference_source": state.reference_source,
                     "reference_file": state.reference_file,
-                    "windows": windows,
+                    "windows": windows,  # zlib(WindowSketch.to_bytes())
+                    "cumulative": cumulative,
                     "verdicts": dict(state.verdicts),
                     "hook_dropped": dict(state.hook_dropped),
                     "rows_total": state.rows_total,
                     "batches_total": state.batches_total,
                     "joiner": joiner_blob,
                 })
-        for key in list(self._blobs):
-            if key not in live_keys:
-                del self._blobs[key]
         return {"v": FORMAT_VERSION, "saved_unix_nano": time.time_ns(), "window_s": store.config.window_s,
                 "models": models}
 
@@ -163,9 +150,14 @@ class Checkpointer:
                                       entry.get("reference_file"))
                 if state.profile is not None and entry.get("reference_source") == state.reference_source:
                     for start, end, rows, blob in entry.get("windows", []):
-                        sketch = WindowSketch.from_bytes(blob, state.profile)
-                        state.closed.append(ClosedWindow(int(start), int(end), int(rows), sketch))
-                        state.cumulative = sketch if state.cumulative is None else state.cumulative.merge(sketch)
+                        # decoded lazily; check it is a sketch of this profile now, not at first use
+                        window = ClosedWindow(int(start), int(end), int(rows), profile=state.profile, blob=blob)
+                        state.closed.append(window)
+                    if state.closed:
+                        state.closed[-1].sketch  # noqa: B018 (validates one blob eagerly)
+                    if entry.get("cumulative"):
+                        state.cumulative = WindowSketch.from_bytes(zlib.decompress(entry["cumulative"]),
+                                                                   state.profile)
                     state.verdicts = {str(k): bool(v) for k, v in (entry.get("verdicts") or {}).items()}
                 state.hook_dropped = {str(k): int(v) for k, v in (entry.get("hook_dropped") or {}).items()}
                 state.rows_total = int(entry.get("rows_total", 0))

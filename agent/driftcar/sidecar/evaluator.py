@@ -110,6 +110,7 @@ class Evaluator:
                 self.evaluate(close)
             except Exception:
                 log.exception("evaluating %s@%s failed", close.model, close.version)
+            close.state.compact_closed()
         self.windows_closed += 1
         self.last_close_ns = closes[0].end_ns if closes else time.time_ns()
         if self.after_close is not None:

@@ -259,6 +259,9 @@ class IngestWorker:
         while not self._stop.is_set():
             item = self.queue.get(timeout=0.2)
             if item is None:
+                if self.counters is not None and last_report:  # idle: the queue is empty now
+                    self.counters.set_queue_size(self.queue.rows)
+                    last_report = 0.0
                 continue
             try:
                 self.apply(item)

@@ -74,7 +74,8 @@ class SidecarService:
         self.checkpointer = Checkpointer(config.state_dir, self.store) if config.state_dir else None
         self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config or config.drift,
                                    after_close=self._after_close)
-        self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready)
+        self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready,
+                       drift_config=self.evaluator._drift_config)
         self.grpc: GrpcReceiver | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None

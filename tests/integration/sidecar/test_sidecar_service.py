@@ -81,6 +81,22 @@ def test_drift_from_reference_batches_matches_stats_engine(sidecar):
     on = sorted(line.split('feature_name="')[1].split('"')[0] for line in detected if line.endswith(" 1"))
     assert len(detected) >= FEATURES  # one series per feature (+ __multivariate__ / __prediction__)
     assert [f for f in on if not f.startswith("__")] == sorted(SHIFTED)
+    # sliding view over the last 2 closed windows: a second, unshifted window dilutes x0
+    sender.send(request(record(inference_body(numeric_frame(3_000, FEATURES, seed=7)))))
+    wait_until(lambda: handle.service.queue.wait_empty(0), 10, what="applied")
+    handle.close_window()
+    status, sliding = get_json(f"{handle.http_endpoint}/v1/models/m/drift?windows=2")
+    view2 = sliding["versions"][0]
+    assert status == 200 and view2["windows"] == 2 and view2["window"]["rows"] == 6_000
+    both = prof.new_window()
+    both.update(live)
+    both.update(numeric_frame(3_000, FEATURES, seed=7))
+    expected2 = evaluate_drift(prof, both, DriftConfig())
+    for result in expected2.results:
+        got = view2["features"][result.feature]["methods"][result.method]
+        assert got["score"] == pytest.approx(result.statistic, rel=1e-12, abs=1e-12)
+    assert get_json(f"{handle.http_endpoint}/v1/models/m/drift?windows=0")[0] == 400
+    assert get_json(f"{handle.http_endpoint}/v1/models/nope/drift")[0] == 404
     events = get_json(f"{handle.http_endpoint}/v1/events")[1]["events"]
     assert sorted(e["attributes"]["feature.name"] for e in events if e["event_name"] == "driftcar.drift.detected"
                   and not e["attributes"]["feature.name"].startswith("__")) == sorted(SHIFTED)
