@@ -13,21 +13,26 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Entry", "ByteBuffer"]
 
 
-@dataclass(slots=True)
-class Entry:
-    """One buffered item with what the bound and the counters need."""
+class Entry(NamedTuple):
+    """One buffered item with what the bound and the counters need.
+
+    The buffer stores plain tuples of these fields (building a tuple is the
+    cheapest thing the model's thread can do); ``take`` hands out Entries.
+    """
 
     item: Any
     nbytes: int
     rows: int  # captured data rows (0 when the call was not sampled)
     seq: int
     enqueued: float  # time.monotonic() at put
+
+
+_NBYTES, _ROWS, _SEQ, _ENQUEUED = 1, 2, 3, 4
 
 
 class ByteBuffer:
@@ -42,7 +47,7 @@ class ByteBuffer:
             raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
         self.max_bytes = max_bytes
         self.lock = threading.Lock()
-        self._items: deque[Entry] = deque()
+        self._items: deque[tuple] = deque()
         self.bytes = 0
         self.rows = 0
         self.seq = 0  # sequence number of the last item put
@@ -63,12 +68,12 @@ class ByteBuffer:
             items = self._items
             while self.bytes + nbytes > self.max_bytes and items:
                 old = items.popleft()
-                self.bytes -= old.nbytes
-                self.rows -= old.rows
-                self.dropped_rows += old.rows
+                self.bytes -= old[_NBYTES]
+                self.rows -= old[_ROWS]
+                self.dropped_rows += old[_ROWS]
                 self.dropped_calls += 1
-                self.dropped_seq = old.seq
-            items.append(Entry(item, nbytes, rows, self.seq, now))
+                self.dropped_seq = old[_SEQ]
+            items.append((item, nbytes, rows, self.seq, now))
             self.bytes += nbytes
             self.rows += rows
             return self.rows
@@ -81,23 +86,23 @@ class ByteBuffer:
             items = self._items
             while items:
                 head = items[0]
-                if out and (rows + head.rows > max_rows or nbytes + head.nbytes > max_bytes):
+                if out and (rows + head[_ROWS] > max_rows or nbytes + head[_NBYTES] > max_bytes):
                     break
                 items.popleft()
                 out.append(head)
-                rows += head.rows
-                nbytes += head.nbytes
+                rows += head[_ROWS]
+                nbytes += head[_NBYTES]
             self.bytes -= nbytes
             self.rows -= rows
-        return out
+        return [Entry._make(t) for t in out]
 
     def oldest_enqueued(self) -> float | None:
         with self.lock:
-            return self._items[0].enqueued if self._items else None
+            return self._items[0][_ENQUEUED] if self._items else None
 
     def oldest_seq(self) -> int | None:
         with self.lock:
-            return self._items[0].seq if self._items else None
+            return self._items[0][_SEQ] if self._items else None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -109,4 +114,4 @@ class ByteBuffer:
             self._items.clear()
             self.bytes = 0
             self.rows = 0
-        return out
+        return [Entry._make(t) for t in out]
