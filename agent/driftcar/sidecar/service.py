@@ -155,7 +155,7 @@ class SidecarService:
         self.ready = False
         self.ingestor.stopping = True  # new requests: UNAVAILABLE / 503 + retry hint
         if self.grpc is not None:
-            await self.grpc.stop(grace_s=min(1.0, left()))
+            await self.grpc.stop(grace_s=min(2.0, left() * 0.2))
         if not await asyncio.to_thread(self.queue.wait_empty, left() * 0.5):
             log.warning("shutdown: ingest queue not drained in time (%d batches left)", len(self.queue))
             ok = False
