@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import numpy as np
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import ProxyTracerProvider, get_current_span, get_tracer_provider
 
 from driftcar.hook.capture import copy_value, n_rows, size_hint
 from driftcar.hook.records import Captured
@@ -25,6 +25,7 @@ REFERENCE_CHUNK_ROWS = 10_000
 REFERENCE_FLUSH_BYTES = 16 * 1024 * 1024
 
 _random = random.random
+_ndarray = np.ndarray
 
 
 class Monitor:
@@ -53,6 +54,8 @@ class Monitor:
         sample: float,
         capture: bool,
         tracer: Any,
+        explicit_provider: bool = False,
+        copy: bool = True,
     ):
         self.original = model
         self.model = model
@@ -66,6 +69,12 @@ class Monitor:
         self._tracer = tracer  # None when spans are off
         self._span_attributes = {"model.name": name, "model.version": version}
         self._enabled = True
+        self._copy = copy  # snapshot inputs/outputs (default) or keep references
+        self._explicit_provider = explicit_provider
+        self._otel_live = explicit_provider  # an SDK provider exists (explicit or global)
+        self._tick = 0
+        if not explicit_provider:
+            self._refresh_otel()
         self._active: contextvars.ContextVar[bool] = contextvars.ContextVar(f"driftcar_active_{id(self)}", default=False)
         self._ids: contextvars.ContextVar[Any] = contextvars.ContextVar(f"driftcar_ids_{id(self)}", default=None)
         self._calls = 0
@@ -91,41 +100,52 @@ class Monitor:
     # ------------------------------------------------------------------ hot path
 
     def _record(self, wrapper: Any, args: tuple, kwargs: dict, result: Any, start_ns: int, duration_ns: int, span: Any, exc: BaseException | None) -> None:
-        """Build one Captured for an outermost call and offer it. Never raises, never blocks."""
-        if self._capture:
-            self._capture_call(wrapper, args, kwargs, result, start_ns, duration_ns, span, exc)
-        if wrapper.name == "fit" and exc is None and self._rewalk is not None:
-            try:
-                self._rewalk()  # fit may have created new sub-estimators (ColumnTransformer clones)
-            except Exception:
-                self._capture_failures += 1
+        """Build one Captured for an outermost call and offer it. Never raises, never blocks.
 
-    def _capture_call(self, wrapper: Any, args: tuple, kwargs: dict, result: Any, start_ns: int, duration_ns: int, span: Any, exc: BaseException | None) -> None:
+        Kept flat on purpose (every predict pays for it): numpy inputs and outputs
+        take an inline path (type check, ``copy``, ``nbytes``); anything else goes
+        through :mod:`driftcar.hook.capture`.
+        """
+        mode = wrapper.mode
+        if mode == "fit" and exc is None and self._rewalk is not None:
+            self._after_fit()
+        if not self._capture:
+            return
         try:
             self._calls += 1
-            if args:
-                x = args[0]
-            elif kwargs:
-                x = kwargs.get("X", kwargs.get("x", next(iter(kwargs.values()))))
+            x = args[0] if args else _input_kwarg(kwargs)
+            if type(x) is _ndarray:
+                rows = x.shape[0] if x.ndim > 1 else 1
             else:
-                x = None
-            rows = n_rows(x)
+                rows = n_rows(x)
             if span is not None:
                 trace_id = span.get_span_context().trace_id
-            else:
+            elif self._otel_live:
                 trace_id = get_current_span().get_span_context().trace_id
-            mode = wrapper.mode
+            else:  # no SDK provider anywhere: no span can carry a trace id worth keeping
+                trace_id = 0
             if exc is not None:
                 name = type(exc).__name__
                 self._errors[name] = self._errors.get(name, 0) + 1
                 item = Captured("inference", wrapper.name, start_ns, duration_ns / 1e9, rows, name, trace_id)
-            elif mode == "call" or (self.sample < 1.0 and _random() >= self.sample):
+            elif mode == "call" or mode == "fit" or (self.sample < 1.0 and _random() >= self.sample):
                 item = Captured("inference", wrapper.name, start_ns, duration_ns / 1e9, rows, None, trace_id)
             else:
-                inputs = copy_value(x)
+                copy = self._copy
+                if type(x) is _ndarray:
+                    inputs = x.copy() if copy else x
+                    hint = inputs.nbytes + 160
+                else:
+                    inputs = copy_value(x) if copy else x
+                    hint = size_hint(inputs, rows) + 160
                 outputs = classes = labels = None
                 if mode == "io":
-                    outputs = copy_value(result)
+                    if type(result) is _ndarray:
+                        outputs = result.copy() if copy else result
+                        hint += outputs.nbytes
+                    else:
+                        outputs = copy_value(result) if copy else result
+                        hint += size_hint(outputs, rows)
                     if wrapper.name == "predict_proba":
                         classes = getattr(wrapper.owner, "classes_", None)
                 elif mode == "learn":
@@ -134,27 +154,27 @@ class Monitor:
                 if ids is not None and len(ids) != rows:
                     self._id_mismatches += 1
                     ids = None
-                item = Captured(
-                    "inference",
-                    wrapper.name,
-                    start_ns,
-                    duration_ns / 1e9,
-                    rows,
-                    None,
-                    trace_id,
-                    inputs,
-                    outputs,
-                    classes,
-                    ids,
-                    labels,
-                    size_hint(inputs, rows) + size_hint(outputs, rows) + 128,
-                )
+                item = Captured("inference", wrapper.name, start_ns, duration_ns / 1e9, rows, None, trace_id,
+                                inputs, outputs, classes, ids, labels, hint)
                 self._captured_rows += rows
             self._shipper.offer(item)
         except Exception as failure:  # never raise into the model
             self._capture_failures += 1
             if self._capture_failures == 1:
                 log.warning("driftcar: capture failed for %s (%s: %s); counted in stats, logged once", self.name, type(failure).__name__, failure)
+
+    def _refresh_otel(self) -> None:
+        """Is there a real (SDK) tracer provider? Once one is set globally it stays set."""
+        try:
+            self._otel_live = not isinstance(get_tracer_provider(), ProxyTracerProvider)
+        except Exception:
+            self._otel_live = True
+
+    def _after_fit(self) -> None:
+        try:
+            self._rewalk()  # fit may have created new sub-estimators (ColumnTransformer clones)
+        except Exception:
+            self._capture_failures += 1
 
     # ------------------------------------------------------------------ user API
 
@@ -256,6 +276,16 @@ class Monitor:
     def _require_capture(self, what: str) -> None:
         if not self._capture:
             raise RuntimeError(f"{what}: capture is off for model {self.name!r} (capture=False or shut down)")
+
+
+def _input_kwarg(kwargs: dict) -> Any:
+    if not kwargs:
+        return None
+    if "X" in kwargs:
+        return kwargs["X"]
+    if "x" in kwargs:
+        return kwargs["x"]
+    return next(iter(kwargs.values()))
 
 
 def _snapshot_ids(ids: Any) -> Any:

@@ -13,6 +13,11 @@ so other instances of the same class stay untouched. Two roles:
   transformer, ...). It only adds a ``Class.method`` span, child of the current
   one. Step wrappers are installed only when spans are on.
 
+With no SDK TracerProvider anywhere (none given to ``instrument`` and the
+global one still the API's proxy) no span is started at all, so the cost is
+below the no-op API's; the global provider is re-checked every 256 outermost
+calls, so one set later is picked up without a restart.
+
 Exceptions from the model are re-raised unchanged (same object); they are
 recorded on the span (ERROR status) and counted by type in the calls table.
 Nothing driftcar does after the model returned can raise into the caller.
@@ -107,7 +112,7 @@ class Wrapper:
         self.monitor = monitor
         self.root = root  # captures (root) or only spans (step)
         self.span_name = span_name  # "Class.method"
-        self.mode = mode  # what the root captures: "io" | "in" | "learn" | "call"
+        self.mode = mode  # what the root captures: "io" | "in" | "learn" | "fit" | "call"
         self.__wrapped__ = orig
 
     @property
@@ -128,11 +133,15 @@ class Wrapper:
             return self.orig(*args, **kwargs)
         active = monitor._active
         if not self.root or active.get():
-            if monitor._tracer is None:
+            if monitor._tracer is None or not monitor._otel_live:
                 return self.orig(*args, **kwargs)
             return self._spanned(monitor._tracer, args, kwargs)
+        if not monitor._otel_live:
+            monitor._tick += 1
+            if monitor._tick & 255 == 1:
+                monitor._refresh_otel()
         token = active.set(True)
-        tracer = monitor._tracer
+        tracer = monitor._tracer if monitor._otel_live else None
         span = None
         try:
             if tracer is not None:
