@@ -19,7 +19,9 @@ def test_environment_is_read_and_overrides_win():
         "DRIFTCAR_PROTOCOL": "HTTP/protobuf",
         "DRIFTCAR_HEADERS": "Authorization=Bearer%20t0k,x-tenant=a",
         "DRIFTCAR_TIMEOUT": "2.5",
-        "DRIFTCAR_MAX_BUFFER_BYTES": "1048576",
+        "DRIFTCAR_MAX_BUFFER_BYTES": "1MiB",
+        "DRIFTCAR_MAX_EXPORT_BYTES": "1048576",
+        "DRIFTCAR_MAX_REQUEST_BYTES": "32MiB",  # the sidecar's variable: the hook must ignore it
         "DRIFTCAR_MAX_BATCH_ROWS": "500",
         "DRIFTCAR_MAX_BATCH_AGE": "0.25",
         "DRIFTCAR_COMPRESSION": "none",
@@ -28,7 +30,7 @@ def test_environment_is_read_and_overrides_win():
     assert cfg.protocol == "http/protobuf" and cfg.logs_url == "https://collector.example:4318/v1/logs"
     assert cfg.headers == {"authorization": "Bearer t0k", "x-tenant": "a"}
     assert (cfg.timeout_s, cfg.max_buffer_bytes, cfg.max_batch_rows, cfg.max_batch_age_s) == (2.5, 1 << 20, 42, 0.25)
-    assert cfg.compression == "none"
+    assert cfg.compression == "none" and cfg.max_request_bytes == 1 << 20
 
 
 def test_http_protocol_defaults_to_the_http_port_and_keeps_an_explicit_path():
@@ -53,6 +55,8 @@ def test_bad_environment_names_the_variable():
         ShipperConfig.from_env("m", env={"DRIFTCAR_TIMEOUT": "soon"})
     with pytest.raises(ValueError, match="DRIFTCAR_HEADERS"):
         ShipperConfig.from_env("m", env={"DRIFTCAR_HEADERS": "novalue"})
+    with pytest.raises(ValueError, match="DRIFTCAR_MAX_BUFFER_BYTES='lots'"):
+        ShipperConfig.from_env("m", env={"DRIFTCAR_MAX_BUFFER_BYTES": "lots"})
     with pytest.raises(ValueError, match="unknown ShipperConfig options"):
         ShipperConfig.from_env("m", env={}, max_rows=1)
 

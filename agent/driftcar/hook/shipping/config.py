@@ -13,10 +13,10 @@ Environment (all optional; keyword overrides win over the environment):
 ``DRIFTCAR_HEADERS``              ``k=v,k2=v2`` (values URL-decoded, like ``OTEL_EXPORTER_OTLP_HEADERS``)
 ``DRIFTCAR_TIMEOUT``              seconds per export, retries included (default 10)
 ``DRIFTCAR_COMPRESSION``          ``gzip`` | ``none``
-``DRIFTCAR_MAX_BUFFER_BYTES``     buffer bound in bytes (default 64 MiB)
+``DRIFTCAR_MAX_BUFFER_BYTES``     buffer bound, bytes or ``64MiB``-style (default 64 MiB)
 ``DRIFTCAR_MAX_BATCH_ROWS``       rows per batch (default 10,000)
 ``DRIFTCAR_MAX_BATCH_AGE``        seconds an item waits at most before its batch is sealed (default 1)
-``DRIFTCAR_MAX_REQUEST_BYTES``    serialized OTLP request cap in bytes (default 3 MiB)
+``DRIFTCAR_MAX_EXPORT_BYTES``     cap of one serialized OTLP request, bytes or ``3MiB`` (default 3 MiB)
 ``DRIFTCAR_EXIT_TIMEOUT``         seconds the flush at interpreter exit may take (default 5)
 ``DRIFTCAR_CA_FILE``              PEM roots to verify an ``https://`` endpoint (default: system roots)
 ================================  ==========================================================
@@ -29,11 +29,12 @@ from the application's OpenTelemetry SDK (``OTEL_SERVICE_NAME``,
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["ShipperConfig", "PROTOCOLS", "COMPRESSIONS", "parse_headers"]
+__all__ = ["ShipperConfig", "PROTOCOLS", "COMPRESSIONS", "parse_headers", "parse_size"]
 
 PROTOCOLS = ("grpc", "http/protobuf")
 COMPRESSIONS = ("gzip", "none")
@@ -48,13 +49,30 @@ _ENV: dict[str, tuple[str, Any]] = {
     "DRIFTCAR_HEADERS": ("headers", lambda s: parse_headers(s)),
     "DRIFTCAR_TIMEOUT": ("timeout_s", float),
     "DRIFTCAR_COMPRESSION": ("compression", lambda s: s.strip().lower()),
-    "DRIFTCAR_MAX_BUFFER_BYTES": ("max_buffer_bytes", int),
+    "DRIFTCAR_MAX_BUFFER_BYTES": ("max_buffer_bytes", lambda s: parse_size(s)),
     "DRIFTCAR_MAX_BATCH_ROWS": ("max_batch_rows", int),
     "DRIFTCAR_MAX_BATCH_AGE": ("max_batch_age_s", float),
-    "DRIFTCAR_MAX_REQUEST_BYTES": ("max_request_bytes", int),
+    # not DRIFTCAR_MAX_REQUEST_BYTES: that is the sidecar's receive limit (often set in the same environment)
+    "DRIFTCAR_MAX_EXPORT_BYTES": ("max_request_bytes", lambda s: parse_size(s)),
     "DRIFTCAR_EXIT_TIMEOUT": ("exit_timeout_s", float),
     "DRIFTCAR_CA_FILE": ("ca_file", str),
 }
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
+_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``"3MiB"`` / ``"512KB"`` / ``"1048576"`` -> bytes (the sidecar's size syntax).
+
+    >>> parse_size("3MiB"), parse_size("512kb"), parse_size("1048576")
+    (3145728, 512000, 1048576)
+    """
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"expected a size like 64MiB or a number of bytes, got {text!r}")
+    return int(match.group(1)) * _UNITS[(match.group(2) or "").lower() or None]
 
 
 def parse_headers(text: str) -> dict[str, str]:
