@@ -7,7 +7,8 @@ and the demo. The contract (names may gain extras but not change):
 - ``prof.new_window()`` -> :class:`WindowSketch` (``update``, ``merge``, ``feature``)
 - :func:`evaluate_drift` -> :class:`DriftReport` of :class:`DriftResult` (one
   deciding result per feature), configured by :class:`DriftConfig` /
-  :class:`FeatureDriftConfig`; :class:`VerdictTracker` adds hysteresis
+  :class:`FeatureDriftConfig`; :class:`VerdictTracker` adds hysteresis;
+  the same tests one feature at a time: :class:`KS`, :class:`PSI`, ... (:data:`TESTS`)
 - :class:`LabelJoiner`, :func:`classification_scores`, :func:`regression_scores`,
   :func:`estimated_accuracy`, :class:`PageHinkley` for model quality
 """
@@ -21,6 +22,7 @@ from driftcar.stats.drift import (
     adjust_pvalues,
     evaluate_drift,
 )
+from driftcar.stats.drift_tests import KS, PSI, TESTS, ChiSquare, DriftTest, Hellinger, JensenShannon, Wasserstein
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.profile import (
     LABEL,
@@ -53,6 +55,14 @@ __all__ = [
     "DriftReport",
     "evaluate_drift",
     "adjust_pvalues",
+    "DriftTest",
+    "PSI",
+    "KS",
+    "Wasserstein",
+    "JensenShannon",
+    "ChiSquare",
+    "Hellinger",
+    "TESTS",
     "VerdictTracker",
     "VerdictChange",
     "LabelJoiner",

@@ -316,47 +316,53 @@ def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig):
 
 
 def _numeric_block(L, window: WindowSketch, config: DriftConfig) -> dict:
-    F = L.F
-    C = window.num_counts[:, : F + 2]
+    C = window.num_counts[:, : L.F + 2]
     n_cur = C.sum(axis=1)
     names = L.num_names
     enabled, deciding, base = _plan(names, "numeric", n_cur, config)
     is_mv = np.array([n == MULTIVARIATE for n in names])
     need = set(base) | set(deciding[enabled & ~is_mv].tolist())
+    if is_mv.any():
+        need.add("ks")
+    stats = numeric_statistics(L, window.num_counts, window.num_sums, window.num_inf, window.num_lo,
+                               window.num_hi, need)
+    if "ks" in stats:
+        stats["pca_reconstruction"] = stats["ks"]
+    return {"names": names, "kind": "numeric", "enabled": enabled, "deciding": deciding, "base": base,
+            "stats": stats, "n_ref": L.ref_fine2.sum(axis=1), "n_cur": n_cur, "is_mv": is_mv}
+
+
+def numeric_statistics(L, counts: np.ndarray, sums: np.ndarray, inf: np.ndarray, lo: np.ndarray,
+                       hi: np.ndarray, need: set[str]) -> dict[str, tuple]:
+    """method -> (statistic, pvalue or None, bound or None), one value per numeric row of ``L``.
+
+    ``counts``/``sums`` are (rows, F + 3) window arrays in the layout of ``L``; ``inf`` the
+    (rows, 2) counts of -inf/+inf; ``lo``/``hi`` the window's out-of-range extremes. Internal.
+    """
+    F = L.F
+    C = counts[:, : F + 2]
     stats: dict[str, tuple] = {}
     if need & {"psi", "jensenshannon", "chisquare", "hellinger"}:
-        Rc = L.ref_coarse
-        Cc = coarse_counts(window.num_counts, L.B)
-        if "psi" in need:
-            stats["psi"] = (M.psi(Rc, Cc), None, None)
-        if "jensenshannon" in need:
-            stats["jensenshannon"] = (M.jensenshannon(Rc, Cc), None, None)
-        if "hellinger" in need:
-            stats["hellinger"] = (M.hellinger(Rc, Cc), None, None)
-        if "chisquare" in need:
-            s, p = M.chisquare(Rc, Cc)
-            stats["chisquare"] = (s, p, None)
-    sums = window.num_sums[:, : F + 2]
+        stats.update(categorical_statistics(L.ref_coarse, coarse_counts(counts, L.B), need))
+    sums = sums[:, : F + 2]
     fine = M.FineComparison(L.ref_fine2, C)
-    if need & {"ks"} or is_mv.any():
+    if "ks" in need:
         exact = L.ref_atoms & M.atoms(C, sums, L.lower)
         stats["ks"] = fine.ks(exact)
-        stats["pca_reconstruction"] = stats["ks"]
     if "wasserstein" in need:
         wfine = fine
-        if window.num_inf.any() or L.ref_inf.any():  # infinities are left out of W1
+        if inf.any() or L.ref_inf.any():  # infinities are left out of W1
             Cw = C.astype(np.float64)
-            Cw[:, 0] -= window.num_inf[:, 0]
-            Cw[:, F + 1] -= window.num_inf[:, 1]
+            Cw[:, 0] -= inf[:, 0]
+            Cw[:, F + 1] -= inf[:, 1]
             wfine = M.FineComparison(L.ref_fine_w, Cw)
         else:
             Cw = C
-        dist = wfine.wasserstein(L.ref_sums2, sums, L.lower, L.upper,
-                                 L.ref_means if wfine is fine else None)
+        dist = wfine.wasserstein(L.ref_sums2, sums, L.lower, L.upper, L.ref_means if wfine is fine else None)
         # finite bins against the reference edges; the open ends against the window's own extremes
         bound = L.ref_w_bound + M.spread_bound(Cw, sums, L.lower, L.upper)
-        lo = np.where(np.isfinite(window.num_lo), window.num_lo, L.fine_edges[:, 0])
-        hi = np.where(np.isfinite(window.num_hi), window.num_hi, L.fine_edges[:, F])
+        lo = np.where(np.isfinite(lo), lo, L.fine_edges[:, 0])
+        hi = np.where(np.isfinite(hi), hi, L.fine_edges[:, F])
         ends = np.stack([Cw[:, 0], Cw[:, F + 1]], axis=1).astype(np.float64)
         end_sums = np.stack([sums[:, 0], sums[:, F + 1]], axis=1)
         end_bound = M.spread_bound(ends, end_sums, np.stack([lo, L.fine_edges[:, F]], axis=1),
@@ -365,18 +371,11 @@ def _numeric_block(L, window: WindowSketch, config: DriftConfig) -> dict:
         bound = bound + end_bound * ends.sum(axis=1) / total
         bound = np.where(wfine.both, bound, 0.0)
         stats["wasserstein"] = (dist / L.spread, None, bound / L.spread)
-    n_ref = L.ref_fine2.sum(axis=1)
-    return {"names": names, "kind": "numeric", "enabled": enabled, "deciding": deciding, "base": base,
-            "stats": stats, "n_ref": n_ref, "n_cur": n_cur, "is_mv": is_mv}
+    return stats
 
 
-def _categorical_block(L, window: WindowSketch, config: DriftConfig) -> dict:
-    R = L.ref_cat
-    C = window.cat_counts
-    n_cur = C.sum(axis=1)
-    names = L.cat_names
-    enabled, deciding, base = _plan(names, "categorical", n_cur, config)
-    need = set(base) | set(deciding[enabled].tolist())
+def categorical_statistics(R: np.ndarray, C: np.ndarray, need: set[str]) -> dict[str, tuple]:
+    """The bin-based tests on aligned count rows (categories, or coarse numeric bins). Internal."""
     stats: dict[str, tuple] = {}
     if "psi" in need:
         stats["psi"] = (M.psi(R, C), None, None)
@@ -387,8 +386,19 @@ def _categorical_block(L, window: WindowSketch, config: DriftConfig) -> dict:
     if "chisquare" in need:
         s, p = M.chisquare(R, C)
         stats["chisquare"] = (s, p, None)
+    return stats
+
+
+def _categorical_block(L, window: WindowSketch, config: DriftConfig) -> dict:
+    R = L.ref_cat
+    C = window.cat_counts
+    n_cur = C.sum(axis=1)
+    names = L.cat_names
+    enabled, deciding, base = _plan(names, "categorical", n_cur, config)
+    need = set(base) | set(deciding[enabled].tolist())
     return {"names": names, "kind": "categorical", "enabled": enabled, "deciding": deciding, "base": base,
-            "stats": stats, "n_ref": R.sum(axis=1), "n_cur": n_cur, "is_mv": np.zeros(len(names), dtype=bool)}
+            "stats": categorical_statistics(R, C, need), "n_ref": R.sum(axis=1), "n_cur": n_cur,
+            "is_mv": np.zeros(len(names), dtype=bool)}
 
 
 def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftReport:

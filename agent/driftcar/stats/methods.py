@@ -11,17 +11,13 @@ floating-point precision. KS and Wasserstein-1 work on the fine
 reference-quantile grid of a sketch and carry an error bound (see
 :func:`ks` and :func:`wasserstein`).
 
-Each test is also exposed as a small object with one interface
-(:class:`DriftTest`: ``name``, ``has_pvalue``, ``kinds``, ``evaluate``) so
-the evaluator can treat them alike.
+Each test is also a small object with one interface, for one feature at a
+time: see :mod:`driftcar.stats.drift_tests`.
 
 Thread safety: all functions are pure.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import special
@@ -35,8 +31,6 @@ __all__ = [
     "ks",
     "ks_pvalue",
     "wasserstein",
-    "DriftTest",
-    "TESTS",
     "PVALUE_METHODS",
 ]
 
@@ -55,7 +49,7 @@ def psi(ref: np.ndarray, cur: np.ndarray, eps: float = PSI_EPS) -> np.ndarray:
     """Population stability index: sum over bins of (q - p) * ln(q / p).
 
     p, q are the reference and current bin proportions, floored at ``eps``
-    (bins empty on both sides are skipped). Customary reading: < 0.1 stable,
+    (bins empty on both sides are skipped; an empty side gives 0). Customary reading: < 0.1 stable,
     0.1–0.25 moderate, > 0.25 large shift.
 
     >>> import numpy as np
@@ -71,7 +65,8 @@ def psi(ref: np.ndarray, cur: np.ndarray, eps: float = PSI_EPS) -> np.ndarray:
     pe = np.maximum(p, eps)
     qe = np.maximum(q, eps)
     terms = np.where(used, (qe - pe) * np.log(qe / pe), 0.0)
-    return terms.sum(axis=-1)
+    empty = (p.sum(axis=-1) == 0) | (q.sum(axis=-1) == 0)
+    return np.where(empty, 0.0, terms.sum(axis=-1))
 
 
 def jensenshannon(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
@@ -320,26 +315,6 @@ def wasserstein(
     bound = spread_bound(ref, ref_sums, lower, upper) + spread_bound(cur, cur_sums, clo, chi)
     return dist, np.where(fc.both, np.nan_to_num(bound), 0.0)
 
-
-@dataclass(frozen=True)
-class DriftTest:
-    """One drift test: its name, whether it yields a p-value, the feature kinds
-    it applies to, and ``evaluate`` (vectorized over features)."""
-
-    name: str
-    has_pvalue: bool
-    kinds: tuple[str, ...]
-    evaluate: Callable[..., object]
-
-
-TESTS: dict[str, DriftTest] = {
-    "psi": DriftTest("psi", False, ("numeric", "categorical"), psi),
-    "jensenshannon": DriftTest("jensenshannon", False, ("numeric", "categorical"), jensenshannon),
-    "hellinger": DriftTest("hellinger", False, ("numeric", "categorical"), hellinger),
-    "chisquare": DriftTest("chisquare", True, ("numeric", "categorical"), chisquare),
-    "ks": DriftTest("ks", True, ("numeric",), ks),
-    "wasserstein": DriftTest("wasserstein", False, ("numeric",), wasserstein),
-}
 
 #: methods whose decision is "p-value below threshold" (after correction)
 PVALUE_METHODS = frozenset({"ks", "chisquare", "pca_reconstruction"})

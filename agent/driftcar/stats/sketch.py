@@ -64,6 +64,10 @@ class NumericSketch:
     infinite: int
     invalid: int
     sum: float
+    fine_sums: np.ndarray | None = None
+    neg_infinite: int = 0
+    low: float = np.inf  # smallest finite value below the reference range (inf: none)
+    high: float = -np.inf  # largest finite value above it (-inf: none)
 
     kind = "numeric"
 
@@ -279,7 +283,8 @@ class WindowSketch:
             coarse = coarse_counts(fine[None, :], L.B)[0][L.keep[row]]
             return NumericSketch(name, coarse, fine, int(fine[: F + 2].sum()), int(fine[F + 2]),
                                  int(fine[0] + fine[F + 1]), int(self.num_inf[row].sum()), int(self.num_invalid[row]),
-                                 float(self.num_sums[row].sum()))
+                                 float(self.num_sums[row].sum()), self.num_sums[row].copy(),
+                                 int(self.num_inf[row, 0]), float(self.num_lo[row]), float(self.num_hi[row]))
         prof = L.cat_profiles[row]
         k = len(prof.categories)
         counts = np.concatenate([self.cat_counts[row, :k], self.cat_counts[row, -1:]])
