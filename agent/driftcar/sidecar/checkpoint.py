@@ -1,21 +1,32 @@
 """Checkpoints of the sidecar state in ``--state-dir``, written at each window close.
 
 What survives a crash: per (model, version) the reference profile and its source,
-the closed windows (sketches), the drift verdicts (so hysteresis does not re-alert),
-the hook's per-instance drop counters, the pending predictions of the label join
-(when the joiner can serialise itself) and the totals. What does not: the open window.
+the closed windows (sketches), the cumulative sketch behind the exported histograms,
+the drift verdicts (so hysteresis does not re-alert), the hook's per-instance drop
+counters, the pending predictions of the label join (when the joiner can serialise
+itself) and the totals. What does not: the open window.
 
-Format: one msgpack map (``v`` = :data:`FORMAT_VERSION`), written to a temporary file,
-fsynced, then atomically renamed over ``state.msgpack`` (so a kill at any moment leaves
-either the previous or the new checkpoint, never a torn one). A checkpoint that cannot
-be read is moved aside to ``state.msgpack.corrupt`` and the sidecar starts empty, with a
-warning: a bad file must never keep the service down.
+Layout (every file written to a temporary name, fsynced, then renamed)::
 
-Blocking: :meth:`Checkpointer.save` does file I/O; call it off the event loop.
+    state.msgpack                 the index: format version, per model its metadata and the
+                                  files below that hold its data (small; rewritten each close)
+    profiles/<fingerprint>.bin    a reference profile, written once
+    windows/<model key>/<start>.bin   one closed window (zlib'd sketch), written once
+    cumulative/<model key>.bin    the cumulative sketch, rewritten each close
+
+A closed window is written once in its life, so a close costs the new windows plus
+the small index, not the whole state. The index is renamed last and only references
+complete files; files it no longer references are deleted afterwards. A checkpoint
+that cannot be read is moved aside (``state.msgpack.corrupt``) and the sidecar starts
+empty with a warning: a bad file must never keep the service down.
+
+Blocking: :meth:`Checkpointer.save` and :meth:`Checkpointer.restore` do file I/O; call
+them off the event loop. One writer at a time (the evaluator).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -29,40 +40,91 @@ from driftcar.sidecar.state import ClosedWindow, StateStore
 __all__ = ["Checkpointer", "FORMAT_VERSION", "FILENAME"]
 
 log = logging.getLogger("driftcar.sidecar.checkpoint")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FILENAME = "state.msgpack"
-#: refuse to read a checkpoint larger than this (a hostile or broken file must not exhaust memory)
-MAX_BYTES = 2 * 1024**3
+#: refuse to read any checkpoint file larger than this (a broken file must not exhaust memory)
+MAX_FILE_BYTES = 1024**3
+
+
+def _model_key(model: str, version: str) -> str:
+    return hashlib.sha256(f"{model}\0{version}".encode()).hexdigest()[:24]
+
+
+def _refuse_ext(code: int, data: bytes):
+    raise ValueError("extension types are not allowed in a checkpoint")
 
 
 class Checkpointer:
-    """Save/restore a :class:`StateStore` in ``directory``. Not thread-safe: one writer (the evaluator)."""
+    """Save/restore a :class:`StateStore` in ``directory`` (layout in the module docstring)."""
 
     def __init__(self, directory: str, store: StateStore):
         self.directory = directory
         self.store = store
         self.path = os.path.join(directory, FILENAME)
         self.saves = 0
-        self.last_bytes = 0
-        os.makedirs(directory, exist_ok=True)
+        self.bytes_written = 0
+        self._written: set[str] = set()  # relative paths known to exist complete
+        for sub in ("profiles", "windows", "cumulative"):
+            os.makedirs(os.path.join(directory, sub), exist_ok=True)
+
+    # ------------------------------------------------------------------ files
+    def _write(self, rel: str, data: bytes) -> None:
+        path = os.path.join(self.directory, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp.{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self.bytes_written += len(data)
+
+    def _read(self, rel: str) -> bytes:
+        path = os.path.join(self.directory, rel)
+        if os.path.isabs(rel) or ".." in rel.split("/"):
+            raise ValueError(f"bad path in checkpoint index: {rel!r}")
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"{rel}: {size} bytes is larger than {MAX_FILE_BYTES}")
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def _fsync_dir(self) -> None:
+        try:
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
 
     # ------------------------------------------------------------------ save
-    def snapshot(self) -> dict:
+    def save(self) -> int:
+        """Write new files and the index; returns the bytes written by this call."""
+        before = self.bytes_written
         store = self.store
+        pending: list[tuple[str, Any]] = []  # (rel path, bytes or a callable making them)
         models = []
-        with store.lock:
+        with store.lock:  # collect references only; serialise outside the lock
             for state in store.models.values():
-                if state.profile is None:
-                    profile_blob = None
-                else:
-                    profile_blob = getattr(state, "_profile_blob", None)
-                    if profile_blob is None or getattr(state, "_profile_blob_of", None) is not state.profile:
-                        profile_blob = state.profile.to_bytes()
-                        state._profile_blob, state._profile_blob_of = profile_blob, state.profile
-                windows = [[w.start_ns, w.end_ns, w.rows, w.blob()] for w in list(state.closed)]
-                cumulative = None
+                key = _model_key(state.model, state.version)
+                profile_rel = None
+                if state.profile is not None:
+                    profile_rel = f"profiles/{state.profile.fingerprint}.bin"
+                    if profile_rel not in self._written:
+                        pending.append((profile_rel, state.profile.to_bytes))
+                windows = []
+                for w in list(state.closed):
+                    rel = f"windows/{key}/{w.start_ns}.bin"
+                    if rel not in self._written:
+                        pending.append((rel, w.blob))
+                    windows.append([w.start_ns, w.end_ns, w.rows, rel])
+                cumulative_rel = None
                 if state.cumulative is not None:
-                    cumulative = zlib.compress(state.cumulative.to_bytes(), 1)
+                    cumulative_rel = f"cumulative/{key}.bin"
+                    cumulative = state.cumulative
+                    pending.append((cumulative_rel, lambda c=cumulative: zlib.compress(c.to_bytes(), 1)))
                 joiner_blob = None
                 to_bytes = getattr(state.joiner, "to_bytes", None)
                 if to_bytes is not None:
@@ -73,40 +135,45 @@ class Checkpointer:
                 models.append({
                     "model": state.model,
                     "version": state.version,
-                    "profile": profile_blob,
+                    "profile": profile_rel,
                     "reference_source": state.reference_source,
                     "reference_file": state.reference_file,
-                    "windows": windows,  # zlib(WindowSketch.to_bytes())
-                    "cumulative": cumulative,
+                    "windows": windows,
+                    "cumulative": cumulative_rel,
                     "verdicts": dict(state.verdicts),
                     "hook_dropped": dict(state.hook_dropped),
                     "rows_total": state.rows_total,
                     "batches_total": state.batches_total,
                     "joiner": joiner_blob,
                 })
-        return {"v": FORMAT_VERSION, "saved_unix_nano": time.time_ns(), "window_s": store.config.window_s,
-                "models": models}
-
-    def save(self) -> int:
-        """Write the checkpoint atomically; returns its size in bytes."""
-        data = msgpack.packb(self.snapshot(), use_bin_type=True)
-        tmp = f"{self.path}.tmp.{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        try:
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
+        for rel, data in pending:
+            self._write(rel, data() if callable(data) else data)
+            if not rel.startswith("cumulative/"):
+                self._written.add(rel)
+        self._fsync_dir()
+        index = {"v": FORMAT_VERSION, "saved_unix_nano": time.time_ns(), "window_s": store.config.window_s,
+                 "models": models}
+        self._write(FILENAME, msgpack.packb(index, use_bin_type=True))
+        self._fsync_dir()
+        self._collect(models)
         self.saves += 1
-        self.last_bytes = len(data)
-        return len(data)
+        return self.bytes_written - before
+
+    def _collect(self, models: list[dict]) -> None:
+        """Delete files the index no longer references (evicted windows, replaced profiles)."""
+        keep = {m["profile"] for m in models} | {m["cumulative"] for m in models}
+        keep |= {w[3] for m in models for w in m["windows"]}
+        for sub in ("profiles", "windows", "cumulative"):
+            root = os.path.join(self.directory, sub)
+            for dirpath, _, files in os.walk(root):
+                for name in files:
+                    rel = os.path.relpath(os.path.join(dirpath, name), self.directory).replace(os.sep, "/")
+                    if rel not in keep:
+                        try:
+                            os.remove(os.path.join(dirpath, name))
+                        except OSError:
+                            pass
+                        self._written.discard(rel)
 
     # ------------------------------------------------------------------ restore
     def restore(self) -> int:
@@ -114,12 +181,7 @@ class Checkpointer:
         if not os.path.exists(self.path):
             return 0
         try:
-            size = os.path.getsize(self.path)
-            if size > MAX_BYTES:
-                raise ValueError(f"checkpoint of {size} bytes is larger than {MAX_BYTES}")
-            with open(self.path, "rb") as fh:
-                data = msgpack.unpackb(fh.read(), raw=False, strict_map_key=False,
-                                       ext_hook=_refuse_ext)
+            data = msgpack.unpackb(self._read(FILENAME), raw=False, strict_map_key=False, ext_hook=_refuse_ext)
             if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
                 raise ValueError(f"unknown checkpoint format {data.get('v') if isinstance(data, dict) else None!r}")
             restored = self._load(data)
@@ -145,18 +207,20 @@ class Checkpointer:
         with store.lock:
             for entry in data.get("models", []):
                 state = store.get_or_create(str(entry["model"]), str(entry["version"]))
-                if entry.get("profile") is not None and state.reference_source != "file":
-                    state.set_profile(Profile.from_bytes(entry["profile"]), entry.get("reference_source") or "batch",
-                                      entry.get("reference_file"))
+                if entry.get("profile") and state.reference_source != "file":
+                    state.set_profile(Profile.from_bytes(self._read(entry["profile"])),
+                                      entry.get("reference_source") or "batch", entry.get("reference_file"))
+                    self._written.add(entry["profile"])
                 if state.profile is not None and entry.get("reference_source") == state.reference_source:
-                    for start, end, rows, blob in entry.get("windows", []):
-                        # decoded lazily; check it is a sketch of this profile now, not at first use
-                        window = ClosedWindow(int(start), int(end), int(rows), profile=state.profile, blob=blob)
-                        state.closed.append(window)
+                    for start, end, rows, rel in entry.get("windows", []):
+                        blob = self._read(rel)  # decoded lazily, when the API or a sliding view needs it
+                        state.closed.append(ClosedWindow(int(start), int(end), int(rows), profile=state.profile,
+                                                         blob=blob))
+                        self._written.add(rel)
                     if state.closed:
-                        state.closed[-1].sketch  # noqa: B018 (validates one blob eagerly)
+                        state.closed[-1].sketch  # noqa: B018 (validates one window against the profile now)
                     if entry.get("cumulative"):
-                        state.cumulative = WindowSketch.from_bytes(zlib.decompress(entry["cumulative"]),
+                        state.cumulative = WindowSketch.from_bytes(zlib.decompress(self._read(entry["cumulative"])),
                                                                    state.profile)
                     state.verdicts = {str(k): bool(v) for k, v in (entry.get("verdicts") or {}).items()}
                 state.hook_dropped = {str(k): int(v) for k, v in (entry.get("hook_dropped") or {}).items()}
@@ -171,7 +235,3 @@ class Checkpointer:
                         log.warning("label buffer of %s@%s not restored: %s", state.model, state.version, exc)
                 count += 1
         return count
-
-
-def _refuse_ext(code: int, data: bytes):
-    raise ValueError("extension types are not allowed in a checkpoint")
