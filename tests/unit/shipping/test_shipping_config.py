@@ -63,3 +63,17 @@ def test_bad_environment_names_the_variable():
 
 def test_parse_headers_tolerates_blanks():
     assert parse_headers(" a=1 ,, B = x%3Dy ") == {"a": "1", "b": "x=y"}
+
+
+def test_the_sidecar_token_becomes_a_bearer_header_and_never_shows_in_repr(tmp_path):
+    cfg = ShipperConfig.from_env("m", env={"DRIFTCAR_TOKEN": "s3cret"})
+    assert cfg.headers == {"authorization": "Bearer s3cret"}
+    assert "s3cret" not in repr(cfg)
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    assert ShipperConfig.from_env("m", env={"DRIFTCAR_TOKEN_FILE": str(token_file)}).headers == {
+        "authorization": "Bearer from-file"}
+    explicit = ShipperConfig.from_env("m", env={"DRIFTCAR_TOKEN": "s3cret", "DRIFTCAR_HEADERS": "Authorization=Basic%20x"})
+    assert explicit.headers == {"authorization": "Basic x"}  # an explicit header wins
+    with pytest.raises(ValueError, match="DRIFTCAR_TOKEN_FILE"):
+        ShipperConfig.from_env("m", env={"DRIFTCAR_TOKEN_FILE": str(tmp_path / "missing")})

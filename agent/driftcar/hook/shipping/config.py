@@ -19,6 +19,8 @@ Environment (all optional; keyword overrides win over the environment):
 ``DRIFTCAR_MAX_EXPORT_BYTES``     cap of one serialized OTLP request, bytes or ``3MiB`` (default 3 MiB)
 ``DRIFTCAR_EXIT_TIMEOUT``         seconds the flush at interpreter exit may take (default 5)
 ``DRIFTCAR_CA_FILE``              PEM roots to verify an ``https://`` endpoint (default: system roots)
+``DRIFTCAR_TOKEN``                the sidecar's bearer token, sent as ``authorization: Bearer ...``
+                                  unless the headers already carry one (or ``DRIFTCAR_TOKEN_FILE``)
 ================================  ==========================================================
 
 The resource (``service.name`` ...) comes from ``resource=`` when given, else
@@ -75,6 +77,21 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[(match.group(2) or "").lower() or None]
 
 
+def _token(env: Mapping[str, str]) -> str | None:
+    """The sidecar's bearer token, from ``DRIFTCAR_TOKEN`` or the file ``DRIFTCAR_TOKEN_FILE`` names."""
+    token = (env.get("DRIFTCAR_TOKEN") or "").strip()
+    if token:
+        return token
+    path = (env.get("DRIFTCAR_TOKEN_FILE") or "").strip()
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read().strip() or None
+        except OSError as exc:
+            raise ValueError(f"DRIFTCAR_TOKEN_FILE={path!r}: {exc.strerror}") from None
+    return None
+
+
 def parse_headers(text: str) -> dict[str, str]:
     """``"k=v,k2=v%202"`` -> ``{"k": "v", "k2": "v 2"}`` (keys lower-cased, as gRPC metadata needs).
 
@@ -107,7 +124,7 @@ class ShipperConfig:
     model_version: str = ""
     endpoint: str = DEFAULT_GRPC_ENDPOINT
     protocol: str = "grpc"
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold credentials
     timeout_s: float = 10.0
     max_buffer_bytes: int = 64 * MiB
     max_batch_rows: int = 10_000
@@ -180,6 +197,9 @@ class ShipperConfig:
         if problems:
             raise ValueError("invalid environment: " + "; ".join(problems))
         values.update({k: v for k, v in overrides.items() if v is not None})
+        token = _token(env)
+        if token and "authorization" not in {k.lower() for k in values.get("headers", {})}:
+            values["headers"] = {**values.get("headers", {}), "authorization": f"Bearer {token}"}
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown ShipperConfig options {sorted(unknown)}")
