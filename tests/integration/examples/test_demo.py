@@ -25,3 +25,51 @@ def test_demo_finds_the_injected_drift():
         assert f"    {feature}: " in summary and "s after the drift started" in summary
     assert "/metrics" in summary and "/v1/models/demo-churn/drift" in summary
     assert "\x1b[" not in out, "plain text when stdout is not a terminal"
+
+
+def test_demo_forever_keeps_serving_prometheus_metrics_until_interrupted():
+    import re
+    import signal
+    import urllib.request
+
+    from tests.support.waiting import require_binary, wait_until
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCAR_", "OTEL_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driftcar.cli", "demo", "--fast", "--duration", "8", "--window", "1s", "--forever"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:  # the summary is printed before serving on
+            lines.append(line)
+            if "drift events" in line:
+                break
+        text = "".join(lines)
+        url = re.search(r"Prometheus metrics\s+(\S+)", text).group(1)
+        def scrape() -> str:
+            return urllib.request.urlopen(url, timeout=5).read().decode()
+
+        def calls(body: str) -> float:
+            return sum(float(v) for v in re.findall(r"^driftcar_inference_calls_total\{[^}]*\} (\S+)$", body, re.M))
+
+        first = calls(scrape())
+        # still serving after the summary, with traffic flowing: the counter keeps rising
+        def rising() -> str | None:
+            body = scrape()
+            return body if calls(body) > first else None
+
+        body = wait_until(rising, timeout=20, what="calls counter rising after the summary")
+        assert proc.poll() is None
+        for feature in DRIFTED:
+            assert re.search(r'driftcar_drift_detected_ratio\{[^}]*feature_name="%s"[^}]*\} 1' % feature, body), feature
+        assert "driftcar_inference_calls_total{" in body
+        lint = subprocess.run([require_binary("promtool"), "check", "metrics"], input=body, capture_output=True,
+                              text=True, timeout=30)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
