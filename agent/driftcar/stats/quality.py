@@ -19,7 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from driftcar.stats import _codec
 from driftcar.stats._columns import MISSING, label
+from driftcar.stats.errors import ProfileError
+
+_MAGIC = b"DCJOIN\x00\x01"
 
 __all__ = ["LabelJoiner", "classification_scores", "regression_scores", "estimated_accuracy"]
 
@@ -29,6 +33,8 @@ def _key(value: Any) -> Any:
         return int(value)
     if isinstance(value, np.str_):
         return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
@@ -67,6 +73,33 @@ class LabelJoiner:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def expire(self, now: float) -> int:
+        """Drop predictions older than ``ttl_s`` at ``now`` (also done on every add); returns how many."""
+        before = self.expired
+        self._expire(now)
+        return self.expired - before
+
+    def to_bytes(self) -> bytes:
+        """Pending predictions and counters, for checkpoints (versioned msgpack frame)."""
+        pending = [[k, p, t, None if pr is None else pr.tolist()] for k, (p, t, pr) in self._pending.items()]
+        payload = {"ttl_s": self.ttl_s, "max_rows": self.max_rows, "pending": pending,
+                   "counters": [self.matched, self.unmatched_labels, self.expired, self.evicted]}
+        return _codec.frame(_MAGIC, 1, payload)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "LabelJoiner":
+        """Inverse of :meth:`to_bytes`; ProfileError when the bytes are bad."""
+        p = _codec.unframe(data, _MAGIC, 1, "label joiner")
+        try:
+            j = cls(ttl_s=float(p["ttl_s"]), max_rows=int(p["max_rows"]))
+            j.matched, j.unmatched_labels, j.expired, j.evicted = (int(v) for v in p["counters"])
+            for key, pred, t, probs in p["pending"]:
+                key = tuple(key) if isinstance(key, list) else key
+                j._pending[key] = (pred, float(t), None if probs is None else np.asarray(probs, dtype=np.float64))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"label joiner checkpoint is malformed: {exc!r}") from None
+        return j
+
     def _expire(self, now: float) -> None:
         limit = now - self.ttl_s
         pending = self._pending
@@ -93,6 +126,7 @@ class LabelJoiner:
         pending = self._pending
         for k, (i, p) in enumerate(zip(ids, preds)):
             i = _key(i)
+            p = _key(p)
             if i in pending:
                 del pending[i]
             pending[i] = (p, now, None if probs is None else probs[k])

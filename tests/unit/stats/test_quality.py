@@ -35,6 +35,22 @@ def test_joiner_matches_expires_evicts_and_counts():
         LabelJoiner(ttl_s=0)
 
 
+def test_joiner_checkpoint_roundtrip_and_expire():
+    j = LabelJoiner(ttl_s=100, max_rows=10)
+    j.add_predictions(np.array([7, 8]), np.array([0.5, 1.5]), now=0.0, probabilities=[[0.1, 0.9], [0.6, 0.4]])
+    j.add_predictions(["s"], ["x"], now=50.0)
+    j.add_labels([99], [1], now=51.0)
+    back = LabelJoiner.from_bytes(j.to_bytes())
+    assert (back.unmatched_labels, len(back), back.ttl_s) == (1, 3, 100)
+    y_true, y_pred = back.add_labels([8], [2.0], now=60.0)
+    assert (y_true.tolist(), y_pred.tolist()) == ([2.0], [1.5])
+    np.testing.assert_allclose(back.last_probabilities, [[0.6, 0.4]])
+    assert back.add_labels(["s"], ["x"], now=60.0)[1].tolist() == ["x"]
+    assert back.expire(now=120.0) == 1 and len(back) == 0  # 7 was made at t=0
+    with pytest.raises(Exception, match="corrupt|magic"):
+        LabelJoiner.from_bytes(b"nope")
+
+
 def test_joiner_consumes_each_prediction_once_and_keeps_probabilities():
     j = LabelJoiner()
     j.add_predictions(["r1", "r2"], [1, 0], now=0.0, probabilities=[[0.2, 0.8], [0.9, 0.1]])
