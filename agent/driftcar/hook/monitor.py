@@ -250,6 +250,11 @@ class Monitor:
         return bool(self._shipper.shutdown(timeout))
 
     @property
+    def shipper(self) -> Any:
+        """The shipper this monitor offers its captured items to (read-only)."""
+        return self._shipper
+
+    @property
     def stats(self) -> dict[str, Any]:
         """Counters: ``calls``, ``errors`` (by type), ``captured_rows``, ``capture_failures``,
         ``id_mismatches``, plus the shipper's (``dropped_rows``, ``queued_rows``, ...)."""

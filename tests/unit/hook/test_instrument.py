@@ -406,3 +406,153 @@ def test_import_and_instrument_stay_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "light"
+
+
+# --------------------------------------------------------------------------- more behaviours
+
+
+def test_copy_false_keeps_references():
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(lambda X: X * 2, name="ref", shipper=shipper, copy=False)
+    X = np.ones((2, 2))
+    monitor(X)
+    assert shipper.items[0].inputs is X
+
+
+def test_without_an_sdk_provider_no_span_is_started_and_no_trace_id_kept():
+    model = LinearRegression().fit(np.eye(2), [0.0, 1.0])
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(model, name="nosdk", shipper=shipper)
+    assert monitor._tracer is not None and not monitor._otel_live
+    model.predict(np.eye(2))
+    assert shipper.part().calls["trace_id"] == [None]
+
+
+def test_a_global_provider_set_later_is_picked_up():
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import driftcar
+
+        class Keep:
+            stats = {}
+            def __init__(self): self.items = []
+            def offer(self, c): self.items.append(c)
+            def flush(self, t=0): return True
+            def shutdown(self, t=0): return True
+
+        keep = Keep()
+        monitor = driftcar.instrument(lambda X: X, name="late", shipper=keep)
+        monitor(np.ones((1, 1)))
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        for _ in range(256):
+            monitor(np.ones((1, 1)))
+        spans = exporter.get_finished_spans()
+        traced = [c for c in keep.items if c.trace_id]
+        print(len(spans), len(traced), keep.items[0].trace_id)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    spans, traced, first = out.stdout.split()
+    assert int(spans) >= 1 and int(traced) == int(spans) and first == "0"
+
+
+def test_threads_each_outermost_call_recorded_once_with_their_own_ids():
+    import threading
+
+    model = LinearRegression().fit(np.eye(3), [1.0, 2.0, 3.0])
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(model, name="threads", shipper=shipper)
+
+    def worker(k):
+        for i in range(100):
+            with monitor.ids([f"t{k}-{i}"]):
+                model.predict(np.eye(3)[i % 3:i % 3 + 1])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    part = shipper.part()
+    assert len(part.calls["method"]) == 400 and part.rows == 400
+    assert sorted(_col(part, "id").data) == sorted(f"t{k}-{i}" for k in range(4) for i in range(100))
+
+
+def test_an_unfitted_pipeline_gets_step_spans_after_fit():
+    pipe, X, y = churn_pipeline()
+    fresh = clone(pipe)
+    provider, exporter = _spans()
+    shipper = FakeShipper()
+    driftcar.instrument(fresh, name="late-fit", shipper=shipper, tracer_provider=provider)
+    fresh.fit(X, y)
+    exporter.clear()
+    fresh.predict(X.iloc[:2])
+    names = {s.name for s in exporter.get_finished_spans()}
+    assert {"Pipeline.predict", "ColumnTransformer.transform", "StandardScaler.transform", "OneHotEncoder.transform"} <= names
+    fit_call, predict_call = shipper.part().calls["method"]
+    assert (fit_call, predict_call) == ("fit", "predict")
+    assert shipper.part().calls["captured"].tolist() == [0, 2]  # fit rows are not captured
+
+
+def test_a_root_transformer_captures_its_inputs_only():
+    scaler = StandardScaler()
+    shipper = FakeShipper()
+    driftcar.instrument(scaler, name="scaler", shipper=shipper)
+    X = np.arange(6.0).reshape(3, 2)
+    scaler.fit(X)
+    scaler.transform(X)
+    part = shipper.part()
+    assert [c.name for c in part.columns] == ["x0", "x1"]
+    assert part.calls["method"] == ["fit", "transform"] and part.calls["captured"].tolist() == [0, 3]
+
+
+def test_river_pipeline_span_tree():
+    from river import linear_model, preprocessing
+
+    provider, exporter = _spans()
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    driftcar.instrument(model, name="r", shipper=FakeShipper(), tracer_provider=provider)
+    model.predict_one({"a": 1.0})
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    root = spans["Pipeline.predict_one"]
+    assert spans["StandardScaler.transform_one"].parent.span_id == root.context.span_id
+    assert spans["LogisticRegression.predict_one"].parent.span_id == root.context.span_id
+    assert spans["LogisticRegression.predict_proba_one"].parent.span_id == spans["LogisticRegression.predict_one"].context.span_id
+
+
+def test_uninstrumented_callable_passes_through():
+    def f(X):
+        return X + 1
+
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(f, name="f", shipper=shipper)
+    assert driftcar.uninstrument(monitor.model) is f
+    assert monitor(np.zeros((1, 1))).tolist() == [[1.0]]
+    assert shipper.items == []
+    assert driftcar.instrument(f, name="f", shipper=shipper) is not monitor
+
+
+def test_default_shipper_gets_env_defaults_and_options(monkeypatch):
+    monkeypatch.setenv("DRIFTCAR_ENDPOINT", "http://127.0.0.1:9")
+    monitor = driftcar.instrument(lambda X: X, name="cfg", version="7", max_batch_rows=123)
+    try:
+        config = monitor.shipper.config
+        assert (config.endpoint, config.protocol, config.max_batch_rows) == ("http://127.0.0.1:9", "grpc", 123)
+        assert (config.model_name, config.model_version) == ("cfg", "7")
+    finally:
+        assert monitor.shutdown(1.0)
+    monkeypatch.delenv("DRIFTCAR_ENDPOINT")
+    monitor = driftcar.instrument(lambda X: X, name="http", protocol="http/protobuf")
+    try:
+        assert monitor.shipper.config.logs_url == "http://127.0.0.1:14318/v1/logs"
+    finally:
+        assert monitor.shutdown(1.0)
