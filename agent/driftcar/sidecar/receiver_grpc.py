@@ -9,6 +9,7 @@ not counted in ``driftcar.receiver.batches``, the one gap of this transport).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -29,6 +30,8 @@ __all__ = ["GrpcReceiver", "SERVICE", "METHOD"]
 log = logging.getLogger("driftcar.sidecar.receiver.grpc")
 SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 METHOD = "Export"
+#: requests larger than this are parsed and validated on a worker thread, not on the event loop
+OFFLOAD_BYTES = 256 * 1024
 
 
 class GrpcReceiver:
@@ -60,12 +63,10 @@ class GrpcReceiver:
             if len(data) > self.max_request_bytes:
                 self.ingestor.reject_request(None)
                 raise TooLarge(f"request of {len(data)} bytes exceeds the limit of {self.max_request_bytes}")
-            try:
-                request = ExportLogsServiceRequest.FromString(data)
-            except (DecodeError, RuntimeError, ValueError) as exc:
-                self.ingestor.reject_request(exc)
-                raise BadRequest(f"request is not a valid ExportLogsServiceRequest: {type(exc).__name__}") from None
-            result = self.ingestor.ingest(request)
+            if len(data) > OFFLOAD_BYTES:  # parsing/validating megabytes would stall every other call
+                result = await asyncio.to_thread(self._parse_and_ingest, data)
+            else:
+                result = self._parse_and_ingest(data)
         except IngestError as error:
             code, details, trailers = grpc_status(error)
             await context.abort(code, details, trailing_metadata=trailers)
@@ -76,6 +77,14 @@ class GrpcReceiver:
                 ExportLogsPartialSuccess(rejected_log_records=result.rejected, error_message=result.message)
             )
         return response
+
+    def _parse_and_ingest(self, data: bytes):
+        try:
+            request = ExportLogsServiceRequest.FromString(data)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            self.ingestor.reject_request(exc)
+            raise BadRequest(f"request is not a valid ExportLogsServiceRequest: {type(exc).__name__}") from None
+        return self.ingestor.ingest(request)
 
     async def start(self) -> None:
         options = [

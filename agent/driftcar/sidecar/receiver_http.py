@@ -16,6 +16,7 @@ body, both in the request's encoding.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -45,6 +46,9 @@ JSON = "application/json"
 #: pass to ``web.AppRunner`` so request bodies reach :func:`read_body` still compressed
 RUNNER_KWARGS = {"auto_decompress": False}
 CHUNK = 64 * 1024
+#: bodies larger than this are parsed and validated on a worker thread, not on the event loop
+OFFLOAD_BYTES = 256 * 1024
+INFLATE_STEP = 1024 * 1024
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -80,7 +84,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
                 if inflater.eof:  # concatenated gzip members (RFC 1952 allows them)
                     data = inflater.unused_data + data if inflater.unused_data else data
                     inflater = zlib.decompressobj(wbits)
-                out += inflater.decompress(data, limit + 1 - len(out))
+                # at most INFLATE_STEP per call, yielding in between: a gzip bomb inflates 32 MiB
+                # from one 64 KiB chunk, ~0.1 s of work that must not hold the event loop
+                out += inflater.decompress(data, min(limit + 1 - len(out), INFLATE_STEP))
+                await asyncio.sleep(0)
                 if len(out) > limit:
                     raise TooLarge(f"request inflates beyond the limit of {limit} bytes")
                 data = inflater.unconsumed_tail
@@ -154,18 +161,13 @@ class HttpReceiver:
                 raise UnsupportedMediaType(f"Content-Type must be {PROTOBUF} or {JSON}")
             try:
                 body = await read_body(request, self.max_request_bytes)
-                if as_json:
-                    message = parse_otlp_json(body)
-                else:
-                    try:
-                        message = ExportLogsServiceRequest.FromString(body)
-                    except (DecodeError, RuntimeError, ValueError) as exc:
-                        raise BadRequest(
-                            f"body is not a valid ExportLogsServiceRequest: {type(exc).__name__}") from None
             except IngestError as exc:
                 self.ingestor.reject_request(exc)
                 raise
-            result = self.ingestor.ingest(message)
+            if len(body) > OFFLOAD_BYTES:  # parsing/validating megabytes would stall every other request
+                result = await asyncio.to_thread(self._parse_and_ingest, body, as_json)
+            else:
+                result = self._parse_and_ingest(body, as_json)
         except IngestError as error:
             status, headers = http_status(error)
             return self._respond(rpc_status(error), as_json, status, headers)
@@ -174,6 +176,20 @@ class HttpReceiver:
             response.partial_success.rejected_log_records = result.rejected
             response.partial_success.error_message = result.message
         return self._respond(response, as_json, 200, {})
+
+    def _parse_and_ingest(self, body: bytes, as_json: bool):
+        try:
+            if as_json:
+                message = parse_otlp_json(body)
+            else:
+                try:
+                    message = ExportLogsServiceRequest.FromString(body)
+                except (DecodeError, RuntimeError, ValueError) as exc:
+                    raise BadRequest(f"body is not a valid ExportLogsServiceRequest: {type(exc).__name__}") from None
+        except IngestError as exc:
+            self.ingestor.reject_request(exc)
+            raise
+        return self.ingestor.ingest(message)
 
     @staticmethod
     def _respond(message, as_json: bool, status: int, headers: dict) -> web.Response:
