@@ -6,8 +6,11 @@ started, a probe task on the sidecar's own loop sleeps 10 ms at a time and recor
 - ``max_lag_s``: the largest wall-clock overshoot of those sleeps (includes time the
   OS or other processes took the CPU away: on a shared machine this is noisy), and
 - ``max_busy_s``: the largest CPU time the loop's thread itself spent between two
-  probe wake-ups (``time.thread_time``) -- work that held the loop, i.e. a stall
-  caused by the sidecar, independent of machine load.
+  probe wake-ups (``time.thread_time``) -- work done on the loop, and
+- ``max_own_stall_s``: the largest lag during which the sidecar process itself was
+  on the CPU as long (``min(lag, process CPU time)``): work on the loop *or* another
+  thread holding the GIL. A lag while the process was not on the CPU at all is the
+  machine's doing (other processes), not a stall caused by the sidecar.
 
 Both are written to PROBE_FILE as JSON every 200 ms (atomic rename), with counts over 100 ms.
 """
@@ -25,18 +28,22 @@ STALL_S = 0.1
 
 
 async def _probe(path: str) -> None:
-    state = {"samples": 0, "max_lag_s": 0.0, "max_busy_s": 0.0, "lag_over_100ms": 0, "busy_over_100ms": 0}
+    state = {"samples": 0, "max_lag_s": 0.0, "max_busy_s": 0.0, "max_own_stall_s": 0.0, "lag_over_100ms": 0,
+             "busy_over_100ms": 0, "own_stall_over_100ms": 0}
     last_write = 0.0
     while True:
-        wall, cpu = time.perf_counter(), time.thread_time()
+        wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
         await asyncio.sleep(INTERVAL_S)
         lag = time.perf_counter() - wall - INTERVAL_S
         busy = time.thread_time() - cpu
+        own = min(lag, time.process_time() - process)
         state["samples"] += 1
         state["max_lag_s"] = max(state["max_lag_s"], lag)
         state["max_busy_s"] = max(state["max_busy_s"], busy)
         state["lag_over_100ms"] += lag > STALL_S
         state["busy_over_100ms"] += busy > STALL_S
+        state["max_own_stall_s"] = max(state["max_own_stall_s"], own)
+        state["own_stall_over_100ms"] += own > STALL_S
         now = time.monotonic()
         if now - last_write > 0.2:
             last_write = now
