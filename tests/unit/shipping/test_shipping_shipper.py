@@ -9,6 +9,7 @@ import pytest
 
 from driftcar.hook.shipping import Shipper, ShipperConfig
 from driftcar.hook.shipping.retry import Outcome
+from driftcar.hook.shipping.shipper import ITEM_OVERHEAD_BYTES
 from tests.support.waiting import wait_until
 from tests.unit.shipping.helpers import FakeExporter, decoded_batches, features, item, to_parts
 
@@ -54,10 +55,11 @@ def test_batch_is_sealed_at_max_age(shippers):
 
 def test_drops_are_counted_and_ride_along_in_the_next_batch(shippers):
     fake = FakeExporter()
+    per_item = 1_000 - ITEM_OVERHEAD_BYTES  # size_hint + the per-item overhead = 1,000 bytes each
     s = make(fake, max_buffer_bytes=10_000)
     shippers.append(s)
     for i in range(100):
-        s.offer(item(np.full((2, 4), float(i)), size_hint=1_000))
+        s.offer(item(np.full((2, 4), float(i)), size_hint=per_item))
         assert s.stats["queued_bytes"] <= 10_000
     stats = s.stats
     assert (stats["dropped_calls"], stats["dropped_rows"], stats["queued_calls"]) == (90, 180, 10)
@@ -171,3 +173,13 @@ def test_fork_reset_gives_an_empty_buffer_and_a_new_identity(shippers):
     s._after_fork_in_child()  # what os.register_at_fork runs in a child
     assert s.instance != before
     assert s.stats["queued_rows"] == 0 and s._worker is None and s._exporter is None
+
+
+def test_tiny_items_are_bounded_by_their_real_footprint_not_only_their_data(shippers):
+    s = make(FakeExporter(), max_buffer_bytes=100_000)
+    shippers.append(s)
+    for _ in range(1_000):
+        s.offer(item(np.ones((1, 2)), size_hint=16))  # 16 data bytes, ~600 bytes of objects
+    stats = s.stats
+    assert stats["queued_calls"] == 100_000 // (16 + ITEM_OVERHEAD_BYTES)
+    assert stats["dropped_calls"] == 1_000 - stats["queued_calls"]
