@@ -131,7 +131,7 @@ def build() -> dict:
             "0": {"text": "ok", "color": "green"}, "1": {"text": "drift", "color": "red"}}}]}, "overrides": []}),
 
         row("Distributions", 36),
-        panel("bargauge", "Feature histogram: last 15m vs last 24h (bins = reference quantile bins)", [
+        panel("bargauge", "Feature histogram vs reference: last 15m and 24h on the reference's equal-frequency bins", [
             target(f"sum by (le) (increase(driftcar_feature_value_bucket{{{FSEL}}}[15m]))"
                    f" / scalar(sum(increase(driftcar_feature_value_count{{{FSEL}}}[15m])))",
                    "{{le}} (15m)", "A", instant=True, format="heatmap"),
@@ -139,9 +139,14 @@ def build() -> dict:
                    f" / scalar(sum(increase(driftcar_feature_value_count{{{FSEL}}}[1d])))",
                    "{{le}} (24h)", "B", instant=True, format="heatmap"),
         ], 0, 37, 12, 10, description=(
-            "Share of rows per bin. The bin edges are the reference profile's quantiles, so under the "
-            "reference every inner bin holds about the same share; choose one feature above."),
-            fieldConfig=unit("percentunit"), options={"displayMode": "basic", "orientation": "horizontal"}),
+            "Share of rows per bin, one feature (pick it above). The buckets are the reference profile's "
+            "equal-frequency bins (20 by default), so under the reference each holds 1/20 = 5% of the rows: "
+            "green bars match the reference, orange/red ones hold 1.5x/2x that share or more. Features with "
+            "repeated values have merged bins; their exact reference counts are in the sidecar's "
+            "/v1/models/<model>/drift JSON."),
+            fieldConfig=unit("percentunit", thresholds={"mode": "absolute", "steps": [
+                {"color": "green", "value": None}, {"color": "orange", "value": 0.075}, {"color": "red", "value": 0.1}]}),
+            options={"displayMode": "basic", "orientation": "horizontal"}),
         panel("timeseries", "Missing values per second", [
             target(f"sum by (feature_name) (rate(driftcar_feature_missing_total{{{FSEL}}}{rate}))", "{{feature_name}}"),
         ], 12, 37, 12, 5, fieldConfig=unit("rowsps")),
