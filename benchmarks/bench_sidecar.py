@@ -277,6 +277,11 @@ def bench_memory(quick: bool, tmp: str) -> list[str]:
     window_s = 2.0
     steady_s = 60 if quick else 600
     prof = profile(_columns(5_000, seed=3, numeric=features - 10, categorical=10))
+    idle = _Sidecar(tmp, "--window", f"{window_s:g}s")
+    try:
+        idle_rss = idle.rss()
+    finally:
+        idle.stop()
     state_dir = os.path.join(tmp, "state")
     _prefilled_state(state_dir, prof, models, windows, window_s)
     checkpoint_mib = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(state_dir) for f in fs) / 2**20
@@ -320,6 +325,7 @@ def bench_memory(quick: bool, tmp: str) -> list[str]:
         "",
         "| measure | value |",
         "|---|---:|",
+        f"| RSS of an idle sidecar (no state) | {idle_rss / mib:.1f} MiB |",
         f"| checkpoint holding that state | {checkpoint_mib:.1f} MiB |",
         f"| RSS after restoring it (every model holds {windows} windows) | {full_rss / mib:.1f} MiB |",
         f"| RSS median, first {max(steady_s * 0.2, 10):.0f} s of the steady run | {warm_rss / mib:.1f} MiB |",

@@ -204,12 +204,16 @@ class Checkpointer:
 
         store = self.store
         count = 0
+        profiles: dict[str, Any] = {}  # models sharing a reference share one Profile object
         with store.lock:
             for entry in data.get("models", []):
                 state = store.get_or_create(str(entry["model"]), str(entry["version"]))
                 if entry.get("profile") and state.reference_source != "file":
-                    state.set_profile(Profile.from_bytes(self._read(entry["profile"])),
-                                      entry.get("reference_source") or "batch", entry.get("reference_file"))
+                    rel = entry["profile"]
+                    if rel not in profiles:
+                        profiles[rel] = Profile.from_bytes(self._read(rel))
+                    state.set_profile(profiles[rel], entry.get("reference_source") or "batch",
+                                      entry.get("reference_file"))
                     self._written.add(entry["profile"])
                 if state.profile is not None and entry.get("reference_source") == state.reference_source:
                     for start, end, rows, rel in entry.get("windows", []):
