@@ -44,3 +44,11 @@ def test_sequence_numbers_and_put_result():
 def test_bound_must_be_positive():
     with pytest.raises(ValueError):
         ByteBuffer(0)
+
+
+def test_only_model_calls_count_as_dropped_calls():
+    buf = ByteBuffer(100)
+    buf.put("reference rows", 60, 1_000, calls=0)
+    buf.put("a call", 60, 5, calls=1)  # pushes the reference item out
+    buf.put("another", 60, 5, calls=1)
+    assert (buf.dropped_rows, buf.dropped_calls) == (1_005, 1)

@@ -62,7 +62,7 @@ def test_drops_are_counted_and_ride_along_in_the_next_batch(shippers):
         s.offer(item(np.full((2, 4), float(i)), size_hint=per_item))
         assert s.stats["queued_bytes"] <= 10_000
     stats = s.stats
-    assert (stats["dropped_calls"], stats["dropped_rows"], stats["queued_calls"]) == (90, 180, 10)
+    assert (stats["dropped_calls"], stats["dropped_rows"], stats["queued_items"]) == (90, 180, 10)
     assert s.flush(5)
     [(_, batch)] = decoded_batches(fake.requests())
     assert batch.hook["dropped_rows"] == 180 and batch.hook["dropped_calls"] == 90
@@ -181,5 +181,5 @@ def test_tiny_items_are_bounded_by_their_real_footprint_not_only_their_data(ship
     for _ in range(1_000):
         s.offer(item(np.ones((1, 2)), size_hint=16))  # 16 data bytes, ~600 bytes of objects
     stats = s.stats
-    assert stats["queued_calls"] == 100_000 // (16 + ITEM_OVERHEAD_BYTES)
-    assert stats["dropped_calls"] == 1_000 - stats["queued_calls"]
+    assert stats["queued_items"] == 100_000 // (16 + ITEM_OVERHEAD_BYTES)
+    assert stats["dropped_calls"] == 1_000 - stats["queued_items"]

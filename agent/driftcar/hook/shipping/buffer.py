@@ -30,9 +30,10 @@ class Entry(NamedTuple):
     rows: int  # captured data rows (0 when the call was not sampled)
     seq: int
     enqueued: float  # time.monotonic() at put
+    calls: int  # 1 for a model call (inference item), 0 for labels / reference items
 
 
-_NBYTES, _ROWS, _SEQ, _ENQUEUED = 1, 2, 3, 4
+_NBYTES, _ROWS, _SEQ, _ENQUEUED, _CALLS = 1, 2, 3, 4, 5
 
 
 class ByteBuffer:
@@ -55,14 +56,14 @@ class ByteBuffer:
         self.dropped_calls = 0
         self.dropped_seq = 0  # highest seq dropped so far
 
-    def put(self, item: Any, nbytes: int, rows: int, now: float | None = None) -> int:
+    def put(self, item: Any, nbytes: int, rows: int, calls: int = 1, now: float | None = None) -> int:
         """Append; returns the rows queued afterwards (the worker's wake-up test)."""
         now = time.monotonic() if now is None else now
         with self.lock:
             self.seq += 1
             if nbytes > self.max_bytes:
                 self.dropped_rows += rows
-                self.dropped_calls += 1
+                self.dropped_calls += calls
                 self.dropped_seq = self.seq
                 return self.rows
             items = self._items
@@ -71,9 +72,9 @@ class ByteBuffer:
                 self.bytes -= old[_NBYTES]
                 self.rows -= old[_ROWS]
                 self.dropped_rows += old[_ROWS]
-                self.dropped_calls += 1
+                self.dropped_calls += old[_CALLS]
                 self.dropped_seq = old[_SEQ]
-            items.append((item, nbytes, rows, self.seq, now))
+            items.append((item, nbytes, rows, self.seq, now, calls))
             self.bytes += nbytes
             self.rows += rows
             return self.rows

@@ -162,11 +162,12 @@ class Shipper:
             else:
                 rows = item.rows if item.rows > 0 else 0
             if self._closed:
-                self._count_lost(rows, 1, "offer after shutdown", "items offered after shutdown are dropped")
+                self._count_lost(rows, 1 if item.kind == "inference" else 0, "offer after shutdown",
+                                 "items offered after shutdown are dropped")
                 return
             nbytes = (item.size_hint or estimate_size(item)) + ITEM_OVERHEAD_BYTES
             buffer = self._buffer
-            queued = buffer.put(item, nbytes, rows)
+            queued = buffer.put(item, nbytes, rows, 1 if item.kind == "inference" else 0)
             if queued >= self._max_rows or len(buffer) == 1:
                 self._wake.set()
             if self._worker is None:
@@ -203,7 +204,7 @@ class Shipper:
                 "dropped_calls": buffer.dropped_calls + counts.pop("lost_calls"),
                 "buffer_dropped_rows": buffer.dropped_rows,
                 "queued_rows": buffer.rows,
-                "queued_calls": len(buffer),
+                "queued_items": len(buffer),
                 "queued_bytes": buffer.bytes,
                 "max_buffer_bytes": buffer.max_bytes,
             }
@@ -264,7 +265,7 @@ class Shipper:
         left = self._buffer.clear()
         if left:
             clean = False
-            self._count_lost(sum(e.rows for e in left), len(left), "shutdown", "%d items still queued at shutdown were dropped", len(left))
+            self._count_lost(sum(e.rows for e in left), sum(e.calls for e in left), "shutdown", "%d items still queued at shutdown were dropped", len(left))
         if worker is None or not worker.is_alive():
             self._close_exporter()
         return clean and (worker is None or not worker.is_alive())
@@ -317,7 +318,7 @@ class Shipper:
         try:
             self._ship(entries)
         except Exception as exc:  # any bug in conversion/encoding loses this batch only
-            self._count_lost(sum(e.rows for e in entries), len(entries), "ship",
+            self._count_lost(sum(e.rows for e in entries), sum(e.calls for e in entries), "ship",
                              "driftcar could not ship a batch (%s: %s); its rows are counted as dropped",
                              type(exc).__name__, exc)
         finally:
@@ -356,7 +357,7 @@ class Shipper:
         except Exception as exc:
             with self._buffer.lock:
                 self._counts["encode_errors"] += 1
-            self._count_lost(sum(e.rows for e in entries), len(entries), "convert",
+            self._count_lost(sum(e.rows for e in entries), sum(e.calls for e in entries), "convert",
                              "driftcar could not convert captured items to columns (%s: %s); rows dropped",
                              type(exc).__name__, exc)
             return
