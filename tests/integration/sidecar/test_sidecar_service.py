@@ -197,3 +197,31 @@ def test_checkpoint_restores_reference_and_closed_windows(sidecar, tmp_path):
     restored = again.service.store.models[("m", "1")]
     assert restored.closed[0].rows == 500
     assert restored.closed[0].sketch.feature("x0").n == 500
+
+
+def test_hook_over_otlp_http_reaches_the_sidecar(sidecar):
+    import driftcar
+
+    handle = sidecar()
+    ref = numeric_frame(2_000, 3, seed=1)
+
+    def model(X):
+        return (np.asarray(X)[:, 0] > 0).astype(np.int64)
+
+    monitor = driftcar.instrument(model, name="http-model", version="2", endpoint=handle.http_endpoint,
+                                  protocol="http/protobuf")
+    try:
+        X_ref = np.column_stack([ref[f"x{i}"] for i in range(3)])
+        monitor.set_reference(X_ref, predictions=model(X_ref))
+        X = np.column_stack([v for v in numeric_frame(500, 3, seed=2, shift={"x2": 3.0}).values()])
+        monitor.model(X)
+        assert monitor.flush(20)
+        wait_until(lambda: ("http-model", "2") in handle.service.store.models
+                   and handle.service.store.models[("http-model", "2")].window_rows == 500, 20,
+                   what="rows over OTLP/HTTP")
+        handle.close_window()
+        view = get_json(f"{handle.http_endpoint}/v1/models/http-model/drift")[1]["versions"][0]
+        assert view["reference"]["source"] == "batch"
+        assert [f for f in view["drift_detected"] if not f.startswith("__")] == ["x2"]
+    finally:
+        monitor.shutdown(10)
