@@ -194,7 +194,12 @@ def instrument(
         name = getattr(model, "__name__", None) or type(model).__name__
     version = "unknown" if version is None else version
     methods, wrappers = _validate(name, version, sample, protocol, endpoint, methods, wrappers)
-    root_methods = [m for m in methods if _method(model, m) is not None] if hasattr(model, "__dict__") else []
+    root_methods = [m for m in methods if _method(model, m) is not None]
+    if root_methods and not isinstance(getattr(model, "__dict__", None), dict):
+        raise TypeError(
+            f"driftcar.instrument: {type(model).__name__} has no instance __dict__ to hold wrappers; "
+            f"instrument one of its methods instead, e.g. driftcar.instrument(model.{root_methods[0]}, name=...)"
+        )
     is_function = not root_methods
     if is_function and not callable(model):
         raise TypeError(
@@ -252,7 +257,14 @@ def _wrap(monitor: Monitor, obj: Any, method: str, root: bool, span_name: str, m
     if original is None:
         return
     state[method] = Wrapper(original, obj, method, monitor, root, span_name, mode)
-    monitor._targets.append((obj, method))
+    try:  # weakly: sub-estimators replaced by a later fit must not be kept alive by the monitor
+        ref: Any = weakref.ref(obj)
+    except TypeError:
+        ref = lambda obj=obj: obj  # noqa: E731 - not weak-referenceable: keep it
+    targets = monitor._targets
+    if len(targets) > 64 and len(targets) & (len(targets) - 1) == 0:  # prune dead refs now and then
+        targets[:] = [(r, m) for r, m in targets if r() is not None]
+    targets.append((ref, method))
 
 
 def uninstrument(model: Any, timeout: float = 5.0) -> Any:
@@ -271,7 +283,10 @@ def uninstrument(model: Any, timeout: float = 5.0) -> Any:
                 del state[key]
         return model
     monitor._enabled = False
-    for obj, method in monitor._targets:
+    for ref, method in monitor._targets:
+        obj = ref()
+        if obj is None:
+            continue
         state = obj.__dict__
         current = state.get(method)
         if isinstance(current, Wrapper) and current.monitor is monitor:

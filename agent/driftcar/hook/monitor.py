@@ -82,13 +82,18 @@ class Monitor:
         self._captured_rows = 0
         self._capture_failures = 0
         self._id_mismatches = 0
-        self._targets: list[Any] = []  # instances carrying our wrappers (for uninstrument)
+        self._targets: list[Any] = []  # (weakref to an instance carrying our wrapper, method) for uninstrument
         self._rewalk = None  # set by instrument(): re-instrument new sub-estimators after fit
 
     # ------------------------------------------------------------------ calling
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the instrumented callable (for a plain-function model)."""
+        """Call the instrumented callable (when a plain callable was instrumented)."""
+        if self.wrapped is self.original:
+            raise TypeError(
+                f"this Monitor watches a {type(self.original).__name__} instrumented in place: "
+                "call its methods (monitor.model.predict(...)), not the Monitor"
+            )
         return self.wrapped(*args, **kwargs)
 
     def __repr__(self) -> str:

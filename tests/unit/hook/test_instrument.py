@@ -556,3 +556,27 @@ def test_default_shipper_gets_env_defaults_and_options(monkeypatch):
         assert monitor.shipper.config.logs_url == "http://127.0.0.1:14318/v1/logs"
     finally:
         assert monitor.shutdown(1.0)
+
+
+def test_refits_do_not_keep_old_fitted_clones_alive():
+    import gc
+
+    pipe, X, y = churn_pipeline()
+    fresh = clone(pipe)
+    provider, _ = _spans()
+    monitor = driftcar.instrument(fresh, name="refit", shipper=FakeShipper(), tracer_provider=provider)
+    live = []
+    for _ in range(3):
+        fresh.fit(X, y)
+        gc.collect()
+        live.append(sum(1 for ref, _ in monitor._targets if ref() is not None))
+    assert live[0] == live[1] == live[2]
+    driftcar.uninstrument(fresh)
+    assert not any(isinstance(v, Wrapper) for v in vars(fresh.named_steps["pre"].transformers_[0][1]).values())
+
+
+def test_monitor_of_an_object_is_not_itself_callable():
+    model = LinearRegression().fit(np.eye(2), [0.0, 1.0])
+    monitor = driftcar.instrument(model, name="obj", shipper=FakeShipper())
+    with pytest.raises(TypeError, match="call its methods"):
+        monitor(np.eye(2))
