@@ -248,7 +248,7 @@ def detection_quality(quick: bool) -> str:
         f"KS up to 1,000 rows per window, normalised Wasserstein above.",
         "",
         head,
-        "|" + "---|" * (3 + len(shifts)),
+        "|" + "---|" * (2 + len(shifts)),
     ]
     for r in rules:
         for size in sizes:
