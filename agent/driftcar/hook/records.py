@@ -25,7 +25,8 @@ class Captured:
     duration_s: wall time of the call
     rows:       number of input rows the call processed (golden signals, always exact)
     error_type: exception class name when the call raised, else None
-    trace_id:   32-hex trace id of the active span, or None
+    trace_id:   the active trace id: an int (0 = none; the hot path keeps the raw OTel int and
+                ``to_columns`` formats it) or a 32-hex str, or None
     inputs:     the features as given (2-D numpy copy, DataFrame copy, list of dicts, dict
                 for one river row), or None when the call was not sampled
     outputs:    the model output as returned (labels, values, probabilities) or None
@@ -40,10 +41,10 @@ class Captured:
     duration_s: float
     rows: int
     error_type: str | None = None
-    trace_id: str | None = None
+    trace_id: int | str | None = None
     inputs: Any = None
     outputs: Any = None
     classes: Any = None
     ids: Any = None
     labels: Any = None
-    size_hint: int = field(default=0)  # bytes, estimated by the capture side for the buffer bound
+    size_hint: int = field(default=0)  # bytes, estimated by the capture side for the buffer bound (0: unknown)
