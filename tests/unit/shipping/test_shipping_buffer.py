@@ -52,3 +52,40 @@ def test_only_model_calls_count_as_dropped_calls():
     buf.put("a call", 60, 5, calls=1)  # pushes the reference item out
     buf.put("another", 60, 5, calls=1)
     assert (buf.dropped_rows, buf.dropped_calls) == (1_005, 1)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.integers(1, 400), st.integers(0, 9), st.integers(0, 1)),
+        st.tuples(st.just("take"), st.integers(1, 30), st.integers(1, 1_500)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=OPS, bound=st.integers(1, 1_000))
+def test_every_row_is_queued_taken_or_counted_dropped_and_the_bound_holds(ops, bound):
+    buf = ByteBuffer(bound)
+    put_rows = put_calls = taken_rows = taken_calls = 0
+    order = []
+    for op in ops:
+        if op[0] == "put":
+            _, nbytes, rows, calls = op
+            buf.put(len(order), nbytes, rows, calls)
+            order.append(len(order))
+            put_rows += rows
+            put_calls += calls
+        else:
+            for entry in buf.take(op[1], op[2]):
+                taken_rows += entry.rows
+                taken_calls += entry.calls
+        assert 0 <= buf.bytes <= bound
+    queued = buf.take(10**9, 10**9)
+    assert [e.item for e in queued] == sorted(e.item for e in queued)  # FIFO
+    assert taken_rows + buf.dropped_rows + sum(e.rows for e in queued) == put_rows
+    assert taken_calls + buf.dropped_calls + sum(e.calls for e in queued) == put_calls
+    assert buf.rows == 0 and buf.bytes == 0

@@ -183,3 +183,27 @@ def test_tiny_items_are_bounded_by_their_real_footprint_not_only_their_data(ship
     stats = s.stats
     assert stats["queued_items"] == 100_000 // (16 + ITEM_OVERHEAD_BYTES)
     assert stats["dropped_calls"] == 1_000 - stats["queued_items"]
+
+
+def test_concurrent_offers_are_each_sent_once_or_counted_dropped(shippers):
+    fake = FakeExporter()
+    s = make(fake, max_buffer_bytes=200_000, max_batch_rows=500, max_batch_age_s=0.05)
+    shippers.append(s)
+    threads, per_thread = 4, 3_000
+
+    def produce(t):
+        for i in range(per_thread):
+            s.offer(item(np.full((1, 2), float(t * per_thread + i))))
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    assert s.flush(10)
+    values = np.concatenate([b.columns["x0"] for _, b in decoded_batches(fake.requests())])
+    stats = s.stats
+    assert len(np.unique(values)) == len(values)  # nothing sent twice
+    assert len(values) == stats["sent_rows"]
+    assert stats["sent_rows"] + stats["dropped_rows"] == threads * per_thread  # nothing lost uncounted
+    assert stats["offer_errors"] == 0
