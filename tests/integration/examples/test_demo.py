@@ -73,3 +73,22 @@ def test_demo_forever_keeps_serving_prometheus_metrics_until_interrupted():
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_numpy_fallback_model_matches_scikit_learn():
+    """Without scikit-learn the demo fits its own logistic regression: it must be as good (±0.02 accuracy)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from driftcar.demo import FEATURES, _numpy_model, generate
+
+    rng = np.random.default_rng(0)
+    train_cols, train_y = generate(20_000, rng)
+    test_cols, test_y = generate(5_000, rng)
+    fallback = _numpy_model(train_cols, train_y)
+    ours = np.mean(fallback.target(fallback.to_input(test_cols)) == test_y)
+    X = np.column_stack([train_cols[f] for f in FEATURES])
+    reference = LogisticRegression(max_iter=2000).fit((X - X.mean(0)) / X.std(0), train_y)
+    Xt = (np.column_stack([test_cols[f] for f in FEATURES]) - X.mean(0)) / X.std(0)
+    theirs = np.mean(reference.predict(Xt) == test_y)
+    assert ours > 0.6 and abs(ours - theirs) <= 0.02, (ours, theirs)
