@@ -57,17 +57,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from driftcar.sidecar.service import SidecarService
+    from driftcar.sidecar.service import SidecarService, StartError
 
     try:
         service = SidecarService(config)
     except (OSError, ValueError) as exc:
         print(f"driftcar sidecar: cannot start: {exc}", file=sys.stderr)
         return 3
-
     try:
         ok = asyncio.run(service.run())
-    except (OSError, ValueError, RuntimeError) as exc:
+    except StartError as exc:
         logging.getLogger("driftcar.sidecar").error("cannot start: %s", exc)
         return 3
     return 0 if ok else 1

@@ -34,10 +34,14 @@ from driftcar.sidecar.security import TokenAuth, grpc_server_credentials, server
 from driftcar.sidecar.state import StateStore
 from driftcar.wire import DEFAULT_LIMITS, Limits
 
-__all__ = ["SidecarService", "SidecarHandle", "run_in_thread", "build_telemetry"]
+__all__ = ["SidecarService", "SidecarHandle", "StartError", "run_in_thread", "build_telemetry"]
 
 log = logging.getLogger("driftcar.sidecar")
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class StartError(RuntimeError):
+    """The service could not start (address in use, unreadable reference file, ...)."""
 
 
 def build_telemetry(config: SidecarConfig):
@@ -195,6 +199,9 @@ class SidecarService:
                 pass
         try:
             await self.start()
+        except Exception as exc:
+            await self._abort()
+            raise StartError(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
             await self._abort()
             raise
@@ -203,16 +210,24 @@ class SidecarService:
         return await self.stop()
 
     async def _abort(self) -> None:
-        """Undo a partial start (best effort, short)."""
+        """Undo a partial start (best effort, short; never raises)."""
         self._stopping = True
+        steps = []
         if self.grpc is not None:
-            await self.grpc.stop(0)
+            steps.append(self.grpc.stop(0))
         if self._tick is not None:
             self._tick.cancel()
-        for runner in self._runners:
-            await runner.cleanup()
+        steps += [runner.cleanup() for runner in self._runners]
+        for step in steps:
+            try:
+                await step
+            except Exception:
+                log.debug("abort step failed", exc_info=True)
         self.worker.stop(timeout=1.0)
-        await asyncio.to_thread(self.tel.shutdown, 1.0)
+        try:
+            await asyncio.to_thread(self.tel.shutdown, 1.0)
+        except Exception:
+            log.debug("telemetry shutdown failed", exc_info=True)
 
 
 @dataclass

@@ -181,3 +181,22 @@ def test_bad_configuration_refuses_to_start_and_lists_every_problem(tmp_path):
     assert proc.returncode == 2
     for path in (f"{cfg}: window", f"{cfg}: unknown_key", "DRIFTCAR_MAX_MODELS"):
         assert path in proc.stderr, proc.stderr
+
+
+def test_start_failures_exit_3_with_the_reason(tmp_path):
+    import socket
+
+    bad = tmp_path / "bad.profile"
+    bad.write_bytes(b"not a profile")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCAR_")}
+    base = [sys.executable, "-m", "driftcar.cli", "sidecar", "--prometheus", "off", "--export", "none"]
+    proc = subprocess.run(base + ["--reference", str(bad), "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "not a driftcar profile" in proc.stderr, proc.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(base + ["--grpc", "127.0.0.1:0", "--http", f"127.0.0.1:{port}"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "address already in use" in proc.stderr, proc.stderr
