@@ -207,3 +207,20 @@ def test_concurrent_offers_are_each_sent_once_or_counted_dropped(shippers):
     assert len(values) == stats["sent_rows"]
     assert stats["sent_rows"] + stats["dropped_rows"] == threads * per_thread  # nothing lost uncounted
     assert stats["offer_errors"] == 0
+
+
+def test_split_batches_number_their_bodies_consecutively(shippers):
+    fake = FakeExporter()
+    s = make(fake, max_request_bytes=128 * 1024, max_batch_rows=100_000)
+    shippers.append(s)
+    X = np.arange(20_000 * 4, dtype=np.float64).reshape(20_000, 4)  # 640 KB: several bodies
+    s.offer(item(X[:5]))
+    assert s.flush(5)
+    s.offer(item(X, kind="reference"))
+    assert s.flush(5)
+    batches = decoded_batches(fake.requests())
+    assert len(batches) >= 6
+    assert [b.hook["sent_batches"] for _, b in batches] == list(range(len(batches)))  # no gaps from re-splits
+    assert s.stats["sent_batches"] == len(batches)
+    np.testing.assert_array_equal(features(batches[1:], 4), X)
+    assert all(len(p) <= 128 * 1024 for p in fake.payloads)

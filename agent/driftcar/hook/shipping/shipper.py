@@ -338,12 +338,6 @@ class Shipper:
             "failed_exports": s["failed_exports"],
         }
 
-    def _sealed_counters(self) -> dict[str, int | str]:
-        counters = self._hook_counters()
-        with self._buffer.lock:
-            self._counts["sent_batches"] += 1
-        return counters
-
     def _ship(self, entries: list[Entry]) -> None:
         from driftcar.wire.otlp import batch_log_record
 
@@ -368,19 +362,26 @@ class Shipper:
         for part in parts:
             if not part.rows and not part.calls:
                 continue
+            done_rows = done_calls = 0
             try:
-                for chunk, body in encode_part(part, self._budget, self._sealed_counters):
+                # hook counters are read as each body is sealed; a body counts as a batch once
+                # it is kept (bodies re-split for size are not counted)
+                for chunk, body in encode_part(part, self._budget, self._hook_counters):
                     records.append(batch_log_record(
                         body, model_name=config.model_name, model_version=config.model_version,
                         kind=chunk.kind, rows=chunk.rows, trace_id=chunk.trace_id,
                     ))
                     n_calls = len(next(iter(chunk.calls.values()))) if chunk.calls else 0
                     tallies.append((chunk.rows, n_calls))
-            except Exception as exc:
+                    done_rows += chunk.rows
+                    done_calls += n_calls
+                    with self._buffer.lock:
+                        self._counts["sent_batches"] += 1
+            except Exception as exc:  # what was already encoded still goes; the rest is counted
                 with self._buffer.lock:
                     self._counts["encode_errors"] += 1
                 n_calls = len(next(iter(part.calls.values()))) if getattr(part, "calls", None) else 0
-                self._count_lost(int(part.rows), n_calls, "encode",
+                self._count_lost(max(int(part.rows) - done_rows, 0), max(n_calls - done_calls, 0), "encode",
                                  "driftcar could not encode a batch (%s: %s); its rows are counted as dropped",
                                  type(exc).__name__, exc)
         start = 0
