@@ -41,7 +41,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="self-contained demo: model + hook + in-process sidecar, drift injected halfway",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        description="Train a model on generated data, start a sidecar in this process (Prometheus /metrics on, "
+                    "no collector), send traffic through the real hook with labels posted back, inject drift into "
+                    "two features halfway, show a live view and end with a summary of what drifted, how quickly "
+                    "it was found and where to look.",
     )
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="traffic time; drift starts halfway (default 36, or 14 with --fast)")

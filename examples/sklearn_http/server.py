@@ -18,6 +18,7 @@ The hook never blocks or raises into the request: if driftcar is down, rows are 
 from __future__ import annotations
 
 import argparse
+import os
 import uuid
 
 import numpy as np
@@ -86,12 +87,31 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
+def setup_tracing() -> None:
+    """Export the app's spans (the hook's predict spans included) when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+
+    driftcar's drift events then carry trace ids of sampled calls, which Grafana opens in Tempo.
+    """
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create())  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="churn model over HTTP, monitored by driftcar")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--endpoint", default=None, help="driftcar sidecar or collector (default $DRIFTCAR_ENDPOINT)")
     args = parser.parse_args(argv)
+    setup_tracing()
     web.run_app(make_app(args.endpoint), host=args.host, port=args.port)
 
 

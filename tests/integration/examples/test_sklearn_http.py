@@ -12,7 +12,7 @@ import pytest
 from examples.sklearn_http.client import run_traffic
 from examples.sklearn_http.data import DRIFTED, FEATURES
 from examples.sklearn_http.server import MONITOR, make_app
-from tests.integration.examples.conftest import model_doc
+from tests.integration.examples.conftest import events, model_doc
 from tests.support.waiting import free_port, wait_until
 
 
@@ -46,7 +46,11 @@ class ServerThread:
 
 
 def test_drift_and_late_labels_reach_the_sidecar(sidecar):
-    app = make_app(sidecar.grpc_endpoint, name="churn", version="1", max_batch_age_s=0.2)
+    from opentelemetry.sdk.trace import TracerProvider
+
+    # the app's own tracer provider (what setup_tracing() installs globally when exporting)
+    app = make_app(sidecar.grpc_endpoint, name="churn", version="1", max_batch_age_s=0.2,
+                   tracer_provider=TracerProvider())
     with ServerThread(app) as server:
         sent = asyncio.run(run_traffic(server.url, rate=25, batch=60, duration=7.0, drift_after=3.5,
                                        label_delay=0.3))
@@ -64,6 +68,11 @@ def test_drift_and_late_labels_reach_the_sidecar(sidecar):
                          timeout=10, what="accuracy from joined labels")
         assert 0.5 < doc["performance"]["accuracy"] <= 1.0
         assert app[MONITOR].stats["dropped_rows"] == 0
+        # drift events carry trace ids of sampled predict calls (dashboard: log line -> trace)
+        detected = [e for e in events(sidecar) if e["event_name"] == "driftcar.drift.detected"
+                    and e["attributes"]["feature.name"] in DRIFTED]
+        trace_ids = {t for e in detected for t in e["attributes"]["driftcar.sample_trace_ids"]}
+        assert trace_ids and all(len(t) == 32 and int(t, 16) for t in trace_ids)
 
 
 def test_bad_requests_get_a_clear_400(sidecar):
