@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from driftcar.wire import BatchError, Column, encode_batch
 from driftcar.wire.otlp import batch_log_record, export_request
 
-__all__ = ["Chunk", "plan_chunks", "encode_part", "pack_requests", "RECORD_OVERHEAD_BYTES"]
+__all__ = ["Chunk", "plan_chunks", "encode_part", "pack_requests", "body_budget", "RECORD_OVERHEAD_BYTES"]
 
 #: bytes a LogRecord envelope adds to its body (attributes, times, framing), generously rounded up
 RECORD_OVERHEAD_BYTES = 1024
@@ -185,8 +184,3 @@ def body_budget(resource: Mapping[str, Any], model_name: str, model_version: str
         resource,
     ).ByteSize()
     return max_request_bytes - envelope - RECORD_OVERHEAD_BYTES - 16 * int(math.log2(max_request_bytes))
-
-
-def as_request(payload: bytes) -> ExportLogsServiceRequest:
-    """Parse a payload back (tests and debugging)."""
-    return ExportLogsServiceRequest.FromString(payload)

@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 
-__all__ = ["register", "live_shippers"]
+__all__ = ["register"]
 
 _SHIPPERS: "weakref.WeakSet" = weakref.WeakSet()
 _LOCK = threading.Lock()
@@ -54,7 +54,3 @@ def register(shipper) -> None:
             atexit.register(_at_exit)
             _INSTALLED = True
         _SHIPPERS.add(shipper)
-
-
-def live_shippers() -> list:
-    return list(_SHIPPERS)
