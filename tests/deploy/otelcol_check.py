@@ -289,6 +289,10 @@ def _check_connectors(pipelines: dict, connectors: dict, problems: list[str]) ->
                     problems.append(f"connectors.{cid}: cannot connect a {pair[0]} pipeline ({pe}) to a {pair[1]} pipeline ({pr})")
         if component_type(cid) == "routing":
             cfg = cfg or {}
+            # connector/routingconnector/config.go (v0.136.0): table, default_pipelines, error_mode;
+            # match_once was removed in v0.120.0 (there is no ``routes`` key)
+            for key in set(cfg) - {"table", "default_pipelines", "error_mode"}:
+                problems.append(f"connectors.{cid}: unknown key {key!r} (routing takes table, default_pipelines, error_mode)")
             table = cfg.get("table") or []
             if not table:
                 problems.append(f"connectors.{cid}: empty routing table")

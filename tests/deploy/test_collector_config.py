@@ -151,3 +151,10 @@ def test_missing_retry_settings_are_reported(centric):
 def test_malformed_env_substitution_is_reported(centric):
     centric["exporters"]["otlp/traces"]["endpoint"] = "${TRACES}"
     assert any("malformed substitution" in p for p in check(centric))
+
+
+def test_routing_with_an_unknown_key_is_reported(centric):
+    centric["connectors"]["routing"]["routes"] = centric["connectors"]["routing"].pop("table")
+    problems = check(centric, event_name=EVENT_NAME)
+    assert any("unknown key 'routes'" in p for p in problems), problems
+    assert any("empty routing table" in p for p in problems), problems
