@@ -163,6 +163,10 @@ def test_shutdown_flushes_what_is_queued(shippers):
     s.offer(item(np.ones((9, 2))))
     assert s.shutdown(5) is True
     assert decoded_batches(fake.requests())[0][1].rows == 9 and fake.closed
+    fake = FakeExporter()
+    with make(fake) as s2:  # a context manager shuts down on exit
+        s2.offer(item(np.ones((4, 2))))
+    assert decoded_batches(fake.requests())[0][1].rows == 4 and fake.closed
 
 
 def test_fork_reset_gives_an_empty_buffer_and_a_new_identity(shippers):

@@ -443,6 +443,12 @@ class Shipper:
             except Exception:
                 pass
 
+    def __enter__(self) -> "Shipper":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown(self.config.exit_timeout_s)
+
     def __repr__(self) -> str:
         return f"Shipper({self.config.model_name!r}, endpoint={self.config.endpoint!r}, instance={self.instance})"
 
