@@ -187,3 +187,24 @@ def test_checker_reports_a_container_without_probes_or_hardening():
     assert any("no livenessProbe" in p for p in problems)
     assert any("readOnlyRootFilesystem" in p for p in problems)
     assert any("resources.limits" in p for p in problems)
+
+
+#: Kubernetes versions the manifests must be valid for (preStop ``sleep`` needs >= 1.30 by default)
+K8S_VERSIONS = ("1.30", "1.34")
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_manifests_validate_against_the_kubernetes_schema(variant, version):
+    kv = pytest.importorskip("kubernetes_validate")
+    for doc in load_variant(variant):
+        kv.validate(doc, version, strict=True)  # strict: unknown (misspelt) fields are errors
+
+
+def test_schema_validation_catches_a_misspelt_field():
+    kv = pytest.importorskip("kubernetes_validate")
+    deployment = copy.deepcopy(by_kind(load_variant("collector-centric"), "Deployment")["churn-model"])
+    c = deployment["spec"]["template"]["spec"]["containers"][0]
+    c["readinesProbe"] = c.pop("readinessProbe")
+    with pytest.raises(kv.ValidationError, match="readinesProbe"):
+        kv.validate(deployment, K8S_VERSIONS[-1], strict=True)
