@@ -52,6 +52,17 @@ class PCAModel:
         return np.sqrt(np.mean(resid * resid, axis=1))
 
 
+    def column_errors(self, columns: list[np.ndarray]) -> np.ndarray:
+        """Per-row error from one float64 array per feature (in ``features`` order), the sketch's
+        fast path: a row with a NaN or infinity gets NaN (the sketch counts it as missing)."""
+        z = np.vstack(columns)  # (d, rows), contiguous per feature
+        z -= self.mean[:, None]
+        z *= (1.0 / self.scale)[:, None]
+        with np.errstate(invalid="ignore", over="ignore"):
+            resid = z - self.components @ (self.components.T @ z)
+            return np.sqrt(np.einsum("ij,ij->j", resid, resid) / z.shape[0])
+
+
 def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9) -> PCAModel:
     """Fit on ``matrix`` (rows, d >= 2); see the module docstring."""
     if not 0.0 < variance <= 1.0:

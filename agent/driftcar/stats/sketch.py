@@ -175,9 +175,8 @@ class WindowSketch:
                 self._add_categorical(where[1], values)
         if L.pca is not None and floats:
             if all(r in floats for r in L.pca_rows):
-                mat = np.column_stack([floats[r] for r in L.pca_rows])
-                complete = np.isfinite(mat).all(axis=1)  # rows with a missing/infinite value are skipped
-                self._add_numeric(L.mv_row, L.pca.errors(mat if complete.all() else mat[complete]))
+                # rows with a missing/infinite value get a NaN error: counted as missing, not tested
+                self._add_numeric(L.mv_row, L.pca.column_errors([floats[r] for r in L.pca_rows]))
             else:
                 self.mv_skipped += 1
         if probas:
