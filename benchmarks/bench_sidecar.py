@@ -205,22 +205,38 @@ def bench_throughput(quick: bool, tmp: str) -> list[str]:
     for req in requests[: len(distinct)]:
         batch = decode_batch(req.resource_logs[0].scope_logs[0].log_records[0].body.bytes_value)
         decoded.append({n: batch.columns[n] for n in batch.names("feature")})
-    engine = _engine_rate(prof, decoded * 5, repeat=3)
-    in_process = _in_process_rate(prof, requests[:100], repeat=3)
+    engine = in_process = 0.0
+    for _ in range(5):  # interleaved, best of 5 each: the machine is shared, load drifts
+        engine = max(engine, _engine_rate(prof, decoded * 5, repeat=1))
+        in_process = max(in_process, _in_process_rate(prof, requests[:100], repeat=1))
 
     sidecar = _Sidecar(tmp, "--window", "1m", "--reference", ref_path)
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc}")
         stub = logs_service_pb2_grpc.LogsServiceStub(channel)
         _send_all(stub, requests[:20], inflight=4)  # warm-up
-        _wait_rows(sidecar, "bench", 20 * ROWS)
-        start = time.perf_counter()
-        sent, refusals, send_s = _send_all(stub, requests, inflight=8)
-        done = _wait_rows(sidecar, "bench", (20 + n_batches) * ROWS)
-        served = n_batches * ROWS / (done - start)
+        applied = 20 * ROWS
+        _wait_rows(sidecar, "bench", applied)
+        import psutil
+
+        proc = psutil.Process(sidecar.proc.pid)
+        served, refusals, cpu = 0.0, 0, {}
+        for _ in range(3):  # best of 3, like the engine baseline (the machine is shared)
+            before = {t.id: t.user_time + t.system_time for t in proc.threads()}
+            start = time.perf_counter()
+            sent, refused, _ = _send_all(stub, requests, inflight=8)
+            applied += n_batches * ROWS
+            done = _wait_rows(sidecar, "bench", applied)
+            refusals += refused
+            rate = n_batches * ROWS / (done - start)
+            if rate > served:
+                served = rate
+                after = {t.id: t.user_time + t.system_time for t in proc.threads()}
+                cpu = sorted((after[t] - before.get(t, 0.0) for t in after), reverse=True)
         channel.close()
     finally:
         sidecar.stop()
+    per_request_ms = [c / n_batches * 1000 for c in cpu[:2]]
     return [
         "### Ingest throughput (20 numeric + 5 categorical features, 1,000-row batches)",
         "",
@@ -232,9 +248,12 @@ def bench_throughput(quick: bool, tmp: str) -> list[str]:
         f"| `driftcar sidecar` process over gRPC loopback ({n_batches} requests, 8 in flight) | {served:,.0f} | "
         f"{served / engine:.2f} |",
         "",
-        f"The process figure counts rows *applied to the state* (the ingest queue drained), not just "
-        f"acknowledged; the load client runs on the same 2-core machine. Refusals (UNAVAILABLE + RetryInfo): "
-        f"{refusals} of {n_batches} requests. Targets: >= 0.5 x engine and >= 200,000 rows/s.",
+        f"The process figure (best of 3 rounds) counts rows *applied to the state* (the ingest queue drained), "
+        f"not just acknowledged; the load client runs on the same 2-core machine. Refusals (UNAVAILABLE + "
+        f"RetryInfo): {refusals} of {3 * n_batches} requests. CPU per request in the sidecar's two busiest "
+        f"threads (ingest worker applying sketches, event loop receiving and decoding): "
+        f"{per_request_ms[0]:.2f} ms and {per_request_ms[1]:.2f} ms; they share the GIL, so their sum bounds "
+        f"the rate. Targets: >= 0.5 x engine and >= 200,000 rows/s.",
         "",
     ]
 
