@@ -200,3 +200,32 @@ def test_start_failures_exit_3_with_the_reason(tmp_path):
         proc = subprocess.run(base + ["--grpc", "127.0.0.1:0", "--http", f"127.0.0.1:{port}"], env=env,
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and "address already in use" in proc.stderr, proc.stderr
+
+
+def test_standard_otel_variables_are_honoured(tmp_path):
+    receiver = GrpcOtlpReceiver().start()
+    try:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+               "OTEL_METRIC_EXPORT_INTERVAL": "300", "OTEL_SERVICE_NAME": "drift-sidecar-test",
+               "OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=pod-1,deployment.environment=test"}
+        with SidecarProcess(tmp_path, "--window", "1h", env=env) as sidecar:
+            sender = GrpcSender(sidecar.ports["grpc"])
+            sender.send(shifted_request(rows=10))
+            sender.close()
+
+            def resources():
+                from driftcar.wire.otlp import attributes_to_dict
+
+                for req in list(receiver.metrics):
+                    for rm in req.resource_metrics:
+                        attrs = attributes_to_dict(rm.resource.attributes)
+                        names = {m.name for sm in rm.scope_metrics for m in sm.metrics}
+                        if "driftcar.inference.rows" in names:
+                            return attrs
+                return None
+
+            attrs = wait_until(resources, 20, what="periodic export to OTEL_EXPORTER_OTLP_ENDPOINT")
+            assert attrs["service.name"] == "drift-sidecar-test"
+            assert attrs["k8s.pod.name"] == "pod-1" and attrs["deployment.environment"] == "test"
+    finally:
+        receiver.stop()

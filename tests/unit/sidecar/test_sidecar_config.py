@@ -72,3 +72,15 @@ def test_every_option_has_env_and_flag_names():
 def test_bad_durations(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+def test_drift_section_is_validated_by_the_stats_engine(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("drift:\n  min_samples: 50\n  features:\n    age: {method: psi, threshold: 0.2}\n")
+    cfg = load_config(str(path), env={})
+    assert cfg.drift.min_samples == 50 and cfg.drift.features["age"].method == "psi"
+    path.write_text("drift:\n  bogus: 1\n  features:\n    age: {methd: psi}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={})
+    text = str(info.value)
+    assert "drift.bogus" in text and "drift.features.age.methd" in text
