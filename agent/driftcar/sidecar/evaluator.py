@@ -164,8 +164,10 @@ class Evaluator:
             state.tracker = VerdictTracker(config)
             _seed_tracker(state.tracker, state.verdicts)
         changes = state.tracker.update(report)
-        for change in changes:
-            state.verdicts[change.feature] = bool(change.detected)
+        if changes:  # replaced whole: the API reads it from the event loop meanwhile
+            verdicts = dict(state.verdicts)
+            verdicts.update({change.feature: bool(change.detected) for change in changes})
+            state.verdicts = verdicts
         window = self.config.window
         for result in report.results:
             deciding = bool(getattr(result, "deciding", False))
