@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                     "it was found and where to look.",
     )
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="traffic time; drift starts halfway (default 36, or 14 with --fast)")
+                        help="traffic time; drift starts halfway (default 30, or 14 with --fast)")
     parser.add_argument("--window", default=None, metavar="DURATION",
                         help="sidecar window (default 3s, or 2s with --fast)")
     parser.add_argument("--rate", type=int, default=2000, metavar="ROWS", help="rows per second (default 2000)")
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     scenario = Scenario(
-        duration_s=args.duration if args.duration is not None else (14.0 if args.fast else 36.0),
+        duration_s=args.duration if args.duration is not None else (14.0 if args.fast else 30.0),
         window=args.window or ("2s" if args.fast else "3s"),
         rate=args.rate,
         seed=args.seed,
