@@ -66,7 +66,21 @@ def sketch_throughput(quick: bool) -> str:
                 w.update(b)
         return go
 
+    # heavy tails: the grid lookup would need too many corrections, sketches fall back to searchsorted
+    heavy_ref = {f"n{i}": rng.standard_cauchy(20_000) for i in range(n_num)}
+    prof_heavy = profile(heavy_ref, multivariate=False)
+    heavy = [{f"n{i}": rng.standard_cauchy(rows) for i in range(n_num)} for _ in range(len(batches))]
+    Lh = prof_heavy.layout
+    heavy_fine = [Lh.search_edges[Lh.where[f"n{i}"][1]][:-1] for i in range(n_num)]
+
+    def bare_heavy():
+        for b in heavy:
+            for j in range(n_num):
+                np.bincount(np.searchsorted(heavy_fine[j], b[f"n{j}"], "right"), minlength=size)
+
     repeat = 3 if quick else 7
+    t_heavy_bare = _best(bare_heavy, repeat)
+    t_heavy = _best(ours(prof_heavy, heavy), repeat)
     t_fine = _best(bare(fine), repeat)
     t_coarse = _best(bare(coarse), repeat)
     t_num = _best(ours(prof_nopca, num_only), repeat)
@@ -84,9 +98,16 @@ def sketch_throughput(quick: bool) -> str:
         f"| WindowSketch.update, 20 numeric | {values_num / t_num / 1e6:.1f} M | {t_num / t_fine:.2f}x |",
         f"| WindowSketch.update, 20 numeric + 5 categorical (str) | {values_all / t_all / 1e6:.1f} M | {t_all / t_fine:.2f}x |",
         f"| same + PCA reconstruction error (multivariate) | {values_all / t_pca / 1e6:.1f} M | {t_pca / t_fine:.2f}x |",
+        f"| bare, {L.F} fine edges, 20 heavy-tailed (Cauchy) numeric | {values_num / t_heavy_bare / 1e6:.1f} M | "
+        f"1.00x (own baseline) |",
+        f"| WindowSketch.update, 20 heavy-tailed numeric (searchsorted fallback) | {values_num / t_heavy / 1e6:.1f} M | "
+        f"{t_heavy / t_heavy_bare:.2f}x |",
         "",
-        f"Target: within 2x of the bare numpy pass. Numeric-only update vs bare (same edges): "
-        f"**{t_num / t_fine:.2f}x**; against a bare pass with only the 19 coarse edges: {t_num / t_coarse:.2f}x.",
+        f"Target: within 2x of the bare numpy pass. Full update (20 numeric + 5 categorical) vs bare "
+        f"searchsorted+bincount on the same fine edges: **{t_all / t_fine:.2f}x**; vs a bare pass on only the 19 "
+        f"coarse edges: {t_all / t_coarse:.2f}x. The sketch bins light-tailed features with an exact grid lookup "
+        f"(equal to searchsorted, property-tested) and falls back to searchsorted for heavy tails. Each update "
+        f"also counts missing/out-of-range values and per-bin sums (for Wasserstein) in the same pass.",
     ]
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from driftcar.stats import methods
+from driftcar.stats._binning import make_binner
 from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION, FeatureProfile, Profile, coarse_counts
 
 
@@ -41,6 +42,8 @@ class Layout:
         nan = np.full((n, 1), np.nan)
         # NaN as last edge sends NaN values to the missing bin (F + 2), +inf to above-max (F + 1)
         self.search_edges = [np.ascontiguousarray(r) for r in np.hstack([self.fine_edges, nan])]
+        # per feature, the faster exact way to find bins (grid lookup unless heavy-tailed)
+        self.binners = [make_binner(r) for r in self.fine_edges]
         self.ref_fine = np.array([f.fine_counts for f in num], dtype=np.int64).reshape(n, F + 3)
         self.ref_sums = np.array([f.fine_sums for f in num], dtype=np.float64).reshape(n, F + 3)
         inf = np.full((n, 1), np.inf)

@@ -7,7 +7,8 @@ finite values, or counts per reference category + ``__other__`` + missing;
 plus the PCA reconstruction error binned the same way, the prediction and
 label columns, and the sum of max predicted probability (estimated accuracy).
 
-Update cost: one ``searchsorted`` + two ``bincount`` per numeric column, one
+Update cost: one bin lookup (grid lookup, or ``searchsorted`` for heavy tails:
+:mod:`driftcar.stats._binning`) + two ``bincount`` per numeric column, one
 ``Counter`` (or ``np.unique``) per categorical column, one small matrix
 product for PCA. Memory is fixed by the profile, whatever the traffic:
 16 * (fine_bins + 3) bytes per numeric column (6.4 KB at 400 fine bins),
@@ -219,7 +220,7 @@ class WindowSketch:
     def _add_numeric(self, row: int, values: Any) -> np.ndarray:
         x, invalid = to_float(values)
         size = self.num_counts.shape[1]
-        idx = np.searchsorted(self.profile.layout.search_edges[row], x, "right")
+        idx = self.profile.layout.binners[row](x)
         counts = np.bincount(idx, minlength=size)
         self.num_counts[row] += counts
         if counts[0] or counts[size - 2]:  # out of the reference range (rare when undrifted)

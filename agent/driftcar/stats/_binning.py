@@ -1,0 +1,94 @@
+"""Bin index of values on uneven (quantile) edges: ``searchsorted`` or a grid lookup (internal).
+
+Both return exactly ``np.searchsorted(edges + [NaN], x, "right")``: below the first
+edge -> 0, bin i -> i, at/after the last edge -> len(edges), NaN -> len(edges) + 1.
+
+``np.searchsorted`` costs a branchy binary search per value (~9 levels for 400 fine
+edges). The lookup maps x to one of G uniform cells between the first and last edge
+with arithmetic, reads the first candidate bin from a table, then corrects with at
+most ``steps`` branch-free compare-and-add passes (cells hold few edges when the data
+is not heavy-tailed). It is used only when ``steps`` is small; measured ~2x faster
+than searchsorted on normal data (benchmarks/bench_stats.py). Exactness rests on the
+cell function being monotone: cell(e) > cell(x) implies e > x, so only edges of x's
+own cell need comparing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["make_binner", "SearchBinner", "LookupBinner"]
+
+MAX_STEPS = 3  # above this many corrections, searchsorted is as fast
+
+
+class SearchBinner:
+    kind = "searchsorted"
+
+    def __init__(self, edges: np.ndarray):
+        self.ext = np.ascontiguousarray(np.concatenate([edges, [np.nan]]))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.ext, x, "right")
+
+
+class LookupBinner:
+    kind = "lookup"
+
+    def __init__(self, edges: np.ndarray, cells: int, steps: int, cell_of_edges: np.ndarray):
+        n = len(edges)
+        self.lo = float(edges[0])
+        self.scale = cells / float(edges[-1] - edges[0])
+        # x is clipped to one cell beyond the edges first, so the arithmetic never overflows
+        self.x_min, self.x_max = _x_range(self.lo, self.scale, cells)
+        self.cells = cells
+        self.steps = steps
+        # cells -1 .. cells (clipped values) and cells + 1 for NaN, shifted by +1 to index the table
+        c = np.arange(-1, cells + 2)
+        dtype = np.int16 if n + 2 < np.iinfo(np.int16).max else np.int32  # small tables stay in cache
+        self.table = np.searchsorted(cell_of_edges, c, "left").astype(dtype)
+        self.table[-1] = n + 1  # NaN
+        self.ext = np.concatenate([edges, [np.nan, np.nan]])  # ext[n], ext[n + 1] never <= x
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        g = np.clip(x, self.x_min, self.x_max)
+        g -= self.lo
+        g *= self.scale
+        g[np.isnan(g)] = self.cells + 1
+        idx = self.table.take(g.astype(np.intp) + 1)
+        ext = self.ext
+        for _ in range(self.steps):
+            idx += ext.take(idx) <= x
+        return idx
+
+
+def _x_range(lo: float, scale: float, cells: int) -> tuple[float, float]:
+    return lo - 1.0 / scale, lo + cells / scale
+
+
+def _cells(edges: np.ndarray, lo: float, scale: float, cells: int) -> np.ndarray:
+    """The cell of each edge, by the very same float operations as LookupBinner.__call__."""
+    x_min, x_max = _x_range(lo, scale, cells)
+    g = np.clip(edges, x_min, x_max)
+    g -= lo
+    g *= scale
+    return g.astype(np.intp)
+
+
+def make_binner(edges: np.ndarray, cells_per_edge: tuple[int, ...] = (8, 32)):
+    """The faster exact binner for these sorted finite ``edges`` (memory: at most
+    2 bytes x 32 cells per edge for the lookup table)."""
+    edges = np.asarray(edges, dtype=np.float64)
+    span = float(edges[-1] - edges[0]) if len(edges) > 1 else 0.0
+    if len(edges) < 16 or not np.isfinite(span) or span <= 0:
+        return SearchBinner(edges)
+    for per_edge in cells_per_edge:
+        cells = per_edge * len(edges)
+        scale = cells / span
+        if not np.isfinite(scale):
+            break
+        cell_of_edges = _cells(edges, float(edges[0]), scale, cells)
+        steps = int(np.bincount(cell_of_edges + 1).max())
+        if steps <= MAX_STEPS:
+            return LookupBinner(edges, cells, steps, cell_of_edges)
+    return SearchBinner(edges)
