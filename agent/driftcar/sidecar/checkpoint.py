@@ -235,6 +235,7 @@ class Checkpointer:
                 if blob and from_bytes is not None:
                     try:
                         state.joiner = from_bytes(blob)
+                        state.sync_unmatched_counters()  # counts before the restart are not re-exported
                     except Exception as exc:
                         log.warning("label buffer of %s@%s not restored: %s", state.model, state.version, exc)
                 count += 1

@@ -270,6 +270,11 @@ class ModelState:
             self.y_pred.extend(np.asarray(y_pred).tolist())
         self._report_unmatched()
 
+    def sync_unmatched_counters(self) -> None:
+        """Take the joiner's current counters as already reported (after a restore)."""
+        for reason, attr in (("expired", "expired"), ("unknown_id", "unmatched_labels"), ("evicted", "evicted")):
+            self._joiner_seen[reason] = int(getattr(self.joiner, attr, 0) or 0)
+
     def _report_unmatched(self) -> None:
         for reason, attr in (("expired", "expired"), ("unknown_id", "unmatched_labels"), ("evicted", "evicted")):
             value = int(getattr(self.joiner, attr, 0) or 0)

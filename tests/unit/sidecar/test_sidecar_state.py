@@ -169,6 +169,8 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     store, evaluator, tel, clock = make()
     store.apply(item(reference(numeric_frame(1_000, 2, seed=1))))
     store.apply(item(inference_body(numeric_frame(300, 2, seed=2), hook={"instance": "h", "dropped_rows": 9})))
+    store.apply(item(inference_body(numeric_frame(40, 2, seed=3), predictions=np.array([1] * 20 + [0] * 20),
+                                    ids=np.arange(40, dtype=np.int64))))
     evaluator.evaluate_all(store.close_windows())
     ckpt = Checkpointer(str(tmp_path), store)
     assert ckpt.save() > 0
@@ -177,9 +179,14 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     restored = store2.models[("m", "1")]
     original = store.models[("m", "1")]
     assert restored.profile.fingerprint == original.profile.fingerprint
-    assert [w.rows for w in restored.closed] == [300]
+    assert [w.rows for w in restored.closed] == [340]
     assert np.array_equal(restored.closed[0].sketch.feature("x0").counts, original.closed[0].sketch.feature("x0").counts)
     assert restored.hook_dropped == {"h": 9} and restored.verdicts == original.verdicts
+    # the label buffer survives: predictions sent before the checkpoint meet labels after it
+    assert len(restored.joiner) == 40
+    store2.apply(item(encode_batch("labels", [Column("id", "id", np.arange(40, dtype=np.int64)),
+                                              Column("label", "label", [1] * 40)])))
+    assert len(restored.y_true) == 40 and restored.y_pred == [1] * 20 + [0] * 20
     with open(os.path.join(tmp_path, "state.msgpack"), "r+b") as fh:
         fh.seek(10)
         fh.write(b"\xff" * 20)
