@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from driftcar.hook.grouping import OUTPUT_METHODS, PROBA_METHODS, combine, plan
 from driftcar.hook.records import Captured
 from driftcar.wire.codec import CALL_COLUMNS, KINDS, Column
 from driftcar.wire.limits import DEFAULT_LIMITS, Limits
@@ -52,10 +53,6 @@ __all__ = ["BatchPart", "to_columns", "dropped_rows", "PROBA_METHODS", "OUTPUT_M
 
 log = logging.getLogger("driftcar.hook")
 
-#: methods whose output is a probability table
-PROBA_METHODS = frozenset({"predict_proba", "predict_proba_one"})
-#: methods whose output is captured at all (others: fit, transform, learn_one, ...)
-OUTPUT_METHODS = frozenset({"predict", "predict_one", "__call__"}) | PROBA_METHODS
 
 _RESERVED = ("prediction", "id", "label")
 
@@ -424,6 +421,12 @@ class _Group:
         self.dropped = 0
 
     def part(self) -> BatchPart:
+        calls_in_order = self.calls or []
+        with_data = [index for index, row in calls_in_order if row[4]]
+        if all(a < b for a, b in zip(with_data, with_data[1:])):
+            # data rows follow call order: put the calls without data back where they happened
+            calls_in_order = sorted(calls_in_order, key=lambda entry: entry[0])
+        rows = [row for _, row in calls_in_order]
         columns = []
         if self.chunks:
             for j, col in enumerate(self.chunks[0]):
@@ -431,7 +434,7 @@ class _Group:
         calls = None
         if self.calls is not None:
             names = list(CALL_COLUMNS)
-            values = list(zip(*self.calls)) if self.calls else [()] * len(names)
+            values = list(zip(*rows)) if rows else [()] * len(names)
             calls = {}
             for name, column in zip(names, values):
                 wire = CALL_COLUMNS[name]
@@ -464,40 +467,69 @@ def to_columns(items: Sequence[Captured], limits: Limits = DEFAULT_LIMITS) -> li
 
 
 def _to_columns(items: Sequence[Captured], limits: Limits) -> list[BatchPart]:
-    entries: list[tuple[str, tuple | None, Captured | None, list[Column], int]] = []
-    # (kind, signature, item-for-calls-row, columns, dropped rows)
-    for item in items:
-        try:
-            cols = _convert(item, limits)
-            dropped = 0
-        except Exception as exc:  # anything odd in user data: drop and count, never raise
-            _log_once(f"{item.kind}/{item.method}", exc)
-            cols, dropped = [], _item_rows(item)
-        call_item = item if item.kind == "inference" else None
-        sig = _signature(cols) if cols else None
-        entries.append((item.kind if item.kind in KINDS else "inference", sig, call_item, cols, dropped))
-        if item.kind == "inference" and item.method == "learn_one" and cols and item.ids is not None:
-            extra = [c for c in cols if c.role in ("id", "label")]
-            if len(extra) == 2:
-                entries.append(("labels", _signature(extra), None, extra, 0))
+    # 1. units of work, in order of first appearance: items with the same structural key are
+    #    combined and converted once (see grouping.py); the rest are converted one by one
+    units: dict[Any, list] = {}
+    for index, item in enumerate(items):
+        key, rows = plan(item)
+        if key is None:
+            units[("single", index)] = [None, [(index, item, 0)]]
+        else:
+            unit = units.get(key)
+            if unit is None:
+                units[key] = unit = [key, []]
+            unit[1].append((index, item, rows))
+    # 2. convert: entries of (kind, signature, [(index, call item or None, captured rows)], columns, dropped)
+    entries: list[tuple] = []
+    for key, members in units.values():
+        if key is not None and len(members) > 1:
+            total = sum(n for _, _, n in members)
+            try:
+                cols = _convert(combine(key, [m[1] for m in members], total), limits)
+                if not cols or len(cols[0].data) != total:
+                    raise _Unconvertible(f"combined conversion gave {len(cols[0].data) if cols else 0} rows, expected {total}")
+            except Exception as exc:  # convert them one by one: only the bad ones get dropped
+                _log_once("combine", exc)
+            else:
+                _add_entry(entries, members[0][1], cols, [(i, it, n) for i, it, n in members], 0)
+                continue
+        for index, item, _ in members:
+            try:
+                cols = _convert(item, limits)
+                dropped = 0
+            except Exception as exc:  # anything odd in user data: drop and count, never raise
+                _log_once(f"{item.kind}/{item.method}", exc)
+                cols, dropped = [], _item_rows(item)
+            _add_entry(entries, item, cols, [(index, item, len(cols[0].data) if cols else 0)], dropped)
+    # 3. merge entries with the same signature; calls rows stay in data order
     groups: dict[tuple, _Group] = {}
     first_data: dict[str, tuple] = {}
     for kind, sig, _, _, _ in entries:
         if sig is not None and kind not in first_data:
             first_data[kind] = (kind, sig)
-    for kind, sig, call_item, cols, dropped in entries:
+    for kind, sig, members, cols, dropped in entries:
         key = (kind, sig) if sig is not None else first_data.get(kind, (kind, None))
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(kind, key[1])
-        n = len(cols[0].data) if cols else 0
         if cols:
             group.chunks.append(cols)
-            group.rows += n
+            group.rows += len(cols[0].data)
         group.dropped += dropped
-        if call_item is not None:
-            group.calls.append(_call_row(call_item, n))
+        if group.calls is not None:
+            for index, item, n in members:
+                if item is not None and item.kind == "inference":
+                    group.calls.append((index, _call_row(item, n)))
     return [g.part() for g in groups.values() if g.rows or g.calls or g.dropped]
+
+
+def _add_entry(entries: list, item: Captured, cols: list[Column], members: list, dropped: int) -> None:
+    kind = item.kind if item.kind in KINDS else "inference"
+    entries.append((kind, _signature(cols) if cols else None, members, cols, dropped))
+    if item.kind == "inference" and item.method == "learn_one" and cols and item.ids is not None:
+        extra = [c for c in cols if c.role in ("id", "label")]
+        if len(extra) == 2:  # learn_one's label, joinable by id: also a labels row
+            entries.append(("labels", _signature(extra), [(i, None, n) for i, _, n in members], extra, 0))
 
 
 def _item_rows(item: Captured) -> int:

@@ -238,3 +238,49 @@ def test_arbitrary_items_never_raise_and_always_encode(specs):
             _roundtrip(part)
     calls = sum(len(p.calls["method"]) for p in parts if p.calls)
     assert calls == sum(1 for i in items if i.kind == "inference")
+
+
+# --------------------------------------------------------------------------- combining many small items
+
+
+def test_many_one_row_items_are_combined_in_call_order():
+    rng = np.random.default_rng(4)
+    rows = [rng.normal(size=(1, 3)) for _ in range(50)]
+    items = [_item(r, np.array([i])) for i, r in enumerate(rows)]
+    items.insert(10, Captured("inference", "predict", 5, 0.001, 1))  # an unsampled call in between
+    [part] = to_columns(items)
+    batch = _roundtrip(part)
+    expected = np.vstack(rows)
+    for j in range(3):
+        assert batch.columns[f"x{j}"].tolist() == expected[:, j].tolist()
+    assert batch.columns["prediction"].tolist() == list(range(50))
+    assert batch.calls.columns["captured"].tolist() == [1] * 10 + [0] + [1] * 40
+
+
+def test_a_bad_item_among_combinable_ones_only_drops_itself():
+    good = [_item({"a": float(i)}, {"yes": 0.5, "no": 0.5}, method="predict_proba_one") for i in range(5)]
+    bad = _item({"a": 9.0}, {"yes": "high", "no": 0.5}, method="predict_proba_one")
+    parts = to_columns(good[:2] + [bad] + good[2:])
+    assert dropped_rows(parts) == 1
+    [batch] = [_roundtrip(p) for p in parts if p.rows]
+    assert batch.columns["a"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert batch.columns["proba[yes]"].tolist() == [0.5] * 5
+    assert batch.calls.columns["captured"].tolist() == [1, 1, 0, 1, 1, 1]
+
+
+def test_combined_frames_with_differing_dtypes_convert_consistently():
+    a = pd.DataFrame({"n": [1, 2], "c": pd.Categorical(["x", "y"])})
+    b = pd.DataFrame({"n": [2.5], "c": pd.Categorical(["z"])})
+    [part] = to_columns([_item(a, np.array([0, 1])), _item(b, np.array([1]))])
+    batch = _roundtrip(part)
+    assert batch.columns["n"].tolist() == [1.0, 2.0, 2.5]
+    assert batch.columns["c"] == ["x", "y", "z"]
+
+
+def test_combined_dict_rows_union_their_keys():
+    items = [_item({"a": 1.0}, 0.5, method="predict_one"), _item({"b": "u"}, 0.25, method="predict_one")]
+    [part] = to_columns(items)
+    batch = _roundtrip(part)
+    assert _same(batch.columns["a"], [1.0, float("nan")])
+    assert batch.columns["b"] == [None, "u"]
+    assert batch.columns["prediction"].tolist() == [0.5, 0.25]
