@@ -146,11 +146,14 @@ class WindowSketch:
         estimated accuracy) go to their sketches and ids are skipped. Names the
         profile does not know are counted in ``unknown`` (at most 100 names,
         the rest under ``__other__``) and otherwise ignored. ``rows`` grows by
-        the batch length. Raises ValueError (nothing changed) on ragged columns.
+        the batch length. Raises ValueError (nothing changed) on ragged or non-1-D columns.
         """
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise ValueError(f"columns have different lengths {sorted(lengths)}")
+        for name, v in columns.items():
+            if isinstance(v, np.ndarray) and v.ndim != 1:
+                raise ValueError(f"column {name!r} must be 1-D, got shape {v.shape}")
         L = self.profile.layout
         floats: dict[int, np.ndarray] = {}
         probas = []

@@ -117,6 +117,8 @@ def test_update_validates_before_changing_anything():
     w = PROFILE.new_window()
     with pytest.raises(ValueError, match="different lengths"):
         w.update({"a": [1.0, 2.0], "b": [1.0]})
+    with pytest.raises(ValueError, match="1-D"):
+        w.update({"a": np.zeros((2, 2))})
     assert w.rows == 0 and w.num_counts.sum() == 0
 
 
