@@ -61,7 +61,12 @@ def _problems_to_error(problems: list[str]) -> None:
 
 @dataclass(frozen=True)
 class FeatureDriftConfig:
-    """Per-feature overrides; None keeps the global default. ``enabled=False`` skips the feature."""
+    """Per-feature overrides; None keeps the global default. ``enabled=False`` skips the feature.
+
+    A ``method`` that does not apply to the feature's kind (e.g. ``ks`` on a categorical
+    feature) is ignored and the default for the kind is used (configs are validated before
+    the profile, hence the kinds, are known).
+    """
 
     method: str | None = None
     threshold: float | None = None
