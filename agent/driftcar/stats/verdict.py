@@ -14,7 +14,7 @@ by the evaluation tick.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from driftcar.stats.drift import DriftConfig, DriftReport, DriftResult
 from driftcar.stats.methods import PVALUE_METHODS
