@@ -113,7 +113,8 @@ class Evaluator:
 
     async def close_and_evaluate(self, final: bool = False) -> list[WindowClose]:
         async with self._lock:
-            closes = self.store.close_windows(final)
+            # the swap allocates fresh sketches and merges the cumulative ones: off the loop too
+            closes = await asyncio.to_thread(self.store.close_windows, final)
             await asyncio.to_thread(self.evaluate_all, closes)
             return closes
 
