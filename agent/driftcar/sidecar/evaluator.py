@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
-from driftcar.sidecar.state import EvaluationResult, StateStore, WindowClose
+from driftcar.sidecar.state import EMPTY, EvaluationResult, StateStore, WindowClose
 
 __all__ = ["Evaluator", "next_boundary", "HIGHER_IS_BETTER"]
 
@@ -138,10 +138,21 @@ class Evaluator:
     def evaluate(self, close: WindowClose) -> None:
         state = close.state
         report = None
+        performance, estimated = {}, None
+        # three independent parts: a failure in one (logged) never skips the others
         if close.sketch is not None and close.rows > 0 and close.profile is not None:
-            report = self._drift(close)
-            self._distributions(close)
-        performance, estimated = self._quality(close)
+            try:
+                report = self._drift(close)
+            except Exception:
+                log.exception("drift evaluation of %s@%s failed", close.model, close.version)
+            try:
+                self._distributions(close)
+            except Exception:
+                log.exception("distribution export of %s@%s failed", close.model, close.version)
+        try:
+            performance, estimated = self._quality(close)
+        except Exception:
+            log.exception("quality evaluation of %s@%s failed", close.model, close.version)
         if report is not None or performance or estimated is not None:
             state.last = EvaluationResult(
                 start_ns=close.start_ns, end_ns=close.end_ns, rows=close.rows, report=report,
@@ -219,7 +230,7 @@ class Evaluator:
             else:
                 for category, count in (getattr(window, "category_counts", {}) or {}).items():
                     if count:
-                        self.tel.add_category(close.model, close.version, name, str(category), int(count))
+                        self.tel.add_category(close.model, close.version, name, str(category) or EMPTY, int(count))
             missing = int(getattr(window, "missing", 0) or 0)
             if missing:
                 self.tel.add_missing(close.model, close.version, name, missing)

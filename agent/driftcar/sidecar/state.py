@@ -39,6 +39,8 @@ __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "Evaluatio
 log = logging.getLogger("driftcar.sidecar.state")
 
 REASONS = ("expired", "unknown_id", "evicted")
+#: exported in place of an empty string value (attribute values must not be empty)
+EMPTY = "(empty)"
 
 
 class ClosedWindow:
@@ -330,7 +332,7 @@ class ModelState:
                 values, counts = np.unique(np.asarray(all_predictions, dtype=object if _is_categorical(
                     all_predictions) else None).astype(str), return_counts=True)
                 for value, count in zip(values.tolist(), counts.tolist()):
-                    self.tel.add_prediction_class(self.model, self.version, value, int(count))
+                    self.tel.add_prediction_class(self.model, self.version, value or EMPTY, int(count))
         if probabilities is not None and probabilities.size:
             best = np.nanmax(probabilities, axis=1)
             best = best[np.isfinite(best)]

@@ -193,3 +193,24 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     store3, _, _, _ = make()
     assert Checkpointer(str(tmp_path), store3).restore() == 0  # never fatal
     assert os.path.exists(os.path.join(tmp_path, "state.msgpack.corrupt")) and not store3.models
+
+
+def test_empty_strings_and_bad_values_never_break_a_window():
+    from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
+
+    tel = Telemetry(TelemetryConfig(export="none"))  # the real one: it refuses empty attribute values
+    clock = Clock()
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel, clock=clock)
+    evaluator = Evaluator(store, tel, store.config)
+    ref = {"city": ["", "a", "b"] * 300, "x": np.arange(900, dtype=np.float64)}
+    store.apply(item(encode_batch("reference", [Column("city", "feature", ref["city"]),
+                                                Column("x", "feature", ref["x"])])))
+    live = [Column("city", "feature", ["", "", "a"] * 100), Column("x", "feature", np.full(300, np.inf)),
+            Column("prediction", "prediction", ["", "yes"] * 150)]
+    store.apply(item(encode_batch("inference", live)))
+    clock.ns += 60 * 10**9
+    evaluator.evaluate_all(store.close_windows())
+    text = tel.prometheus_text()
+    assert 'driftcar_prediction_class_total{model_name="m",model_version="1",class="(empty)"} 150' in text
+    assert 'category="(empty)"' in text
+    assert 'driftcar_drift_detected_ratio{' in text and 'feature_name="city"' in text
