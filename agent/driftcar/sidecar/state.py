@@ -354,12 +354,13 @@ class ModelState:
             errors = np.asarray(cols.get("error_type", [None] * n), dtype=object)
             keys = collections.Counter(zip(methods.tolist(), errors.tolist()))
             for (method, error), count in keys.items():
-                self.tel.add_calls(self.model, self.version, str(method), error, count)
+                self.tel.add_calls(self.model, self.version, str(method) or EMPTY,
+                                   None if error is None else (str(error) or EMPTY), count)
             if "duration_s" in cols:
                 durations = np.asarray(cols["duration_s"], dtype=np.float64)
                 for method in set(methods.tolist()):
                     mask = methods == method
-                    self.tel.record_durations(self.model, self.version, str(method), durations[mask])
+                    self.tel.record_durations(self.model, self.version, str(method) or EMPTY, durations[mask])
             if "rows" in cols:
                 rows = int(np.asarray(cols["rows"], dtype=np.int64).sum())
             if "trace_id" in cols:

@@ -214,3 +214,16 @@ def test_empty_strings_and_bad_values_never_break_a_window():
     assert 'driftcar_prediction_class_total{model_name="m",model_version="1",class="(empty)"} 150' in text
     assert 'category="(empty)"' in text
     assert 'driftcar_drift_detected_ratio{' in text and 'feature_name="city"' in text
+
+
+def test_odd_call_tables_are_counted_not_fatal():
+    from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
+
+    tel = Telemetry(TelemetryConfig(export="none"))
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel, clock=Clock())
+    calls = {"method": ["", None], "duration_s": np.array([np.nan, -1.0]), "rows": np.array([2, 1]),
+             "error_type": ["", None]}
+    store.apply(item(inference_body(numeric_frame(3, 1), calls=calls)))
+    text = tel.prometheus_text()
+    assert 'method="(empty)",error_type="(empty)"} 1' in text.replace("error.type", "error_type")
+    assert store.models[("m", "1")].rows_total == 3
