@@ -2,7 +2,8 @@
 
 - ``GET /healthz``: 200 while the process serves HTTP (liveness).
 - ``GET /readyz``: 200 once receivers are up, 503 before and while shutting down.
-- ``GET /v1/models``: every (model, version) with reference, row counts, last window.
+- ``GET /v1/models``: every (model, version) with reference, row counts, last window; plus
+  ``sidecar``: queue fill, batches that failed to apply, windows closed, refused models, checkpoints.
 - ``GET /v1/models/{name}/drift[?version=V][&windows=K]``: the last evaluated window per
   version: per feature, per method: score, p-value, threshold, verdict, sample sizes; the
   feature's verdict (after hysteresis) and its current histogram next to the reference.
@@ -121,8 +122,10 @@ class Api:
     """Routes for health and the JSON API; ``ready()`` says whether the service is serving."""
 
     def __init__(self, store: StateStore, telemetry, auth: TokenAuth, window_s: float,
-                 ready: Callable[[], bool], drift_config: Callable[[], Any] | None = None):
+                 ready: Callable[[], bool], drift_config: Callable[[], Any] | None = None,
+                 status: Callable[[], dict] | None = None):
         self.drift_config = drift_config
+        self.status = status
         self.store = store
         self.tel = telemetry
         self.auth = auth
@@ -153,7 +156,10 @@ class Api:
     async def models(self, request: web.Request) -> web.Response:
         self._check(request)
         models = [s.summary() for s in list(self.store.models.values())]
-        return web.json_response({"models": sorted(models, key=lambda m: (m["name"], m["version"]))})
+        body = {"models": sorted(models, key=lambda m: (m["name"], m["version"]))}
+        if self.status is not None:
+            body["sidecar"] = self.status()
+        return web.json_response(body)
 
     async def drift(self, request: web.Request) -> web.Response:
         self._check(request)

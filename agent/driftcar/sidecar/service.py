@@ -79,7 +79,7 @@ class SidecarService:
         self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config or config.drift,
                                    after_close=self._after_close)
         self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready,
-                       drift_config=self.evaluator._drift_config)
+                       drift_config=self.evaluator._drift_config, status=self.status)
         self.grpc: GrpcReceiver | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None
@@ -88,6 +88,22 @@ class SidecarService:
         self._runners: list[web.AppRunner] = []
         self._tick: asyncio.Task | None = None
         self._stopping = False
+
+    def status(self) -> dict:
+        """Operational counters for ``GET /v1/models`` (cheap reads; any thread)."""
+        return {
+            "ready": self.ready,
+            "window": self.config.window,
+            "queue": {"rows": self.queue.rows, "bytes": self.queue.bytes, "max_rows": self.queue.max_rows,
+                      "max_bytes": self.queue.max_bytes},
+            "apply_errors": self.worker.errors,
+            "windows_closed": self.evaluator.windows_closed,
+            "last_close_unix_nano": self.evaluator.last_close_ns,
+            "refused_models": self.store.refused_models,
+            "checkpoints": None if self.checkpointer is None else {
+                "dir": self.config.state_dir, "saves": self.checkpointer.saves,
+                "bytes_written": self.checkpointer.bytes_written},
+        }
 
     def _after_close(self, closes) -> None:
         if self.checkpointer is not None:

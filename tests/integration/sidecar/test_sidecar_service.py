@@ -171,8 +171,10 @@ def test_bad_clients_do_not_disturb_a_good_one(sidecar):
             continue  # random bytes may happen to parse as an empty protobuf request
         assert code == expected[name], (name, code)
     wait_until(lambda: handle.service.queue.wait_empty(0), 10, what="queue drained")
-    models = get_json(f"{handle.http_endpoint}/v1/models")[1]["models"]
+    doc = get_json(f"{handle.http_endpoint}/v1/models")[1]
+    models = doc["models"]
     assert models[0]["rows_total"] == 40 * 250  # nothing lost
+    assert doc["sidecar"]["apply_errors"] == 0 and doc["sidecar"]["queue"]["rows"] == 0
     text = get_text(f"http://127.0.0.1:{handle.service.prometheus_port}/metrics")
     assert 'driftcar_receiver_batches_total{outcome="accepted"} 40' in text
     assert "driftcar_receiver_records_ignored_total 2" in text
