@@ -60,9 +60,19 @@ class Layout:
         self.ref_fine_w = self.ref_fine2.astype(np.float64)
         self.ref_fine_w[:, 0] -= self.ref_inf[:, 0]
         self.ref_fine_w[:, F + 1] -= self.ref_inf[:, 1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.ref_means = self.ref_sums2 / self.ref_fine_w  # NaN where empty
-        self.ref_atoms = methods.atoms(self.ref_fine2, self.ref_sums2, self.lower)
+        self.ref_has_inf = bool(self.ref_inf.any())
+        self.ks_n = self.ref_fine2.sum(axis=1).astype(np.float64)
+        self.ks_props = self.ref_fine2 / np.maximum(self.ks_n, 1.0)[:, None]
+        self.w_n = self.ref_fine_w.sum(axis=1)
+        self.w_props = self.ref_fine_w / np.maximum(self.w_n, 1.0)[:, None]
+        self.ref_pos = methods.bin_positions(self.ref_fine_w, self.ref_sums2, self.lower, self.upper)
+        self.ref_empty = self.ref_fine_w == 0
+        with np.errstate(invalid="ignore"):
+            # non-empty reference bins holding a single value (discrete atoms sit on lower edges)
+            self.ref_single = (self.ref_fine2 > 0) & (self.ref_sums2 <= self.ref_fine2 * self.lower)
+            width = self.upper - self.lower
+        self.atom_rows = np.nonzero(self.ref_single.any(axis=1))[0]
+        self.half_width = np.where(np.isfinite(width), width / 2, 0.0)
         self.ref_w_bound = methods.spread_bound(self.ref_fine_w, self.ref_sums2, self.lower, self.upper)
         self.keep = np.array([f.coarse_keep for f in num], dtype=bool).reshape(n, self.B)
         # categorical

@@ -342,38 +342,56 @@ def numeric_statistics(L, counts: np.ndarray, sums: np.ndarray, inf: np.ndarray,
     """method -> (statistic, pvalue or None, bound or None), one value per numeric row of ``L``.
 
     ``counts``/``sums`` are (rows, F + 3) window arrays in the layout of ``L``; ``inf`` the
-    (rows, 2) counts of -inf/+inf; ``lo``/``hi`` the window's out-of-range extremes. Internal.
+    (rows, 2) counts of -inf/+inf; ``lo``/``hi`` the window's out-of-range extremes. The
+    reference side comes precomputed from ``L``, so this is a few whole-array passes. Internal.
     """
     F = L.F
     C = counts[:, : F + 2]
     stats: dict[str, tuple] = {}
     if need & {"psi", "jensenshannon", "chisquare", "hellinger"}:
         stats.update(categorical_statistics(L.ref_coarse, coarse_counts(counts, L.B), need))
+    if not need & {"ks", "wasserstein"}:
+        return stats
     sums = sums[:, : F + 2]
-    fine = M.FineComparison(L.ref_fine2, C)
+    fine = M.FineComparison(None, C, L.ks_props, L.ks_n)
+    atom_rows = L.atom_rows
+    if atom_rows.size:  # features whose reference has single-value bins (discrete data): exact there
+        c_sub = C[atom_rows]
+        with np.errstate(invalid="ignore"):  # 0 * -inf in the below-min bin: NaN, and c == 0 there
+            cur_single = (c_sub == 0) | (sums[atom_rows] <= c_sub * L.lower[atom_rows])
+        exact_sub = L.ref_single[atom_rows] & cur_single
     if "ks" in need:
-        exact = L.ref_atoms & M.atoms(C, sums, L.lower)
-        stats["ks"] = fine.ks(exact)
+        d = np.where(fine.both, np.abs(fine.cum).max(axis=-1), 0.0)
+        inside = np.minimum(fine.p, fine.q)
+        if atom_rows.size:
+            sub = inside[atom_rows]
+            sub[exact_sub] = 0.0
+            inside[atom_rows] = sub
+        bound = np.where(fine.both, inside.max(axis=-1), 0.0)
+        stats["ks"] = (d, M.ks_pvalue(d, fine.nr, fine.nc), bound)
     if "wasserstein" in need:
-        wfine = fine
-        if inf.any() or L.ref_inf.any():  # infinities are left out of W1
+        wfine, Cw = fine, C
+        if inf.any() or L.ref_has_inf:  # infinities are left out of W1
             Cw = C.astype(np.float64)
             Cw[:, 0] -= inf[:, 0]
             Cw[:, F + 1] -= inf[:, 1]
-            wfine = M.FineComparison(L.ref_fine_w, Cw)
-        else:
-            Cw = C
-        dist = wfine.wasserstein(L.ref_sums2, sums, L.lower, L.upper, L.ref_means if wfine is fine else None)
-        # finite bins against the reference edges; the open ends against the window's own extremes
-        bound = L.ref_w_bound + M.spread_bound(Cw, sums, L.lower, L.upper)
+            wfine = M.FineComparison(None, Cw, L.w_props, L.w_n)
+        dist = wfine.wasserstein(L.ref_pos, L.ref_empty, sums)
+        # error bound: reference side precomputed; current side half the width of each finite bin
+        # (the exact largest deviation for features with single-value bins), the open ends
+        # against the window's own extremes
+        cur_bound = M._rowdot(wfine.q, L.half_width)
+        if atom_rows.size:
+            cur_bound[atom_rows] = M.spread_bound(Cw[atom_rows], sums[atom_rows], L.lower[atom_rows],
+                                                  L.upper[atom_rows])
         lo = np.where(np.isfinite(lo), lo, L.fine_edges[:, 0])
         hi = np.where(np.isfinite(hi), hi, L.fine_edges[:, F])
         ends = np.stack([Cw[:, 0], Cw[:, F + 1]], axis=1).astype(np.float64)
         end_sums = np.stack([sums[:, 0], sums[:, F + 1]], axis=1)
         end_bound = M.spread_bound(ends, end_sums, np.stack([lo, L.fine_edges[:, F]], axis=1),
                                    np.stack([L.fine_edges[:, 0], hi], axis=1))
-        total = np.maximum(Cw.sum(axis=1), 1.0)
-        bound = bound + end_bound * ends.sum(axis=1) / total
+        total = np.maximum(wfine.nc, 1.0)
+        bound = L.ref_w_bound + cur_bound + end_bound * ends.sum(axis=1) / total
         bound = np.where(wfine.both, bound, 0.0)
         stats["wasserstein"] = (dist / L.spread, None, bound / L.spread)
     return stats

@@ -193,22 +193,38 @@ def spread_bound(counts: np.ndarray, sums: np.ndarray, lo: np.ndarray, hi: np.nd
     return np.divide(out, total[..., 0], out=np.zeros_like(out), where=total[..., 0] > 0)
 
 
+def bin_positions(counts: np.ndarray, sums: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Each bin's mean (sums / counts); empty bins get a point inside the bin (its finite
+    lower edge, else its upper edge), which keeps positions ordered across bins."""
+    counts = np.asarray(counts, dtype=np.float64)
+    lo = np.broadcast_to(lower, counts.shape)
+    fallback = np.where(np.isfinite(lo), lo, np.broadcast_to(upper, counts.shape))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(counts > 0, sums / counts, fallback)
+
+
 class FineComparison:
     """Reference vs current on ordered fine bins (rows = features): the pieces KS and
-    Wasserstein share (proportions, CDF difference), computed once. Internal."""
+    Wasserstein share (proportions, CDF difference), computed once. The reference side
+    may be given precomputed (``ref_props``, ``ref_n``). Internal."""
 
-    def __init__(self, ref: np.ndarray, cur: np.ndarray):
-        self.r = np.asarray(ref, dtype=np.float64)
+    def __init__(self, ref: np.ndarray | None, cur: np.ndarray, ref_props: np.ndarray | None = None,
+                 ref_n: np.ndarray | None = None):
+        if ref_props is None:
+            r = np.asarray(ref, dtype=np.float64)
+            ref_n = r.sum(axis=-1)
+            ref_props = r / np.maximum(ref_n, 1.0)[..., None]
         self.c = np.asarray(cur, dtype=np.float64)
-        self.nr = self.r.sum(axis=-1)
+        self.nr = ref_n
         self.nc = self.c.sum(axis=-1)
-        self.p = self.r / np.maximum(self.nr, 1.0)[..., None]
+        self.p = ref_props
         self.q = self.c / np.maximum(self.nc, 1.0)[..., None]
         self.diff = self.p - self.q
         self.cum = np.cumsum(self.diff, axis=-1)
         self.both = (self.nr > 0) & (self.nc > 0)
 
     def ks(self, exact: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(D, p-value, bound); ``exact`` marks bins known to hold one value on both sides."""
         d = np.where(self.both, np.abs(self.cum).max(axis=-1), 0.0)
         inside = np.minimum(self.p, self.q)
         if exact is not None:
@@ -216,38 +232,31 @@ class FineComparison:
         bound = np.where(self.both, inside.max(axis=-1), 0.0)
         return d, ks_pvalue(d, self.nr, self.nc), bound
 
-    def wasserstein(self, ref_sums: np.ndarray, cur_sums: np.ndarray, lower: np.ndarray,
-                    upper: np.ndarray, ref_means: np.ndarray | None = None) -> np.ndarray:
+    def wasserstein(self, ref_pos: np.ndarray, ref_empty: np.ndarray, cur_sums: np.ndarray) -> np.ndarray:
         """Exact W1 between the two distributions with each bin's mass at its mean.
-        ``ref_means`` (sums / counts, NaN where empty) may be passed precomputed."""
-        with np.errstate(all="ignore"):  # overflow of extreme values ends as 0 via nan_to_num
-            return self._wasserstein(ref_sums, cur_sums, lower, upper, ref_means)
 
-    def _wasserstein(self, ref_sums, cur_sums, lower, upper, ref_means):
-        r, c = self.r, self.c
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ar = ref_sums / r if ref_means is None else ref_means.copy()
-            ac = cur_sums / c
-        np.copyto(ar, ac, where=r == 0)
-        np.copyto(ac, ar, where=c == 0)
-        empty = np.isnan(ar)
-        if empty.any():  # empty on both sides: any point inside the bin keeps the order
-            lo = np.broadcast_to(lower, r.shape)
-            fb = np.where(np.isfinite(lo), lo, np.broadcast_to(upper, r.shape))
-            ar[empty] = fb[empty]
-            ac[empty] = fb[empty]
-        first = np.minimum(ar, ac)
-        last = np.maximum(ar, ac, out=ac if ref_means is not None else None)
-        mid = np.where(ar < last, self.p, -self.q)  # the first atom of the bin is the reference's
-        mid += self.cum
-        mid -= self.diff  # CDF difference just before the bin, plus the first atom
-        np.abs(mid, out=mid)
-        last_minus_first = last - first
-        dist = np.einsum("ij,ij->i", mid, last_minus_first) if mid.ndim == 2 else (mid * last_minus_first).sum(-1)
-        gap = first[..., 1:] - last[..., :-1]
-        edge = np.abs(self.cum[..., :-1])
-        dist += np.einsum("ij,ij->i", edge, gap) if edge.ndim == 2 else (edge * gap).sum(-1)
+        ``ref_pos``: :func:`bin_positions` of the reference; ``ref_empty``: its empty bins.
+        """
+        with np.errstate(all="ignore"):  # overflow of extreme values ends as 0 via nan_to_num
+            ar = ref_pos.copy()
+            ac = cur_sums / self.c
+            np.copyto(ac, ar, where=self.c == 0)  # empty current bin: at the reference position
+            np.copyto(ar, ac, where=ref_empty)  # empty reference bin: at the current one
+            first = np.minimum(ar, ac)
+            last = np.maximum(ar, ac, out=ac)
+            mid = np.where(ar < last, self.p, -self.q)  # the bin's first atom is the reference's
+            mid += self.cum
+            mid -= self.diff  # the CDF difference just before the bin, plus the first atom
+            np.abs(mid, out=mid)
+            last -= first
+            dist = _rowdot(mid, last)
+            gap = first[..., 1:] - (first[..., :-1] + last[..., :-1])
+            dist += _rowdot(np.abs(self.cum[..., :-1]), gap)
         return np.where(self.both, np.nan_to_num(dist), 0.0)
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b) if a.ndim == 2 else (a * b).sum(axis=-1)
 
 
 def ks(ref: np.ndarray, cur: np.ndarray, ref_sums: np.ndarray | None = None, cur_sums: np.ndarray | None = None,
@@ -308,8 +317,9 @@ def wasserstein(
     (0.5, 0.74)
     """
     fc = FineComparison(ref, cur)
-    dist = fc.wasserstein(np.asarray(ref_sums, dtype=np.float64), np.asarray(cur_sums, dtype=np.float64),
-                          lower, upper)
+    ref_counts = np.asarray(ref, dtype=np.float64)
+    dist = fc.wasserstein(bin_positions(ref_counts, np.asarray(ref_sums, dtype=np.float64), lower, upper),
+                          ref_counts == 0, np.asarray(cur_sums, dtype=np.float64))
     clo = lower if cur_lower is None else cur_lower
     chi = upper if cur_upper is None else cur_upper
     bound = spread_bound(ref, ref_sums, lower, upper) + spread_bound(cur, cur_sums, clo, chi)
