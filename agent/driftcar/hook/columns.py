@@ -122,11 +122,27 @@ def _to_str(v: Any, limits: Limits) -> str | None:
 
 
 def _str_list(values: Sequence, limits: Limits) -> list:
+    types = set(map(type, values))
+    if types <= _PLAIN_STR and all(len(v) <= limits.max_string_length for v in values if v is not None):
+        return list(values)  # already str / None within the limit
     return [_to_str(v, limits) for v in values]
+
+
+_PLAIN_STR = {str, type(None)}
+#: exact types numpy turns into float64 exactly as ``float(v)`` would (None -> NaN)
+_PLAIN_NUMBERS = {float, int, bool, type(None), np.float64, np.float32, np.int64, np.int32, np.bool_}
 
 
 def _object_column(values: Sequence, limits: Limits) -> np.ndarray | list:
     """Values of unknown type: f8 when every present value is a number, else str."""
+    types = set(map(type, values))
+    if types <= _PLAIN_NUMBERS:  # (all missing, or empty: f8 too)
+        try:
+            return np.array(values, dtype="f8")
+        except (OverflowError, ValueError, TypeError):
+            pass  # e.g. an int beyond float range: take the careful path
+    if types <= _PLAIN_STR:
+        return _str_list(values, limits)
     numeric = True
     for v in values:
         if not _is_missing(v) and not _is_number(v):
