@@ -127,6 +127,10 @@ def _stack(chunks: list) -> np.ndarray | list:
     return out
 
 
+def _copy(data):
+    return data.copy() if isinstance(data, np.ndarray) else list(data)
+
+
 class _RowBuffer:
     """Columnar rows kept to build a profile (reference batches or the first live rows)."""
 
@@ -143,12 +147,13 @@ class _RowBuffer:
         self.dropped += rows - take
         if take <= 0:
             return 0
+        # copies: a slice of a decoded column would keep the whole request body alive
         for name, data in features.items():
-            self.features[name].append(data[:take])
+            self.features[name].append(_copy(data[:take]))
         if labels is not None:
-            self.labels.append(labels[:take])
+            self.labels.append(_copy(labels[:take]))
         if predictions is not None:
-            self.predictions.append(predictions[:take])
+            self.predictions.append(_copy(predictions[:take]))
         self.rows += take
         return take
 
@@ -194,6 +199,8 @@ class ModelState:
         self.cumulative = None  # merge of every closed window since the reference (exported histograms)
         self.reference_buffer: _RowBuffer | None = None
         self._reference_recent = False
+        self.ignored_reference_rows = 0
+        self._ignored_reference_logged = False
         self.live_buffer: _RowBuffer | None = (
             _RowBuffer(config.live_reference_rows) if config.live_reference_rows > 0 else None
         )
@@ -254,6 +261,13 @@ class ModelState:
         self._hook_counters(batch.hook)
 
     def _apply_reference(self, batch) -> None:
+        if self.reference_source == "file":  # an operator-given reference file wins over the hook's
+            self.ignored_reference_rows += batch.rows
+            if not self._ignored_reference_logged:
+                self._ignored_reference_logged = True
+                log.warning("model %s@%s: reference batches ignored, the reference file %s is configured",
+                            self.model, self.version, self.reference_file)
+            return
         self._reference_recent = True
         if self.reference_buffer is None:
             self.reference_buffer = _RowBuffer(self.config.max_reference_rows)
@@ -447,6 +461,7 @@ class ModelState:
             "rows_total": self.rows_total,
             "batches_total": self.batches_total,
             "unprofiled_rows": self.unprofiled_rows,
+            "ignored_reference_rows": self.ignored_reference_rows,
             "window": {"start_unix_nano": self.window_start_ns, "rows": self.window_rows},
             "closed_windows": len(self.closed),
             "last_evaluated": None if last is None else {"start_unix_nano": last.start_ns,

@@ -110,6 +110,10 @@ def test_reference_file_binds_to_model(tmp_path):
     assert store.models[("m", "1")].reference_source == "file"
     assert store.models[("other", "1")].profile is None
     assert store.models[("other", "1")].unprofiled_rows == 100
+    store.apply(item(reference(numeric_frame(500, 2, seed=9))))  # the configured file wins
+    store.apply(item(inference_body(numeric_frame(10, 2))))
+    assert store.models[("m", "1")].reference_source == "file"
+    assert store.models[("m", "1")].summary()["ignored_reference_rows"] == 500
 
 
 def test_golden_signals_hook_counters_and_trace_samples():
