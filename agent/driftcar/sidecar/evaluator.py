@@ -153,18 +153,21 @@ class Evaluator:
             performance, estimated = self._quality(close)
         except Exception:
             log.exception("quality evaluation of %s@%s failed", close.model, close.version)
-        if report is not None or performance or estimated is not None:
-            state.last = EvaluationResult(
-                start_ns=close.start_ns, end_ns=close.end_ns, rows=close.rows, report=report,
-                verdicts=dict(state.verdicts), performance=performance, estimated_accuracy=estimated,
-                sketch=close.sketch,
-            ) if report is not None or state.last is None else EvaluationResult(
-                start_ns=state.last.start_ns, end_ns=state.last.end_ns, rows=state.last.rows,
-                report=state.last.report, verdicts=dict(state.verdicts),
-                performance={**state.last.performance, **performance},
-                estimated_accuracy=estimated if estimated is not None else state.last.estimated_accuracy,
-                sketch=state.last.sketch,
-            )
+        if report is None and not performance and estimated is None:
+            return
+        # like the gauges, each part keeps its last value until a window updates it
+        last = state.last
+        fresh_drift = report is not None or last is None
+        state.last = EvaluationResult(
+            start_ns=close.start_ns if fresh_drift else last.start_ns,
+            end_ns=close.end_ns if fresh_drift else last.end_ns,
+            rows=close.rows if fresh_drift else last.rows,
+            report=report if fresh_drift else last.report,
+            verdicts=dict(state.verdicts),
+            performance={**(last.performance if last else {}), **performance},
+            estimated_accuracy=estimated if estimated is not None else (last.estimated_accuracy if last else None),
+            sketch=close.sketch if fresh_drift else last.sketch,
+        )
 
     def _drift(self, close: WindowClose):
         from driftcar.stats import VerdictTracker, evaluate_drift
