@@ -49,12 +49,16 @@ def n_rows(x: Any) -> int:
     return 1
 
 
+_COW: list[bool] = []  # pandas copy-on-write, decided once
+
+
 def _copy_pandas(obj: Any) -> Any:
     # With copy-on-write (always on in pandas >= 3) a shallow copy is a safe snapshot
     # and costs O(columns), not O(cells); older pandas needs a deep copy.
-    pd = sys.modules["pandas"]
-    cow = int(pd.__version__.split(".", 1)[0]) >= 3 or bool(pd.options.mode.copy_on_write is True)
-    return obj.copy(deep=not cow)
+    if not _COW:
+        pd = sys.modules["pandas"]
+        _COW.append(int(pd.__version__.split(".", 1)[0]) >= 3 or pd.options.mode.copy_on_write is True)
+    return obj.copy(deep=not _COW[0])
 
 
 def copy_value(x: Any) -> Any:

@@ -250,6 +250,23 @@ def test_captured_inputs_are_copies():
     assert _col(shipper.part(), "x0").data.tolist() == [1.0, 1.0]
 
 
+def test_captured_frames_and_dict_rows_are_snapshots():
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(lambda X: np.zeros(len(X)), name="snap", shipper=shipper)
+    frame = pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"]})
+    rows = [{"a": 1.0}, {"a": 2.0}]
+    monitor(frame)
+    monitor(rows)
+    frame.loc[0, "a"] = 99.0
+    frame.loc[1, "s"] = "changed"
+    rows[0]["a"] = 99.0
+    rows.append({"a": 3.0})
+    from_frame, from_rows = shipper.parts()  # two layouts: (a, s) and (a)
+    assert _col(from_frame, "a").data.tolist() == [1.0, 2.0]
+    assert _col(from_frame, "s").data == ["x", "y"]
+    assert _col(from_rows, "a").data.tolist() == [1.0, 2.0] and from_rows.rows == 2
+
+
 def test_a_failing_shipper_never_reaches_the_model():
     class Broken(FakeShipper):
         def offer(self, captured):
