@@ -6,7 +6,8 @@ so files larger than memory work in bounded memory. A progress bar is drawn
 on stderr only when it is a terminal. ``--label`` / ``--prediction`` name
 the columns holding y and the model output; ``--show FILE`` prints a saved
 profile. Every option can also come from a ``DRIFTCAR_PROFILE_<OPTION>``
-environment variable (e.g. ``DRIFTCAR_PROFILE_BINS=10``); flags win.
+environment variable (e.g. ``DRIFTCAR_PROFILE_BINS=10``) or a key of a YAML
+``--config`` file; precedence: flag, environment, file, default.
 Exit status: 0 done, 2 bad input or usage.
 """
 
@@ -21,32 +22,84 @@ from typing import Callable
 __all__ = ["register", "run"]
 
 
-def _env(name: str, default):
-    return os.environ.get(f"DRIFTCAR_PROFILE_{name.upper()}", default)
-
-
-def _positive_int(text: str) -> int:
+def _positive_int(text) -> int:
     try:
         value = int(text)
-    except ValueError:
+    except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
 
 
-def _share(text: str) -> float:
+def _int(text) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _share(text) -> float:
     try:
         value = float(text)
-    except ValueError:
+    except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
     return value
 
 
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
+def _names(text) -> list[str]:
+    if isinstance(text, (list, tuple)):
+        return [str(n).strip() for n in text if str(n).strip()]
+    return [n.strip() for n in str(text).split(",") if n.strip()]
+
+
+def _text(text) -> str:
+    return str(text)
+
+
+def _bool(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _choice(*allowed: str):
+    def parse(text) -> str:
+        if str(text) not in allowed:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return str(text)
+
+    return parse
+
+
+#: option -> (parser, default, help). Each is a flag, a DRIFTCAR_PROFILE_<OPTION> variable and a
+#: key of the --config YAML file; precedence flag > environment > file > default.
+OPTIONS: dict[str, tuple] = {
+    "out": (_text, None, "output profile file (e.g. ref.driftcar)"),
+    "label": (_text, None, "column holding the ground truth (y)"),
+    "prediction": (_text, None, "column holding the model output"),
+    "exclude": (_names, [], "comma-separated columns to leave out (ids, timestamps)"),
+    "categorical": (_names, [], "comma-separated numeric columns to treat as categories"),
+    "bins": (_positive_int, 20, "coarse quantile bins per numeric feature (default 20)"),
+    "fine_bins": (_positive_int, 400, "fine quantile bins for KS / Wasserstein (default 400; error ~1/fine-bins)"),
+    "top_k": (_positive_int, 50, "categories kept per categorical feature; the rest are __other__ (default 50)"),
+    "max_rows_kept": (_positive_int, 100_000,
+                      "rows sampled for quantile edges and PCA (default 100000; counts are always exact)"),
+    "pca_variance": (_share, 0.9, "share of variance the PCA keeps (default 0.9)"),
+    "multivariate": (_bool, True, "fit the PCA model for multivariate drift (default true)"),
+    "chunk_rows": (_positive_int, 100_000, "rows read per chunk (default 100000)"),
+    "format": (_choice("auto", "csv", "parquet"), "auto", "input format: auto (by extension), csv, parquet"),
+    "delimiter": (_text, ",", "CSV field delimiter (default ,)"),
+    "seed": (_int, 0, "sampling seed (default 0)"),
+    "progress": (_choice("auto", "always", "never"), "auto", "progress bar on stderr: auto = only on a terminal"),
+}
 
 
 def register(subparsers) -> None:
@@ -57,34 +110,59 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="CSV or Parquet files with the same columns")
-    p.add_argument("-o", "--out", default=_env("out", None), help="output profile file (e.g. ref.driftcar)")
     p.add_argument("--show", metavar="PROFILE", help="print a summary of a saved profile and exit")
-    p.add_argument("--label", default=_env("label", None), help="column holding the ground truth (y)")
-    p.add_argument("--prediction", default=_env("prediction", None), help="column holding the model output")
-    p.add_argument("--exclude", type=_names, default=_names(_env("exclude", "")),
-                   help="comma-separated columns to leave out (ids, timestamps)")
-    p.add_argument("--categorical", type=_names, default=_names(_env("categorical", "")),
-                   help="comma-separated numeric columns to treat as categories")
-    p.add_argument("--bins", type=_positive_int, default=int(_env("bins", 20)),
-                   help="coarse quantile bins per numeric feature (default 20)")
-    p.add_argument("--fine-bins", type=_positive_int, default=int(_env("fine_bins", 400)),
-                   help="fine quantile bins for KS / Wasserstein (default 400; error bound ~1/fine-bins)")
-    p.add_argument("--top-k", type=_positive_int, default=int(_env("top_k", 50)),
-                   help="categories kept per categorical feature; the rest are __other__ (default 50)")
-    p.add_argument("--max-rows-kept", type=_positive_int, default=int(_env("max_rows_kept", 100_000)),
-                   help="rows sampled for quantile edges and PCA (default 100000; counts are always exact)")
-    p.add_argument("--pca-variance", type=_share, default=float(_env("pca_variance", 0.9)),
-                   help="share of variance the PCA keeps (default 0.9)")
-    p.add_argument("--no-multivariate", action="store_true", help="skip the PCA (multivariate drift) model")
-    p.add_argument("--chunk-rows", type=_positive_int, default=int(_env("chunk_rows", 100_000)),
-                   help="rows read per chunk (default 100000)")
-    p.add_argument("--format", choices=("auto", "csv", "parquet"), default=_env("format", "auto"))
-    p.add_argument("--delimiter", default=_env("delimiter", ","), help="CSV field delimiter (default ,)")
-    p.add_argument("--seed", type=int, default=int(_env("seed", 0)), help="sampling seed (default 0)")
-    p.add_argument("--progress", choices=("auto", "always", "never"), default=_env("progress", "auto"),
-                   help="progress bar on stderr: auto = only on a terminal")
+    p.add_argument("--config", metavar="YAML", help="options as a YAML map (keys as below, - or _)")
+    for name, (parse, _, text) in OPTIONS.items():
+        flags = [f"--{name.replace('_', '-')}"] + (["-o"] if name == "out" else [])
+        if parse is _bool:
+            p.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            p.add_argument(*flags, dest=name, type=parse, default=None, help=text)
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
     p.set_defaults(func=run)
+
+
+def resolve(args: argparse.Namespace, environ=None) -> dict:
+    """Final option values: flag > DRIFTCAR_PROFILE_* > --config file > default.
+    ValueError listing every problem (with where the bad value came from)."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    config: dict = {}
+    path = args.config or environ.get("DRIFTCAR_PROFILE_CONFIG")
+    if path:
+        import yaml
+
+        try:
+            with open(path) as fh:
+                loaded = yaml.safe_load(fh) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read config {path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config {path}: expected a map of options")
+        for key, value in loaded.items():
+            name = str(key).replace("-", "_")
+            if name not in OPTIONS:
+                problems.append(f"{path}: unknown key {key!r}")
+            else:
+                config[name] = value
+    out = {}
+    for name, (parse, default, _) in OPTIONS.items():
+        env_name = f"DRIFTCAR_PROFILE_{name.upper()}"
+        value, source = getattr(args, name), None
+        if value is None and env_name in environ:
+            value, source = environ[env_name], env_name
+        elif value is None and name in config:
+            value, source = config[name], f"{path}: {name}"
+        if value is None:
+            out[name] = default
+            continue
+        try:
+            out[name] = parse(value) if source else value
+        except argparse.ArgumentTypeError as exc:
+            problems.append(f"{source}: {exc}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return out
 
 
 def _bar(enabled: bool) -> Callable[[str, float], None]:
@@ -140,28 +218,32 @@ def run(args: argparse.Namespace) -> int:
         except ProfileError as exc:
             return fail(exc.reason)
         return 0
+    try:
+        opt = resolve(args)
+    except ValueError as exc:
+        return fail(str(exc))
     if not args.files:
         return fail("no input files (usage: driftcar profile FILE... --out ref.driftcar)")
-    if not args.out:
+    if not opt["out"]:
         return fail("--out is required (where to write the profile)")
-    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    show = opt["progress"] == "always" or (opt["progress"] == "auto" and sys.stderr.isatty())
     bar = _bar(show)
-    special = [c for c in (args.label, args.prediction) if c]
+    special = [c for c in (opt["label"], opt["prediction"]) if c]
     try:
-        builder = ProfileBuilder(bins=args.bins, fine_bins=max(args.fine_bins, args.bins), top_k=args.top_k,
-                                 categorical=args.categorical, max_rows_kept=max(10, args.max_rows_kept),
-                                 multivariate=not args.no_multivariate, pca_variance=args.pca_variance,
-                                 seed=args.seed)
+        builder = ProfileBuilder(bins=opt["bins"], fine_bins=max(opt["fine_bins"], opt["bins"]), top_k=opt["top_k"],
+                                 categorical=opt["categorical"], max_rows_kept=max(10, opt["max_rows_kept"]),
+                                 multivariate=opt["multivariate"], pca_variance=opt["pca_variance"],
+                                 seed=opt["seed"])
     except ValueError as exc:
         return fail(str(exc))
 
     def split(chunk: dict, path: str):
-        for col in special + list(args.exclude):
-            if col not in chunk and col not in args.exclude:
+        for col in special:
+            if col not in chunk:
                 raise ProfileError(f"{path}: no column {col!r} (columns: {', '.join(chunk)})")
-        y = chunk.pop(args.label) if args.label else None
-        pred = chunk.pop(args.prediction) if args.prediction else None
-        for col in args.exclude:
+        y = chunk.pop(opt["label"]) if opt["label"] else None
+        pred = chunk.pop(opt["prediction"]) if opt["prediction"] else None
+        for col in opt["exclude"]:
             chunk.pop(col, None)
         return chunk, y, pred
 
@@ -171,18 +253,18 @@ def run(args: argparse.Namespace) -> int:
             for k, path in enumerate(args.files):
                 name = f"{label} {os.path.basename(path)}"
                 progress = (lambda f, name=name: bar(name, f))
-                for chunk in read_chunks(path, args.chunk_rows, args.format, args.delimiter, progress):
+                for chunk in read_chunks(path, opt["chunk_rows"], opt["format"], opt["delimiter"], progress):
                     X, y, pred = split(chunk, path)
                     feed(X, y, pred)
             if step == 0:
                 builder.fix()
         prof = builder.finish()
-        prof.save(args.out)
+        prof.save(opt["out"])
     except (ProfileError, ReadError, ValueError) as exc:
         return fail(getattr(exc, "reason", None) or str(exc))
     except OSError as exc:
-        return fail(f"{exc.filename or args.out}: {exc.strerror or exc}")
+        return fail(f"{exc.filename or opt['out']}: {exc.strerror or exc}")
     if not args.quiet:
         _summary(prof)
-        print(f"wrote {args.out} ({os.path.getsize(args.out):,} bytes)")
+        print(f"wrote {opt['out']} ({os.path.getsize(opt['out']):,} bytes)")
     return 0

@@ -123,6 +123,37 @@ def test_env_defaults(tmp_path, capsys, monkeypatch):
     assert Profile.load(out).bins == 5
 
 
+def test_yaml_config_env_and_flag_precedence(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "train.csv"
+    _write_csv(src, _table(500))
+    cfg = tmp_path / "profile.yaml"
+    cfg.write_text("bins: 4\ntop-k: 1\nexclude: [id]\nmultivariate: false\nout: %s\n" % (tmp_path / "a.driftcar"))
+    code, _, stderr = _run(["profile", str(src), "--config", str(cfg), "-q"], capsys)
+    assert code == 0, stderr
+    prof = Profile.load(tmp_path / "a.driftcar")
+    assert (prof.bins, prof.top_k, "id" in prof.features, prof.pca) == (4, 1, False, None)
+    monkeypatch.setenv("DRIFTCAR_PROFILE_BINS", "5")  # environment beats the file, the flag beats both
+    code, _, _ = _run(["profile", str(src), "--config", str(cfg), "-q"], capsys)
+    assert Profile.load(tmp_path / "a.driftcar").bins == 5
+    code, _, _ = _run(["profile", str(src), "--config", str(cfg), "--bins", "6", "--multivariate", "-q"], capsys)
+    prof = Profile.load(tmp_path / "a.driftcar")
+    assert (prof.bins, prof.pca is not None) == (6, True)
+
+
+def test_bad_option_values_are_reported_where_they_come_from(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "train.csv"
+    _write_csv(src, _table(100))
+    cfg = tmp_path / "profile.yaml"
+    cfg.write_text("bogus: 1\ntop_k: -3\n")
+    monkeypatch.setenv("DRIFTCAR_PROFILE_BINS", "many")
+    code, _, stderr = _run(["profile", str(src), "--out", str(tmp_path / "x"), "--config", str(cfg)], capsys)
+    assert code == 2
+    for part in ("unknown key 'bogus'", "top_k: expected an integer >= 1", "DRIFTCAR_PROFILE_BINS: expected an integer"):
+        assert part in stderr
+    code, out, _ = _run(["--help"], capsys)  # a bad variable never breaks other commands
+    assert code == 0 and "profile" in out
+
+
 def test_tumbling_windows_and_sliding_views():
     prof = profile({"x": np.arange(1_000.0)})
     s = WindowSeries(prof, length_s=10, keep=3)
