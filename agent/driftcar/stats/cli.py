@@ -106,7 +106,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "profile",
         help="build a reference profile (.driftcar) from training data (CSV / Parquet)",
-        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+        description=(__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1]).replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="CSV or Parquet files with the same columns")
