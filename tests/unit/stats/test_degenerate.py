@@ -109,3 +109,22 @@ def test_min_samples_gate_and_override():
     cfg = DriftConfig(features={"normal": {"min_samples": 20}})
     r = evaluate_drift(PROFILE, w, cfg).deciding()["normal"]
     assert (r.ok, r.detected) == (True, True)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), st.integers(-10**12, 10**12),
+                    st.text(max_size=3), st.booleans())
+
+
+@settings(max_examples=150, deadline=None)
+@given(num=st.lists(_values, min_size=1, max_size=40), cat=st.lists(_values, min_size=1, max_size=40))
+def test_any_input_gives_finite_results(num, cat):
+    n = min(len(num), len(cat))
+    w = PROFILE.new_window()
+    w.update({"normal": num[:n], "constant": num[:n], "with_inf": num[:n], "colour": cat[:n], "all_none": cat[:n]})
+    w.update_predictions(num[:n])
+    w.update({"colour": [[1, 2], {"a": 1}, b"x"][: n] if n >= 1 else []})  # unhashable / bytes: counted as text
+    _check(evaluate_drift(PROFILE, w, DriftConfig(min_samples=1)))
+    _check(evaluate_drift(PROFILE, w.merge(w)))
