@@ -122,8 +122,8 @@ def _validate(name: Any, version: Any, sample: Any, protocol: Any, endpoint: Any
         problems.append(f"sample must be a number in [0, 1], got {sample!r}")
     if protocol is not None and protocol not in PROTOCOLS:
         problems.append(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://"))):
-        problems.append(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.strip()):
+        problems.append(f"endpoint must be a URL such as http://127.0.0.1:14317, got {endpoint!r}")
     if methods is None:
         methods = DEFAULT_METHODS
     elif isinstance(methods, str) or not all(isinstance(m, str) and m.isidentifier() for m in methods):
@@ -192,7 +192,7 @@ def instrument(
         raise TypeError(f"driftcar.instrument: pass a model instance, not the class {model.__name__}")
     if name is None:
         name = getattr(model, "__name__", None) or type(model).__name__
-    version = "unknown" if version is None else version
+    version = "unknown" if version is None else (str(version) if isinstance(version, (int, float)) and not isinstance(version, bool) else version)
     methods, wrappers = _validate(name, version, sample, protocol, endpoint, methods, wrappers)
     root_methods = [m for m in methods if _method(model, m) is not None]
     if root_methods and not isinstance(getattr(model, "__dict__", None), dict):

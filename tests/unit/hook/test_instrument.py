@@ -597,3 +597,14 @@ def test_monitor_of_an_object_is_not_itself_callable():
     monitor = driftcar.instrument(model, name="obj", shipper=FakeShipper())
     with pytest.raises(TypeError, match="call its methods"):
         monitor(np.eye(2))
+
+
+def test_numeric_versions_and_schemeless_endpoints_are_accepted():
+    monitor = driftcar.instrument(lambda X: X, name="v", version=3, endpoint="127.0.0.1:9")
+    try:
+        assert monitor.version == "3" and monitor.shipper.config.model_version == "3"
+        assert monitor.shipper.config.grpc_target == ("127.0.0.1:9", False)
+    finally:
+        assert monitor.shutdown(1.0)
+    with pytest.raises(ValueError, match="unknown ShipperConfig options"):
+        driftcar.instrument(lambda X: X, name="typo", max_batch_row=5)
