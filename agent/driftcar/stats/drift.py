@@ -393,7 +393,8 @@ def numeric_statistics(L, counts: np.ndarray, sums: np.ndarray, inf: np.ndarray,
         total = np.maximum(wfine.nc, 1.0)
         bound = L.ref_w_bound + cur_bound + end_bound * ends.sum(axis=1) / total
         bound = np.where(wfine.both, bound, 0.0)
-        stats["wasserstein"] = (dist / L.spread, None, bound / L.spread)
+        with np.errstate(over="ignore"):  # values near the float limit: clamped when assembled
+            stats["wasserstein"] = (dist / L.spread, None, bound / L.spread)
     return stats
 
 
@@ -482,7 +483,8 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
         if fc.min_samples is not None:
             min_n[sel] = fc.min_samples
     ok = (n_ref >= min_n) & (n_cur >= min_n)
-    stat = np.nan_to_num(a["stat"], nan=0.0, posinf=0.0, neginf=0.0)
+    big = np.finfo(np.float64).max  # an overflowing distance stays "very large", and finite
+    stat = np.nan_to_num(a["stat"], nan=0.0, posinf=big, neginf=0.0)
     pv = a["pv"]
     has_p = _HAS_P[a["method"]]
     adj = np.where(has_p, np.nan_to_num(pv, nan=1.0), np.nan)
@@ -491,7 +493,7 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
         if sel.any():
             adj[sel] = adjust_pvalues(adj[sel], config.correction)
     detected = ok & np.where(has_p, adj < thr, stat >= thr)
-    bound = np.nan_to_num(a["bound"], nan=0.0, posinf=0.0, neginf=0.0)
+    bound = np.nan_to_num(a["bound"], nan=0.0, posinf=big, neginf=0.0)
     pv_out = np.where(has_p, np.clip(np.nan_to_num(pv, nan=1.0), 0.0, 1.0), np.nan)
     pv_obj = pv_out.astype(object)
     pv_obj[~has_p] = None

@@ -309,8 +309,9 @@ class WindowSketch:
             raise ValueError("cannot merge windows of different profiles")
         out = WindowSketch.__new__(WindowSketch)
         out.profile = self.profile
-        for a in self._ARRAYS:
-            setattr(out, a, getattr(self, a) + getattr(other, a))
+        with np.errstate(over="ignore"):  # sums of values near the float limit may overflow: handled downstream
+            for a in self._ARRAYS:
+                setattr(out, a, getattr(self, a) + getattr(other, a))
         out.num_lo = np.minimum(self.num_lo, other.num_lo)
         out.num_hi = np.maximum(self.num_hi, other.num_hi)
         for s in self._SCALARS:
