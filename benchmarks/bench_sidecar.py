@@ -339,6 +339,10 @@ def bench_memory(quick: bool, tmp: str) -> list[str]:
     warm_rss, end_rss = float(np.median(warm)), float(np.median(end))
     growth = (end_rss - warm_rss) / warm_rss
     mib = 1024 * 1024
+    times = np.array([t for t, _ in samples])
+    trajectory = ", ".join(
+        f"{int(q * 100)}%: {samples[int(np.argmin(np.abs(times - q * steady_s)))][1] / mib:.0f}"
+        for q in (0.0, 0.25, 0.5, 0.75, 1.0))
     return [
         f"### Memory: {models} models x {features} features x {windows} closed windows",
         "",
@@ -350,6 +354,7 @@ def bench_memory(quick: bool, tmp: str) -> list[str]:
         f"| RSS median, first {max(steady_s * 0.2, 10):.0f} s of the steady run | {warm_rss / mib:.1f} MiB |",
         f"| RSS median, last 20% of the steady run | {end_rss / mib:.1f} MiB |",
         f"| growth over {steady_s / 60:.0f} min at steady load | {growth * 100:+.1f}% |",
+        f"| RSS through the run (MiB) | {trajectory} |",
         "",
         f"Window {window_s:g} s, 200 rows per model per window ({models * 200 / window_s:,.0f} rows/s of "
         f"{features}-feature rows); closed windows are capped (`--windows-kept {windows}`) and kept "
