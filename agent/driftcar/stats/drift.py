@@ -7,12 +7,15 @@ whole-array numpy passes, then picks one *deciding* test per feature:
   larger: Wasserstein-1 normalised by the reference standard deviation;
 - categorical, small: chi-square (p-value); large: Jensen–Shannon distance;
 - ``__prediction__``: the same rules by its kind; ``__multivariate__``:
-  ``pca_reconstruction`` (KS between the window's and the reference's PCA
-  reconstruction-error distributions).
+  ``pca_reconstruction``, the window's PCA reconstruction-error distribution
+  against the reference's: KS (p-value) up to ``large_sample`` values,
+  normalised Wasserstein (distance, threshold ``distance_threshold``) above.
 
-P-value tests are corrected across features (Benjamini–Hochberg by default,
-or Bonferroni / none) and flag drift when the adjusted p-value is below the
-threshold (0.05); distances flag drift at or above theirs (0.1). Below
+The verdicts' p-values form one family across features, corrected with
+Benjamini–Hochberg by default (or Bonferroni / none); a verdict flags drift
+when its adjusted p-value is below the threshold (0.05). Non-deciding
+p-value results are corrected per method across features. Distances flag
+drift at or above their threshold (0.1). Below
 ``min_samples`` values (either side) a result is ``ok=False`` and never
 detected. These defaults were chosen by measurement: see
 ``benchmarks/bench_stats.py`` (detection-quality table) — they flag a
@@ -327,12 +330,22 @@ def _numeric_block(L, window: WindowSketch, config: DriftConfig) -> dict:
     enabled, deciding, base = _plan(names, "numeric", n_cur, config)
     is_mv = np.array([n == MULTIVARIATE for n in names])
     need = set(base) | set(deciding[enabled & ~is_mv].tolist())
+    mv_large = is_mv & (n_cur > config.large_sample)
     if is_mv.any():
-        need.add("ks")
+        need.add("wasserstein" if mv_large.any() else "ks")
     stats = numeric_statistics(L, window.num_counts, window.num_sums, window.num_inf, window.num_lo,
                                window.num_hi, need)
-    if "ks" in stats:
-        stats["pca_reconstruction"] = stats["ks"]
+    if is_mv.any():
+        # the PCA error distribution vs the reference's: KS (p-value) in small windows, normalised
+        # Wasserstein (distance) in large ones, like a numeric feature; NaN p-value = distance rule
+        mv = np.nonzero(is_mv)[0]
+        source = stats["wasserstein"] if mv_large.any() else stats["ks"]
+        stat, pv, bd = (np.zeros(len(names)), np.full(len(names), np.nan), np.zeros(len(names)))
+        stat[mv] = source[0][mv]
+        bd[mv] = source[2][mv]
+        if source[1] is not None:
+            pv[mv] = source[1][mv]
+        stats["pca_reconstruction"] = (stat, pv, bd)
     return {"names": names, "kind": "numeric", "enabled": enabled, "deciding": deciding, "base": base,
             "stats": stats, "n_ref": L.ref_fine2.sum(axis=1), "n_cur": n_cur, "is_mv": is_mv}
 
@@ -469,10 +482,15 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
         names[sel] = np.asarray(blk["names"], dtype=object)[rows_b]
         kinds[sel] = np.where(blk["is_mv"][rows_b], "multivariate", blk["kind"])
     method_names = np.array(METHODS, dtype=object)[a["method"]]
+    pv = a["pv"]
+    has_p = _HAS_P[a["method"]] & ~np.isnan(pv)  # pca_reconstruction is a distance in large windows
     # thresholds and minimum sample sizes, with per-feature overrides
     thr = np.empty(n)
     for m in np.unique(a["method"]):
         thr[a["method"] == m] = config.threshold(METHODS[m])
+    pca_distance = (method_names == "pca_reconstruction") & ~has_p
+    if pca_distance.any():
+        thr[pca_distance] = config.distance_threshold
     min_n = np.full(n, config.min_samples)
     for name, fc in config.features.items():
         if fc.threshold is None and fc.min_samples is None:
@@ -485,11 +503,14 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
     ok = (n_ref >= min_n) & (n_cur >= min_n)
     big = np.finfo(np.float64).max  # an overflowing distance stays "very large", and finite
     stat = np.nan_to_num(a["stat"], nan=0.0, posinf=big, neginf=0.0)
-    pv = a["pv"]
-    has_p = _HAS_P[a["method"]]
     adj = np.where(has_p, np.nan_to_num(pv, nan=1.0), np.nan)
+    # the verdicts form one family across features (whatever their p-value test); the other
+    # p-value results are corrected per method across features
+    verdicts = has_p & ok & a["dec"]
+    if verdicts.any():
+        adj[verdicts] = adjust_pvalues(adj[verdicts], config.correction)
     for m in M.PVALUE_METHODS:
-        sel = (method_names == m) & ok
+        sel = (method_names == m) & ok & has_p & ~a["dec"]
         if sel.any():
             adj[sel] = adjust_pvalues(adj[sel], config.correction)
     detected = ok & np.where(has_p, adj < thr, stat >= thr)

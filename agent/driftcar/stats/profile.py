@@ -549,12 +549,12 @@ class ProfileBuilder:
         mat = np.column_stack([self._sample[n] for n in num_names]) if len(num_names) >= 2 else np.empty((0, 0))
         mat = mat[np.isfinite(mat).all(axis=1)] if mat.size else mat
         if self.multivariate and len(num_names) >= 2 and len(mat) >= 20:
-            half = len(mat) // 2 if len(mat) >= 1_000 else len(mat)
+            # fit on one half of the sample, take the reference error distribution from the other
+            # (errors of the fitted rows would be optimistic); tiny samples use all rows for both
+            half = len(mat) // 2 if len(mat) >= 200 else len(mat)
             pca = fit_pca(mat[:half], num_names, self.pca_variance)
             errs = pca.errors(mat[half:] if half < len(mat) else mat)
-            pca_error = FeatureProfile(MULTIVARIATE, "numeric", 0, 0, self.bins,
-                                       _edges(errs, float(errs.min()), float(errs.max()), levels),
-                                       np.zeros(F + 3, np.int64), np.zeros(F + 3))
+            pca_error = _error_profile(errs, self.bins, levels)
         self._draft = Profile(feats, extras.get(PREDICTION), extras.get(LABEL), source=self.source,
                               bins=self.bins, fine_bins=F, top_k=self.top_k, rows=0, pca=pca, pca_error=pca_error)
         self._window = self._draft.new_window()
@@ -586,7 +586,7 @@ class ProfileBuilder:
             _filled(d.prediction, w, self._cols[PREDICTION]) if d.prediction else None,
             _filled(d.label, w, self._cols[LABEL]) if d.label else None,
             source=d.source, bins=d.bins, fine_bins=d.fine_bins, top_k=d.top_k, rows=w.rows,
-            pca=d.pca, pca_error=_filled(d.pca_error, w) if d.pca_error else None,
+            pca=d.pca, pca_error=d.pca_error,
         )
 
 
@@ -627,6 +627,19 @@ def _edges(finite: np.ndarray, lo: float, hi: float, levels: np.ndarray) -> np.n
         inner = np.full(len(levels), lo)
     edges = np.concatenate([[lo], np.clip(inner, lo, hi), [np.nextafter(hi, np.inf)]])
     return np.maximum.accumulate(edges)
+
+
+def _error_profile(errs: np.ndarray, bins: int, levels: np.ndarray) -> FeatureProfile:
+    """The reference distribution of PCA reconstruction errors, counted from held-out rows."""
+    edges = _edges(errs, float(errs.min()), float(errs.max()), levels)
+    ext = np.concatenate([edges, [np.nan]])
+    idx = np.searchsorted(ext, errs, "right")
+    size = len(edges) + 2
+    counts = np.bincount(idx, minlength=size).astype(np.int64)
+    sums = np.bincount(idx, weights=errs, minlength=size)
+    sums[-1] = 0.0
+    return FeatureProfile(MULTIVARIATE, "numeric", len(errs), 0, bins, edges, counts, sums, float(errs.mean()),
+                          float(errs.std()), float(errs.min()), float(errs.max()))
 
 
 def _filled(f: FeatureProfile, w, st: _ColumnState | None = None) -> FeatureProfile:

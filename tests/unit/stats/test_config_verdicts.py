@@ -83,6 +83,17 @@ def test_correction_is_applied_across_features():
         assert bonf[n].detected == (bonf[n].pvalue_adjusted < 0.05)
 
 
+def test_verdicts_are_one_family_across_kinds():
+    rng = np.random.default_rng(9)
+    prof = profile({"n": rng.normal(size=5_000), "c": list(rng.choice(["x", "y", "z"], 5_000))}, multivariate=False)
+    w = prof.new_window()
+    w.update({"n": rng.normal(0.1, 1, 600), "c": list(rng.choice(["x", "y", "z"], 600, p=[0.4, 0.3, 0.3]))})
+    dec = evaluate_drift(prof, w, DriftConfig(correction="bonferroni")).deciding()
+    assert (dec["n"].method, dec["c"].method) == ("ks", "chisquare")
+    for f in ("n", "c"):  # two verdicts in the family, whatever their tests
+        assert dec[f].pvalue_adjusted == pytest.approx(min(1.0, 2 * dec[f].pvalue))
+
+
 def _report(score: float, ok: bool = True, method: str = "wasserstein", p: float | None = None) -> DriftReport:
     detected = ok and (score >= 0.1 if p is None else p < 0.05)
     return DriftReport([DriftResult("x", method, score, p, 0.05 if p is not None else 0.1, detected, 1000, 1000,

@@ -141,5 +141,23 @@ def test_pca_flags_a_broken_correlation_that_marginal_tests_miss():
     assert not same["__multivariate__"].detected
     assert broken["__multivariate__"].detected and broken["__multivariate__"].method == "pca_reconstruction"
     assert not any(broken[f].detected for f in ("a", "b", "c"))
+    assert broken["__multivariate__"].pvalue is None  # 5,000 rows: a distance (normalised Wasserstein)
+    assert broken["__multivariate__"].threshold == 0.1
+    small = prof.new_window()
+    small.update({"a": z2[:400], "b": b_marg[:400], "c": rng.normal(size=400)})
+    r = evaluate_drift(prof, small).deciding()["__multivariate__"]
+    assert r.pvalue is not None and r.threshold == 0.05 and r.detected  # 400 rows: KS with a p-value
     off = evaluate_drift(prof, w_broken, DriftConfig(multivariate=False)).deciding()
     assert "__multivariate__" not in off
+
+
+def test_pca_no_false_alarms_on_undrifted_correlated_data():
+    rng = np.random.default_rng(5)
+    mix = rng.normal(size=(10, 10)) * 0.3 + np.eye(10)
+    prof = profile({f"f{i}": c for i, c in enumerate((rng.normal(size=(4_000, 10)) @ mix).T)})
+    alarms = 0
+    for rows in [300] * 100 + [3_000] * 100:
+        w = prof.new_window()
+        w.update({f"f{i}": c for i, c in enumerate((rng.normal(size=(rows, 10)) @ mix).T)})
+        alarms += evaluate_drift(prof, w).deciding()["__multivariate__"].detected
+    assert alarms <= 2  # <= 1 % of windows
