@@ -608,3 +608,22 @@ def test_numeric_versions_and_schemeless_endpoints_are_accepted():
         assert monitor.shutdown(1.0)
     with pytest.raises(ValueError, match="unknown ShipperConfig options"):
         driftcar.instrument(lambda X: X, name="typo", max_batch_row=5)
+
+
+def test_ids_are_per_asyncio_task():
+    import asyncio
+
+    model = LinearRegression().fit(np.eye(2), [0.0, 1.0])
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(model, name="aio", shipper=shipper)
+
+    async def handle(i):
+        with monitor.ids([f"req-{i}"]):
+            await asyncio.sleep(0)  # another task runs inside this block
+            model.predict(np.eye(2)[:1])
+
+    async def main():
+        await asyncio.gather(*(handle(i) for i in range(20)))
+
+    asyncio.run(main())
+    assert sorted(_col(shipper.part(), "id").data) == sorted(f"req-{i}" for i in range(20))
