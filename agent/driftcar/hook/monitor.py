@@ -64,12 +64,14 @@ class Monitor:
         self.version = version
         self._shipper = shipper
         self._owns_shipper = owns_shipper
-        self.sample = sample
-        self._capture = capture
+        self._sample = float(sample)
+        self._capture_on = capture
         self._tracer = tracer  # None when spans are off
         self._span_attributes = {"model.name": name, "model.version": version}
         self._enabled = True
         self._copy = copy  # snapshot inputs/outputs (default) or keep references
+        self._fast = False  # the wrappers' inlined numpy path applies (see _sync_fast)
+        self._sync_fast()
         self._explicit_provider = explicit_provider
         self._otel_live = explicit_provider  # an SDK provider exists (explicit or global)
         self._tick = 0
@@ -84,6 +86,33 @@ class Monitor:
         self._id_mismatches = 0
         self._targets: list[Any] = []  # (weakref to an instance carrying our wrapper, method) for uninstrument
         self._rewalk = None  # set by instrument(): re-instrument new sub-estimators after fit
+
+    # ------------------------------------------------------------------ capture switch
+
+    @property
+    def _capture(self) -> bool:
+        return self._capture_on
+
+    @_capture.setter
+    def _capture(self, on: bool) -> None:
+        self._capture_on = bool(on)
+        self._sync_fast()
+
+    def _sync_fast(self) -> None:
+        # the inlined path in Wrapper.__call__ covers: capture on, every call sampled, copies on
+        self._fast = self._capture_on and self._sample >= 1.0 and self._copy
+
+    @property
+    def sample(self) -> float:
+        """Probability that a call's rows are captured (calls are always counted); settable."""
+        return self._sample
+
+    @sample.setter
+    def sample(self, rate: float) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
+            raise ValueError(f"sample must be a number in [0, 1], got {rate!r}")
+        self._sample = float(rate)
+        self._sync_fast()
 
     # ------------------------------------------------------------------ calling
 
@@ -133,7 +162,7 @@ class Monitor:
                 name = type(exc).__name__
                 self._errors[name] = self._errors.get(name, 0) + 1
                 item = Captured("inference", wrapper.name, start_ns, duration_ns / 1e9, rows, name, trace_id)
-            elif mode == "call" or mode == "fit" or (self.sample < 1.0 and _random() >= self.sample):
+            elif mode == "call" or mode == "fit" or (self._sample < 1.0 and _random() >= self._sample):
                 item = Captured("inference", wrapper.name, start_ns, duration_ns / 1e9, rows, None, trace_id)
             else:
                 copy = self._copy
@@ -164,9 +193,13 @@ class Monitor:
                 self._captured_rows += rows
             self._shipper.offer(item)
         except Exception as failure:  # never raise into the model
-            self._capture_failures += 1
-            if self._capture_failures == 1:
-                log.warning("driftcar: capture failed for %s (%s: %s); counted in stats, logged once", self.name, type(failure).__name__, failure)
+            self._capture_failed(failure)
+
+    def _capture_failed(self, failure: Exception) -> None:
+        self._capture_failures += 1
+        if self._capture_failures == 1:
+            log.warning("driftcar: capture failed for %s (%s: %s); counted in stats, logged once",
+                        self.name, type(failure).__name__, failure)
 
     def _refresh_otel(self) -> None:
         """Is there a real (SDK) tracer provider? Once one is set globally it stays set."""

@@ -627,3 +627,20 @@ def test_ids_are_per_asyncio_task():
 
     asyncio.run(main())
     assert sorted(_col(shipper.part(), "id").data) == sorted(f"req-{i}" for i in range(20))
+
+
+def test_sample_can_change_at_runtime_and_shutdown_stops_capture():
+    model = LinearRegression().fit(np.eye(2), [0.0, 1.0])
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(model, name="rate", shipper=shipper)
+    model.predict(np.eye(2))
+    monitor.sample = 0.0
+    model.predict(np.eye(2))
+    with pytest.raises(ValueError, match="sample must be"):
+        monitor.sample = 2
+    monitor.sample = 1.0
+    model.predict(np.eye(2))
+    assert shipper.part().calls["captured"].tolist() == [2, 0, 2]
+    monitor.shutdown(0.1)
+    model.predict(np.eye(2))
+    assert len(shipper.items) == 3 and shipper.closed
