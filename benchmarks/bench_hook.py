@@ -90,15 +90,19 @@ def _pipelines(n: int, X, y):
     return [make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y) for _ in range(n)]
 
 
-def _blocks(pipe, variants: dict, X, cycles: int, block: int) -> dict[str, float]:
-    """Median µs per ``pipe.predict(X)`` under each variant, all on ONE model instance.
+def _blocks(pipe, variants: dict, X, cycles: int, block: int) -> dict[str, tuple[float, float]]:
+    """``{name: (median µs per call, Δ µs over "bare")}`` for ``pipe.predict(X)`` under each variant,
+    all on ONE model instance.
 
-    ``variants`` maps a name to ``setup() -> undo``. Variants take turns in blocks of
-    ``block`` calls (order rotating every cycle), so slow drift of the machine hits all
-    alike and no variant gets a luckier memory layout than another.
+    ``variants`` maps a name to ``setup() -> undo``. Variants take turns in short blocks of
+    ``block`` calls, order rotating every cycle, so no variant gets a luckier memory layout or
+    a quieter moment of the machine than another. Δ is the median over cycles of (this
+    variant's block median − bare's block median in the same cycle): load that changes
+    over seconds cancels out.
     """
     names = list(variants)
     samples: dict[str, list[int]] = {n: [] for n in names}
+    per_cycle: dict[str, list[float]] = {n: [] for n in names}
     clock = time.perf_counter_ns
     for c in range(cycles + 1):
         shift = c % len(names)
@@ -106,15 +110,21 @@ def _blocks(pipe, variants: dict, X, cycles: int, block: int) -> dict[str, float
             undo = variants[name]()
             try:
                 predict = pipe.predict
+                times = []
                 for _ in range(block):
                     t0 = clock()
                     predict(X)
-                    t1 = clock()
-                    if c:  # the first cycle is warm-up
-                        samples[name].append(t1 - t0)
+                    times.append(clock() - t0)
             finally:
                 undo()
-    return {n: statistics.median(s) / 1000.0 for n, s in samples.items()}
+            if c:  # the first cycle is warm-up
+                samples[name].extend(times)
+                per_cycle[name].append(statistics.median(times))
+    bare = per_cycle["bare"]
+    return {
+        n: (statistics.median(samples[n]) / 1e3, statistics.median(a - b for a, b in zip(per_cycle[n], bare)) / 1e3)
+        for n in names
+    }
 
 
 def _conversion(quick: bool) -> list[str]:
@@ -210,9 +220,9 @@ def run(quick: bool) -> str:
         "spans, no SDK (driftcar)": instrumented(capture=False),
         "no-op API spans (naive)": lambda: _naive_span_per_step(pipe, NoOpTracerProvider()),
     }
-    cycles, block = (6, 50) if quick else (40, 75)
+    cycles, block = (10, 20) if quick else (150, 20)
     one = _blocks(pipe, variants, X[:1], cycles, block)
-    big_cycles, big_block = (4, 10) if quick else (30, 10)
+    big_cycles, big_block = (4, 10) if quick else (60, 10)
     # one Shipper per variant (no variant pays for another's buffer); a 16 MiB bound keeps about
     # 100 items alive and releases older ones, as a worker draining every 1 s would
     shippers = [Shipper(ShipperConfig("bench", "1", endpoint=shipper.config.endpoint, max_batch_rows=10**9,
@@ -228,31 +238,31 @@ def run(quick: bool) -> str:
     for s in [shipper, *shippers]:
         s.shutdown(0.2)
 
-    base = one["bare"]
-    cap_delta = one["capture"] - base
-    own_delta = one["capture, offer() a no-op"] - base
-    spans_vs_naive = one["capture+spans"] / one["span-per-step (SDK alone)"]
-    big_pct = (big["capture"] / big["bare"] - 1.0) * 100.0
-    pct = {k: (v / big["bare"] - 1.0) * 100.0 for k, v in big.items()}
+    base = one["bare"][0]
+    cap_delta = one["capture"][1]
+    own_delta = one["capture, offer() a no-op"][1]
+    spans_vs_naive = one["capture+spans"][0] / one["span-per-step (SDK alone)"][0]
+    pct = {k: d / big["bare"][0] * 100.0 for k, (_, d) in big.items()}
+    big_pct = pct["capture"]
     lines = [
         "## hook: per-call overhead",
         "",
         "`Pipeline(StandardScaler(), LogisticRegression())`, 20 float features, one fitted instance for every",
-        f"variant (instrumented and restored in turn, blocks of {block} calls, {cycles} cycles, order rotating;",
-        "medians per call). Capture ships through a real Shipper pointed at a closed port with batch thresholds",
+        f"variant (instrumented and restored in turn, blocks of {block} calls, {cycles} cycles, order rotating).",
+        "Δ = median over cycles of the block-median difference to bare in the same cycle. Capture ships through a real Shipper pointed at a closed port with batch thresholds",
         "above the run, so its worker sleeps (its cost is in bench_shipping); default 64 MiB buffer. Spans go to",
         "an SDK TracerProvider whose processor drops them.",
         "",
         "| 1-row predict | median µs | Δ over bare µs | × bare |",
         "|---|---:|---:|---:|",
     ]
-    for name, value in one.items():
-        lines.append(f"| {name} | {value:,.1f} | {value - base:+,.1f} | {value / base:.3f} |")
+    for name, (value, delta) in one.items():
+        lines.append(f"| {name} | {value:,.1f} | {delta:+,.1f} | {(base + delta) / base:.3f} |")
     lines += [
         "",
         f"| 1,000-row predict ({big_cycles} cycles × {big_block}) | median µs | Δ over bare |",
         "|---|---:|---:|",
-        *[f"| {k} | {v:,.1f} | {pct[k]:+.2f}% |" for k, v in big.items()],
+        *[f"| {k} | {v:,.1f} | {pct[k]:+.2f}% |" for k, (v, _) in big.items()],
         "",
         "On 1,000 rows the capture cost is the snapshot copy of the input (1,000 × 20 float64 = 160 KB). With",
         "offer() a no-op each copy is freed at once and the next one reuses the same cache-hot memory; a real",
@@ -265,8 +275,8 @@ def run(quick: bool) -> str:
         f"{own_delta:+.1f} µs, the Shipper's offer() the rest.",
         f"- capture+spans costs **{spans_vs_naive:.2f}×** span-per-step with the SDK alone "
         f"(target < 1): {'met' if spans_vs_naive < 1 else 'NOT met'}.",
-        f"- with no SDK provider, driftcar's spans add {one['spans, no SDK (driftcar)'] - base:+.1f} µs over bare vs "
-        f"{one['no-op API spans (naive)'] - base:+.1f} µs for plain no-op API spans (target: no more).",
+        f"- with no SDK provider, driftcar's spans add {one['spans, no SDK (driftcar)'][1]:+.1f} µs over bare vs "
+        f"{one['no-op API spans (naive)'][1]:+.1f} µs for plain no-op API spans (target: no more).",
         f"- capture adds **{big_pct:+.2f}%** on 1,000 rows (target ≤ {TARGET_PCT:.0f}%): "
         f"{'met' if big_pct <= TARGET_PCT else 'NOT met'}; with offer() a no-op {pct['capture, offer() a no-op']:+.2f}%, "
         f"with copy=False {pct['capture, copy=False']:+.2f}%.",

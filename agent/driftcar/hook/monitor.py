@@ -143,7 +143,7 @@ class Monitor:
         mode = wrapper.mode
         if mode == "fit" and exc is None and self._rewalk is not None:
             self._after_fit()
-        if not self._capture:
+        if not self._capture_on:
             return
         try:
             self._calls += 1

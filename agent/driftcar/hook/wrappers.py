@@ -196,7 +196,8 @@ class Wrapper:
             except Exception as failure:  # never raise into the model
                 monitor._capture_failed(failure)
             return result
-        monitor._record(self, args, kwargs, result, start_ns, duration_ns, span, None)
+        if monitor._capture_on or self.mode == "fit":
+            monitor._record(self, args, kwargs, result, start_ns, duration_ns, span, None)
         return result
 
     def _spanned(self, tracer: Any, args: tuple, kwargs: dict) -> Any:
