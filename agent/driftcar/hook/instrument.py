@@ -26,6 +26,7 @@ call's rows are captured (all rows of a sampled call are kept).
 
 from __future__ import annotations
 
+import types
 import weakref
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -219,7 +220,11 @@ def instrument(
         capture=bool(capture), tracer=tracer, explicit_provider=tracer_provider is not None, copy=bool(copy),
     )
     if is_function:
-        span_name = getattr(model, "__qualname__", None) or f"{type(model).__name__}.__call__"
+        owner = getattr(model, "__self__", None)
+        if owner is not None and not isinstance(owner, types.ModuleType) and hasattr(model, "__name__"):
+            span_name = f"{type(owner).__name__}.{model.__name__}"  # a bound method: its instance's class
+        else:
+            span_name = getattr(model, "__qualname__", None) or f"{type(model).__name__}.__call__"
         wrapper = Wrapper(model, None, "__call__", monitor, True, span_name, "io")
         monitor.model = monitor.wrapped = wrapper
         try:

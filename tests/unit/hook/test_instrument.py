@@ -644,3 +644,20 @@ def test_sample_can_change_at_runtime_and_shutdown_stops_capture():
     monitor.shutdown(0.1)
     model.predict(np.eye(2))
     assert len(shipper.items) == 3 and shipper.closed
+
+
+def test_callable_objects_and_bound_methods():
+    class Scorer:
+        def __call__(self, X):
+            return X[:, 0] * 2
+
+    provider, exporter = _spans()
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(Scorer(), name="scorer", shipper=shipper, tracer_provider=provider)
+    assert monitor(np.ones((2, 1))).tolist() == [2.0, 2.0]
+    model = LinearRegression().fit(np.eye(2), [0.0, 1.0])
+    bound = driftcar.instrument(model.predict, name="bound", shipper=shipper, tracer_provider=provider)
+    bound.model(np.eye(2))
+    assert [s.name for s in exporter.get_finished_spans()] == ["Scorer.__call__", "LinearRegression.predict"]
+    assert pickle.loads(pickle.dumps(bound.model))(np.eye(2)).tolist() == model.predict(np.eye(2)).tolist()
+    assert [p.calls["method"] for p in shipper.parts()] == [["__call__"], ["__call__"]]  # two layouts
