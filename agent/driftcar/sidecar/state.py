@@ -482,6 +482,10 @@ class StateStore:
         self.lock = threading.RLock()
         self.models: dict[tuple[str, str], ModelState] = {}
         self.refused_models = 0
+        # (model, version) pairs admitted but maybe not applied yet: the cap counts them too,
+        # or every new model in the requests queued before the first apply would get in
+        self._admitted: set[tuple[str, str]] = set()
+        self._admit_lock = threading.Lock()
         self._load_profile = load_profile
         self._file_profiles: dict[str, Any] = {}
 
@@ -497,10 +501,21 @@ class StateStore:
         return self._file_profiles[path]
 
     def admit(self, model: str, version: str) -> str | None:
-        """Refusal reason for a new (model, version) beyond ``max_models``, else None. Lock-free read."""
-        if (model, version) in self.models or len(self.models) < self.config.max_models:
+        """Refusal reason for a new (model, version) beyond ``max_models``, else None.
+
+        Lock-free for known models; a new one takes a slot at once (under a small lock), so
+        concurrent and queued batches cannot push the state past the cap.
+        """
+        key = (model, version)
+        if key in self.models or key in self._admitted:
             return None
-        self.refused_models += 1
+        with self._admit_lock:
+            if key in self._admitted:
+                return None
+            if len(self._admitted.union(self.models)) < self.config.max_models:
+                self._admitted.add(key)
+                return None
+            self.refused_models += 1
         return f"model cap reached ({self.config.max_models} model versions); batch for a new model refused"
 
     def get_or_create(self, model: str, version: str) -> ModelState:
