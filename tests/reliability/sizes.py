@@ -20,7 +20,8 @@ SIZES: dict[str, tuple[float, float]] = {
     "PREFORK_RECYCLES": (8, 50),  # 6) gunicorn worker recycles (max_requests)
     "SOAK_S": (20, 1800),  # 7) seconds of steady load
     "FUZZ_INPUTS": (600, 100_000),  # 8) generated inputs per receiver endpoint
-    "CARDINALITY": (50_000, 50_000),  # 10) distinct feature names / categories / model names
+    "CARDINALITY": (50_000, 50_000),  # 10) distinct category values / model names
+    "FEATURE_NAMES": (10_000, 50_000),  # 10) distinct feature names (2,000 per model; slower: 25 models long)
 }
 
 
