@@ -189,6 +189,18 @@ class _NullShipper:
 
 
 def run(quick: bool) -> str:
+    import logging
+
+    hook_log = logging.getLogger("driftcar.hook")
+    level = hook_log.level
+    hook_log.setLevel(logging.ERROR)  # the closed port's export failures are expected here
+    try:
+        return _run(quick)
+    finally:
+        hook_log.setLevel(level)
+
+
+def _run(quick: bool) -> str:
     import driftcar
     from driftcar.hook.shipping import Shipper, ShipperConfig
     from opentelemetry.sdk.trace import TracerProvider
