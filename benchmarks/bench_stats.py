@@ -78,7 +78,7 @@ def sketch_throughput(quick: bool) -> str:
             for j in range(n_num):
                 np.bincount(np.searchsorted(heavy_fine[j], b[f"n{j}"], "right"), minlength=size)
 
-    repeat = 3 if quick else 7
+    repeat = 3 if quick else 15
     t_heavy_bare = _best(bare_heavy, repeat)
     t_heavy = _best(ours(prof_heavy, heavy), repeat)
     t_fine = _best(bare(fine), repeat)
@@ -129,11 +129,11 @@ def evaluation_time(quick: bool) -> str:
     w.update(cur)
     cfg = DriftConfig()
     evaluate_drift(prof, w, cfg)
-    t_eval = _best(lambda: evaluate_drift(prof, w, cfg), 3 if quick else 10)
+    t_eval = _best(lambda: evaluate_drift(prof, w, cfg), 5 if quick else 40)
     n_results = len(evaluate_drift(prof, w, cfg).results)
     # baseline in the same run: one pass of np.cumsum over the same fine-count matrix
     mat = w.num_counts.astype(float)
-    t_floor = _best(lambda: np.cumsum(mat, axis=1), 10)
+    t_floor = _best(lambda: np.cumsum(mat, axis=1), 40)
     return "\n".join([
         "### Drift evaluation time (one window)",
         "",
@@ -280,7 +280,12 @@ def detection_quality(quick: bool) -> str:
 
 
 def run(quick: bool) -> str:
-    parts = ["## Statistics engine (`driftcar.stats`)", ""]
+    import os
+
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    parts = ["## Statistics engine (`driftcar.stats`)", "",
+             f"Times are best-of-N on a shared machine (load average at start: {load}); ratios compare "
+             f"paths measured in the same run.", ""]
     for fn in (sketch_throughput, evaluation_time, scipy_comparison, detection_quality):
         started = time.perf_counter()
         parts.append(fn(quick))
