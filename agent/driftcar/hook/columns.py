@@ -289,8 +289,10 @@ def _features(inputs: Any, limits: Limits) -> list[Column]:
         if arr is None or arr.ndim != 2:
             arr = np.asarray(inputs, dtype=object).reshape(len(inputs), -1)
         return _matrix_features(arr, limits)
-    if np.ndim(inputs) == 0:  # one scalar input
+    if isinstance(inputs, (str, bytes)) or np.ndim(inputs) == 0:  # one scalar input
         return [Column("x0", "feature", _object_column([inputs], limits))]
+    if hasattr(inputs, "__array__"):  # tensors and other array-likes
+        return _features(np.asarray(inputs), limits)
     raise _Unconvertible(f"features of type {type(inputs).__name__}")
 
 

@@ -167,8 +167,11 @@ class Monitor:
             else:
                 copy = self._copy
                 if type(x) is _ndarray:
-                    inputs = x.copy() if copy else x
-                    hint = inputs.nbytes + 160
+                    if x.ndim > 2:  # images and other tensors are not tabular: outputs only
+                        inputs, hint = None, 160
+                    else:
+                        inputs = x.copy() if copy else x
+                        hint = inputs.nbytes + 160
                 else:
                     inputs = copy_value(x) if copy else x
                     hint = size_hint(inputs, rows) + 160

@@ -185,12 +185,12 @@ class Wrapper:
                     trace_id = get_current_span().get_span_context().trace_id
                 else:
                     trace_id = 0
-                inputs = x.copy()
+                inputs = x.copy() if x.ndim <= 2 else None  # images and other tensors: outputs only
                 outputs = result.copy()
                 monitor._calls += 1
                 monitor._shipper.offer(
-                    Captured("inference", self.name, start_ns, duration_ns / 1e9, rows, None, trace_id,
-                             inputs, outputs, None, ids, None, inputs.nbytes + outputs.nbytes + 160)
+                    Captured("inference", self.name, start_ns, duration_ns / 1e9, rows, None, trace_id, inputs,
+                             outputs, None, ids, None, (0 if inputs is None else inputs.nbytes) + outputs.nbytes + 160)
                 )
                 monitor._captured_rows += rows
             except Exception as failure:  # never raise into the model

@@ -661,3 +661,14 @@ def test_callable_objects_and_bound_methods():
     assert [s.name for s in exporter.get_finished_spans()] == ["Scorer.__call__", "LinearRegression.predict"]
     assert pickle.loads(pickle.dumps(bound.model))(np.eye(2)).tolist() == model.predict(np.eye(2)).tolist()
     assert [p.calls["method"] for p in shipper.parts()] == [["__call__"], ["__call__"]]  # two layouts
+
+
+def test_image_batches_capture_outputs_only():
+    shipper = FakeShipper()
+    monitor = driftcar.instrument(lambda images: images.mean(axis=(1, 2)), name="img", shipper=shipper)
+    images = np.random.default_rng(8).normal(size=(4, 8, 8))
+    said = monitor(images)
+    part = shipper.part()
+    assert [c.name for c in part.columns] == ["prediction"]
+    assert _col(part, "prediction").data.tolist() == said.tolist()
+    assert part.calls["rows"].tolist() == [4] and shipper.items[0].inputs is None
