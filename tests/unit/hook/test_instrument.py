@@ -672,3 +672,16 @@ def test_image_batches_capture_outputs_only():
     assert [c.name for c in part.columns] == ["prediction"]
     assert _col(part, "prediction").data.tolist() == said.tolist()
     assert part.calls["rows"].tolist() == [4] and shipper.items[0].inputs is None
+
+
+def test_text_pipeline_captures_the_texts():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = ["good movie", "bad movie", "great film", "awful film"]
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(texts, [1, 0, 1, 0])
+    shipper = FakeShipper()
+    driftcar.instrument(pipe, name="text", shipper=shipper)
+    said = pipe.predict(["good film", "bad"])
+    part = shipper.part()
+    assert _col(part, "x0").data == ["good film", "bad"]
+    assert _col(part, "prediction").data.tolist() == said.tolist()
