@@ -151,8 +151,7 @@ class Wrapper:
         span = None
         try:
             if tracer is not None:
-                span = tracer.start_span(self.span_name, attributes=monitor._span_attributes)
-                ctx_token = attach(set_span_in_context(span))
+                span, ctx_token = _start(tracer, self.span_name, monitor._span_attributes)
             start_ns = _time_ns()
             t0 = _perf_ns()
             try:
@@ -166,8 +165,7 @@ class Wrapper:
             duration_ns = _perf_ns() - t0
         finally:
             if span is not None:
-                detach(ctx_token)
-                span.end()
+                _end(span, ctx_token)
             active.reset(token)
         if self.fast and monitor._fast and args and type(args[0]) is _ndarray and type(result) is _ndarray:
             # the commonest call, inlined (one Python frame less): numpy in, numpy out,
@@ -201,16 +199,39 @@ class Wrapper:
         return result
 
     def _spanned(self, tracer: Any, args: tuple, kwargs: dict) -> Any:
-        span = tracer.start_span(self.span_name)
-        token = attach(set_span_in_context(span))
+        span, token = _start(tracer, self.span_name, None)
+        if span is None:
+            return self.orig(*args, **kwargs)
         try:
             return self.orig(*args, **kwargs)
         except Exception as exc:
             fail_span(span, exc)
             raise
         finally:
+            _end(span, token)
+
+
+def _start(tracer: Any, name: str, attributes: Any) -> tuple[Any, Any]:
+    """Start a span and make it current; ``(None, None)`` if the tracing SDK fails (never raises)."""
+    try:
+        span = tracer.start_span(name, attributes=attributes)
+    except Exception:
+        return None, None
+    try:
+        return span, attach(set_span_in_context(span))
+    except Exception:
+        _end(span, None)
+        return None, None
+
+
+def _end(span: Any, token: Any) -> None:
+    """Restore the context and end the span (never raises: the model's outcome must pass through)."""
+    try:
+        if token is not None:
             detach(token)
-            span.end()
+        span.end()
+    except Exception:
+        pass
 
 
 def is_ours(value: Any) -> bool:

@@ -685,3 +685,20 @@ def test_text_pipeline_captures_the_texts():
     part = shipper.part()
     assert _col(part, "x0").data == ["good film", "bad"]
     assert _col(part, "prediction").data.tolist() == said.tolist()
+
+
+def test_a_broken_tracer_never_reaches_the_model():
+    class BrokenTracer:
+        def start_span(self, *args, **kwargs):
+            raise RuntimeError("tracing backend exploded")
+
+    class BrokenProvider:
+        def get_tracer(self, *args, **kwargs):
+            return BrokenTracer()
+
+    pipe, X, _ = churn_pipeline()
+    expected = pipe.predict(X.iloc[:3])
+    shipper = FakeShipper()
+    driftcar.instrument(pipe, name="broken", shipper=shipper, tracer_provider=BrokenProvider())
+    assert pipe.predict(X.iloc[:3]).tolist() == expected.tolist()
+    assert shipper.part().rows == 3
