@@ -26,6 +26,7 @@ call's rows are captured (all rows of a sampled call are kept).
 
 from __future__ import annotations
 
+import logging
 import types
 import weakref
 from typing import Any, Iterable, Mapping, Sequence
@@ -47,6 +48,8 @@ __all__ = [
     "RIVER_METHODS",
     "DEFAULT_METHODS",
 ]
+
+log = logging.getLogger("driftcar.hook")
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:14317"
 DEFAULT_PROTOCOL = "grpc"
@@ -188,6 +191,10 @@ def instrument(
     """
     existing = find_monitor(model)
     if existing is not None:
+        if (name is not None and name != existing.name) or (version is not None and str(version) != existing.version):
+            log.warning("driftcar.instrument: %r is already instrumented as %s/%s; returning that Monitor "
+                        "(uninstrument it first to change its name or version)", type(model).__name__,
+                        existing.name, existing.version)
         return existing
     if isinstance(model, type):
         raise TypeError(f"driftcar.instrument: pass a model instance, not the class {model.__name__}")

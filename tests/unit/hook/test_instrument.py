@@ -349,12 +349,20 @@ def test_no_double_wrap_and_other_instances_untouched():
     other, _, _ = churn_pipeline()
     shipper = FakeShipper()
     first = driftcar.instrument(pipe, name="churn", shipper=shipper)
-    assert driftcar.instrument(pipe, name="again", shipper=FakeShipper()) is first
+    assert driftcar.instrument(pipe, name="churn", shipper=FakeShipper()) is first
     assert not isinstance(vars(pipe)["predict"].orig, Wrapper)
     pipe.predict(X.iloc[:2])
     assert shipper.part().calls["method"] == ["predict"]
     assert "predict" not in vars(other)
     assert "transform" not in vars(other.named_steps["pre"])
+
+
+def test_instrumenting_again_under_another_name_warns(caplog):
+    model = LinearRegression().fit(np.eye(2), [0.0, 1.0])
+    first = driftcar.instrument(model, name="a", shipper=FakeShipper())
+    with caplog.at_level("WARNING", logger="driftcar.hook"):
+        assert driftcar.instrument(model, name="b") is first
+    assert "already instrumented as a/unknown" in caplog.text
 
 
 def test_uninstrument_restores_originals():
