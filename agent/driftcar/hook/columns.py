@@ -20,8 +20,10 @@ column conventions of ``proto/BATCH.md``:
   ``label``; when it carries ids (``monitor.ids``) a ``labels`` row (``id``,
   ``label``) is emitted too, so the sidecar can join it to the earlier prediction.
 
-Items are grouped by kind and by column signature (names, roles, wire types,
-classes), in order of first appearance, and concatenated. Inference parts carry
+Items with the same raw layout are first combined and converted once
+(:mod:`driftcar.hook.grouping`: one conversion for ten thousand 1-row calls, not
+ten thousand); the results are grouped by kind and by column signature (names,
+roles, wire types, classes), in order of first appearance, and concatenated. Inference parts carry
 the per-call table (:data:`driftcar.wire.CALL_COLUMNS`): one row per call,
 including calls that raised, were not sampled or could not be converted, so
 golden signals stay exact; ``captured`` maps data rows to calls.
