@@ -215,7 +215,7 @@ _inputs = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(__import__("os").environ.get("DRIFTCAR_HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
@@ -284,3 +284,38 @@ def test_combined_dict_rows_union_their_keys():
     assert _same(batch.columns["a"], [1.0, float("nan")])
     assert batch.columns["b"] == [None, "u"]
     assert batch.columns["prediction"].tolist() == [0.5, 0.25]
+
+
+def _rows_by_layout(parts):
+    """{(kind, column names): (sorted row tuples, sorted captured counts)}; dtypes may differ
+    (combining DataFrames with equal columns unifies their dtypes), values may not."""
+    out = {}
+    for p in parts:
+        key = (p.kind, tuple((c.name, c.role) for c in p.columns))
+        rows, captured = out.setdefault(key, ([], []))
+        rows.extend(zip(*(map(float, _values(c.data)) for c in p.columns)))
+        if p.calls:
+            captured.extend(p.calls["captured"].tolist())
+    return {k: (sorted(r), sorted(c)) for k, (r, c) in out.items()}
+
+
+@settings(max_examples=int(__import__("os").environ.get("DRIFTCAR_HYPOTHESIS_EXAMPLES", "100")), deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["nd", "df"]), st.integers(1, 2), st.sampled_from(["f8", "i4"]),
+                  st.integers(0, 3), st.sampled_from(["f8", "i8"])),
+        max_size=12,
+    ),
+    st.integers(0, 2**32 - 1),
+)
+def test_combining_equals_converting_one_by_one(specs, seed):
+    rng = np.random.default_rng(seed)
+    items = []
+    for form, width, dtype, rows, out_dtype in specs:
+        X = (rng.normal(size=(rows, width)) * 10).astype(dtype)
+        if form == "df":
+            X = pd.DataFrame(X, columns=[f"c{j}" for j in range(width)])
+        items.append(_item(X, (rng.normal(size=rows) * 10).astype(out_dtype), rows=rows))
+    combined = _rows_by_layout(to_columns(items))
+    one_by_one = _rows_by_layout([p for i in items for p in to_columns([i])])
+    assert combined == one_by_one
