@@ -258,7 +258,8 @@ class Monitor:
         dicts); ``y`` optional labels and ``predictions`` optional model outputs,
         one per row. Sent in chunks of ``REFERENCE_CHUNK_ROWS`` rows; for large
         references this flushes the shipper every ~16 MiB, blocking up to
-        ``timeout`` seconds each time, so nothing is dropped. Returns the rows offered.
+        ``timeout`` seconds each time, so nothing is dropped; after a flush that
+        did not complete it stops waiting. Returns the rows offered.
         """
         self._require_capture("set_reference")
         n = n_rows(X) if not isinstance(X, dict) else 1
@@ -266,6 +267,7 @@ class Monitor:
             if values is not None and len(_snapshot_values(values)) != n:
                 raise ValueError(f"set_reference: {what} has {len(_snapshot_values(values))} values, X has {n} rows")
         pending = 0
+        waiting = True
         for start in range(0, max(n, 1), REFERENCE_CHUNK_ROWS):
             stop = min(start + REFERENCE_CHUNK_ROWS, n)
             inputs = copy_value(_rows(X, start, stop, n))
@@ -276,8 +278,12 @@ class Monitor:
                 Captured("reference", "set_reference", time.time_ns(), 0.0, stop - start, inputs=inputs, outputs=outputs, labels=labels, size_hint=hint)
             )
             pending += hint
-            if pending >= REFERENCE_FLUSH_BYTES:
-                self._shipper.flush(timeout)
+            if pending >= REFERENCE_FLUSH_BYTES and waiting:
+                if not self._shipper.flush(timeout):  # endpoint down: do not wait per chunk
+                    waiting = False
+                    log.warning("driftcar: set_reference for %s could not deliver within %.1fs; the rest is "
+                                "queued without waiting (rows over the buffer bound are dropped and counted)",
+                                self.name, timeout)
                 pending = 0
         return n
 

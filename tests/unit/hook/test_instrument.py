@@ -710,3 +710,18 @@ def test_a_broken_tracer_never_reaches_the_model():
     driftcar.instrument(pipe, name="broken", shipper=shipper, tracer_provider=BrokenProvider())
     assert pipe.predict(X.iloc[:3]).tolist() == expected.tolist()
     assert shipper.part().rows == 3
+
+
+def test_set_reference_waits_for_delivery_only_while_it_succeeds(monkeypatch):
+    monkeypatch.setattr(monitor_module, "REFERENCE_CHUNK_ROWS", 10)
+    monkeypatch.setattr(monitor_module, "REFERENCE_FLUSH_BYTES", 1)  # flush after every chunk
+
+    class Down(FakeShipper):
+        def flush(self, timeout=0.0):
+            self.flushes += 1
+            return False
+
+    shipper = Down()
+    monitor = driftcar.instrument(lambda X: X, name="down", shipper=shipper)
+    assert monitor.set_reference(np.ones((50, 2)), timeout=0.01) == 50
+    assert shipper.flushes == 1 and len(shipper.items) == 5
