@@ -146,8 +146,10 @@ class Wrapper:
             monitor._tick += 1
             if monitor._tick & 255 == 1:
                 monitor._refresh_otel()
-        token = active.set(True)
         tracer = monitor._tracer if monitor._otel_live else None
+        if tracer is None and not monitor._capture_on and self.mode != "fit":
+            return self.orig(*args, **kwargs)  # nothing to trace, nothing to capture
+        token = active.set(True)
         span = None
         try:
             if tracer is not None:
