@@ -89,3 +89,60 @@ def test_every_row_is_queued_taken_or_counted_dropped_and_the_bound_holds(ops, b
     assert taken_rows + buf.dropped_rows + sum(e.rows for e in queued) == put_rows
     assert taken_calls + buf.dropped_calls + sum(e.calls for e in queued) == put_calls
     assert buf.rows == 0 and buf.bytes == 0
+
+
+def test_lock_free_puts_from_many_threads_keep_exact_counts_and_the_bound():
+    """put takes no lock: 4 producer threads and a taker, every row accounted for exactly."""
+    import threading
+
+    bound, per_thread, producers = 50_000, 5_000, 4
+    buf = ByteBuffer(bound)
+    taken = [0, 0]  # rows, calls
+    over = []
+    done = threading.Event()
+
+    def produce(k):
+        for i in range(per_thread):
+            buf.put((k, i), 100 + (i % 7) * 50, 1 + i % 3)
+            if buf.bytes > bound + producers * 400:  # at most one uncounted item per other producer
+                over.append(buf.bytes)
+
+    def consume():
+        while not done.is_set() or len(buf):
+            for e in buf.take(200, 10**9):
+                taken[0] += e.rows
+                taken[1] += e.calls
+
+    import sys
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
+    taker = threading.Thread(target=consume)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        taker.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        taker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    put_rows = producers * sum(1 + i % 3 for i in range(per_thread))
+    assert not over
+    assert taken[0] + buf.dropped_rows == put_rows
+    assert taken[1] + buf.dropped_calls == producers * per_thread
+    assert buf.rows == 0 and buf.bytes == 0 and len(buf) == 0
+    assert buf.seq == producers * per_thread  # every put got a sequence number, in FIFO order
+
+
+def test_sequence_numbers_follow_takes_and_drops():
+    buf = ByteBuffer(250)
+    for i in range(3):
+        buf.put(i, 100, 1)  # the third pushes item 0 out
+    assert buf.dropped_seq == 1 and buf.oldest_seq() == 2
+    assert [(e.item, e.seq) for e in buf.take(10, 10**9)] == [(1, 2), (2, 3)]
+    assert buf.oldest_seq() is None and buf.seq == 3
+    buf.put(3, 100, 1)
+    assert [(e.item, e.seq) for e in buf.clear()] == [(3, 4)]

@@ -1,43 +1,64 @@
 """The byte-bounded FIFO between the model's threads and the shipper's worker.
 
-``put`` is O(1) amortised and never waits on I/O: when the bound would be
-exceeded it drops the OLDEST items (the newest data describes the model best)
-and counts their rows and calls. Items carry a sequence number so that
-``flush`` can wait for "everything offered before now" precisely.
+``put`` runs on every captured model call, so it takes no lock: it appends a
+small tuple to a ``collections.deque`` (``append`` is atomic in CPython) and
+adds to two running totals. Whatever removes items (``take``, the drop-oldest
+trim, ``clear``) holds :attr:`lock` and keeps its own totals, so the queued
+bytes and rows are ``added - removed``. When the bound would be exceeded,
+``put`` trims the OLDEST items under the lock (the newest data describes the
+model best) and counts their rows and calls.
 
-Thread safety: every method takes one short lock; any thread may call them.
+Sequence numbers for ``flush`` ("everything offered before now") are implicit:
+the buffer is FIFO, so the n-th item ever put has seq n and the oldest queued
+item has seq ``removed + 1``; no per-item stamp is needed.
+
+Bound (measured, not assumed): ``bytes <= max_bytes`` after every ``put`` that
+returns, with one caveat. The running totals are updated with ``+=`` on
+attributes; under the GIL (CPython <= 3.12 and the default 3.13+ build) that
+sequence never switches threads in between (no eval-breaker check between the
+load and the store), so no update is lost. Threads offering *concurrently* may
+each see the others' items appended but not yet counted, so the bound can be
+overshot by at most one item per concurrently offering thread until the next
+``put`` trims. On a free-threaded build (``sys._is_gil_enabled()`` False)
+``put`` takes :attr:`lock` around the update, so the bound stays exact there.
+
+Thread safety: ``put`` from any number of threads; ``take``, ``clear`` and the
+readers from any thread (they hold :attr:`lock`). Nothing blocks on I/O.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-import time
 from collections import deque
 from typing import Any, NamedTuple
 
 __all__ = ["Entry", "ByteBuffer"]
 
+#: True when ``x.attr += n`` cannot lose an update to another thread (a GIL build)
+_GIL = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
 
 class Entry(NamedTuple):
     """One buffered item with what the bound and the counters need.
 
-    The buffer stores plain tuples of these fields (building a tuple is the
-    cheapest thing the model's thread can do); ``take`` hands out Entries.
+    The buffer stores plain ``(item, nbytes, rows, calls)`` tuples (building
+    a tuple is the cheapest thing the model's thread can do); ``take`` hands
+    out Entries with their sequence number.
     """
 
     item: Any
     nbytes: int
     rows: int  # captured data rows (0 when the call was not sampled)
     seq: int
-    enqueued: float  # time.monotonic() at put
     calls: int  # 1 for a model call (inference item), 0 for labels / reference items
 
 
-_NBYTES, _ROWS, _SEQ, _ENQUEUED, _CALLS = 1, 2, 3, 4, 5
+_NBYTES, _ROWS, _CALLS = 1, 2, 3
 
 
 class ByteBuffer:
-    """FIFO of :class:`Entry` bounded by the sum of their ``nbytes``.
+    """FIFO of items bounded by the sum of their ``nbytes``; see the module docstring.
 
     An item larger than the whole bound is refused (and counted as dropped)
     rather than emptying the buffer for nothing.
@@ -49,35 +70,53 @@ class ByteBuffer:
         self.max_bytes = max_bytes
         self.lock = threading.Lock()
         self._items: deque[tuple] = deque()
-        self.bytes = 0
-        self.rows = 0
-        self.seq = 0  # sequence number of the last item put
+        self._in_bytes = 0  # written by put only
+        self._in_rows = 0
+        self._out_bytes = 0  # written under lock only (take, trim, clear)
+        self._out_rows = 0
+        self._out_items = 0  # items removed so far: the oldest queued item has seq _out_items + 1
         self.dropped_rows = 0
         self.dropped_calls = 0
         self.dropped_seq = 0  # highest seq dropped so far
 
-    def put(self, item: Any, nbytes: int, rows: int, calls: int = 1, now: float | None = None) -> int:
-        """Append; returns the rows queued afterwards (the worker's wake-up test)."""
-        now = time.monotonic() if now is None else now
+    # ------------------------------------------------------------------ producers
+
+    def put(self, item: Any, nbytes: int, rows: int, calls: int = 1) -> int:
+        """Append (lock-free); returns the rows queued afterwards (the worker's wake-up test)."""
+        if nbytes > self.max_bytes:
+            self._refuse(rows, calls)
+            return self._in_rows - self._out_rows
+        self._items.append((item, nbytes, rows, calls))
+        if _GIL:
+            self._in_bytes += nbytes
+            self._in_rows += rows
+        else:  # pragma: no cover - free-threaded CPython
+            with self.lock:
+                self._in_bytes += nbytes
+                self._in_rows += rows
+        if self._in_bytes - self._out_bytes > self.max_bytes:
+            self._trim()
+        return self._in_rows - self._out_rows
+
+    def _refuse(self, rows: int, calls: int) -> None:
+        with self.lock:  # never queued, so it takes no sequence number a flush could wait on
+            self.dropped_rows += rows
+            self.dropped_calls += calls
+
+    def _trim(self) -> None:
+        """Drop the oldest items until the bound holds again (the newest item stays)."""
         with self.lock:
-            self.seq += 1
-            if nbytes > self.max_bytes:
-                self.dropped_rows += rows
-                self.dropped_calls += calls
-                self.dropped_seq = self.seq
-                return self.rows
             items = self._items
-            while self.bytes + nbytes > self.max_bytes and items:
+            while self._in_bytes - self._out_bytes > self.max_bytes and len(items) > 1:
                 old = items.popleft()
-                self.bytes -= old[_NBYTES]
-                self.rows -= old[_ROWS]
+                self._out_bytes += old[_NBYTES]
+                self._out_rows += old[_ROWS]
+                self._out_items += 1
                 self.dropped_rows += old[_ROWS]
                 self.dropped_calls += old[_CALLS]
-                self.dropped_seq = old[_SEQ]
-            items.append((item, nbytes, rows, self.seq, now, calls))
-            self.bytes += nbytes
-            self.rows += rows
-            return self.rows
+                self.dropped_seq = self._out_items
+
+    # ------------------------------------------------------------------ consumer
 
     def take(self, max_rows: int, max_bytes: int) -> list[Entry]:
         """Pop the oldest entries up to ``max_rows`` rows and ``max_bytes`` (at least one entry)."""
@@ -85,34 +124,57 @@ class ByteBuffer:
         rows = nbytes = 0
         with self.lock:
             items = self._items
+            seq = self._out_items
             while items:
                 head = items[0]
                 if out and (rows + head[_ROWS] > max_rows or nbytes + head[_NBYTES] > max_bytes):
                     break
                 items.popleft()
-                out.append(head)
+                seq += 1
+                out.append(Entry(head[0], head[_NBYTES], head[_ROWS], seq, head[_CALLS]))
                 rows += head[_ROWS]
                 nbytes += head[_NBYTES]
-            self.bytes -= nbytes
-            self.rows -= rows
-        return [Entry._make(t) for t in out]
-
-    def oldest_enqueued(self) -> float | None:
-        with self.lock:
-            return self._items[0][_ENQUEUED] if self._items else None
-
-    def oldest_seq(self) -> int | None:
-        with self.lock:
-            return self._items[0][_SEQ] if self._items else None
-
-    def __len__(self) -> int:
-        return len(self._items)
+            self._out_bytes += nbytes
+            self._out_rows += rows
+            self._out_items = seq
+        return out
 
     def clear(self) -> list[Entry]:
         """Remove everything (shutdown leftovers); the caller decides how to count them."""
         with self.lock:
-            out = list(self._items)
-            self._items.clear()
-            self.bytes = 0
-            self.rows = 0
-        return [Entry._make(t) for t in out]
+            out = []
+            items = self._items
+            seq = self._out_items
+            while items:
+                head = items.popleft()
+                seq += 1
+                self._out_bytes += head[_NBYTES]
+                self._out_rows += head[_ROWS]
+                out.append(Entry(head[0], head[_NBYTES], head[_ROWS], seq, head[_CALLS]))
+            self._out_items = seq
+        return out
+
+    # ------------------------------------------------------------------ readers
+
+    @property
+    def bytes(self) -> int:
+        """Bytes queued (exact when no put is in flight)."""
+        return self._in_bytes - self._out_bytes
+
+    @property
+    def rows(self) -> int:
+        """Rows queued (exact when no put is in flight)."""
+        return self._in_rows - self._out_rows
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the last item put (0 before any)."""
+        with self.lock:
+            return self._out_items + len(self._items)
+
+    def oldest_seq(self) -> int | None:
+        with self.lock:
+            return self._out_items + 1 if self._items else None
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -128,6 +128,8 @@ class Shipper:
         self._closed = False
         self._inflight_seq: int | None = None  # first seq of the batch being shipped
         self._flush_target = 0
+        self._idle = False  # the worker sleeps on an empty buffer: the next offer wakes it
+        self._first_seen: float | None = None  # worker's clock when it first saw the queued items
         self._resource: dict | None = None
         self._budget = 0
         self._logged: set[str] = set()
@@ -154,7 +156,12 @@ class Shipper:
     # ------------------------------------------------------------------ hot path
 
     def offer(self, item: Any) -> None:
-        """Queue one captured item; O(1), never blocks on I/O, never raises."""
+        """Queue one captured item; O(1), lock-free, never blocks, never raises.
+
+        Wakes the worker only when needed: when this item makes the queued rows
+        cross ``max_batch_rows``, or when the worker sleeps on an empty buffer
+        (it then starts the batch's age clock). No clock is read here.
+        """
         try:
             # captured_rows(), inlined: this runs on every model call
             if item.inputs is None and item.outputs is None and item.labels is None and item.ids is None:
@@ -165,10 +172,10 @@ class Shipper:
                 self._count_lost(rows, 1 if item.kind == "inference" else 0, "offer after shutdown",
                                  "items offered after shutdown are dropped")
                 return
-            nbytes = (item.size_hint or estimate_size(item)) + ITEM_OVERHEAD_BYTES
-            buffer = self._buffer
-            queued = buffer.put(item, nbytes, rows, 1 if item.kind == "inference" else 0)
-            if queued >= self._max_rows or len(buffer) == 1:
+            queued = self._buffer.put(item, (item.size_hint or estimate_size(item)) + ITEM_OVERHEAD_BYTES, rows,
+                                      1 if item.kind == "inference" else 0)
+            if self._idle or (queued >= self._max_rows and queued - rows < self._max_rows):
+                self._idle = False
                 self._wake.set()
             if self._worker is None:
                 self._start_worker()
@@ -279,26 +286,39 @@ class Shipper:
 
     def _due(self, now: float) -> bool:
         buffer = self._buffer
-        oldest = buffer.oldest_enqueued()
-        if oldest is None:
+        if not len(buffer):
             return False
-        if self._stop.is_set() or buffer.rows >= self._max_rows or now - oldest >= self.config.max_batch_age_s:
+        if self._first_seen is None:
+            self._first_seen = now
+        if self._stop.is_set() or buffer.rows >= self._max_rows or now - self._first_seen >= self.config.max_batch_age_s:
             return True
         with self._progress:
             return self._flush_target >= (buffer.oldest_seq() or 0) > 0
 
     def _run(self) -> None:
+        # The age clock of a batch starts when this thread first sees it queued: an offer to
+        # an empty buffer wakes it (``_idle``), so that is within a scheduling delay of the
+        # offer, and offers need no clock. Items left after a full batch start a new clock.
+        buffer = self._buffer
         try:
             while not self._abort.is_set():
                 try:
-                    oldest = self._buffer.oldest_enqueued()
-                    timeout = None if oldest is None else max(oldest + self.config.max_batch_age_s - time.monotonic(), 0.0)
-                    if not self._stop.is_set():
-                        self._wake.wait(timeout)
+                    if not len(buffer):
+                        self._first_seen = None
+                        self._idle = True  # set before the re-check, so an offer in between still wakes us
+                        if not len(buffer) and not self._stop.is_set():
+                            self._wake.wait()
+                        self._idle = False
+                    elif not self._stop.is_set():
+                        first = self._first_seen
+                        if first is None:
+                            first = self._first_seen = time.monotonic()
+                        self._wake.wait(max(first + self.config.max_batch_age_s - time.monotonic(), 0.0))
                     self._wake.clear()
                     while not self._abort.is_set() and self._due(time.monotonic()):
                         self._ship_next()
-                    if self._stop.is_set() and (self._buffer.oldest_seq() is None or self._abort.is_set()):
+                        self._first_seen = None
+                    if self._stop.is_set() and (buffer.oldest_seq() is None or self._abort.is_set()):
                         break
                 except Exception as exc:  # a bug: say so once, keep shipping (bounded retry pace)
                     self._log_once("worker", "driftcar shipper worker hit an unexpected error: %r", exc)
