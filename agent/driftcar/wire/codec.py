@@ -376,6 +376,12 @@ def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
                 raise BatchError(f"body.calls.{name}: type {wire_type!r}, expected {expected!r}")
             table.columns[name] = d
             table.types[name] = wire_type
+        # per-call row counts feed counters: a negative or overflowing value would corrupt the
+        # totals downstream (their sum wrapped to -2^63 in fuzzing), so it is refused here
+        for name in ("rows", "captured"):
+            values = table.columns.get(name)
+            if values is not None and len(values) and not (0 <= values.min() and values.max() <= limits.max_rows):
+                raise BatchError(f"body.calls.{name}: values must be in 0..{limits.max_rows}")
         batch.calls = table
     if "hook" in body:
         hook = body["hook"]
