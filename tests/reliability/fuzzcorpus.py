@@ -32,7 +32,7 @@ from driftcar.wire import otlp
 
 MiB = 1024 * 1024
 #: categories whose inputs are invalid by construction (the sidecar must answer 400 / INVALID_ARGUMENT)
-ALWAYS_BAD = {"truncated-msgpack", "huge-length", "wide", "invalid-utf8", "deep-nesting", "wrong-types"}
+ALWAYS_BAD = {"truncated-msgpack", "huge-length", "wide", "invalid-utf8", "deep-nesting", "wrong-types", "bad-calls"}
 #: expensive categories: a fixed small number per run instead of a share of n
 RARE = {"wide": 3, "megabyte-names": 3}
 
@@ -178,6 +178,14 @@ def _protobuf_case(category: str, r: random.Random, rng: np.random.Generator) ->
         # a valid envelope whose batch body length field is wrong inside the record
         good = _envelope(_valid_body(rng)).SerializeToString()
         return good[:3] + _varint(2**33) + good[4:]
+    if category == "bad-calls":  # per-call row counts that would corrupt counters downstream
+        name, wire_type, value = r.choice([("rows", "i8", -1), ("rows", "i8", -(2**63) + 25), ("rows", "i8", 2**62),
+                                           ("captured", "i8", -5), ("captured", "i8", 2**40)])
+        data = np.array([value], dtype="<i8" if wire_type == "i8" else "<f8").tobytes()
+        body = {"v": 1, "kind": "inference", "rows": 1,
+                "columns": [{"name": "x", "role": "feature", "type": "f8", "data": b"\x00" * 8}],
+                "calls": {"rows": 1, "columns": [{"name": name, "role": "call", "type": wire_type, "data": data}]}}
+        return _envelope(msgpack.packb(body, use_bin_type=True)).SerializeToString()
     if category in ("nan-inf", "wrong-types"):
         rows = None if category == "nan-inf" and r.random() < 0.5 else 4
         return _envelope(_msgpack_body(r, rng, category), rows=rows).SerializeToString()
@@ -260,7 +268,7 @@ def _json_case(category: str, r: random.Random, rng: np.random.Generator) -> byt
 
 
 CATEGORIES = ["random-bytes", "mutated-request", "mutated-body", "truncated-msgpack", "deep-nesting", "huge-length",
-              "nan-inf", "invalid-utf8", "wrong-types", "wide", "megabyte-names"]
+              "nan-inf", "invalid-utf8", "wrong-types", "bad-calls", "wide", "megabyte-names"]
 
 
 def corpus(seed: int, n: int, transport: str) -> Iterator[tuple[str, bytes]]:
