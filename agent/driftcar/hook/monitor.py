@@ -63,6 +63,8 @@ class Monitor:
         self.name = name
         self.version = version
         self._shipper = shipper
+        # the shipper's compact hot-path entry (driftcar.hook.records.thaw), if it has one
+        self._offer_raw = getattr(shipper, "offer_raw", None)
         self._owns_shipper = owns_shipper
         self._sample = float(sample)
         self._capture_on = capture

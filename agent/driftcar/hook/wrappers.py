@@ -171,7 +171,7 @@ class Wrapper:
             active.reset(token)
         if self.fast and monitor._fast and args and type(args[0]) is _ndarray and type(result) is _ndarray:
             # the commonest call, inlined (one Python frame less): numpy in, numpy out,
-            # every row captured and copied; same result as Monitor._record's general path
+            # every row captured and snapshot; same result as Monitor._record's general path
             try:
                 x = args[0]
                 rows = x.shape[0] if x.ndim > 1 else 1
@@ -185,13 +185,27 @@ class Wrapper:
                     trace_id = get_current_span().get_span_context().trace_id
                 else:
                     trace_id = 0
-                inputs = x.copy() if x.ndim <= 2 else None  # images and other tensors: outputs only
-                outputs = result.copy()
                 monitor._calls += 1
-                monitor._shipper.offer(
-                    Captured("inference", self.name, start_ns, duration_ns / 1e9, rows, None, trace_id, inputs,
-                             outputs, None, ids, None, (0 if inputs is None else inputs.nbytes) + outputs.nbytes + 160)
-                )
+                xdtype = x.dtype
+                ydtype = result.dtype
+                offer_raw = monitor._offer_raw
+                if offer_raw is not None and not xdtype.hasobject and not ydtype.hasobject:
+                    # compact form (records.thaw): bytes snapshots, one tuple, nothing else kept alive
+                    if x.ndim <= 2:
+                        offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, x.tobytes(), xdtype,
+                                   x.shape, result.tobytes(), ydtype, result.shape),
+                                  rows, x.nbytes + result.nbytes + 160)
+                    else:  # images and other tensors: outputs only
+                        offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, None, None, None,
+                                   result.tobytes(), ydtype, result.shape), rows, result.nbytes + 160)
+                else:
+                    inputs = x.copy() if x.ndim <= 2 else None  # images and other tensors: outputs only
+                    outputs = result.copy()
+                    monitor._shipper.offer(
+                        Captured("inference", self.name, start_ns, duration_ns / 1e9, rows, None, trace_id, inputs,
+                                 outputs, None, ids, None,
+                                 (0 if inputs is None else inputs.nbytes) + outputs.nbytes + 160)
+                    )
                 monitor._captured_rows += rows
             except Exception as failure:  # never raise into the model
                 monitor._capture_failed(failure)

@@ -5,21 +5,28 @@ from __future__ import annotations
 import threading
 
 from driftcar.hook.columns import BatchPart, to_columns
-from driftcar.hook.records import Captured
+from driftcar.hook.records import Captured, thaw
 
 
 class FakeShipper:
-    """Implements the shipper interface (offer/flush/shutdown/stats) in memory."""
+    """Implements the shipper interface (offer/offer_raw/flush/shutdown/stats) in memory."""
 
     def __init__(self) -> None:
         self.items: list[Captured] = []
         self.flushes = 0
+        self.raw = 0  # items offered in the compact form
         self.closed = False
         self._lock = threading.Lock()
 
     def offer(self, captured: Captured) -> None:
         with self._lock:
             self.items.append(captured)
+
+    def offer_raw(self, raw: tuple, rows: int, nbytes: int) -> None:
+        """The compact hot-path form (as the real Shipper takes it); kept as its Captured."""
+        with self._lock:
+            self.raw += 1
+            self.items.append(thaw(raw))
 
     def flush(self, timeout: float = 0.0) -> bool:
         self.flushes += 1
@@ -41,3 +48,9 @@ class FakeShipper:
         parts = self.parts(kind)
         assert len(parts) == 1, [(p.kind, [c.name for c in p.columns]) for p in parts]
         return parts[0]
+
+
+class OfferOnlyShipper(FakeShipper):
+    """A shipper without the compact entry (``offer_raw``): the capture side must use ``offer``."""
+
+    offer_raw = None

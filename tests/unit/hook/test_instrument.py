@@ -27,7 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import driftcar
 from driftcar.hook import monitor as monitor_module
 from driftcar.hook.wrappers import Unwrapped, Wrapper
-from tests.unit.hook.fakes import FakeShipper
+from tests.unit.hook.fakes import FakeShipper, OfferOnlyShipper
 
 
 def _frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -250,6 +250,28 @@ def test_captured_inputs_are_copies():
     assert _col(shipper.part(), "x0").data.tolist() == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("shipper_class", [FakeShipper, OfferOnlyShipper])
+def test_numpy_fast_path_snapshots_and_falls_back_for_object_arrays(shipper_class):
+    """numpy in/out goes through the compact offer_raw form when the shipper has it, else offer();
+    either way later mutation of the caller's arrays (input and returned output) changes nothing."""
+    shipper = shipper_class()
+    labels = np.array(["no", "yes"], dtype=object)
+    monitor = driftcar.instrument(lambda X: X[:, 0] * 2, name="fast", shipper=shipper)
+    X = np.arange(6, dtype=np.float32).reshape(3, 2)
+    out = monitor(X)
+    X[:] = -1.0
+    out[:] = -1.0
+    strings = driftcar.instrument(lambda X: labels[(X[:, 0] > 2).astype(int)], name="obj", shipper=shipper)
+    said = strings(np.arange(6.0).reshape(3, 2))
+    assert shipper.raw == (1 if shipper_class is FakeShipper else 0)  # object outputs never take it
+    first, second = shipper.items
+    assert first.inputs.dtype == np.float32 and first.inputs.tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert first.outputs.tolist() == [0, 4, 8] and first.rows == 3 and first.method == "__call__"
+    assert first.duration_s > 0 and first.size_hint >= 3 * 2 * 4 + 3 * 4
+    assert second.outputs.dtype == object and second.outputs.tolist() == said.tolist() == ["no", "no", "yes"]
+    assert monitor.stats["captured_rows"] == 3 and monitor.stats["calls"] == 1
+
+
 def test_captured_frames_and_dict_rows_are_snapshots():
     shipper = FakeShipper()
     monitor = driftcar.instrument(lambda X: np.zeros(len(X)), name="snap", shipper=shipper)
@@ -272,9 +294,13 @@ def test_a_failing_shipper_never_reaches_the_model():
         def offer(self, captured):
             raise OSError("disk on fire")
 
+        def offer_raw(self, raw, rows, nbytes):
+            raise OSError("disk on fire")
+
     monitor = driftcar.instrument(lambda X: X + 1, name="b", shipper=Broken())
-    assert monitor(np.zeros((1, 1))).tolist() == [[1.0]]
-    assert monitor.stats["capture_failures"] == 1
+    assert monitor(np.zeros((1, 1))).tolist() == [[1.0]]  # the compact path
+    assert monitor(np.zeros((1, 1), dtype=object)).tolist() == [[1]]  # the Captured path
+    assert monitor.stats["capture_failures"] == 2
 
 
 # --------------------------------------------------------------------------- spans

@@ -228,3 +228,38 @@ def test_split_batches_number_their_bodies_consecutively(shippers):
     assert s.stats["sent_batches"] == len(batches)
     np.testing.assert_array_equal(features(batches[1:], 4), X)
     assert all(len(p) <= 128 * 1024 for p in fake.payloads)
+
+
+def test_compact_offers_mix_with_captured_items_in_order_and_count_after_shutdown(shippers):
+    """offer_raw (the capture side's numpy fast path) ships the same columns as offer(Captured)."""
+    fake = FakeExporter()
+    s = make(fake, max_batch_rows=12)
+    shippers.append(s)
+    X = np.arange(48.0).reshape(12, 4)
+    y = np.arange(12)
+    for i in range(0, 12, 3):
+        if i % 2:
+            s.offer(item(X[i:i + 3], y[i:i + 3]))
+        else:
+            rows_x, rows_y = X[i:i + 3], y[i:i + 3]
+            s.offer_raw(("predict", time.time_ns(), 1_000, 3, 0, None, rows_x.tobytes(), rows_x.dtype, rows_x.shape,
+                         rows_y.tobytes(), rows_y.dtype, rows_y.shape), 3, rows_x.nbytes + rows_y.nbytes)
+    wait_until(lambda: fake.payloads, 5, what="the batch sealed at 12 rows")
+    batches = decoded_batches(fake.requests())
+    np.testing.assert_array_equal(features(batches, 4), X)
+    assert np.concatenate([b.columns["prediction"] for _, b in batches]).tolist() == y.tolist()
+    assert s.shutdown(2.0)
+    s.offer_raw(("predict", 0, 1, 2, 0, None, None, None, None, b"\0" * 16, np.dtype("i8"), (2,)), 2, 16)
+    assert (s.stats["dropped_rows"], s.stats["dropped_calls"]) == (2, 1)
+
+
+def test_worker_sleeps_on_an_empty_buffer_and_the_next_offer_starts_the_age_clock(shippers):
+    fake = FakeExporter()
+    s = make(fake, max_batch_age_s=0.1)
+    shippers.append(s)
+    s.offer(item(np.ones((1, 2))))
+    wait_until(lambda: len(fake.payloads) == 1, 5, what="the first batch")
+    wait_until(lambda: s._idle, 5, what="the worker asleep on the empty buffer")
+    s.offer(item(np.ones((2, 2))))  # must wake it: a sleeping worker has no timeout of its own
+    wait_until(lambda: len(fake.payloads) == 2, 5, what="the second batch, by age")
+    assert [b.rows for _, b in decoded_batches(fake.requests())] == [1, 2]
