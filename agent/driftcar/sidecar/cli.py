@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from driftcar.sidecar.memory import tune_malloc
+
+    tune_malloc()  # before the service starts its threads (see driftcar.sidecar.memory)
     from driftcar.sidecar.service import SidecarService, StartError
 
     try:
