@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -10,6 +15,7 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from driftcar.sidecar.config import load_config
+from tests.support.waiting import free_port, rotel_binary, wait_until
 
 
 def config(**flags):
@@ -46,14 +52,6 @@ class GrpcSender:
 
 
 # --------------------------------------------------------------------------- subprocesses
-
-import os
-import signal
-import subprocess
-import sys
-import time
-
-from tests.support.waiting import free_port, wait_until
 
 
 class SidecarProcess:
@@ -131,8 +129,6 @@ class Rotel:
     """The rotel collector binary as an OTLP hop: gRPC + HTTP in, OTLP/gRPC out."""
 
     def __init__(self, tmp_path, exporter_endpoint: str):
-        from tests.support.waiting import rotel_binary
-
         self.binary = rotel_binary()
         self.grpc_port, self.http_port = free_port(), free_port()
         self.exporter_endpoint = exporter_endpoint
@@ -151,7 +147,6 @@ class Rotel:
                "--log-file", os.path.join(self.dir, f"rotel-{tag}.log")]
         self._log = open(os.path.join(self.dir, f"rotel-{tag}.out"), "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        import socket
 
         def listening():
             if self.proc.poll() is not None:
