@@ -101,8 +101,9 @@ class Monitor:
         self._sync_fast()
 
     def _sync_fast(self) -> None:
-        # the inlined path in Wrapper.__call__ covers: capture on, every call sampled, copies on
-        self._fast = self._capture_on and self._sample >= 1.0 and self._copy
+        # the inlined path in Wrapper.__call__ covers: capture on, every call sampled, and either
+        # copies on or a shipper taking the compact form (which carries references for copy=False)
+        self._fast = self._capture_on and self._sample >= 1.0 and (self._copy or self._offer_raw is not None)
 
     @property
     def sample(self) -> float:

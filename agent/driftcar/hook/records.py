@@ -61,8 +61,9 @@ def thaw(raw: tuple) -> Captured:
     ``ndarray.tobytes()`` snapshots and no Captured, because every object the
     model's thread allocates and keeps alive costs it cold-cache writes
     (measured ~1.8 µs per call less than two ``copy()`` and a Captured).
-    ``x_bytes`` is None when the input was not tabular (> 2 dimensions).
-    The arrays rebuilt here are read-only views of those bytes.
+    ``x_bytes`` is None when the input was not tabular (> 2 dimensions). With
+    ``copy=False`` the byte slots hold the caller's arrays themselves and the
+    dtype slots are None. Arrays rebuilt from bytes are read-only views of them.
 
     >>> import numpy as np
     >>> x, y = np.array([[1.0, 2.0]]), np.array([1])
@@ -71,7 +72,8 @@ def thaw(raw: tuple) -> Captured:
     ([[1.0, 2.0]], [1], 2e-06, 24)
     """
     method, start_ns, duration_ns, rows, trace_id, ids, xb, xdtype, xshape, yb, ydtype, yshape = raw
-    inputs = None if xb is None else np.frombuffer(xb, dtype=xdtype).reshape(xshape)
-    outputs = np.frombuffer(yb, dtype=ydtype).reshape(yshape)
+    # a None dtype means the slot holds the array itself (copy=False: the caller's own arrays)
+    inputs = xb if xdtype is None else np.frombuffer(xb, dtype=xdtype).reshape(xshape)
+    outputs = yb if ydtype is None else np.frombuffer(yb, dtype=ydtype).reshape(yshape)
     return Captured("inference", method, start_ns, duration_ns / 1e9, rows, None, trace_id, inputs, outputs,
-                    None, ids, None, (0 if xb is None else len(xb)) + len(yb))
+                    None, ids, None, (0 if inputs is None else inputs.nbytes) + outputs.nbytes)

@@ -189,7 +189,11 @@ class Wrapper:
                 xdtype = x.dtype
                 ydtype = result.dtype
                 offer_raw = monitor._offer_raw
-                if offer_raw is not None and not xdtype.hasobject and not ydtype.hasobject:
+                if offer_raw is not None and not monitor._copy:  # references, as the caller asked
+                    offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, x if x.ndim <= 2 else None,
+                               None, None, result, None, None), rows,
+                              (x.nbytes if x.ndim <= 2 else 0) + result.nbytes + 160)
+                elif offer_raw is not None and not xdtype.hasobject and not ydtype.hasobject:
                     # compact form (records.thaw): bytes snapshots, one tuple, nothing else kept alive
                     if x.ndim <= 2:
                         offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, x.tobytes(), xdtype,

@@ -466,8 +466,12 @@ def test_copy_false_keeps_references():
     shipper = FakeShipper()
     monitor = driftcar.instrument(lambda X: X * 2, name="ref", shipper=shipper, copy=False)
     X = np.ones((2, 2))
-    monitor(X)
-    assert shipper.items[0].inputs is X
+    out = monitor(X)
+    assert shipper.items[0].inputs is X and shipper.items[0].outputs is out
+    assert shipper.raw == 1  # the compact form carries the references themselves
+    images = np.ones((2, 3, 3))
+    monitor(images)
+    assert shipper.items[1].inputs is None and shipper.items[1].outputs.shape == (2, 3, 3)
 
 
 def test_without_an_sdk_provider_no_span_is_started_and_no_trace_id_kept():
