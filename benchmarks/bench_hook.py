@@ -9,7 +9,7 @@ noise hits all of them alike; figures are medians of per-call
 - bare: the un-instrumented pipeline.
 - capture: ``instrument(spans=False)`` with a real ``Shipper`` pointed at a closed
   port on 127.0.0.1, its batch thresholds above the run size, so its worker stays
-  asleep: this is the model thread's cost (wrapper, copy, ``Captured``, ``offer``).
+  asleep: this is the model thread's cost (wrapper, snapshot, ``offer_raw``).
   The worker's cost (columns, encoding, export) is measured in bench_shipping.
 - capture+spans: the same plus driftcar's spans (outer ``Pipeline.predict`` and one
   per step) through an SDK ``TracerProvider`` whose processor drops every span.
@@ -19,7 +19,8 @@ noise hits all of them alike; figures are medians of per-call
 - spans, no SDK / no-op API spans: driftcar spans (capture off) with no provider
   configured, against the same span-per-step wrapper with a cached no-op tracer.
 
-Also a 1,000-row predict, bare vs capture. Targets (issue 2): capture <= 5 us
+Also a 1,000-row predict: bare, capture, copy=False, and raw numpy copies of the
+input (no driftcar) that show what a kept 160 KB snapshot costs on this machine. Targets (issue 2): capture <= 5 us
 median over bare on 1 row; capture+spans < span-per-step; capture <= 2% on 1,000 rows.
 """
 
@@ -127,6 +128,47 @@ def _blocks(pipe, variants: dict, X, cycles: int, block: int) -> dict[str, tuple
     }
 
 
+def _copy_baselines(pipe) -> dict:
+    """Raw numpy snapshots of predict's input, no driftcar: where the 1,000-row copy cost comes from.
+
+    Each installs an instance-level wrapper (like the naive instrumentor) that calls predict, then
+    copies its input: freed at once (the copy lands on memory predict just freed, cache-hot),
+    kept in a deque of the last 100 (fresh memory every call, as a queue that holds them),
+    into a ring of 100 preallocated, already page-faulted blocks (an arena: warm pages, cold
+    cache), or into one preallocated block.
+    """
+    from collections import deque
+
+    def install(after):
+        def setup():
+            original = pipe.predict
+
+            def wrapper(X):
+                result = original(X)
+                after(X)
+                return result
+
+            pipe.__dict__["predict"] = wrapper
+            return lambda: pipe.__dict__.pop("predict")
+        return setup
+
+    kept: deque = deque(maxlen=100)
+    ring = [np.ones((1_000, 20)) for _ in range(100)]
+    turn = [0]
+    one = np.ones((1_000, 20))
+
+    def to_ring(X):
+        turn[0] = (turn[0] + 1) % len(ring)
+        np.copyto(ring[turn[0]], X)
+
+    return {
+        "numpy copy, freed at once": install(lambda X: X.copy()),
+        "numpy copy, last 100 kept": install(lambda X: kept.append(X.copy())),
+        "copy into a ring of 100 preallocated blocks": install(to_ring),
+        "copy into one preallocated block": install(lambda X: np.copyto(one, X)),
+    }
+
+
 def _conversion(quick: bool) -> list[str]:
     """Worker-side cost: to_columns on many 1-row items, combined vs one item at a time."""
     import pandas as pd
@@ -179,6 +221,9 @@ class _NullShipper:
     stats: dict = {}
 
     def offer(self, captured):
+        pass
+
+    def offer_raw(self, raw, rows, nbytes):
         pass
 
     def flush(self, timeout=0.0):
@@ -244,6 +289,7 @@ def _run(quick: bool) -> str:
         "capture": instrumented(spans=False, shipper=shippers[0]),
         "capture, offer() a no-op": variants["capture, offer() a no-op"],
         "capture, copy=False": instrumented(spans=False, shipper=shippers[1], copy=False),
+        **_copy_baselines(pipe),
     }
     big = _blocks(pipe, big_variants, X[:1_000], big_cycles, big_block)
     stats = shipper.stats
@@ -279,8 +325,10 @@ def _run(quick: bool) -> str:
         "On 1,000 rows the capture cost is the snapshot copy of the input (1,000 × 20 float64 = 160 KB). With",
         "offer() a no-op each copy is freed at once and the next one reuses the same cache-hot memory; a real",
         "buffer (here a 16 MiB bound, so ~100 items stay alive and older ones are released as a draining worker",
-        "would) makes every copy land on cold memory. `copy=False` keeps a reference instead (correct when the",
-        "caller never mutates its arrays after the call).",
+        "would) makes every copy land on memory that is not in the CPU cache. The raw numpy rows (no driftcar)",
+        "show it is the cache, not page faults: a ring of preallocated, already-faulted blocks costs what fresh",
+        "copies cost; only a destination still in cache is cheap, and a kept snapshot cannot stay there.",
+        "`copy=False` keeps references instead (correct when the caller never mutates its arrays after the call).",
         "",
         f"- capture adds **{cap_delta:+.1f} µs** per 1-row call (target ≤ {TARGET_US:.0f} µs): "
         f"{'met' if cap_delta <= TARGET_US else 'NOT met'}; the capture side alone (offer() a no-op) "
@@ -291,7 +339,10 @@ def _run(quick: bool) -> str:
         f"{one['no-op API spans (naive)'][1]:+.1f} µs for plain no-op API spans (target: no more).",
         f"- capture adds **{big_pct:+.2f}%** on 1,000 rows (target ≤ {TARGET_PCT:.0f}%): "
         f"{'met' if big_pct <= TARGET_PCT else 'NOT met'}; with offer() a no-op {pct['capture, offer() a no-op']:+.2f}%, "
-        f"with copy=False {pct['capture, copy=False']:+.2f}%.",
+        f"with copy=False {pct['capture, copy=False']:+.2f}%; a bare numpy copy kept for later costs "
+        f"{pct['numpy copy, last 100 kept']:+.2f}% (into preallocated blocks "
+        f"{pct['copy into a ring of 100 preallocated blocks']:+.2f}%), freed at once "
+        f"{pct['numpy copy, freed at once']:+.2f}%: with copy=True the target needs a cache-hot destination.",
         f"- Shipper at the end: queued_rows={stats.get('queued_rows')}, dropped_rows={stats.get('dropped_rows')}.",
         *_conversion(quick),
     ]

@@ -81,6 +81,7 @@ class Monitor:
             self._refresh_otel()
         self._active: contextvars.ContextVar[bool] = contextvars.ContextVar(f"driftcar_active_{id(self)}", default=False)
         self._ids: contextvars.ContextVar[Any] = contextvars.ContextVar(f"driftcar_ids_{id(self)}", default=None)
+        self._ids_used = False  # set for good by the first ``ids(...)``: until then calls skip the lookup
         self._calls = 0
         self._errors: dict[str, int] = {}
         self._captured_rows = 0
@@ -231,6 +232,7 @@ class Monitor:
         row count differs from ``len(ids)`` is captured without ids and counted in
         ``stats["id_mismatches"]``. Per thread / asyncio task.
         """
+        self._ids_used = True
         token = self._ids.set(_snapshot_ids(ids))
         try:
             yield

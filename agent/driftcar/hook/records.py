@@ -73,7 +73,7 @@ def thaw(raw: tuple) -> Captured:
     """
     method, start_ns, duration_ns, rows, trace_id, ids, xb, xdtype, xshape, yb, ydtype, yshape = raw
     # a None dtype means the slot holds the array itself (copy=False: the caller's own arrays)
-    inputs = xb if xdtype is None else np.frombuffer(xb, dtype=xdtype).reshape(xshape)
+    inputs = xb if xb is None or xdtype is None else np.frombuffer(xb, dtype=xdtype).reshape(xshape)
     outputs = yb if ydtype is None else np.frombuffer(yb, dtype=ydtype).reshape(yshape)
     return Captured("inference", method, start_ns, duration_ns / 1e9, rows, None, trace_id, inputs, outputs,
                     None, ids, None, (0 if inputs is None else inputs.nbytes) + outputs.nbytes)

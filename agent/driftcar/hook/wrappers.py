@@ -174,8 +174,10 @@ class Wrapper:
             # every row captured and snapshot; same result as Monitor._record's general path
             try:
                 x = args[0]
-                rows = x.shape[0] if x.ndim > 1 else 1
-                ids = monitor._ids.get()
+                xshape = x.shape
+                tabular = len(xshape) <= 2  # images and other tensors: outputs only
+                rows = xshape[0] if len(xshape) > 1 else 1
+                ids = monitor._ids.get() if monitor._ids_used else None
                 if ids is not None and len(ids) != rows:
                     monitor._id_mismatches += 1
                     ids = None
@@ -186,24 +188,20 @@ class Wrapper:
                 else:
                     trace_id = 0
                 monitor._calls += 1
-                xdtype = x.dtype
-                ydtype = result.dtype
                 offer_raw = monitor._offer_raw
                 if offer_raw is not None and not monitor._copy:  # references, as the caller asked
-                    offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, x if x.ndim <= 2 else None,
+                    offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, x if tabular else None,
                                None, None, result, None, None), rows,
-                              (x.nbytes if x.ndim <= 2 else 0) + result.nbytes + 160)
-                elif offer_raw is not None and not xdtype.hasobject and not ydtype.hasobject:
-                    # compact form (records.thaw): bytes snapshots, one tuple, nothing else kept alive
-                    if x.ndim <= 2:
-                        offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, x.tobytes(), xdtype,
-                                   x.shape, result.tobytes(), ydtype, result.shape),
-                                  rows, x.nbytes + result.nbytes + 160)
-                    else:  # images and other tensors: outputs only
-                        offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, None, None, None,
-                                   result.tobytes(), ydtype, result.shape), rows, result.nbytes + 160)
+                              (x.nbytes if tabular else 0) + result.nbytes + 160)
+                elif offer_raw is not None and not x.dtype.hasobject and not result.dtype.hasobject:
+                    # compact form (records.thaw): bytes snapshots in one tuple, nothing else kept alive
+                    xb = x.tobytes() if tabular else None
+                    yb = result.tobytes()
+                    offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, xb, x.dtype, xshape,
+                               yb, result.dtype, result.shape),
+                              rows, (len(xb) if tabular else 0) + len(yb) + 160)
                 else:
-                    inputs = x.copy() if x.ndim <= 2 else None  # images and other tensors: outputs only
+                    inputs = x.copy() if tabular else None
                     outputs = result.copy()
                     monitor._shipper.offer(
                         Captured("inference", self.name, start_ns, duration_ns / 1e9, rows, None, trace_id, inputs,
