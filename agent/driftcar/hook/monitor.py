@@ -79,7 +79,9 @@ class Monitor:
         self._tick = 0
         if not explicit_provider:
             self._refresh_otel()
-        self._active: contextvars.ContextVar[bool] = contextvars.ContextVar(f"driftcar_active_{id(self)}", default=False)
+        # [thread id, depth of running outermost calls] per context (see Wrapper.__call__)
+        self._active: contextvars.ContextVar[list | None] = contextvars.ContextVar(f"driftcar_active_{id(self)}",
+                                                                                   default=None)
         self._ids: contextvars.ContextVar[Any] = contextvars.ContextVar(f"driftcar_ids_{id(self)}", default=None)
         self._ids_used = False  # set for good by the first ``ids(...)``: until then calls skip the lookup
         self._calls = 0

@@ -4,8 +4,8 @@ A wrapper replaces one bound method *on one instance* (``obj.__dict__[name]``),
 so other instances of the same class stay untouched. Two roles:
 
 - a **root** wrapper sits on the model the user instrumented. At the outermost
-  call (a per-monitor context variable says whether a call of the same monitor
-  is already running on this thread/task) it starts the outer span, times the
+  call (a per-monitor context variable holds a [thread id, depth] pair saying
+  whether a call of the same monitor is already running on this thread/task) it starts the outer span, times the
   call and hands the arguments and result to :meth:`Monitor._record`, which
   captures them. Nested calls (``predict`` calling ``predict_proba`` on the same
   model) only get a span.
@@ -30,6 +30,7 @@ instrumented estimator pickles, unpickles and deep-copies as the
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ __all__ = ["Wrapper", "Unwrapped", "fail_span", "is_ours"]
 _ndarray = np.ndarray
 _perf_ns = time.perf_counter_ns
 _time_ns = time.time_ns
+_get_ident = threading.get_ident
 
 
 def fail_span(span: Any, exc: BaseException) -> None:
@@ -138,7 +140,9 @@ class Wrapper:
         if not monitor._enabled:
             return self.orig(*args, **kwargs)
         active = monitor._active
-        if not self.root or active.get():
+        # [thread id, depth] of this monitor's outermost call in this context, or None
+        depth = active.get()
+        if not self.root or (depth is not None and depth[1] and depth[0] == _get_ident()):
             if monitor._tracer is None or not monitor._otel_live:
                 return self.orig(*args, **kwargs)
             return self._spanned(monitor._tracer, args, kwargs)
@@ -149,7 +153,16 @@ class Wrapper:
         tracer = monitor._tracer if monitor._otel_live else None
         if tracer is None and not monitor._capture_on and self.mode != "fit":
             return self.orig(*args, **kwargs)  # nothing to trace, nothing to capture
-        token = active.set(True)
+        # Mark "a call of this monitor is running here" by mutating a per-context, per-thread
+        # holder, set in the context once: ContextVar.set/reset on every call measured ~1.2 µs
+        # in place (new context nodes and a Token, and it voids every context variable's cache).
+        # Sharing the holder with copies of this context is harmless: asyncio tasks cannot
+        # interleave inside a synchronous call, and another thread sees a foreign thread id.
+        ident = _get_ident()
+        if depth is None or depth[0] != ident:
+            depth = [ident, 0]
+            active.set(depth)
+        depth[1] += 1
         span = None
         try:
             if tracer is not None:
@@ -168,7 +181,7 @@ class Wrapper:
         finally:
             if span is not None:
                 _end(span, ctx_token)
-            active.reset(token)
+            depth[1] -= 1
         if self.fast and monitor._fast and args and type(args[0]) is _ndarray and type(result) is _ndarray:
             # the commonest call, inlined (one Python frame less): numpy in, numpy out,
             # every row captured and snapshot; same result as Monitor._record's general path

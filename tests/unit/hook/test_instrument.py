@@ -542,6 +542,35 @@ def test_threads_each_outermost_call_recorded_once_with_their_own_ids():
     assert sorted(_col(part, "id").data) == sorted(f"t{k}-{i}" for k in range(4) for i in range(100))
 
 
+def test_outermost_call_detection_across_copied_contexts_threads_and_errors():
+    """A context copied while a call runs is nested on the same thread, outermost on another."""
+    import contextvars
+    import threading
+
+    shipper = FakeShipper()
+    inner_results = []
+
+    def model(X):
+        if X.shape[1] == 2:  # the "outer" call: re-enter through a copied context, here and in a thread
+            ctx = contextvars.copy_context()
+            inner_results.append(ctx.run(monitor, np.ones((1, 3))))  # same thread: nested, not captured
+            other = threading.Thread(target=lambda: inner_results.append(ctx.run(monitor, np.ones((2, 3)))))
+            other.start()
+            other.join(30)
+        if X.shape[1] == 4:
+            raise ValueError("bad width")
+        return X.sum(axis=1)
+
+    monitor = driftcar.instrument(model, name="reentry", shipper=shipper)
+    monitor(np.ones((3, 2)))
+    with pytest.raises(ValueError):
+        monitor(np.ones((1, 4)))
+    monitor(np.ones((5, 3)))  # after an exception the next call is outermost again
+    rows = sorted(item.rows for item in shipper.items)
+    assert rows == [1, 2, 3, 5]  # the thread's call (2 rows), outer (3), the error (1), the last (5)
+    assert len(inner_results) == 2 and monitor.stats["calls"] == 4
+
+
 def test_an_unfitted_pipeline_gets_step_spans_after_fit():
     pipe, X, y = churn_pipeline()
     fresh = clone(pipe)
