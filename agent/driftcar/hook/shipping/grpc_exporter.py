@@ -35,6 +35,8 @@ RETRYABLE_CODES = frozenset(
     }
 )
 _DETAILS_KEY = "grpc-status-details-bin"
+#: upper bound of the channel's reconnect back-off: a recovered endpoint is used again within this
+MAX_RECONNECT_BACKOFF_MS = 2_000
 
 
 def retry_delay_from_metadata(metadata) -> float | None:
@@ -78,7 +80,12 @@ class GrpcExporter:
 
     def _ensure(self):
         if self._method is None:
-            options = [("grpc.max_send_message_length", -1), ("grpc.enable_retries", 0)]
+            # gRPC's own reconnect back-off grows to 120 s while the endpoint is down: after a 2-minute
+            # outage the hook then kept failing for ~1 minute after the sidecar was back (found by the
+            # reliability outage check). Our retry loop already paces attempts; cap the channel's.
+            options = [("grpc.max_send_message_length", -1), ("grpc.enable_retries", 0),
+                       ("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
+                       ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS)]
             if self.secure:
                 roots = None
                 if self.ca_file:
