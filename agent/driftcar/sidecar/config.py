@@ -38,6 +38,15 @@ __all__ = [
 
 TOKEN_ENV = "DRIFTCAR_TOKEN"
 ENV_PREFIX = "DRIFTCAR_"
+#: DRIFTCAR_* variables that belong to other driftcar components (the hook's shipper, the
+#: ``profile`` command, the test suite). A model container and its sidecar often share one
+#: environment, so these are left alone while any other unknown DRIFTCAR_* is still refused.
+_OTHER_COMPONENTS_ENV = frozenset({
+    TOKEN_ENV, "DRIFTCAR_CONFIG", "DRIFTCAR_REQUIRE_ALL", "DRIFTCAR_LONG",
+    "DRIFTCAR_ENDPOINT", "DRIFTCAR_PROTOCOL", "DRIFTCAR_HEADERS", "DRIFTCAR_TIMEOUT", "DRIFTCAR_COMPRESSION",
+    "DRIFTCAR_CA_FILE", "DRIFTCAR_MAX_BUFFER_BYTES", "DRIFTCAR_MAX_BATCH_ROWS", "DRIFTCAR_MAX_BATCH_AGE",
+    "DRIFTCAR_MAX_EXPORT_BYTES", "DRIFTCAR_EXIT_TIMEOUT",
+})
 
 
 class ConfigError(ValueError):
@@ -472,8 +481,7 @@ def load_config(
 
     by_env = {o.env: o for o in OPTIONS}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in (TOKEN_ENV, "DRIFTCAR_CONFIG", "DRIFTCAR_REQUIRE_ALL",
-                                                       "DRIFTCAR_LONG"):
+        if not name.startswith(ENV_PREFIX) or name in _OTHER_COMPONENTS_ENV or name.startswith("DRIFTCAR_PROFILE_"):
             continue
         option = by_env.get(name)
         if option is None:

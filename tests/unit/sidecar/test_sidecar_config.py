@@ -84,3 +84,13 @@ def test_drift_section_is_validated_by_the_stats_engine(tmp_path):
         load_config(str(path), env={})
     text = str(info.value)
     assert "drift.bogus" in text and "drift.features.age.methd" in text
+
+
+def test_hook_variables_in_a_shared_environment_are_left_alone_but_typos_refused():
+    # A model container and its sidecar often share one environment (compose, one pod spec).
+    shared = {"DRIFTCAR_ENDPOINT": "http://127.0.0.1:14317", "DRIFTCAR_PROTOCOL": "grpc",
+              "DRIFTCAR_COMPRESSION": "none", "DRIFTCAR_MAX_BUFFER_BYTES": "64MiB", "DRIFTCAR_PROFILE_BINS": "10"}
+    assert load_config(env=shared).window_s == 60.0
+    with pytest.raises(ConfigError) as info:
+        load_config(env={**shared, "DRIFTCAR_WINDWO": "5m"})
+    assert [p for p, _ in info.value.problems] == ["DRIFTCAR_WINDWO"]

@@ -91,7 +91,8 @@ class MetricState:
         """Set a counter to a cumulative total (kept monotonic: a smaller total is ignored)."""
         with self._lock:
             points = self._points(name, COUNTER)
-            if total > points.get(attrs, 0):
+            # A zero total still creates the series: rate()/increase() need the 0 before the first drop.
+            if attrs not in points or total > points[attrs]:
                 points[attrs] = total
 
     def set_gauge(self, name: str, attrs: Attrs, value: float) -> None:
