@@ -132,7 +132,7 @@ def _copy_baselines(pipe) -> dict:
     """Raw numpy snapshots of predict's input, no driftcar: where the 1,000-row copy cost comes from.
 
     Each installs an instance-level wrapper (like the naive instrumentor) that calls predict, then
-    copies its input: freed at once (the copy lands on memory predict just freed, cache-hot),
+    does nothing (what any wrapper costs this call), or copies its input: freed at once (the copy lands on memory predict just freed, cache-hot),
     kept in a deque of the last 100 (fresh memory every call, as a queue that holds them),
     into a ring of 100 preallocated, already page-faulted blocks (an arena: warm pages, cold
     cache), or into one preallocated block.
@@ -162,6 +162,7 @@ def _copy_baselines(pipe) -> dict:
         np.copyto(ring[turn[0]], X)
 
     return {
+        "pass-through wrapper (no driftcar)": install(lambda X: None),
         "numpy copy, freed at once": install(lambda X: X.copy()),
         "numpy copy, last 100 kept": install(lambda X: kept.append(X.copy())),
         "copy into a ring of 100 preallocated blocks": install(to_ring),
@@ -339,7 +340,8 @@ def _run(quick: bool) -> str:
         f"{one['no-op API spans (naive)'][1]:+.1f} µs for plain no-op API spans (target: no more).",
         f"- capture adds **{big_pct:+.2f}%** on 1,000 rows (target ≤ {TARGET_PCT:.0f}%): "
         f"{'met' if big_pct <= TARGET_PCT else 'NOT met'}; with offer() a no-op {pct['capture, offer() a no-op']:+.2f}%, "
-        f"with copy=False {pct['capture, copy=False']:+.2f}%; a bare numpy copy kept for later costs "
+        f"with copy=False {pct['capture, copy=False']:+.2f}% (a pass-through wrapper alone "
+        f"{pct['pass-through wrapper (no driftcar)']:+.2f}%); a bare numpy copy kept for later costs "
         f"{pct['numpy copy, last 100 kept']:+.2f}% (into preallocated blocks "
         f"{pct['copy into a ring of 100 preallocated blocks']:+.2f}%), freed at once "
         f"{pct['numpy copy, freed at once']:+.2f}%: with copy=True the target needs a cache-hot destination.",
