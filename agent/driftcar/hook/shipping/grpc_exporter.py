@@ -20,42 +20,14 @@ import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from driftcar.hook.shipping.retry import Outcome
+from driftcar.wire.otlp_status import RETRYABLE_GRPC_CODES, retry_delay_from_metadata
 
 __all__ = ["GrpcExporter", "EXPORT_METHOD", "RETRYABLE_CODES", "retry_delay_from_metadata"]
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-RETRYABLE_CODES = frozenset(
-    {
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DATA_LOSS,
-    }
-)
-_DETAILS_KEY = "grpc-status-details-bin"
+RETRYABLE_CODES = RETRYABLE_GRPC_CODES  # the OTLP spec table, shared with the sidecar's exporters
 #: upper bound of the channel's reconnect back-off: a recovered endpoint is used again within this
 MAX_RECONNECT_BACKOFF_MS = 2_000
-
-
-def retry_delay_from_metadata(metadata) -> float | None:
-    """Seconds of the ``RetryInfo`` in a trailing metadata, or None when absent/unreadable."""
-    from google.rpc import error_details_pb2, status_pb2
-
-    for key, value in metadata or ():
-        if key != _DETAILS_KEY:
-            continue
-        try:
-            status = status_pb2.Status.FromString(value)
-        except Exception:  # a garbled trailer is no hint
-            return None
-        for detail in status.details:
-            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                info = error_details_pb2.RetryInfo()
-                detail.Unpack(info)
-                return max(0.0, info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
-    return None
 
 
 class GrpcExporter:

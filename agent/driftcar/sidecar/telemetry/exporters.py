@@ -35,7 +35,6 @@ from typing import IO, Sequence
 
 import grpc
 from google.protobuf import json_format
-from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as _SdkGrpcLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as _SdkGrpcMetricExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as _SdkHttpLogExporter
@@ -50,6 +49,12 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.metrics.export import MetricExportResult
 
 from driftcar.sidecar.telemetry.otlp import count_points
+from driftcar.wire.otlp_status import (  # noqa: F401  (re-exported: the spec table)
+    RETRYABLE_GRPC_CODES,
+    RETRYABLE_HTTP_STATUSES,
+    grpc_is_retryable,
+    retry_delay_from_metadata,
+)
 
 __all__ = [
     "GRPC",
@@ -74,19 +79,6 @@ logger = logging.getLogger(__name__)
 GRPC = "grpc"
 HTTP_PROTOBUF = "http/protobuf"
 
-#: OTLP spec: gRPC codes that are retried (RESOURCE_EXHAUSTED only with RetryInfo, see grpc_is_retryable)
-RETRYABLE_GRPC_CODES = frozenset(
-    {
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DATA_LOSS,
-    }
-)
-#: OTLP spec: HTTP statuses that are retried (implemented by the SDK's HTTP client)
-RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 MAX_ATTEMPTS = 6
 
 
@@ -186,32 +178,10 @@ class ExportStats:
 def grpc_retry_delay(error: grpc.RpcError) -> float | None:
     """The server's RetryInfo delay (seconds) from the status details, or None."""
     try:
-        metadata = dict(error.trailing_metadata() or ())
+        metadata = error.trailing_metadata() or ()
     except Exception:  # connection-level errors may carry no metadata
         return None
-    raw = metadata.get("grpc-status-details-bin")
-    if raw:
-        try:
-            status = status_pb2.Status.FromString(raw)
-        except Exception:
-            status = None
-        for detail in status.details if status is not None else ():
-            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                info = error_details_pb2.RetryInfo()
-                detail.Unpack(info)
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-    raw = metadata.get("google.rpc.retryinfo-bin")  # the SDK's (non-standard) location, still accepted
-    if raw:
-        info = error_details_pb2.RetryInfo.FromString(raw)
-        return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-    return None
-
-
-def grpc_is_retryable(code: grpc.StatusCode, retry_delay: float | None) -> bool:
-    """The OTLP spec's gRPC table."""
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return retry_delay is not None
-    return code in RETRYABLE_GRPC_CODES
+    return retry_delay_from_metadata(metadata)
 
 
 class _SpecRetryGrpc:
