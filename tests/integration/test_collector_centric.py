@@ -23,7 +23,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 
 from driftcar.wire.otlp import EVENT_NAME, attributes_to_dict
 from tests.support.otlp import GrpcOtlpReceiver
-from tests.support.waiting import free_port, rotel_binary, wait_until
+from tests.support.waiting import free_port, rotel_binary, wait_until, stop_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,12 +67,7 @@ class Rotel:
         return self
 
     def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, 10)
 
 
 def _points(receiver: GrpcOtlpReceiver, name: str) -> list[tuple[dict, float]]:

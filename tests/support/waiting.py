@@ -57,3 +57,17 @@ def rotel_binary() -> str:
     if not os.access(path, os.X_OK):
         pytest.fail(f"rotel-agent not executable at {path}")
     return path
+
+
+def stop_process(proc, timeout: float = 10.0) -> int | None:
+    """SIGTERM a child process, SIGKILL it if it outlives ``timeout``; returns its exit code."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode

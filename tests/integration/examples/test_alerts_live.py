@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.waiting import free_port, require_binary, wait_until
+from tests.support.waiting import free_port, require_binary, wait_until, stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.timeout(120)
@@ -82,9 +82,4 @@ def test_drift_and_sidecar_down_alerts_on_live_metrics(tmp_path):
     finally:
         if not stopped:
             sidecar.stop(timeout=15)
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)

@@ -11,7 +11,7 @@ import pytest
 from driftcar.hook.shipping import Shipper, ShipperConfig
 from driftcar.wire.otlp import EVENT_NAME
 from tests.support.otlp import GrpcOtlpReceiver
-from tests.support.waiting import free_port, rotel_binary, wait_until
+from tests.support.waiting import free_port, rotel_binary, wait_until, stop_process
 from tests.unit.shipping.helpers import decoded_batches, features, item, to_parts
 
 
@@ -40,12 +40,7 @@ def rotel_to_receiver():
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             yield {"grpc": f"http://127.0.0.1:{grpc_port}", "http/protobuf": f"http://127.0.0.1:{http_port}"}, rx
         finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc, 5)
 
 
 @pytest.mark.timeout(20)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from driftcar.hook.shipping import Shipper, ShipperConfig
-from tests.support.waiting import free_port, wait_until
+from tests.support.waiting import free_port, wait_until, stop_process
 from tests.unit.shipping.helpers import item, to_parts
 
 TOKEN = "hook-test-token"
@@ -39,12 +39,7 @@ def sidecar():
         yield {"grpc": f"http://127.0.0.1:{grpc_port}", "http/protobuf": f"http://127.0.0.1:{http_port}",
                "metrics": f"http://127.0.0.1:{prom_port}/metrics"}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)
 
 
 def _rows_counted(metrics_url: str) -> float:

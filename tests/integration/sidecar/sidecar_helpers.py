@@ -15,7 +15,7 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from driftcar.sidecar.config import load_config
-from tests.support.waiting import free_port, rotel_binary, wait_until
+from tests.support.waiting import free_port, rotel_binary, wait_until, stop_process
 
 
 def config(**flags):
@@ -160,12 +160,7 @@ class Rotel:
 
     def __exit__(self, *exc):
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc, 10)
         self._log.close()
 
 

@@ -15,7 +15,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
 from driftcar.wire.otlp import any_value_to_python
 from tests.support.otlp import GrpcOtlpReceiver
-from tests.support.waiting import free_port, rotel_binary, wait_until
+from tests.support.waiting import free_port, rotel_binary, wait_until, stop_process
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -48,12 +48,7 @@ def hop(tmp_path):
             wait_until(ready, 20, what="rotel listening")
             yield f"http://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", downstream
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc, 10)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
