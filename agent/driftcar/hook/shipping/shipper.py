@@ -169,50 +169,41 @@ class Shipper:
                 rows = 0
             else:
                 rows = item.rows if item.rows > 0 else 0
-            if self._closed:
-                self._count_lost(rows, 1 if item.kind == "inference" else 0, "offer after shutdown",
-                                 "items offered after shutdown are dropped")
-                return
-            queued = self._buffer.put(item, (item.size_hint or estimate_size(item)) + ITEM_OVERHEAD_BYTES, rows,
-                                      1 if item.kind == "inference" else 0)
-            if self._idle or (queued >= self._max_rows and queued - rows < self._max_rows):
-                self._idle = False
-                self._wake.set()
-            if self._worker is None:
-                self._start_worker()
+            nbytes = item.size_hint or estimate_size(item)
+            calls = 1 if item.kind == "inference" else 0
         except Exception as exc:  # the model must never see our problems
-            try:
-                with self._buffer.lock:
-                    self._counts["offer_errors"] += 1
-                self._log_once("offer", "driftcar could not queue a captured item (%s: %s); counted in stats",
-                               type(exc).__name__, exc)
-            except Exception:
-                pass
+            self._offer_failed(exc)
+            return
+        self.offer_raw(item, rows, nbytes, calls)
 
-    def offer_raw(self, raw: tuple, rows: int, nbytes: int) -> None:
-        """Queue one model call in the compact tuple form (``driftcar.hook.records.thaw``).
+    def offer_raw(self, raw: Any, rows: int, nbytes: int, calls: int = 1) -> None:
+        """Queue one item whose captured ``rows``, data ``nbytes`` and model ``calls`` are known.
 
-        The capture side's fast path: ``rows`` captured rows, ``nbytes`` data bytes.
-        Same contract as :meth:`offer` (O(1), lock-free, never blocks, never raises).
+        The capture side's fast path hands numpy calls here directly in the compact
+        tuple form (``driftcar.hook.records.thaw``); :meth:`offer` ends here too.
+        Same contract: O(1), lock-free, never blocks, never raises.
         """
         try:
             if self._closed:
-                self._count_lost(rows, 1, "offer after shutdown", "items offered after shutdown are dropped")
+                self._count_lost(rows, calls, "offer after shutdown", "items offered after shutdown are dropped")
                 return
-            queued = self._buffer.put(raw, nbytes + ITEM_OVERHEAD_BYTES, rows, 1)
+            queued = self._buffer.put(raw, nbytes + ITEM_OVERHEAD_BYTES, rows, calls)
             if self._idle or (queued >= self._max_rows and queued - rows < self._max_rows):
                 self._idle = False
                 self._wake.set()
             if self._worker is None:
                 self._start_worker()
         except Exception as exc:  # the model must never see our problems
-            try:
-                with self._buffer.lock:
-                    self._counts["offer_errors"] += 1
-                self._log_once("offer", "driftcar could not queue a captured item (%s: %s); counted in stats",
-                               type(exc).__name__, exc)
-            except Exception:
-                pass
+            self._offer_failed(exc)
+
+    def _offer_failed(self, exc: Exception) -> None:
+        try:
+            with self._buffer.lock:
+                self._counts["offer_errors"] += 1
+            self._log_once("offer", "driftcar could not queue a captured item (%s: %s); counted in stats",
+                           type(exc).__name__, exc)
+        except Exception:
+            pass
 
     def _start_worker(self) -> None:
         with self._start_lock:
