@@ -131,12 +131,17 @@ def test_drift_metrics_and_events_arrive_through_the_collector_hops(tmp_path):
                                for a, v in _points(backend, "driftcar.drift.detected"))
 
                 wait_until(drifted_b_detected, timeout=30, interval=0.3, what="driftcar.drift.detected=1 for b at the backend")
+                # The verdicts of the window that first flagged b (one export carries every feature's
+                # series). Later windows are not asserted on: the last one, closed at shutdown, is a
+                # partial window decided by KS with Benjamini-Hochberg across features, which by design
+                # (it bounds the false *discovery* rate) lets a clean feature through more often once
+                # other features truly drift.
+                detected = {a["feature.name"]: v for a, v in _points(backend, "driftcar.drift.detected")
+                            if a.get("model.name") == "cc-model"}
                 monitor.shutdown(5)
         finally:
             sidecar.stop(timeout=15)
 
-        detected = {a["feature.name"]: v for a, v in _points(backend, "driftcar.drift.detected")
-                    if a.get("model.name") == "cc-model"}
         assert detected.get("b") == 1 and detected.get("a") == 0 and detected.get("c") == 0, detected
         scores = [a for a, _ in _points(backend, "driftcar.drift.score") if a.get("feature.name") == "b"]
         assert scores and {a["model.version"] for a in scores} == {"7"} and all("drift.method" in a for a in scores)
