@@ -45,6 +45,9 @@ _ROW_ESTIMATE_BYTES = 256  # per row when an input has no nbytes (DataFrame, lis
 #: added to every item's size for the buffer bound: a 1-row item (Captured, two small numpy
 #: arrays, the buffer's tuple) measured ~660 bytes under tracemalloc against a size_hint of 168
 ITEM_OVERHEAD_BYTES = 512
+#: offers between two GIL hand-overs to the worker (a power of two; see Shipper.offer_raw)
+YIELD_EVERY = 16
+YIELD_EVERY_MASK = YIELD_EVERY - 1
 
 
 def captured_rows(item: Any) -> int:
@@ -130,6 +133,7 @@ class Shipper:
         self._inflight_seq: int | None = None  # first seq of the batch being shipped
         self._flush_target = 0
         self._idle = False  # the worker sleeps on an empty buffer: the next offer wakes it
+        self._offers = 0  # offers since start, for the periodic GIL hand-over (see offer_raw)
         self._first_seen: float | None = None  # worker's clock when it first saw the queued items
         self._resource: dict | None = None
         self._budget = 0
@@ -193,6 +197,15 @@ class Shipper:
                 self._wake.set()
             if self._worker is None:
                 self._start_worker()
+            self._offers += 1
+            if not self._offers & YIELD_EVERY_MASK and queued:
+                # Hand the GIL over once every YIELD_EVERY offers while work is queued. A model
+                # thread calling predict in a loop releases and retakes the GIL so often (numpy,
+                # sklearn) that CPython's switch timer never fires for a waiting thread: measured,
+                # the worker woke 0 times in 1 s of 1-row predicts, shipped nothing and the buffer
+                # dropped; its futile wake-ups also cost the model ~20 % of p50. sleep(0) is a
+                # yield, not a wait: it returns as soon as this thread gets the GIL back.
+                time.sleep(0)
         except Exception as exc:  # the model must never see our problems
             self._offer_failed(exc)
 
