@@ -212,25 +212,15 @@ def check(config: Any, *, event_name: str | None = None) -> list[str]:
             problems.append(f"pipeline {pid}: has no receivers")
         if not spec.get("exporters"):
             problems.append(f"pipeline {pid}: has no exporters")
-        for r in spec.get("receivers") or []:
-            if r in defined["receivers"]:
-                used["receivers"].add(r)
-            elif r in defined["connectors"]:
-                used["connectors"].add(r)
-            else:
-                problems.append(f"pipeline {pid}: receiver {r!r} is not defined")
-        for p in spec.get("processors") or []:
-            if p in defined["processors"]:
-                used["processors"].add(p)
-            else:
-                problems.append(f"pipeline {pid}: processor {p!r} is not defined")
-        for e in spec.get("exporters") or []:
-            if e in defined["exporters"]:
-                used["exporters"].add(e)
-            elif e in defined["connectors"]:
-                used["connectors"].add(e)
-            else:
-                problems.append(f"pipeline {pid}: exporter {e!r} is not defined")
+        # a connector may stand in a pipeline's receivers or exporters, never its processors
+        for kind in ("receivers", "processors", "exporters"):
+            for cid in spec.get(kind) or []:
+                if cid in defined[kind]:
+                    used[kind].add(cid)
+                elif kind != "processors" and cid in defined["connectors"]:
+                    used["connectors"].add(cid)
+                else:
+                    problems.append(f"pipeline {pid}: {kind[:-1]} {cid!r} is not defined")
         _check_processor_order(pid, spec, defined, problems)
     for kind in ("receivers", "processors", "exporters", "connectors"):
         for cid in defined[kind]:
