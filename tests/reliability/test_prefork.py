@@ -13,7 +13,6 @@ worker exit, nothing duplicated across forks).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,7 @@ import pytest
 from tests.reliability.harness import ROOT, port_accepts
 from tests.reliability.sizes import size
 from tests.support.otlp import GrpcOtlpReceiver
-from tests.support.waiting import free_port, wait_until
+from tests.support.waiting import free_port, stop_process, wait_until
 from tests.unit.shipping.helpers import decoded_batches
 
 RECYCLES = size("PREFORK_RECYCLES")
@@ -75,15 +74,9 @@ def test_preloaded_hook_in_recycled_workers(tmp_path):
                     served[n] = int(resp.read())
                 n += 1
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                raise AssertionError("gunicorn did not stop within 30 s of SIGTERM (deadlock?)")
-            finally:
-                log.close()
+            stop_process(proc, 30)  # SIGTERM; SIGKILL (exit -9, asserted next) if a deadlock outlives 30 s
+            log.close()
+        assert proc.returncode == 0, f"gunicorn exit {proc.returncode} (-9: not stopped within 30 s of SIGTERM, deadlock?)"
         wait_until(lambda: sum(b.rows for _, b in decoded_batches(rx.logs)) >= len(served), 20,
                    what="every served request's row at the receiver")
         batches = decoded_batches(rx.logs)
@@ -93,4 +86,3 @@ def test_preloaded_hook_in_recycled_workers(tmp_path):
           f"({len(set(served.values())) - WORKERS} recycled), {len(batches)} batches from {len(pids)} pids")
     assert values == [float(i) for i in range(len(served))], "a request's row is missing or duplicated"
     assert set(served.values()) <= pids  # batches from every worker that served
-    assert proc.returncode == 0
