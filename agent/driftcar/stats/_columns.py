@@ -9,11 +9,12 @@ decodes). Pure functions; no pandas import.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["as_columns", "to_float", "is_categorical", "label", "MISSING"]
+__all__ = ["as_columns", "to_float", "is_categorical", "label", "count_labels", "MISSING"]
 
 MISSING = object()  # marker returned by label() for None / NaN
 
@@ -113,3 +114,19 @@ def label(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def count_labels(values: Any) -> Counter:
+    """Counts per category label (see :func:`label`) of a 1-D column; MISSING counts None/NaN."""
+    out: Counter = Counter()
+    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+        uniq, cnt = np.unique(values, return_counts=True)
+        items = zip(uniq.tolist(), cnt.tolist())
+    else:
+        try:
+            items = Counter(values).items()
+        except TypeError:  # unhashable values: count their text
+            items = Counter(str(v) for v in values).items()
+    for key, c in items:
+        out[key if type(key) is str else label(key)] += int(c)
+    return out

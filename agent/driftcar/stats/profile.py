@@ -37,7 +37,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from driftcar.stats import _codec
-from driftcar.stats._columns import MISSING, as_columns, is_categorical, label, to_float
+from driftcar.stats._columns import MISSING, as_columns, count_labels, is_categorical, to_float
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.pca import PCAModel, fit_pca
 
@@ -479,7 +479,7 @@ class ProfileBuilder:
                     st.hi = max(st.hi, float(fin.max()))
                 numeric[name] = x
             else:
-                for key, c in _count_labels(values).items():
+                for key, c in count_labels(values).items():
                     if key is MISSING:
                         st.missing += c
                         continue
@@ -600,21 +600,6 @@ def _integral(values: Any, max_classes: int = 50) -> bool:
         return False
     fin = arr[np.isfinite(arr)]
     return bool(len(fin)) and bool(np.all(fin == np.round(fin))) and len(np.unique(fin)) <= max_classes
-
-
-def _count_labels(values: Any) -> Counter:
-    out: Counter = Counter()
-    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
-        uniq, cnt = np.unique(values, return_counts=True)
-        items = zip(uniq.tolist(), cnt.tolist())
-    else:
-        try:
-            items = Counter(values).items()
-        except TypeError:
-            items = Counter(str(v) for v in values).items()
-    for key, c in items:
-        out[key if type(key) is str else label(key)] += int(c)
-    return out
 
 
 def _edges(finite: np.ndarray, lo: float, hi: float, levels: np.ndarray) -> np.ndarray:

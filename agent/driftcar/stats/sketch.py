@@ -23,14 +23,13 @@ Thread safety: not thread-safe; one writer, or merge copies made per thread.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from driftcar.stats import _codec
-from driftcar.stats._columns import MISSING, label, to_float
+from driftcar.stats._columns import MISSING, count_labels, to_float
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.profile import LABEL, MULTIVARIATE, OTHER, PREDICTION, Profile, coarse_counts
 
@@ -257,16 +256,7 @@ class WindowSketch:
         mapping = self.profile.layout.cat_maps[row]
         counts = self.cat_counts[row]
         other = counts.shape[0] - 1
-        if isinstance(values, np.ndarray) and values.dtype.kind != "O":
-            uniq, cnt = np.unique(values, return_counts=True)
-            items = zip(uniq.tolist(), cnt.tolist())
-        else:
-            try:
-                items = Counter(values).items()
-            except TypeError:  # unhashable values: count their text
-                items = Counter(str(v) for v in values).items()
-        for key, c in items:
-            lab = key if type(key) is str else label(key)
+        for lab, c in count_labels(values).items():
             if lab is MISSING:
                 self.cat_missing[row] += c
             else:
