@@ -3,7 +3,7 @@
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
-from driftcar.wire import Column, encode_batch
+from driftcar.wire import encode_batch
 from driftcar.wire.otlp import batch_log_record, export_request, iter_batch_records
 from tests.support.otlp import Answer, GrpcOtlpReceiver
 
@@ -11,7 +11,7 @@ from tests.support.otlp import Answer, GrpcOtlpReceiver
 def test_grpc_receiver_records_requests_and_scripts_status():
     answers = {1: Answer(grpc_code=grpc.StatusCode.UNAVAILABLE, retry_after_s=1.5)}
     with GrpcOtlpReceiver(respond=lambda kind, req, n: answers.get(n, Answer())) as rx:
-        body = encode_batch("inference", [Column("x", "feature", [1.0])] if False else [])
+        body = encode_batch("inference", [])
         request = export_request(
             [batch_log_record(body, model_name="m", model_version="1", kind="inference", rows=0)],
             {"service.name": "svc"},
