@@ -11,9 +11,6 @@ than the application's, so it can never loop back into the sidecar: the backend 
 
 from __future__ import annotations
 
-import socket
-import subprocess
-
 import numpy as np
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -21,69 +18,22 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServ
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
-from driftcar.wire.otlp import EVENT_NAME, attributes_to_dict
+from driftcar.wire.otlp import EVENT_NAME
+from tests.integration.sidecar.sidecar_helpers import Rotel, metric_points
 from tests.support.otlp import GrpcOtlpReceiver
-from tests.support.waiting import free_port, rotel_binary, wait_until, stop_process
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Rotel:
-    """One rotel-agent forwarding everything it receives over OTLP/gRPC to ``downstream``."""
-
-    def __init__(self, tmp_path, name: str, downstream: str):
-        self.grpc_port, self.http_port = free_port(), free_port()
-        self.endpoint = f"http://127.0.0.1:{self.grpc_port}"
-        self.log = tmp_path / f"rotel-{name}.log"
-        self.args = [
-            rotel_binary(), "start",
-            "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}", "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}",
-            "--otlp-grpc-max-recv-msg-size-mib", "64",
-            "--exporter", "otlp", "--otlp-exporter-endpoint", downstream, "--otlp-exporter-protocol", "grpc",
-            "--otlp-exporter-compression", "none", "--logs-batch-max-size", "16",
-            "--batch-timeout", "50ms", "--pid-file", str(tmp_path / f"rotel-{name}.pid"),
-        ]
-        self.proc = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"))
-
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                pytest.fail(f"rotel exited: {self.log.read_text(errors='replace')[-2000:]}")
-            return _listening(self.grpc_port) and _listening(self.http_port)
-
-        try:
-            wait_until(ready, 20, what="rotel listening")
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        stop_process(self.proc, 10)
+def _endpoint(rotel: Rotel) -> str:
+    return f"http://127.0.0.1:{rotel.grpc_port}"
 
 
 def _points(receiver: GrpcOtlpReceiver, name: str) -> list[tuple[dict, float]]:
     """(attributes, value) of every gauge/sum data point named ``name`` the backend received."""
-    out = []
-    for request in list(receiver.metrics):
-        for rm in request.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name != name:
-                        continue
-                    data = metric.gauge if metric.HasField("gauge") else metric.sum
-                    for p in data.data_points:
-                        value = p.as_double if p.HasField("as_double") else p.as_int
-                        out.append((attributes_to_dict(p.attributes), value))
-    return out
+    return [(attrs, p.as_double if p.HasField("as_double") else p.as_int)
+            for metric, _, attrs, p in metric_points(receiver) if metric == name]
 
 
 def _send_app_log(endpoint: str) -> None:
@@ -103,25 +53,25 @@ def test_drift_metrics_and_events_arrive_through_the_collector_hops(tmp_path):
     from driftcar.sidecar.config import load_config
     from driftcar.sidecar.service import run_in_thread
 
-    with GrpcOtlpReceiver() as backend, Rotel(tmp_path, "out", backend.endpoint) as rotel_out:
+    with GrpcOtlpReceiver() as backend, Rotel(tmp_path, backend.endpoint) as rotel_out:
         config = load_config(None, env={}, flags={
             "grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "prometheus": "off", "window": "1s",
-            "export": "otlp", "otlp_endpoint": rotel_out.endpoint, "otlp_protocol": "grpc",
+            "export": "otlp", "otlp_endpoint": _endpoint(rotel_out), "otlp_protocol": "grpc",
             "export_interval": "500ms", "live_reference_rows": 0,
         })
         sidecar = run_in_thread(config)
         try:
-            with Rotel(tmp_path, "in", sidecar.grpc_endpoint) as rotel_in:
+            with Rotel(tmp_path, sidecar.grpc_endpoint) as rotel_in:
                 rng = np.random.default_rng(3)
                 columns = ["a", "b", "c"]
                 X = pd.DataFrame(rng.normal(size=(4000, 3)), columns=columns)
                 y = (X["a"] + X["b"] > 0).astype(int)
                 model = sklearn_linear.LogisticRegression().fit(X, y)
-                monitor = driftcar.instrument(model, name="cc-model", version="7", endpoint=rotel_in.endpoint,
+                monitor = driftcar.instrument(model, name="cc-model", version="7", endpoint=_endpoint(rotel_in),
                                               spans=False, max_batch_age_s=0.1)
                 monitor.set_reference(X, y)
                 monitor.flush(10)
-                _send_app_log(rotel_in.endpoint)
+                _send_app_log(_endpoint(rotel_in))
 
                 def drifted_b_detected():
                     shifted = pd.DataFrame(rng.normal(size=(500, 3)), columns=columns)
