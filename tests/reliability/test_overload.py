@@ -19,6 +19,7 @@ import pytest
 
 from tests.reliability.harness import MiB, RawGrpc, RssSampler, Sidecar, http_post, metric_sum
 from tests.reliability.sizes import size
+from tests.support.waiting import wait_until
 from tests.unit.sidecar.batches import inference_body, numeric_frame, record, request
 
 OVERLOAD_S = size("OVERLOAD_S")
@@ -88,12 +89,9 @@ def test_twice_the_sustainable_rate(tmp_path):
         # full service again within 2 s once the load drops
         client = RawGrpc(sidecar.grpc_target)
         dropped_at = time.monotonic()
-        while True:
-            reply = client.send(load.payload, timeout=5)
-            recovered = time.monotonic() - dropped_at
-            if reply.code == "OK" or recovered > 10:
-                break
-            time.sleep(0.02)
+        reply = wait_until(lambda: (r := client.send(load.payload, timeout=5)).code == "OK" and r, 10,
+                           what="the sidecar to accept again after the overload")
+        recovered = time.monotonic() - dropped_at
         client.close()
         codes = collections.Counter((r.code, r.message == "http") for r in load.replies)
         refused = [r for r in load.replies if r.code != "OK"]
