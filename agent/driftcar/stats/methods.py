@@ -45,6 +45,13 @@ def _proportions(counts: np.ndarray) -> np.ndarray:
     return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
 
 
+def _both(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Proportions p (ref) and q (cur), and where either side is empty."""
+    p = _proportions(ref)
+    q = _proportions(cur)
+    return p, q, (p.sum(axis=-1) == 0) | (q.sum(axis=-1) == 0)
+
+
 def psi(ref: np.ndarray, cur: np.ndarray, eps: float = PSI_EPS) -> np.ndarray:
     """Population stability index: sum over bins of (q - p) * ln(q / p).
 
@@ -59,13 +66,11 @@ def psi(ref: np.ndarray, cur: np.ndarray, eps: float = PSI_EPS) -> np.ndarray:
     >>> round(float(psi(ref, cur)[0]), 3)
     0.21
     """
-    p = _proportions(ref)
-    q = _proportions(cur)
+    p, q, empty = _both(ref, cur)
     used = (np.asarray(ref) + np.asarray(cur)) > 0
     pe = np.maximum(p, eps)
     qe = np.maximum(q, eps)
     terms = np.where(used, (qe - pe) * np.log(qe / pe), 0.0)
-    empty = (p.sum(axis=-1) == 0) | (q.sum(axis=-1) == 0)
     return np.where(empty, 0.0, terms.sum(axis=-1))
 
 
@@ -82,9 +87,7 @@ def jensenshannon(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
     >>> round(float(jensenshannon(ref, cur)[0]), 3)
     0.16
     """
-    p = _proportions(ref)
-    q = _proportions(cur)
-    empty = (p.sum(axis=-1) == 0) | (q.sum(axis=-1) == 0)
+    p, q, empty = _both(ref, cur)
     m = (p + q) / 2
     left = special.rel_entr(p, m)
     right = special.rel_entr(q, m)
@@ -102,9 +105,7 @@ def hellinger(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
     >>> round(float(hellinger(ref, cur)[0]), 3)
     0.161
     """
-    p = _proportions(ref)
-    q = _proportions(cur)
-    empty = (p.sum(axis=-1) == 0) | (q.sum(axis=-1) == 0)
+    p, q, empty = _both(ref, cur)
     bc = np.sqrt(p * q).sum(axis=-1)
     return np.where(empty, 0.0, np.sqrt(np.maximum(1.0 - bc, 0.0)))
 
