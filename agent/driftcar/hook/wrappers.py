@@ -43,7 +43,7 @@ from driftcar.hook.records import Captured
 if TYPE_CHECKING:  # pragma: no cover
     from driftcar.hook.monitor import Monitor
 
-__all__ = ["Wrapper", "Unwrapped", "fail_span", "is_ours"]
+__all__ = ["Wrapper", "Unwrapped", "fail_span"]
 
 _ndarray = np.ndarray
 _perf_ns = time.perf_counter_ns
@@ -263,8 +263,3 @@ def _end(span: Any, token: Any) -> None:
         span.end()
     except Exception:
         pass
-
-
-def is_ours(value: Any) -> bool:
-    """True for a driftcar wrapper or its pickled placeholder."""
-    return isinstance(value, (Wrapper, Unwrapped))

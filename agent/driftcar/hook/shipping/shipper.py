@@ -36,7 +36,7 @@ from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.resource import resolve_resource
 from driftcar.hook.shipping.retry import Backoff, Exporter, export_with_retry
 
-__all__ = ["Shipper", "estimate_size", "captured_rows", "ITEM_OVERHEAD_BYTES"]
+__all__ = ["Shipper", "estimate_size", "ITEM_OVERHEAD_BYTES"]
 
 logger = logging.getLogger("driftcar.hook")
 
@@ -48,13 +48,6 @@ ITEM_OVERHEAD_BYTES = 512
 #: offers between two GIL hand-overs to the worker (a power of two; see Shipper.offer_raw)
 YIELD_EVERY = 16
 YIELD_EVERY_MASK = YIELD_EVERY - 1
-
-
-def captured_rows(item: Any) -> int:
-    """Data rows an item contributes (0 for a call that was not sampled)."""
-    if item.inputs is None and item.outputs is None and item.labels is None and item.ids is None:
-        return 0
-    return max(int(item.rows), 0)
 
 
 def estimate_size(item: Any) -> int:
@@ -168,7 +161,7 @@ class Shipper:
         (it then starts the batch's age clock). No clock is read here.
         """
         try:
-            # captured_rows(), inlined: this runs on every model call
+            # data rows the item contributes (0 for a call that was not sampled)
             if item.inputs is None and item.outputs is None and item.labels is None and item.ids is None:
                 rows = 0
             else:
