@@ -653,21 +653,7 @@ def _filled(f: FeatureProfile, w, st: _ColumnState | None = None) -> FeatureProf
                           float(np.nextafter(f.fine_edges[-1], -np.inf)), inf, int(w.num_inf[row, 0]))
 
 
-def profile(
-    X: Any,
-    y: Any = None,
-    predictions: Any = None,
-    *,
-    bins: int = 20,
-    fine_bins: int = 400,
-    top_k: int = 50,
-    categorical: Iterable[str] | None = None,
-    max_rows_kept: int = 100_000,
-    multivariate: bool = True,
-    pca_variance: float = 0.9,
-    seed: int = 0,
-    source: str = "training",
-) -> Profile:
+def profile(X: Any, y: Any = None, predictions: Any = None, **options: Any) -> Profile:
     """A reference :class:`Profile` from training data.
 
     X: DataFrame, 2-D array (columns named x0, x1, ...) or mapping name -> 1-D
@@ -678,6 +664,8 @@ def profile(
     all whole numbers with at most 50 distinct values, are categorical
     (classes); other floats numeric (regression). ``max_rows_kept`` bounds the
     rows sampled for quantile edges and the PCA fit; counts are always exact.
+    ``options`` are :class:`ProfileBuilder`'s (bins, fine_bins, top_k, categorical,
+    max_rows_kept, multivariate, pca_variance, seed, source), with its defaults.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
@@ -685,9 +673,7 @@ def profile(
     >>> sorted(prof.features), prof.prediction.kind, prof.pca is not None
     (['x0', 'x1', 'x2'], 'categorical', True)
     """
-    b = ProfileBuilder(bins=bins, fine_bins=fine_bins, top_k=top_k, categorical=categorical,
-                       max_rows_kept=max_rows_kept, multivariate=multivariate, pca_variance=pca_variance,
-                       seed=seed, source=source)
+    b = ProfileBuilder(**options)
     b.observe(X, y, predictions)
     b.fix()
     b.count(X, y, predictions)
