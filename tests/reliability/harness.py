@@ -31,6 +31,14 @@ PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probed_sidecar
 EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment of a child process: none of this process's ``DRIFTCAR_*`` / ``OTEL_*``, driftcar importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCAR_", "OTEL_"))}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "agent"), ROOT])
+    env.update(extra)
+    return env
+
+
 class Sidecar:
     """``driftcar sidecar`` as a child process on free loopback ports.
 
@@ -42,9 +50,7 @@ class Sidecar:
                  ports: dict | None = None, tag: str = "sidecar"):
         self.ports = ports or {"grpc": free_port(), "http": free_port(), "prometheus": free_port()}
         self.args = list(args)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCAR_", "OTEL_"))}
-        self.env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "agent"), ROOT])
-        self.env.update(env or {})
+        self.env = child_env(**(env or {}))
         self.dir = str(tmp_path)
         self.tag = tag
         self.log_path = os.path.join(self.dir, f"{tag}.log")

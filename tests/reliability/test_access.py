@@ -13,7 +13,6 @@ tests/integration/sidecar/test_sidecar_receivers.py::test_token_required_on_both
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import subprocess
 import sys
@@ -24,8 +23,8 @@ import pytest
 from driftcar.sidecar import security
 from driftcar.sidecar.config import ConfigError, load_config
 from tests.reliability.certs import make_pki
-from tests.reliability.harness import RawGrpc, Sidecar, http_get, http_post
-from tests.unit.sidecar.batches import inference_body, numeric_frame, record, request
+from tests.reliability.harness import RawGrpc, Sidecar, child_env, http_get, http_post
+from tests.unit.sidecar.batches import numeric_frame, record, request
 
 pytestmark = pytest.mark.timeout(90)
 TOKEN = "tok-3f9a1c77e2b84d10a5c6-SECRET"
@@ -48,10 +47,9 @@ def test_receivers_bind_loopback_by_default():
 
 
 def test_non_loopback_bind_without_tls_or_token_is_refused(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCAR_", "OTEL_"))}
     done = subprocess.run([sys.executable, "-m", "driftcar.cli", "sidecar", "--grpc", "0.0.0.0:0", "--http",
                            "127.0.0.1:0", "--prometheus", "off", "--export", "none"],
-                          capture_output=True, text=True, timeout=30, env=env)
+                          capture_output=True, text=True, timeout=30, env=child_env())
     assert done.returncode == 2, done
     assert "--allow-insecure-bind" in done.stderr and "0.0.0.0" in done.stderr
     # the explicit flag, or a token, makes it a valid configuration

@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from tests.reliability.harness import ROOT, port_accepts
+from tests.reliability.harness import child_env, port_accepts
 from tests.reliability.sizes import size
 from tests.support.otlp import GrpcOtlpReceiver
 from tests.support.waiting import free_port, stop_process, wait_until
@@ -56,8 +56,7 @@ def test_preloaded_hook_in_recycled_workers(tmp_path):
     port = free_port()
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     with GrpcOtlpReceiver() as rx:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCAR_", "OTEL_"))},
-               "RECEIVER": rx.endpoint, "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "agent"), ROOT])}
+        env = child_env(RECEIVER=rx.endpoint)
         log = open(tmp_path / "gunicorn.log", "wb")
         proc = subprocess.Popen([gunicorn, "--preload", "-w", str(WORKERS), "--max-requests", str(MAX_REQUESTS),
                                  "--max-requests-jitter", "0", "--graceful-timeout", "10", "--bind",
