@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from tests.reliability.harness import RawGrpc, Sidecar
-from tests.reliability.sizes import LONG, size
-from tests.support.waiting import free_port, wait_until
+from tests.reliability.sizes import size
+from tests.support.waiting import wait_until
 from tests.unit.shipping.helpers import BlackHole
 from tests.unit.sidecar.batches import inference_body, numeric_frame, record, request
 
