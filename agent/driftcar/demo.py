@@ -175,6 +175,17 @@ def _model_doc(http: str) -> dict | None:
     return doc if isinstance(doc, dict) and "features" in doc else None
 
 
+def _closed_after(http: str, end_ns: int, timeout_s: float) -> dict | None:
+    """The model's state once a window ending at or after ``end_ns`` has been evaluated (the last
+    state read if none has within ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    doc = _model_doc(http)
+    while (((doc or {}).get("window") or {}).get("end_unix_nano") or 0) < end_ns and time.monotonic() < deadline:
+        time.sleep(0.1)
+        doc = _model_doc(http)
+    return doc
+
+
 class View:
     """The live view: a redrawn table on a terminal, one compact line per window otherwise."""
 
@@ -282,9 +293,9 @@ def run(args: argparse.Namespace) -> int:
         # start on a window boundary, so the first window is a full one like every other
         time.sleep(max(0.0, math.floor(time.time() / window_s + 1) * window_s - time.time()) + 0.05)
         result = _traffic(scenario, model, predict, monitor, http, rng, View(out, _is_tty(out, args.plain)))
-        # let the last window close and be evaluated, then read the final state
-        time.sleep(window_s + 0.5)
-        final = _model_doc(http) or {}
+        # ship what is queued, then read the state once the window holding the last rows has closed
+        monitor.flush(10)
+        final = _closed_after(http, time.time_ns(), timeout_s=2 * window_s + 5) or {}
         result.dropped = int(monitor.stats.get("dropped_rows", 0))
         _summary(out, scenario, result, final, http, prom)
         if args.forever:
