@@ -61,7 +61,7 @@ def _envelope(body: bytes, model: str = "fuzz", rows: int | None = None, **resou
     record = otlp.batch_log_record(body, model_name=model, model_version="1", kind="inference",
                                    rows=0 if rows is None else rows, time_unix_nano=1_700_000_000_000_000_000)
     if rows is None:  # drop the rows attribute (the decoder checks it only when present)
-        del record.attributes[3]
+        del record.attributes[[kv.key for kv in record.attributes].index(otlp.ATTR_ROWS)]
     return otlp.export_request([record], {"service.name": "fuzz", **resource})
 
 
