@@ -193,7 +193,7 @@ class Monitor:
                         classes = getattr(wrapper.owner, "classes_", None)
                 elif mode == "learn":
                     labels = args[1] if len(args) > 1 else kwargs.get("y")
-                ids = self._ids.get()
+                ids = self._ids.get() if self._ids_used else None
                 if ids is not None and len(ids) != rows:
                     self._id_mismatches += 1
                     ids = None
