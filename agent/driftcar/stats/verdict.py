@@ -15,6 +15,7 @@ by the evaluation tick.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 from driftcar.stats.drift import DriftConfig, DriftReport, DriftResult
 from driftcar.stats.methods import PVALUE_METHODS
@@ -95,5 +96,8 @@ class VerdictTracker:
                 changes.append(VerdictChange(feature, False, r))
         return changes
 
-    def forget(self, feature: str) -> None:
-        self._states.pop(feature, None)
+    def restore(self, drifted: Iterable[str]) -> None:
+        """Start these features in the drifted state (verdicts restored after a restart), so a
+        feature that was already drifted does not alert again; it leaves as usual."""
+        for feature in drifted:
+            self._states[feature] = _State(detected=True)

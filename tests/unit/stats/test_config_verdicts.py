@@ -117,3 +117,11 @@ def test_hysteresis_pvalue_exit_level_and_insufficient_windows_hold():
     assert t.update(_report(0.0, ok=False)) == []  # too few rows: no evidence either way
     assert t.state("x")
     assert [c.detected for c in t.update(_report(0.01, method="ks", p=0.5))] == [False]
+
+
+def test_restored_verdict_does_not_alert_again_and_leaves_as_usual():
+    t = VerdictTracker(DriftConfig(enter_windows=1, exit_windows=1))
+    t.restore(["x"])
+    assert t.state("x") and t.drifted == ["x"]
+    assert t.update(_report(0.2)) == []  # already drifted: no second alert
+    assert [(c.feature, c.detected) for c in t.update(_report(0.01))] == [("x", False)]
