@@ -141,7 +141,7 @@ class Wrapper:
             return self.orig(*args, **kwargs)
         active = monitor._active
         # [thread id, depth] of this monitor's outermost call in this context, or None
-        depth = active.get()
+        depth = active.get() if self.root else None
         if not self.root or (depth is not None and depth[1] and depth[0] == _get_ident()):
             if monitor._tracer is None or not monitor._otel_live:
                 return self.orig(*args, **kwargs)
