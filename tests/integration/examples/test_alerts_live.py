@@ -24,20 +24,13 @@ def _alerts(port: int) -> list[dict]:
         return json.load(resp)["data"]["alerts"]
 
 
-def test_drift_and_sidecar_down_alerts_on_live_metrics(tmp_path):
+def test_drift_and_sidecar_down_alerts_on_live_metrics(tmp_path, sidecar):
     prometheus = require_binary("prometheus")
     pd = pytest.importorskip("pandas")
     sklearn_linear = pytest.importorskip("sklearn.linear_model")
     import driftcar
-    from driftcar.sidecar.config import load_config
-    from driftcar.sidecar.service import run_in_thread
 
-    prom_target = free_port()
-    config = load_config(None, env={}, flags={
-        "grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "prometheus": f"127.0.0.1:{prom_target}",
-        "window": "1s", "export": "none", "live_reference_rows": 0,
-    })
-    sidecar = run_in_thread(config)
+    prom_target = sidecar.service.prometheus_port
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"rule_files: ['{ROOT / 'deploy/prometheus/alerts.yaml'}']\n"
@@ -50,7 +43,6 @@ def test_drift_and_sidecar_down_alerts_on_live_metrics(tmp_path):
          f"--web.listen-address=127.0.0.1:{web_port}"],
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"),
     )
-    stopped = False
     try:
         rng = np.random.default_rng(5)
         X = pd.DataFrame(rng.normal(size=(4000, 2)), columns=["x", "z"])
@@ -74,12 +66,9 @@ def test_drift_and_sidecar_down_alerts_on_live_metrics(tmp_path):
         assert not [a for a in _alerts(web_port) if a["labels"]["alertname"] == "DriftcarSidecarDown"]
         monitor.shutdown(5)
 
-        sidecar.stop(timeout=15)
-        stopped = True
+        sidecar.stop(timeout=15)  # the fixture's own stop afterwards is a no-op
         down = wait_until(lambda: [a for a in _alerts(web_port) if a["labels"]["alertname"] == "DriftcarSidecarDown"],
                           timeout=30, interval=0.5, what="DriftcarSidecarDown after the sidecar stopped")
         assert down[0]["labels"]["instance"] == f"127.0.0.1:{prom_target}"
     finally:
-        if not stopped:
-            sidecar.stop(timeout=15)
         stop_process(proc, 10)
