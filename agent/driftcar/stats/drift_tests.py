@@ -84,13 +84,10 @@ class DriftTest:
 
 
 @lru_cache(maxsize=64)
-def _layout_cached(reference: FeatureProfile):
+def _layout(reference: FeatureProfile):
+    """The one-feature layout the vectorized statistics take (cached per reference)."""
     return Profile({reference.name: reference}, bins=reference.bins,
                    fine_bins=len(reference.fine_edges) - 1).layout
-
-
-def _layout(reference: FeatureProfile):
-    return _layout_cached(reference)
 
 
 class PSI(DriftTest):
