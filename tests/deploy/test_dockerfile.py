@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTED_DEFAULT_PORTS = {"grpc": 14317, "http": 14318, "prometheus": 9464}
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -42,10 +41,8 @@ def final_stage(dockerfile):
 
 
 def sidecar_default_ports() -> dict[str, int]:
-    try:
-        from driftcar.sidecar.config import SidecarConfig
-    except ImportError:  # before the sidecar lands: the documented defaults
-        return DOCUMENTED_DEFAULT_PORTS
+    from driftcar.sidecar.config import SidecarConfig
+
     config = SidecarConfig()
     return {"grpc": config.grpc.port, "http": config.http.port, "prometheus": config.prometheus.port}
 
@@ -102,7 +99,8 @@ def test_config_by_env_and_mounted_yaml(dockerfile):
 
 
 def test_default_config_file_is_accepted_by_the_sidecar():
-    config_mod = pytest.importorskip("driftcar.sidecar.config")
+    import driftcar.sidecar.config as config_mod
+
     path = ROOT / "deploy" / "driftcar.yaml"
     config = config_mod.load_config(str(path), env={})
     assert config.grpc.port == sidecar_default_ports()["grpc"]

@@ -47,8 +47,8 @@ def _send_app_log(endpoint: str) -> None:
 
 
 def test_drift_metrics_and_events_arrive_through_the_collector_hops(tmp_path):
-    pd = pytest.importorskip("pandas")
-    sklearn_linear = pytest.importorskip("sklearn.linear_model")
+    import pandas as pd
+    import sklearn.linear_model as sklearn_linear
     import driftcar
     from driftcar.sidecar.config import load_config
     from driftcar.sidecar.service import run_in_thread

@@ -26,8 +26,8 @@ def _alerts(port: int) -> list[dict]:
 
 def test_drift_and_sidecar_down_alerts_on_live_metrics(tmp_path, sidecar):
     prometheus = require_binary("prometheus")
-    pd = pytest.importorskip("pandas")
-    sklearn_linear = pytest.importorskip("sklearn.linear_model")
+    import pandas as pd
+    import sklearn.linear_model as sklearn_linear
     import driftcar
 
     prom_target = sidecar.service.prometheus_port
