@@ -152,21 +152,9 @@ class Telemetry:
         self._log_exporter = None
         self._logger_provider = None
         if cfg.export == "otlp":
-            endpoint = cfg.otlp_endpoint
-            timeout = resolve_timeout_s("metrics")
-            if resolve_protocol("metrics", cfg.otlp_protocol) == HTTP_PROTOBUF:
-                url = _http_url(endpoint, "metrics")
-                self._metric_exporter = HttpMetricExporter(endpoint=url, timeout=timeout, stats=self.stats)
-            else:
-                self._metric_exporter = GrpcMetricExporter(endpoint=endpoint, timeout=timeout, stats=self.stats,
-                                                           initial_backoff_s=initial_backoff_s)
-            timeout = resolve_timeout_s("logs")
-            if resolve_protocol("logs", cfg.otlp_protocol) == HTTP_PROTOBUF:
-                url = _http_url(endpoint, "logs")
-                self._log_exporter = HttpLogExporter(endpoint=url, timeout=timeout, stats=self.stats)
-            else:
-                self._log_exporter = GrpcLogExporter(endpoint=endpoint, timeout=timeout, stats=self.stats,
-                                                     initial_backoff_s=initial_backoff_s)
+            self._metric_exporter = self._otlp_exporter("metrics", HttpMetricExporter, GrpcMetricExporter,
+                                                        initial_backoff_s)
+            self._log_exporter = self._otlp_exporter("logs", HttpLogExporter, GrpcLogExporter, initial_backoff_s)
         elif cfg.export == "console":
             self._metric_exporter = ConsoleMetricExporter(stream)
             self._log_exporter = ConsoleLogExporter(stream)
@@ -184,7 +172,16 @@ class Telemetry:
         self._closed = False
         self.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES  # per OTLP metrics request (serialized)
 
+    def _otlp_exporter(self, signal: str, http_cls, grpc_cls, initial_backoff_s: float | None):
+        """The OTLP exporter of one signal ("metrics" or "logs") on the configured protocol."""
+        endpoint = self.config.otlp_endpoint
+        timeout = resolve_timeout_s(signal)
+        if resolve_protocol(signal, self.config.otlp_protocol) == HTTP_PROTOBUF:
+            return http_cls(endpoint=_http_url(endpoint, signal), timeout=timeout, stats=self.stats)
+        return grpc_cls(endpoint=endpoint, timeout=timeout, stats=self.stats, initial_backoff_s=initial_backoff_s)
+
     # ------------------------------------------------------------------ attributes and caps
+
     def _model(self, model: str, version: str) -> Attrs:
         model, version = _text(model, "model"), _text(str(version), "version")
         key, new = self._models.fold((), f"{model}\x00{version}", n.OVERFLOW)
