@@ -68,9 +68,7 @@ def _seed_tracker(tracker, verdicts: dict[str, bool]) -> None:
 def _pvalue(result) -> float | None:
     """The p-value compared with the threshold: adjusted across features when the engine
     corrected it (so ``pvalue < threshold`` reads as the decision), else the raw one."""
-    p = getattr(result, "pvalue_adjusted", None)
-    if p is None:
-        p = result.pvalue
+    p = result.pvalue if result.pvalue_adjusted is None else result.pvalue_adjusted
     return None if p is None else _finite(p, 1.0)
 
 
@@ -185,11 +183,9 @@ class Evaluator:
             state.verdicts = verdicts
         window = self.config.window
         for result in report.results:
-            deciding = bool(getattr(result, "deciding", False))
-            detected = state.verdicts.get(result.feature, False) if deciding else None
-            pvalue = _pvalue(result)
+            detected = state.verdicts.get(result.feature, False) if result.deciding else None
             self.tel.set_drift(close.model, close.version, result.feature, result.method, window,
-                               _finite(result.statistic), pvalue, _finite(result.threshold), detected)
+                               _finite(result.statistic), _pvalue(result), _finite(result.threshold), detected)
         for change in changes:
             self._drift_event(close, change)
         return report
@@ -209,8 +205,9 @@ class Evaluator:
             "window.end": int(close.end_ns),
             "driftcar.sample_trace_ids": list(close.trace_ids),
         }
-        if _pvalue(result) is not None:
-            attributes["drift.pvalue"] = _pvalue(result)
+        pvalue = _pvalue(result)
+        if pvalue is not None:
+            attributes["drift.pvalue"] = pvalue
         verb = "drifted" if change.detected else "is back to its reference"
         body = (f"{close.model}@{close.version} feature {change.feature} {verb}: {result.method} "
                 f"{attributes['drift.score']:.4g} vs threshold {attributes['drift.threshold']:.4g}")
