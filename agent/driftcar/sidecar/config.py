@@ -256,13 +256,6 @@ def _drift(value: Any):
     return DriftConfig.from_mapping(value, path="drift")
 
 
-def _unit_float(value: Any) -> float:
-    number = float(value)
-    if not 0.0 < number <= 1.0:
-        raise ValueError(f"expected a number in (0, 1], got {value!r}")
-    return number
-
-
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "estimated_accuracy", "mae", "rmse")
 
 

@@ -13,7 +13,6 @@ import urllib.parse
 import urllib.request
 
 import grpc
-import numpy as np
 import pytest
 
 from driftcar.wire import Column, encode_batch

@@ -7,7 +7,6 @@ isolation; the whole service is exercised in test_sidecar_service.py.
 from __future__ import annotations
 
 import asyncio
-import base64
 import gzip
 import json
 import os
