@@ -84,15 +84,19 @@ class SidecarProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         try:
-            wait_until(self._ready, ready_timeout, interval=0.05, what=f"sidecar /readyz ({self.log_path})")
+            wait_until(self._ready_or_exited, ready_timeout, interval=0.05,
+                       what=f"sidecar /readyz ({self.log_path})")
         except AssertionError:
             self.kill()
             raise AssertionError(f"sidecar did not become ready:\n{self.log()}") from None
+        if self.proc.poll() is not None:  # wait_until retries on errors, so an early exit ends the wait instead
+            self.kill()
+            raise AssertionError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
         return self
 
-    def _ready(self) -> bool:
+    def _ready_or_exited(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
+            return True
         try:
             return get_json(f"{self.http}/readyz")[0] == 200
         except OSError:
