@@ -25,16 +25,10 @@ for path in (ROOT, os.path.join(ROOT, "agent")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+from tests.support.waiting import free_port, stop_process, wait_until  # noqa: E402
+
 NUMERIC, CATEGORICAL, ROWS = 20, 5, 1_000
 CATS = np.array([f"c{i}" for i in range(8)], dtype=object)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _columns(rows: int, seed: int, numeric: int = NUMERIC, categorical: int = CATEGORICAL) -> dict:
@@ -62,7 +56,7 @@ def _request(cols: dict, model: str, kind: str = "inference", calls: bool = True
 
 class _Sidecar:
     def __init__(self, tmp: str, *args: str):
-        self.grpc, self.http = _free_port(), _free_port()
+        self.grpc, self.http = free_port(), free_port()
         self.log = open(os.path.join(tmp, f"sidecar-{self.grpc}.log"), "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCAR_", "OTEL_"))}
         env["PYTHONPATH"] = os.path.join(ROOT, "agent")
@@ -70,17 +64,19 @@ class _Sidecar:
             [sys.executable, "-m", "driftcar.cli", "sidecar", "--grpc", f"127.0.0.1:{self.grpc}",
              "--http", f"127.0.0.1:{self.http}", "--prometheus", "off", "--export", "none",
              "--log-level", "warning", *args], stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sidecar exited with {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("sidecar did not become ready")
+        try:
+            wait_until(self._ready_or_exited, 60, interval=0.05, what="sidecar /readyz")
+        except AssertionError:
+            self.stop()
+            raise
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"sidecar exited with {self.proc.returncode}")
+
+    def _ready_or_exited(self) -> bool:
+        if self.proc.poll() is not None:
+            return True
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=1):
+            return True
 
     def models(self) -> list[dict]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/v1/models", timeout=10) as resp:
@@ -92,13 +88,7 @@ class _Sidecar:
         return psutil.Process(self.proc.pid).memory_info().rss
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 30)
         self.log.close()
 
 
@@ -149,13 +139,9 @@ def _send_all(stub, requests: list, inflight: int, rate: float | None = None) ->
 
 
 def _wait_rows(sidecar: _Sidecar, model: str, rows: int, timeout: float = 120.0) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for m in sidecar.models():
-            if m["name"] == model and m["rows_total"] >= rows:
-                return time.perf_counter()
-        time.sleep(0.02)
-    raise RuntimeError(f"sidecar applied fewer than {rows} rows")
+    wait_until(lambda: any(m["name"] == model and m["rows_total"] >= rows for m in sidecar.models()),
+               timeout, what=f"sidecar to apply {rows} rows of {model}")
+    return time.perf_counter()
 
 
 def _in_process_rate(prof, requests: list, repeat: int) -> float:
