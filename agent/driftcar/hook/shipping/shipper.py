@@ -295,7 +295,7 @@ class Shipper:
         left = self._buffer.clear()
         if left:
             clean = False
-            self._count_lost(sum(e.rows for e in left), sum(e.calls for e in left), "shutdown", "%d items still queued at shutdown were dropped", len(left))
+            self._count_lost_entries(left, "shutdown", "%d items still queued at shutdown were dropped", len(left))
         if worker is None or not worker.is_alive():
             self._close_exporter()
         return clean and (worker is None or not worker.is_alive())
@@ -361,7 +361,7 @@ class Shipper:
         try:
             self._ship(entries)
         except Exception as exc:  # any bug in conversion/encoding loses this batch only
-            self._count_lost(sum(e.rows for e in entries), sum(e.calls for e in entries), "ship",
+            self._count_lost_entries(entries, "ship",
                              "driftcar could not ship a batch (%s: %s); its rows are counted as dropped",
                              type(exc).__name__, exc)
         finally:
@@ -394,7 +394,7 @@ class Shipper:
         except Exception as exc:
             with self._buffer.lock:
                 self._counts["encode_errors"] += 1
-            self._count_lost(sum(e.rows for e in entries), sum(e.calls for e in entries), "convert",
+            self._count_lost_entries(entries, "convert",
                              "driftcar could not convert captured items to columns (%s: %s); rows dropped",
                              type(exc).__name__, exc)
             return
@@ -471,6 +471,9 @@ class Shipper:
             self._counts["lost_calls"] += calls
         if kind is not None:
             self._log_once(kind, message, *args)
+
+    def _count_lost_entries(self, entries: list[Entry], kind: str, message: str, *args: Any) -> None:
+        self._count_lost(sum(e.rows for e in entries), sum(e.calls for e in entries), kind, message, *args)
 
     def _log_once(self, kind: str, message: str, *args: Any) -> None:
         if kind in self._logged:
