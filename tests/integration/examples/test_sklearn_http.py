@@ -7,7 +7,6 @@ import asyncio
 import threading
 
 import aiohttp
-import pytest
 
 from examples.sklearn_http.client import run_traffic
 from examples.sklearn_http.data import DRIFTED, FEATURES
