@@ -17,6 +17,7 @@ and over the alone baseline. Target (issue 6): p99 within 5 % of the uninstrumen
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -39,6 +40,28 @@ def _time(fn, x) -> int:
 
 def _pct(values, q) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) / 1000.0  # us
+
+
+def _measure(driftcar, model, bare, rows, calls: int, endpoint: str):
+    """Instrumented and bare calls alternated call by call; (instrumented ns, bare ns, hook stats)."""
+    monitor = driftcar.instrument(model, name="bench", version="1", endpoint=endpoint, spans=False,
+                                  max_batch_age_s=0.05, timeout_s=1.0, max_buffer_bytes=4 * 1024 * 1024)
+    try:
+        for i in range(200):
+            model.predict(rows[i])
+        inst, base = [], []
+        for i in range(calls):
+            x = rows[i % len(rows)]
+            if i % 2:
+                inst.append(_time(model.predict, x))
+                base.append(_time(bare.predict, x))
+            else:
+                base.append(_time(bare.predict, x))
+                inst.append(_time(model.predict, x))
+        return inst, base, monitor.stats
+    finally:
+        monitor.uninstrument()
+        monitor.shutdown(1.0)
 
 
 def run(quick: bool) -> str:
@@ -69,38 +92,14 @@ def _run(quick: bool) -> str:
     results = {}
     for scenario in ("up", "down", "black-holed"):
         model = _pipeline(X, y)
-        receiver = hole = None
-        if scenario == "up":
-            receiver = GrpcOtlpReceiver().start()
-            endpoint = receiver.endpoint
-        elif scenario == "down":
-            endpoint = f"http://127.0.0.1:{free_port()}"
-        else:
-            hole = BlackHole().__enter__()
-            endpoint = f"http://127.0.0.1:{hole.port}"
-        monitor = driftcar.instrument(model, name="bench", version="1", endpoint=endpoint, spans=False,
-                                      max_batch_age_s=0.05, timeout_s=1.0, max_buffer_bytes=4 * 1024 * 1024)
-        try:
-            for i in range(200):
-                model.predict(rows[i])
-            inst, base = [], []
-            for i in range(calls):
-                x = rows[i % len(rows)]
-                if i % 2:
-                    inst.append(_time(model.predict, x))
-                    base.append(_time(bare.predict, x))
-                else:
-                    base.append(_time(bare.predict, x))
-                    inst.append(_time(model.predict, x))
-            stats = monitor.stats
-        finally:
-            monitor.uninstrument()
-            monitor.shutdown(1.0)
-            if receiver is not None:
-                receiver.stop()
-            if hole is not None:
-                hole.__exit__(None, None, None)
-        results[scenario] = (inst, base, stats)
+        with contextlib.ExitStack() as downstream:
+            if scenario == "up":
+                endpoint = downstream.enter_context(GrpcOtlpReceiver()).endpoint
+            elif scenario == "down":
+                endpoint = f"http://127.0.0.1:{free_port()}"
+            else:
+                endpoint = f"http://127.0.0.1:{downstream.enter_context(BlackHole()).port}"
+            results[scenario] = _measure(driftcar, model, bare, rows, calls, endpoint)
     a50, a99 = _pct(alone, 50), _pct(alone, 99)
     lines = [
         "## reliability: predict latency with the downstream up, down, black-holed",
