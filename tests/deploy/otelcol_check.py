@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from driftcar.sidecar.config import SidecarConfig
+
 #: The otelcol-contrib release the component list below comes from
 #: (open-telemetry/opentelemetry-collector-releases, distributions/otelcol-contrib/manifest.yaml).
 OTELCOL_CONTRIB_VERSION = "v0.136.0"
@@ -67,8 +69,8 @@ CONNECTOR_SIGNALS: dict[str, Any] = {
 
 #: exporters that send over the network and must say how they queue and retry
 _NETWORK_EXPORTERS = {"otlp", "otlphttp", "prometheusremotewrite", "loadbalancing", "zipkin", "kafka"}
-#: ports the driftcar sidecar receives batches on (its documented defaults)
-SIDECAR_PORTS = (14317, 14318)
+#: ports the driftcar sidecar receives batches on (its defaults: OTLP/gRPC, OTLP/HTTP)
+SIDECAR_PORTS = (SidecarConfig().grpc.port, SidecarConfig().http.port)
 #: naming convention: receivers carrying driftcar's own output back end in this suffix
 RETURN_RECEIVER_SUFFIX = "from_driftcar"
 
