@@ -153,8 +153,8 @@ def ks_pvalue(d: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray) -> np.ndarray
 
     p = ``scipy.special.kolmogorov((sqrt(en) + 0.12 + 0.11 / sqrt(en)) * d)``,
     en = n*m / (n + m) (Stephens 1970). ``scipy.stats.ks_2samp(method="asymp")``
-    uses ``kstwo.sf(d, round(en))``, which costs ~2 ms per value (too slow for
-    1,000 features per tick); at the same d the two differ by < 0.015 absolute
+    uses ``kstwo.sf(d, round(en))``, which costs ~0.1 ms per value, ~36 ms at en = 50,000
+    (too slow for 1,000 features per tick; ``benchmarks/bench_stats.py``); at the same d the two differ by < 0.015 absolute
     for en >= 50 and < 0.005 for en >= 500 (checked in tests). Empty sides give 1.
 
     >>> round(float(ks_pvalue(0.02, 5_000, 50_000)), 4)
