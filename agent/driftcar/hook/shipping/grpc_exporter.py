@@ -20,12 +20,11 @@ import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from driftcar.hook.shipping.retry import Outcome
-from driftcar.wire.otlp_status import RETRYABLE_GRPC_CODES, retry_delay_from_metadata
+from driftcar.wire.otlp_status import grpc_is_retryable, retry_delay_from_metadata
 
-__all__ = ["GrpcExporter", "EXPORT_METHOD", "RETRYABLE_CODES", "retry_delay_from_metadata"]
+__all__ = ["GrpcExporter", "EXPORT_METHOD", "retry_delay_from_metadata"]
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-RETRYABLE_CODES = RETRYABLE_GRPC_CODES  # the OTLP spec table, shared with the sidecar's exporters
 #: upper bound of the channel's reconnect back-off: a recovered endpoint is used again within this
 MAX_RECONNECT_BACKOFF_MS = 2_000
 
@@ -103,9 +102,7 @@ class GrpcExporter:
         if callable(getattr(err, "trailing_metadata", None)):
             hint = retry_delay_from_metadata(err.trailing_metadata())
         error = f"grpc {code.name}"
-        if code in RETRYABLE_CODES:
-            return Outcome.retry(error, retry_after_s=hint, detail=details or "")
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and hint is not None:
+        if grpc_is_retryable(code, hint):  # the OTLP spec table, shared with the sidecar's exporters
             return Outcome.retry(error, retry_after_s=hint, detail=details or "")
         return Outcome.permanent(error, detail=details or "")
 

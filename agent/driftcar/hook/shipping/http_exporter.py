@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from driftcar.hook.shipping.retry import Outcome
+from driftcar.wire.otlp_status import RETRYABLE_HTTP_STATUSES
 
-__all__ = ["HttpExporter", "RETRYABLE_STATUSES", "parse_retry_after"]
+__all__ = ["HttpExporter", "parse_retry_after"]
 
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_ERROR_BODY = 4096  # bytes of an error body kept for the log message
 _MAX_RESPONSE_BYTES = 1024 * 1024  # a response body is read up to this much
 
@@ -143,7 +143,7 @@ class HttpExporter:
                     pass
             return Outcome.success(rejected=rejected, detail=message)
         detail = data[:_MAX_ERROR_BODY].decode("utf-8", "replace")
-        if status in RETRYABLE_STATUSES:
+        if status in RETRYABLE_HTTP_STATUSES:  # the OTLP spec table, shared with the sidecar's exporters
             return Outcome.retry(f"http {status}", retry_after_s=retry_after, detail=detail)
         return Outcome.permanent(f"http {status}", detail=detail)
 
