@@ -27,11 +27,15 @@ from functools import lru_cache
 
 import numpy as np
 
-from driftcar.stats.drift import DriftResult, categorical_statistics, numeric_statistics
+from driftcar.stats.drift import DriftConfig, DriftResult, categorical_statistics, numeric_statistics
+from driftcar.stats.methods import PVALUE_METHODS
 from driftcar.stats.profile import FeatureProfile, Profile
 from driftcar.stats.sketch import CategoricalSketch, NumericSketch
 
 __all__ = ["DriftTest", "PSI", "KS", "Wasserstein", "JensenShannon", "ChiSquare", "Hellinger", "TESTS"]
+
+
+_DEFAULTS = DriftConfig()  # thresholds and min_samples: the same defaults as evaluate_drift
 
 
 class DriftTest:
@@ -39,18 +43,20 @@ class DriftTest:
     ``threshold`` (p-value level or distance), ``min_samples``; ``evaluate``."""
 
     name = ""
-    has_pvalue = False
     kinds: tuple[str, ...] = ("numeric", "categorical")
-    default_threshold = 0.1
 
-    def __init__(self, threshold: float | None = None, min_samples: int = 100):
-        threshold = self.default_threshold if threshold is None else threshold
+    def __init__(self, threshold: float | None = None, min_samples: int = _DEFAULTS.min_samples):
+        threshold = _DEFAULTS.threshold(self.name) if threshold is None else threshold
         if not (isinstance(threshold, (int, float)) and threshold > 0):
             raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
         if not (isinstance(min_samples, int) and min_samples >= 1):
             raise ValueError(f"min_samples must be an int >= 1, got {min_samples!r}")
         self.threshold = float(threshold)
         self.min_samples = min_samples
+
+    @property
+    def has_pvalue(self) -> bool:
+        return self.name in PVALUE_METHODS
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold}, min_samples={self.min_samples})"
@@ -112,17 +118,13 @@ class ChiSquare(DriftTest):
     """Two-sample chi-square test of homogeneity on the coarse bins / categories."""
 
     name = "chisquare"
-    has_pvalue = True
-    default_threshold = 0.05
 
 
 class KS(DriftTest):
     """Kolmogorov–Smirnov on the fine bins (statistic within ``bound`` of the raw data's)."""
 
     name = "ks"
-    has_pvalue = True
     kinds = ("numeric",)
-    default_threshold = 0.05
 
 
 class Wasserstein(DriftTest):
