@@ -88,9 +88,10 @@ def test_token_guards_api_and_metrics_but_not_probes_and_never_logs(tmp_path, ca
         assert info.value.code == 401
         with grpc.insecure_channel(f"127.0.0.1:{handle.service.grpc_port}") as channel:
             stub = logs_service_pb2_grpc.LogsServiceStub(channel)
-            with pytest.raises(grpc.RpcError):
+            with pytest.raises(grpc.RpcError) as info:
                 stub.Export(request(record(b"\x00secret-payload", rows=1)), timeout=10,
                             metadata=(("authorization", "Bearer nope"),))
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
             with pytest.raises(grpc.RpcError) as info:  # authorised, but the body is garbage
                 stub.Export(request(record(b"\x00secret-payload", rows=1)), timeout=10,
                             metadata=(("authorization", f"Bearer {token}"),))
