@@ -53,11 +53,7 @@ class GrpcReceiver:
     async def _export(self, data: bytes, context: grpc.aio.ServicerContext) -> ExportLogsServiceResponse:
         try:
             if self.auth.enabled:
-                header = None
-                for key, value in context.invocation_metadata() or ():
-                    if key == "authorization":
-                        header = value
-                        break
+                header = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
                 if not self.auth.check(header):
                     raise Unauthenticated("missing or invalid bearer token")
             if len(data) > self.max_request_bytes:
