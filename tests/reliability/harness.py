@@ -85,16 +85,20 @@ class Sidecar:
         started = time.monotonic()
         self.spawn()
         try:
-            wait_until(self._ready, ready_timeout, interval=0.02, what=f"sidecar /readyz ({self.log_path})")
+            wait_until(self._ready_or_exited, ready_timeout, interval=0.02, what=f"sidecar /readyz ({self.log_path})")
         except AssertionError:
             self.kill()
             raise AssertionError(f"sidecar did not become ready:\n{self.log()}") from None
+        if self.proc.poll() is not None:  # wait_until retries on errors, so an early exit ends the wait instead
+            code = self.proc.returncode
+            self.kill()
+            raise AssertionError(f"sidecar exited with {code}:\n{self.log()}")
         self.start_s = time.monotonic() - started
         return self
 
-    def _ready(self) -> bool:
+    def _ready_or_exited(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
+            return True
         try:
             return http_get(f"{self.http}/readyz")[0] == 200
         except OSError:
