@@ -97,8 +97,10 @@ class Sidecar:
         return self
 
     def _ready_or_exited(self) -> bool:
-        if self.proc.poll() is not None:
-            return True
+        return self.proc.poll() is not None or self._ready()
+
+    def _ready(self) -> bool:
+        """``/readyz`` answers 200 (subclasses probe differently, e.g. over TLS)."""
         try:
             return http_get(f"{self.http}/readyz")[0] == 200
         except OSError:
