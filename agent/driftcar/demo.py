@@ -207,8 +207,8 @@ class View:
             ]
             for name in sorted(features, key=lambda n: (n.startswith("__"), n)):
                 entry = features[name]
-                method = entry.get("deciding_method") or "-"
-                result = (entry.get("methods") or {}).get(method) or {}
+                method, result = _deciding(entry)
+                method = method or "-"
                 score, threshold = result.get("score"), result.get("threshold")
                 verdict = "DRIFT" if entry.get("verdict") else "ok"
                 if name in first_seen:
@@ -228,11 +228,22 @@ class View:
         self._last_window = window
         flagged = sorted(n for n, e in features.items() if e.get("verdict"))
         scores = ", ".join(
-            f"{n} {_fmt(((features[n].get('methods') or {}).get(features[n].get('deciding_method')) or {}).get('score'))}"
+            f"{n} {_fmt(_deciding(features[n])[1].get('score'))}"
             for n in sorted(features) if not n.startswith("__"))
         self.out.write(f"[t={t:5.1f}s {'drift ' if drift_on else 'normal'}] rows={rows:,} "
                        f"drifting: {', '.join(flagged) or 'none'} | scores: {scores or 'n/a'}\n")
         self.out.flush()
+
+
+def _deciding(entry: dict) -> tuple[str | None, dict]:
+    """A feature entry's deciding method and that method's result (score, threshold)."""
+    method = entry.get("deciding_method")
+    return method, (entry.get("methods") or {}).get(method) or {}
+
+
+def _decided_by(entry: dict) -> str:
+    method, r = _deciding(entry)
+    return f"{method} {_fmt(r.get('score'))} > {_fmt(r.get('threshold'))}"
 
 
 def _fmt(value: Any) -> str:
@@ -374,20 +385,15 @@ def _observe(doc: dict | None, result: DemoResult, injected_at: float | None, no
             continue
         if name not in result.detected:
             result.detected[name] = now - injected_at
-            method = entry.get("deciding_method")
-            r = (entry.get("methods") or {}).get(method) or {}
-            result.decided_by[name] = f"{method} {_fmt(r.get('score'))} > {_fmt(r.get('threshold'))}"
+            result.decided_by[name] = _decided_by(entry)
 
 
 def _summary(out, scenario: Scenario, result: DemoResult, final: dict, http: str, prom: str) -> None:
     features = final.get("features") or {}
     flagged_now = {n for n, e in features.items() if e.get("verdict")}
     for name in flagged_now - set(result.detected):  # found by the last window, after traffic stopped
-        entry = features[name]
-        method = entry.get("deciding_method")
-        r = (entry.get("methods") or {}).get(method) or {}
         result.detected[name] = scenario.duration_s - scenario.drift_at_s
-        result.decided_by[name] = f"{method} {_fmt(r.get('score'))} > {_fmt(r.get('threshold'))}"
+        result.decided_by[name] = _decided_by(features[name])
     drifted = [f for f in DRIFTED if f in result.detected]
     missed = [f for f in DRIFTED if f not in result.detected]
     result.also_flagged = sorted(f for f in result.detected if f not in DRIFTED and f not in SPECIAL)
