@@ -39,6 +39,7 @@ __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "Evaluatio
 log = logging.getLogger("driftcar.sidecar.state")
 
 REASONS = ("expired", "unknown_id", "evicted")
+_JOINER_COUNTERS = {"expired": "expired", "unknown_id": "unmatched_labels", "evicted": "evicted"}  # reason -> LabelJoiner attribute
 #: exported in place of an empty string value (attribute values must not be empty)
 EMPTY = "(empty)"
 
@@ -288,11 +289,11 @@ class ModelState:
 
     def sync_unmatched_counters(self) -> None:
         """Take the joiner's current counters as already reported (after a restore)."""
-        for reason, attr in (("expired", "expired"), ("unknown_id", "unmatched_labels"), ("evicted", "evicted")):
+        for reason, attr in _JOINER_COUNTERS.items():
             self._joiner_seen[reason] = int(getattr(self.joiner, attr, 0) or 0)
 
     def _report_unmatched(self) -> None:
-        for reason, attr in (("expired", "expired"), ("unknown_id", "unmatched_labels"), ("evicted", "evicted")):
+        for reason, attr in _JOINER_COUNTERS.items():
             value = int(getattr(self.joiner, attr, 0) or 0)
             delta = value - self._joiner_seen[reason]
             if delta > 0:
