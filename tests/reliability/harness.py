@@ -114,8 +114,14 @@ class Sidecar:
         return psutil.Process(self.proc.pid).memory_info().rss
 
     def probe(self) -> dict:
+        """The loop-lag probe's figures as last written (the probe rewrites its file every 0.2 s)."""
         with open(self.probe_path) as fh:
             return json.load(fh)
+
+    def fresh_probe(self) -> dict:
+        """The probe's figures written after this call, so they cover everything sent before it."""
+        seen = self.probe()["samples"]  # at most 0.2 s old; 25 more 10 ms ticks end after this call
+        return wait_until(lambda: (p := self.probe())["samples"] > seen + 25 and p, 10, what="a fresh loop probe")
 
     def terminate(self, timeout: float = 30.0) -> tuple[int, float]:
         """SIGTERM; (exit code, seconds to exit). Kills and fails after ``timeout``."""

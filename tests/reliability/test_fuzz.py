@@ -169,7 +169,7 @@ def test_loop_never_stalled_and_valid_traffic_unaffected(fuzzed):
         return sidecar.models().get(("good", "1"), {}).get("rows_total") == sent_rows
 
     wait_until(accounted, 20, what=f"the sidecar to account for the {sent_rows} valid rows")
-    probe = sidecar.probe()
+    probe = sidecar.fresh_probe()
     slowest = max(r.seconds for r in traffic.replies)
     print(f"\nfuzz: {N} inputs x {len(fuzzed['results'])} endpoints; valid requests {len(traffic.replies)}, slowest "
           f"{slowest * 1000:.0f} ms; loop: max busy {probe['max_busy_s'] * 1000:.1f} ms, max wall lag "
