@@ -52,19 +52,6 @@ def _finite(value: Any, default: float = 0.0) -> float:
     return number if math.isfinite(number) else default
 
 
-def _seed_tracker(tracker, verdicts: dict[str, bool]) -> None:
-    """Start a new tracker in the restored verdicts (after a restart), so a feature that was
-    already drifted does not alert again. Best effort: relies on the tracker's per-feature state."""
-    try:
-        from driftcar.stats.verdict import _State
-
-        for feature, detected in verdicts.items():
-            if detected:
-                tracker._states[feature] = _State(detected=True)
-    except (ImportError, AttributeError, TypeError):
-        pass
-
-
 def _pvalue(result) -> float | None:
     """The p-value compared with the threshold: adjusted across features when the engine
     corrected it (so ``pvalue < threshold`` reads as the decision), else the raw one."""
@@ -175,7 +162,7 @@ class Evaluator:
         report = evaluate_drift(close.profile, close.sketch, config=config)
         if state.tracker is None:
             state.tracker = VerdictTracker(config)
-            _seed_tracker(state.tracker, state.verdicts)
+            state.tracker.restore(f for f, detected in state.verdicts.items() if detected)
         changes = state.tracker.update(report)
         if changes:  # replaced whole: the API reads it from the event loop meanwhile
             verdicts = dict(state.verdicts)
