@@ -2,7 +2,8 @@
 
 Each ``benchmarks/bench_*.py`` exposes ``run(quick: bool) -> str`` returning a
 Markdown section (figures + ratios against a baseline measured in the same run).
-The combined report is printed and written to ``benchmarks/results.md``.
+The combined report is printed; a full run (every benchmark, not ``--quick``) also writes it to
+``benchmarks/results.md``, the reference report the README quotes (``--out FILE`` writes elsewhere).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument("names", nargs="*", help="only these benchmarks (e.g. hook stats sidecar)")
+    parser.add_argument("--out", help="write the report here (default: benchmarks/results.md on a full run only)")
     args = parser.parse_args()
     sections = [
         f"# driftcar benchmarks\n\n{time.strftime('%Y-%m-%d %H:%M')} · Python {platform.python_version()} · "
@@ -41,8 +43,10 @@ def main() -> None:
         sections.append(section.rstrip() + f"\n\n_{name}: {time.perf_counter() - started:.0f} s_\n")
         print(sections[-1], flush=True)
     report = "\n".join(sections)
-    (HERE / "results.md").write_text(report)
-    print(f"report written to {HERE / 'results.md'}", file=sys.stderr)
+    out = args.out or (None if args.quick or args.names else HERE / "results.md")
+    if out:  # a smoke run or a single benchmark never replaces the reference report
+        Path(out).write_text(report)
+        print(f"report written to {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
