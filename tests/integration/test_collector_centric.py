@@ -19,15 +19,12 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from driftcar.wire.otlp import EVENT_NAME
-from tests.integration.sidecar.sidecar_helpers import Rotel, metric_points
+from tests.integration.sidecar.sidecar_helpers import metric_points
+from tests.support.rotel import Rotel
 from tests.support.otlp import GrpcOtlpReceiver
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _endpoint(rotel: Rotel) -> str:
-    return f"http://127.0.0.1:{rotel.grpc_port}"
 
 
 def _points(receiver: GrpcOtlpReceiver, name: str) -> list[tuple[dict, float]]:
@@ -56,7 +53,7 @@ def test_drift_metrics_and_events_arrive_through_the_collector_hops(tmp_path):
     with GrpcOtlpReceiver() as backend, Rotel(tmp_path, backend.endpoint) as rotel_out:
         config = load_config(None, env={}, flags={
             "grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "prometheus": "off", "window": "1s",
-            "export": "otlp", "otlp_endpoint": _endpoint(rotel_out), "otlp_protocol": "grpc",
+            "export": "otlp", "otlp_endpoint": rotel_out.grpc_endpoint, "otlp_protocol": "grpc",
             "export_interval": "500ms", "live_reference_rows": 0,
         })
         sidecar = run_in_thread(config)
@@ -67,11 +64,11 @@ def test_drift_metrics_and_events_arrive_through_the_collector_hops(tmp_path):
                 X = pd.DataFrame(rng.normal(size=(4000, 3)), columns=columns)
                 y = (X["a"] + X["b"] > 0).astype(int)
                 model = sklearn_linear.LogisticRegression().fit(X, y)
-                monitor = driftcar.instrument(model, name="cc-model", version="7", endpoint=_endpoint(rotel_in),
+                monitor = driftcar.instrument(model, name="cc-model", version="7", endpoint=rotel_in.grpc_endpoint,
                                               spans=False, max_batch_age_s=0.1)
                 monitor.set_reference(X, y)
                 monitor.flush(10)
-                _send_app_log(_endpoint(rotel_in))
+                _send_app_log(rotel_in.grpc_endpoint)
 
                 def drifted_b_detected():
                     shifted = pd.DataFrame(rng.normal(size=(500, 3)), columns=columns)

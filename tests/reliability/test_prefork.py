@@ -20,7 +20,8 @@ import urllib.request
 
 import pytest
 
-from tests.reliability.harness import child_env, port_accepts
+from tests.reliability.harness import child_env
+from tests.support.waiting import port_accepts
 from tests.reliability.sizes import size
 from tests.support.otlp import GrpcOtlpReceiver
 from tests.support.waiting import free_port, stop_process, wait_until

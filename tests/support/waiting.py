@@ -14,7 +14,11 @@ T = TypeVar("T")
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns a truthy value; fail the test at the deadline."""
+    """Poll ``predicate`` until it returns a truthy value; fail the test at the deadline.
+
+    Exceptions from ``predicate`` count as "not yet" (a server still starting). To stop waiting
+    at once, e.g. when the process being waited for has exited, call ``pytest.fail`` in it.
+    """
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
     while True:
@@ -71,3 +75,10 @@ def stop_process(proc, timeout: float = 10.0) -> int | None:
             proc.kill()
             proc.wait(5)
     return proc.returncode
+
+
+def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``host:port`` (a readiness probe for servers)."""
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0

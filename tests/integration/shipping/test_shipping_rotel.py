@@ -2,45 +2,23 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 
 import numpy as np
 import pytest
 
 from driftcar.hook.shipping import Shipper, ShipperConfig
 from driftcar.wire.otlp import EVENT_NAME
+from tests.support.rotel import Rotel
 from tests.support.otlp import GrpcOtlpReceiver
-from tests.support.waiting import free_port, rotel_binary, wait_until, stop_process
+from tests.support.waiting import wait_until
 from tests.unit.shipping.helpers import decoded_batches, features, item, to_parts
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
-def rotel_to_receiver():
+def rotel_to_receiver(tmp_path):
     """A rotel agent on free loopback ports forwarding OTLP logs to a test gRPC receiver."""
-    binary = rotel_binary()
-    with GrpcOtlpReceiver() as rx:
-        grpc_port, http_port = free_port(), free_port()
-        proc = subprocess.Popen(
-            [binary, "start",
-             "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}", "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
-             "--otlp-receiver-traces-disabled", "--otlp-receiver-metrics-disabled",
-             "--exporter", "otlp", "--otlp-exporter-endpoint", rx.endpoint, "--otlp-exporter-protocol", "grpc",
-             "--batch-timeout", "50ms"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        try:
-            wait_until(lambda: proc.poll() is not None or (_listening(grpc_port) and _listening(http_port)), 10,
-                       what="rotel listening")
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            yield {"grpc": f"http://127.0.0.1:{grpc_port}", "http/protobuf": f"http://127.0.0.1:{http_port}"}, rx
-        finally:
-            stop_process(proc, 5)
+    with GrpcOtlpReceiver() as rx, Rotel(tmp_path, rx.endpoint, batch_timeout="50ms", logs_only=True) as rotel:
+        yield {"grpc": rotel.grpc_endpoint, "http/protobuf": rotel.http_endpoint}, rx
 
 
 @pytest.mark.timeout(20)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -15,7 +14,7 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from driftcar.sidecar.config import load_config
-from tests.support.waiting import free_port, rotel_binary, wait_until, stop_process
+from tests.support.waiting import free_port, wait_until
 
 
 def config(**flags):
@@ -129,43 +128,6 @@ class SidecarProcess:
         self.kill()
 
 
-class Rotel:
-    """The rotel collector binary as an OTLP hop: gRPC + HTTP in, OTLP/gRPC out."""
-
-    def __init__(self, tmp_path, exporter_endpoint: str):
-        self.binary = rotel_binary()
-        self.grpc_port, self.http_port = free_port(), free_port()
-        self.exporter_endpoint = exporter_endpoint
-        self.dir = str(tmp_path)
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "Rotel":
-        tag = f"{self.grpc_port}"
-        cmd = [self.binary, "start",
-               "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
-               "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}",
-               "--exporter", "otlp", "--otlp-exporter-endpoint", self.exporter_endpoint,
-               "--otlp-exporter-protocol", "grpc",
-               "--batch-timeout", "100ms",
-               "--pid-file", os.path.join(self.dir, f"rotel-{tag}.pid"),
-               "--log-file", os.path.join(self.dir, f"rotel-{tag}.log")]
-        self._log = open(os.path.join(self.dir, f"rotel-{tag}.out"), "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-
-        def listening():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"rotel exited with {self.proc.returncode}")
-            with socket.socket() as s:
-                s.settimeout(0.2)
-                return s.connect_ex(("127.0.0.1", self.grpc_port)) == 0
-
-        wait_until(listening, 15, what="rotel listening")
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            stop_process(self.proc, 10)
-        self._log.close()
 
 
 def metric_points(receiver) -> list[tuple[str, str, dict, object]]:

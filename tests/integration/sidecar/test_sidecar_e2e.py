@@ -28,7 +28,8 @@ from driftcar.sidecar.telemetry.names import EVENTS, METRICS
 from driftcar.stats import DriftConfig, evaluate_drift, profile
 from driftcar.wire.otlp import attributes_to_dict
 
-from tests.integration.sidecar.sidecar_helpers import Rotel, SidecarProcess, latest, metric_points, value
+from tests.integration.sidecar.sidecar_helpers import SidecarProcess, latest, metric_points, value
+from tests.support.rotel import Rotel
 from tests.support.otlp import GrpcOtlpReceiver
 from driftcar.wire import Column, encode_batch
 
@@ -78,14 +79,14 @@ def test_hook_to_sidecar_to_receiver(tmp_path, wiring):
         stack.callback(receiver.stop)
         out = receiver.endpoint
         if wiring == "rotel":
-            out = f"http://127.0.0.1:{stack.enter_context(Rotel(tmp_path, receiver.endpoint)).grpc_port}"
+            out = stack.enter_context(Rotel(tmp_path, receiver.endpoint)).grpc_endpoint
         sidecar = stack.enter_context(SidecarProcess(
             tmp_path, "--window", "2s", "--export", "otlp", "--otlp-endpoint", out, "--otlp-protocol", "grpc",
             "--export-interval", "1s", "--live-reference-rows", "0", "--max-categories", "2",
             "--performance-thresholds", "accuracy=0.99", "--drift", "{exit_windows: 1}"))
         hook_endpoint = f"http://127.0.0.1:{sidecar.ports['grpc']}"
         if wiring == "rotel":
-            hook_endpoint = f"http://127.0.0.1:{stack.enter_context(Rotel(tmp_path, hook_endpoint)).grpc_port}"
+            hook_endpoint = stack.enter_context(Rotel(tmp_path, hook_endpoint)).grpc_endpoint
 
         # ---- the model process side: two instrumented models
         X_train = frame(4_000, seed=1, shifted=False)

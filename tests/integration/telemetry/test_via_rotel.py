@@ -5,8 +5,6 @@ Telemetry --OTLP/gRPC or HTTP--> rotel-agent --OTLP/gRPC--> test receiver, all o
 
 from __future__ import annotations
 
-import socket
-import subprocess
 
 import numpy as np
 import pytest
@@ -14,41 +12,18 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
 from driftcar.wire.otlp import any_value_to_python
+from tests.support.rotel import Rotel
 from tests.support.otlp import GrpcOtlpReceiver
-from tests.support.waiting import free_port, rotel_binary, wait_until, stop_process
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
 def hop(tmp_path):
     """(rotel grpc endpoint, rotel http endpoint, downstream receiver)."""
-    binary = rotel_binary()
-    with GrpcOtlpReceiver() as downstream:
-        grpc_port, http_port = free_port(), free_port()
-        proc = subprocess.Popen(
-            [binary, "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
-             "--otlp-http-endpoint", f"127.0.0.1:{http_port}", "--exporter", "otlp",
-             "--otlp-exporter-endpoint", f"http://127.0.0.1:{downstream.port}", "--otlp-exporter-protocol", "grpc",
-             "--batch-timeout", "50ms", "--pid-file", str(tmp_path / "rotel.pid")],
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "rotel.log", "wb"),
-        )
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"rotel exited: {(tmp_path / 'rotel.log').read_text(errors='replace')[-2000:]}")
-            return _listening(grpc_port) and _listening(http_port)
-
-        try:
-            wait_until(ready, 20, what="rotel listening")
-            yield f"http://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", downstream
-        finally:
-            stop_process(proc, 10)
+    with GrpcOtlpReceiver() as downstream, Rotel(tmp_path, downstream.endpoint, batch_timeout="50ms") as rotel:
+        yield rotel.grpc_endpoint, rotel.http_endpoint, downstream
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
