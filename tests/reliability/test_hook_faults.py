@@ -18,7 +18,6 @@ sidecar's RSS is flat after warm-up.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -43,20 +42,6 @@ def _model():
 
     X = np.random.default_rng(0).normal(size=(500, 8))
     return LogisticRegression().fit(X, X[:, 0] + X[:, 1] > 0), X
-
-
-class BlackHoleOn(BlackHole):
-    """A black hole on a chosen port (the sidecar's, before the sidecar starts there)."""
-
-    def __init__(self, port: int):  # noqa: D107 - same behaviour as BlackHole, fixed port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(64)
-        self.port = port
-        self.conns = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
 
 class Traffic:
@@ -135,7 +120,7 @@ def test_down_then_black_holed_then_recovered(tmp_path, monkeypatch):
                 queued.append(monitor.stats["queued_bytes"])
                 time.sleep(0.05)
             down_latencies = list(traffic.latencies)
-            with BlackHoleOn(ports["grpc"]) as hole:  # 2) accepts, never answers
+            with BlackHole(ports["grpc"]) as hole:  # 2) accepts, never answers
                 phase_end = time.monotonic() + OUTAGE_S
                 while time.monotonic() < phase_end:
                     queued.append(monitor.stats["queued_bytes"])

@@ -94,9 +94,10 @@ class FakeExporter:
 class BlackHole:
     """Accepts TCP connections on 127.0.0.1 and never reads or answers."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):  # 0: any free port; a fixed one takes over a server's address
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.conns: list[socket.socket] = []
