@@ -83,6 +83,10 @@ class Layout:
             k = len(f.categories)
             self.ref_cat[i, :k] = f.category_array[:k]
             self.ref_cat[i, -1] = f.category_array[-1]
+        # the calibrated rule's reference variation per row (0: none measured; older profiles)
+        tau2 = prof.calibration.tau2 if prof.calibration is not None else {}
+        self.num_tau2 = np.array([tau2.get(f.name, 0.0) for f in num], dtype=np.float64)
+        self.cat_tau2 = np.array([tau2.get(f.name, 0.0) for f in cat], dtype=np.float64)
         self.feature_names = list(prof.features)
         self.pca = prof.pca if prof.pca_error is not None else None
         self.pca_rows = [self.where[name][1] for name in self.pca.features] if self.pca else []

@@ -34,6 +34,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
+from driftcar.stats import calibration
 from driftcar.stats import methods as M
 from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION, Profile, coarse_counts
 from driftcar.stats.sketch import WindowSketch
@@ -54,6 +55,10 @@ NUMERIC_METHODS = ("psi", "ks", "wasserstein", "jensenshannon", "chisquare", "he
 CATEGORICAL_METHODS = ("psi", "jensenshannon", "chisquare", "hellinger")
 METHODS = NUMERIC_METHODS + ("pca_reconstruction",)
 CORRECTIONS = ("benjamini-hochberg", "bonferroni", "none")
+#: how the deciding test is judged: "calibrated" (band from both sizes and the reference's own
+#: variation, with an effect floor), "switch" (p-value up to large_sample values, distance
+#: above), "pvalue" (the small-sample test at every size), "distance" (the large one at every size)
+DECISIONS = ("calibrated", "switch", "pvalue", "distance")
 _CORRECTION_ALIASES = {"bh": "benjamini-hochberg", "fdr_bh": "benjamini-hochberg", "holm": None}
 
 
@@ -68,13 +73,17 @@ class FeatureDriftConfig:
 
     A ``method`` that does not apply to the feature's kind (e.g. ``ks`` on a categorical
     feature) is ignored and the default for the kind is used (configs are validated before
-    the profile, hence the kinds, are known).
+    the profile, hence the kinds, are known). A ``method`` judges the feature by that test's
+    fixed rule (p-value or distance threshold); ``decision`` picks the rule (:data:`DECISIONS`);
+    under the calibrated rule ``min_effect`` (or ``threshold``) replaces the effect floor.
     """
 
     method: str | None = None
     threshold: float | None = None
     min_samples: int | None = None
     enabled: bool = True
+    decision: str | None = None
+    min_effect: float | None = None
 
     def problems(self, path: str) -> list[str]:
         out = []
@@ -84,6 +93,10 @@ class FeatureDriftConfig:
             out.append(f"{path}.threshold: must be a number > 0")
         if self.min_samples is not None and not (isinstance(self.min_samples, int) and self.min_samples >= 1):
             out.append(f"{path}.min_samples: must be an int >= 1")
+        if self.decision is not None and self.decision not in DECISIONS:
+            out.append(f"{path}.decision: {self.decision!r} is not one of {DECISIONS}")
+        if self.min_effect is not None and not (isinstance(self.min_effect, (int, float)) and self.min_effect >= 0):
+            out.append(f"{path}.min_effect: must be a number >= 0")
         return out
 
 
@@ -100,6 +113,15 @@ class DriftConfig:
     enter after ``enter_windows`` consecutive detections, leave after
     ``exit_windows`` consecutive windows clearly under the threshold (distance <
     threshold * exit_factor, or adjusted p >= threshold / exit_factor).
+
+    ``decision`` (:data:`DECISIONS`, default ``"calibrated"``): KS (numeric) or chi-square
+    (categorical) against the band no-drift windows of this size stay in, given the
+    reference's size and its own chunk-to-chunk variation (:mod:`driftcar.stats.calibration`);
+    at most ``alpha`` of no-drift windows flag any feature (Bonferroni over the features), and
+    a feature is flagged only when its effect reaches ``min_effect`` (KS D, numeric) or
+    ``min_effect_categorical`` (Cohen's w): both about a 2.5-point share change on a balanced
+    binary feature; ``min_effect`` 0.025 is about a 0.06 sd mean shift of a normal feature.
+    The other rules use the size switch and thresholds above.
     """
 
     methods: tuple[str, ...] | None = None
@@ -119,6 +141,10 @@ class DriftConfig:
     multivariate: bool = True
     prediction: bool = True
     features: Mapping[str, FeatureDriftConfig] = field(default_factory=dict)
+    decision: str = "calibrated"
+    alpha: float = 0.01
+    min_effect: float = 0.025
+    min_effect_categorical: float = 0.05
 
     def __post_init__(self) -> None:
         corr = _CORRECTION_ALIASES.get(self.correction, self.correction)
@@ -151,6 +177,14 @@ class DriftConfig:
             out.append(f"distance_threshold: must be > 0, got {self.distance_threshold!r}")
         if not (isinstance(self.exit_factor, (int, float)) and 0 < self.exit_factor <= 1):
             out.append(f"exit_factor: must be in (0, 1], got {self.exit_factor!r}")
+        if self.decision not in DECISIONS:
+            out.append(f"decision: must be one of {DECISIONS}, got {self.decision!r}")
+        if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 1):
+            out.append(f"alpha: must be in (0, 1), got {self.alpha!r}")
+        for key in ("min_effect", "min_effect_categorical"):
+            v = getattr(self, key)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
+                out.append(f"{key}: must be a number >= 0, got {v!r}")
         if self.correction not in CORRECTIONS:
             out.append(f"correction: must be one of {CORRECTIONS}, got {self.correction!r}")
         for m, t in self.thresholds.items():
@@ -197,8 +231,12 @@ class DriftResult(NamedTuple):
     """One test on one feature in one window.
 
     statistic: the test's value (distances; KS D; chi-square; for
-    ``pca_reconstruction`` the KS D between error distributions); pvalue: raw
-    p-value or None for distances; pvalue_adjusted: after the correction
+    ``pca_reconstruction`` the KS D between error distributions); rule: how it was
+    judged (see :attr:`decided_by`); threshold: on the p-value's scale for the
+    "pvalue" rule, on the statistic's otherwise (for "calibrated": the band for these
+    sample sizes, or the effect floor if higher); pvalue: raw (for "calibrated", the
+    p-value under the calibrated null, adjusted = Bonferroni across the window's features)
+    or None for distances; pvalue_adjusted: after the correction
     across features; detected: the raw decision for this window (before
     hysteresis); deciding: True for exactly one result per feature; ok: False
     below the minimum sample size (then detected is False); bound: the
@@ -220,6 +258,16 @@ class DriftResult(NamedTuple):
     pvalue_adjusted: float | None = None
     bound: float = 0.0
     kind: str = "numeric"
+    rule: str | None = None
+
+    @property
+    def decided_by(self) -> str:
+        """The rule that judged this result: "calibrated" (statistic >= a band set by both sample
+        sizes and the reference's variation), "pvalue" (adjusted p < threshold) or "distance"
+        (statistic >= threshold)."""
+        if self.rule:
+            return self.rule
+        return "pvalue" if self.method in M.PVALUE_METHODS and self.pvalue is not None else "distance"
 
 
 @dataclass
@@ -279,7 +327,10 @@ def evaluate_drift(prof: Profile, window: WindowSketch, config: DriftConfig | No
     >>> w = prof.new_window()
     >>> w.update({"a": rng.normal(0.25, 1, 5_000), "b": rng.normal(0, 1, 5_000)})
     >>> {f: (r.method, r.detected) for f, r in evaluate_drift(prof, w).deciding().items()}
-    {'a': ('wasserstein', True), 'b': ('wasserstein', False), '__multivariate__': ('pca_reconstruction', False)}
+    {'a': ('ks', True), 'b': ('ks', False), '__multivariate__': ('pca_reconstruction', False)}
+    >>> r = evaluate_drift(prof, w).deciding()["a"]
+    >>> r.decided_by, round(r.statistic, 3), round(r.threshold, 3)   # the band for 20,000 vs 5,000 rows
+    ('calibrated', 0.096, 0.028)
     """
     config = config or DriftConfig()
     if window.profile is not prof and window.profile.fingerprint != prof.fingerprint:
@@ -299,40 +350,60 @@ _HAS_P = np.array([m in M.PVALUE_METHODS for m in METHODS])
 
 
 def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig):
-    """(enabled mask, deciding method per row, base method set) for one block."""
+    """(enabled mask, deciding method per row, rule per row, effect floor per row, base method set)."""
     small, large = ((config.numeric_small, config.numeric_large) if kind == "numeric"
                     else (config.categorical_small, config.categorical_large))
     applicable = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
-    deciding = np.where(n_cur > config.large_sample, large, small).astype(object)
-    enabled = np.ones(len(names), dtype=bool)
-    for i, name in enumerate(names):
-        if name == LABEL or (name == PREDICTION and not config.prediction) or (
-                name == MULTIVARIATE and not config.multivariate):
-            enabled[i] = False
-        elif name == MULTIVARIATE:
-            deciding[i] = "pca_reconstruction"
+    n = len(names)
+    decision = np.full(n, config.decision, dtype=object)
+    floor = np.full(n, config.min_effect if kind == "numeric" else config.min_effect_categorical)
+    method = np.full(n, None, dtype=object)
+    enabled = np.ones(n, dtype=bool)
+    index = {name: i for i, name in enumerate(names)}
+    for name in (LABEL, PREDICTION, MULTIVARIATE):
+        if name in index and (name == LABEL or (name == PREDICTION and not config.prediction)
+                              or (name == MULTIVARIATE and not config.multivariate)):
+            enabled[index[name]] = False
     for name, fc in config.features.items():
-        i = names.index(name) if name in names else -1
+        i = index.get(name, -1)
         if i < 0:
             continue
-        if not fc.enabled:
-            enabled[i] = False
-        elif fc.method is not None and fc.method in applicable and name != MULTIVARIATE:
-            deciding[i] = fc.method
+        enabled[i] &= fc.enabled
+        decision[i] = fc.decision or decision[i]
+        effect = fc.min_effect if fc.min_effect is not None else fc.threshold
+        floor[i] = floor[i] if effect is None else effect
+        if fc.method is not None and fc.method in applicable and name != MULTIVARIATE:
+            method[i] = fc.method
+    calibrated = (decision == "calibrated") & (method == None)  # noqa: E711 (elementwise)
+    size_small = (decision == "pvalue") | ((decision == "switch") & (n_cur <= config.large_sample))
+    deciding = np.where(calibrated, "ks" if kind == "numeric" else "chisquare",
+                        np.where(size_small, small, large)).astype(object)
+    deciding = np.where(method == None, deciding, method)  # noqa: E711
+    if MULTIVARIATE in index:
+        deciding[index[MULTIVARIATE]] = "pca_reconstruction"
+    rule = np.where(calibrated, "calibrated",
+                    np.where([m in M.PVALUE_METHODS for m in deciding], "pvalue", "distance")).astype(object)
     base = [m for m in (config.methods or applicable) if m in applicable]
-    return enabled, deciding, base
+    return enabled, deciding, rule, floor, base
 
 
 def _numeric_block(L, window: WindowSketch, config: DriftConfig) -> dict:
     C = window.num_counts[:, : L.F + 2]
     n_cur = C.sum(axis=1)
     names = L.num_names
-    enabled, deciding, base = _plan(names, "numeric", n_cur, config)
+    enabled, deciding, rule, floor, base = _plan(names, "numeric", n_cur, config)
     is_mv = np.array([n == MULTIVARIATE for n in names])
     need = set(base) | set(deciding[enabled & ~is_mv].tolist())
-    mv_large = is_mv & (n_cur > config.large_sample)
+    # the PCA error row decides by KS (p-value or calibrated) or normalised Wasserstein (distance)
+    mv_large = np.zeros(len(names), dtype=bool)
     if is_mv.any():
-        need.add("wasserstein" if mv_large.any() else "ks")
+        i = int(np.nonzero(is_mv)[0][0])
+        dec = getattr(config.features.get(MULTIVARIATE), "decision", None) or config.decision
+        if rule[i] != "calibrated":
+            large = dec == "distance" or (dec == "switch" and n_cur[i] > config.large_sample)
+            rule[i] = "distance" if large else "pvalue"
+        mv_large[i] = rule[i] == "distance"
+        need.add("wasserstein" if mv_large[i] else "ks")
     stats = numeric_statistics(L, window.num_counts, window.num_sums, window.num_inf, window.num_lo,
                                window.num_hi, need)
     if is_mv.any():
@@ -347,7 +418,8 @@ def _numeric_block(L, window: WindowSketch, config: DriftConfig) -> dict:
             pv[mv] = source[1][mv]
         stats["pca_reconstruction"] = (stat, pv, bd)
     return {"names": names, "kind": "numeric", "enabled": enabled, "deciding": deciding, "base": base,
-            "stats": stats, "n_ref": L.ref_fine2.sum(axis=1), "n_cur": n_cur, "is_mv": is_mv}
+            "stats": stats, "n_ref": L.ref_fine2.sum(axis=1), "n_cur": n_cur, "is_mv": is_mv, "rule": rule,
+            "floor": floor, "tau2": L.num_tau2, "df": np.zeros(len(names))}
 
 
 def numeric_statistics(L, counts: np.ndarray, sums: np.ndarray, inf: np.ndarray, lo: np.ndarray,
@@ -431,11 +503,18 @@ def _categorical_block(L, window: WindowSketch, config: DriftConfig) -> dict:
     C = window.cat_counts
     n_cur = C.sum(axis=1)
     names = L.cat_names
-    enabled, deciding, base = _plan(names, "categorical", n_cur, config)
+    enabled, deciding, rule, floor, base = _plan(names, "categorical", n_cur, config)
     need = set(base) | set(deciding[enabled].tolist())
+    stats = categorical_statistics(R, C, need)
+    df = np.zeros(len(names))
+    cal = enabled & (rule == "calibrated")
+    if cal.any():  # chi-square with sparse categories pooled, so its tail holds in small windows
+        s, p, df = calibration.pooled_chisquare(R, C)
+        s0, p0, _ = stats["chisquare"]
+        stats["chisquare"] = (np.where(cal, s, s0), np.where(cal, p, p0), None)
     return {"names": names, "kind": "categorical", "enabled": enabled, "deciding": deciding, "base": base,
-            "stats": categorical_statistics(R, C, need), "n_ref": R.sum(axis=1), "n_cur": n_cur,
-            "is_mv": np.zeros(len(names), dtype=bool)}
+            "stats": stats, "n_ref": R.sum(axis=1), "n_cur": n_cur, "is_mv": np.zeros(len(names), dtype=bool),
+            "rule": rule, "floor": floor, "tau2": L.cat_tau2, "df": df}
 
 
 def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftReport:
@@ -474,9 +553,12 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
     n_cur = np.empty(n, dtype=np.int64)
     names = np.empty(n, dtype=object)
     kinds = np.empty(n, dtype=object)
+    cal, floor, tau2, df = np.zeros(n, dtype=bool), np.zeros(n), np.zeros(n), np.zeros(n)
     for b, blk in enumerate(blocks):
         sel = a["block"] == b
         rows_b = a["row"][sel]
+        cal[sel] = a["dec"][sel] & (blk["rule"][rows_b] == "calibrated")
+        floor[sel], tau2[sel], df[sel] = blk["floor"][rows_b], blk["tau2"][rows_b], blk["df"][rows_b]
         n_ref[sel] = blk["n_ref"][rows_b]
         n_cur[sel] = blk["n_cur"][rows_b]
         names[sel] = np.asarray(blk["names"], dtype=object)[rows_b]
@@ -506,14 +588,17 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
     adj = np.where(has_p, np.nan_to_num(pv, nan=1.0), np.nan)
     # the verdicts form one family across features (whatever their p-value test); the other
     # p-value results are corrected per method across features
-    verdicts = has_p & ok & a["dec"]
+    verdicts = has_p & ok & a["dec"] & ~cal
     if verdicts.any():
         adj[verdicts] = adjust_pvalues(adj[verdicts], config.correction)
     for m in M.PVALUE_METHODS:
         sel = (method_names == m) & ok & has_p & ~a["dec"]
         if sel.any():
             adj[sel] = adjust_pvalues(adj[sel], config.correction)
-    detected = ok & np.where(has_p, adj < thr, stat >= thr)
+    if cal.any():
+        _calibrated(cal, ok, kinds, stat, n_ref, n_cur, tau2, df, floor, config.alpha, thr, pv, adj)
+    detected = ok & np.where(has_p & ~cal, adj < thr, stat >= thr)
+    rule = np.where(cal, "calibrated", np.where(has_p, "pvalue", "distance"))
     bound = np.nan_to_num(a["bound"], nan=0.0, posinf=big, neginf=0.0)
     pv_out = np.where(has_p, np.clip(np.nan_to_num(pv, nan=1.0), 0.0, 1.0), np.nan)
     pv_obj = pv_out.astype(object)
@@ -523,5 +608,23 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
     results = list(map(_new_result, zip(
         names.tolist(), method_names.tolist(), stat.tolist(), pv_obj.tolist(), thr.tolist(),
         detected.tolist(), n_ref.tolist(), n_cur.tolist(), a["dec"].tolist(), ok.tolist(), adj_obj.tolist(),
-        bound.tolist(), kinds.tolist())))
+        bound.tolist(), kinds.tolist(), rule.tolist())))
     return DriftReport(results, rows=rows)
+
+
+def _calibrated(cal, ok, kinds, stat, n_ref, n_cur, tau2, df, floor, alpha, thr, pv, adj) -> None:
+    """Thresholds and p-values of the calibrated verdicts, in place (Bonferroni over the
+    window's judged features: at most ``alpha`` of no-drift windows flag any)."""
+    m = max(int((cal & ok).sum()), 1)
+    level = alpha / m
+    for is_cat in (False, True):
+        sel = cal & ((kinds == "categorical") == is_cat)
+        if not sel.any():
+            continue
+        if is_cat:
+            t, p = calibration.chisquare_band(stat[sel], df[sel], n_ref[sel], n_cur[sel], tau2[sel], level, floor[sel])
+        else:
+            t, p = calibration.numeric_band(stat[sel], n_ref[sel], n_cur[sel], tau2[sel], level, floor[sel])
+        thr[sel] = t
+        pv[sel] = p
+        adj[sel] = np.minimum(p * m, 1.0)

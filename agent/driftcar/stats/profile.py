@@ -60,6 +60,7 @@ MULTIVARIATE = "__multivariate__"
 FORMAT_VERSION = 1
 _MAGIC = b"DCPROF\x00\x01"
 _CATEGORY_CAP = 100_000  # distinct categories counted exactly while profiling
+_MIN_CHUNK_ROWS = 50  # smallest calibration chunk (rows)
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,6 +191,38 @@ class FeatureProfile:
         raise ProfileError(f"{what}: unknown kind {kind!r}")
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The reference's own variation, measured on ``chunks`` consecutive chunks of it (file order).
+
+    Per tracked column: ``tau2``, the variation beyond independent sampling (0 when the chunks
+    vary no more than independent rows would; KS D^2 scale for numeric columns, Cohen's w^2 for
+    categorical ones) and ``dispersion`` (about 1 for independent rows). See
+    :mod:`driftcar.stats.calibration`. Profiles without one (older files) are judged as if the
+    reference rows were independent.
+    """
+
+    chunks: int
+    tau2: Mapping[str, float]
+    dispersion: Mapping[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chunks": self.chunks, "tau2": dict(self.tau2), "dispersion": dict(self.dispersion)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Calibration":
+        what = "profile.calibration"
+        if not isinstance(d, dict):
+            raise ProfileError(f"{what}: expected a map")
+        chunks = _codec.field(d, "chunks", int, what)
+        maps = [_codec.field(d, k, dict, what) for k in ("tau2", "dispersion")]
+        for m in maps:
+            if not all(isinstance(k, str) and isinstance(v, (int, float)) and np.isfinite(v) and v >= 0
+                       for k, v in m.items()):
+                raise ProfileError(f"{what}: expected finite non-negative numbers per column")
+        return cls(chunks, {k: float(v) for k, v in maps[0].items()}, {k: float(v) for k, v in maps[1].items()})
+
+
 def coarse_counts(fine: np.ndarray, bins: int) -> np.ndarray:
     """Coarse (rows, bins) counts from fine (rows, F + 3) counts; open ends absorb out-of-range."""
     fine = np.asarray(fine)
@@ -229,6 +262,7 @@ class Profile:
         pca: PCAModel | None = None,
         pca_error: FeatureProfile | None = None,
         created: float | None = None,
+        calibration: "Calibration | None" = None,
     ):
         if source not in ("training", "live"):
             raise ValueError(f"source must be 'training' or 'live', got {source!r}")
@@ -243,6 +277,7 @@ class Profile:
         self.pca = pca
         self.pca_error = pca_error
         self.created = time.time() if created is None else created
+        self.calibration = calibration
 
     def __repr__(self) -> str:
         return (f"Profile({len(self.features)} features, rows={self.rows}, source={self.source!r}, "
@@ -290,6 +325,8 @@ class Profile:
                 "explained": self.pca.explained,
                 "error": self.pca_error._to_dict(),
             }
+        if self.calibration is not None:
+            payload["calibration"] = self.calibration.to_dict()
         return _codec.frame(_MAGIC, FORMAT_VERSION, payload)
 
     @classmethod
@@ -338,6 +375,7 @@ class Profile:
             pca=pca,
             pca_error=pca_error,
             created=float(p.get("created") or 0.0),
+            calibration=Calibration.from_dict(p["calibration"]) if p.get("calibration") is not None else None,
         )
 
     def save(self, path: str | Path) -> None:
@@ -420,6 +458,7 @@ class ProfileBuilder:
         pca_variance: float = 0.9,
         seed: int = 0,
         source: str = "training",
+        calibration_chunks: int = 10,
     ):
         if not isinstance(bins, int) or bins < 2:
             raise ValueError(f"bins must be an int >= 2, got {bins!r}")
@@ -431,6 +470,8 @@ class ProfileBuilder:
             raise ValueError(f"max_rows_kept must be an int >= 10, got {max_rows_kept!r}")
         if source not in ("training", "live"):
             raise ValueError(f"source must be 'training' or 'live', got {source!r}")
+        if not isinstance(calibration_chunks, int) or calibration_chunks < 1:
+            raise ValueError(f"calibration_chunks must be an int >= 1, got {calibration_chunks!r}")
         self.bins = bins
         self.fine_bins = -(-fine_bins // bins) * bins  # a multiple of bins
         self.top_k = top_k
@@ -446,7 +487,9 @@ class ProfileBuilder:
         self._sample: dict[str, np.ndarray] = {}
         self._rows = 0
         self._draft: Profile | None = None
-        self._window = None
+        self._windows: list = []
+        self._pos = 0
+        self.calibration_chunks = calibration_chunks
 
     # ------------------------------------------------------------------ pass 1
     def observe(self, X: Any, y: Any = None, predictions: Any = None) -> None:
@@ -549,34 +592,58 @@ class ProfileBuilder:
         mat = np.column_stack([self._sample[n] for n in num_names]) if len(num_names) >= 2 else np.empty((0, 0))
         mat = mat[np.isfinite(mat).all(axis=1)] if mat.size else mat
         if self.multivariate and len(num_names) >= 2 and len(mat) >= 20:
-            # fit on one half of the sample, take the reference error distribution from the other
-            # (errors of the fitted rows would be optimistic); tiny samples use all rows for both
+            # fit on one half of a seeded shuffle of the sample, take the reference error distribution
+            # from the other (errors of the fitted rows would be optimistic; file order would make it a
+            # time split); tiny samples use all rows for both
+            mat = mat[self._rng.permutation(len(mat))]
             half = len(mat) // 2 if len(mat) >= 200 else len(mat)
             pca = fit_pca(mat[:half], num_names, self.pca_variance)
             errs = pca.errors(mat[half:] if half < len(mat) else mat)
             pca_error = _error_profile(errs, self.bins, levels)
         self._draft = Profile(feats, extras.get(PREDICTION), extras.get(LABEL), source=self.source,
                               bins=self.bins, fine_bins=F, top_k=self.top_k, rows=0, pca=pca, pca_error=pca_error)
-        self._window = self._draft.new_window()
+        # calibration chunks: consecutive rows, at least _MIN_CHUNK_ROWS each
+        k = max(1, min(self.calibration_chunks, self._rows // _MIN_CHUNK_ROWS))
+        self._cuts = np.linspace(0, self._rows, k + 1).round().astype(np.int64)
+        self._windows = [self._draft.new_window() for _ in range(k)]
         self._sample.clear()
 
     # ------------------------------------------------------------------ pass 2
     def count(self, X: Any, y: Any = None, predictions: Any = None) -> None:
-        """Pass 2 over one chunk: exact counts into the fixed bins."""
+        """Pass 2 over one chunk: exact counts into the fixed bins, kept per calibration chunk
+        (consecutive rows in the order the chunks come; see :meth:`finish`)."""
         self.fix()
         cols = self._chunk(X, y, predictions)
+        n = len(next(iter(cols.values())))
+        start, self._pos = self._pos, self._pos + n
+        cuts = self._cuts
+        first = min(int(np.searchsorted(cuts, start, "right")) - 1, len(self._windows) - 1)
+        for k in range(first, len(self._windows)):
+            a = max(start, int(cuts[k])) - start
+            b = n if k == len(self._windows) - 1 else min(start + n, int(cuts[k + 1])) - start
+            if b > a:
+                part = cols if (a, b) == (0, n) else {name: v[a:b] for name, v in cols.items()}
+                self._count_into(self._windows[k], part)
+            if b >= n:
+                break
+
+    @staticmethod
+    def _count_into(window, cols: dict[str, Any]) -> None:
         pred = cols.pop(PREDICTION, None)
         lab = cols.pop(LABEL, None)
-        self._window.update(cols)
+        window.update(cols)
         if pred is not None:
-            self._window.update_predictions(pred)
+            window.update_predictions(pred)
         if lab is not None:
-            self._window.update_labels(lab)
+            window.update_labels(lab)
 
     def finish(self) -> Profile:
-        """The finished profile (after :meth:`count` has seen every chunk)."""
+        """The finished profile (after :meth:`count` has seen every chunk), with the calibration
+        measured on its consecutive chunks (:mod:`driftcar.stats.calibration`)."""
         self.fix()
-        w = self._window
+        w = self._windows[0]
+        for other in self._windows[1:]:
+            w = w.merge(other)
         d = self._draft
         if w.rows == 0:
             raise ProfileError("count() was never called: pass 2 saw no rows")
@@ -586,8 +653,30 @@ class ProfileBuilder:
             _filled(d.prediction, w, self._cols[PREDICTION]) if d.prediction else None,
             _filled(d.label, w, self._cols[LABEL]) if d.label else None,
             source=d.source, bins=d.bins, fine_bins=d.fine_bins, top_k=d.top_k, rows=w.rows,
-            pca=d.pca, pca_error=d.pca_error,
+            pca=d.pca, pca_error=d.pca_error, calibration=_calibrate(self._windows),
         )
+
+
+def _calibrate(windows: list) -> Calibration | None:
+    """Heterogeneity of the reference across its consecutive chunks (None with fewer than two)."""
+    from driftcar.stats import calibration as cal
+
+    windows = [w for w in windows if w.rows]
+    if len(windows) < 2:
+        return None
+    L = windows[0].profile.layout
+    tau2: dict[str, float] = {}
+    disp: dict[str, float] = {}
+    if L.num_names:
+        t, dsp = cal.numeric_heterogeneity(np.stack([w.num_counts[:, : L.F + 2] for w in windows]))
+        for i, name in enumerate(L.num_names):
+            if name != MULTIVARIATE:  # errors of a shuffled held-out sample: independent by design
+                tau2[name], disp[name] = float(t[i]), float(dsp[i])
+    if L.cat_names:
+        t, dsp = cal.categorical_heterogeneity(np.stack([w.cat_counts for w in windows]))
+        for i, name in enumerate(L.cat_names):
+            tau2[name], disp[name] = float(t[i]), float(dsp[i])
+    return Calibration(len(windows), tau2, disp)
 
 
 def _integral(values: Any, max_classes: int = 50) -> bool:

@@ -2,9 +2,10 @@
 
 A feature enters the drifted state after ``enter_windows`` consecutive
 windows whose deciding result is detected, and leaves it after
-``exit_windows`` consecutive windows that are clearly under the threshold:
-distance < threshold * ``exit_factor``, or adjusted p-value >=
-threshold / ``exit_factor``. Windows in between (over the exit level but not
+``exit_windows`` consecutive windows that are clearly under the threshold by
+the rule that judged them (``DriftResult.decided_by``): statistic < threshold *
+``exit_factor`` (distance and calibrated rules), or adjusted p-value >=
+threshold / ``exit_factor`` (p-value rule). Windows in between (over the exit level but not
 detected) and windows below the minimum sample size (``ok=False``) hold the
 current state and reset neither streak.
 
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from driftcar.stats.drift import DriftConfig, DriftReport, DriftResult
-from driftcar.stats.methods import PVALUE_METHODS
 
 __all__ = ["VerdictTracker", "VerdictChange"]
 
@@ -66,7 +66,7 @@ class VerdictTracker:
 
     def _clean(self, r: DriftResult) -> bool:
         factor = self.config.exit_factor
-        if r.method in PVALUE_METHODS:
+        if r.decided_by == "pvalue":
             p = r.pvalue_adjusted if r.pvalue_adjusted is not None else r.pvalue
             return p is not None and p >= min(1.0, r.threshold / factor)
         return r.statistic < r.threshold * factor

@@ -21,12 +21,13 @@ RNG = np.random.default_rng(6)
 PROF = profile({"a": RNG.normal(size=5_000), "b": RNG.normal(size=5_000), "c": list(RNG.choice(["x", "y"], 5_000))})
 
 
-def test_defaults_switch_by_sample_size_and_kind():
+def test_switch_rule_by_sample_size_and_kind():
     small, large = PROF.new_window(), PROF.new_window()
     small.update({"a": RNG.normal(size=500), "b": RNG.normal(size=500), "c": ["x"] * 500})
     large.update({"a": RNG.normal(size=3_000), "b": RNG.normal(size=3_000), "c": ["x"] * 3_000})
-    s = evaluate_drift(PROF, small).deciding()
-    lg = evaluate_drift(PROF, large).deciding()
+    switch = DriftConfig(decision="switch")
+    s = evaluate_drift(PROF, small, switch).deciding()
+    lg = evaluate_drift(PROF, large, switch).deciding()
     assert (s["a"].method, s["c"].method, s["__multivariate__"].method) == ("ks", "chisquare", "pca_reconstruction")
     assert (lg["a"].method, lg["c"].method) == ("wasserstein", "jensenshannon")
     assert (s["a"].threshold, lg["a"].threshold) == (0.05, 0.1)
@@ -35,7 +36,7 @@ def test_defaults_switch_by_sample_size_and_kind():
 def test_per_feature_overrides_and_method_subset():
     w = PROF.new_window()
     w.update({"a": RNG.normal(0.3, 1, 2_000), "b": RNG.normal(size=2_000), "c": ["x"] * 2_000})
-    cfg = DriftConfig(methods=("psi",), multivariate=False,
+    cfg = DriftConfig(methods=("psi",), multivariate=False, decision="switch",
                       features={"a": FeatureDriftConfig(method="ks", threshold=0.01), "b": {"enabled": False}})
     report = evaluate_drift(PROF, w, cfg)
     got = {(r.feature, r.method, r.deciding) for r in report.results}

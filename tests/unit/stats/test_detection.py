@@ -1,4 +1,4 @@
-"""Detection quality with the default DriftConfig on seeded synthetic streams (issue 3, point 3).
+"""Detection quality of the size-switch rule (``decision="switch"``) on seeded synthetic streams.
 
 20 N(0, 1) features, a finite reference (20,000 rows), 5 features shifted by 0.25 sd:
 - with 5,000 rows per window the shifted features are flagged in the first window after the shift
@@ -6,7 +6,8 @@
 - over 1,000 undrifted windows the false-alarm rate per feature-window stays under 1 %,
   both on the large-window path (normalised Wasserstein) and the small-window path
   (KS with Benjamini–Hochberg across features).
-The full table (shift x window size) is in ``benchmarks/bench_stats.py``.
+The full table (shift x window size) is in ``benchmarks/bench_stats.py``; the calibrated
+default rule has its own checks in ``test_calibration.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from driftcar.stats import DriftConfig, VerdictTracker, WindowSeries, evaluate_d
 
 N_FEATURES, N_SHIFTED, REF_ROWS = 20, 5, 20_000
 NAMES = [f"f{i}" for i in range(N_FEATURES)]
+SWITCH = DriftConfig(decision="switch")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def _window(prof, rng, rows: int, shift: float = 0.0):
 def test_shift_flagged_in_first_window_after_it(reference):
     rng = np.random.default_rng(1)
     series = WindowSeries(reference, length_s=60, keep=5)
-    tracker = VerdictTracker(DriftConfig())
+    tracker = VerdictTracker(SWITCH)
     raised_at = {}
     for k in range(8):  # windows 0-4 undrifted, shift from window 5 on
         shift = 0.25 if k >= 5 else 0.0
@@ -45,7 +47,7 @@ def test_shift_flagged_in_first_window_after_it(reference):
         data[:N_SHIFTED] += shift
         closed = series.add({n: data[i] for i, n in enumerate(NAMES)}, now=60.0 * k + 1)
         for c in closed:
-            report = evaluate_drift(reference, c.sketch)
+            report = evaluate_drift(reference, c.sketch, SWITCH)
             assert report.deciding()["f0"].method == "wasserstein"
             for change in tracker.update(report):
                 raised_at.setdefault(change.feature, (c.start // 60, change.detected))
@@ -56,7 +58,7 @@ def test_shift_detection_rate_per_window(reference):
     rng = np.random.default_rng(2)
     flagged = np.zeros(N_FEATURES)
     for _ in range(20):
-        dec = evaluate_drift(reference, _window(reference, rng, 5_000, 0.25)).deciding()
+        dec = evaluate_drift(reference, _window(reference, rng, 5_000, 0.25), SWITCH).deciding()
         flagged += [dec[n].detected for n in NAMES]
     assert (flagged[:N_SHIFTED] == 20).all()  # every shifted feature, every window
     assert flagged[N_SHIFTED:].sum() == 0
@@ -67,7 +69,7 @@ def test_false_alarms_under_one_percent_over_1000_windows(reference, rows, metho
     rng = np.random.default_rng(3 + rows)
     alarms = 0
     for _ in range(1_000):
-        dec = evaluate_drift(reference, _window(reference, rng, rows)).deciding()
+        dec = evaluate_drift(reference, _window(reference, rng, rows), SWITCH).deciding()
         assert dec["f0"].method == method
         alarms += sum(dec[n].detected for n in NAMES)
     rate = alarms / (1_000 * N_FEATURES)
@@ -81,7 +83,7 @@ def test_uncorrected_pvalues_raise_more_false_alarms(reference):
     for _ in range(200):
         w = _window(reference, rng, 500)
         for corr in counts:
-            dec = evaluate_drift(reference, w, DriftConfig(correction=corr, methods=("ks",))).deciding()
+            dec = evaluate_drift(reference, w, DriftConfig(correction=corr, methods=("ks",), decision="switch")).deciding()
             counts[corr] += sum(dec[n].detected for n in NAMES)
     assert counts["none"] > 3 * max(counts["benjamini-hochberg"], 1)
     assert counts["none"] / (200 * N_FEATURES) > 0.02

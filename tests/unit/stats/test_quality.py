@@ -136,8 +136,9 @@ def test_pca_flags_a_broken_correlation_that_marginal_tests_miss():
     w_same.update({"a": z2, "b": z2 + 0.2 * rng.normal(size=5_000), "c": rng.normal(size=5_000)})
     b_marg = rng.normal(size=5_000) * np.sqrt(1.04)  # same marginal as b, no longer tied to a
     w_broken.update({"a": z2, "b": b_marg, "c": rng.normal(size=5_000)})
-    same = evaluate_drift(prof, w_same).deciding()
-    broken = evaluate_drift(prof, w_broken).deciding()
+    switch = DriftConfig(decision="switch")
+    same = evaluate_drift(prof, w_same, switch).deciding()
+    broken = evaluate_drift(prof, w_broken, switch).deciding()
     assert not same["__multivariate__"].detected
     assert broken["__multivariate__"].detected and broken["__multivariate__"].method == "pca_reconstruction"
     assert not any(broken[f].detected for f in ("a", "b", "c"))
@@ -145,7 +146,7 @@ def test_pca_flags_a_broken_correlation_that_marginal_tests_miss():
     assert broken["__multivariate__"].threshold == 0.1
     small = prof.new_window()
     small.update({"a": z2[:400], "b": b_marg[:400], "c": rng.normal(size=400)})
-    r = evaluate_drift(prof, small).deciding()["__multivariate__"]
+    r = evaluate_drift(prof, small, switch).deciding()["__multivariate__"]
     assert r.pvalue is not None and r.threshold == 0.05 and r.detected  # 400 rows: KS with a p-value
     off = evaluate_drift(prof, w_broken, DriftConfig(multivariate=False)).deciding()
     assert "__multivariate__" not in off
