@@ -7,17 +7,19 @@ A window's deciding statistic is compared with the band that no-drift traffic st
   en = n_ref * n_win / (n_ref + n_win) (Stephens 1970): the reference's sampling noise counts
   as much as the window's, so a 265-row reference against 1,200-row windows gets a wide band
   and a 60,000-row reference against 200,000-row windows a narrow one. The band is
-  ``sqrt((q / s)^2 + tau2)``, q = the Kolmogorov quantile at the per-feature level;
+  ``sqrt((q / s)^2 + z^2 * tau2)``, q = the Kolmogorov quantile at the per-feature level;
 - categorical: the two-sample chi-square statistic (categories whose expected count is
   under 5 on either side pooled, so the chi-square tail holds in small windows); band
-  ``crit + en * tau2``, crit = the chi-square quantile at the per-feature level.
+  ``crit + en * z^2 * tau2``, crit = the chi-square quantile at the per-feature level.
 
 ``tau2`` is the reference's own variation beyond independent sampling, measured when the
 profile is built: the reference is cut into chunks in its own (file) order and each chunk is
 scored against the rest. If the chunk scores exceed what independent rows give (a one-sided
-test at about 2 standard errors), ``tau2`` is the largest per-chunk excess (D^2 - E[K^2] / s^2,
-or (chi2 - df) / en); otherwise 0. That term does not shrink with the window's size, which is
-what keeps a reference that drifts within itself from alarming on every large window.
+test at 2 standard errors), ``tau2`` is the mean per-chunk excess (D^2 - E[K^2] / s^2, or
+(chi2 - df) / en), else 0: the variance of a window's true distance from the reference, modelled
+as normal, hence the factor z^2, z = the two-sided normal quantile at the per-feature level.
+That term does not shrink with the window's size: it keeps a reference that varies within itself
+from alarming on every large window (and makes changes of the size it varies by go unflagged).
 
 The per-feature level is ``alpha / m`` (Bonferroni over the m features judged in the window),
 so the chance that a no-drift window flags any feature is at most ``alpha``. A floor on the
@@ -60,6 +62,11 @@ def _stephens(en: np.ndarray) -> np.ndarray:
     return root + 0.12 + np.divide(0.11, root, out=np.zeros_like(root), where=root > 0)
 
 
+def _spread(tau2: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """z^2 * tau2: the heterogeneity term at the per-feature level."""
+    return _stats.norm.isf(np.asarray(level, dtype=np.float64) / 2) ** 2 * np.asarray(tau2, dtype=np.float64)
+
+
 def numeric_band(d: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray, tau2: np.ndarray, level: np.ndarray,
                  floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(threshold on D, calibrated p-value) per row; ``level`` is the per-feature alpha.
@@ -77,7 +84,7 @@ def numeric_band(d: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray, tau2: np.n
     s = _stephens(_en(n_ref, n_cur))
     q = special.kolmogi(np.asarray(level, dtype=np.float64))
     noise = np.divide(q, s, out=np.full(np.broadcast(q, s).shape, np.inf), where=s > 0)
-    band = np.sqrt(noise**2 + np.asarray(tau2, dtype=np.float64)) + np.zeros_like(d)
+    band = np.sqrt(noise**2 + _spread(tau2, level)) + np.zeros_like(d)
     threshold = np.maximum(band, floor)
     z = np.divide(np.asarray(d, dtype=np.float64) * q, band, out=np.zeros(np.broadcast(d, band).shape),
                   where=np.isfinite(band) & (band > 0))
@@ -96,7 +103,7 @@ def chisquare_band(stat: np.ndarray, df: np.ndarray, n_ref: np.ndarray, n_cur: n
     en = _en(n_ref, n_cur)
     df = np.maximum(np.asarray(df, dtype=np.float64), 1.0)
     crit = _stats.chi2.isf(level, df)
-    band = crit + en * np.asarray(tau2, dtype=np.float64) + np.zeros_like(stat)
+    band = crit + en * _spread(tau2, level) + np.zeros_like(stat)
     threshold = np.maximum(band, en * np.asarray(floor_w, dtype=np.float64) ** 2)
     scaled = np.asarray(stat, dtype=np.float64) * crit / band
     return threshold, np.clip(_stats.chi2.sf(scaled, df), 0.0, 1.0)
@@ -139,7 +146,7 @@ def numeric_heterogeneity(chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> trend = np.stack([np.bincount(np.clip(rng.normal(20 + k, 8, 2_000), 0, 49).astype(int),
     ...                               minlength=50)[None] for k in range(10)])
     >>> [round(float(np.sqrt(numeric_heterogeneity(x)[0][0])), 3) for x in (iid, trend)]
-    [0.0, 0.241]
+    [0.0, 0.157]
     """
     K, rows, _ = np.shape(chunks)
     if K < 2 or rows == 0:
@@ -152,7 +159,7 @@ def numeric_heterogeneity(chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     excess = d**2 - np.divide(KOLMOGOROV_M2, s**2, out=np.zeros_like(s), where=s > 0)
     dispersion = z2.mean(axis=0) / KOLMOGOROV_M2
     shows = z2.mean(axis=0) > KOLMOGOROV_M2 + _PRETEST_Z * KOLMOGOROV_SD2 / np.sqrt(K)
-    return np.where(shows, np.maximum(excess, 0.0).max(axis=0), 0.0), dispersion
+    return np.where(shows, np.maximum(excess.mean(axis=0), 0.0), 0.0), dispersion
 
 
 def categorical_heterogeneity(chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,4 +174,4 @@ def categorical_heterogeneity(chunks: np.ndarray) -> tuple[np.ndarray, np.ndarra
     z = (stat - df) / np.sqrt(2.0 * df)
     excess = np.divide(stat - df, en, out=np.zeros_like(en), where=en > 0)
     shows = z.mean(axis=0) > _PRETEST_Z / np.sqrt(K)
-    return np.where(shows, np.maximum(excess, 0.0).max(axis=0), 0.0), (stat / df).mean(axis=0)
+    return np.where(shows, np.maximum(excess.mean(axis=0), 0.0), 0.0), (stat / df).mean(axis=0)
