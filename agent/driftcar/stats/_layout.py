@@ -13,6 +13,7 @@ import numpy as np
 
 from driftcar.stats import methods
 from driftcar.stats._binning import make_binner
+from driftcar.stats._columns import CodeTable
 from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION, FeatureProfile, Profile, coarse_counts
 
 
@@ -78,6 +79,7 @@ class Layout:
         # categorical
         self.Kmax = max((len(f.categories) for f in cat), default=0)
         self.cat_maps = [{c: j for j, c in enumerate(f.categories)} for f in cat]
+        self.cat_codes = [CodeTable(m, self.Kmax) for m in self.cat_maps]  # other: the last column
         self.ref_cat = np.zeros((len(cat), self.Kmax + 1), dtype=np.int64)
         for i, f in enumerate(cat):
             k = len(f.categories)
@@ -90,6 +92,9 @@ class Layout:
         self.feature_names = list(prof.features)
         self.pca = prof.pca if prof.pca_error is not None else None
         self.pca_rows = [self.where[name][1] for name in self.pca.features] if self.pca else []
+        # encoded categories of the PCA: (categorical row, their codes in that row's table)
+        self.pca_cats = [(self.where[name][1], np.array([self.cat_maps[self.where[name][1]][lab] for lab in labels]))
+                         for name, labels in (self.pca.onehot if self.pca else ())]
         self.mv_row = self.where[MULTIVARIATE][1] if self.pca else None
         self.pred = self.where.get(PREDICTION)
         self.label = self.where.get(LABEL)

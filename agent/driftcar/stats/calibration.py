@@ -15,9 +15,11 @@ A window's deciding statistic is compared with the band that no-drift traffic st
 ``tau2`` is the reference's own variation beyond independent sampling, measured when the
 profile is built: the reference is cut into chunks in its own (file) order and each chunk is
 scored against the rest. If the chunk scores exceed what independent rows give (a one-sided
-test at 2 standard errors), ``tau2`` is the mean per-chunk excess (D^2 - E[K^2] / s^2, or
-(chi2 - df) / en), else 0: the variance of a window's true distance from the reference, modelled
-as normal, hence the factor z^2, z = the two-sided normal quantile at the per-feature level.
+test at 3 standard errors, passed by chance by about 0.5 % of references of independent rows:
+measured in ``tests/unit/stats/test_calibration.py``), ``tau2`` is the mean per-chunk excess
+(D^2 - E[K^2] / s^2, or (chi2 - df) / en), else 0: the variance of a window's true distance from
+the reference, modelled as normal, hence the factor z^2, z = the two-sided normal quantile at
+the per-feature level.
 That term does not shrink with the window's size: it keeps a reference that varies within itself
 from alarming on every large window (and makes changes of the size it varies by go unflagged).
 
@@ -47,7 +49,7 @@ KOLMOGOROV_SD2 = float(np.sqrt(7 * np.pi**4 / 720 - KOLMOGOROV_M2**2))
 #: categories with a smaller expected count on either side are pooled for chi-square
 MIN_EXPECTED = 5.0
 #: the heterogeneity pre-test: chunk scores this many standard errors above independence
-_PRETEST_Z = 2.0
+_PRETEST_Z = 3.0
 
 
 def _en(n_ref: np.ndarray, n_cur: np.ndarray) -> np.ndarray:

@@ -1,14 +1,19 @@
 """PCA reconstruction error: the multivariate drift signal.
 
-Fitted on the reference's numeric features that are at most half missing
-(standardised by the reference mean and standard deviation) using the rows
-where all of them are finite, with a numpy SVD, keeping the fewest components that
+Fitted on the reference's numeric features that are at most half missing and
+on one-hot indicators of each categorical feature's most frequent categories
+(``onehot``: up to 10 per feature with at least 1 % of the rows, after the most
+frequent one, which like a missing or rarer value is all zeros), all standardised by their reference mean and standard
+deviation, using the rows where every numeric one is finite, with a numpy SVD, keeping the fewest components that
 explain ``variance`` of the variance (at least 1, at most d - 1 so that an
 error remains). A row's error is the RMS of its standardised residual; live
 rows with a missing or infinite value in these features are skipped (missing
 values are watched per feature instead).
 Correlation changes that leave every marginal intact raise the error, which
-is what per-feature tests cannot see.
+is what per-feature tests cannot see: between numeric features, between a
+numeric feature and a frequent category, or between frequent categories of two
+features. It cannot see changes among the categories it does not encode, or a
+shift along the kept components that stays within their reference spread.
 
 Thread safety: immutable after :func:`fit_pca`.
 """
@@ -33,6 +38,12 @@ class PCAModel:
     scale: np.ndarray
     components: np.ndarray
     explained: float
+    onehot: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def columns(self) -> int:
+        """Matrix columns: the numeric features, then one indicator per encoded category."""
+        return len(self.features) + sum(len(labels) for _, labels in self.onehot)
 
     def errors(self, matrix: np.ndarray) -> np.ndarray:
         """Per-row RMS reconstruction error of ``matrix`` (rows, d); finite for any input.
@@ -63,8 +74,9 @@ class PCAModel:
             return np.sqrt(np.einsum("ij,ij->j", resid, resid) / z.shape[0])
 
 
-def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9) -> PCAModel:
-    """Fit on ``matrix`` (rows, d >= 2); see the module docstring."""
+def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9,
+            onehot: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> PCAModel:
+    """Fit on ``matrix`` (rows, d >= 2: ``features`` then ``onehot`` indicators); see the module docstring."""
     if not 0.0 < variance <= 1.0:
         raise ValueError(f"variance must be in (0, 1], got {variance}")
     x = np.asarray(matrix, dtype=np.float64)
@@ -80,11 +92,11 @@ def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9
     d = x.shape[1]
     if len(z) < 2:
         comps = np.eye(d)[:, :1]
-        return PCAModel(tuple(features), mean, scale, comps, 0.0)
+        return PCAModel(tuple(features), mean, scale, comps, 0.0, tuple(onehot))
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     var = s * s
     total = var.sum()
     share = np.cumsum(var) / total if total > 0 else np.ones_like(var)
     k = int(np.searchsorted(share, variance - 1e-12) + 1)
     k = max(1, min(k, d - 1))
-    return PCAModel(tuple(features), mean, scale, np.ascontiguousarray(vt[:k].T), float(share[k - 1]))
+    return PCAModel(tuple(features), mean, scale, np.ascontiguousarray(vt[:k].T), float(share[k - 1]), tuple(onehot))

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from driftcar.stats import _codec
-from driftcar.stats._columns import MISSING, as_columns, count_labels, is_categorical, to_float
+from driftcar.stats._columns import MISSING, CodeTable, as_columns, count_labels, is_categorical, to_float
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.pca import PCAModel, fit_pca
 
@@ -61,6 +61,7 @@ FORMAT_VERSION = 1
 _MAGIC = b"DCPROF\x00\x01"
 _CATEGORY_CAP = 100_000  # distinct categories counted exactly while profiling
 _MIN_CHUNK_ROWS = 50  # smallest calibration chunk (rows)
+PCA_CATEGORIES = 10  # categories per categorical feature one-hot encoded in the PCA
 
 
 @dataclass(frozen=True, eq=False)
@@ -324,6 +325,7 @@ class Profile:
                 "components": _codec.pack_array(self.pca.components),
                 "explained": self.pca.explained,
                 "error": self.pca_error._to_dict(),
+                "onehot": [[name, list(labels)] for name, labels in self.pca.onehot],
             }
         if self.calibration is not None:
             payload["calibration"] = self.calibration.to_dict()
@@ -352,12 +354,13 @@ class Profile:
             mean = _codec.unpack_array(_codec.field(q, "mean", dict, "profile.pca"), "profile.pca.mean")
             scale = _codec.unpack_array(_codec.field(q, "scale", dict, "profile.pca"), "profile.pca.scale")
             comps = _codec.unpack_array(_codec.field(q, "components", dict, "profile.pca"), "profile.pca.components")
-            d = len(names)
+            onehot = _onehot_spec(q.get("onehot") or [], features)
+            d = len(names) + sum(len(labels) for _, labels in onehot)
             if mean.shape != (d,) or scale.shape != (d,) or comps.ndim != 2 or comps.shape[0] != d:
                 raise ProfileError("profile.pca: array shapes do not match its features")
             if any(n not in features or features[n].kind != "numeric" for n in names):
                 raise ProfileError("profile.pca: refers to features that are not numeric features of the profile")
-            pca = PCAModel(names, mean, scale, comps, float(q.get("explained", 0.0)))
+            pca = PCAModel(names, mean, scale, comps, float(q.get("explained", 0.0)), onehot)
             pca_error = FeatureProfile._from_dict(_codec.field(q, "error", dict, "profile.pca"), "profile.pca.error")
         bins = _codec.field(p, "bins", int, what)
         for f in list(features.values()) + [x for x in (pca_error,) if x]:
@@ -396,6 +399,18 @@ class Profile:
             return cls.from_bytes(data)
         except ProfileError as exc:
             raise ProfileError(f"{path}: {exc.reason}") from None
+
+
+def _onehot_spec(raw: Any, features: Mapping[str, FeatureProfile]) -> tuple:
+    """The PCA's encoded categories, checked against the profile's categorical features."""
+    out = []
+    for item in raw if isinstance(raw, list) else [None]:
+        ok = isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], list)
+        f = features.get(item[0]) if ok else None
+        if f is None or f.kind != "categorical" or not set(item[1]) <= set(f.categories):
+            raise ProfileError("profile.pca.onehot: expected [feature, [categories]] of categorical features")
+        out.append((item[0], tuple(item[1])))
+    return tuple(out)
 
 
 def _bad_source(p: dict) -> str:
@@ -522,6 +537,7 @@ class ProfileBuilder:
                     st.hi = max(st.hi, float(fin.max()))
                 numeric[name] = x
             else:
+                numeric[name] = np.asarray(values, dtype=object)  # sampled for the PCA's indicators
                 for key, c in count_labels(values).items():
                     if key is MISSING:
                         st.missing += c
@@ -583,23 +599,10 @@ class ProfileBuilder:
             else:
                 top = sorted(st.counter.items(), key=lambda kv: (-kv[1], kv[0]))[: self.top_k]
                 cats = tuple(k for k, _ in top)
-                arr = np.zeros(len(cats) + 1, np.int64)
+                arr = np.array([c for _, c in top] + [st.n - sum(c for _, c in top)], np.int64)  # pass 1's
                 fp = FeatureProfile(name, "categorical", st.n, st.missing, categories=cats, category_array=arr)
             (extras if name in (PREDICTION, LABEL) else feats)[name] = fp
-        pca = pca_error = None
-        # PCA over numeric features that are mostly present; only complete rows count
-        num_names = tuple(n for n, f in feats.items() if f.kind == "numeric" and f.n and f.missing_rate <= 0.5)
-        mat = np.column_stack([self._sample[n] for n in num_names]) if len(num_names) >= 2 else np.empty((0, 0))
-        mat = mat[np.isfinite(mat).all(axis=1)] if mat.size else mat
-        if self.multivariate and len(num_names) >= 2 and len(mat) >= 20:
-            # fit on one half of a seeded shuffle of the sample, take the reference error distribution
-            # from the other (errors of the fitted rows would be optimistic; file order would make it a
-            # time split); tiny samples use all rows for both
-            mat = mat[self._rng.permutation(len(mat))]
-            half = len(mat) // 2 if len(mat) >= 200 else len(mat)
-            pca = fit_pca(mat[:half], num_names, self.pca_variance)
-            errs = pca.errors(mat[half:] if half < len(mat) else mat)
-            pca_error = _error_profile(errs, self.bins, levels)
+        pca, pca_error = self._fit_pca(feats, levels) if self.multivariate else (None, None)
         self._draft = Profile(feats, extras.get(PREDICTION), extras.get(LABEL), source=self.source,
                               bins=self.bins, fine_bins=F, top_k=self.top_k, rows=0, pca=pca, pca_error=pca_error)
         # calibration chunks: consecutive rows, at least _MIN_CHUNK_ROWS each
@@ -607,6 +610,30 @@ class ProfileBuilder:
         self._cuts = np.linspace(0, self._rows, k + 1).round().astype(np.int64)
         self._windows = [self._draft.new_window() for _ in range(k)]
         self._sample.clear()
+
+    def _fit_pca(self, feats: dict[str, FeatureProfile], levels: np.ndarray):
+        """PCA over the mostly present numeric features and the frequent categories' indicators,
+        fitted on one half of a seeded shuffle of the sample; the reference error distribution
+        from the other half (errors of fitted rows would be optimistic; file order would make it
+        a time split). Tiny samples use all rows for both. Only rows with every numeric one finite."""
+        num_names = tuple(n for n, f in feats.items() if f.kind == "numeric" and f.n and f.missing_rate <= 0.5)
+        onehot = tuple((n, labels) for n, f in feats.items() if f.kind == "categorical"
+                       for labels in [_frequent(f)] if labels)
+        cols = [self._sample[n] for n in num_names]
+        for name, labels in onehot:
+            codes = CodeTable({lab: j for j, lab in enumerate(labels)}, -2).codes(self._sample[name])
+            cols += [(codes == j).astype(np.float64) for j in range(len(labels))]
+        if len(cols) < 2 or not num_names and len(onehot) < 2:
+            return None, None
+        mat = np.column_stack(cols)
+        mat = mat[np.isfinite(mat).all(axis=1)]
+        if len(mat) < 20:
+            return None, None
+        mat = mat[self._rng.permutation(len(mat))]
+        half = len(mat) // 2 if len(mat) >= 200 else len(mat)
+        pca = fit_pca(mat[:half], num_names, self.pca_variance, onehot)
+        errs = pca.errors(mat[half:] if half < len(mat) else mat)
+        return pca, _error_profile(errs, self.bins, levels)
 
     # ------------------------------------------------------------------ pass 2
     def count(self, X: Any, y: Any = None, predictions: Any = None) -> None:
@@ -677,6 +704,14 @@ def _calibrate(windows: list) -> Calibration | None:
         for i, name in enumerate(L.cat_names):
             tau2[name], disp[name] = float(t[i]), float(dsp[i])
     return Calibration(len(windows), tau2, disp)
+
+
+def _frequent(f: FeatureProfile, most: int = PCA_CATEGORIES, share: float = 0.01) -> tuple[str, ...]:
+    """The categories a PCA encodes: the next ``most`` after the most frequent one (the baseline,
+    all zeros: indicators of every category would sum to 1, a degenerate direction), each >=
+    ``share`` of rows."""
+    total = max(f.n, 1)
+    return tuple(c for c, k in zip(f.categories[1:most + 1], f.category_array[1:most + 1]) if k / total >= share)
 
 
 def _integral(values: Any, max_classes: int = 50) -> bool:

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from driftcar.stats import _codec
-from driftcar.stats._columns import MISSING, count_labels, to_float
+from driftcar.stats._columns import to_float
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.profile import LABEL, MULTIVARIATE, OTHER, PREDICTION, Profile, coarse_counts
 
@@ -155,6 +155,7 @@ class WindowSketch:
                 raise ValueError(f"column {name!r} must be 1-D, got shape {v.shape}")
         L = self.profile.layout
         floats: dict[int, np.ndarray] = {}
+        codes: dict[int, np.ndarray] = {}
         probas = []
         for name, values in columns.items():
             role = "feature" if roles is None else _ROLE_TARGETS.get(roles.get(name, "feature"), "feature")
@@ -175,11 +176,13 @@ class WindowSketch:
             elif where[0] == "numeric":
                 floats[where[1]] = self._add_numeric(where[1], values)
             else:
-                self._add_categorical(where[1], values)
-        if L.pca is not None and floats:
-            if all(r in floats for r in L.pca_rows):
+                codes[where[1]] = self._add_categorical(where[1], values)
+        if L.pca is not None and (floats or codes):
+            if all(r in floats for r in L.pca_rows) and all(r in codes for r, _ in L.pca_cats):
                 # rows with a missing/infinite value get a NaN error: counted as missing, not tested
-                self._add_numeric(L.mv_row, L.pca.column_errors([floats[r] for r in L.pca_rows]))
+                cols = [floats[r] for r in L.pca_rows]
+                cols += [(codes[r] == c).astype(np.float64) for r, cs in L.pca_cats for c in cs]
+                self._add_numeric(L.mv_row, L.pca.column_errors(cols))
             else:
                 self.mv_skipped += 1
         if probas:
@@ -252,15 +255,13 @@ class WindowSketch:
             if len(above):
                 self.num_hi[row] = max(self.num_hi[row], float(above.max()))
 
-    def _add_categorical(self, row: int, values: Any) -> None:
-        mapping = self.profile.layout.cat_maps[row]
-        counts = self.cat_counts[row]
-        other = counts.shape[0] - 1
-        for lab, c in count_labels(values).items():
-            if lab is MISSING:
-                self.cat_missing[row] += c
-            else:
-                counts[mapping.get(lab, other)] += c
+    def _add_categorical(self, row: int, values: Any) -> np.ndarray:
+        """Count one categorical column; returns each value's code (-1 missing, last column other)."""
+        codes = self.profile.layout.cat_codes[row].codes(values)
+        counts = np.bincount(codes + 1, minlength=self.cat_counts.shape[1] + 1)
+        self.cat_missing[row] += counts[0]
+        self.cat_counts[row] += counts[1:]
+        return codes
 
     # ------------------------------------------------------------------ reading
     def feature(self, name: str) -> NumericSketch | CategoricalSketch:

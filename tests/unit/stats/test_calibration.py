@@ -181,3 +181,14 @@ def test_per_feature_decision_and_floor(normal_profile):
         DriftConfig(decision="bogus")
     with pytest.raises(ValueError, match="features.x.decision"):
         DriftConfig(features={"x": {"decision": "bogus"}})
+
+
+def test_heterogeneity_pretest_rarely_fires_on_independent_chunks():
+    """References of independent rows get tau2 = 0 in all but about 0.5 % of cases (bound 1 %)."""
+    rng = np.random.default_rng(12)
+    num = rng.multinomial(2_000, np.full(400, 1 / 400), size=(2_000, 10)).transpose(1, 0, 2)
+    cat = rng.multinomial(2_000, np.full(20, 1 / 20), size=(2_000, 10)).transpose(1, 0, 2)
+    assert (cal.numeric_heterogeneity(num)[0] > 0).mean() <= 0.01
+    assert (cal.categorical_heterogeneity(cat)[0] > 0).mean() <= 0.01
+    disp = cal.numeric_heterogeneity(num)[1]
+    assert abs(disp.mean() - 1.0) < 0.1  # E[(s D)^2] = pi^2 / 12 for independent rows

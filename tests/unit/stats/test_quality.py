@@ -11,6 +11,7 @@ from driftcar.stats import (
     DriftConfig,
     LabelJoiner,
     PageHinkley,
+    Profile,
     classification_scores,
     estimated_accuracy,
     evaluate_drift,
@@ -162,3 +163,21 @@ def test_pca_no_false_alarms_on_undrifted_correlated_data():
         w.update({f"f{i}": c for i, c in enumerate((rng.normal(size=(rows, 10)) @ mix).T)})
         alarms += evaluate_drift(prof, w).deciding()["__multivariate__"].detected
     assert alarms <= 2  # <= 1 % of windows
+
+
+def test_pca_sees_a_categorical_relation_on_a_seeded_shuffle():
+    """A numeric feature tied to a category; live traffic keeps both marginals but breaks the tie."""
+    rng = np.random.default_rng(14)
+    n = 20_000
+    cats = np.array(["a", "b", "c"], dtype=object)
+    z = np.sort(rng.integers(0, 3, n))  # the file sorted by the category: a time split would see only "c"
+    prof = profile({"x": rng.normal(size=n) + 2 * z, "y": rng.normal(size=n), "c": list(cats[z])})
+    assert prof.pca.onehot == (("c", prof.features["c"].categories[1:]),) and prof.pca.columns == 4
+    back = Profile.from_bytes(prof.to_bytes())
+    assert back.pca.onehot == prof.pca.onehot
+    z2, z3 = rng.integers(0, 3, 5_000), rng.integers(0, 3, 5_000)
+    same, broken = prof.new_window(), prof.new_window()
+    same.update({"x": rng.normal(size=5_000) + 2 * z2, "y": rng.normal(size=5_000), "c": list(cats[z2])})
+    broken.update({"x": rng.normal(size=5_000) + 2 * z2, "y": rng.normal(size=5_000), "c": list(cats[z3])})
+    assert evaluate_drift(prof, same).detected() == []
+    assert evaluate_drift(prof, broken).detected() == ["__multivariate__"]
