@@ -260,7 +260,7 @@ def peers(quick: bool, sizes) -> str:
     cases = [("no drift", Scenario("no drift"))] + [
         (sc.name, sc) for sc in scenarios() if sc.name in ("mean +0.1 sd", "mean +0.25 sd", "binary +5 pts",
                                                            "20-cat 5 pts k00->k19")]
-    windows = 3 if quick else 10
+    windows = 3 if quick else 5
     with tempfile.TemporaryDirectory() as tmp:
         job = {"reference": _save(tmp, "ref", data), "categorical": list(CATS), "windows": []}
         for name, sc in cases:
@@ -285,7 +285,10 @@ def _peer_table(res: dict, job: dict, cases, sizes) -> str:
             cells = []
             for n in sizes:
                 idx = [i for i, w in enumerate(job["windows"]) if w["case"] == name and w["rows"] == n]
-                flags = [res["flags"][peer][i] for i in idx]
+                flags = [f for f in (res["flags"][peer][i] for i in idx) if f is not None]
+                if not flags:
+                    cells.append("n/a")
+                    continue
                 if sc.feature is None:
                     rate = np.mean([np.mean(list(f.values())) for f in flags])
                 else:
