@@ -1,6 +1,6 @@
 """Run every benchmark: ``make bench`` (or ``python benchmarks/run.py [--quick] [NAME ...]``).
 
-Each ``benchmarks/bench_*.py`` exposes ``run(quick: bool) -> str`` returning a
+Each ``benchmarks/bench_*.py`` (hook, reliability, shipping, sidecar, stats, telemetry, verdicts) exposes ``run(quick: bool) -> str`` returning a
 Markdown section (figures + ratios against a baseline measured in the same run).
 The combined report is printed; a full run (every benchmark, not ``--quick``) also writes it to
 ``benchmarks/results.md``, the reference report the README quotes (``--out FILE`` writes elsewhere).
@@ -36,6 +36,7 @@ def main() -> None:
             continue
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # dataclasses look their module up while it loads
         spec.loader.exec_module(module)
         print(f"== {name} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()

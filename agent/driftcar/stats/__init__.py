@@ -21,6 +21,7 @@ from driftcar.stats.drift import (
     FeatureDriftConfig,
     adjust_pvalues,
     evaluate_drift,
+    evaluate_label_drift,
 )
 from driftcar.stats.drift_tests import KS, PSI, TESTS, ChiSquare, DriftTest, Hellinger, JensenShannon, Wasserstein
 from driftcar.stats.errors import ProfileError
@@ -54,6 +55,7 @@ __all__ = [
     "DriftResult",
     "DriftReport",
     "evaluate_drift",
+    "evaluate_label_drift",
     "adjust_pvalues",
     "DriftTest",
     "PSI",

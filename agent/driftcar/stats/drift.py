@@ -45,6 +45,7 @@ __all__ = [
     "DriftResult",
     "DriftReport",
     "evaluate_drift",
+    "evaluate_label_drift",
     "adjust_pvalues",
     "NUMERIC_METHODS",
     "CATEGORICAL_METHODS",
@@ -332,15 +333,40 @@ def evaluate_drift(prof: Profile, window: WindowSketch, config: DriftConfig | No
     >>> r.decided_by, round(r.statistic, 3), round(r.threshold, 3)   # the band for 20,000 vs 5,000 rows
     ('calibrated', 0.096, 0.028)
     """
-    config = config or DriftConfig()
+    return _evaluate(prof, window, config or DriftConfig(), False)
+
+
+def evaluate_label_drift(prof: Profile, window: WindowSketch, config: DriftConfig | None = None
+                         ) -> DriftResult | None:
+    """The label distribution of ``window`` (labels joined as they arrive, ``update_labels``)
+    against the profile's, by the same rules as features, as a family of its own; None when
+    the profile has no label distribution. Pure.
+
+    >>> import numpy as np
+    >>> from driftcar.stats import profile
+    >>> rng = np.random.default_rng(0)
+    >>> prof = profile({"a": rng.normal(size=5_000)}, y=rng.choice(["no", "yes"], 5_000, p=[0.8, 0.2]))
+    >>> w = prof.new_window()
+    >>> w.update_labels(rng.choice(["no", "yes"], 2_000, p=[0.7, 0.3]))
+    >>> r = evaluate_label_drift(prof, w)
+    >>> r.feature, r.method, r.decided_by, r.detected
+    ('__label__', 'chisquare', 'calibrated', True)
+    """
+    if prof.label is None:
+        return None
+    report = _evaluate(prof, window, config or DriftConfig(), True)
+    return report.deciding().get(LABEL)
+
+
+def _evaluate(prof: Profile, window: WindowSketch, config: DriftConfig, label: bool) -> DriftReport:
     if window.profile is not prof and window.profile.fingerprint != prof.fingerprint:
         raise ValueError("window does not belong to this profile")
     L = prof.layout
     blocks = []
     if L.num_names:
-        blocks.append(_numeric_block(L, window, config))
+        blocks.append(_numeric_block(L, window, config, label))
     if L.cat_names:
-        blocks.append(_categorical_block(L, window, config))
+        blocks.append(_categorical_block(L, window, config, label))
     return _assemble(L, blocks, config, window.rows)
 
 
@@ -349,7 +375,7 @@ _new_result = partial(tuple.__new__, DriftResult)  # skips namedtuple's Python-l
 _HAS_P = np.array([m in M.PVALUE_METHODS for m in METHODS])
 
 
-def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig):
+def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig, label: bool = False):
     """(enabled mask, deciding method per row, rule per row, effect floor per row, base method set)."""
     small, large = ((config.numeric_small, config.numeric_large) if kind == "numeric"
                     else (config.categorical_small, config.categorical_large))
@@ -374,6 +400,9 @@ def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig):
         floor[i] = floor[i] if effect is None else effect
         if fc.method is not None and fc.method in applicable and name != MULTIVARIATE:
             method[i] = fc.method
+    if label:  # the label distribution alone (evaluate_label_drift)
+        enabled = np.array([name == LABEL for name in names]) & (
+            getattr(config.features.get(LABEL), "enabled", True))
     calibrated = (decision == "calibrated") & (method == None)  # noqa: E711 (elementwise)
     size_small = (decision == "pvalue") | ((decision == "switch") & (n_cur <= config.large_sample))
     deciding = np.where(calibrated, "ks" if kind == "numeric" else "chisquare",
@@ -387,11 +416,11 @@ def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig):
     return enabled, deciding, rule, floor, base
 
 
-def _numeric_block(L, window: WindowSketch, config: DriftConfig) -> dict:
+def _numeric_block(L, window: WindowSketch, config: DriftConfig, label: bool = False) -> dict:
     C = window.num_counts[:, : L.F + 2]
     n_cur = C.sum(axis=1)
     names = L.num_names
-    enabled, deciding, rule, floor, base = _plan(names, "numeric", n_cur, config)
+    enabled, deciding, rule, floor, base = _plan(names, "numeric", n_cur, config, label)
     is_mv = np.array([n == MULTIVARIATE for n in names])
     need = set(base) | set(deciding[enabled & ~is_mv].tolist())
     # the PCA error row decides by KS (p-value or calibrated) or normalised Wasserstein (distance)
@@ -498,12 +527,12 @@ def categorical_statistics(R: np.ndarray, C: np.ndarray, need: set[str]) -> dict
     return stats
 
 
-def _categorical_block(L, window: WindowSketch, config: DriftConfig) -> dict:
+def _categorical_block(L, window: WindowSketch, config: DriftConfig, label: bool = False) -> dict:
     R = L.ref_cat
     C = window.cat_counts
     n_cur = C.sum(axis=1)
     names = L.cat_names
-    enabled, deciding, rule, floor, base = _plan(names, "categorical", n_cur, config)
+    enabled, deciding, rule, floor, base = _plan(names, "categorical", n_cur, config, label)
     need = set(base) | set(deciding[enabled].tolist())
     stats = categorical_statistics(R, C, need)
     df = np.zeros(len(names))

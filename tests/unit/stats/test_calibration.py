@@ -192,3 +192,21 @@ def test_heterogeneity_pretest_rarely_fires_on_independent_chunks():
     assert (cal.categorical_heterogeneity(cat)[0] > 0).mean() <= 0.01
     disp = cal.numeric_heterogeneity(num)[1]
     assert abs(disp.mean() - 1.0) < 0.1  # E[(s D)^2] = pi^2 / 12 for independent rows
+
+
+def test_label_drift_when_labels_arrive():
+    from driftcar.stats import evaluate_label_drift
+
+    rng = np.random.default_rng(15)
+    prof = profile({"a": rng.normal(size=10_000)}, y=rng.choice(["no", "yes"], 10_000, p=[0.8, 0.2]))
+    same, moved = prof.new_window(), prof.new_window()
+    same.update_labels(rng.choice(["no", "yes"], 3_000, p=[0.8, 0.2]))
+    moved.update_labels(rng.choice(["no", "yes"], 3_000, p=[0.72, 0.28]))
+    assert not evaluate_label_drift(prof, same).detected
+    r = evaluate_label_drift(prof, moved)
+    row = prof.layout.where["__label__"][1]
+    expect = stats.chi2_contingency([prof.label.category_array[:2], moved.cat_counts[row, :2]], correction=False)
+    assert r.detected and abs(r.statistic - expect.statistic) < 1e-6 * expect.statistic
+    assert "__label__" not in evaluate_drift(prof, moved).deciding()  # features only
+    bare = profile({"a": rng.normal(size=500)})
+    assert evaluate_label_drift(bare, bare.new_window()) is None
