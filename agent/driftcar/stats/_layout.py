@@ -9,12 +9,31 @@ to (rows, Kmax + 1) with ``__other__`` in the last column.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from driftcar.stats import methods
 from driftcar.stats._binning import make_binner
 from driftcar.stats._columns import CodeTable
-from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION, FeatureProfile, Profile, coarse_counts
+
+if TYPE_CHECKING:  # imports run one way: profile -> sketch -> _layout
+    from driftcar.stats.profile import FeatureProfile, Profile
+
+OTHER = "__other__"
+PREDICTION = "__prediction__"
+LABEL = "__label__"
+MULTIVARIATE = "__multivariate__"
+
+
+def coarse_counts(fine: np.ndarray, bins: int) -> np.ndarray:
+    """Coarse (rows, bins) counts from fine (rows, F + 3) counts; open ends absorb out-of-range."""
+    fine = np.asarray(fine)
+    F = fine.shape[1] - 3
+    body = fine[:, 1 : F + 1].reshape(fine.shape[0], bins, F // bins).sum(axis=2)
+    body[:, 0] += fine[:, 0]
+    body[:, -1] += fine[:, F + 1]
+    return body
 
 
 class Layout:

@@ -37,9 +37,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from driftcar.stats import _codec
+from driftcar.stats import calibration as cal
 from driftcar.stats._columns import MISSING, CodeTable, as_columns, count_labels, is_categorical, to_float
+from driftcar.stats._layout import LABEL, MULTIVARIATE, OTHER, PREDICTION, Layout, coarse_counts
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.pca import PCAModel, fit_pca
+from driftcar.stats.sketch import WindowSketch
 
 __all__ = [
     "FeatureProfile",
@@ -53,10 +56,6 @@ __all__ = [
     "FORMAT_VERSION",
 ]
 
-OTHER = "__other__"
-PREDICTION = "__prediction__"
-LABEL = "__label__"
-MULTIVARIATE = "__multivariate__"
 FORMAT_VERSION = 1
 _MAGIC = b"DCPROF\x00\x01"
 _CATEGORY_CAP = 100_000  # distinct categories counted exactly while profiling
@@ -224,16 +223,6 @@ class Calibration:
         return cls(chunks, {k: float(v) for k, v in maps[0].items()}, {k: float(v) for k, v in maps[1].items()})
 
 
-def coarse_counts(fine: np.ndarray, bins: int) -> np.ndarray:
-    """Coarse (rows, bins) counts from fine (rows, F + 3) counts; open ends absorb out-of-range."""
-    fine = np.asarray(fine)
-    F = fine.shape[1] - 3
-    body = fine[:, 1 : F + 1].reshape(fine.shape[0], bins, F // bins).sum(axis=2)
-    body[:, 0] += fine[:, 0]
-    body[:, -1] += fine[:, F + 1]
-    return body
-
-
 class Profile:
     """A reference profile; see the module docstring. Immutable once built.
 
@@ -286,15 +275,11 @@ class Profile:
 
     def new_window(self) -> "WindowSketch":
         """An empty :class:`~driftcar.stats.sketch.WindowSketch` bound to this profile's bins."""
-        from driftcar.stats.sketch import WindowSketch
-
         return WindowSketch(self)
 
     @cached_property
     def layout(self):
         """Stacked per-feature arrays used by sketches and evaluation (internal)."""
-        from driftcar.stats._layout import Layout
-
         return Layout(self)
 
     @cached_property
@@ -686,8 +671,6 @@ class ProfileBuilder:
 
 def _calibrate(windows: list) -> Calibration | None:
     """Heterogeneity of the reference across its consecutive chunks (None with fewer than two)."""
-    from driftcar.stats import calibration as cal
-
     windows = [w for w in windows if w.rows]
     if len(windows) < 2:
         return None

@@ -24,14 +24,17 @@ Thread safety: not thread-safe; one writer, or merge copies made per thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from driftcar.stats import _codec
 from driftcar.stats._columns import to_float
 from driftcar.stats.errors import ProfileError
-from driftcar.stats.profile import LABEL, MULTIVARIATE, OTHER, PREDICTION, Profile, coarse_counts
+from driftcar.stats._layout import LABEL, MULTIVARIATE, OTHER, PREDICTION, coarse_counts
+
+if TYPE_CHECKING:  # imports run one way: profile -> sketch -> _layout
+    from driftcar.stats.profile import Profile
 
 __all__ = ["WindowSketch", "NumericSketch", "CategoricalSketch", "MAX_UNKNOWN_NAMES"]
 
