@@ -34,9 +34,10 @@ from scipy import stats
 from driftcar.stats import DriftConfig, evaluate_drift, profile
 
 HERE = Path(__file__).resolve().parent
-RULES = {"new": DriftConfig(multivariate=False),
-         "current": DriftConfig(decision="switch", multivariate=False),
-         "ks/chi2+BH": DriftConfig(decision="pvalue", multivariate=False)}
+# the deciding test is always computed; methods=("psi",) only skips the other exported ones
+RULES = {"new": DriftConfig(multivariate=False, methods=("psi",)),
+         "current": DriftConfig(decision="switch", multivariate=False, methods=("psi",)),
+         "ks/chi2+BH": DriftConfig(decision="pvalue", multivariate=False, methods=("psi",))}
 NUMERIC = [f"num{i}" for i in range(8)]
 CATS = {"bin": (["yes", "no"], np.array([0.4, 0.6])),
         "cat3": (["a", "b", "c"], np.array([0.5, 0.3, 0.2])),
