@@ -13,6 +13,7 @@ and the demo. The contract (names may gain extras but not change):
   :func:`estimated_accuracy`, :class:`PageHinkley` for model quality
 """
 
+from driftcar.stats.adwin import ADWIN
 from driftcar.stats.change import PageHinkley
 from driftcar.stats.drift import (
     DriftConfig,
@@ -72,6 +73,7 @@ __all__ = [
     "regression_scores",
     "estimated_accuracy",
     "PageHinkley",
+    "ADWIN",
     "OTHER",
     "PREDICTION",
     "LABEL",
