@@ -134,7 +134,8 @@ def count_labels(values: Any) -> Counter:
 
 class CodeTable(dict):
     """label -> code for one categorical column, looked up per value in C (``map(table.__getitem__,
-    values)``; measured ~1.5x faster than a Counter over the same list); values that are not str
+    values)``, or a binary search over the sorted labels for fixed-width string arrays;
+    ``benchmarks/bench_stats.py``, "Categorical counting"); values that are not str
     keys go through :func:`label` once and are remembered (up to ``cap`` distinct values, so
     high-cardinality traffic does not grow it without bound). Unknown labels get ``other``,
     None/NaN get -1."""
@@ -143,6 +144,9 @@ class CodeTable(dict):
         super().__init__(codes)
         self.other = other
         self.cap = cap
+        keys = sorted(codes)  # for fixed-width string arrays: a vectorised binary search
+        self._keys = np.array(keys, dtype=str) if keys else np.array([""])
+        self._key_codes = np.array([codes[k] for k in keys] or [other], dtype=np.int64)
 
     def __missing__(self, key: Any) -> int:
         lab = key if type(key) is str else label(key)
@@ -156,10 +160,15 @@ class CodeTable(dict):
 
     def codes(self, values: Any) -> np.ndarray:
         """The code of every value (int64)."""
-        if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+        if isinstance(values, np.ndarray) and values.dtype.kind not in "OUS":  # numbers: a C sort is faster
             uniq, inverse = np.unique(values, return_inverse=True)
             lut = np.array([self[u] for u in uniq.tolist()], dtype=np.int64)
             return lut[inverse.reshape(-1)] if len(lut) else np.empty(0, np.int64)
+        if isinstance(values, np.ndarray) and values.dtype.kind == "U":
+            idx = np.minimum(np.searchsorted(self._keys, values), len(self._keys) - 1)
+            return np.where(self._keys[idx] == values, self._key_codes[idx], self.other)
+        if isinstance(values, np.ndarray):  # objects / bytes: then C-level lookups
+            values = values.tolist()
         try:
             return np.fromiter(map(self.__getitem__, values), dtype=np.int64, count=len(values))
         except TypeError:  # unhashable values: by their text
