@@ -322,6 +322,53 @@ def _peer_table(res: dict, job: dict, cases, sizes) -> str:
     return "\n".join(lines)
 
 
+def speed(quick: bool) -> str:
+    """Profile + 11 window evaluations (10 windows and their merge) against NannyML's univariate
+    drift (fit + 10 chunks) on the same rows; wall time, best of a few, on whatever machine runs it."""
+
+    rng = np.random.default_rng(6)
+    lines = ["| rows (reference = analysis) | driftcar: profile + 11 evaluations, s | NannyML fit + 10 chunks, s | "
+             "ratio |", "|---:|---:|---:|---:|"]
+    for rows in (50_000,) if quick else (50_000, 200_000):
+        ref, ana = _raw(rng, rows, Scenario("none")), _raw(rng, rows, Scenario("none"))
+
+        def ours():
+            prof = profile(ref)
+            merged = prof.new_window()
+            for k in range(10):
+                w = prof.new_window()
+                w.update({c: v[k * rows // 10:(k + 1) * rows // 10] for c, v in ana.items()})
+                evaluate_drift(prof, w)
+                merged = merged.merge(w)
+            evaluate_drift(prof, merged)
+
+        t_ours = min(_timed(ours) for _ in range(2 if quick else 3))
+        t_peer = _nannyml_seconds(ref, ana, 1 if quick else 2)
+        ratio = f"{t_peer / t_ours:.1f}x" if t_peer else "n/a"
+        lines.append(f"| {rows:,} | {t_ours:.2f} | {t_peer or float('nan'):.2f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def _timed(fn) -> float:
+    import time
+
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def _nannyml_seconds(ref: dict, ana: dict, repeat: int) -> float | None:
+    if not Path(PEERS_PYTHON).exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        job = {"timing": {"reference": _save(tmp, "ref", ref), "analysis": _save(tmp, "ana", ana), "chunks": 10,
+                          "repeat": repeat}, "categorical": list(CATS)}
+        (Path(tmp) / "job.json").write_text(json.dumps(job))
+        proc = subprocess.run([PEERS_PYTHON, str(HERE / "peers_runner.py"), str(Path(tmp) / "job.json")],
+                              capture_output=True, text=True, timeout=1_800)
+    return json.loads(proc.stdout)["seconds"] if proc.returncode == 0 else None
+
+
 def _raw(rng, n: int, sc: Scenario) -> dict:
     out = {}
     for name in NUMERIC:
@@ -368,6 +415,10 @@ def run(quick: bool) -> str:
         "### Peers on the same scenarios (raw rows)",
         "",
         peers(quick, (500, 5_000, 20_000) if quick else (500, 5_000, 20_000, 200_000)),
+        "",
+        "### Speed against NannyML (wall time: rerun on a quiet machine before quoting)",
+        "",
+        speed(quick),
     ]
     return "\n".join(parts)
 

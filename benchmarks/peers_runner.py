@@ -64,8 +64,29 @@ def nannyml_flags(ref: pd.DataFrame, windows: list[pd.DataFrame], cats: list[str
     return out
 
 
+def nannyml_seconds(ref: pd.DataFrame, analysis: pd.DataFrame, cats: list[str], chunks: int) -> float:
+    """Wall time of NannyML's univariate drift with its defaults: fit + calculate on ``chunks`` chunks."""
+    import time
+
+    import nannyml as nml
+
+    started = time.perf_counter()
+    calc = nml.UnivariateDriftCalculator(column_names=list(ref.columns), treat_as_categorical=cats,
+                                         chunk_number=chunks)
+    calc.fit(ref)
+    calc.calculate(analysis).filter(period="analysis").to_df()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     job = json.loads(open(sys.argv[1]).read())
+    if "timing" in job:  # {"timing": {"reference", "analysis", "chunks"}, "categorical"}
+        t = job["timing"]
+        warnings.simplefilter("ignore")
+        ref, ana = _frame(t["reference"]), _frame(t["analysis"])
+        seconds = [nannyml_seconds(ref, ana, job["categorical"], t["chunks"]) for _ in range(t.get("repeat", 1))]
+        print(json.dumps({"versions": {"NannyML": __import__("nannyml").__version__}, "seconds": min(seconds)}))
+        return
     ref = _frame(job["reference"])
     windows = [_frame(w["file"]) for w in job["windows"]]
     versions, flags = {}, {}
