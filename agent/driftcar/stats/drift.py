@@ -42,6 +42,7 @@ __all__ = [
     "DriftConfig",
     "FeatureDriftConfig",
     "DriftResult",
+    "Comparison",
     "DriftReport",
     "evaluate_drift",
     "adjust_pvalues",
@@ -193,6 +194,24 @@ class DriftConfig:
         return float(self.pvalue_threshold if method in M.PVALUE_METHODS else self.distance_threshold)
 
 
+class Comparison(NamedTuple):
+    """How one result was decided, like with like: ``kind`` 'pvalue' (``value`` is the adjusted
+    p-value where there is one, else the raw one; drift when ``value < threshold``) or 'distance'
+    (``value`` is the statistic; drift when ``value >= threshold``); ``op`` is '<' or '≥' as the
+    values stand; ``adjusted`` says whether ``value`` is a corrected p-value."""
+
+    kind: str
+    value: float
+    op: str
+    threshold: float
+    adjusted: bool = False
+
+    def __str__(self) -> str:
+        if self.kind == "pvalue":
+            return f"{'adjusted ' if self.adjusted else ''}p = {self.value:.4g} {self.op} {self.threshold:.4g}"
+        return f"score {self.value:.4g} {self.op} threshold {self.threshold:.4g}"
+
+
 class DriftResult(NamedTuple):
     """One test on one feature in one window.
 
@@ -203,8 +222,20 @@ class DriftResult(NamedTuple):
     hysteresis); deciding: True for exactly one result per feature; ok: False
     below the minimum sample size (then detected is False); bound: the
     statistic's worst-case error against the same test on the raw data
-    (KS, Wasserstein; 0 for tests exact on the bins). An immutable named tuple
-    (cheap to build by the thousand on every tick).
+    (KS, Wasserstein; 0 for tests exact on the bins); decided_by: 'pvalue'
+    (``threshold`` is a significance level) or 'distance' (``threshold`` is on
+    the statistic's scale) — set by whoever decided, because one method may
+    decide either way (``pca_reconstruction`` is a distance above
+    ``large_sample``); None is read as 'pvalue' when there is a p-value.
+    An immutable named tuple (cheap to build by the thousand on every tick).
+
+    >>> r = DriftResult("age", "ks", 0.21, 0.0003, 0.05, True, 5000, 800, True, True, 0.0012,
+    ...                 decided_by="pvalue")
+    >>> r.describe(), r.threshold_kind
+    ('adjusted p = 0.0012 < 0.05', 'pvalue')
+    >>> DriftResult("age", "wasserstein", 0.03, None, 0.1, False, 5000, 3000, True, True,
+    ...             decided_by="distance").describe()
+    'score 0.03 < threshold 0.1'
     """
 
     feature: str
@@ -220,6 +251,34 @@ class DriftResult(NamedTuple):
     pvalue_adjusted: float | None = None
     bound: float = 0.0
     kind: str = "numeric"
+    decided_by: str | None = None
+
+    @property
+    def by_pvalue(self) -> bool:
+        """True when the decision compares a p-value with ``threshold`` (else a distance)."""
+        if self.decided_by is not None:
+            return self.decided_by == "pvalue"
+        return self.pvalue is not None
+
+    @property
+    def threshold_kind(self) -> str:
+        """'pvalue' or 'distance': the scale ``threshold`` is on (export it next to the threshold)."""
+        return "pvalue" if self.by_pvalue else "distance"
+
+    @property
+    def comparison(self) -> Comparison:
+        """The deciding comparison in structured form; ``str()`` of it is :meth:`describe`."""
+        if self.by_pvalue:
+            adjusted = self.pvalue_adjusted is not None and self.pvalue_adjusted != self.pvalue
+            p = self.pvalue_adjusted if self.pvalue_adjusted is not None else self.pvalue
+            p = 1.0 if p is None else float(p)
+            return Comparison("pvalue", p, "<" if p < self.threshold else "≥", self.threshold, adjusted)
+        s = float(self.statistic)
+        return Comparison("distance", s, "≥" if s >= self.threshold else "<", self.threshold)
+
+    def describe(self) -> str:
+        """The decision as text, like with like: ``p = 0.0012 < 0.05`` or ``score 0.21 ≥ threshold 0.1``."""
+        return str(self.comparison)
 
 
 @dataclass
@@ -523,5 +582,5 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
     results = list(map(_new_result, zip(
         names.tolist(), method_names.tolist(), stat.tolist(), pv_obj.tolist(), thr.tolist(),
         detected.tolist(), n_ref.tolist(), n_cur.tolist(), a["dec"].tolist(), ok.tolist(), adj_obj.tolist(),
-        bound.tolist(), kinds.tolist())))
+        bound.tolist(), kinds.tolist(), np.where(has_p, "pvalue", "distance").tolist())))
     return DriftReport(results, rows=rows)
