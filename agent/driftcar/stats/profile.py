@@ -420,6 +420,7 @@ class ProfileBuilder:
         pca_variance: float = 0.9,
         seed: int = 0,
         source: str = "training",
+        feature_names: Iterable[str] | None = None,
     ):
         if not isinstance(bins, int) or bins < 2:
             raise ValueError(f"bins must be an int >= 2, got {bins!r}")
@@ -439,6 +440,7 @@ class ProfileBuilder:
         self.multivariate = multivariate
         self.pca_variance = pca_variance
         self.source = source
+        self.feature_names = None if feature_names is None else list(feature_names)
         self._rng = np.random.default_rng(seed)
         self._cols: dict[str, _ColumnState] = {}
         self._order: list[str] = []
@@ -501,7 +503,7 @@ class ProfileBuilder:
             self._sample[name] = np.concatenate([old, x])[keep]
 
     def _chunk(self, X: Any, y: Any, predictions: Any) -> dict[str, Any]:
-        cols = as_columns(X)
+        cols = as_columns(X, names=self.feature_names)
         for name in cols:
             if name.startswith("__") and name.endswith("__"):
                 raise ProfileError(f"feature name {name!r} is reserved (dunder names are driftcar's)")
@@ -656,7 +658,7 @@ def _filled(f: FeatureProfile, w, st: _ColumnState | None = None) -> FeatureProf
 def profile(X: Any, y: Any = None, predictions: Any = None, **options: Any) -> Profile:
     """A reference :class:`Profile` from training data.
 
-    X: DataFrame, 2-D array (columns named x0, x1, ...) or mapping name -> 1-D
+    X: DataFrame, 2-D array (columns named ``feature_names``, else x0, x1, ...) or mapping name -> 1-D
     array/list. Numeric columns (ints, floats; None/NaN = missing) get quantile
     bins; str/bool/object columns, and those named in ``categorical``, get a
     top-``top_k`` frequency table. ``y`` and ``predictions`` (1-D) become the
@@ -665,7 +667,7 @@ def profile(X: Any, y: Any = None, predictions: Any = None, **options: Any) -> P
     (classes); other floats numeric (regression). ``max_rows_kept`` bounds the
     rows sampled for quantile edges and the PCA fit; counts are always exact.
     ``options`` are :class:`ProfileBuilder`'s (bins, fine_bins, top_k, categorical,
-    max_rows_kept, multivariate, pca_variance, seed, source), with its defaults.
+    max_rows_kept, multivariate, pca_variance, seed, source, feature_names), with its defaults.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
