@@ -5,7 +5,11 @@ Reads CSV (``.csv``, ``.csv.gz``, any other name) and Parquet (``.parquet``,
 so files larger than memory work in bounded memory. A progress bar is drawn
 on stderr only when it is a terminal. ``--label`` / ``--prediction`` name
 the columns holding y and the model output; ``--show FILE`` prints a saved
-profile. Every option can also come from a ``DRIFTCAR_PROFILE_<OPTION>``
+profile. Each column's kind is inferred and printed with the reason: text that
+is at least 95 % numbers stays numeric (the strays are counted as invalid and
+shown); empty, id-like and timestamp-like columns are left out (``--keep`` to
+profile them anyway); a reference under 1,000 rows is reported with the
+smallest shift it can detect. Every option can also come from a ``DRIFTCAR_PROFILE_<OPTION>``
 environment variable (e.g. ``DRIFTCAR_PROFILE_BINS=10``) or a key of a YAML
 ``--config`` file; precedence: flag, environment, file, default.
 Exit status: 0 done, 2 bad input or usage.
@@ -85,7 +89,8 @@ OPTIONS: dict[str, tuple] = {
     "out": (_text, None, "output profile file (e.g. ref.driftcar)"),
     "label": (_text, None, "column holding the ground truth (y)"),
     "prediction": (_text, None, "column holding the model output"),
-    "exclude": (_names, [], "comma-separated columns to leave out (ids, timestamps)"),
+    "exclude": (_names, [], "comma-separated columns to leave out"),
+    "keep": (_names, [], "comma-separated columns to profile although inferred empty, id-like or timestamp-like"),
     "categorical": (_names, [], "comma-separated numeric columns to treat as categories"),
     "bins": (_positive_int, 20, "coarse quantile bins per numeric feature (default 20)"),
     "fine_bins": (_positive_int, 400, "fine quantile bins for KS / Wasserstein (default 400; error ~1/fine-bins)"),
@@ -199,14 +204,38 @@ def _summary(prof, out=None) -> None:
         if f is not None:
             print(f"  [{what}] {f.kind}, missing {f.missing_rate:.2%}", file=out)
     if prof.pca is not None:
-        print(f"  [multivariate] PCA {prof.pca.components.shape[1]} of {len(prof.pca.features)} components, "
-              f"{prof.pca.explained:.1%} of variance", file=out)
+        print(f"  [multivariate] {_pca_text(prof)}", file=out)
+    inf = prof.inference
+    if inf is not None:
+        first = f" from the first {inf.decided_on:,} rows" if 0 < inf.decided_on < inf.rows else ""
+        print(f"columns, as inferred{first} (--keep, --exclude, --categorical to override):", file=out)
+        for c in inf.columns:
+            print(f"  {c.line()}", file=out)
+        if inf.sensitivity:
+            print(f"sensitivity: {inf.rows:,} reference rows; {inf.sensitivity_text()}", file=out)
+
+
+def _pca_text(prof) -> str:
+    """The PCA's size and why it is that size (a reader compares it with the variance target)."""
+    pca = prof.pca
+    k, d = pca.components.shape[1], len(pca.features)
+    text = f"PCA {k} of {d} components, {pca.explained:.1%} of variance"
+    if pca.capped:
+        text += (f": capped at {k} = features - 1 so that a reconstruction error remains "
+                 f"(the {pca.variance:.0%} target needs all {d})")
+    elif pca.variance is not None:
+        text += f": the fewest that reach the {pca.variance:.0%} target"
+    numeric = sum(1 for f in prof.features.values() if f.kind == "numeric")
+    if numeric > d:
+        text += f"; {numeric - d} numeric feature(s) left out of it (more than half missing)"
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
     from driftcar.stats.errors import ProfileError
     from driftcar.stats.profile import Profile, ProfileBuilder
-    from driftcar.stats.readers import ReadError, read_chunks
+    from driftcar.stats.infer import KindInference
+    from driftcar.stats.readers import ReadError, file_format, read_chunks
 
     def fail(message: str) -> int:
         print(f"driftcar profile: error: {message}", file=sys.stderr)
@@ -229,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
     show = opt["progress"] == "always" or (opt["progress"] == "auto" and sys.stderr.isatty())
     bar = _bar(show)
     special = [c for c in (opt["label"], opt["prediction"]) if c]
+    inference = KindInference(categorical=opt["categorical"], keep=opt["keep"], exclude=opt["exclude"],
+                              top_k=opt["top_k"], text=all(file_format(f, opt["format"]) == "csv" for f in args.files))
     try:
         builder = ProfileBuilder(bins=opt["bins"], fine_bins=max(opt["fine_bins"], opt["bins"]), top_k=opt["top_k"],
                                  categorical=opt["categorical"], max_rows_kept=max(10, opt["max_rows_kept"]),
@@ -243,8 +274,6 @@ def run(args: argparse.Namespace) -> int:
                 raise ProfileError(f"{path}: no column {col!r} (columns: {', '.join(chunk)})")
         y = chunk.pop(opt["label"]) if opt["label"] else None
         pred = chunk.pop(opt["prediction"]) if opt["prediction"] else None
-        for col in opt["exclude"]:
-            chunk.pop(col, None)
         return chunk, y, pred
 
     try:
@@ -255,10 +284,14 @@ def run(args: argparse.Namespace) -> int:
                 progress = (lambda f, name=name: bar(name, f))
                 for chunk in read_chunks(path, opt["chunk_rows"], opt["format"], opt["delimiter"], progress):
                     X, y, pred = split(chunk, path)
+                    X = inference.apply(X, count=step == 0)
+                    if not X and y is None and pred is None:
+                        raise ProfileError(f"{path}: nothing to profile: every column was left out (--keep COL)")
+                    builder.categorical |= {n for n, kind in inference.kinds.items() if kind == "categorical"}
                     feed(X, y, pred)
             if step == 0:
                 builder.fix()
-        prof = builder.finish()
+        prof = builder.finish(inference.report())
         prof.save(opt["out"])
     except (ProfileError, ReadError, ValueError) as exc:
         return fail(getattr(exc, "reason", None) or str(exc))
@@ -267,4 +300,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(prof)
         print(f"wrote {opt['out']} ({os.path.getsize(opt['out']):,} bytes)")
+    for problem in prof.inference.warnings():
+        print(f"driftcar profile: warning: {problem}", file=sys.stderr)
     return 0

@@ -26,13 +26,21 @@ __all__ = ["PCAModel", "fit_pca"]
 @dataclass(frozen=True)
 class PCAModel:
     """Fitted PCA: ``features`` (names in column order), ``mean``/``scale`` (d,),
-    ``components`` (d, k), ``explained`` (share of variance kept)."""
+    ``components`` (d, k), ``explained`` (share of variance kept), ``variance`` (the
+    target share it was fitted for; None when not recorded)."""
 
     features: tuple[str, ...]
     mean: np.ndarray
     scale: np.ndarray
     components: np.ndarray
     explained: float
+    variance: float | None = None
+
+    @property
+    def capped(self) -> bool:
+        """True when the variance target needed all d components and d - 1 were kept."""
+        k, d = self.components.shape[1], len(self.features)
+        return k == d - 1 and self.variance is not None and self.explained < self.variance - 1e-12
 
     def errors(self, matrix: np.ndarray) -> np.ndarray:
         """Per-row RMS reconstruction error of ``matrix`` (rows, d); finite for any input.
@@ -80,11 +88,12 @@ def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9
     d = x.shape[1]
     if len(z) < 2:
         comps = np.eye(d)[:, :1]
-        return PCAModel(tuple(features), mean, scale, comps, 0.0)
+        return PCAModel(tuple(features), mean, scale, comps, 0.0, variance)
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     var = s * s
     total = var.sum()
     share = np.cumsum(var) / total if total > 0 else np.ones_like(var)
     k = int(np.searchsorted(share, variance - 1e-12) + 1)
     k = max(1, min(k, d - 1))
-    return PCAModel(tuple(features), mean, scale, np.ascontiguousarray(vt[:k].T), float(share[k - 1]))
+    return PCAModel(tuple(features), mean, scale, np.ascontiguousarray(vt[:k].T), float(share[k - 1]),
+                    variance)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -39,6 +40,7 @@ import numpy as np
 from driftcar.stats import _codec
 from driftcar.stats._columns import MISSING, as_columns, count_labels, is_categorical, to_float
 from driftcar.stats.errors import ProfileError
+from driftcar.stats.infer import InferenceReport, KindInference
 from driftcar.stats.pca import PCAModel, fit_pca
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "LABEL",
     "MULTIVARIATE",
     "FORMAT_VERSION",
+    "ProfileWarning",
 ]
 
 OTHER = "__other__"
@@ -229,6 +232,7 @@ class Profile:
         pca: PCAModel | None = None,
         pca_error: FeatureProfile | None = None,
         created: float | None = None,
+        inference: "InferenceReport | None" = None,
     ):
         if source not in ("training", "live"):
             raise ValueError(f"source must be 'training' or 'live', got {source!r}")
@@ -243,6 +247,8 @@ class Profile:
         self.pca = pca
         self.pca_error = pca_error
         self.created = time.time() if created is None else created
+        #: what :func:`profile` / ``driftcar profile`` inferred about each column (None: not recorded)
+        self.inference = inference
 
     def __repr__(self) -> str:
         return (f"Profile({len(self.features)} features, rows={self.rows}, source={self.source!r}, "
@@ -288,8 +294,11 @@ class Profile:
                 "scale": _codec.pack_array(self.pca.scale),
                 "components": _codec.pack_array(self.pca.components),
                 "explained": self.pca.explained,
+                **({"variance": self.pca.variance} if self.pca.variance is not None else {}),
                 "error": self.pca_error._to_dict(),
             }
+        if self.inference is not None:  # optional key: files without it load as before
+            payload["inference"] = self.inference.to_dict()
         return _codec.frame(_MAGIC, FORMAT_VERSION, payload)
 
     @classmethod
@@ -320,8 +329,16 @@ class Profile:
                 raise ProfileError("profile.pca: array shapes do not match its features")
             if any(n not in features or features[n].kind != "numeric" for n in names):
                 raise ProfileError("profile.pca: refers to features that are not numeric features of the profile")
-            pca = PCAModel(names, mean, scale, comps, float(q.get("explained", 0.0)))
+            target = q.get("variance")
+            pca = PCAModel(names, mean, scale, comps, float(q.get("explained", 0.0)),
+                           float(target) if isinstance(target, (int, float)) else None)
             pca_error = FeatureProfile._from_dict(_codec.field(q, "error", dict, "profile.pca"), "profile.pca.error")
+        inference = None
+        if p.get("inference") is not None:
+            try:
+                inference = InferenceReport.from_dict(p["inference"])
+            except (ValueError, TypeError) as exc:
+                raise ProfileError(f"profile.{exc}") from None
         bins = _codec.field(p, "bins", int, what)
         for f in list(features.values()) + [x for x in (pca_error,) if x]:
             if f.kind == "numeric" and f.bins != bins:
@@ -338,6 +355,7 @@ class Profile:
             pca=pca,
             pca_error=pca_error,
             created=float(p.get("created") or 0.0),
+            inference=inference,
         )
 
     def save(self, path: str | Path) -> None:
@@ -575,8 +593,9 @@ class ProfileBuilder:
         if lab is not None:
             self._window.update_labels(lab)
 
-    def finish(self) -> Profile:
-        """The finished profile (after :meth:`count` has seen every chunk)."""
+    def finish(self, inference: InferenceReport | None = None) -> Profile:
+        """The finished profile (after :meth:`count` has seen every chunk), with the
+        column-kind ``inference`` report recorded in it when given."""
         self.fix()
         w = self._window
         d = self._draft
@@ -588,7 +607,7 @@ class ProfileBuilder:
             _filled(d.prediction, w, self._cols[PREDICTION]) if d.prediction else None,
             _filled(d.label, w, self._cols[LABEL]) if d.label else None,
             source=d.source, bins=d.bins, fine_bins=d.fine_bins, top_k=d.top_k, rows=w.rows,
-            pca=d.pca, pca_error=d.pca_error,
+            pca=d.pca, pca_error=d.pca_error, inference=inference,
         )
 
 
@@ -655,13 +674,19 @@ def _filled(f: FeatureProfile, w, st: _ColumnState | None = None) -> FeatureProf
                           float(np.nextafter(f.fine_edges[-1], -np.inf)), inf, int(w.num_inf[row, 0]))
 
 
-def profile(X: Any, y: Any = None, predictions: Any = None, **options: Any) -> Profile:
+def profile(X: Any, y: Any = None, predictions: Any = None, *, keep: Iterable[str] = (), infer: bool = True,
+            **options: Any) -> Profile:
     """A reference :class:`Profile` from training data.
 
     X: DataFrame, 2-D array (columns named ``feature_names``, else x0, x1, ...) or mapping name -> 1-D
-    array/list. Numeric columns (ints, floats; None/NaN = missing) get quantile
-    bins; str/bool/object columns, and those named in ``categorical``, get a
-    top-``top_k`` frequency table. ``y`` and ``predictions`` (1-D) become the
+    array/list. Each column's kind is inferred and reported (:mod:`driftcar.stats.infer`):
+    numeric columns (numbers, or text that is at least 95 % numbers, the rest counted as
+    invalid) get quantile bins; str/bool columns, and those named in ``categorical``, get a
+    top-``top_k`` frequency table; empty, id-like and timestamp-like columns are left out
+    unless named in ``keep``. The report is ``prof.inference`` (saved with the profile);
+    anything a person must know (a column left out, strays, a reference under 1,000 rows) is
+    said once with :func:`warnings.warn`. ``infer=False`` profiles every column as given.
+    ``y`` and ``predictions`` (1-D) become the
     label and prediction distributions: int/bool/str data, and floats that are
     all whole numbers with at most 50 distinct values, are categorical
     (classes); other floats numeric (regression). ``max_rows_kept`` bounds the
@@ -674,9 +699,38 @@ def profile(X: Any, y: Any = None, predictions: Any = None, **options: Any) -> P
     >>> prof = profile(rng.normal(size=(1_000, 3)), predictions=rng.integers(0, 2, 1_000))
     >>> sorted(prof.features), prof.prediction.kind, prof.pca is not None
     (['x0', 'x1', 'x2'], 'categorical', True)
+    >>> [(c.name, c.kind) for c in prof.inference.columns]
+    [('x0', 'numeric'), ('x1', 'numeric'), ('x2', 'numeric')]
     """
+    inference = None
+    cols = as_columns(X, names=options.pop("feature_names", None))
+    if infer and cols and len(next(iter(cols.values()))):
+        inference = KindInference(categorical=options.get("categorical") or (), keep=keep,
+                                  top_k=options.get("top_k", 50))
+        X = inference.apply(cols)
+        if not X:
+            raise ProfileError("nothing to profile: every column was left out ("
+                               + "; ".join(f"{c.name}: {c.reason}" for c in inference.report().columns)
+                               + "); keep=[...] profiles a column anyway")
+        options["categorical"] = set(options.get("categorical") or ()) | {
+            n for n, k in inference.kinds.items() if k == "categorical"}
+    else:
+        X = cols
     b = ProfileBuilder(**options)
     b.observe(X, y, predictions)
     b.fix()
     b.count(X, y, predictions)
-    return b.finish()
+    prof = b.finish(inference.report() if inference else None)
+    if inference is not None:
+        _warn(prof.inference)
+    return prof
+
+
+def _warn(report: InferenceReport) -> None:
+    problems = report.warnings()
+    if problems:
+        warnings.warn("driftcar.profile: " + "; ".join(problems), ProfileWarning, stacklevel=3)
+
+
+class ProfileWarning(UserWarning):
+    """Something about a reference that makes verdicts against it less trustworthy."""
