@@ -231,11 +231,39 @@ def _pca_text(prof) -> str:
     return text
 
 
+def _two_passes(files: list[str], opt: dict, builder, inference, bar) -> None:
+    """Pass 1 (edges) then pass 2 (counts) over every file, each chunk's kinds as inferred."""
+    from driftcar.stats.errors import ProfileError
+    from driftcar.stats.readers import read_chunks
+
+    def split(chunk: dict, path: str):
+        for col in (c for c in (opt["label"], opt["prediction"]) if c):
+            if col not in chunk:
+                raise ProfileError(f"{path}: no column {col!r} (columns: {', '.join(chunk)})")
+        y = chunk.pop(opt["label"]) if opt["label"] else None
+        pred = chunk.pop(opt["prediction"]) if opt["prediction"] else None
+        return chunk, y, pred
+
+    for step, (label, feed) in enumerate((("pass 1/2 (edges)", builder.observe), ("pass 2/2 (counts)", builder.count))):
+        for path in files:
+            name = f"{label} {os.path.basename(path)}"
+            progress = (lambda f, name=name: bar(name, f))
+            for chunk in read_chunks(path, opt["chunk_rows"], opt["format"], opt["delimiter"], progress):
+                X, y, pred = split(chunk, path)
+                X = inference.apply(X, count=step == 0)
+                if not X and y is None and pred is None:
+                    raise ProfileError(f"{path}: nothing to profile: every column was left out (--keep COL)")
+                builder.categorical |= {n for n, kind in inference.kinds.items() if kind == "categorical"}
+                feed(X, y, pred)
+        if step == 0:
+            builder.fix()
+
+
 def run(args: argparse.Namespace) -> int:
     from driftcar.stats.errors import ProfileError
     from driftcar.stats.profile import Profile, ProfileBuilder
     from driftcar.stats.infer import KindInference
-    from driftcar.stats.readers import ReadError, file_format, read_chunks
+    from driftcar.stats.readers import ReadError, file_format
 
     def fail(message: str) -> int:
         print(f"driftcar profile: error: {message}", file=sys.stderr)
@@ -257,7 +285,6 @@ def run(args: argparse.Namespace) -> int:
         return fail("--out is required (where to write the profile)")
     show = opt["progress"] == "always" or (opt["progress"] == "auto" and sys.stderr.isatty())
     bar = _bar(show)
-    special = [c for c in (opt["label"], opt["prediction"]) if c]
     inference = KindInference(categorical=opt["categorical"], keep=opt["keep"], exclude=opt["exclude"],
                               top_k=opt["top_k"], text=all(file_format(f, opt["format"]) == "csv" for f in args.files))
     try:
@@ -267,30 +294,8 @@ def run(args: argparse.Namespace) -> int:
                                  seed=opt["seed"])
     except ValueError as exc:
         return fail(str(exc))
-
-    def split(chunk: dict, path: str):
-        for col in special:
-            if col not in chunk:
-                raise ProfileError(f"{path}: no column {col!r} (columns: {', '.join(chunk)})")
-        y = chunk.pop(opt["label"]) if opt["label"] else None
-        pred = chunk.pop(opt["prediction"]) if opt["prediction"] else None
-        return chunk, y, pred
-
     try:
-        for step, (label, feed) in enumerate((("pass 1/2 (edges)", builder.observe),
-                                              ("pass 2/2 (counts)", builder.count))):
-            for k, path in enumerate(args.files):
-                name = f"{label} {os.path.basename(path)}"
-                progress = (lambda f, name=name: bar(name, f))
-                for chunk in read_chunks(path, opt["chunk_rows"], opt["format"], opt["delimiter"], progress):
-                    X, y, pred = split(chunk, path)
-                    X = inference.apply(X, count=step == 0)
-                    if not X and y is None and pred is None:
-                        raise ProfileError(f"{path}: nothing to profile: every column was left out (--keep COL)")
-                    builder.categorical |= {n for n, kind in inference.kinds.items() if kind == "categorical"}
-                    feed(X, y, pred)
-            if step == 0:
-                builder.fix()
+        _two_passes(args.files, opt, builder, inference, bar)
         prof = builder.finish(inference.report())
         prof.save(opt["out"])
     except (ProfileError, ReadError, ValueError) as exc:

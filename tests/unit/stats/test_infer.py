@@ -139,6 +139,7 @@ def test_the_report_is_saved_with_the_profile_and_old_files_still_load():
     prof = profile(df)
     back = Profile.from_bytes(prof.to_bytes())
     assert back.inference == prof.inference and back.inference.rows == 3_000
+    assert back.to_bytes() == prof.to_bytes()  # same fingerprint: checkpointed windows still match
     assert _kinds(back)["age"].examples == ("unknown",)
     plain = profile({"x": rng.normal(size=3_000)}, infer=False)  # no report: the bytes have no such key
     assert plain.inference is None and b"inference" not in plain.to_bytes()
