@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -241,9 +242,9 @@ class KindInference:
     def _count(self, name: str, missing: int, bad: list) -> None:
         self._missing[name] = self._missing.get(name, 0) + missing
         if bad:
-            self._invalid[name] = self._invalid.get(name, 0) + len(bad)
+            self._invalid[name] = self._invalid.get(name, 0) + sum(c for _, c in bad)
             seen = self._examples.setdefault(name, [])
-            for v in bad:
+            for v, _ in bad:
                 if len(seen) >= EXAMPLES:
                     break
                 if str(v) not in seen:
@@ -274,14 +275,17 @@ class KindInference:
             return ColumnKind(name, kind, f"{reason}; kept although {why_out}", rows, kept=True)
         note = ""
         if kind == "categorical":
-            distinct = len(_distinct(values))
+            distinct = _n_distinct(values)
             if distinct > self.top_k:
                 note = f"{distinct:,} distinct: the top {self.top_k} kept, the rest counted as __other__"
         return ColumnKind(name, kind, reason, rows, note=note)
 
 
 def _classify(values: Any, text: bool) -> tuple[str, str, str]:
-    """(kind if kept, why that kind, why excluded or '') for one column."""
+    """(kind if kept, why that kind, why excluded or '') for one column.
+
+    Text is judged by its distinct values (weighted by their counts), so the cost is one
+    ``Counter`` pass plus a parse per distinct value, not per row."""
     arr = values if isinstance(values, np.ndarray) else None
     if arr is not None and arr.dtype.kind in "Mm":
         return "categorical", f"{arr.dtype} values", f"timestamp-like: {arr.dtype} dtype"
@@ -290,26 +294,27 @@ def _classify(values: Any, text: bool) -> tuple[str, str, str]:
                                  else "every non-empty value parses as a number")
     if arr is not None and arr.dtype.kind == "b":
         return "categorical", "bool values", ""
-    present = [v for v in values if not _na(v)]
-    n = len(present)
+    tally, _ = _tally(values)
+    present = {k: c for k, c in tally.items() if not _na(k)}
+    n = sum(present.values())
     if not n:
         return "numeric", "no values", f"empty: no value in {len(values):,} rows"
-    if all(isinstance(v, (bool, np.bool_)) for v in present):
+    if all(isinstance(k, (bool, np.bool_)) for k in present):
         return "categorical", "bool values", ""
-    if all(isinstance(v, (_dt.date, np.datetime64)) or type(v).__name__ == "Timestamp" for v in present):
+    if all(isinstance(k, (_dt.date, np.datetime64)) or type(k).__name__ == "Timestamp" for k in present):
         return "categorical", "datetime values", "timestamp-like: datetime values"
-    x, _, bad = _numbers(present)
-    share = 1 - len(bad) / n
+    parsed = {k: _parse(k) for k in present}
+    good = [k for k in present if parsed[k][1] == _OK]
+    share = sum(present[k] for k in good) / n
     if share >= NUMERIC_SHARE:
-        kind, reason, out = _classify_numbers(x, f"{share:.2%} of {n:,} values parse as numbers")
-        return kind, reason, out
-    others = [v for v in present if isinstance(v, str)]
-    dates = _date_share(others)
-    if others and dates >= DATE_SHARE:
+        x = np.repeat(np.array([parsed[k][0] for k in good], dtype=np.float64), [present[k] for k in good])
+        return _classify_numbers(x, f"{share:.2%} of {n:,} values parse as numbers")
+    words = [k for k in present if isinstance(k, str) and parsed[k][1] == _BAD]
+    dates = _date_share(words)
+    if words and dates >= DATE_SHARE:
         return "categorical", "strings", f"timestamp-like: {dates:.0%} of sampled values parse as dates"
-    distinct = len(_distinct(present))
-    reason = f"strings, {share:.1%} numbers, {distinct:,} distinct in {n:,} values"
-    if distinct == n and n >= ID_MIN_ROWS:
+    reason = f"strings, {share:.1%} numbers, {len(present):,} distinct in {n:,} values"
+    if len(present) == n and n >= ID_MIN_ROWS:
         return "categorical", reason, f"id-like: all {n:,} values distinct"
     return "categorical", reason, ""
 
@@ -330,8 +335,32 @@ def _na(v: Any) -> bool:
     return is_missing(v) or (isinstance(v, str) and v.strip().lower() in NA_VALUES)
 
 
+_OK, _NA, _BAD = 0, 1, 2
+
+
+def _parse(v: Any) -> tuple[float, int]:
+    """One value as (float, _OK), or (NaN, _NA) for a spelling of "no value", or (NaN, _BAD)."""
+    if _na(v):
+        return math.nan, _NA
+    if isinstance(v, (bool, np.bool_)):
+        return math.nan, _BAD
+    try:
+        return float(v.strip() if isinstance(v, str) else v), _OK
+    except (TypeError, ValueError, OverflowError):
+        return math.nan, _BAD
+
+
+def _tally(values: Any) -> tuple[Counter, bool]:
+    """Counts per distinct value, and whether values had to be keyed by their text (unhashable)."""
+    try:
+        return Counter(values), False
+    except TypeError:
+        return Counter(str(v) for v in values), True
+
+
 def _numbers(values: Any) -> tuple[np.ndarray, int, list]:
-    """(float64 values, missing count, the values that are not numbers) — strays become NaN."""
+    """(float64 values, missing count, [(stray value, count), ...]) — strays become NaN.
+    Text is parsed once per distinct value."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "iufb":
         x = values.astype(np.float64, copy=False)
         return x, int(np.count_nonzero(np.isnan(x))), []
@@ -341,22 +370,12 @@ def _numbers(values: Any) -> tuple[np.ndarray, int, list]:
             return x, int(np.count_nonzero(np.isnan(x))), []
     except (TypeError, ValueError):
         pass
-    out = np.empty(len(values), dtype=np.float64)
-    missing = 0
-    bad = []
-    for i, v in enumerate(values):
-        if _na(v):
-            out[i] = np.nan
-            missing += 1
-            continue
-        try:
-            if isinstance(v, (bool, np.bool_)):
-                raise TypeError
-            out[i] = float(v.strip() if isinstance(v, str) else v)
-        except (TypeError, ValueError):
-            out[i] = np.nan
-            bad.append(v)
-    return out, missing, bad
+    tally, by_text = _tally(values)
+    parsed = {k: _parse(k) for k in tally}
+    keys = (str(v) for v in values) if by_text else values
+    out = np.fromiter((parsed[k][0] for k in keys), dtype=np.float64, count=len(values))
+    missing = sum(c for k, c in tally.items() if parsed[k][1] == _NA)
+    return out, missing, [(k, c) for k, c in tally.items() if parsed[k][1] == _BAD]
 
 
 def _date_share(strings: list[str]) -> float:
@@ -382,8 +401,5 @@ def _is_date(s: str) -> bool:
     return False
 
 
-def _distinct(values: Any) -> set:
-    try:
-        return set(v for v in values if not _na(v))
-    except TypeError:
-        return set(str(v) for v in values if not _na(v))
+def _n_distinct(values: Any) -> int:
+    return sum(1 for k in _tally(values)[0] if not _na(k))
