@@ -268,41 +268,41 @@ class KindInference:
         rows = len(values)
         if name in self.categorical:
             return ColumnKind(name, "categorical", "named categorical", rows)
-        kind, reason, why_out = _classify(values, self.text)
+        kind, reason, why_out, distinct = _classify(values, self.text)
         if why_out:
             if name not in self.keep:
                 return ColumnKind(name, "excluded", why_out, rows, note=f"--keep {name} (keep=[{name!r}]) profiles it")
             return ColumnKind(name, kind, f"{reason}; kept although {why_out}", rows, kept=True)
         note = ""
         if kind == "categorical":
-            distinct = _n_distinct(values)
+            distinct = distinct or _n_distinct(values)  # numbers named categorical: counted here
             if distinct > self.top_k:
                 note = f"{distinct:,} distinct: the top {self.top_k} kept, the rest counted as __other__"
         return ColumnKind(name, kind, reason, rows, note=note)
 
 
-def _classify(values: Any, text: bool) -> tuple[str, str, str]:
-    """(kind if kept, why that kind, why excluded or '') for one column.
+def _classify(values: Any, text: bool) -> tuple[str, str, str, int]:
+    """(kind if kept, why that kind, why excluded or '', distinct text values or 0) for one column.
 
     Text is judged by its distinct values (weighted by their counts), so the cost is one
     ``Counter`` pass plus a parse per distinct value, not per row."""
     arr = values if isinstance(values, np.ndarray) else None
     if arr is not None and arr.dtype.kind in "Mm":
-        return "categorical", f"{arr.dtype} values", f"timestamp-like: {arr.dtype} dtype"
+        return "categorical", f"{arr.dtype} values", f"timestamp-like: {arr.dtype} dtype", 0
     if arr is not None and arr.dtype.kind in "iuf":
         return _classify_numbers(arr.astype(np.float64, copy=False), f"{arr.dtype} values" if not text
                                  else "every non-empty value parses as a number")
     if arr is not None and arr.dtype.kind == "b":
-        return "categorical", "bool values", ""
+        return "categorical", "bool values", "", 2
     tally, _ = _tally(values)
     present = {k: c for k, c in tally.items() if not _na(k)}
     n = sum(present.values())
     if not n:
-        return "numeric", "no values", f"empty: no value in {len(values):,} rows"
+        return "numeric", "no values", f"empty: no value in {len(values):,} rows", 0
     if all(isinstance(k, (bool, np.bool_)) for k in present):
-        return "categorical", "bool values", ""
+        return "categorical", "bool values", "", len(present)
     if all(isinstance(k, (_dt.date, np.datetime64)) or type(k).__name__ == "Timestamp" for k in present):
-        return "categorical", "datetime values", "timestamp-like: datetime values"
+        return "categorical", "datetime values", "timestamp-like: datetime values", len(present)
     parsed = {k: _parse(k) for k in present}
     good = [k for k in present if parsed[k][1] == _OK]
     share = sum(present[k] for k in good) / n
@@ -312,23 +312,23 @@ def _classify(values: Any, text: bool) -> tuple[str, str, str]:
     words = [k for k in present if isinstance(k, str) and parsed[k][1] == _BAD]
     dates = _date_share(words)
     if words and dates >= DATE_SHARE:
-        return "categorical", "strings", f"timestamp-like: {dates:.0%} of sampled values parse as dates"
+        return "categorical", "strings", f"timestamp-like: {dates:.0%} of sampled values parse as dates", len(present)
     reason = f"strings, {share:.1%} numbers, {len(present):,} distinct in {n:,} values"
     if len(present) == n and n >= ID_MIN_ROWS:
-        return "categorical", reason, f"id-like: all {n:,} values distinct"
-    return "categorical", reason, ""
+        return "categorical", reason, f"id-like: all {n:,} values distinct", n
+    return "categorical", reason, "", len(present)
 
 
-def _classify_numbers(x: np.ndarray, reason: str) -> tuple[str, str, str]:
+def _classify_numbers(x: np.ndarray, reason: str) -> tuple[str, str, str, int]:
     fin = x[np.isfinite(x)]
     n = int(np.count_nonzero(~np.isnan(x)))
     if not n:
-        return "numeric", "no values", f"empty: no value in {len(x):,} rows"
+        return "numeric", "no values", f"empty: no value in {len(x):,} rows", 0
     if len(fin) == n >= ID_MIN_ROWS and float(fin.max() - fin.min()) + 1 == n and np.all(fin == np.round(fin)):
         if len(np.unique(fin)) == n:
             return "numeric", reason, (f"id-like: {n:,} distinct integers {fin.min():.0f}..{fin.max():.0f}, "
-                                       f"one per row")
-    return "numeric", reason, ""
+                                       f"one per row"), 0
+    return "numeric", reason, "", 0
 
 
 def _na(v: Any) -> bool:
