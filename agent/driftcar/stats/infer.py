@@ -27,6 +27,7 @@ Thread safety: a :class:`KindInference` is fed by one thread; reports are immuta
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class InferenceReport:
     rows: int
     sensitivity: dict = field(default_factory=dict)
     decided_on: int = 0  # rows the kinds were decided on (the first chunk)
+    unmatched: tuple[str, ...] = ()  # names given to keep / exclude / categorical that no column has
 
     @property
     def excluded(self) -> list[str]:
@@ -125,6 +127,12 @@ class InferenceReport:
             elif c.invalid:
                 out.append(f"column {c.name!r}: {c.invalid:,} non-numeric value(s) treated as missing "
                            f"(e.g. {', '.join(repr(e) for e in c.examples)})")
+        if self.unmatched:
+            names = [c.name for c in self.columns]
+            for u in self.unmatched:
+                close = difflib.get_close_matches(u, names, n=3)
+                out.append(f"no column {u!r} to keep, exclude or treat as categorical"
+                           + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
         if self.too_small:
             out.append(f"reference has {self.rows:,} rows, fewer than {MIN_RELIABLE_ROWS:,}: {self.sensitivity_text()}")
         return out
@@ -139,7 +147,7 @@ class InferenceReport:
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "columns": [c.to_dict() for c in self.columns], "sensitivity": dict(self.sensitivity),
-                "decided_on": self.decided_on}
+                "decided_on": self.decided_on, "unmatched": list(self.unmatched)}
 
     @classmethod
     def from_dict(cls, d: Any) -> "InferenceReport":
@@ -158,7 +166,8 @@ class InferenceReport:
         sens = d.get("sensitivity") or {}
         if not isinstance(sens, Mapping):
             raise ValueError("inference.sensitivity: expected a map")
-        return cls(tuple(cols), int(d.get("rows", 0)), dict(sens), int(d.get("decided_on", 0)))
+        return cls(tuple(cols), int(d.get("rows", 0)), dict(sens), int(d.get("decided_on", 0)),
+                   tuple(str(u) for u in d.get("unmatched", ())))
 
 
 def detectable_shift(n_reference: int, n_window: int | None = None, alpha: float = 0.05,
@@ -259,7 +268,9 @@ class KindInference:
                 k = ColumnKind(name, k.kind, k.reason, rows, self._missing.get(name, 0), self._invalid.get(name, 0),
                                tuple(self._examples.get(name, ())), k.note, k.kept)
             cols.append(k)
-        return InferenceReport(tuple(cols), rows, detectable_shift(rows) if rows else {}, self._decided_on)
+        named = self.keep | self.exclude | self.categorical
+        unmatched = tuple(sorted(named - set(self._kinds or ()))) if self._kinds is not None else ()
+        return InferenceReport(tuple(cols), rows, detectable_shift(rows) if rows else {}, self._decided_on, unmatched)
 
     # ------------------------------------------------------------------ the rules
     def _decide(self, name: str, values: Any) -> ColumnKind:

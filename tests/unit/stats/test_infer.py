@@ -148,6 +148,22 @@ def test_the_report_is_saved_with_the_profile_and_old_files_still_load():
         InferenceReport.from_dict({"columns": [{"name": "a", "kind": "bogus"}]})
 
 
+def test_names_given_for_no_column_are_reported_with_the_closest():
+    rng = np.random.default_rng(9)
+    with pytest.warns(ProfileWarning, match=r"no column 'agee' to keep.*did you mean 'age'"):
+        prof = profile({"age": rng.normal(size=2_000), "city": list(rng.choice(["a", "b"], 2_000))}, keep=["agee"])
+    assert prof.inference.unmatched == ("agee",)
+    assert Profile.from_bytes(prof.to_bytes()).inference.unmatched == ("agee",)
+
+
+def test_bools_and_unhashable_values():
+    inf = KindInference()
+    out = inf.apply({"b": [True, False, None] * 10, "l": [[1], [2], None] * 10})
+    kinds = {c.name: (c.kind, c.reason) for c in inf.report().columns}
+    assert kinds["b"] == ("categorical", "bool values") and out["b"][0] is True
+    assert kinds["l"][0] == "categorical"  # keyed by text, not a crash
+
+
 def test_kinds_are_decided_once_and_strays_counted_in_every_chunk():
     inf = KindInference()
     first = inf.apply({"a": ["1", "2", "x"] + ["3"] * 97})
