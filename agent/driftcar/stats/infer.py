@@ -286,7 +286,7 @@ class KindInference:
             return ColumnKind(name, kind, f"{reason}; kept although {why_out}", rows, kept=True)
         note = ""
         if kind == "categorical":
-            distinct = distinct or _n_distinct(values)  # numbers named categorical: counted here
+            distinct = distinct or _n_distinct(values)  # not counted by _classify (a kept datetime array)
             if distinct > self.top_k:
                 note = f"{distinct:,} distinct: the top {self.top_k} kept, the rest counted as __other__"
         return ColumnKind(name, kind, reason, rows, note=note)
