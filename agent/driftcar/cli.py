@@ -17,6 +17,7 @@ from driftcar import __version__
 COMMANDS = (
     "driftcar.sidecar.cli",  # driftcar sidecar
     "driftcar.stats.cli",  # driftcar profile
+    "driftcar.view.cli",  # driftcar report
     "driftcar.demo",  # driftcar demo
 )
 

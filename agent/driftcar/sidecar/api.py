@@ -10,6 +10,7 @@
   With ``windows=K``: a sliding view, the drift tests on the sum of the last K closed
   windows (computed on request, off the loop; ``verdict`` stays the tracked one).
 - ``GET /v1/events[?limit=N]``: recent drift/performance events.
+- ``GET /``: the live page (:mod:`driftcar.view.live`).
 
 When a bearer token is configured, the ``/v1/models`` and ``/v1/events`` routes need it
 too (they expose data); health endpoints stay open for probes.
@@ -138,6 +139,9 @@ class Api:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/models/{name}/drift", self.drift)
         app.router.add_get("/v1/events", self.events)
+        from driftcar.view.live import LivePage  # the page at / (same auth)
+
+        LivePage(self).add_routes(app)
 
     def _check(self, request: web.Request) -> None:
         if not self.auth.check(request.headers.get("Authorization")):

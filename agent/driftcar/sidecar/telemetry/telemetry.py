@@ -372,6 +372,10 @@ class Telemetry:
         return self._events.recent(limit)
 
     # ------------------------------------------------------------------ readers
+    def snapshot(self) -> list:
+        """Every current series (immutable copies), for read-only views such as the live page."""
+        return self._state.snapshot()
+
     def prometheus_text(self) -> str:
         return render(self._state.snapshot(), dict(self.resource.attributes))
 

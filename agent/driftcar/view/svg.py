@@ -1,0 +1,189 @@
+"""Inline SVG charts for the view: no library, nothing loaded from anywhere.
+
+Each chart is one ``<svg>`` string with a ``viewBox`` (it scales to its container's
+width), a text title for screen readers and ``<title>`` tooltips on every bar or point.
+Colour is never the only carrier: legends name the series, drifted points are filled
+and larger, the threshold is a labelled dashed line.
+
+>>> svg = distribution_chart({"kind": "categorical", "labels": ["a", "b", "(missing)"],
+...                           "reference": [5, 5, 0], "current": [9, 1, 0], "edges": None})
+>>> svg.startswith("<svg") and "reference" in svg and "current" in svg
+True
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+from driftcar.stats.methods import PVALUE_METHODS
+
+__all__ = ["fmt", "distribution_chart", "history_chart", "MAX_CATEGORIES"]
+
+#: categories drawn per feature (largest share first); the rest are summed into one bar
+MAX_CATEGORIES = 15
+_W = 480  # viewBox width; the chart scales to its container
+_REF = "#9aa5b1"
+_CUR = "#1f6fb2"
+_BAD = "#c0392b"
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A short number for people: 4 significant digits, ``—`` for none."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e5 or abs(value) < 1e-3:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def _shares(counts: list[int]) -> list[float]:
+    total = sum(counts)
+    return [c / total if total else 0.0 for c in counts]
+
+
+def _svg(height: float, label: str, body: list[str]) -> str:
+    return (f'<svg class="chart" viewBox="0 0 {_W} {height:.0f}" role="img" aria-label="{escape(label)}" '
+            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(label)}</title>{"".join(body)}</svg>')
+
+
+def _legend(y: float, current_colour: str) -> list[str]:
+    return [f'<rect x="8" y="{y - 9}" width="12" height="10" fill="{_REF}"/>',
+            f'<text x="24" y="{y}" class="lg">reference</text>',
+            f'<rect x="100" y="{y - 9}" width="12" height="10" fill="{current_colour}"/>',
+            f'<text x="116" y="{y}" class="lg">current</text>']
+
+
+def _numeric_labels(edges: list[float]) -> list[str]:
+    inner = [fmt(e, 3) for e in edges]
+    return [f"< {inner[0]}"] + [f"[{a}, {b})" for a, b in zip(inner, inner[1:])] + [f"≥ {inner[-1]}"] \
+        if inner else ["all values"]
+
+
+def distribution_chart(dist: dict, drifted: bool = False) -> str:
+    """Reference and current shares per bin or category, overlaid; missing values last."""
+    colour = _BAD if drifted else _CUR
+    if dist["kind"] == "categorical":
+        return _category_chart(dist, colour)
+    ref, cur = _shares(dist["reference"]), _shares(dist["current"])
+    labels = _numeric_labels(dist["edges"] or []) + ["missing"]
+    n = len(ref)
+    top, bottom, left, gap = 22, 34, 8, 14  # the missing bar sits apart, after a gap
+    plot_w = _W - left - 8 - gap
+    step = plot_w / n
+    height = 150
+    plot_h = height - top - bottom
+    peak = max(max(ref), max(cur), 1e-9)
+    body = _legend(13, colour)
+    body.append(f'<text x="{_W - 8}" y="13" class="lg" text-anchor="end">share of rows, max {peak:.1%}</text>')
+    for i, (r, c, label) in enumerate(zip(ref, cur, labels)):
+        x = left + i * step + (gap if i == n - 1 else 0)
+        hr, hc = r / peak * plot_h, c / peak * plot_h
+        tip = escape(f"{label}: reference {r:.1%}, current {c:.1%}")
+        body.append(f'<g><title>{tip}</title>'
+                    f'<rect x="{x + 0.5:.1f}" y="{top + plot_h - hr:.1f}" width="{max(step - 1, 1):.1f}" '
+                    f'height="{hr:.1f}" fill="{_REF}"/>'
+                    f'<rect x="{x + step * 0.25:.1f}" y="{top + plot_h - hc:.1f}" width="{max(step * 0.5, 1):.1f}" '
+                    f'height="{hc:.1f}" fill="{colour}"/></g>')
+    base = top + plot_h
+    body.append(f'<line x1="{left}" y1="{base}" x2="{_W - 8}" y2="{base}" class="axis"/>')
+    edges = dist["edges"] or []
+    if edges:
+        for k in sorted({0, len(edges) // 2, len(edges) - 1}):
+            x = left + (k + 1) * step
+            body.append(f'<line x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}" class="axis"/>'
+                        f'<text x="{x:.1f}" y="{base + 15}" class="tick" text-anchor="middle">{fmt(edges[k], 3)}</text>')
+    body.append(f'<text x="{left + (n - 0.5) * step + gap:.1f}" y="{base + 28}" class="tick" '
+                f'text-anchor="middle">missing</text>')
+    body.append(f'<text x="{left}" y="{base + 28}" class="tick">reference quantile bins</text>')
+    return _svg(height, "reference and current distribution", body)
+
+
+def _category_chart(dist: dict, colour: str) -> str:
+    labels = list(dist["labels"])
+    ref, cur = _shares(dist["reference"]), _shares(dist["current"])
+    rows = list(zip(labels, ref, cur))
+    named, tail = rows[:-2], rows[-2:]  # __other__ and missing are always drawn, last
+    if len(named) > MAX_CATEGORIES:
+        named.sort(key=lambda t: -max(t[1], t[2]))
+        rest = named[MAX_CATEGORIES:]
+        named = named[:MAX_CATEGORIES] + [(f"{len(rest)} more", sum(t[1] for t in rest), sum(t[2] for t in rest))]
+    rows = named + tail
+    label_w, row_h, top = 130, 22, 24
+    bar_w = _W - label_w - 60
+    peak = max(max(r[1] for r in rows), max(r[2] for r in rows), 1e-9)
+    body = _legend(13, colour)
+    for i, (label, r, c) in enumerate(rows):
+        y = top + i * row_h
+        short = label if len(label) <= 18 else label[:17] + "…"
+        tip = escape(f"{label}: reference {r:.1%}, current {c:.1%}")
+        body.append(f'<g><title>{tip}</title>'
+                    f'<text x="{label_w - 6}" y="{y + 14}" class="tick" text-anchor="end">{escape(short)}</text>'
+                    f'<rect x="{label_w}" y="{y + 2}" width="{r / peak * bar_w:.1f}" height="8" fill="{_REF}"/>'
+                    f'<rect x="{label_w}" y="{y + 10}" width="{c / peak * bar_w:.1f}" height="8" fill="{colour}"/>'
+                    f'<text x="{label_w + max(r, c) / peak * bar_w + 4:.1f}" y="{y + 16}" class="tick">'
+                    f'{c:.0%}</text></g>')
+    return _svg(top + len(rows) * row_h + 6, "reference and current share per category", body)
+
+
+#: -log10 p-values are drawn up to this (p < 1e-30 sits on the top edge)
+_MAX_LOG_P = 30.0
+
+
+def _history_value(point: dict, pvalue_rule: bool) -> float | None:
+    if pvalue_rule:
+        p = point.get("pvalue")
+        return None if p is None else min(_MAX_LOG_P, -math.log10(max(p, 1e-300)))
+    return point.get("score")
+
+
+def history_chart(history: list[dict], method: str) -> str:
+    """The deciding score per kept window with the threshold; drift is always above the line.
+
+    For p-value tests the y axis is -log10(p), so smaller p-values are higher, like distances.
+    """
+    pvalue_rule = method in PVALUE_METHODS
+    values = [_history_value(p, pvalue_rule) for p in history]
+    thresholds = [p.get("threshold") for p in history]
+    if pvalue_rule:
+        thresholds = [None if t in (None, 0) else -math.log10(t) for t in thresholds]
+    known = [v for v in values + thresholds if v is not None]
+    height, top, bottom, left, right = 120, 18, 22, 40, 10
+    plot_h, plot_w = height - top - bottom, _W - left - right
+    peak = max(known) * 1.15 if known and max(known) > 0 else 1.0
+    axis = "−log10 p-value" if pvalue_rule else f"{method} score"
+    body = [f'<text x="{left}" y="11" class="lg">{escape(axis)} per window (above the dashed line: drift)</text>',
+            f'<line x1="{left}" y1="{top + plot_h}" x2="{_W - right}" y2="{top + plot_h}" class="axis"/>',
+            f'<text x="{left - 4}" y="{top + 4}" class="tick" text-anchor="end">{fmt(peak, 2)}</text>',
+            f'<text x="{left - 4}" y="{top + plot_h}" class="tick" text-anchor="end">0</text>']
+    n = len(history)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        x = left + (plot_w * (i + 0.5) / n if n else 0)
+        return x, top + plot_h - max(0.0, min(v, peak)) / peak * plot_h
+
+    line = [xy(i, t) for i, t in enumerate(thresholds) if t is not None]
+    if line:
+        xs = [left] + [p[0] for p in line] + [_W - right] if len(line) > 1 else [left, _W - right]
+        ys = [line[0][1]] + [p[1] for p in line] + [line[-1][1]] if len(line) > 1 else [line[0][1]] * 2
+        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+        body.append(f'<polyline points="{pts}" class="threshold"/>')
+    pts = [(i, v) for i, v in enumerate(values) if v is not None]
+    if len(pts) > 1:
+        body.append('<polyline class="score" points="'
+                    + " ".join("{:.1f},{:.1f}".format(*xy(i, v)) for i, v in pts) + '"/>')
+    for i, v in pts:
+        x, y = xy(i, v)
+        point = history[i]
+        hit = point.get("detected")
+        tip = escape(f"window {i + 1} of {n}: {axis} {fmt(v)}"
+                     + (f", threshold {fmt(thresholds[i])}" if thresholds[i] is not None else "")
+                     + (" — drift" if hit else "") + ("" if point.get("ok", True) else " (too few rows)"))
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4.5 if hit else 3}" '
+                    f'class="{"pt hit" if hit else "pt"}"><title>{tip}</title></circle>')
+    body.append(f'<text x="{left}" y="{height - 6}" class="tick">oldest</text>'
+                f'<text x="{_W - right}" y="{height - 6}" class="tick" text-anchor="end">'
+                f'latest ({n} window{"s" if n != 1 else ""})</text>')
+    return _svg(height, f"{axis} across the kept windows, with the threshold", body)
