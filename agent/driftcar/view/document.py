@@ -25,11 +25,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from driftcar.stats.methods import PVALUE_METHODS
 from driftcar.stats.profile import OTHER
 
 __all__ = ["MISSING_LABEL", "EVENT_NAMES", "num", "distribution", "feature_entry", "history_point",
-           "order_features", "quality_entry", "event_entry", "reference_of", "current_of"]
+           "order_features", "quality_entry", "level", "event_entry", "reference_of", "current_of"]
 
 #: the bar that counts missing values (None / NaN), next to the categories or bins
 MISSING_LABEL = "(missing)"
@@ -80,15 +79,23 @@ def distribution(reference: Any, current: Any) -> dict | None:
 
 
 def _pvalue(result: Any) -> float | None:
+    """The p-value the decision used (adjusted across features when it was), or None."""
     adjusted = getattr(result, "pvalue_adjusted", None)
     return num(adjusted if adjusted is not None else getattr(result, "pvalue", None))
 
 
+def _rule(result: Any) -> str:
+    """How the verdict was reached: a p-value under the threshold, or a distance over it."""
+    return getattr(result, "rule", None) or ("p-value" if getattr(result, "pvalue", None) is not None else "distance")
+
+
 def history_point(result: Any, start_ns: int, end_ns: int, rows: int) -> dict:
     """One window's deciding result, for the score-over-time chart."""
+    score, pvalue, threshold = num(result.statistic), _pvalue(result), num(result.threshold)
     return {"start_unix_nano": int(start_ns), "end_unix_nano": int(end_ns), "rows": int(rows),
-            "method": result.method, "score": num(result.statistic), "pvalue": _pvalue(result),
-            "threshold": num(result.threshold), "detected": bool(result.detected), "ok": bool(result.ok)}
+            "method": result.method, "rule": _rule(result), "score": score, "pvalue": pvalue,
+            "threshold": threshold, "level": level(score, pvalue, threshold),
+            "detected": bool(result.detected), "ok": bool(result.ok)}
 
 
 def feature_entry(result: Any, verdict: bool, since_ns: int | None, dist: dict | None,
@@ -101,7 +108,7 @@ def feature_entry(result: Any, verdict: bool, since_ns: int | None, dist: dict |
         "name": result.feature,
         "kind": getattr(result, "kind", "numeric"),
         "method": result.method,
-        "rule": getattr(result, "rule", None) or ("p-value" if result.method in PVALUE_METHODS else "distance"),
+        "rule": _rule(result),
         "score": num(result.statistic),
         "threshold": num(result.threshold),
         "pvalue": _pvalue(result),
@@ -117,18 +124,21 @@ def feature_entry(result: Any, verdict: bool, since_ns: int | None, dist: dict |
     }
 
 
+def level(score: float | None, pvalue: float | None, threshold: float | None) -> float | None:
+    """How far a result is from its threshold, one scale for both rules: 1 at the threshold,
+    above 1 drift. Distances: score / threshold; p-values: log(p) / log(threshold)."""
+    if threshold is None or threshold <= 0:
+        return None
+    if pvalue is not None:
+        if threshold >= 1:
+            return None
+        return math.log(max(pvalue, 1e-300)) / math.log(threshold)
+    return None if score is None else score / threshold
+
+
 def _severity(entry: dict) -> float:
-    """How far over (or under) its threshold a feature is, on one scale for both rules."""
-    threshold = entry.get("threshold")
-    if entry.get("method") in PVALUE_METHODS:
-        p = entry.get("pvalue")
-        if p is None or not threshold:
-            return 0.0
-        return math.log10(threshold) - math.log10(max(p, 1e-300))
-    score = entry.get("score")
-    if score is None or not threshold:
-        return 0.0
-    return math.log10(max(score, 1e-300) / threshold)
+    value = level(entry.get("score"), entry.get("pvalue"), entry.get("threshold"))
+    return math.log(max(value, 1e-300)) if value is not None else -math.inf
 
 
 def order_features(entries: Iterable[dict]) -> list[dict]:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from driftcar.stats.methods import PVALUE_METHODS
-
-__all__ = ["fmt", "distribution_chart", "history_chart", "MAX_CATEGORIES"]
+__all__ = ["fmt", "distribution_chart", "history_chart", "MAX_CATEGORIES", "MIN_LEVEL", "MAX_LEVEL"]
 
 #: categories drawn per feature (largest share first); the rest are summed into one bar
 MAX_CATEGORIES = 15
@@ -128,62 +126,56 @@ def _category_chart(dist: dict, colour: str) -> str:
     return _svg(top + len(rows) * row_h + 6, "reference and current share per category", body)
 
 
-#: -log10 p-values are drawn up to this (p < 1e-30 sits on the top edge)
-_MAX_LOG_P = 30.0
+#: the level axis is logarithmic, from 1/100 to 10 times the threshold (values beyond sit on the edge)
+MIN_LEVEL, MAX_LEVEL = 0.01, 10.0
 
 
-def _history_value(point: dict, pvalue_rule: bool) -> float | None:
-    if pvalue_rule:
-        p = point.get("pvalue")
-        return None if p is None else min(_MAX_LOG_P, -math.log10(max(p, 1e-300)))
-    return point.get("score")
+def _tip(i: int, n: int, point: dict) -> str:
+    parts = [f"window {i + 1} of {n}: {point.get('method', '')}"]
+    if point.get("pvalue") is not None:
+        parts.append(f"p-value {fmt(point['pvalue'])} (drift under {fmt(point.get('threshold'))})")
+    else:
+        parts.append(f"score {fmt(point.get('score'))} (drift from {fmt(point.get('threshold'))})")
+    if point.get("detected"):
+        parts.append("DRIFT")
+    if not point.get("ok", True):
+        parts.append("too few rows to judge")
+    return ", ".join(parts)
 
 
-def history_chart(history: list[dict], method: str) -> str:
-    """The deciding score per kept window with the threshold; drift is always above the line.
-
-    For p-value tests the y axis is -log10(p), so smaller p-values are higher, like distances.
-    """
-    pvalue_rule = method in PVALUE_METHODS
-    values = [_history_value(p, pvalue_rule) for p in history]
-    thresholds = [p.get("threshold") for p in history]
-    if pvalue_rule:
-        thresholds = [None if t in (None, 0) else -math.log10(t) for t in thresholds]
-    known = [v for v in values + thresholds if v is not None]
-    height, top, bottom, left, right = 120, 18, 22, 40, 10
+def history_chart(history: list[dict], method: str = "") -> str:
+    """Each kept window's deciding result relative to its threshold (``level``: 1 on the dashed
+    line, drift above it; log scale), so windows judged by different methods or thresholds
+    share one axis; the tooltips give the raw score or p-value."""
+    levels = [None if p.get("level") is None else math.log10(min(MAX_LEVEL, max(MIN_LEVEL, p["level"])))
+              for p in history]
+    known = [v for v in levels if v is not None]
+    height, top, bottom, left, right = 120, 18, 22, 34, 10
     plot_h, plot_w = height - top - bottom, _W - left - right
-    peak = max(known) * 1.15 if known and max(known) > 0 else 1.0
-    axis = "−log10 p-value" if pvalue_rule else f"{method} score"
-    body = [f'<text x="{left}" y="11" class="lg">{escape(axis)} per window (above the dashed line: drift)</text>',
-            f'<line x1="{left}" y1="{top + plot_h}" x2="{_W - right}" y2="{top + plot_h}" class="axis"/>',
-            f'<text x="{left - 4}" y="{top + 4}" class="tick" text-anchor="end">{fmt(peak, 2)}</text>',
-            f'<text x="{left - 4}" y="{top + plot_h}" class="tick" text-anchor="end">0</text>']
+    lo, hi = min([-1.0] + known), max([0.5] + known)
     n = len(history)
 
     def xy(i: int, v: float) -> tuple[float, float]:
-        x = left + (plot_w * (i + 0.5) / n if n else 0)
-        return x, top + plot_h - max(0.0, min(v, peak)) / peak * plot_h
+        return left + plot_w * (i + 0.5) / max(n, 1), top + plot_h - (v - lo) / (hi - lo) * plot_h
 
-    line = [xy(i, t) for i, t in enumerate(thresholds) if t is not None]
-    if line:
-        xs = [left] + [p[0] for p in line] + [_W - right] if len(line) > 1 else [left, _W - right]
-        ys = [line[0][1]] + [p[1] for p in line] + [line[-1][1]] if len(line) > 1 else [line[0][1]] * 2
-        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-        body.append(f'<polyline points="{pts}" class="threshold"/>')
-    pts = [(i, v) for i, v in enumerate(values) if v is not None]
+    y1 = xy(0, 0.0)[1]
+    body = [f'<text x="{left}" y="11" class="lg">score vs threshold per window, log scale '
+            f'(above the dashed line: drift)</text>',
+            f'<line x1="{left}" y1="{top + plot_h}" x2="{_W - right}" y2="{top + plot_h}" class="axis"/>',
+            f'<line x1="{left}" y1="{y1:.1f}" x2="{_W - right}" y2="{y1:.1f}" class="threshold"/>',
+            f'<text x="{left - 4}" y="{y1 + 3:.1f}" class="tick" text-anchor="end">×1</text>',
+            f'<text x="{left - 4}" y="{top + plot_h}" class="tick" text-anchor="end">×{fmt(10 ** lo, 2)}</text>',
+            f'<text x="{left - 4}" y="{top + 6}" class="tick" text-anchor="end">×{fmt(10 ** hi, 2)}</text>']
+    pts = [(i, v) for i, v in enumerate(levels) if v is not None]
     if len(pts) > 1:
         body.append('<polyline class="score" points="'
                     + " ".join("{:.1f},{:.1f}".format(*xy(i, v)) for i, v in pts) + '"/>')
     for i, v in pts:
         x, y = xy(i, v)
-        point = history[i]
-        hit = point.get("detected")
-        tip = escape(f"window {i + 1} of {n}: {axis} {fmt(v)}"
-                     + (f", threshold {fmt(thresholds[i])}" if thresholds[i] is not None else "")
-                     + (" — drift" if hit else "") + ("" if point.get("ok", True) else " (too few rows)"))
-        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4.5 if hit else 3}" '
-                    f'class="{"pt hit" if hit else "pt"}"><title>{tip}</title></circle>')
+        hit = history[i].get("detected")
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4.5 if hit else 3}" class="{"pt hit" if hit else "pt"}">'
+                    f'<title>{escape(_tip(i, n, history[i]))}</title></circle>')
     body.append(f'<text x="{left}" y="{height - 6}" class="tick">oldest</text>'
                 f'<text x="{_W - right}" y="{height - 6}" class="tick" text-anchor="end">'
                 f'latest ({n} window{"s" if n != 1 else ""})</text>')
-    return _svg(height, f"{axis} across the kept windows, with the threshold", body)
+    return _svg(height, f"{method} score relative to the threshold across the kept windows", body)
