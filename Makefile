@@ -16,13 +16,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Prometheus (promtool + server) for the scrape and alert-rule tests; needs root.
+# Prometheus (promtool + server) for the scrape and alert-rule tests, Chromium for the page
+# and report tests; needs root.
 system-deps:
 	@if ! command -v promtool >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
 	      || echo "warning: could not install prometheus; its tests will be skipped"; \
 	  else echo "note: prometheus not installed and not root; its tests will be skipped"; fi; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "warning: could not install chromium; the browser tests will be skipped"; \
+	  else echo "note: chromium not installed and not root; the browser tests will be skipped"; fi; \
 	fi
 
 demo: $(STAMP)

@@ -297,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
         predict = model.predict or monitor.model
         monitor.set_reference(model.to_input(train_cols), train_y, predictions=reference_predictions)
         monitor.flush(10)
+        out.write(f"driftcar demo: watch it live at {http}/\n")
         out.write(f"driftcar demo: {model.kind}; sidecar on {http} (window {scenario.window}); "
                   f"{scenario.rate} rows/s for {scenario.duration_s:.0f}s, drift in "
                   f"{' and '.join(DRIFTED)} from {scenario.drift_at_s:.0f}s\n")
@@ -420,6 +421,7 @@ def _summary(out, scenario: Scenario, result: DemoResult, final: dict, http: str
     lines.append(f"  rows sent: {result.rows:,}; rows the hook dropped: {result.dropped}")
     lines += [
         "  where to look (served until the demo exits; --forever keeps it up):",
+        f"    live page           {http}/",
         f"    Prometheus metrics  {prom}",
         f"    drift per feature   {http}/v1/models/{MODEL_NAME}/drift",
         f"    all models          {http}/v1/models",

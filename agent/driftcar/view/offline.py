@@ -8,7 +8,7 @@ length since the epoch, as the sidecar's windows are) or by a row count, or one 
 Each window is judged with :func:`~driftcar.stats.evaluate_drift` and the verdicts go
 through :class:`~driftcar.stats.VerdictTracker` (the sidecar's hysteresis), so a report
 on the same rows says what the sidecar would have said. The distributions shown are
-the last window's.
+the last window's (the last one large enough to judge, when the final one is not).
 
 Limits: at most :data:`MAX_WINDOWS` windows (a clear error beyond, asking for a longer
 window); time values are Unix seconds (numbers) or ISO 8601 text; rows whose time is
@@ -226,7 +226,8 @@ def _quality(prof, y_true: list, y_pred: list) -> dict[str, float]:
 
 def build_document(prof, windows: _Windows, config=None, *, title: str = "driftcar drift report",
                    name: str = "model", reference_label: str = "training", notes: Iterable[str] = ()) -> dict:
-    """Judge every window in order (with hysteresis) and describe the last one."""
+    """Judge every window in order (with hysteresis) and describe the last one that could be
+    judged (a short last window, below the minimum sample size, is only in the history)."""
     from driftcar.stats import DriftConfig, VerdictTracker, evaluate_drift
 
     config = config or DriftConfig()
@@ -234,24 +235,31 @@ def build_document(prof, windows: _Windows, config=None, *, title: str = "driftc
     keys = sorted(windows.sketches)
     history: dict[str, list[dict]] = {}
     since: dict[str, tuple[int | None, int]] = {}
-    events, report, notes = [], None, list(notes)
+    events, notes = [], list(notes)
+    shown = None  # (key, report) of the last window that could be judged, else the last one
     for k, key in enumerate(keys, start=1):
         sketch = windows.sketches[key]
         start, end = _bounds(windows, key)
         report = evaluate_drift(prof, sketch, config)
-        for feature, result in report.deciding().items():
+        deciding = report.deciding()
+        for feature, result in deciding.items():
             history.setdefault(feature, []).append(history_point(result, start or 0, end or 0, sketch.rows))
         for change in tracker.update(report):
             if change.detected:
                 since[change.feature] = (start, k)
             events.append(_event(change, name, start, end, k))
+        if shown is None or any(r.ok for r in deciding.values()) or not any(r.ok for r in shown[1].deciding().values()):
+            shown = (key, report)
     if windows.untimed:
         notes.append(f"{windows.untimed:,} rows without a readable time were left out")
-    if report is None:
+    if shown is None:
         notes.append("no current rows: nothing to compare")
-    last_key = keys[-1] if keys else None
+    elif shown[0] != keys[-1]:
+        notes.append(f"the last window ({windows.sketches[keys[-1]].rows:,} rows) is too small to judge: "
+                     "the distributions and verdicts shown are the last window that could be judged")
+    last_key = shown[0] if shown else None
     features = []
-    for feature, result in (report.deciding().items() if report is not None else ()):
+    for feature, result in (shown[1].deciding().items() if shown else ()):
         verdict = tracker.state(feature)
         start_ns, k = since.get(feature, (None, None)) if verdict else (None, None)
         dist = distribution(reference_of(prof, feature), current_of(windows.sketches[last_key], feature))

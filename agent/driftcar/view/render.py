@@ -73,7 +73,8 @@ def _feature_name(name: str) -> str:
 
 
 def _table(model: dict) -> str:
-    head = ('<tr><th>feature</th><th>verdict</th><th class="mid">method</th><th>score</th><th>threshold</th>'
+    head = ('<tr><th>feature</th><th>verdict</th><th class="mid">method</th><th class="mid">score</th>'
+            '<th class="mid">threshold</th>'
             '<th class="wide">p-value</th><th class="wide">since</th><th class="wide">rows (ref / cur)</th></tr>')
     rows = []
     for f in model["features"]:
@@ -84,7 +85,7 @@ def _table(model: dict) -> str:
             f'<td><a href="#{_anchor(model, f)}">{_feature_name(f["name"])}</a></td>'
             f'<td>{_verdict(f["verdict"])}{note}</td>'
             f'<td class="mid">{_e(f["method"])} <small>{_e(f["rule"])}</small></td>'
-            f'<td class="n">{fmt(f["score"])}</td><td class="n">{fmt(f["threshold"])}</td>'
+            f'<td class="n mid">{fmt(f["score"])}</td><td class="n mid">{fmt(f["threshold"])}</td>'
             f'<td class="n wide">{fmt(f["pvalue"])}</td>'
             f'<td class="wide">{_since(f)}</td>'
             f'<td class="n wide">{f["n_reference"]:,} / {f["n_current"]:,}</td></tr>')
