@@ -152,7 +152,7 @@ def history_chart(history: list[dict], method: str = "") -> str:
     known = [v for v in levels if v is not None]
     height, top, bottom, left, right = 120, 18, 22, 34, 10
     plot_h, plot_w = height - top - bottom, _W - left - right
-    lo, hi = min([-1.0] + known), max([0.5] + known)
+    lo, hi = math.floor(min([-1.0] + known)), max([0.5] + known)  # lo a power of ten: short labels
     n = len(history)
 
     def xy(i: int, v: float) -> tuple[float, float]:
