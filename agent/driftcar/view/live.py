@@ -87,6 +87,20 @@ def golden_signals(series: list, model: str, version: str) -> dict | None:
     return out
 
 
+def latest_quality(series: list, model: str, version: str) -> tuple[dict, float | None]:
+    """The quality figures last exported for a model (they persist across windows without labels)."""
+    scores, estimated = {}, None
+    for s in series:
+        attrs = dict(s.attributes)
+        if attrs.get("model.name") != model or attrs.get("model.version") != version:
+            continue
+        if s.name == "driftcar.performance.score":
+            scores[attrs.get("metric")] = s.value
+        elif s.name == "driftcar.performance.estimated_accuracy":
+            estimated = s.value
+    return quality_entry(scores), estimated
+
+
 class _History:
     """Per model, the deciding results of each kept window, evaluated once per window."""
 
@@ -148,6 +162,10 @@ def model_view(state: Any, store: Any, window_s: float, config: Any, history: _H
         features.append(feature_entry(result, verdict, since.get(name) if verdict else None, dist,
                                       points.get(name, ())))
     features = order_features(features)
+    quality, estimated = latest_quality(series, state.model, state.version)
+    if last is not None:  # telemetry without a series snapshot: the last window's own figures
+        quality = quality or quality_entry(last.performance)
+        estimated = estimated if estimated is not None else last.estimated_accuracy
     return {
         "name": state.model, "version": state.version,
         "reference": None if prof is None else {"source": state.reference_source, "file": state.reference_file,
@@ -156,8 +174,8 @@ def model_view(state: Any, store: Any, window_s: float, config: Any, history: _H
         "last_window": None if last is None else {"start_unix_nano": last.start_ns, "end_unix_nano": last.end_ns,
                                                   "rows": last.rows},
         "golden": golden_signals(series, state.model, state.version),
-        "quality": quality_entry(last.performance if last is not None else None),
-        "estimated_accuracy": None if last is None else last.estimated_accuracy,
+        "quality": quality,
+        "estimated_accuracy": estimated,
         "drifted": [f["name"] for f in features if f["verdict"]],
         "features": features,
     }

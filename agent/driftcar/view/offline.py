@@ -295,13 +295,15 @@ def _event(change, name: str, start: int | None, end: int | None, k: int) -> dic
     from driftcar.view.document import event_entry
 
     r = change.result
-    return event_entry({
+    entry = event_entry({
         "event_name": "driftcar.drift.detected" if change.detected else "driftcar.drift.resolved",
         "time_unix_nano": end or 0,
-        "attributes": {"model.name": name, "model.version": f"window {k}", "feature.name": change.feature,
+        "attributes": {"model.name": name, "model.version": "report", "feature.name": change.feature,
                        "drift.method": r.method, "drift.score": r.statistic, "drift.threshold": r.threshold,
                        "window.start": start},
     })
+    entry["window"] = k
+    return entry
 
 
 def report(reference: Any, current: Any, *, time_column: str | None = None, window: str | float | None = None,

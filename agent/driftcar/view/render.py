@@ -132,6 +132,12 @@ def _model(model: dict) -> str:
             + _facts(model) + features + "</section>")
 
 
+def _event_time(ev: dict) -> str:
+    window = f"window {ev['window']}" if ev.get("window") else ""
+    stamp = when(ev.get("time_unix_nano")) if ev.get("time_unix_nano") else ""
+    return _e(" · ".join(p for p in (stamp, window) if p) or "—")
+
+
 def _events(events: list[dict]) -> str:
     if not events:
         return '<section class="events"><h2>drift events</h2><p class="empty">none</p></section>'
@@ -140,7 +146,7 @@ def _events(events: list[dict]) -> str:
         kind = "drifted" if ev.get("detected") else "ok"
         traces = ev.get("trace_ids") or []
         rows.append(
-            f'<tr data-event="{_e(ev.get("event_name", ""))}"><td>{when(ev.get("time_unix_nano"))}</td>'
+            f'<tr data-event="{_e(ev.get("event_name", ""))}"><td>{_event_time(ev)}</td>'
             f'<td>{_verdict(kind == "drifted") if ev.get("feature") else ""} {_e(ev.get("event_name", ""))}</td>'
             f'<td>{_e(ev.get("model", ""))}</td><td>{_e(ev.get("feature", ""))}</td>'
             f'<td>{_e(ev.get("method", ""))} {fmt(ev.get("score"))} / {fmt(ev.get("threshold"))}</td>'

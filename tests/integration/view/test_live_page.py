@@ -1,7 +1,8 @@
 """The live page in a real browser: a scikit-learn model instrumented with driftcar sends clean
 then drifted traffic to ``driftcar sidecar`` (a child process, 1 s windows, a bearer token);
 headless Chromium opens the page with the token, runs its refresh script, and the DOM must
-show exactly the shifted features as drifted. Screenshots at 1280 and 390 px wide."""
+show exactly the shifted features as drifted and the accuracy of late labels as scikit-learn
+computes it. Screenshots at 1280 and 390 px wide."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import pandas as pd
 from opentelemetry.sdk.trace import TracerProvider
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import driftcar
+from driftcar.view.svg import fmt
 from tests.integration.sidecar.sidecar_helpers import SidecarProcess, get_json
 from tests.integration.view.browser import Verdicts, chromium, dump_dom, keep_screenshot, screenshot
 from tests.support.waiting import wait_until
@@ -92,6 +95,22 @@ def test_live_page_shows_the_drifted_features_in_a_browser(tmp_path):
 
         wait_until(drifted, 40, interval=0.3, what=f"drift verdicts in the JSON API\n{sidecar.log()}")
 
+        # late labels for one batch: the page shows the accuracy scikit-learn computes on it
+        X_lab = frame(500, 30, shifted=True)
+        ids = [f"r{i}" for i in range(len(X_lab))]
+        with monitor.ids(ids):
+            pred = clf.predict(X_lab)
+        y_lab = (X_lab["income"] + X_lab["tenure"] > 0.3).astype(np.int64).to_numpy()
+        monitor.log_labels(ids, y_lab)
+        assert monitor.flush(20)
+
+        def accuracy():
+            status, body = get_json(f"{sidecar.http}/v1/models/churn/drift", auth)
+            return status == 200 and body["versions"][0]["performance"].get("accuracy") is not None
+
+        wait_until(accuracy, 20, interval=0.2, what="accuracy from the late labels")
+        expected_accuracy = fmt(accuracy_score(y_lab, pred))
+
         page = f"{sidecar.http}/"
         assert _status(page) == 401  # same auth as the JSON API
         assert _status(f"{page}?token=wrong") == 401
@@ -111,6 +130,7 @@ def test_live_page_shows_the_drifted_features_in_a_browser(tmp_path):
         assert order == sorted(order, key=lambda v: v != "drifted"), f"drifted features first, got {rows}"
         assert re.search(r'<svg class="chart"', html) and "threshold" in html
         assert "driftcar.drift.detected" in html
+        assert f"<dt>accuracy</dt><dd>{expected_accuracy}</dd>" in html
         assert re.search(r"[0-9a-f]{32}", html), "sample trace ids of the drift events"
         assert not re.search(r"(src|href)=\"https?://", html), "the page loads nothing from elsewhere"
 
