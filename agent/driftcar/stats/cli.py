@@ -127,13 +127,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def resolve(args: argparse.Namespace, environ=None) -> dict:
-    """Final option values: flag > DRIFTCAR_PROFILE_* > --config file > default.
-    ValueError listing every problem (with where the bad value came from)."""
+def resolve(args: argparse.Namespace, environ=None, options: dict | None = None,
+            prefix: str = "DRIFTCAR_PROFILE_") -> dict:
+    """Final option values: flag > DRIFTCAR_PROFILE_* (``prefix``) > --config file > default.
+    ValueError listing every problem (with where the bad value came from). ``options`` is a
+    table like :data:`OPTIONS` (the default), so other commands resolve theirs the same way."""
     environ = os.environ if environ is None else environ
+    options = OPTIONS if options is None else options
     problems: list[str] = []
     config: dict = {}
-    path = args.config or environ.get("DRIFTCAR_PROFILE_CONFIG")
+    path = args.config or environ.get(f"{prefix}CONFIG")
     if path:
         import yaml
 
@@ -146,13 +149,13 @@ def resolve(args: argparse.Namespace, environ=None) -> dict:
             raise ValueError(f"config {path}: expected a map of options")
         for key, value in loaded.items():
             name = str(key).replace("-", "_")
-            if name not in OPTIONS:
+            if name not in options:
                 problems.append(f"{path}: unknown key {key!r}")
             else:
                 config[name] = value
     out = {}
-    for name, (parse, default, _) in OPTIONS.items():
-        env_name = f"DRIFTCAR_PROFILE_{name.upper()}"
+    for name, (parse, default, _) in options.items():
+        env_name = f"{prefix}{name.upper()}"
         value, source = getattr(args, name), None
         if value is None and env_name in environ:
             value, source = environ[env_name], env_name

@@ -92,7 +92,8 @@ def distribution_chart(dist: dict, drifted: bool = False) -> str:
         for k in sorted({0, len(edges) // 2, len(edges) - 1}):
             x = left + (k + 1) * step
             body.append(f'<line x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}" class="axis"/>'
-                        f'<text x="{x:.1f}" y="{base + 15}" class="tick" text-anchor="middle">{fmt(edges[k], 3)}</text>')
+                        f'<text x="{x:.1f}" y="{base + 15}" class="tick" text-anchor="middle">'
+                        f'{fmt(edges[k], 3)}</text>')
     body.append(f'<text x="{left + (n - 0.5) * step + gap:.1f}" y="{base + 28}" class="tick" '
                 f'text-anchor="middle">missing</text>')
     body.append(f'<text x="{left}" y="{base + 28}" class="tick">reference quantile bins</text>')
@@ -173,7 +174,8 @@ def history_chart(history: list[dict], method: str = "") -> str:
     for i, v in pts:
         x, y = xy(i, v)
         hit = history[i].get("detected")
-        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4.5 if hit else 3}" class="{"pt hit" if hit else "pt"}">'
+        kind = "pt hit" if hit else ("pt" if history[i].get("ok", True) else "pt na")  # na: too few rows
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4.5 if hit else 3}" class="{kind}">'
                     f'<title>{escape(_tip(i, n, history[i]))}</title></circle>')
     body.append(f'<text x="{left}" y="{height - 6}" class="tick">oldest</text>'
                 f'<text x="{_W - right}" y="{height - 6}" class="tick" text-anchor="end">'

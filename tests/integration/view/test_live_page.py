@@ -68,7 +68,8 @@ def test_live_page_shows_the_drifted_features_in_a_browser(tmp_path):
         X_train = frame(4_000, seed=1, shifted=False)
         y_train = (X_train["income"] + X_train["tenure"] > 0).astype(np.int64).to_numpy()
         clf = model()
-        monitor = driftcar.instrument(clf, name="churn", version="7", endpoint=f"http://127.0.0.1:{sidecar.ports['grpc']}",
+        endpoint = f"http://127.0.0.1:{sidecar.ports['grpc']}"
+        monitor = driftcar.instrument(clf, name="churn", version="7", endpoint=endpoint,
                                       tracer_provider=TracerProvider(), max_batch_age_s=0.1, headers=auth)
         stack.callback(monitor.shutdown, 10)
         clf.fit(X_train, y_train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 
-def _run(*args):
+def _run(*args, env=None):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCAR_")}
     return subprocess.run([sys.executable, "-m", "driftcar.cli", "report", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env={**clean, **(env or {})})
 
 
 def test_progress_bar_and_summary(tmp_path):
@@ -36,3 +38,18 @@ def test_bad_input_exits_2_with_the_reason(tmp_path):
     alone = _run(tmp_path / "ref.csv", tmp_path / "ref.csv", "--window", "1d")
     assert alone.returncode == 2 and "--time-column and --window go together" in alone.stderr
     assert not (tmp_path / "x.html").exists()
+
+
+def test_options_from_environment_and_config_file(tmp_path):
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"a": rng.normal(size=3_000)}).to_csv(tmp_path / "ref.csv", index=False)
+    pd.DataFrame({"a": rng.normal(0.3, 1, 3_000)}).to_csv(tmp_path / "cur.csv", index=False)
+    (tmp_path / "report.yaml").write_text("rows: 1000\nfail-on-drift: true\ndrift: {exit_windows: 1}\n")
+    proc = _run(tmp_path / "ref.csv", tmp_path / "cur.csv", "--config", tmp_path / "report.yaml",
+                env={"DRIFTCAR_REPORT_OUT": str(tmp_path / "env.html"), "DRIFTCAR_REPORT_ROWS": "1500"})
+    assert proc.returncode == 1, proc.stderr  # fail-on-drift from the file; a 0.3 sd shift drifts
+    assert "over 2 window(s)" in proc.stdout  # the variable (1500 rows) wins over the file (1000)
+    assert (tmp_path / "env.html").exists()
+    bad = _run(tmp_path / "ref.csv", tmp_path / "cur.csv", env={"DRIFTCAR_REPORT_ROWS": "zero",
+                                                                 "DRIFTCAR_REPORT_DRIFT": "{nonsense: 1}"})
+    assert bad.returncode == 2 and "DRIFTCAR_REPORT_ROWS" in bad.stderr and "DRIFTCAR_REPORT_DRIFT" in bad.stderr
