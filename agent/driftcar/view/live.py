@@ -238,4 +238,6 @@ class LivePage:
         config = api.drift_config() if api.drift_config else None
         doc = await asyncio.to_thread(live_document, api.store, api.tel, api.window_s, config, self._history)
         html = render_body(doc) if request.query.get("part") == "body" else render_page(doc)
-        return web.Response(text=html, content_type="text/html", charset="utf-8", headers=_HEADERS)
+        response = web.Response(text=html, content_type="text/html", charset="utf-8", headers=_HEADERS)
+        response.enable_compression()  # repetitive SVG: ~6x smaller with gzip (a 5-feature page), refetched every few seconds
+        return response

@@ -70,3 +70,12 @@ def test_token_by_header_or_by_cookie_after_the_token_link():
     assert "SameSite=Strict" in out["set-cookie"]
     assert out["cookie"] == 200 and out["cookie part"] == 200
     assert out["api without header"] == 401 and out["api with cookie"] == 401
+
+
+def test_the_page_is_compressed_when_the_browser_accepts_it():
+    async def steps(client):
+        resp = await client.get("/", headers={"Accept-Encoding": "gzip"})
+        return resp.headers.get("Content-Encoding"), await resp.text()
+
+    encoding, text = asyncio.run(_session(None, steps))
+    assert encoding == "gzip" and text.startswith("<!DOCTYPE html>")
