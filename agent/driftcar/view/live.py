@@ -239,5 +239,5 @@ class LivePage:
         doc = await asyncio.to_thread(live_document, api.store, api.tel, api.window_s, config, self._history)
         html = render_body(doc) if request.query.get("part") == "body" else render_page(doc)
         response = web.Response(text=html, content_type="text/html", charset="utf-8", headers=_HEADERS)
-        response.enable_compression()  # repetitive SVG: ~6x smaller with gzip (a 5-feature page), refetched every few seconds
+        response.enable_compression()  # repetitive SVG: ~6x smaller gzipped, and refetched every few seconds
         return response
