@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from driftcar.stats.profile import LABEL, PREDICTION
+from driftcar.stats.profile import PREDICTION
 from driftcar.view.document import (
     current_of,
     distribution,
@@ -224,63 +224,77 @@ def _quality(prof, y_true: list, y_pred: list) -> dict[str, float]:
     return quality_entry(scores)
 
 
+class _Judged:
+    """Every window judged in time order, with the sidecar's hysteresis across them."""
+
+    def __init__(self, prof, windows: _Windows, config, name: str):
+        from driftcar.stats import VerdictTracker, evaluate_drift
+
+        self.tracker = VerdictTracker(config)
+        self.keys = sorted(windows.sketches)
+        self.history: dict[str, list[dict]] = {}
+        self.since: dict[str, tuple[int | None, int]] = {}  # feature -> (window start, window number)
+        self.events: list[dict] = []
+        self.shown = None  # (key, report) of the last window that could be judged, else the last one
+        for k, key in enumerate(self.keys, start=1):
+            sketch = windows.sketches[key]
+            start, end = _bounds(windows, key)
+            report = evaluate_drift(prof, sketch, config)
+            deciding = report.deciding()
+            for feature, result in deciding.items():
+                self.history.setdefault(feature, []).append(history_point(result, start or 0, end or 0, sketch.rows))
+            for change in self.tracker.update(report):
+                if change.detected:
+                    self.since[change.feature] = (start, k)
+                self.events.append(_event(change, name, start, end, k))
+            if self.shown is None or any(r.ok for r in deciding.values()) \
+                    or not any(r.ok for r in self.shown[1].deciding().values()):
+                self.shown = (key, report)
+
+    def features(self, prof, sketch) -> list[dict]:
+        out = []
+        for feature, result in (self.shown[1].deciding().items() if self.shown else ()):
+            verdict = self.tracker.state(feature)
+            start_ns, k = self.since.get(feature, (None, None)) if verdict else (None, None)
+            dist = distribution(reference_of(prof, feature), current_of(sketch, feature))
+            out.append(feature_entry(result, verdict, start_ns, dist, self.history.get(feature, ()), since_window=k))
+        return order_features(out)
+
+
 def build_document(prof, windows: _Windows, config=None, *, title: str = "driftcar drift report",
                    name: str = "model", reference_label: str = "training", notes: Iterable[str] = ()) -> dict:
     """Judge every window in order (with hysteresis) and describe the last one that could be
     judged (a short last window, below the minimum sample size, is only in the history)."""
-    from driftcar.stats import DriftConfig, VerdictTracker, evaluate_drift
+    from driftcar.stats import DriftConfig
 
-    config = config or DriftConfig()
-    tracker = VerdictTracker(config)
-    keys = sorted(windows.sketches)
-    history: dict[str, list[dict]] = {}
-    since: dict[str, tuple[int | None, int]] = {}
-    events, notes = [], list(notes)
-    shown = None  # (key, report) of the last window that could be judged, else the last one
-    for k, key in enumerate(keys, start=1):
-        sketch = windows.sketches[key]
-        start, end = _bounds(windows, key)
-        report = evaluate_drift(prof, sketch, config)
-        deciding = report.deciding()
-        for feature, result in deciding.items():
-            history.setdefault(feature, []).append(history_point(result, start or 0, end or 0, sketch.rows))
-        for change in tracker.update(report):
-            if change.detected:
-                since[change.feature] = (start, k)
-            events.append(_event(change, name, start, end, k))
-        if shown is None or any(r.ok for r in deciding.values()) or not any(r.ok for r in shown[1].deciding().values()):
-            shown = (key, report)
+    judged = _Judged(prof, windows, config or DriftConfig(), name)
+    notes = list(notes)
     if windows.untimed:
         notes.append(f"{windows.untimed:,} rows without a readable time were left out")
-    if shown is None:
+    if judged.shown is None:
         notes.append("no current rows: nothing to compare")
-    elif shown[0] != keys[-1]:
-        notes.append(f"the last window ({windows.sketches[keys[-1]].rows:,} rows) is too small to judge: "
+    elif judged.shown[0] != judged.keys[-1]:
+        notes.append(f"the last window ({windows.sketches[judged.keys[-1]].rows:,} rows) is too small to judge: "
                      "the distributions and verdicts shown are the last window that could be judged")
-    last_key = shown[0] if shown else None
-    features = []
-    for feature, result in (shown[1].deciding().items() if shown else ()):
-        verdict = tracker.state(feature)
-        start_ns, k = since.get(feature, (None, None)) if verdict else (None, None)
-        dist = distribution(reference_of(prof, feature), current_of(windows.sketches[last_key], feature))
-        features.append(feature_entry(result, verdict, start_ns, dist, history.get(feature, ()), since_window=k))
-    features = order_features(features)
-    start, end = _bounds(windows, last_key) if last_key is not None else (None, None)
+    key = judged.shown[0] if judged.shown else None
+    sketch = windows.sketches[key] if key is not None else None
+    features = judged.features(prof, sketch)
+    start, end = _bounds(windows, key) if key is not None else (None, None)
     return {
         "title": title, "kind": "report", "generated_unix_nano": time.time_ns(), "refresh_seconds": 0,
         "models": [{
             "name": name, "version": "report",
             "reference": {"source": reference_label, "file": None, "rows": int(prof.rows)},
-            "rows_total": int(windows.seen), "windows_kept": len(keys), "window_seconds": windows.window_s,
-            "last_window": None if last_key is None else {
-                "start_unix_nano": start, "end_unix_nano": end, "rows": int(windows.sketches[last_key].rows)},
+            "rows_total": int(windows.seen), "windows_kept": len(judged.keys), "window_seconds": windows.window_s,
+            "last_window": None if key is None else {"start_unix_nano": start, "end_unix_nano": end,
+                                                     "rows": int(sketch.rows)},
             "golden": None,
-            "quality": _quality(prof, *windows.labels[last_key]) if last_key is not None else {},
+            "quality": _quality(prof, *windows.labels[key]) if key is not None else {},
             "estimated_accuracy": None,
             "drifted": [f["name"] for f in features if f["verdict"]],
             "features": features,
         }],
-        "events": events,
+        "events": judged.events,
         "notes": notes,
     }
 

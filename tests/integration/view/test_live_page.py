@@ -56,6 +56,48 @@ def _status(url: str, headers=None) -> int:
         return exc.code
 
 
+def _clean_then_drifted(sidecar, clf, monitor, auth) -> None:
+    """Three clean windows (the score history starts under the threshold), then drift until the
+    JSON API reports the shifted features."""
+
+    def closed_windows() -> int:
+        status, body = get_json(f"{sidecar.http}/v1/models", auth)
+        return sum(m["closed_windows"] for m in body["models"] if m["name"] == "churn") if status == 200 else 0
+
+    for seed in range(10, 13):
+        clf.predict(frame(600, seed, shifted=False))
+        assert monitor.flush(20)
+        wait_until(lambda s=seed: closed_windows() >= s - 9, 20, what=f"clean window {seed - 9}")
+
+    def drifted():
+        for seed in range(20, 22):
+            clf.predict(frame(600, seed, shifted=True))
+        monitor.flush(20)
+        status, body = get_json(f"{sidecar.http}/v1/models/churn/drift", auth)
+        doc = body["versions"][0] if status == 200 else {}
+        return set(doc.get("drift_detected", ())) >= SHIFTED
+
+    wait_until(drifted, 40, interval=0.3, what=f"drift verdicts in the JSON API\n{sidecar.log()}")
+
+
+def _late_labels(sidecar, clf, monitor, auth) -> str:
+    """Labels for one batch; the accuracy scikit-learn computes on it, as the page prints it."""
+    X_lab = frame(500, 30, shifted=True)
+    ids = [f"r{i}" for i in range(len(X_lab))]
+    with monitor.ids(ids):
+        pred = clf.predict(X_lab)
+    y_lab = (X_lab["income"] + X_lab["tenure"] > 0.3).astype(np.int64).to_numpy()
+    monitor.log_labels(ids, y_lab)
+    assert monitor.flush(20)
+
+    def accuracy():
+        status, body = get_json(f"{sidecar.http}/v1/models/churn/drift", auth)
+        return status == 200 and body["versions"][0]["performance"].get("accuracy") is not None
+
+    wait_until(accuracy, 20, interval=0.2, what="accuracy from the late labels")
+    return fmt(accuracy_score(y_lab, pred))
+
+
 def test_live_page_shows_the_drifted_features_in_a_browser(tmp_path):
     chromium()  # skip (or fail under DRIFTCAR_REQUIRE_ALL) before starting anything
     token_file = tmp_path / "token"
@@ -75,42 +117,8 @@ def test_live_page_shows_the_drifted_features_in_a_browser(tmp_path):
         clf.fit(X_train, y_train)
         monitor.set_reference(X_train, y_train, predictions=clf.predict(X_train))
         assert monitor.flush(20)
-
-        def closed_windows() -> int:
-            status, body = get_json(f"{sidecar.http}/v1/models", auth)
-            return sum(m["closed_windows"] for m in body["models"] if m["name"] == "churn") if status == 200 else 0
-
-        # clean windows first (the score history starts under the threshold), then drift
-        for seed in range(10, 13):
-            clf.predict(frame(600, seed, shifted=False))
-            assert monitor.flush(20)
-            wait_until(lambda s=seed: closed_windows() >= s - 9, 20, what=f"clean window {seed - 9}")
-
-        def drifted():
-            for seed in range(20, 22):
-                clf.predict(frame(600, seed, shifted=True))
-            monitor.flush(20)
-            status, body = get_json(f"{sidecar.http}/v1/models/churn/drift", auth)
-            doc = body["versions"][0] if status == 200 else {}
-            return set(doc.get("drift_detected", ())) >= SHIFTED
-
-        wait_until(drifted, 40, interval=0.3, what=f"drift verdicts in the JSON API\n{sidecar.log()}")
-
-        # late labels for one batch: the page shows the accuracy scikit-learn computes on it
-        X_lab = frame(500, 30, shifted=True)
-        ids = [f"r{i}" for i in range(len(X_lab))]
-        with monitor.ids(ids):
-            pred = clf.predict(X_lab)
-        y_lab = (X_lab["income"] + X_lab["tenure"] > 0.3).astype(np.int64).to_numpy()
-        monitor.log_labels(ids, y_lab)
-        assert monitor.flush(20)
-
-        def accuracy():
-            status, body = get_json(f"{sidecar.http}/v1/models/churn/drift", auth)
-            return status == 200 and body["versions"][0]["performance"].get("accuracy") is not None
-
-        wait_until(accuracy, 20, interval=0.2, what="accuracy from the late labels")
-        expected_accuracy = fmt(accuracy_score(y_lab, pred))
+        _clean_then_drifted(sidecar, clf, monitor, auth)
+        expected_accuracy = _late_labels(sidecar, clf, monitor, auth)
 
         page = f"{sidecar.http}/"
         assert _status(page) == 401  # same auth as the JSON API
