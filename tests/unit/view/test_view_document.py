@@ -42,7 +42,7 @@ def test_numeric_distribution_is_numpy_binning_on_the_reference_edges():
 
 
 def test_categorical_distribution_counts_other_and_missing():
-    prof = profile({"c": ["a"] * 60 + ["b"] * 30 + ["z"] * 10}, top_k=2)
+    prof = profile({"c": ["a"] * 600 + ["b"] * 300 + ["z"] * 100}, top_k=2)  # 1,000 rows: no small-sample warning
     window = prof.new_window()
     values = ["a"] * 5 + ["b"] * 7 + ["new"] * 3 + [None] * 2
     window.update({"c": values})
@@ -50,7 +50,7 @@ def test_categorical_distribution_counts_other_and_missing():
     assert dist["labels"] == ["a", "b", "__other__", MISSING_LABEL]
     counts = collections.Counter(values)
     assert dist["current"] == [counts["a"], counts["b"], counts["new"], counts[None]]
-    assert dist["reference"] == [60, 30, 10, 0]
+    assert dist["reference"] == [600, 300, 100, 0]
     assert distribution(prof.features["c"], None)["current"] == [0, 0, 0, 0]
 
 
