@@ -5,6 +5,8 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.driftcar-installed
+# the demo installs only the `demo` extra; anything that runs tests installs `dev` (a superset)
+DEMO_STAMP = $(VENV)/.driftcar-demo-installed
 
 .PHONY: demo test test-long bench venv system-deps clean
 
@@ -12,6 +14,12 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[demo]'
 	touch $@
 
 venv: $(STAMP)
@@ -32,7 +40,7 @@ system-deps:
 	  else echo "note: chromium not installed and not root; the browser tests will be skipped"; fi; \
 	fi
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/driftcar demo
 
 test: $(STAMP) system-deps
