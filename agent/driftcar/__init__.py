@@ -37,4 +37,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public API only (not the module's own imports such as ``Any``)."""
+    return sorted(__all__)
