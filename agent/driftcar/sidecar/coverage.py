@@ -174,7 +174,7 @@ def report_mismatch(coverage: Coverage, tel, model: str, version: str, cause: st
         "model.name": model,
         "model.version": version,
         "mismatch.cause": cause,
-        "mismatch.names": names[:MAX_NAMED] or None,
-        "mismatch.suggestions": suggestions[:MAX_NAMED] or None,
+        "mismatch.names": names[:MAX_NAMED],
+        "mismatch.suggestions": suggestions[:MAX_NAMED],  # always present, maybe empty
     })
     return True

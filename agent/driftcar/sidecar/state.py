@@ -261,8 +261,9 @@ class ModelState:
                         unknown, hints)
 
     def _report_no_reference(self) -> None:
-        """First live rows without any reference: say which binding was missed, or that live rows
-        become the reference."""
+        """A window of live rows without any reference (judged at the close: reference batches
+        sent with the first predictions may still be on their way): say which binding was
+        missed, or that live rows become the reference."""
         named = sorted(k for k in self.config.references if k != "*")
         live = self.live_buffer.max_rows if self.live_buffer is not None else 0
         if named:
@@ -398,10 +399,8 @@ class ModelState:
     def _observe_coverage(self, features: dict, rows: int, now_s: float) -> None:
         if not rows:
             return
-        if self.profile is None:
-            if self.live_buffer is not None and self.live_started_ns is None:
-                self.live_started_ns = int(now_s * 1e9)
-            self._report_no_reference()
+        if self.profile is None and self.live_buffer is not None and self.live_started_ns is None:
+            self.live_started_ns = int(now_s * 1e9)
         unknown = self.coverage.observe(features, rows, self.profile is not None)
         if unknown and "unknown_features" not in self.coverage.mismatches:
             body, hints = unknown_features_message(f"{self.model}@{self.version}", unknown, self.coverage.profiled)
@@ -419,8 +418,11 @@ class ModelState:
         end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s))
         self.live_reference_rows = {"rows": buf.rows, "from_unix_nano": self.live_started_ns,
                                     "to_unix_nano": int(now_s * 1e9)}
-        log.warning("model %s@%s: live reference taken from the first %d live rows (received %s .. %s)",
-                    self.model, self.version, buf.rows, start, end)
+        body = (f"{self.model}@{self.version}: no reference; the first {buf.rows} live rows (received {start} .. "
+                f"{end} UTC) were taken as the reference: drift is measured against them, not against training data")
+        if not report_mismatch(self.coverage, self.tel, self.model, self.version, "live_reference", body,
+                               [self.model]):
+            log.warning("%s", body)
 
     def _golden_signals(self, batch, item: Item) -> None:
         calls = batch.calls
@@ -502,6 +504,8 @@ class ModelState:
         return close
 
     def _close_coverage(self) -> None:
+        if self.profile is None and self.coverage.window_rows and self.reference_buffer is None:
+            self._report_no_reference()
         share, unseen = self.coverage.close_window(self.profile is not None)
         if share is None:
             return  # no traffic is not "no coverage": the gauge keeps its last value

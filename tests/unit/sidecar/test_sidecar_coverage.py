@@ -103,12 +103,35 @@ def test_model_name_matching_no_reference_suggests_the_case_insensitive_one(prof
     store, evaluator, tel, clock = make({"reference": f"loan={profile_file}", "live_reference_rows": "1000"})
     for seed in range(2):
         store.apply(item(inference_body(named_frame(300, seed=seed)), model="Loan"))
+    assert not mismatches(tel)  # judged at the window close: a reference may be on its way
+    close(store, evaluator, clock)
     (event,) = mismatches(tel, "no_reference")
     assert event["attributes"]["mismatch.suggestions"] == ["Loan -> loan"]
     assert "did you mean loan" in event["body"] and "first 1000 live rows" in event["body"]
     assert len(mismatches(tel, "live_reference")) == 1
+    store.apply(item(inference_body(named_frame(300, seed=5)), model="Loan"))
     close(store, evaluator, clock)
+    assert len(mismatches(tel)) == 2  # once per model and cause
     assert tel.gauges[("coverage", "Loan", "1")] == 0.0  # rows arrived, nothing compared them
+
+
+def test_reference_batches_sent_with_the_first_predictions_are_no_mismatch():
+    from tests.unit.sidecar.test_sidecar_state import reference
+
+    store, evaluator, tel, clock = make({})
+    store.apply(item(inference_body(named_frame(300, seed=1))))  # overtook the reference batch
+    store.apply(item(reference(named_frame(2_000, seed=2))))
+    close(store, evaluator, clock)
+    assert not mismatches(tel, "no_reference")
+
+
+def test_live_reference_still_collecting_at_the_close_is_said():
+    store, evaluator, tel, clock = make({"live_reference_rows": "1000"})
+    store.apply(item(inference_body(named_frame(300, seed=1)), model="m"))
+    close(store, evaluator, clock)
+    (event,) = mismatches(tel, "live_reference")
+    assert "taking the first 1000 live rows" in event["body"]
+    assert tel.gauges[("coverage", "m", "1")] == 0.0
 
 
 def test_live_reference_says_which_rows_it_took():
@@ -116,8 +139,8 @@ def test_live_reference_says_which_rows_it_took():
     store.apply(item(inference_body(named_frame(600, seed=1)), model="m"))
     clock.ns += 5 * 10**9
     store.apply(item(inference_body(named_frame(600, seed=2)), model="m"))
-    (event,) = mismatches(tel, "live_reference")
-    assert "first 1000 live rows" in event["body"]
+    (event,) = mismatches(tel, "live_reference")  # taken within the first window: said when taken
+    assert "first 1000 live rows (received " in event["body"]
     assert not mismatches(tel, "no_reference")  # no --reference at all: nothing was mistyped
     summary = store.models[("m", "1")].summary()
     live = summary["reference"]["live_rows"]
