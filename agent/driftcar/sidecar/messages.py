@@ -33,7 +33,10 @@ def _finite(value: Any) -> float | None:
 
 def decision_pvalue(result) -> float | None:
     """The p-value the threshold is compared with: adjusted across features when the engine corrected
-    it (so ``p < threshold`` reads as the decision), else the raw one; None for distances."""
+    it (so ``p < threshold`` reads as the decision), else the raw one; None when the result decided by
+    its score (so an exported p-value always means "the threshold is a p-value cut-off")."""
+    if getattr(result, "by_pvalue", None) is False:  # the engine says: decided by distance
+        return None
     adjusted = getattr(result, "pvalue_adjusted", None)
     p = result.pvalue if adjusted is None else adjusted
     if p is None:
@@ -49,9 +52,9 @@ def decision_kind(result) -> str:
     >>> decision_kind(R(pvalue=0.01, pvalue_adjusted=None)), decision_kind(R(pvalue=None, pvalue_adjusted=None))
     ('pvalue', 'score')
     """
-    kind = getattr(result, "decision_kind", None)  # set by engines that carry it on the result
-    if kind in (PVALUE, SCORE):
-        return kind
+    by_pvalue = getattr(result, "by_pvalue", None)  # engines that carry the rule on the result say it
+    if isinstance(by_pvalue, bool):
+        return PVALUE if by_pvalue else SCORE
     return PVALUE if decision_pvalue(result) is not None else SCORE
 
 
@@ -64,9 +67,13 @@ def describe(result) -> str:
     >>> describe(R(method="wasserstein", statistic=0.031, pvalue=None, pvalue_adjusted=None, threshold=0.1))
     'wasserstein score 0.031 < threshold 0.1'
     """
+    score = _finite(result.statistic)
+    own = getattr(result, "describe", None)
+    if callable(own):  # the engine's own wording of its comparison
+        stat = f" (statistic {score:.4g})" if score is not None and decision_kind(result) == PVALUE else ""
+        return f"{result.method} {own()}{stat}"
     threshold = _finite(result.threshold)
     threshold = 0.0 if threshold is None else threshold
-    score = _finite(result.statistic)
     if decision_kind(result) == PVALUE:
         p = decision_pvalue(result)
         p = 1.0 if p is None else p

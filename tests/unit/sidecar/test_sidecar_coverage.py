@@ -214,3 +214,20 @@ def test_coverage_gauge_is_exported_and_validated():
     assert 'driftcar_reference_coverage_ratio{model_name="m",model_version="1"} 0.5' in tel.prometheus_text()
     with pytest.raises(ValueError):
         tel.set_coverage("m", "1", 1.5)
+
+
+def test_an_engine_that_carries_its_rule_is_believed():
+    """Results that say how they were decided (``by_pvalue``, ``describe()``) win over the inference from
+    the fields: a p-value left on a result decided by distance is not exported as the compared one."""
+    from types import SimpleNamespace as R
+
+    from driftcar.sidecar.messages import decision_pvalue
+
+    by_distance = R(method="pca_reconstruction", statistic=0.03, pvalue=0.2, pvalue_adjusted=None, threshold=0.1,
+                    by_pvalue=False, describe=lambda: "score 0.03 < threshold 0.1")
+    assert decision_kind(by_distance) == "score" and decision_pvalue(by_distance) is None
+    assert describe(by_distance) == "pca_reconstruction score 0.03 < threshold 0.1"
+    by_p = R(method="ks", statistic=0.2, pvalue=0.0003, pvalue_adjusted=0.0012, threshold=0.05, by_pvalue=True,
+             describe=lambda: "adjusted p = 0.0012 < 0.05")
+    assert decision_kind(by_p) == "pvalue" and decision_pvalue(by_p) == 0.0012
+    assert describe(by_p) == "ks adjusted p = 0.0012 < 0.05 (statistic 0.2)"
