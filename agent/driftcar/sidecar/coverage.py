@@ -69,6 +69,7 @@ class Coverage:
 
     def __init__(self) -> None:
         self.profiled: tuple[str, ...] = ()
+        self._profiled_set: frozenset[str] = frozenset()
         self.seen: set[str] = set()  # profiled features seen since the reference was bound
         self.window_seen: set[str] = set()
         self.window_rows = 0  # inference rows in the current window (matched or not)
@@ -81,6 +82,7 @@ class Coverage:
     def bind(self, features: Iterable[str]) -> None:
         """A (new) reference: start counting against its features."""
         self.profiled = tuple(features)
+        self._profiled_set = frozenset(self.profiled)
         self.seen, self.window_seen = set(), set()
         self.unmatched = {}
         self.share = None
@@ -94,7 +96,7 @@ class Coverage:
         if not bound:
             self.rows_unmatched += rows
             return []
-        profiled = set(self.profiled)
+        profiled = self._profiled_set
         matched = [n for n in names if n in profiled]
         self.window_seen.update(matched)
         if matched or not names:  # a batch of predictions only is not a mismatch
