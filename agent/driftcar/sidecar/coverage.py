@@ -19,9 +19,10 @@ import logging
 import re
 from typing import Iterable
 
+from driftcar.sidecar.messages import safe
 from driftcar.sidecar.telemetry.names import MISMATCH_CAUSES
 
-__all__ = ["Coverage", "CAUSES", "closest", "report_mismatch", "MAX_UNMATCHED", "MAX_NAMED"]
+__all__ = ["Coverage", "CAUSES", "closest", "suggest", "report_mismatch", "MAX_UNMATCHED", "MAX_NAMED"]
 
 log = logging.getLogger("driftcar.sidecar.coverage")
 
@@ -48,19 +49,19 @@ def closest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     return list(dict.fromkeys(folded + fuzzy))[:n]
 
 
-def _suggestions(names: Iterable[str], known: Iterable[str]) -> list[str]:
+def suggest(names: Iterable[str], known: Iterable[str]) -> list[str]:
     """``"sent -> closest, other"`` per name with a close known name (for events and the API)."""
     known = list(known)
     out = []
     for name in names:
         near = closest(name, known)
         if near:
-            out.append(f"{name} -> {', '.join(near)}")
+            out.append(f"{safe(name)} -> {', '.join(safe(n) for n in near)}")
     return out
 
 
 def _listed(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_NAMED])
+    shown = ", ".join(safe(n) for n in names[:MAX_NAMED])
     return shown + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
 
 
@@ -141,7 +142,7 @@ class Coverage:
 
 def unknown_features_message(model: str, unknown: list[str], profiled: tuple[str, ...]) -> tuple[str, list[str]]:
     """Body and suggestions for live feature names the reference does not have."""
-    hints = _suggestions(unknown, profiled)
+    hints = suggest(unknown, profiled)
     text = (f"{model}: {len(unknown)} feature name(s) sent are not in the reference and are not compared: "
             f"{_listed(unknown)}; the reference has {_listed(list(profiled))}")
     if hints:
@@ -155,10 +156,10 @@ def unknown_features_message(model: str, unknown: list[str], profiled: tuple[str
 def no_reference_message(model: str, version: str, known: list[str], live_rows: int) -> tuple[str, list[str]]:
     """Body and suggestions for a model name that matches no ``--reference NAME=`` binding."""
     hints = closest(model, known)
-    text = (f"{model}@{version}: no reference is bound to this model name; --reference binds "
+    text = (f"{safe(model)}@{safe(version)}: no reference is bound to this model name; --reference binds "
             f"{_listed(known) or 'no model name'}")
     if hints:
-        text += f" (did you mean {' or '.join(hints)}? names are case-sensitive)"
+        text += f" (did you mean {' or '.join(safe(h) for h in hints)}? names are case-sensitive)"
     text += (f"; the first {live_rows} live rows will be taken as the reference instead" if live_rows > 0
              else "; drift is not evaluated for it")
     return text, [f"{model} -> {h}" for h in hints]

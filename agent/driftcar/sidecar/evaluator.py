@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
-from driftcar.sidecar.messages import LineBudget, decision_kind, decision_pvalue, describe, window_summary
+from driftcar.sidecar.messages import LineBudget, decision_kind, decision_pvalue, describe, safe, window_summary
 from driftcar.sidecar.state import EMPTY, EvaluationResult, StateStore, WindowClose
 
 __all__ = ["Evaluator", "next_boundary", "HIGHER_IS_BETTER"]
@@ -209,7 +209,7 @@ class Evaluator:
         if pvalue is not None:
             attributes["drift.pvalue"] = pvalue
         verb = "drifted" if change.detected else "is back to its reference"
-        body = f"{close.model}@{close.version} feature {change.feature} {verb}: {describe(result)}"
+        body = f"{safe(close.model)}@{safe(close.version)} feature {safe(change.feature)} {verb}: {describe(result)}"
         self.tel.emit_event(name, "WARN" if change.detected else "INFO", body, attributes)
         log.info("drift %s: %s", "detected" if change.detected else "resolved", body)
 

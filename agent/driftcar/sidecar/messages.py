@@ -17,10 +17,25 @@ import threading
 import time
 from typing import Any, Callable
 
-__all__ = ["PVALUE", "SCORE", "decision_kind", "decision_pvalue", "describe", "window_summary", "LineBudget"]
+__all__ = ["safe", "PVALUE", "SCORE", "decision_kind", "decision_pvalue", "describe", "window_summary", "LineBudget"]
 
 PVALUE = "pvalue"
 SCORE = "score"
+#: longest name (model, feature) written into a message; longer ones are cut with "…"
+MAX_NAME_CHARS = 64
+
+
+def safe(name: object) -> str:
+    r"""A data-derived name fit for a log line: printable only (no forged lines), at most
+    :data:`MAX_NAME_CHARS` characters.
+
+    >>> safe("income"), safe("a\nb"), safe("x" * 70)[-3:]
+    ('income', 'a\\nb', 'xx…')
+    """
+    text = str(name)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS - 1] + "…"
 
 
 def _finite(value: Any) -> float | None:
@@ -95,12 +110,12 @@ def window_summary(model: str, version: str, start_ns: int, end_ns: int, rows: i
     deciding = [r for r in (getattr(report, "results", None) or []) if getattr(r, "deciding", False)]
     tested = [r for r in deciding if getattr(r, "ok", True)]
     drifting = [r for r in deciding if verdicts.get(r.feature)]
-    parts = [f"window {_clock(start_ns)}-{_clock(end_ns)} UTC {model}@{version}: {rows} rows",
+    parts = [f"window {_clock(start_ns)}-{_clock(end_ns)} UTC {safe(model)}@{safe(version)}: {rows} rows",
              f"{len(tested)}/{len(deciding)} features tested"]
     if coverage is not None:
         parts.append(f"coverage {coverage:.0%}")
     if drifting:
-        named = "; ".join(f"{r.feature} ({describe(r)})" for r in drifting[:max_named])
+        named = "; ".join(f"{safe(r.feature)} ({describe(r)})" for r in drifting[:max_named])
         more = f"; and {len(drifting) - max_named} more" if len(drifting) > max_named else ""
         parts.append(f"drifting: {named}{more}")
     else:

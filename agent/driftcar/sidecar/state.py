@@ -32,8 +32,9 @@ from typing import Any, Callable
 import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
-from driftcar.sidecar.coverage import Coverage, closest, no_reference_message, report_mismatch, unknown_features_message
+from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mismatch, suggest, unknown_features_message
 from driftcar.sidecar.ingest import Item
+from driftcar.sidecar.messages import safe
 
 __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
 
@@ -229,6 +230,11 @@ class ModelState:
         self.live_started_ns: int | None = None  # first row taken into a live reference
         self.live_reference_rows: dict | None = None  # which live rows became the reference
 
+    @property
+    def label(self) -> str:
+        """``model@version`` fit for a log line (data-derived names are escaped and cut)."""
+        return f"{safe(self.model)}@{safe(self.version)}"
+
     # ------------------------------------------------------------------ reference
     def set_profile(self, prof, source: str, file: str | None = None) -> None:
         """Adopt a reference; the current window restarts bound to its bins."""
@@ -253,9 +259,9 @@ class ModelState:
         unknown = [name for name in configured if name not in known]
         if not unknown:
             return
-        hints = [f"{name} -> {', '.join(near)}" for name in unknown if (near := closest(name, features))]
-        body = (f"{self.model}@{self.version}: drift settings name feature(s) the reference does not have, "
-                f"so they apply to nothing: {', '.join(unknown)}"
+        hints = suggest(unknown, features)
+        body = (f"{self.label}: drift settings name feature(s) the reference does not have, "
+                f"so they apply to nothing: {', '.join(safe(n) for n in unknown)}"
                 + (f" (closest: {'; '.join(hints)})" if hints else ""))
         report_mismatch(self.coverage, self.tel, self.model, self.version, "unknown_drift_settings", body,
                         unknown, hints)
@@ -271,11 +277,11 @@ class ModelState:
             report_mismatch(self.coverage, self.tel, self.model, self.version, "no_reference", body,
                             [self.model], hints)
         if live:
-            body = (f"{self.model}@{self.version}: no reference; taking the first {live} live rows (from now on) "
+            body = (f"{self.label}: no reference; taking the first {live} live rows (from now on) "
                     "as the reference: drift is measured against them, not against training data")
             report_mismatch(self.coverage, self.tel, self.model, self.version, "live_reference", body, [self.model])
         elif not named:
-            body = (f"{self.model}@{self.version}: no reference and live references are off "
+            body = (f"{self.label}: no reference and live references are off "
                     "(live_reference_rows 0): drift is not evaluated for it")
             report_mismatch(self.coverage, self.tel, self.model, self.version, "no_reference", body, [self.model])
 
@@ -403,7 +409,7 @@ class ModelState:
             self.live_started_ns = int(now_s * 1e9)
         unknown = self.coverage.observe(features, rows, self.profile is not None)
         if unknown and "unknown_features" not in self.coverage.mismatches:
-            body, hints = unknown_features_message(f"{self.model}@{self.version}", unknown, self.coverage.profiled)
+            body, hints = unknown_features_message(self.label, unknown, self.coverage.profiled)
             report_mismatch(self.coverage, self.tel, self.model, self.version, "unknown_features", body,
                             unknown, hints)
 
@@ -418,7 +424,7 @@ class ModelState:
         end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s))
         self.live_reference_rows = {"rows": buf.rows, "from_unix_nano": self.live_started_ns,
                                     "to_unix_nano": int(now_s * 1e9)}
-        body = (f"{self.model}@{self.version}: no reference; the first {buf.rows} live rows (received {start} .. "
+        body = (f"{self.label}: no reference; the first {buf.rows} live rows (received {start} .. "
                 f"{end} UTC) were taken as the reference: drift is measured against them, not against training data")
         if not report_mismatch(self.coverage, self.tel, self.model, self.version, "live_reference", body,
                                [self.model]):
@@ -512,8 +518,8 @@ class ModelState:
         self.tel.set_coverage(self.model, self.version, share)
         if unseen:
             profiled = self.coverage.profiled
-            body = (f"{self.model}@{self.version}: {len(unseen)} of {len(profiled)} profiled feature(s) got no "
-                    f"values in a whole window and are not compared: {', '.join(unseen[:20])}"
+            body = (f"{self.label}: {len(unseen)} of {len(profiled)} profiled feature(s) got no "
+                    f"values in a whole window and are not compared: {', '.join(safe(n) for n in unseen[:20])}"
                     + (f" and {len(unseen) - 20} more" if len(unseen) > 20 else ""))
             report_mismatch(self.coverage, self.tel, self.model, self.version, "unseen_features", body, unseen)
 

@@ -231,3 +231,13 @@ def test_an_engine_that_carries_its_rule_is_believed():
              describe=lambda: "adjusted p = 0.0012 < 0.05")
     assert decision_kind(by_p) == "pvalue" and decision_pvalue(by_p) == 0.0012
     assert describe(by_p) == "ks adjusted p = 0.0012 < 0.05 (statistic 0.2)"
+
+
+def test_data_derived_names_cannot_forge_log_lines(profile_file, caplog):
+    store, evaluator, tel, clock = make({"reference": f"loan={profile_file}"})
+    caplog.set_level(logging.WARNING, logger="driftcar.sidecar")
+    X = named_frame(200, seed=6)
+    X["evil\n2026-01-01 INFO driftcar: forged" + "x" * 100] = X.pop("age")
+    store.apply(item(inference_body(X), model="loan"))
+    (line,) = [r.getMessage() for r in caplog.records if "unknown_features" in r.getMessage()]
+    assert "\n" not in line and "evil\\n2026" in line and "x" * 100 not in line
