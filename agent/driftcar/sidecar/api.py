@@ -12,7 +12,7 @@
   With ``view=summary``: per feature only the deciding test's method, score, threshold (and
   its kind: pvalue or score), p-value, decision and verdict; no histograms.
   Both views carry ``coverage``: profiled features seen, rows matched, mismatches said.
-- ``GET /v1/events[?limit=N]``: recent drift/performance events.
+- ``GET /v1/events[?limit=N]``: recent drift, performance and reference-mismatch events.
 - ``GET /``: the live page (:mod:`driftcar.view.live`).
 
 When a bearer token is configured, the ``/v1/models`` and ``/v1/events`` routes need it
