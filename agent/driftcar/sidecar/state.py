@@ -25,6 +25,7 @@ import logging
 import random
 import threading
 import time
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -169,7 +170,11 @@ class _RowBuffer:
         y = _stack(self.labels) if self.labels and sum(len(c) for c in self.labels) == self.rows else None
         pred = (_stack(self.predictions)
                 if self.predictions and sum(len(c) for c in self.predictions) == self.rows else None)
-        prof = profile(X, y, pred)
+        with warnings.catch_warnings(record=True) as caught:  # what profiling inferred goes to the log
+            warnings.simplefilter("always")
+            prof = profile(X, y, pred)
+        for warning in caught:
+            log.warning("reference built from %d %s rows: %s", self.rows, source, warning.message)
         try:
             prof.source = source
         except AttributeError:  # frozen profile: the state records the source itself

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 
 from driftcar.sidecar.api import drift_document, summary_document
@@ -241,3 +242,15 @@ def test_data_derived_names_cannot_forge_log_lines(profile_file, caplog):
     store.apply(item(inference_body(X), model="loan"))
     (line,) = [r.getMessage() for r in caplog.records if "unknown_features" in r.getMessage()]
     assert "\n" not in line and "evil\\n2026" in line and "x" * 100 not in line
+
+
+def test_what_profiling_a_live_reference_inferred_is_logged_not_warned(caplog, recwarn):
+    store, evaluator, tel, clock = make({"live_reference_rows": "300"})
+    caplog.set_level(logging.WARNING, logger="driftcar.sidecar")
+    X = named_frame(300, seed=8)
+    X["row_id"] = np.arange(300)  # id-like: left out of the profile, with a note
+    store.apply(item(inference_body(X), model="m"))
+    assert store.models[("m", "1")].reference_source == "live"
+    assert any("reference built from 300 live rows" in r.getMessage() and "row_id" in r.getMessage()
+               for r in caplog.records)
+    assert not [w for w in recwarn if "driftcar" in str(w.message)]
