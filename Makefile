@@ -5,6 +5,8 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.driftcar-installed
+# the demo installs only the `demo` extra; anything that runs tests installs `dev` (a superset)
+DEMO_STAMP = $(VENV)/.driftcar-demo-installed
 
 .PHONY: demo test test-long bench venv system-deps clean
 
@@ -12,11 +14,18 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[demo]'
 	touch $@
 
 venv: $(STAMP)
 
-# Prometheus (promtool + server) for the scrape and alert-rule tests; needs root.
+# Prometheus (promtool + server) for the scrape and alert-rule tests, Chromium for the page
+# and report tests; needs root.
 system-deps:
 	@if ! command -v promtool >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -24,8 +33,14 @@ system-deps:
 	      || echo "warning: could not install prometheus; its tests will be skipped"; \
 	  else echo "note: prometheus not installed and not root; its tests will be skipped"; fi; \
 	fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "warning: could not install chromium; the browser tests will be skipped"; \
+	  else echo "note: chromium not installed and not root; the browser tests will be skipped"; fi; \
+	fi
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/driftcar demo
 
 test: $(STAMP) system-deps

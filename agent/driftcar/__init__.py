@@ -1,7 +1,8 @@
 """driftcar: OpenTelemetry-native observability for machine-learning models.
 
 Public API: :func:`instrument`, :func:`uninstrument`, :class:`Monitor` (the
-in-process hook) and :func:`profile` (a reference profile from training data).
+in-process hook), :func:`profile` (a reference profile from training data) and
+:func:`report` (an HTML drift report of data against a reference).
 Attributes are resolved lazily so that ``import driftcar`` in a model server
 pulls neither scipy nor aiohttp.
 """
@@ -12,13 +13,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["instrument", "uninstrument", "Monitor", "profile", "__version__"]
+__all__ = ["instrument", "uninstrument", "Monitor", "profile", "report", "__version__"]
 
 _LAZY = {
     "instrument": ("driftcar.hook", "instrument"),
     "uninstrument": ("driftcar.hook", "uninstrument"),
     "Monitor": ("driftcar.hook", "Monitor"),
     "profile": ("driftcar.stats", "profile"),
+    "report": ("driftcar.view", "report"),
 }
 
 
@@ -35,4 +37,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public API only (not the module's own imports such as ``Any``)."""
+    return sorted(__all__)

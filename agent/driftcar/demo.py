@@ -150,7 +150,7 @@ class DemoResult:
     """What happened: detection times (seconds after the drift started) per feature, etc."""
 
     detected: dict[str, float] = field(default_factory=dict)  # feature -> seconds after injection
-    decided_by: dict[str, str] = field(default_factory=dict)  # feature -> "method score > threshold"
+    decided_by: dict[str, str] = field(default_factory=dict)  # feature -> "ks p = … < 0.05" / "… score … ≥ threshold …"
     false_alarms: list[str] = field(default_factory=list)  # real features flagged before the drift
     also_flagged: list[str] = field(default_factory=list)  # flagged real features that were not drifted
     accuracy_before: float | None = None
@@ -203,17 +203,14 @@ class View:
                 f"driftcar demo  model {MODEL_NAME} v{MODEL_VERSION}  t={t:5.1f}s  {phase}  "
                 f"rows {rows:,}  window {scenario.window}",
                 "",
-                f"  {'feature':<18}{'deciding test':<20}{'score':>10}{'threshold':>11}  verdict",
+                f"  {'feature':<18}{'decision (p-value tests: p < cut-off; distances: score ≥ threshold)':<70}  verdict",
             ]
             for name in sorted(features, key=lambda n: (n.startswith("__"), n)):
                 entry = features[name]
-                method, result = _deciding(entry)
-                method = method or "-"
-                score, threshold = result.get("score"), result.get("threshold")
                 verdict = "DRIFT" if entry.get("verdict") else "ok"
                 if name in first_seen:
                     verdict += f" (found {first_seen[name]:.1f}s after injection)"
-                lines.append(f"  {name:<18}{method:<20}{_fmt(score):>10}{_fmt(threshold):>11}  {verdict}")
+                lines.append(f"  {name:<18}{_decided_by(entry):<70}  {verdict}")
             perf = (doc or {}).get("performance") or {}
             if perf:
                 lines += ["", "  quality from labels: " + "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(perf.items()))]
@@ -242,8 +239,9 @@ def _deciding(entry: dict) -> tuple[str | None, dict]:
 
 
 def _decided_by(entry: dict) -> str:
+    """The sidecar's own description of the decision (p-value vs cut-off, or score vs threshold)."""
     method, r = _deciding(entry)
-    return f"{method} {_fmt(r.get('score'))} > {_fmt(r.get('threshold'))}"
+    return r.get("decision") or f"{method or '-'} score {_fmt(r.get('score'))}, threshold {_fmt(r.get('threshold'))}"
 
 
 def _fmt(value: Any) -> str:
@@ -297,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
         predict = model.predict or monitor.model
         monitor.set_reference(model.to_input(train_cols), train_y, predictions=reference_predictions)
         monitor.flush(10)
+        out.write(f"driftcar demo: watch it live at {http}/\n")
         out.write(f"driftcar demo: {model.kind}; sidecar on {http} (window {scenario.window}); "
                   f"{scenario.rate} rows/s for {scenario.duration_s:.0f}s, drift in "
                   f"{' and '.join(DRIFTED)} from {scenario.drift_at_s:.0f}s\n")
@@ -420,6 +419,7 @@ def _summary(out, scenario: Scenario, result: DemoResult, final: dict, http: str
     lines.append(f"  rows sent: {result.rows:,}; rows the hook dropped: {result.dropped}")
     lines += [
         "  where to look (served until the demo exits; --forever keeps it up):",
+        f"    live page           {http}/",
         f"    Prometheus metrics  {prom}",
         f"    drift per feature   {http}/v1/models/{MODEL_NAME}/drift",
         f"    all models          {http}/v1/models",

@@ -20,6 +20,8 @@ PROM = {"type": "prometheus", "uid": "prometheus"}
 LOKI = {"type": "loki", "uid": "loki"}
 SEL = 'model_name=~"$model", model_version=~"$version"'
 FSEL = SEL + ', feature_name=~"$feature"'
+#: one drift test's series; a driftcar_drift_pvalue_ratio series exists only while the test decides by p-value
+TEST = "on (model_name, model_version, feature_name, drift_method, drift_window)"
 
 _ids = iter(range(1, 1000))
 
@@ -94,14 +96,28 @@ def build() -> dict:
                    "{{model_name}} v{{model_version}}", instant=True),
         ], 8, 9, 8, fieldConfig=unit("none", thresholds={"mode": "absolute", "steps": [
             {"color": "green", "value": None}, {"color": "red", "value": 1}]})),
-        panel("stat", "Models tracked", [target("sum(driftcar_state_models)", "models", instant=True)], 16, 9, 8,
+        panel("stat", "Models tracked", [target("sum(driftcar_state_models)", "models", instant=True)], 16, 9, 4,
               fieldConfig=unit("none")),
+        panel("stat", "Reference coverage", [
+            target(f"min by (model_name, model_version) (driftcar_reference_coverage_ratio{{{SEL}}})",
+                   "{{model_name}} v{{model_version}}", instant=True),
+        ], 20, 9, 4, description=(
+            "Share of the reference's profiled features seen in the last window with traffic. 0 means drift is "
+            "compared on nothing (feature or model names that do not match the reference, or no reference): "
+            "the driftcar.reference.mismatch event names what did not match."),
+            fieldConfig=unit("percentunit", min=0, max=1, thresholds={"mode": "absolute", "steps": [
+                {"color": "red", "value": None}, {"color": "orange", "value": 0.01}, {"color": "green", "value": 0.5}]})),
 
         row("Drift", 17),
-        panel("timeseries", "Drift score per feature and method (dashed: threshold)", [
-            target(f"driftcar_drift_score_ratio{{{FSEL}}}", "{{feature_name}} {{drift_method}}", "A"),
-            target(f"driftcar_drift_threshold_ratio{{{FSEL}}}", "threshold {{feature_name}} {{drift_method}}", "B"),
-        ], 0, 18, 16, 10, fieldConfig={"defaults": {"unit": "none"}, "overrides": [{
+        panel("timeseries", "Distance scores vs score threshold (tests deciding by score; dashed: threshold)", [
+            target(f"driftcar_drift_score_ratio{{{FSEL}}} unless {TEST} driftcar_drift_pvalue_ratio",
+                   "{{feature_name}} {{drift_method}}", "A"),
+            target(f"driftcar_drift_threshold_ratio{{{FSEL}}} unless {TEST} driftcar_drift_pvalue_ratio",
+                   "threshold {{feature_name}} {{drift_method}}", "B"),
+        ], 0, 18, 16, 10, description=(
+            "Tests that decide by a distance (Wasserstein, PSI, Jensen-Shannon, Hellinger; PCA on large windows): "
+            "drift when score >= threshold. Tests that decide by p-value are in the p-value "
+            "panel below, because their threshold is a p-value cut-off, not a score."), fieldConfig={"defaults": {"unit": "none"}, "overrides": [{
             "matcher": {"id": "byFrameRefID", "options": "B"},
             "properties": [
                 {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
@@ -113,7 +129,10 @@ def build() -> dict:
             target(f"driftcar_drift_score_ratio{{{FSEL}}}", "", "B", instant=True, format="table"),
             target(f"driftcar_drift_threshold_ratio{{{FSEL}}}", "", "C", instant=True, format="table"),
             target(f"driftcar_drift_pvalue_ratio{{{FSEL}}}", "", "D", instant=True, format="table"),
-        ], 16, 18, 8, 10, transformations=[
+        ], 16, 18, 8, 10, description=(
+            "threshold is on the scale of the deciding quantity: a p-value cut-off (drift when p-value < threshold) "
+            "where the p-value column is filled, else a score threshold (drift when score >= threshold)."),
+            transformations=[
             {"id": "merge", "options": {}},
             {"id": "filterByValue", "options": {"type": "include", "match": "all", "filters": [
                 {"fieldName": "Value #A", "config": {"id": "equal", "options": {"value": 1}}}]}},
@@ -122,9 +141,20 @@ def build() -> dict:
                 "renameByName": {"Value #B": "score", "Value #C": "threshold", "Value #D": "p-value",
                                  "feature_name": "feature", "drift_method": "method", "drift_window": "window"}}},
         ]),
-        panel("timeseries", "p-values (tests that have one)", [
-            target(f"driftcar_drift_pvalue_ratio{{{FSEL}}}", "{{feature_name}} {{drift_method}}"),
-        ], 0, 28, 12, fieldConfig=unit("none", min=0, max=1)),
+        panel("timeseries", "p-values vs p-value cut-off (tests deciding by p-value; dashed: cut-off)", [
+            target(f"driftcar_drift_pvalue_ratio{{{FSEL}}}", "{{feature_name}} {{drift_method}}", "A"),
+            target(f"driftcar_drift_threshold_ratio{{{FSEL}}} and {TEST} driftcar_drift_pvalue_ratio",
+                   "cut-off {{feature_name}} {{drift_method}}", "B"),
+        ], 0, 28, 12, description=(
+            "p-values (corrected across features) of the tests that decide by p-value (KS and chi-square; PCA "
+            "on small windows): drift when p-value < cut-off. A lower line is stronger evidence of drift."),
+            fieldConfig={"defaults": {"unit": "none", "min": 0, "max": 1}, "overrides": [{
+                "matcher": {"id": "byFrameRefID", "options": "B"},
+                "properties": [
+                    {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+                    {"id": "custom.lineWidth", "value": 1},
+                ],
+            }]}),
         panel("state-timeline", "Drift verdicts over time", [
             target(f"max by (feature_name) (driftcar_drift_detected_ratio{{{FSEL}}})", "{{feature_name}}"),
         ], 12, 28, 12, fieldConfig={"defaults": {"mappings": [{"type": "value", "options": {
@@ -196,7 +226,8 @@ def build() -> dict:
              "expr": '{service_name=~"driftcar.*"} | model_name=~"$model"'},
         ], 0, 74, 24, 10, options={"showTime": True, "wrapLogMessage": True, "enableLogDetails": True,
                                    "sortOrder": "Descending"},
-            description="driftcar.drift.detected / resolved and driftcar.performance.degraded log events; "
+            description="driftcar.drift.detected / resolved, driftcar.performance.degraded and "
+                        "driftcar.reference.mismatch log events; "
                         "the trace ids of sampled calls open in Tempo (Loki data source derived fields)."),
     ]
     return {

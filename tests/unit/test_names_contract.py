@@ -41,13 +41,15 @@ CONTRACT = {
     "driftcar.state.models": ("gauge", "{model}", (), "driftcar_state_models"),
     "driftcar.labels.unmatched": ("counter", "{row}", M + ("reason",), "driftcar_labels_unmatched_total"),
     "driftcar.cardinality.overflow": ("counter", "{series}", M + ("attribute",), "driftcar_cardinality_overflow_total"),
+    "driftcar.reference.coverage": ("gauge", "1", M, "driftcar_reference_coverage_ratio"),
 }
-DRIFT_EVENT = M + ("feature.name", "drift.method", "drift.score", "drift.threshold", "drift.pvalue", "window.start",
-                   "window.end", "driftcar.sample_trace_ids")
+DRIFT_EVENT = M + ("feature.name", "drift.method", "drift.score", "drift.threshold", "drift.pvalue",
+                   "drift.threshold.kind", "window.start", "window.end", "driftcar.sample_trace_ids")
 EVENTS = {
     "driftcar.drift.detected": ("WARN", DRIFT_EVENT),
     "driftcar.drift.resolved": ("INFO", DRIFT_EVENT),
     "driftcar.performance.degraded": ("WARN", M + ("metric", "value", "threshold")),
+    "driftcar.reference.mismatch": ("WARN", M + ("mismatch.cause", "mismatch.names", "mismatch.suggestions")),
 }
 SPECIAL_VALUES = {"OVERFLOW": "__overflow__", "OTHER": "__other__", "MULTIVARIATE": "__multivariate__",
                   "PREDICTION": "__prediction__"}
@@ -90,6 +92,7 @@ def test_exported_data_uses_the_table():
     tel.set_queue_size(1)
     tel.set_state_models(1)
     tel.add_labels_unmatched("m", "1", "expired", 1)
+    tel.set_coverage("m", "1", 0.75)
     small = Telemetry(TelemetryConfig(export="none", max_categories=1))
     small.add_category("m", "1", "c", "a", 1)
     small.add_category("m", "1", "c", "b", 1)

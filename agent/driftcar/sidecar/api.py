@@ -9,7 +9,11 @@
   feature's verdict (after hysteresis) and its current histogram next to the reference.
   With ``windows=K``: a sliding view, the drift tests on the sum of the last K closed
   windows (computed on request, off the loop; ``verdict`` stays the tracked one).
-- ``GET /v1/events[?limit=N]``: recent drift/performance events.
+  With ``view=summary``: per feature only the deciding test's method, score, threshold (and
+  its kind: pvalue or score), p-value, decision and verdict; no histograms.
+  Both views carry ``coverage``: profiled features seen, rows matched, mismatches said.
+- ``GET /v1/events[?limit=N]``: recent drift, performance and reference-mismatch events.
+- ``GET /``: the live page (:mod:`driftcar.view.live`).
 
 When a bearer token is configured, the ``/v1/models`` and ``/v1/events`` routes need it
 too (they expose data); health endpoints stay open for probes.
@@ -25,10 +29,13 @@ from typing import Any, Callable
 import numpy as np
 from aiohttp import web
 
+from driftcar.sidecar.messages import decision_kind, decision_pvalue, describe
 from driftcar.sidecar.security import TokenAuth
 from driftcar.sidecar.state import EvaluationResult, ModelState, StateStore
 
-__all__ = ["Api", "drift_document"]
+__all__ = ["Api", "drift_document", "summary_document", "VIEWS"]
+
+VIEWS = ("full", "summary")
 
 
 def _num(value: Any) -> float | None:
@@ -85,6 +92,7 @@ def drift_document(state: ModelState, window_s: float, last: EvaluationResult | 
         "window": None,
         "features": {},
         "drift_detected": sorted(f for f, v in state.verdicts.items() if v),
+        "coverage": state.coverage.as_dict(),
         "performance": {},
         "estimated_accuracy": None,
     }
@@ -103,7 +111,10 @@ def drift_document(state: ModelState, window_s: float, last: EvaluationResult | 
         entry["methods"][result.method] = {
             "score": _num(result.statistic),
             "pvalue": _num(result.pvalue),
+            "pvalue_adjusted": _num(getattr(result, "pvalue_adjusted", None)),
             "threshold": _num(result.threshold),
+            "threshold_kind": decision_kind(result),
+            "decision": describe(result),
             "detected": bool(result.detected),
             "deciding": deciding,
             "ok": bool(getattr(result, "ok", True)),
@@ -115,6 +126,26 @@ def drift_document(state: ModelState, window_s: float, last: EvaluationResult | 
         if hist is not None:
             entry["histogram"] = hist
     doc["features"] = features
+    return doc
+
+
+def summary_document(state: ModelState, window_s: float, last: EvaluationResult | None = None) -> dict:
+    """The compact view: per feature its deciding test only, no histograms."""
+    doc = drift_document(state, window_s, last)
+    last = state.last if last is None else last
+    deciding = {r.feature: r for r in (getattr(getattr(last, "report", None), "results", None) or [])
+                if getattr(r, "deciding", False)}
+    doc["features"] = {name: {
+        "method": r.method,
+        "score": _num(r.statistic),
+        "pvalue": _num(decision_pvalue(r)),
+        "threshold": _num(r.threshold),
+        "threshold_kind": decision_kind(r),
+        "decision": describe(r),
+        "tested": bool(getattr(r, "ok", True)),
+        "verdict": bool(state.verdicts.get(name, False)),
+        "n_current": int(getattr(r, "n_current", 0) or 0),
+    } for name, r in deciding.items()}
     return doc
 
 
@@ -138,6 +169,9 @@ class Api:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/models/{name}/drift", self.drift)
         app.router.add_get("/v1/events", self.events)
+        from driftcar.view.live import LivePage  # the page at / (same auth)
+
+        LivePage(self).add_routes(app)
 
     def _check(self, request: web.Request) -> None:
         if not self.auth.check(request.headers.get("Authorization")):
@@ -169,9 +203,13 @@ class Api:
         if not states:
             return web.json_response({"error": f"unknown model {name!r}"
                                       + (f" version {version!r}" if version else "")}, status=404)
+        view = request.query.get("view", "full")
+        if view not in VIEWS:
+            return web.json_response({"error": f"view must be one of {', '.join(VIEWS)}"}, status=400)
+        document = summary_document if view == "summary" else drift_document
         windows = request.query.get("windows")
         if windows is None:
-            docs = [drift_document(s, self.window_s) for s in states]
+            docs = [document(s, self.window_s) for s in states]
         else:
             try:
                 k = int(windows)
@@ -180,10 +218,10 @@ class Api:
             except ValueError:
                 return web.json_response(
                     {"error": f"windows must be an integer in 1..{self.store.config.windows_kept}"}, status=400)
-            docs = await asyncio.to_thread(self._sliding, states, k)
+            docs = await asyncio.to_thread(self._sliding, states, k, document)
         return web.json_response({"name": name, "versions": sorted(docs, key=lambda d: d["version"])})
 
-    def _sliding(self, states: list[ModelState], k: int) -> list[dict]:
+    def _sliding(self, states: list[ModelState], k: int, document=drift_document) -> list[dict]:
         """Drift on the sum of the last ``k`` closed windows (bin counts add)."""
         from driftcar.stats import DriftConfig, evaluate_drift
 
@@ -193,7 +231,7 @@ class Api:
             windows = list(state.closed)[-k:]
             prof = state.profile
             if not windows or prof is None:
-                doc = drift_document(state, self.window_s, EvaluationResult(0, 0, 0, None, {}, {}, None, None))
+                doc = document(state, self.window_s, EvaluationResult(0, 0, 0, None, {}, {}, None, None))
                 doc["window"] = None
             else:
                 merged = windows[0].sketch
@@ -202,7 +240,7 @@ class Api:
                 report = evaluate_drift(prof, merged, config)
                 rows = sum(w.rows for w in windows)
                 view = EvaluationResult(windows[0].start_ns, windows[-1].end_ns, rows, report, {}, {}, None, merged)
-                doc = drift_document(state, self.window_s, view)
+                doc = document(state, self.window_s, view)
             doc["windows"] = len(windows)
             docs.append(doc)
         return docs

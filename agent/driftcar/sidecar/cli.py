@@ -25,8 +25,7 @@ def register(subparsers) -> None:
         help="run the driftcar sidecar (OTLP receivers, drift evaluation, OTel export)",
         description="Receive driftcar.batch records over OTLP, evaluate drift and quality per window, "
                     "export OTel metrics and logs. Every option is also a YAML key and a DRIFTCAR_* variable.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    )  # defaults are written into each option's help once (argparse's own would print "default: None")
     parser.add_argument("--config", metavar="FILE", default=os.environ.get("DRIFTCAR_CONFIG"),
                         help="YAML configuration file (env DRIFTCAR_CONFIG)")
     for option in OPTIONS:

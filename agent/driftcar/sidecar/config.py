@@ -39,14 +39,15 @@ __all__ = [
 TOKEN_ENV = "DRIFTCAR_TOKEN"
 ENV_PREFIX = "DRIFTCAR_"
 #: DRIFTCAR_* variables that belong to other driftcar components (the hook's shipper, the
-#: ``profile`` command, the test suite). A model container and its sidecar often share one
+#: ``profile`` and ``report`` commands, the test suite). A model container and its sidecar often share one
 #: environment, so these are left alone while any other unknown DRIFTCAR_* is still refused.
 _OTHER_COMPONENTS_ENV = frozenset({
-    TOKEN_ENV, "DRIFTCAR_CONFIG", "DRIFTCAR_REQUIRE_ALL", "DRIFTCAR_LONG",
+    TOKEN_ENV, "DRIFTCAR_CONFIG", "DRIFTCAR_REQUIRE_ALL", "DRIFTCAR_LONG", "DRIFTCAR_SCREENSHOTS",
     "DRIFTCAR_ENDPOINT", "DRIFTCAR_PROTOCOL", "DRIFTCAR_HEADERS", "DRIFTCAR_TIMEOUT", "DRIFTCAR_COMPRESSION",
     "DRIFTCAR_CA_FILE", "DRIFTCAR_MAX_BUFFER_BYTES", "DRIFTCAR_MAX_BATCH_ROWS", "DRIFTCAR_MAX_BATCH_AGE",
     "DRIFTCAR_MAX_EXPORT_BYTES", "DRIFTCAR_EXIT_TIMEOUT",
 })
+_OTHER_PREFIXES = ("DRIFTCAR_PROFILE_", "DRIFTCAR_REPORT_")  # the profile and report commands' options
 
 
 class ConfigError(ValueError):
@@ -474,7 +475,7 @@ def load_config(
 
     by_env = {o.env: o for o in OPTIONS}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in _OTHER_COMPONENTS_ENV or name.startswith("DRIFTCAR_PROFILE_"):
+        if not name.startswith(ENV_PREFIX) or name in _OTHER_COMPONENTS_ENV or name.startswith(_OTHER_PREFIXES):
             continue
         option = by_env.get(name)
         if option is None:

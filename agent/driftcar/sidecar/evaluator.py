@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.messages import LineBudget, decision_kind, decision_pvalue, describe, safe, window_summary
 from driftcar.sidecar.state import EMPTY, EvaluationResult, StateStore, WindowClose
 
 __all__ = ["Evaluator", "next_boundary", "HIGHER_IS_BETTER"]
@@ -52,11 +53,8 @@ def _finite(value: Any, default: float = 0.0) -> float:
     return number if math.isfinite(number) else default
 
 
-def _pvalue(result) -> float | None:
-    """The p-value compared with the threshold: adjusted across features when the engine
-    corrected it (so ``pvalue < threshold`` reads as the decision), else the raw one."""
-    p = result.pvalue if result.pvalue_adjusted is None else result.pvalue_adjusted
-    return None if p is None else _finite(p, 1.0)
+#: per-window summary lines on the sidecar's log, across all models, in any rolling minute
+SUMMARY_LINES_PER_MINUTE = 20
 
 
 class Evaluator:
@@ -76,6 +74,7 @@ class Evaluator:
         self.windows_closed = 0
         self.last_close_ns = 0
         self._lock = asyncio.Lock()
+        self.summaries = LineBudget(SUMMARY_LINES_PER_MINUTE)
 
     def _drift_config(self):
         if self.drift_config is None:
@@ -138,6 +137,8 @@ class Evaluator:
             performance, estimated = self._quality(close)
         except Exception:
             log.exception("quality evaluation of %s@%s failed", close.model, close.version)
+        if report is not None:
+            self._summary_line(close, report)
         if report is None and not performance and estimated is None:
             return
         # like the gauges, each part keeps its last value until a window updates it
@@ -172,10 +173,21 @@ class Evaluator:
         for result in report.results:
             detected = state.verdicts.get(result.feature, False) if result.deciding else None
             self.tel.set_drift(close.model, close.version, result.feature, result.method, window,
-                               _finite(result.statistic), _pvalue(result), _finite(result.threshold), detected)
+                               _finite(result.statistic), decision_pvalue(result), _finite(result.threshold), detected)
         for change in changes:
             self._drift_event(close, change)
         return report
+
+    def _summary_line(self, close: WindowClose, report) -> None:
+        """One compact line per model and window on the log (rate-limited across models)."""
+        held = self.summaries.take()
+        if held is None:
+            return
+        line = window_summary(close.model, close.version, close.start_ns, close.end_ns, close.rows, report,
+                              close.state.verdicts, close.state.coverage.share)
+        if held:
+            line += f" ({held} summary line(s) held back in the last minute)"
+        log.info("%s", line)
 
     def _drift_event(self, close: WindowClose, change) -> None:
         result = change.result
@@ -187,18 +199,19 @@ class Evaluator:
             "drift.method": result.method,
             "drift.score": _finite(result.statistic),
             "drift.threshold": _finite(result.threshold),
+            "drift.threshold.kind": decision_kind(result),
             "drift.window": self.config.window,
             "window.start": int(close.start_ns),
             "window.end": int(close.end_ns),
             "driftcar.sample_trace_ids": list(close.trace_ids),
         }
-        pvalue = _pvalue(result)
+        pvalue = decision_pvalue(result)
         if pvalue is not None:
             attributes["drift.pvalue"] = pvalue
         verb = "drifted" if change.detected else "is back to its reference"
-        body = (f"{close.model}@{close.version} feature {change.feature} {verb}: {result.method} "
-                f"{attributes['drift.score']:.4g} vs threshold {attributes['drift.threshold']:.4g}")
+        body = f"{safe(close.model)}@{safe(close.version)} feature {safe(change.feature)} {verb}: {describe(result)}"
         self.tel.emit_event(name, "WARN" if change.detected else "INFO", body, attributes)
+        log.info("drift %s: %s", "detected" if change.detected else "resolved", body)
 
     def _distributions(self, close: WindowClose) -> None:
         """Cumulative histograms from the merged sketches; window counts of missing/categories."""

@@ -69,7 +69,7 @@ class SidecarService:
         self.config = config
         self.tel = telemetry if telemetry is not None else build_telemetry(config)
         self.auth = TokenAuth.from_config(config)
-        self.store = StateStore(config, self.tel)
+        self.store = StateStore(config, self.tel, drift_config=drift_config or config.drift)
         self.queue = IngestQueue(config.queue_max_rows, config.queue_max_bytes)
         limits = Limits(max_body_bytes=min(DEFAULT_LIMITS.max_body_bytes, config.max_request_bytes))
         self.ingestor = Ingestor(self.queue, self.tel, limits, retry_after_s=config.retry_after_s,

@@ -25,6 +25,7 @@ import logging
 import random
 import threading
 import time
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -32,7 +33,9 @@ from typing import Any, Callable
 import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mismatch, suggest, unknown_features_message
 from driftcar.sidecar.ingest import Item
+from driftcar.sidecar.messages import safe
 
 __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
 
@@ -167,7 +170,11 @@ class _RowBuffer:
         y = _stack(self.labels) if self.labels and sum(len(c) for c in self.labels) == self.rows else None
         pred = (_stack(self.predictions)
                 if self.predictions and sum(len(c) for c in self.predictions) == self.rows else None)
-        prof = profile(X, y, pred)
+        with warnings.catch_warnings(record=True) as caught:  # what profiling inferred goes to the log
+            warnings.simplefilter("always")
+            prof = profile(X, y, pred)
+        for warning in caught:
+            log.warning("reference built from %d %s rows: %s", self.rows, source, warning.message)
         try:
             prof.source = source
         except AttributeError:  # frozen profile: the state records the source itself
@@ -182,7 +189,8 @@ def _is_categorical(data) -> bool:
 class ModelState:
     """State of one (model, version). Mutated only under the store's lock."""
 
-    def __init__(self, model: str, version: str, config: SidecarConfig, telemetry, now_ns: int):
+    def __init__(self, model: str, version: str, config: SidecarConfig, telemetry, now_ns: int,
+                 drift_config: Any = None):
         from driftcar.stats import LabelJoiner
 
         self.model = model
@@ -222,6 +230,15 @@ class ModelState:
         self.verdicts: dict[str, bool] = {}
         self.tracker = None
         self.degraded: dict[str, bool] = {}
+        self.drift_config = drift_config if drift_config is not None else config.drift
+        self.coverage = Coverage()
+        self.live_started_ns: int | None = None  # first row taken into a live reference
+        self.live_reference_rows: dict | None = None  # which live rows became the reference
+
+    @property
+    def label(self) -> str:
+        """``model@version`` fit for a log line (data-derived names are escaped and cut)."""
+        return f"{safe(self.model)}@{safe(self.version)}"
 
     # ------------------------------------------------------------------ reference
     def set_profile(self, prof, source: str, file: str | None = None) -> None:
@@ -235,8 +252,43 @@ class ModelState:
         self.tracker = None
         self.verdicts = {}
         self.live_buffer = None
-        log.info("model %s@%s: reference from %s (%s features)", self.model, self.version, source,
-                 len(getattr(prof, "features", {}) or {}))
+        features = list(getattr(prof, "features", {}) or {})
+        self.coverage.bind(features)
+        log.info("model %s@%s: reference from %s (%s features)", self.model, self.version, source, len(features))
+        self._check_drift_settings(features)
+
+    def _check_drift_settings(self, features: list[str]) -> None:
+        """Per-feature drift settings naming no feature of the reference are a typo, said once."""
+        configured = list(getattr(self.drift_config, "features", None) or {})
+        known = set(features) | {"__prediction__", "__multivariate__"}
+        unknown = [name for name in configured if name not in known]
+        if not unknown:
+            return
+        hints = suggest(unknown, features)
+        body = (f"{self.label}: drift settings name feature(s) the reference does not have, "
+                f"so they apply to nothing: {', '.join(safe(n) for n in unknown)}"
+                + (f" (closest: {'; '.join(hints)})" if hints else ""))
+        report_mismatch(self.coverage, self.tel, self.model, self.version, "unknown_drift_settings", body,
+                        unknown, hints)
+
+    def _report_no_reference(self) -> None:
+        """A window of live rows without any reference (judged at the close: reference batches
+        sent with the first predictions may still be on their way): say which binding was
+        missed, or that live rows become the reference."""
+        named = sorted(k for k in self.config.references if k != "*")
+        live = self.live_buffer.max_rows if self.live_buffer is not None else 0
+        if named:
+            body, hints = no_reference_message(self.model, self.version, named, live)
+            report_mismatch(self.coverage, self.tel, self.model, self.version, "no_reference", body,
+                            [self.model], hints)
+        if live:
+            body = (f"{self.label}: no reference; taking the first {live} live rows (from now on) "
+                    "as the reference: drift is measured against them, not against training data")
+            report_mismatch(self.coverage, self.tel, self.model, self.version, "live_reference", body, [self.model])
+        elif not named:
+            body = (f"{self.label}: no reference and live references are off "
+                    "(live_reference_rows 0): drift is not evaluated for it")
+            report_mismatch(self.coverage, self.tel, self.model, self.version, "no_reference", body, [self.model])
 
     def _seal_reference_batches(self) -> None:
         buf = self.reference_buffer
@@ -312,14 +364,11 @@ class ModelState:
             probabilities = np.column_stack([np.asarray(batch.columns[n], dtype=np.float64) for n in proba_names])
         if self.reference_buffer is not None:
             self._seal_reference_batches()
+        self._observe_coverage(features, batch.rows, now_s)
         if self.profile is None and self.live_buffer is not None and batch.rows:
             taken = self.live_buffer.add(features, None, predictions, batch.rows)
             if self.live_buffer.rows >= self.live_buffer.max_rows:
-                buf, self.live_buffer = self.live_buffer, None
-                try:
-                    self.set_profile(buf.build("live"), "live")
-                except Exception as exc:
-                    log.warning("model %s@%s: cannot build a live reference: %s", self.model, self.version, exc)
+                self._take_live_reference(now_s)
             if taken:  # rows that became the reference are not compared with themselves
                 features = {n: d[taken:] for n, d in features.items()}
                 predictions = predictions[taken:] if predictions is not None else None
@@ -357,6 +406,34 @@ class ModelState:
         if ids and all_predictions is not None:
             self.joiner.add_predictions(batch.columns[ids[0]], all_predictions, now_s)
             self._report_unmatched()
+
+    def _observe_coverage(self, features: dict, rows: int, now_s: float) -> None:
+        if not rows:
+            return
+        if self.profile is None and self.live_buffer is not None and self.live_started_ns is None:
+            self.live_started_ns = int(now_s * 1e9)
+        unknown = self.coverage.observe(features, rows, self.profile is not None)
+        if unknown and "unknown_features" not in self.coverage.mismatches:
+            body, hints = unknown_features_message(self.label, unknown, self.coverage.profiled)
+            report_mismatch(self.coverage, self.tel, self.model, self.version, "unknown_features", body,
+                            unknown, hints)
+
+    def _take_live_reference(self, now_s: float) -> None:
+        buf, self.live_buffer = self.live_buffer, None
+        try:
+            self.set_profile(buf.build("live"), "live")
+        except Exception as exc:
+            log.warning("model %s@%s: cannot build a live reference: %s", self.model, self.version, exc)
+            return
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((self.live_started_ns or 0) / 1e9))
+        end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s))
+        self.live_reference_rows = {"rows": buf.rows, "from_unix_nano": self.live_started_ns,
+                                    "to_unix_nano": int(now_s * 1e9)}
+        body = (f"{self.label}: no reference; the first {buf.rows} live rows (received {start} .. "
+                f"{end} UTC) were taken as the reference: drift is measured against them, not against training data")
+        if not report_mismatch(self.coverage, self.tel, self.model, self.version, "live_reference", body,
+                               [self.model]):
+            log.warning("%s", body)
 
     def _golden_signals(self, batch, item: Item) -> None:
         calls = batch.calls
@@ -427,6 +504,7 @@ class ModelState:
         )
         self.window_start_ns = now_ns
         self.window_rows = 0
+        self._close_coverage()
         self.y_true, self.y_pred = [], []
         self.proba_sum, self.proba_n = 0.0, 0
         self.trace_ids, self._trace_seen = [], 0
@@ -435,6 +513,20 @@ class ModelState:
             self.cumulative = sketch if self.cumulative is None else self.cumulative.merge(sketch)
         self.joiner_expire(now_ns / 1e9)
         return close
+
+    def _close_coverage(self) -> None:
+        if self.profile is None and self.coverage.window_rows and self.reference_buffer is None:
+            self._report_no_reference()
+        share, unseen = self.coverage.close_window(self.profile is not None)
+        if share is None:
+            return  # no traffic is not "no coverage": the gauge keeps its last value
+        self.tel.set_coverage(self.model, self.version, share)
+        if unseen:
+            profiled = self.coverage.profiled
+            body = (f"{self.label}: {len(unseen)} of {len(profiled)} profiled feature(s) got no "
+                    f"values in a whole window and are not compared: {', '.join(safe(n) for n in unseen[:20])}"
+                    + (f" and {len(unseen) - 20} more" if len(unseen) > 20 else ""))
+            report_mismatch(self.coverage, self.tel, self.model, self.version, "unseen_features", body, unseen)
 
     def compact_closed(self) -> None:
         """Compress closed windows still held live (evaluator thread, after evaluation)."""
@@ -458,7 +550,9 @@ class ModelState:
                 "file": self.reference_file,
                 "rows": int(getattr(self.profile, "n", 0) or getattr(self.profile, "rows", 0) or 0),
                 "features": sorted(getattr(self.profile, "features", {}) or {}),
+                "live_rows": self.live_reference_rows,
             },
+            "coverage": self.coverage.as_dict(),
             "rows_total": self.rows_total,
             "batches_total": self.batches_total,
             "unprofiled_rows": self.unprofiled_rows,
@@ -476,8 +570,9 @@ class StateStore:
     """All models' state. See the module docstring for the threading contract."""
 
     def __init__(self, config: SidecarConfig, telemetry, clock: Callable[[], int] = time.time_ns,
-                 load_profile: Callable[[str], Any] | None = None):
+                 load_profile: Callable[[str], Any] | None = None, drift_config: Any = None):
         self.config = config
+        self.drift_config = drift_config  # None: config.drift (unknown feature names are reported per model)
         self.tel = telemetry
         self.clock = clock
         self.lock = threading.RLock()
@@ -523,7 +618,7 @@ class StateStore:
         key = (model, version)
         state = self.models.get(key)
         if state is None:
-            state = ModelState(model, version, self.config, self.tel, self.clock())
+            state = ModelState(model, version, self.config, self.tel, self.clock(), self.drift_config)
             path = self.config.reference_for(model, version)
             if path:
                 state.set_profile(self.file_profile(path), "file", path)

@@ -6,7 +6,8 @@ and the demo. The contract (names may gain extras but not change):
 - :func:`profile` -> :class:`Profile` (reference distributions, versioned msgpack file)
 - ``prof.new_window()`` -> :class:`WindowSketch` (``update``, ``merge``, ``feature``)
 - :func:`evaluate_drift` -> :class:`DriftReport` of :class:`DriftResult` (one
-  deciding result per feature), configured by :class:`DriftConfig` /
+  deciding result per feature; ``describe()`` / ``comparison`` say how it was
+  decided, like with like), configured by :class:`DriftConfig` /
   :class:`FeatureDriftConfig`; :class:`VerdictTracker` adds hysteresis;
   the same tests one feature at a time: :class:`KS`, :class:`PSI`, ... (:data:`TESTS`)
 - :class:`LabelJoiner`, :func:`classification_scores`, :func:`regression_scores`,
@@ -16,6 +17,7 @@ and the demo. The contract (names may gain extras but not change):
 from driftcar.stats.adwin import ADWIN
 from driftcar.stats.change import PageHinkley
 from driftcar.stats.drift import (
+    Comparison,
     DriftConfig,
     DriftReport,
     DriftResult,
@@ -54,6 +56,7 @@ __all__ = [
     "DriftConfig",
     "FeatureDriftConfig",
     "DriftResult",
+    "Comparison",
     "DriftReport",
     "evaluate_drift",
     "evaluate_label_drift",

@@ -14,13 +14,29 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["as_columns", "to_float", "is_categorical", "label", "count_labels", "MISSING"]
+__all__ = ["as_columns", "to_float", "is_categorical", "is_missing", "label", "count_labels", "MISSING"]
 
 MISSING = object()  # marker returned by label() for None / NaN
+_NA_TYPES = ("NAType", "NaTType")  # pandas.NA / NaT, recognised without importing pandas
 
 
-def as_columns(X: Any, what: str = "X") -> dict[str, Any]:
-    """Named columns of ``X``; ValueError with a clear reason when it is not a table."""
+def is_missing(value: Any) -> bool:
+    """None, a float NaN, or pandas' NA / NaT."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return type(value).__name__ in _NA_TYPES
+
+
+def as_columns(X: Any, what: str = "X", names: Any = None) -> dict[str, Any]:
+    """Named columns of ``X``; ValueError with a clear reason when it is not a table.
+
+    ``names`` names the columns of a 2-D array (instead of ``x0, x1, ...``); tables that
+    carry their own names refuse it rather than silently ignore it.
+    """
+    if names is not None and (isinstance(X, Mapping) or hasattr(X, "columns")):
+        raise ValueError(f"{what}: feature_names only names the columns of an array; this table has its own names")
     if isinstance(X, Mapping):
         cols = {str(k): v for k, v in X.items()}
     elif hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray):
@@ -34,7 +50,7 @@ def as_columns(X: Any, what: str = "X") -> dict[str, Any]:
             arr = arr[:, None]
         if arr.ndim != 2:
             raise ValueError(f"{what} must be a DataFrame, a 2-D array or a mapping of columns; got shape {arr.shape}")
-        cols = {f"x{j}": arr[:, j] for j in range(arr.shape[1])}
+        cols = {name: arr[:, j] for j, name in enumerate(_array_names(names, arr.shape[1], what))}
     lengths = {name: len(v) if hasattr(v, "__len__") else -1 for name, v in cols.items()}
     bad = [n for n, ln in lengths.items() if ln < 0]
     if bad:
@@ -45,6 +61,17 @@ def as_columns(X: Any, what: str = "X") -> dict[str, Any]:
         if isinstance(v, np.ndarray) and v.ndim != 1:
             raise ValueError(f"{what}: column {name!r} must be 1-D, got shape {v.shape}")
     return cols
+
+
+def _array_names(names: Any, width: int, what: str) -> list[str]:
+    if names is None:
+        return [f"x{j}" for j in range(width)]
+    out = [str(n) for n in names]
+    if len(out) != width:
+        raise ValueError(f"{what}: {len(out)} feature_names for {width} columns")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{what}: feature_names has duplicates")
+    return out
 
 
 def _series_values(series: Any) -> Any:
@@ -65,7 +92,7 @@ def is_categorical(values: Any) -> bool:
         if values.dtype.kind != "O":
             return True
     for v in values:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if is_missing(v):
             continue
         return isinstance(v, (str, bytes, bool, np.bool_)) or not isinstance(v, (int, float, np.number))
     return False  # all missing: numeric with no values
@@ -82,7 +109,7 @@ def to_float(values: Any) -> tuple[np.ndarray, int]:
     out = np.empty(len(values), dtype=np.float64)
     invalid = 0
     for i, v in enumerate(values):
-        if v is None:
+        if is_missing(v):
             out[i] = np.nan
             continue
         try:
@@ -100,7 +127,7 @@ def label(value: Any) -> Any:
     """
     if isinstance(value, str):
         return value
-    if value is None:
+    if value is None or type(value).__name__ in _NA_TYPES:
         return MISSING
     if isinstance(value, (bool, np.bool_)):
         return "True" if value else "False"

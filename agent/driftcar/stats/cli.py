@@ -5,7 +5,11 @@ Reads CSV (``.csv``, ``.csv.gz``, any other name) and Parquet (``.parquet``,
 so files larger than memory work in bounded memory. A progress bar is drawn
 on stderr only when it is a terminal. ``--label`` / ``--prediction`` name
 the columns holding y and the model output; ``--show FILE`` prints a saved
-profile. Every option can also come from a ``DRIFTCAR_PROFILE_<OPTION>``
+profile. Each column's kind is inferred and printed with the reason: text that
+is at least 95 % numbers stays numeric (the strays are counted as invalid and
+shown); empty, id-like and timestamp-like columns are left out (``--keep`` to
+profile them anyway); a reference under 1,000 rows is reported with the
+smallest shift it can detect. Every option can also come from a ``DRIFTCAR_PROFILE_<OPTION>``
 environment variable (e.g. ``DRIFTCAR_PROFILE_BINS=10``) or a key of a YAML
 ``--config`` file; precedence: flag, environment, file, default.
 Exit status: 0 done, 2 bad input or usage.
@@ -85,7 +89,8 @@ OPTIONS: dict[str, tuple] = {
     "out": (_text, None, "output profile file (e.g. ref.driftcar)"),
     "label": (_text, None, "column holding the ground truth (y)"),
     "prediction": (_text, None, "column holding the model output"),
-    "exclude": (_names, [], "comma-separated columns to leave out (ids, timestamps)"),
+    "exclude": (_names, [], "comma-separated columns to leave out"),
+    "keep": (_names, [], "comma-separated columns to profile although inferred empty, id-like or timestamp-like"),
     "categorical": (_names, [], "comma-separated numeric columns to treat as categories"),
     "bins": (_positive_int, 20, "coarse quantile bins per numeric feature (default 20)"),
     "fine_bins": (_positive_int, 400, "fine quantile bins for KS / Wasserstein (default 400; error ~1/fine-bins)"),
@@ -122,13 +127,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def resolve(args: argparse.Namespace, environ=None) -> dict:
-    """Final option values: flag > DRIFTCAR_PROFILE_* > --config file > default.
-    ValueError listing every problem (with where the bad value came from)."""
+def resolve(args: argparse.Namespace, environ=None, options: dict | None = None,
+            prefix: str = "DRIFTCAR_PROFILE_") -> dict:
+    """Final option values: flag > DRIFTCAR_PROFILE_* (``prefix``) > --config file > default.
+    ValueError listing every problem (with where the bad value came from). ``options`` is a
+    table like :data:`OPTIONS` (the default), so other commands resolve theirs the same way."""
     environ = os.environ if environ is None else environ
+    options = OPTIONS if options is None else options
     problems: list[str] = []
     config: dict = {}
-    path = args.config or environ.get("DRIFTCAR_PROFILE_CONFIG")
+    path = args.config or environ.get(f"{prefix}CONFIG")
     if path:
         import yaml
 
@@ -141,13 +149,13 @@ def resolve(args: argparse.Namespace, environ=None) -> dict:
             raise ValueError(f"config {path}: expected a map of options")
         for key, value in loaded.items():
             name = str(key).replace("-", "_")
-            if name not in OPTIONS:
+            if name not in options:
                 problems.append(f"{path}: unknown key {key!r}")
             else:
                 config[name] = value
     out = {}
-    for name, (parse, default, _) in OPTIONS.items():
-        env_name = f"DRIFTCAR_PROFILE_{name.upper()}"
+    for name, (parse, default, _) in options.items():
+        env_name = f"{prefix}{name.upper()}"
         value, source = getattr(args, name), None
         if value is None and env_name in environ:
             value, source = environ[env_name], env_name
@@ -199,14 +207,66 @@ def _summary(prof, out=None) -> None:
         if f is not None:
             print(f"  [{what}] {f.kind}, missing {f.missing_rate:.2%}", file=out)
     if prof.pca is not None:
-        print(f"  [multivariate] PCA {prof.pca.components.shape[1]} of {len(prof.pca.features)} components, "
-              f"{prof.pca.explained:.1%} of variance", file=out)
+        print(f"  [multivariate] {_pca_text(prof)}", file=out)
+    inf = prof.inference
+    if inf is not None:
+        first = f" from the first {inf.decided_on:,} rows" if 0 < inf.decided_on < inf.rows else ""
+        print(f"columns, as inferred{first} (--keep, --exclude, --categorical to override):", file=out)
+        for c in inf.columns:
+            print(f"  {c.line()}", file=out)
+        if inf.sensitivity:
+            print(f"sensitivity: {inf.rows:,} reference rows; {inf.sensitivity_text()}", file=out)
+
+
+def _pca_text(prof) -> str:
+    """The PCA's size and why it is that size (a reader compares it with the variance target)."""
+    pca = prof.pca
+    k, d = pca.components.shape[1], len(pca.features)
+    text = f"PCA {k} of {d} components, {pca.explained:.1%} of variance"
+    if pca.capped:
+        text += (f": capped at {k} = features - 1 so that a reconstruction error remains "
+                 f"(the {pca.variance:.0%} target needs all {d})")
+    elif pca.variance is not None:
+        text += f": the fewest that reach the {pca.variance:.0%} target"
+    numeric = sum(1 for f in prof.features.values() if f.kind == "numeric")
+    if numeric > d:
+        text += f"; {numeric - d} numeric feature(s) left out of it (more than half missing)"
+    return text
+
+
+def _two_passes(files: list[str], opt: dict, builder, inference, bar) -> None:
+    """Pass 1 (edges) then pass 2 (counts) over every file, each chunk's kinds as inferred."""
+    from driftcar.stats.errors import ProfileError
+    from driftcar.stats.readers import read_chunks
+
+    def split(chunk: dict, path: str):
+        for col in (c for c in (opt["label"], opt["prediction"]) if c):
+            if col not in chunk:
+                raise ProfileError(f"{path}: no column {col!r} (columns: {', '.join(chunk)})")
+        y = chunk.pop(opt["label"]) if opt["label"] else None
+        pred = chunk.pop(opt["prediction"]) if opt["prediction"] else None
+        return chunk, y, pred
+
+    for step, (label, feed) in enumerate((("pass 1/2 (edges)", builder.observe), ("pass 2/2 (counts)", builder.count))):
+        for path in files:
+            name = f"{label} {os.path.basename(path)}"
+            progress = (lambda f, name=name: bar(name, f))
+            for chunk in read_chunks(path, opt["chunk_rows"], opt["format"], opt["delimiter"], progress):
+                X, y, pred = split(chunk, path)
+                X = inference.apply(X, count=step == 0)
+                if not X and y is None and pred is None:
+                    raise ProfileError(f"{path}: nothing to profile: every column was left out (--keep COL)")
+                builder.categorical |= {n for n, kind in inference.kinds.items() if kind == "categorical"}
+                feed(X, y, pred)
+        if step == 0:
+            builder.fix()
 
 
 def run(args: argparse.Namespace) -> int:
     from driftcar.stats.errors import ProfileError
     from driftcar.stats.profile import Profile, ProfileBuilder
-    from driftcar.stats.readers import ReadError, read_chunks
+    from driftcar.stats.infer import KindInference
+    from driftcar.stats.readers import ReadError, file_format
 
     def fail(message: str) -> int:
         print(f"driftcar profile: error: {message}", file=sys.stderr)
@@ -228,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("--out is required (where to write the profile)")
     show = opt["progress"] == "always" or (opt["progress"] == "auto" and sys.stderr.isatty())
     bar = _bar(show)
-    special = [c for c in (opt["label"], opt["prediction"]) if c]
+    inference = KindInference(categorical=opt["categorical"], keep=opt["keep"], exclude=opt["exclude"],
+                              top_k=opt["top_k"], text=all(file_format(f, opt["format"]) == "csv" for f in args.files))
     try:
         builder = ProfileBuilder(bins=opt["bins"], fine_bins=max(opt["fine_bins"], opt["bins"]), top_k=opt["top_k"],
                                  categorical=opt["categorical"], max_rows_kept=max(10, opt["max_rows_kept"]),
@@ -236,29 +297,9 @@ def run(args: argparse.Namespace) -> int:
                                  seed=opt["seed"])
     except ValueError as exc:
         return fail(str(exc))
-
-    def split(chunk: dict, path: str):
-        for col in special:
-            if col not in chunk:
-                raise ProfileError(f"{path}: no column {col!r} (columns: {', '.join(chunk)})")
-        y = chunk.pop(opt["label"]) if opt["label"] else None
-        pred = chunk.pop(opt["prediction"]) if opt["prediction"] else None
-        for col in opt["exclude"]:
-            chunk.pop(col, None)
-        return chunk, y, pred
-
     try:
-        for step, (label, feed) in enumerate((("pass 1/2 (edges)", builder.observe),
-                                              ("pass 2/2 (counts)", builder.count))):
-            for k, path in enumerate(args.files):
-                name = f"{label} {os.path.basename(path)}"
-                progress = (lambda f, name=name: bar(name, f))
-                for chunk in read_chunks(path, opt["chunk_rows"], opt["format"], opt["delimiter"], progress):
-                    X, y, pred = split(chunk, path)
-                    feed(X, y, pred)
-            if step == 0:
-                builder.fix()
-        prof = builder.finish()
+        _two_passes(args.files, opt, builder, inference, bar)
+        prof = builder.finish(inference.report())
         prof.save(opt["out"])
     except (ProfileError, ReadError, ValueError) as exc:
         return fail(getattr(exc, "reason", None) or str(exc))
@@ -267,4 +308,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(prof)
         print(f"wrote {opt['out']} ({os.path.getsize(opt['out']):,} bytes)")
+    for problem in prof.inference.warnings():
+        print(f"driftcar profile: warning: {problem}", file=sys.stderr)
     return 0

@@ -43,6 +43,7 @@ __all__ = [
     "DriftConfig",
     "FeatureDriftConfig",
     "DriftResult",
+    "Comparison",
     "DriftReport",
     "evaluate_drift",
     "evaluate_label_drift",
@@ -228,13 +229,30 @@ class DriftConfig:
         return float(self.pvalue_threshold if method in M.PVALUE_METHODS else self.distance_threshold)
 
 
+class Comparison(NamedTuple):
+    """How one result was decided, like with like: ``kind`` 'pvalue' (``value`` is the adjusted
+    p-value where there is one, else the raw one; drift when ``value < threshold``) or 'distance'
+    (``value`` is the statistic; drift when ``value >= threshold``); ``op`` is '<' or '≥' as the
+    values stand; ``adjusted`` says whether ``value`` is a corrected p-value."""
+
+    kind: str
+    value: float
+    op: str
+    threshold: float
+    adjusted: bool = False
+
+    def __str__(self) -> str:
+        if self.kind == "pvalue":
+            return f"{'adjusted ' if self.adjusted else ''}p = {self.value:.4g} {self.op} {self.threshold:.4g}"
+        return f"score {self.value:.4g} {self.op} threshold {self.threshold:.4g}"
+
+
 class DriftResult(NamedTuple):
     """One test on one feature in one window.
 
     statistic: the test's value (distances; KS D; chi-square; for
-    ``pca_reconstruction`` the KS D between error distributions); rule: how it was
-    judged (see :attr:`decided_by`); threshold: on the p-value's scale for the
-    "pvalue" rule, on the statistic's otherwise (for "calibrated": the band for these
+    ``pca_reconstruction`` the KS D between error distributions); threshold: on the
+    p-value's scale for the "pvalue" rule, on the statistic's otherwise (for "calibrated": the band for these
     sample sizes, or the effect floor if higher); pvalue: raw (for "calibrated", the
     p-value under the calibrated null, adjusted = Bonferroni across the window's features)
     or None for distances; pvalue_adjusted: after the correction
@@ -242,8 +260,22 @@ class DriftResult(NamedTuple):
     hysteresis); deciding: True for exactly one result per feature; ok: False
     below the minimum sample size (then detected is False); bound: the
     statistic's worst-case error against the same test on the raw data
-    (KS, Wasserstein; 0 for tests exact on the bins). An immutable named tuple
-    (cheap to build by the thousand on every tick).
+    (KS, Wasserstein; 0 for tests exact on the bins); decided_by: 'pvalue'
+    (``threshold`` is a significance level), 'distance' (``threshold`` is on
+    the statistic's scale) or 'calibrated' (statistic >= a band set by both sample
+    sizes and the reference's own variation, on the statistic's scale: read as a
+    distance by :attr:`by_pvalue` and :attr:`comparison`) — set by whoever decided, because one method may
+    decide either way (``pca_reconstruction`` is a distance above
+    ``large_sample``); None is read as 'pvalue' when there is a p-value.
+    An immutable named tuple (cheap to build by the thousand on every tick).
+
+    >>> r = DriftResult("age", "ks", 0.21, 0.0003, 0.05, True, 5000, 800, True, True, 0.0012,
+    ...                 decided_by="pvalue")
+    >>> r.describe(), r.threshold_kind
+    ('adjusted p = 0.0012 < 0.05', 'pvalue')
+    >>> DriftResult("age", "wasserstein", 0.03, None, 0.1, False, 5000, 3000, True, True,
+    ...             decided_by="distance").describe()
+    'score 0.03 < threshold 0.1'
     """
 
     feature: str
@@ -259,16 +291,34 @@ class DriftResult(NamedTuple):
     pvalue_adjusted: float | None = None
     bound: float = 0.0
     kind: str = "numeric"
-    rule: str | None = None
+    decided_by: str | None = None
 
     @property
-    def decided_by(self) -> str:
-        """The rule that judged this result: "calibrated" (statistic >= a band set by both sample
-        sizes and the reference's variation), "pvalue" (adjusted p < threshold) or "distance"
-        (statistic >= threshold)."""
-        if self.rule:
-            return self.rule
-        return "pvalue" if self.method in M.PVALUE_METHODS and self.pvalue is not None else "distance"
+    def by_pvalue(self) -> bool:
+        """True when the decision compares a p-value with ``threshold`` (else a distance)."""
+        if self.decided_by is not None:
+            return self.decided_by == "pvalue"
+        return self.pvalue is not None
+
+    @property
+    def threshold_kind(self) -> str:
+        """'pvalue' or 'distance': the scale ``threshold`` is on (export it next to the threshold)."""
+        return "pvalue" if self.by_pvalue else "distance"
+
+    @property
+    def comparison(self) -> Comparison:
+        """The deciding comparison in structured form; ``str()`` of it is :meth:`describe`."""
+        if self.by_pvalue:
+            adjusted = self.pvalue_adjusted is not None and self.pvalue_adjusted != self.pvalue
+            p = self.pvalue_adjusted if self.pvalue_adjusted is not None else self.pvalue
+            p = 1.0 if p is None else float(p)
+            return Comparison("pvalue", p, "<" if p < self.threshold else "≥", self.threshold, adjusted)
+        s = float(self.statistic)
+        return Comparison("distance", s, "≥" if s >= self.threshold else "<", self.threshold)
+
+    def describe(self) -> str:
+        """The decision as text, like with like: ``p = 0.0012 < 0.05`` or ``score 0.21 ≥ threshold 0.1``."""
+        return str(self.comparison)
 
 
 @dataclass

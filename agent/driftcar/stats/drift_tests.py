@@ -86,7 +86,7 @@ class DriftTest:
         detected = ok and (pvalue < self.threshold if pvalue is not None else stat >= self.threshold)
         return DriftResult(reference.name, self.name, stat, pvalue, self.threshold, bool(detected), n_ref, n_cur,
                            True, ok, pvalue, 0.0 if bound is None else float(np.nan_to_num(bound[0])),
-                           reference.kind)
+                           reference.kind, "pvalue" if pvalue is not None else "distance")
 
 
 @lru_cache(maxsize=64)

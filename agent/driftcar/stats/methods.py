@@ -327,5 +327,6 @@ def wasserstein(
     return dist, np.where(fc.both, np.nan_to_num(bound), 0.0)
 
 
-#: methods whose decision is "p-value below threshold" (after correction)
+#: methods that have a p-value (``pca_reconstruction`` only up to ``large_sample``); how one result
+#: was decided travels with it (``DriftResult.decided_by``): use that, not this set, to read a result
 PVALUE_METHODS = frozenset({"ks", "chisquare", "pca_reconstruction"})

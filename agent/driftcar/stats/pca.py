@@ -31,19 +31,27 @@ __all__ = ["PCAModel", "fit_pca"]
 @dataclass(frozen=True)
 class PCAModel:
     """Fitted PCA: ``features`` (names in column order), ``mean``/``scale`` (d,),
-    ``components`` (d, k), ``explained`` (share of variance kept)."""
+    ``components`` (d, k), ``explained`` (share of variance kept), ``variance`` (the
+    target share it was fitted for; None when not recorded)."""
 
     features: tuple[str, ...]
     mean: np.ndarray
     scale: np.ndarray
     components: np.ndarray
     explained: float
+    variance: float | None = None
     onehot: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def columns(self) -> int:
         """Matrix columns: the numeric features, then one indicator per encoded category."""
         return len(self.features) + sum(len(labels) for _, labels in self.onehot)
+
+    @property
+    def capped(self) -> bool:
+        """True when the variance target needed all d components and d - 1 were kept."""
+        k, d = self.components.shape[1], self.columns
+        return k == d - 1 and self.variance is not None and self.explained < self.variance - 1e-12
 
     def errors(self, matrix: np.ndarray) -> np.ndarray:
         """Per-row RMS reconstruction error of ``matrix`` (rows, d); finite for any input.
@@ -92,11 +100,12 @@ def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9
     d = x.shape[1]
     if len(z) < 2:
         comps = np.eye(d)[:, :1]
-        return PCAModel(tuple(features), mean, scale, comps, 0.0, tuple(onehot))
+        return PCAModel(tuple(features), mean, scale, comps, 0.0, variance, tuple(onehot))
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     var = s * s
     total = var.sum()
     share = np.cumsum(var) / total if total > 0 else np.ones_like(var)
     k = int(np.searchsorted(share, variance - 1e-12) + 1)
     k = max(1, min(k, d - 1))
-    return PCAModel(tuple(features), mean, scale, np.ascontiguousarray(vt[:k].T), float(share[k - 1]), tuple(onehot))
+    return PCAModel(tuple(features), mean, scale, np.ascontiguousarray(vt[:k].T), float(share[k - 1]),
+                    variance, tuple(onehot))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,6 +42,7 @@ from driftcar.stats import calibration as cal
 from driftcar.stats._columns import MISSING, CodeTable, as_columns, count_labels, is_categorical, to_float
 from driftcar.stats._layout import LABEL, MULTIVARIATE, OTHER, PREDICTION, Layout, coarse_counts
 from driftcar.stats.errors import ProfileError
+from driftcar.stats.infer import InferenceReport, KindInference
 from driftcar.stats.pca import PCAModel, fit_pca
 from driftcar.stats.sketch import WindowSketch
 
@@ -54,6 +56,7 @@ __all__ = [
     "LABEL",
     "MULTIVARIATE",
     "FORMAT_VERSION",
+    "ProfileWarning",
 ]
 
 FORMAT_VERSION = 1
@@ -253,6 +256,7 @@ class Profile:
         pca_error: FeatureProfile | None = None,
         created: float | None = None,
         calibration: "Calibration | None" = None,
+        inference: "InferenceReport | None" = None,
     ):
         if source not in ("training", "live"):
             raise ValueError(f"source must be 'training' or 'live', got {source!r}")
@@ -268,6 +272,8 @@ class Profile:
         self.pca_error = pca_error
         self.created = time.time() if created is None else created
         self.calibration = calibration
+        #: what :func:`profile` / ``driftcar profile`` inferred about each column (None: not recorded)
+        self.inference = inference
 
     def __repr__(self) -> str:
         return (f"Profile({len(self.features)} features, rows={self.rows}, source={self.source!r}, "
@@ -309,11 +315,14 @@ class Profile:
                 "scale": _codec.pack_array(self.pca.scale),
                 "components": _codec.pack_array(self.pca.components),
                 "explained": self.pca.explained,
+                **({"variance": self.pca.variance} if self.pca.variance is not None else {}),
                 "error": self.pca_error._to_dict(),
                 "onehot": [[name, list(labels)] for name, labels in self.pca.onehot],
             }
         if self.calibration is not None:
             payload["calibration"] = self.calibration.to_dict()
+        if self.inference is not None:  # optional key: files without it load as before
+            payload["inference"] = self.inference.to_dict()
         return _codec.frame(_MAGIC, FORMAT_VERSION, payload)
 
     @classmethod
@@ -345,8 +354,16 @@ class Profile:
                 raise ProfileError("profile.pca: array shapes do not match its features")
             if any(n not in features or features[n].kind != "numeric" for n in names):
                 raise ProfileError("profile.pca: refers to features that are not numeric features of the profile")
-            pca = PCAModel(names, mean, scale, comps, float(q.get("explained", 0.0)), onehot)
+            target = q.get("variance")
+            pca = PCAModel(names, mean, scale, comps, float(q.get("explained", 0.0)),
+                           float(target) if isinstance(target, (int, float)) else None, onehot)
             pca_error = FeatureProfile._from_dict(_codec.field(q, "error", dict, "profile.pca"), "profile.pca.error")
+        inference = None
+        if p.get("inference") is not None:
+            try:
+                inference = InferenceReport.from_dict(p["inference"])
+            except (ValueError, TypeError) as exc:
+                raise ProfileError(f"profile.{exc}") from None
         bins = _codec.field(p, "bins", int, what)
         for f in list(features.values()) + [x for x in (pca_error,) if x]:
             if f.kind == "numeric" and f.bins != bins:
@@ -364,6 +381,7 @@ class Profile:
             pca_error=pca_error,
             created=float(p.get("created") or 0.0),
             calibration=Calibration.from_dict(p["calibration"]) if p.get("calibration") is not None else None,
+            inference=inference,
         )
 
     def save(self, path: str | Path) -> None:
@@ -459,6 +477,7 @@ class ProfileBuilder:
         seed: int = 0,
         source: str = "training",
         calibration_chunks: int = 10,
+        feature_names: Iterable[str] | None = None,
     ):
         if not isinstance(bins, int) or bins < 2:
             raise ValueError(f"bins must be an int >= 2, got {bins!r}")
@@ -480,6 +499,7 @@ class ProfileBuilder:
         self.multivariate = multivariate
         self.pca_variance = pca_variance
         self.source = source
+        self.feature_names = None if feature_names is None else list(feature_names)
         self._rng = np.random.default_rng(seed)
         self._cols: dict[str, _ColumnState] = {}
         self._order: list[str] = []
@@ -545,7 +565,7 @@ class ProfileBuilder:
             self._sample[name] = np.concatenate([old, x])[keep]
 
     def _chunk(self, X: Any, y: Any, predictions: Any) -> dict[str, Any]:
-        cols = as_columns(X)
+        cols = as_columns(X, names=self.feature_names)
         for name in cols:
             if name.startswith("__") and name.endswith("__"):
                 raise ProfileError(f"feature name {name!r} is reserved (dunder names are driftcar's)")
@@ -649,9 +669,10 @@ class ProfileBuilder:
         if lab is not None:
             window.update_labels(lab)
 
-    def finish(self) -> Profile:
+    def finish(self, inference: InferenceReport | None = None) -> Profile:
         """The finished profile (after :meth:`count` has seen every chunk), with the calibration
-        measured on its consecutive chunks (:mod:`driftcar.stats.calibration`)."""
+        measured on its consecutive chunks (:mod:`driftcar.stats.calibration`) and the
+        column-kind ``inference`` report recorded in it when given."""
         self.fix()
         w = self._windows[0]
         for other in self._windows[1:]:
@@ -665,7 +686,7 @@ class ProfileBuilder:
             _filled(d.prediction, w, self._cols[PREDICTION]) if d.prediction else None,
             _filled(d.label, w, self._cols[LABEL]) if d.label else None,
             source=d.source, bins=d.bins, fine_bins=d.fine_bins, top_k=d.top_k, rows=w.rows,
-            pca=d.pca, pca_error=d.pca_error, calibration=_calibrate(self._windows),
+            pca=d.pca, pca_error=d.pca_error, calibration=_calibrate(self._windows), inference=inference,
         )
 
 
@@ -760,28 +781,63 @@ def _filled(f: FeatureProfile, w, st: _ColumnState | None = None) -> FeatureProf
                           float(np.nextafter(f.fine_edges[-1], -np.inf)), inf, int(w.num_inf[row, 0]))
 
 
-def profile(X: Any, y: Any = None, predictions: Any = None, **options: Any) -> Profile:
+def profile(X: Any, y: Any = None, predictions: Any = None, *, keep: Iterable[str] = (), infer: bool = True,
+            **options: Any) -> Profile:
     """A reference :class:`Profile` from training data.
 
-    X: DataFrame, 2-D array (columns named x0, x1, ...) or mapping name -> 1-D
-    array/list. Numeric columns (ints, floats; None/NaN = missing) get quantile
-    bins; str/bool/object columns, and those named in ``categorical``, get a
-    top-``top_k`` frequency table. ``y`` and ``predictions`` (1-D) become the
+    X: DataFrame, 2-D array (columns named ``feature_names``, else x0, x1, ...) or mapping name -> 1-D
+    array/list. Each column's kind is inferred and reported (:mod:`driftcar.stats.infer`):
+    numeric columns (numbers, or text that is at least 95 % numbers, the rest counted as
+    invalid) get quantile bins; str/bool columns, and those named in ``categorical``, get a
+    top-``top_k`` frequency table; empty, id-like and timestamp-like columns are left out
+    unless named in ``keep``. The report is ``prof.inference`` (saved with the profile);
+    anything a person must know (a column left out, strays, a reference under 1,000 rows) is
+    said once with :func:`warnings.warn`. ``infer=False`` profiles every column as given.
+    ``y`` and ``predictions`` (1-D) become the
     label and prediction distributions: int/bool/str data, and floats that are
     all whole numbers with at most 50 distinct values, are categorical
     (classes); other floats numeric (regression). ``max_rows_kept`` bounds the
     rows sampled for quantile edges and the PCA fit; counts are always exact.
     ``options`` are :class:`ProfileBuilder`'s (bins, fine_bins, top_k, categorical,
-    max_rows_kept, multivariate, pca_variance, seed, source), with its defaults.
+    max_rows_kept, multivariate, pca_variance, seed, source, feature_names), with its defaults.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
     >>> prof = profile(rng.normal(size=(1_000, 3)), predictions=rng.integers(0, 2, 1_000))
     >>> sorted(prof.features), prof.prediction.kind, prof.pca is not None
     (['x0', 'x1', 'x2'], 'categorical', True)
+    >>> [(c.name, c.kind) for c in prof.inference.columns]
+    [('x0', 'numeric'), ('x1', 'numeric'), ('x2', 'numeric')]
     """
+    inference = None
+    cols = as_columns(X, names=options.pop("feature_names", None))
+    if infer and cols and len(next(iter(cols.values()))):
+        inference = KindInference(categorical=options.get("categorical") or (), keep=keep,
+                                  top_k=options.get("top_k", 50))
+        X = inference.apply(cols)
+        if not X:
+            raise ProfileError("nothing to profile: every column was left out ("
+                               + "; ".join(f"{c.name}: {c.reason}" for c in inference.report().columns)
+                               + "); keep=[...] profiles a column anyway")
+        options["categorical"] = set(options.get("categorical") or ()) | {
+            n for n, k in inference.kinds.items() if k == "categorical"}
+    else:
+        X = cols
     b = ProfileBuilder(**options)
     b.observe(X, y, predictions)
     b.fix()
     b.count(X, y, predictions)
-    return b.finish()
+    prof = b.finish(inference.report() if inference else None)
+    if inference is not None:
+        _warn(prof.inference)
+    return prof
+
+
+def _warn(report: InferenceReport) -> None:
+    problems = report.warnings()
+    if problems:
+        warnings.warn("driftcar.profile: " + "; ".join(problems), ProfileWarning, stacklevel=3)
+
+
+class ProfileWarning(UserWarning):
+    """Something about a reference that makes verdicts against it less trustworthy."""

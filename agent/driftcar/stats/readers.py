@@ -2,11 +2,12 @@
 
 Each reader yields dicts name -> column (float64 arrays for numeric columns,
 lists of str/None for the rest) of at most ``chunk_rows`` rows, so files
-larger than memory stream through in bounded memory. CSV column types are
-decided on the first chunk (numeric when every non-empty value parses as a
-number); later non-numeric values in a numeric column become missing and are
-counted by the profile. Parquet needs pyarrow (an optional dependency); its
-nulls become NaN / None.
+larger than memory stream through in bounded memory. A CSV column is handed
+over as float64 when every non-empty value of the chunk parses as a number,
+else as its strings (empty and :data:`~driftcar.stats.infer.NA_VALUES` cells
+as None): deciding what a mostly-numeric column is, and counting its strays,
+is :mod:`driftcar.stats.infer`'s job, not the reader's. Parquet needs pyarrow
+(an optional dependency); its nulls become NaN / None.
 
 Progress: ``progress(done_fraction)`` is called after each chunk.
 """
@@ -22,9 +23,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["read_chunks", "file_format", "ReadError", "NA_VALUES"]
+from driftcar.stats.infer import NA_VALUES  # one list of the spellings of "no value"
 
-NA_VALUES = frozenset({"", "na", "nan", "n/a", "null", "none", "-"})
+__all__ = ["read_chunks", "file_format", "ReadError", "NA_VALUES"]
 
 
 class ReadError(ValueError):
@@ -74,19 +75,6 @@ def _numeric(values: list[str]) -> np.ndarray | None:
     return out
 
 
-def _coerce(values: list[str]) -> np.ndarray:
-    out = _numeric(values)
-    if out is not None:
-        return out
-    res = np.empty(len(values))
-    for i, v in enumerate(values):
-        try:
-            res[i] = float(v)
-        except ValueError:
-            res[i] = np.nan
-    return res
-
-
 def _csv_chunks(path: Path, chunk_rows: int, delimiter: str, progress) -> Iterator[dict[str, object]]:
     try:
         raw = open(path, "rb")
@@ -132,9 +120,10 @@ def _csv_chunks(path: Path, chunk_rows: int, delimiter: str, progress) -> Iterat
                     arr = _numeric(list(col))
                     numeric.append(arr is not None)
                     chunk[name] = arr if arr is not None else _strings(col)
-            else:
+            else:  # a column of strings in the first chunk stays strings (the profile knows its kind)
                 for name, col, is_num in zip(names, cols, numeric):
-                    chunk[name] = _coerce(list(col)) if is_num else _strings(col)
+                    arr = _numeric(list(col)) if is_num else None
+                    chunk[name] = arr if arr is not None else _strings(col)
             if progress is not None:
                 progress(min(1.0, raw.tell() / total))
             yield chunk

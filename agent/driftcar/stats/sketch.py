@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from driftcar.stats import _codec
-from driftcar.stats._columns import to_float
+from driftcar.stats._columns import as_columns, to_float
 from driftcar.stats.errors import ProfileError
 from driftcar.stats._layout import LABEL, MULTIVARIATE, OTHER, PREDICTION, coarse_counts
 
@@ -139,8 +139,11 @@ class WindowSketch:
         self.mv_skipped = 0
 
     # ------------------------------------------------------------------ updates
-    def update(self, columns: Mapping[str, Any], roles: Mapping[str, str] | None = None) -> None:
-        """Add one batch: ``columns`` maps names to equal-length 1-D arrays/lists.
+    def update(self, columns: Any, roles: Mapping[str, str] | None = None, *,
+               feature_names: Any = None) -> None:
+        """Add one batch: ``columns`` maps names to equal-length 1-D arrays/lists, or is any table
+        :func:`~driftcar.stats.profile.profile` takes (a DataFrame, a 2-D array whose columns are
+        ``feature_names`` or else ``x0, x1, ...``), so the same data profiles and updates alike.
 
         Without ``roles`` every column is a feature. With ``roles`` (name ->
         feature | prediction | probability | id | label, as ``driftcar.wire``
@@ -149,7 +152,17 @@ class WindowSketch:
         profile does not know are counted in ``unknown`` (at most 100 names,
         the rest under ``__other__``) and otherwise ignored. ``rows`` grows by
         the batch length. Raises ValueError (nothing changed) on ragged or non-1-D columns.
+
+        >>> import numpy as np
+        >>> from driftcar.stats import profile
+        >>> prof = profile(np.zeros((200, 2)), feature_names=["age", "income"])
+        >>> w = prof.new_window()
+        >>> w.update(np.ones((5, 2)), feature_names=["age", "income"])
+        >>> w.rows, w.feature("income").n, w.unknown
+        (5, 5, {})
         """
+        if feature_names is not None or not isinstance(columns, Mapping):
+            columns = as_columns(columns, "update()", feature_names)
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise ValueError(f"columns have different lengths {sorted(lengths)}")

@@ -2,10 +2,11 @@
 
 A feature enters the drifted state after ``enter_windows`` consecutive
 windows whose deciding result is detected, and leaves it after
-``exit_windows`` consecutive windows that are clearly under the threshold by
-the rule that judged them (``DriftResult.decided_by``): statistic < threshold *
-``exit_factor`` (distance and calibrated rules), or adjusted p-value >=
-threshold / ``exit_factor`` (p-value rule). Windows in between (over the exit level but not
+``exit_windows`` consecutive windows that are clearly under the threshold:
+distance < threshold * ``exit_factor``, or adjusted p-value >=
+threshold / ``exit_factor`` — by the rule the window was decided by
+(:attr:`DriftResult.decided_by`, which for one method can differ between
+small and large windows). Windows in between (over the exit level but not
 detected) and windows below the minimum sample size (``ok=False``) hold the
 current state and reset neither streak.
 
@@ -45,7 +46,8 @@ class VerdictTracker:
     >>> from driftcar.stats.drift import DriftConfig, DriftReport, DriftResult
     >>> t = VerdictTracker(DriftConfig(enter_windows=1, exit_windows=2))
     >>> def window(score):
-    ...     r = DriftResult("x", "wasserstein", score, None, 0.1, score >= 0.1, 1000, 1000, True, True)
+    ...     r = DriftResult("x", "wasserstein", score, None, 0.1, score >= 0.1, 1000, 1000, True, True,
+    ...                     decided_by="distance")
     ...     return [(c.feature, c.detected) for c in t.update(DriftReport([r]))]
     >>> [window(s) for s in (0.2, 0.05, 0.2, 0.05, 0.05, 0.05)]
     [[('x', True)], [], [], [], [('x', False)], []]
@@ -66,7 +68,7 @@ class VerdictTracker:
 
     def _clean(self, r: DriftResult) -> bool:
         factor = self.config.exit_factor
-        if r.decided_by == "pvalue":
+        if r.by_pvalue:  # the rule that decided this window, not the method's usual one
             p = r.pvalue_adjusted if r.pvalue_adjusted is not None else r.pvalue
             return p is not None and p >= min(1.0, r.threshold / factor)
         return r.statistic < r.threshold * factor

@@ -36,7 +36,7 @@ class WindowSeries:
 
     >>> import numpy as np
     >>> from driftcar.stats import profile
-    >>> prof = profile({"x": np.arange(1_000.0)})
+    >>> prof = profile({"x": np.linspace(0.0, 10.0, 1_000)})
     >>> s = WindowSeries(prof, length_s=60, keep=3)
     >>> s.add({"x": [1.0, 2.0]}, now=10.0)
     []

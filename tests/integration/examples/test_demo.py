@@ -24,6 +24,7 @@ def test_demo_finds_the_injected_drift():
     for feature in DRIFTED:
         assert f"    {feature}: " in summary and "s after the drift started" in summary
     assert "/metrics" in summary and "/v1/models/demo-churn/drift" in summary
+    assert "live at http://127.0.0.1:" in out and "live page " in summary
     assert "\x1b[" not in out, "plain text when stdout is not a terminal"
 
 
@@ -64,6 +65,9 @@ def test_demo_forever_keeps_serving_prometheus_metrics_until_interrupted():
         for feature in DRIFTED:
             assert re.search(r'driftcar_drift_detected_ratio\{[^}]*feature_name="%s"[^}]*\} 1' % feature, body), feature
         assert "driftcar_inference_calls_total{" in body
+        page = urllib.request.urlopen(re.search(r"live page\s+(\S+)", text).group(1), timeout=10).read().decode()
+        for feature in DRIFTED:
+            assert f'data-feature="{feature}" data-verdict="drifted"' in page, feature
         lint = subprocess.run([require_binary("promtool"), "check", "metrics"], input=body, capture_output=True,
                               text=True, timeout=30)
         assert lint.returncode == 0, lint.stdout + lint.stderr

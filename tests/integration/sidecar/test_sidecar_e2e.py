@@ -88,7 +88,7 @@ def test_hook_to_sidecar_to_receiver(tmp_path, wiring):
         if wiring == "rotel":
             hook_endpoint = stack.enter_context(Rotel(tmp_path, hook_endpoint)).grpc_endpoint
 
-        # ---- the model process side: two instrumented models
+        # ---- the model process side: three instrumented models
         X_train = frame(4_000, seed=1, shifted=False)
         y_train = target(X_train, 2)
         clf = classifier()
@@ -117,7 +117,12 @@ def test_hook_to_sidecar_to_receiver(tmp_path, wiring):
             reg_pred = reg.predict(X_live[NUMERIC].iloc[:500].fillna(0.0))
         reg_truth = X_live["x1"].to_numpy()[:500] * 3.0 + 0.5
         reg_monitor.log_labels(reg_ids, reg_truth)
-        assert monitor.flush(20) and reg_monitor.flush(20)
+        # a third model with no reference bound and live references off: a reference mismatch, said
+        bare = LogisticRegression(max_iter=200).fit(X_train[NUMERIC].fillna(0.0).to_numpy(), y_train)
+        bare_monitor = driftcar.instrument(bare, name="bare", version="1", endpoint=hook_endpoint)
+        stack.callback(bare_monitor.shutdown, 10)
+        bare.predict(X_live[NUMERIC].fillna(0.0).to_numpy())
+        assert monitor.flush(20) and reg_monitor.flush(20) and bare_monitor.flush(20)
         channel = grpc.insecure_channel(hook_endpoint.removeprefix("http://"))
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
@@ -203,6 +208,9 @@ def test_hook_to_sidecar_to_receiver(tmp_path, wiring):
             for attrs in found:
                 missing = {k for k in spec.attributes if k not in attrs and k != "drift.pvalue"}
                 assert not missing, (spec.name, missing)
+        mismatches = {(a["model.name"], a["mismatch.cause"]) for a in (attributes_to_dict(r.attributes) for r in events
+                      if r.event_name == "driftcar.reference.mismatch")}
+        assert mismatches == {("bare", "no_reference")}, mismatches  # the referenced models match theirs
         detected = [attributes_to_dict(r.attributes) for r in events if r.event_name == "driftcar.drift.detected"
                     and attributes_to_dict(r.attributes)["model.name"] == "churn"]
         assert sorted(a["feature.name"] for a in detected if not a["feature.name"].startswith("__")) == \

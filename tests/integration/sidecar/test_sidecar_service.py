@@ -97,6 +97,17 @@ def test_drift_from_reference_batches_matches_stats_engine(sidecar):
         assert got["score"] == pytest.approx(result.statistic, rel=1e-12, abs=1e-12)
     assert get_json(f"{handle.http_endpoint}/v1/models/m/drift?windows=0")[0] == 400
     assert get_json(f"{handle.http_endpoint}/v1/models/nope/drift")[0] == 404
+    # the compact view: the deciding test per feature, the same numbers, no histograms; also sliding
+    status, compact = get_json(f"{handle.http_endpoint}/v1/models/m/drift?view=summary&windows=2")
+    features = compact["versions"][0]["features"]
+    assert status == 200 and set(features) == {r.feature for r in expected2.results if r.deciding}
+    for feature, result in expected2.deciding().items():
+        got = features[feature]
+        assert got["method"] == result.method and "histogram" not in got and "methods" not in got
+        assert got["score"] == pytest.approx(result.statistic, rel=1e-12, abs=1e-12)
+        assert got["threshold_kind"] == ("pvalue" if got["pvalue"] is not None else "score")
+    assert compact["versions"][0]["coverage"]["share"] == 1.0
+    assert get_json(f"{handle.http_endpoint}/v1/models/m/drift?view=everything")[0] == 400
     events = get_json(f"{handle.http_endpoint}/v1/events")[1]["events"]
     assert sorted(e["attributes"]["feature.name"] for e in events if e["event_name"] == "driftcar.drift.detected"
                   and not e["attributes"]["feature.name"].startswith("__")) == sorted(SHIFTED)

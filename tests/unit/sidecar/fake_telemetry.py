@@ -77,6 +77,9 @@ class FakeTelemetry:
     def set_hook_dropped(self, model, version, instance, cumulative):
         self.gauges[("hook_dropped", model, version, instance)] = cumulative
 
+    def set_coverage(self, model, version, share):
+        self.gauges[("coverage", model, version)] = share
+
     def set_queue_size(self, rows):
         self.gauges[("queue",)] = rows
 

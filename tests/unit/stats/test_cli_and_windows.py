@@ -108,7 +108,7 @@ def test_errors_are_clear_and_exit_2(tmp_path, capsys):
 
 def test_show_prints_a_summary(tmp_path, capsys):
     path = tmp_path / "ref.driftcar"
-    profile({"x": np.arange(100.0), "c": ["a", "b"] * 50}).save(path)
+    profile({"x": np.linspace(0.0, 1.0, 100), "c": ["a", "b"] * 50}).save(path)
     code, out, _ = _run(["profile", "--show", str(path)], capsys)
     assert code == 0 and "100 rows, 2 features" in out and "categorical" in out
 
@@ -155,7 +155,7 @@ def test_bad_option_values_are_reported_where_they_come_from(tmp_path, capsys, m
 
 
 def test_tumbling_windows_and_sliding_views():
-    prof = profile({"x": np.arange(1_000.0)})
+    prof = profile({"x": np.linspace(0.0, 10.0, 1_000)})
     s = WindowSeries(prof, length_s=10, keep=3)
     assert s.add({"x": [1.0, 2.0]}, now=100.0) == []
     s.add({"x": [3.0]}, now=105.0)

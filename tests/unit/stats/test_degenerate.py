@@ -20,7 +20,7 @@ REF = {
     "colour": list(RNG.choice(["red", "green"], N)),
     "all_none": [None] * N,
 }
-PROFILE = profile(REF, predictions=RNG.normal(size=N))
+PROFILE = profile(REF, predictions=RNG.normal(size=N), keep=["all_missing", "all_none"])  # empty: kept on purpose
 
 
 def _check(report, expect_ok: bool | None = None):

@@ -121,8 +121,13 @@ _METRICS = (
     MetricSpec("driftcar.prediction.value", HISTOGRAM, "{value}", (), "Numeric predictions."),
     MetricSpec("driftcar.prediction.class", COUNTER, "{row}", (CLASS,), "Rows per predicted class."),
     MetricSpec("driftcar.drift.score", GAUGE, "1", _DRIFT_ATTRS, "Drift statistic of the last closed window."),
-    MetricSpec("driftcar.drift.pvalue", GAUGE, "1", _DRIFT_ATTRS, "p-value of the drift test, where it has one."),
-    MetricSpec("driftcar.drift.threshold", GAUGE, "1", _DRIFT_ATTRS, "Decision threshold of the drift test."),
+    MetricSpec("driftcar.drift.pvalue", GAUGE, "1", _DRIFT_ATTRS,
+               "p-value of the drift test (after correction across features) when the test decided by it; "
+               "absent when the test decided by its score."),
+    MetricSpec("driftcar.drift.threshold", GAUGE, "1", _DRIFT_ATTRS,
+               "Decision threshold on the scale of the deciding quantity: a p-value cut-off (drift when "
+               "driftcar.drift.pvalue < threshold) where a driftcar.drift.pvalue series exists, else a score "
+               "threshold (drift when driftcar.drift.score >= threshold)."),
     MetricSpec("driftcar.drift.detected", GAUGE, "1", _DRIFT_ATTRS,
                "1 when drift is detected; one series per feature, from its deciding test."),
     MetricSpec("driftcar.performance.score", GAUGE, "1", (METRIC,), "Model quality from joined labels."),
@@ -140,20 +145,30 @@ _METRICS = (
     MetricSpec("driftcar.labels.unmatched", COUNTER, "{row}", (REASON,), "Labels that matched no prediction."),
     MetricSpec("driftcar.cardinality.overflow", COUNTER, "{series}", (ATTRIBUTE,),
                "Attribute values folded into an overflow series by a cardinality cap."),
+    MetricSpec("driftcar.reference.coverage", GAUGE, "1", (),
+               "Share of the reference's profiled features seen in the last window with traffic "
+               "(0 when rows arrive with no reference to compare them with)."),
 )
 
 #: name -> spec, in contract order (read-only)
 METRICS = MappingProxyType({spec.name: spec for spec in _METRICS})
 
+#: ``drift.threshold.kind`` says what ``drift.threshold`` is compared with: ``pvalue`` or ``score``
 _DRIFT_EVENT_ATTRS = (
     MODEL_NAME, MODEL_VERSION, FEATURE_NAME, DRIFT_METHOD, "drift.score", "drift.threshold", "drift.pvalue",
-    "window.start", "window.end", "driftcar.sample_trace_ids",
+    "drift.threshold.kind", "window.start", "window.end", "driftcar.sample_trace_ids",
 )
+#: mismatch causes (``mismatch.cause``): see driftcar.sidecar.coverage.CAUSES
+MISMATCH_CAUSES = ("unknown_features", "unseen_features", "no_reference", "live_reference", "unknown_drift_settings")
 _EVENTS = (
     EventSpec("driftcar.drift.detected", "WARN", _DRIFT_EVENT_ATTRS, "A feature started drifting."),
     EventSpec("driftcar.drift.resolved", "INFO", _DRIFT_EVENT_ATTRS, "A drifting feature is back to normal."),
     EventSpec("driftcar.performance.degraded", "WARN", (MODEL_NAME, MODEL_VERSION, METRIC, "value", "threshold"),
               "A quality metric crossed its threshold."),
+    EventSpec("driftcar.reference.mismatch", "WARN",
+              (MODEL_NAME, MODEL_VERSION, "mismatch.cause", "mismatch.names", "mismatch.suggestions"),
+              "Live traffic and reference do not match (once per model and cause): what did not match and "
+              "the closest known names."),
 )
 #: event name -> spec (read-only)
 EVENTS = MappingProxyType({spec.name: spec for spec in _EVENTS})

@@ -305,6 +305,8 @@ class Telemetry:
         self._state.set_gauge("driftcar.drift.threshold", attrs, threshold)
         if pvalue is not None and math.isfinite(float(pvalue)):
             self._state.set_gauge("driftcar.drift.pvalue", attrs, float(pvalue))
+        else:  # decided by its score this window: a p-value left from an earlier window would mislabel the threshold
+            self._state.remove("driftcar.drift.pvalue", attrs)
         if detected is not None:
             self._replace_deciding((mattrs, folded), attrs)
             self._state.set_gauge("driftcar.drift.detected", attrs, 1.0 if detected else 0.0)
@@ -351,6 +353,13 @@ class Telemetry:
             return
         self._state.set_counter("driftcar.hook.dropped", mattrs, total)
 
+    def set_coverage(self, model: str, version: str, share: float) -> None:
+        """Share (0..1) of the model's profiled features seen in its last window with traffic."""
+        share = _finite(share, "share")
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be in [0, 1], got {share!r}")
+        self._state.set_gauge("driftcar.reference.coverage", self._model(model, version), share)
+
     def set_queue_size(self, rows: int) -> None:
         self._state.set_gauge("driftcar.receiver.queue.size", (), _count(rows, "rows"))
 
@@ -372,6 +381,10 @@ class Telemetry:
         return self._events.recent(limit)
 
     # ------------------------------------------------------------------ readers
+    def snapshot(self) -> list:
+        """Every current series (immutable copies), for read-only views such as the live page."""
+        return self._state.snapshot()
+
     def prometheus_text(self) -> str:
         return render(self._state.snapshot(), dict(self.resource.attributes))
 
