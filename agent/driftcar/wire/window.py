@@ -221,6 +221,8 @@ def _labels(raw: Any, limits: WindowLimits) -> tuple[list, list]:
     y_true, y_pred = raw["true"], raw["pred"]
     if not isinstance(y_true, list) or not isinstance(y_pred, list) or len(y_true) != len(y_pred):
         raise WindowError("labels.true and labels.pred must be arrays of the same length")
+    if len(y_true) > limits.max_labels:
+        raise WindowError(f"labels: {len(y_true)} pairs are over the limit of {limits.max_labels}")
     for values in (y_true, y_pred):
         for v in values:
             if not (v is None or isinstance(v, (bool, int, str)) or (isinstance(v, float) and not math.isinf(v))):
