@@ -163,7 +163,7 @@ METRICS = MappingProxyType({spec.name: spec for spec in _METRICS})
 
 #: ``drift.threshold.kind`` says what ``drift.threshold`` is compared with: ``pvalue`` or ``score``
 _DRIFT_EVENT_ATTRS = (
-    MODEL_NAME, MODEL_VERSION, FEATURE_NAME, DRIFT_METHOD, "drift.score", "drift.threshold", "drift.pvalue",
+    MODEL_NAME, MODEL_VERSION, SCOPE, FEATURE_NAME, DRIFT_METHOD, "drift.score", "drift.threshold", "drift.pvalue",
     "drift.threshold.kind", "window.start", "window.end", "driftcar.sample_trace_ids",
 )
 #: mismatch causes (``mismatch.cause``): see driftcar.sidecar.coverage.CAUSES
@@ -171,10 +171,10 @@ MISMATCH_CAUSES = ("unknown_features", "unseen_features", "no_reference", "live_
 _EVENTS = (
     EventSpec("driftcar.drift.detected", "WARN", _DRIFT_EVENT_ATTRS, "A feature started drifting."),
     EventSpec("driftcar.drift.resolved", "INFO", _DRIFT_EVENT_ATTRS, "A drifting feature is back to normal."),
-    EventSpec("driftcar.performance.degraded", "WARN", (MODEL_NAME, MODEL_VERSION, METRIC, "value", "threshold"),
+    EventSpec("driftcar.performance.degraded", "WARN", (MODEL_NAME, MODEL_VERSION, SCOPE, METRIC, "value", "threshold"),
               "A quality metric crossed its threshold."),
     EventSpec("driftcar.reference.mismatch", "WARN",
-              (MODEL_NAME, MODEL_VERSION, "mismatch.cause", "mismatch.names", "mismatch.suggestions"),
+              (MODEL_NAME, MODEL_VERSION, SCOPE, "mismatch.cause", "mismatch.names", "mismatch.suggestions"),
               "Live traffic and reference do not match (once per model and cause): what did not match and "
               "the closest known names."),
 )
