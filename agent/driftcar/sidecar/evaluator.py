@@ -73,6 +73,7 @@ class Evaluator:
         self.after_close = after_close
         self.windows_closed = 0
         self.last_close_ns = 0
+        self.forward: Callable[[list[WindowClose]], Any] | None = None  # fleet: ship closed windows
         self.judge = getattr(config, "local_verdicts", True)  # off: a pod that only forwards its windows to a fleet gateway
         self._lock = asyncio.Lock()
         self.summaries = LineBudget(SUMMARY_LINES_PER_MINUTE)
@@ -104,6 +105,11 @@ class Evaluator:
             return closes
 
     def evaluate_all(self, closes: list[WindowClose]) -> None:
+        if self.forward is not None:  # before judging: a fleet gateway waits for these, not for us
+            try:
+                self.forward(closes)
+            except Exception:
+                log.exception("forwarding closed windows failed")
         for close in closes:
             try:
                 if self.judge:

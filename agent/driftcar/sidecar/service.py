@@ -120,10 +120,9 @@ class SidecarService:
             from driftcar.sidecar.fleet.forwarder import Forwarder
 
             self.forwarder = Forwarder(config.forward, config.replica_id(), config.window_s, self.tel)
+            self.evaluator.forward = self.forwarder.offer
 
     def _after_close(self, closes) -> None:
-        if self.forwarder is not None:
-            self.forwarder.offer(closes)
         if self.checkpointer is not None:
             self.checkpointer.save()
 
