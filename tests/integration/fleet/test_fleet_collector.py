@@ -43,8 +43,7 @@ def _config(tmp_path: Path, port: int, gateways: list[SidecarProcess]) -> Path:
     config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] = f"127.0.0.1:{port}"
     lb = config["exporters"]["load_balancing"]
     lb["resolver"] = {"static": {"hostnames": [f"127.0.0.1:{g.ports['grpc']}" for g in gateways]}}
-    for retry in (lb["retry_on_failure"], lb["protocol"]["otlp"]["retry_on_failure"]):
-        retry.update(initial_interval="200ms", max_interval="500ms", max_elapsed_time="2s")
+    lb["retry_on_failure"].update(initial_interval="200ms", max_interval="500ms", max_elapsed_time="2s")
     path = tmp_path / "fleet-test.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -63,8 +62,8 @@ def _request(model: str, replica: str, start_ns: int, rows: int = 200):
 
 
 def _send_window(sender: GrpcSender) -> int:
-    """One window of every model from every replica, for the window that just ended."""
-    start = (int(time.time() // WINDOW) - 1) * int(WINDOW * 1e9)
+    """One window of every model from every replica, for the current window (it closes at its bound)."""
+    start = int(time.time() // WINDOW) * int(WINDOW * 1e9)
     for replica in REPLICAS:
         sender.send(export_request([_request(m, replica, start) for m in MODELS],
                                    {"service.name": "driftcar-sidecar", "service.instance.id": replica}))
@@ -107,7 +106,7 @@ def test_models_are_sharded_over_gateways_and_a_dead_one_keeps_its_models(tmp_pa
         victim = max(range(3), key=lambda i: len(held[i]))
         lost = set(held[victim])
         gateways[victim].kill()
-        failed_before = collector.metric("otelcol_exporter_send_failed_log_records_total")
+        failed_before = collector.metric("otelcol_exporter_send_failed_log_records", exporter="load_balancing")
         start = _send_window(sender)
         survivors = [g for i, g in enumerate(gateways) if i != victim]
 
@@ -120,15 +119,25 @@ def test_models_are_sharded_over_gateways_and_a_dead_one_keeps_its_models(tmp_pa
         got = wait_until(survivors_judged, 30, interval=0.3, what="the surviving gateways' windows")
         assert set(got) == set(MODELS) - lost and all(n == len(REPLICAS) for n in got.values())
         # the static ring did not move the dead instance's models; the Collector counted their windows
-        wait_until(lambda: collector.metric("otelcol_exporter_send_failed_log_records_total") - failed_before
-                   >= len(lost) * len(REPLICAS), 30, interval=0.3, what="the lost windows counted by the Collector")
-        failed = collector.metric("otelcol_exporter_send_failed_log_records_total") - failed_before
+        dead = f"127.0.0.1:{gateways[victim].ports['grpc']}"
+        failed = wait_until(lambda: collector.metric("otelcol_exporter_send_failed_log_records", exporter="load_balancing")
+                            - failed_before >= len(lost) * len(REPLICAS) and collector.metric(
+                                "otelcol_exporter_send_failed_log_records", exporter="load_balancing") - failed_before,
+                            30, interval=0.3, what="the lost windows counted by the Collector")
         assert failed >= len(lost) * len(REPLICAS)
+        assert collector.metric("otelcol_loadbalancer_backend_outcome", endpoint=dead, success="false") > 0
 
         # back on its address, it gets its models again
         revived = SidecarProcess(tmp_path, "--role", "gateway", "--window", f"{WINDOW:g}s", "--fleet-wait", "2s",
                                  "--export", "none", ports=gateways[victim].ports).start()
         gateways[victim] = revived
-        start = _send_window(sender)
-        back = wait_until(lambda: _held(revived, start) or None, 30, interval=0.3, what="the revived gateway's models")
-        assert set(back) == lost
+
+        def returned():  # one window per round: the Collector reconnects within gRPC's back-off
+            start = _send_window(sender)
+            try:
+                got = wait_until(lambda: _held(revived, start) or None, 2 * WINDOW + 4, interval=0.3, what="a window")
+            except AssertionError:
+                return False
+            return set(got) == lost
+
+        wait_until(returned, 120, interval=0.1, what="the revived gateway's models")
