@@ -23,7 +23,10 @@ FLEET = yaml.safe_load((ROOT / "collector-config" / "fleet.yaml").read_text())
 def test_windows_are_routed_by_model_name_only():
     lb = FLEET["exporters"]["load_balancing"]
     assert lb["routing_key"] == "attributes" and lb["routing_attributes"] == [ATTR_MODEL_NAME]
-    assert lb["protocol"]["otlp"]["sending_queue"]["enabled"] and lb["retry_on_failure"]["enabled"]
+    # queue and retries on the exporter itself, where drops are counted and retries re-hash
+    assert lb["sending_queue"]["enabled"] and lb["retry_on_failure"]["enabled"]
+    assert not lb["protocol"]["otlp"]["sending_queue"]["enabled"]
+    assert not lb["protocol"]["otlp"]["retry_on_failure"]["enabled"]
     (pipeline,) = FLEET["service"]["pipelines"].values()
     assert pipeline["exporters"] == ["load_balancing"] and pipeline["processors"][0] == "memory_limiter"
     condition = FLEET["processors"]["filter/only_windows"]["logs"]["log_record"]
@@ -70,3 +73,21 @@ def test_manifests_validate_against_the_kubernetes_schema(version):
 
     for doc in load_variant("fleet"):
         kv.validate(doc, version, strict=True)
+
+
+def test_the_collector_accepts_fleet_yaml():
+    from tests.support.collector import validate
+
+    result = validate(ROOT / "collector-config" / "fleet.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_collector_refuses_attribute_routing_without_attributes(tmp_path):
+    from tests.support.collector import validate
+
+    broken = yaml.safe_load((ROOT / "collector-config" / "fleet.yaml").read_text())
+    del broken["exporters"]["load_balancing"]["routing_attributes"]
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    result = validate(path)
+    assert result.returncode != 0 and "routing_attributes" in result.stderr + result.stdout
