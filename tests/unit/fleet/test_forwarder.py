@@ -80,8 +80,8 @@ def test_retryable_failures_are_retried_then_sent_once():
 def test_a_permanent_failure_drops_the_request_and_counts_it():
     exporter = ScriptedExporter(Outcome.permanent("INVALID_ARGUMENT", "bad window"))
     fwd, tel = _forwarder(exporter)
+    fwd.offer([_close(), _close("n")])  # queued before the sender starts: one request
     fwd.start()
-    fwd.offer([_close(), _close("n")])
     fwd.stop(5.0)
     assert (fwd.counts["sent"], fwd.counts["dropped_permanent"], len(exporter.requests)) == (0, 2, 1)
     assert 'driftcar_fleet_windows_total{outcome="dropped"} 2' in tel.prometheus_text()
@@ -89,8 +89,8 @@ def test_a_permanent_failure_drops_the_request_and_counts_it():
 
 def test_a_partial_success_counts_the_rejected_windows():
     fwd, _ = _forwarder(ScriptedExporter(Outcome.success(rejected=1, detail="one bad")))
-    fwd.start()
     fwd.offer([_close(), _close("n")])
+    fwd.start()
     fwd.stop(5.0)
     assert (fwd.counts["sent"], fwd.counts["dropped_rejected"]) == (1, 1)
 
