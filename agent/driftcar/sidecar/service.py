@@ -116,6 +116,10 @@ class SidecarService:
             self.evaluator.judge = True
             self.gateway = FleetGateway(self.store, self.evaluator, self.tel, config)
             self.ingestor.windows = self.gateway.offer
+            # rows sent here would sit in windows that a gateway never closes: refuse them, with the reason
+            self.ingestor.admit = lambda model, version: (
+                "this sidecar is a fleet gateway (role: gateway): it takes driftcar.window records; "
+                "send driftcar.batch records to a pod sidecar")
         elif config.forward:
             from driftcar.sidecar.fleet.forwarder import Forwarder
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import grpc
 import numpy as np
 import pytest
 
@@ -105,3 +106,10 @@ def test_three_pods_one_fleet_verdict(fleet):
     assert 'driftcar_fleet_windows_total{outcome="sent"} 1' in pod_metrics
     status = get_json(f"{pods[1].http}/v1/models")[1]["sidecar"]["fleet"]
     assert status["replica"] == "pod-1" and status["counts"].get("sent") == 1
+
+    # a gateway refuses rows (no window of its ever closes on them), saying why
+    sender = GrpcSender(gateway.ports["grpc"])
+    with pytest.raises(grpc.RpcError) as info:
+        sender.send(request(record(inference_body({k: v[:10] for k, v in rows.items()}), model=model)))
+    sender.close()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "fleet gateway" in info.value.details()

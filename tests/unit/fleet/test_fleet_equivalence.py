@@ -195,3 +195,11 @@ def test_sketches_wait_for_their_reference_and_are_merged_when_it_arrives():
     (result,) = gateway.close_due(now_ns=END + int(W * 1e9))
     assert result["rows"] == 2_000 and result["unreferenced"] == []
     assert gateway.counts["merged"] == 2
+
+
+def test_joined_labels_are_bounded_per_fleet_window():
+    rows = _rows(3_000, seed=13)
+    gateway, _ = _gateway(lambda: END, label_max_rows=2_500)
+    _forward(gateway, rows, [(0, 1_000), (1_000, 2_000), (2_000, 3_000)], range(3))
+    (result,) = gateway.close_due(now_ns=END + int(W * 1e9))
+    assert result["labels_dropped"] == 500 and result["rows"] == 3_000

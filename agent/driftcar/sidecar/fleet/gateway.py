@@ -13,8 +13,9 @@ window's end (``closed_by = bound``). Its result says how many replicas were exp
 (those of the previous window plus those of this one) and reported, and names the
 missing ones. A record for a window already closed is late: counted, not merged.
 
-Bounds: ``max_open`` open fleet windows (``3 x max_models``), ``max_held_bytes`` of sketches
-waiting for their reference, ``max_queue_bytes`` of queued records, 64 known references.
+Bounds: ``max_open`` open fleet windows (``3 x max_models``), each one merged sketch and at most
+``label_max_rows`` joined labels; ``max_held_bytes`` of sketches waiting for their reference,
+``max_queue_bytes`` of queued records, 64 known references.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class FleetGateway:
                     log.warning("fleet: %d open windows, the cap; a window of %s@%s is refused", len(self.open),
                                 rec.model, rec.version)
                     return self._count("rejected", 1)
-                window = self.open[key] = FleetWindow(rec.model, rec.version, rec.start_ns, rec.end_ns)
+                window = self.open[key] = FleetWindow(rec.model, rec.version, rec.start_ns, rec.end_ns,
+                                                      max_labels=self.config.label_max_rows)
             try:
                 profile = self._profile(rec)
             except (ValueError, OSError) as exc:  # a bad attached reference: refuse the record, keep going
@@ -220,6 +222,7 @@ class FleetGateway:
             "missing": missing[:MAX_MISSING_NAMED], "rows": window.rows,
             "unreferenced": [r.replica for r in window.held][:MAX_MISSING_NAMED],
             "mismatched_reference": window.mismatched[:MAX_MISSING_NAMED],
+            "labels_dropped": window.labels_dropped,
         }
         self._count("unreferenced", len(window.held))
         if self.store.admit(model, version):

@@ -21,12 +21,13 @@ from driftcar.wire.window import WindowRecord
 __all__ = ["FleetWindow", "MAX_TRACE_IDS"]
 
 MAX_TRACE_IDS = 10
+MAX_LABELS = 1_000_000  # joined label pairs kept per fleet window (the rest are counted in labels_dropped)
 
 
 class FleetWindow:
     """The open fleet window of one (model, version, start). One writer at a time."""
 
-    def __init__(self, model: str, version: str, start_ns: int, end_ns: int):
+    def __init__(self, model: str, version: str, start_ns: int, end_ns: int, max_labels: int = MAX_LABELS):
         self.model, self.version = model, version
         self.start_ns, self.end_ns = start_ns, end_ns
         self.profile: Any = None
@@ -43,6 +44,8 @@ class FleetWindow:
         self.golden = GoldenWindow()
         self.trace_ids: list[str] = []
         self.closed_by = ""  # all_reported | bound | shutdown, set by the gateway
+        self.max_labels = max_labels
+        self.labels_dropped = 0
 
     def add(self, rec: WindowRecord, profile: Any) -> str:
         """Merge ``rec``; ``profile`` is its reference (None: not known yet, the sketch is held).
@@ -62,8 +65,10 @@ class FleetWindow:
                 self.mismatched.append(rec.replica)
         self.replicas[rec.replica] = rec.rows
         self.rows += rec.rows if outcome == "merged" else 0
-        self.y_true.extend(rec.y_true)
-        self.y_pred.extend(rec.y_pred)
+        room = max(0, self.max_labels - len(self.y_true))
+        self.y_true.extend(rec.y_true[:room])
+        self.y_pred.extend(rec.y_pred[:room])
+        self.labels_dropped += max(0, len(rec.y_true) - room)
         self.proba_sum += rec.proba_sum
         self.proba_n += rec.proba_n
         self.golden.merge(rec.calls, rec.durations)
