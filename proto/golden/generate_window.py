@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -32,8 +33,10 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 def tiny_profile() -> Profile:
     """A small, deterministic reference (4 coarse / 8 fine bins, one categorical feature)."""
     rng = np.random.default_rng(7)
-    prof = profile({"age": rng.normal(40, 10, 200), "plan": rng.choice(["basic", "pro"], 200)},
-                   bins=4, fine_bins=8, multivariate=False)
+    with warnings.catch_warnings():  # small on purpose: the vectors stay readable
+        warnings.simplefilter("ignore")
+        prof = profile({"age": rng.normal(40, 10, 200), "plan": rng.choice(["basic", "pro"], 200)},
+                       bins=4, fine_bins=8, multivariate=False)
     return Profile.from_bytes(_with_created(prof.to_bytes()))
 
 
