@@ -203,3 +203,17 @@ def test_joined_labels_are_bounded_per_fleet_window():
     _forward(gateway, rows, [(0, 1_000), (1_000, 2_000), (2_000, 3_000)], range(3))
     (result,) = gateway.close_due(now_ns=END + int(W * 1e9))
     assert result["labels_dropped"] == 500 and result["rows"] == 3_000
+
+
+def test_a_gateway_with_the_reference_file_reads_windows_at_once(tmp_path):
+    path = tmp_path / "churn.dcprof"
+    REFERENCE.save(path)
+    rows = _rows(1_000, seed=17)
+    gateway, _ = _gateway(lambda: END, references={"churn": str(path)})
+    rec = window_record(_replica_close(rows, 0, 1_000, 0), "pod-0", W)
+    rec.reference = None  # none attached: the file must serve
+    assert gateway.add(decode_window(encode_window(rec))) == "merged"
+    other, _ = _gateway(lambda: END)
+    assert other.add(decode_window(encode_window(rec))) == "held"  # without the file: held until one arrives
+    (result,) = other.close_due(now_ns=END + int(W * 1e9))
+    assert result["unreferenced"] == ["pod-0"] and other.counts["unreferenced"] == 1
