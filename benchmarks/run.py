@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE.parent))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
-    parser.add_argument("names", nargs="*", help="only these benchmarks (e.g. hook stats sidecar)")
+    parser.add_argument("names", nargs="*", help="only these benchmarks (e.g. hook stats sidecar fleet)")
     parser.add_argument("--out", help="write the report here (default: benchmarks/results.md on a full run only)")
     args = parser.parse_args()
     sections = [

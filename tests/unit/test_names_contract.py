@@ -15,7 +15,7 @@ import numpy as np
 
 from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig, names
 
-M = ("model.name", "model.version")
+M = ("model.name", "model.version", "driftcar.scope")  # scope: pod | fleet
 DRIFT = ("feature.name", "drift.method", "drift.window")
 # OTel name: (type, unit, attribute keys in order, Prometheus name)
 CONTRACT = {
@@ -40,6 +40,8 @@ CONTRACT = {
     "driftcar.receiver.queue.size": ("gauge", "{row}", (), "driftcar_receiver_queue_size"),
     "driftcar.state.models": ("gauge", "{model}", (), "driftcar_state_models"),
     "driftcar.labels.unmatched": ("counter", "{row}", M + ("reason",), "driftcar_labels_unmatched_total"),
+    "driftcar.fleet.windows": ("counter", "{window}", ("outcome",), "driftcar_fleet_windows_total"),
+    "driftcar.fleet.replicas": ("gauge", "{replica}", M, "driftcar_fleet_replicas"),
     "driftcar.cardinality.overflow": ("counter", "{series}", M + ("attribute",), "driftcar_cardinality_overflow_total"),
     "driftcar.reference.coverage": ("gauge", "1", M, "driftcar_reference_coverage_ratio"),
 }
@@ -74,7 +76,7 @@ def test_special_attribute_values():
 
 def test_exported_data_uses_the_table():
     """What actually leaves (OTLP and Prometheus) carries exactly the contract's names, units and keys."""
-    tel = Telemetry(TelemetryConfig(export="none"))
+    tel = Telemetry(TelemetryConfig(export="none", scope="pod"))
     tel.add_calls("m", "1", "predict", "ValueError", 1)
     tel.add_rows("m", "1", 1)
     tel.record_durations("m", "1", "predict", np.array([0.01]))
@@ -93,7 +95,9 @@ def test_exported_data_uses_the_table():
     tel.set_state_models(1)
     tel.add_labels_unmatched("m", "1", "expired", 1)
     tel.set_coverage("m", "1", 0.75)
-    small = Telemetry(TelemetryConfig(export="none", max_categories=1))
+    tel.add_fleet_windows("sent", 1)
+    tel.set_fleet_replicas("m", "1", 3)
+    small = Telemetry(TelemetryConfig(export="none", max_categories=1, scope="pod"))
     small.add_category("m", "1", "c", "a", 1)
     small.add_category("m", "1", "c", "b", 1)
     overflow = small.metrics_data().resource_metrics[0].scope_metrics[0].metrics

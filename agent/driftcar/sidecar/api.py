@@ -96,6 +96,8 @@ def drift_document(state: ModelState, window_s: float, last: EvaluationResult | 
         "performance": {},
         "estimated_accuracy": None,
     }
+    if getattr(state, "fleet", None) is not None:  # gateway role: who reported the last fleet window
+        doc["fleet"] = state.fleet
     if last is None:
         return doc
     doc["window"] = {"start_unix_nano": last.start_ns, "end_unix_nano": last.end_ns, "rows": last.rows}

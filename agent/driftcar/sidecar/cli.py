@@ -31,8 +31,9 @@ def register(subparsers) -> None:
     for option in OPTIONS:
         help_text = f"{option.help} [env {option.env}]"
         if option.parse.__name__ == "_bool":
-            parser.add_argument(option.flag, dest=option.dest, action="store_const", const=True, default=None,
-                                help=help_text)
+            # a bare flag turns it on; "--flag false" turns off one that defaults to on
+            parser.add_argument(option.flag, dest=option.dest, nargs="?", const=True, default=None,
+                                metavar="BOOL", help=help_text)
         elif option.multiple:
             parser.add_argument(option.flag, dest=option.dest, action="append", metavar=option.metavar,
                                 default=None, help=help_text)

@@ -326,6 +326,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("allow_insecure_bind", _bool, False, "allow non-loopback binds without TLS or token (logs a warning)", ""),
     Option("shutdown_timeout", parse_duration, "10s", "SIGTERM: deadline to close, evaluate and export", "DURATION"),
     Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level", "LEVEL"),
+    Option("role", _choice("pod", "gateway"), "pod", "pod: judge the local rows; gateway: merge the driftcar.window "
+           "records of many replicas and judge once per model (fleet)", "pod|gateway"),
+    Option("forward", _optional_str, None, "send each closed window to this fleet gateway or Collector (OTLP: "
+           "host:port or http://host:port for gRPC, http://host:port/v1/logs for HTTP)", "URL"),
+    Option("fleet_wait", lambda v: None if v in (None, "") else parse_duration(v), None,
+           "gateway: how long after a window's end it waits for late replicas (default: one window)", "DURATION"),
+    Option("local_verdicts", _bool, True, "pod: keep judging the local window too when forwarding", "BOOL"),
+    Option("replica", _optional_str, None, "this replica's identity in forwarded windows (default: POD_NAME, "
+           "else the host name)", "ID"),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -379,6 +388,23 @@ class SidecarConfig:
     allow_insecure_bind: bool = False
     shutdown_timeout_s: float = 10.0
     log_level: str = "info"
+    role: str = "pod"
+    forward: str | None = None
+    fleet_wait_s: float | None = None
+    local_verdicts: bool = True
+    replica: str | None = None
+
+    @property
+    def fleet_wait(self) -> float:
+        """Seconds a gateway waits after a window's end for late replicas (default: one window)."""
+        return self.window_s if self.fleet_wait_s is None else self.fleet_wait_s
+
+    def replica_id(self, env: Mapping[str, str] | None = None) -> str:
+        """This replica's identity: ``replica``, else ``POD_NAME``, else ``HOSTNAME``/the host name."""
+        import socket
+
+        env = os.environ if env is None else env
+        return self.replica or env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname() or "unknown"
 
     @property
     def window(self) -> str:
@@ -407,6 +433,7 @@ _RENAMES = {  # option key -> SidecarConfig field
     "retry_after": "retry_after_s",
     "label_ttl": "label_ttl_s",
     "shutdown_timeout": "shutdown_timeout_s",
+    "fleet_wait": "fleet_wait_s",
 }
 
 
@@ -534,6 +561,8 @@ def load_config(
         if ep.port and (ep.host, ep.port) in seen:
             problems.append((name, f"same address as {seen[(ep.host, ep.port)]}: {ep}"))
         seen[(ep.host, ep.port)] = name
+    if values.get("role") == "gateway" and values.get("forward"):
+        problems.append(("forward", "a gateway judges the fleet itself; forward is for pod sidecars"))
     if problems:
         raise ConfigError(problems)
     config = SidecarConfig(**kwargs)

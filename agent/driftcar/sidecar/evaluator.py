@@ -73,6 +73,8 @@ class Evaluator:
         self.after_close = after_close
         self.windows_closed = 0
         self.last_close_ns = 0
+        self.forward: Callable[[list[WindowClose]], Any] | None = None  # fleet: ship closed windows
+        self.judge = getattr(config, "local_verdicts", True)  # off: a pod that only forwards its windows to a fleet gateway
         self._lock = asyncio.Lock()
         self.summaries = LineBudget(SUMMARY_LINES_PER_MINUTE)
 
@@ -103,9 +105,15 @@ class Evaluator:
             return closes
 
     def evaluate_all(self, closes: list[WindowClose]) -> None:
+        if self.forward is not None:  # before judging: a fleet gateway waits for these, not for us
+            try:
+                self.forward(closes)
+            except Exception:
+                log.exception("forwarding closed windows failed")
         for close in closes:
             try:
-                self.evaluate(close)
+                if self.judge:
+                    self.evaluate(close)
             except Exception:
                 log.exception("evaluating %s@%s failed", close.model, close.version)
             close.state.compact_closed()

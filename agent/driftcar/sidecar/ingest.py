@@ -156,12 +156,14 @@ class Ingestor:
         *,
         retry_after_s: float = 1.0,
         admit: Callable[[str, str], str | None] | None = None,
+        windows: Callable[[list], tuple[int, int, list[str]]] | None = None,
     ):
         self.queue = queue
         self.counters = counters
         self.limits = limits
         self.retry_after_s = retry_after_s
         self.admit = admit
+        self.windows = windows  # gateway role: takes the driftcar.window records (FleetGateway.offer)
         self.stopping = False
 
     # -- request-level refusals (counted here so receivers stay thin)
@@ -192,12 +194,30 @@ class Ingestor:
                 raise BatchError(refusal)
         return Item(model, version, batch, len(record.body), record.time_unix_nano, record.trace_id, record.resource)
 
+    def _windows(self, request: ExportLogsServiceRequest, result: IngestResult, reasons) -> int:
+        """Hand ``driftcar.window`` records to the gateway first (a retry is deduplicated there)."""
+        if self.windows is None:
+            return 0
+        from driftcar.wire.window import iter_window_bodies
+
+        bodies = list(iter_window_bodies(request))
+        if not bodies:
+            return 0
+        if self.stopping:
+            raise ShuttingDown("sidecar is shutting down; retry later", self.retry_after_s)
+        accepted, rejected, why = self.windows(bodies)  # may raise Overloaded
+        result.accepted += accepted
+        result.rejected += rejected
+        reasons.update(why)
+        return len(bodies)
+
     def ingest(self, request: ExportLogsServiceRequest) -> IngestResult:
         """Validate, queue, count. Raises BadRequest when every batch record is bad,
         Overloaded/ShuttingDown when the queue cannot take the good ones."""
         result = IngestResult()
         items: list[Item] = []
         reasons: collections.Counter[str] = collections.Counter()
+        windows = self._windows(request, result, reasons)
         for index, record in enumerate(otlp.iter_batch_records(request)):
             if record is None:
                 result.ignored += 1
@@ -207,6 +227,7 @@ class Ingestor:
             except BatchError as exc:
                 result.rejected += 1
                 reasons[exc.reason] += 1
+        result.ignored -= windows
         if result.ignored:
             self.counters.add_ignored_records(result.ignored)
         if result.rejected:
@@ -216,7 +237,7 @@ class Ingestor:
             result.message = f"{result.rejected} driftcar.batch record(s) rejected: {quoted}" + (
                 f" (+{more} other reasons)" if more > 0 else ""
             )
-            if not items:
+            if not items and not result.accepted:
                 raise BadRequest(result.message)
         if not items:
             return result
@@ -229,7 +250,7 @@ class Ingestor:
                 f"ingest queue full ({self.queue.rows} rows, {self.queue.bytes} bytes queued); retry later",
                 self.retry_after_s,
             )
-        result.accepted = len(items)
+        result.accepted += len(items)
         self.counters.add_receiver_batches("accepted", len(items))
         self.counters.set_queue_size(self.queue.rows)
         return result

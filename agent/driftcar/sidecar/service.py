@@ -55,6 +55,7 @@ def build_telemetry(config: SidecarConfig):
         max_features_per_model=config.max_features,
         max_categories=config.max_categories,
         max_models=config.max_models,
+        scope="fleet" if config.role == "gateway" else "pod",
     ))
 
 
@@ -74,10 +75,12 @@ class SidecarService:
         limits = Limits(max_body_bytes=min(DEFAULT_LIMITS.max_body_bytes, config.max_request_bytes))
         self.ingestor = Ingestor(self.queue, self.tel, limits, retry_after_s=config.retry_after_s,
                                  admit=self.store.admit)
+        self.forwarder = self.gateway = None  # fleet roles: see driftcar.sidecar.fleet
         self.worker = IngestWorker(self.queue, self.store.apply, self.tel)
         self.checkpointer = Checkpointer(config.state_dir, self.store) if config.state_dir else None
         self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config or config.drift,
                                    after_close=self._after_close)
+        self._fleet(config)
         self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready,
                        drift_config=self.evaluator._drift_config, status=self.status)
         self.grpc: GrpcReceiver | None = None
@@ -100,10 +103,28 @@ class SidecarService:
             "windows_closed": self.evaluator.windows_closed,
             "last_close_unix_nano": self.evaluator.last_close_ns,
             "refused_models": self.store.refused_models,
+            "fleet": (self.gateway or self.forwarder).status() if (self.gateway or self.forwarder) else None,
             "checkpoints": None if self.checkpointer is None else {
                 "dir": self.config.state_dir, "saves": self.checkpointer.saves,
                 "bytes_written": self.checkpointer.bytes_written},
         }
+
+    def _fleet(self, config: SidecarConfig) -> None:
+        if config.role == "gateway":
+            from driftcar.sidecar.fleet.gateway import FleetGateway
+
+            self.evaluator.judge = True
+            self.gateway = FleetGateway(self.store, self.evaluator, self.tel, config)
+            self.ingestor.windows = self.gateway.offer
+            # rows sent here would sit in windows that a gateway never closes: refuse them, with the reason
+            self.ingestor.admit = lambda model, version: (
+                "this sidecar is a fleet gateway (role: gateway): it takes driftcar.window records; "
+                "send driftcar.batch records to a pod sidecar")
+        elif config.forward:
+            from driftcar.sidecar.fleet.forwarder import Forwarder
+
+            self.forwarder = Forwarder(config.forward, config.replica_id(), config.window_s, self.tel)
+            self.evaluator.forward = self.forwarder.offer
 
     def _after_close(self, closes) -> None:
         if self.checkpointer is not None:
@@ -124,7 +145,13 @@ class SidecarService:
                 for instance, dropped in state.hook_dropped.items():
                     self.tel.set_hook_dropped(state.model, state.version, instance, dropped)
         self.worker.start()
-        self._tick = asyncio.create_task(self.evaluator.run(), name="driftcar-window-tick")
+        if self.forwarder is not None:
+            self.forwarder.start()
+        if self.gateway is not None:
+            self.gateway.start()
+            self._tick = asyncio.create_task(self.gateway.run(), name="driftcar-fleet-tick")
+        else:
+            self._tick = asyncio.create_task(self.evaluator.run(), name="driftcar-window-tick")
         ssl_context = server_ssl_context(config.tls)
         if config.prometheus is not None:
             app = web.Application()
@@ -145,7 +172,8 @@ class SidecarService:
             await self.grpc.start()
             self.grpc_port = self.grpc.port
         self.ready = True
-        log.info("driftcar sidecar ready (window %s, export %s)", config.window, config.export)
+        log.info("driftcar sidecar ready (window %s, export %s, role %s%s)", config.window, config.export, config.role,
+                 f", forwarding windows to {config.forward}" if self.forwarder is not None else "")
 
     async def _serve(self, app: web.Application, endpoint, ssl_context, **kwargs) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, **kwargs)
@@ -186,7 +214,10 @@ class SidecarService:
             except (asyncio.CancelledError, Exception):
                 pass
         try:
-            await asyncio.wait_for(self.evaluator.close_and_evaluate(final=True), timeout=left() * 0.7)
+            if self.gateway is not None:
+                await asyncio.wait_for(asyncio.to_thread(self.gateway.stop, left() * 0.3), timeout=left() * 0.7)
+            else:
+                await asyncio.wait_for(self.evaluator.close_and_evaluate(final=True), timeout=left() * 0.7)
         except asyncio.TimeoutError:
             log.warning("shutdown: the final window evaluation did not finish in time")
             ok = False
@@ -194,6 +225,9 @@ class SidecarService:
             log.exception("shutdown: final window evaluation failed")
             ok = False
         self.worker.stop(timeout=min(1.0, left()))
+        if self.forwarder is not None and not await asyncio.to_thread(self.forwarder.stop, left() * 0.5):
+            log.warning("shutdown: forwarded windows not all sent in time")
+            ok = False
         for runner in reversed(self._runners):
             try:
                 await asyncio.wait_for(runner.cleanup(), timeout=min(2.0, left()))

@@ -34,6 +34,7 @@ import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
 from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mismatch, suggest, unknown_features_message
+from driftcar.sidecar.fleet.golden import GoldenWindow
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.messages import safe
 
@@ -106,6 +107,7 @@ class WindowClose:
     proba_n: int
     trace_ids: list[str]
     final: bool = False
+    golden: Any = None  # driftcar.sidecar.fleet.GoldenWindow: the window's calls and durations (forwarded)
 
 
 @dataclass
@@ -234,6 +236,8 @@ class ModelState:
         self.coverage = Coverage()
         self.live_started_ns: int | None = None  # first row taken into a live reference
         self.live_reference_rows: dict | None = None  # which live rows became the reference
+        self.golden = GoldenWindow()  # this window's calls and durations, for fleet forwarding
+        self.fleet: dict | None = None  # gateway role: who reported the last fleet window
 
     @property
     def label(self) -> str:
@@ -448,11 +452,13 @@ class ModelState:
             for (method, error), count in keys.items():
                 self.tel.add_calls(self.model, self.version, str(method) or EMPTY,
                                    None if error is None else (str(error) or EMPTY), count)
+                self.golden.add_calls(str(method) or EMPTY, None if error is None else (str(error) or EMPTY), count)
             if "duration_s" in cols:
                 durations = np.asarray(cols["duration_s"], dtype=np.float64)
                 for method in set(methods.tolist()):
                     mask = methods == method
                     self.tel.record_durations(self.model, self.version, str(method) or EMPTY, durations[mask])
+                    self.golden.add_durations(str(method) or EMPTY, durations[mask])
             if "rows" in cols:
                 rows = int(np.asarray(cols["rows"], dtype=np.int64).sum())
             if "trace_id" in cols:
@@ -500,8 +506,9 @@ class ModelState:
             state=self, model=self.model, version=self.version, profile=self.profile, sketch=sketch,
             start_ns=self.window_start_ns, end_ns=now_ns, rows=self.window_rows,
             y_true=self.y_true, y_pred=self.y_pred, proba_sum=self.proba_sum, proba_n=self.proba_n,
-            trace_ids=list(self.trace_ids), final=final,
+            trace_ids=list(self.trace_ids), final=final, golden=self.golden,
         )
+        self.golden = GoldenWindow()
         self.window_start_ns = now_ns
         self.window_rows = 0
         self._close_coverage()
@@ -563,6 +570,7 @@ class ModelState:
                                                          "end_unix_nano": last.end_ns, "rows": last.rows},
             "drift_detected": sorted(f for f, v in self.verdicts.items() if v),
             "hook_dropped_rows": sum(self.hook_dropped.values()),
+            **({"fleet": self.fleet} if self.fleet is not None else {}),
         }
 
 

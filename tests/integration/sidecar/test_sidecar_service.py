@@ -132,7 +132,7 @@ def test_late_labels_accuracy_equals_sklearn(sidecar):
     view = get_json(f"{handle.http_endpoint}/v1/models/m/drift")[1]["versions"][0]
     assert view["performance"]["accuracy"] == pytest.approx(accuracy_score(list(y_true), list(y_pred)), abs=1e-12)
     text = get_text(f"http://127.0.0.1:{handle.service.prometheus_port}/metrics")
-    assert 'driftcar_labels_unmatched_total{model_name="m",model_version="1",reason="unknown_id"} 2' in text
+    assert 'driftcar_labels_unmatched_total{model_name="m",model_version="1",driftcar_scope="pod",reason="unknown_id"} 2' in text
     sender.close()
 
 

@@ -33,6 +33,7 @@ class TelemetryConfig:
     max_models: int = 100  # distinct (model.name, model.version)
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     max_events: int = 1000  # in-memory ring for the JSON API
+    scope: str | None = None  # driftcar.scope on every model series and event: pod | fleet (None: not set)
 
     def __post_init__(self) -> None:
         problems = []
@@ -49,6 +50,8 @@ class TelemetryConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name}: must be an integer >= 1, got {value!r}")
+        if self.scope not in (None, "pod", "fleet"):
+            problems.append(f"scope: {self.scope!r} is not pod or fleet")
         if not isinstance(self.resource_attributes, Mapping):
             problems.append("resource_attributes: must be a mapping of attribute -> value")
         if problems:

@@ -50,7 +50,9 @@ HISTOGRAM = "histogram"
 # attribute keys
 MODEL_NAME = "model.name"
 MODEL_VERSION = "model.version"
-MODEL_ATTRS = (MODEL_NAME, MODEL_VERSION)
+SCOPE = "driftcar.scope"  # pod (one replica's rows) | fleet (merged across replicas by a gateway)
+SCOPES = ("pod", "fleet")
+MODEL_ATTRS = (MODEL_NAME, MODEL_VERSION, SCOPE)
 FEATURE_NAME = "feature.name"
 METHOD = "method"
 ERROR_TYPE = "error.type"
@@ -71,6 +73,7 @@ PREDICTION = "__prediction__"  # prediction drift
 
 # the closed value sets the contract names (checked on input)
 OUTCOMES = ("accepted", "rejected", "throttled")
+FLEET_OUTCOMES = ("sent", "dropped", "merged", "late", "duplicate", "rejected", "unreferenced")
 LABEL_REASONS = ("expired", "unknown_id", "evicted")
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse")
 DRIFT_METHODS = ("psi", "ks", "wasserstein", "jensenshannon", "chisquare", "hellinger", "pca_reconstruction")
@@ -85,7 +88,7 @@ class MetricSpec:
     unit: str
     attributes: tuple[str, ...]  # extra attribute keys beyond the model attributes
     description: str
-    model_attrs: bool = True  # carries model.name / model.version
+    model_attrs: bool = True  # carries model.name / model.version / driftcar.scope
 
     @property
     def prometheus_name(self) -> str:
@@ -143,6 +146,11 @@ _METRICS = (
     MetricSpec("driftcar.state.models", GAUGE, "{model}", (), "Models (name, version) held in state.",
                model_attrs=False),
     MetricSpec("driftcar.labels.unmatched", COUNTER, "{row}", (REASON,), "Labels that matched no prediction."),
+    MetricSpec("driftcar.fleet.windows", COUNTER, "{window}", (OUTCOME,),
+               "driftcar.window records by outcome: sent/dropped (pod forwarder); merged/late/duplicate/"
+               "rejected/unreferenced (gateway).", model_attrs=False),
+    MetricSpec("driftcar.fleet.replicas", GAUGE, "{replica}", (),
+               "Replicas whose window the gateway merged into the last fleet window of a model."),
     MetricSpec("driftcar.cardinality.overflow", COUNTER, "{series}", (ATTRIBUTE,),
                "Attribute values folded into an overflow series by a cardinality cap."),
     MetricSpec("driftcar.reference.coverage", GAUGE, "1", (),
@@ -155,7 +163,7 @@ METRICS = MappingProxyType({spec.name: spec for spec in _METRICS})
 
 #: ``drift.threshold.kind`` says what ``drift.threshold`` is compared with: ``pvalue`` or ``score``
 _DRIFT_EVENT_ATTRS = (
-    MODEL_NAME, MODEL_VERSION, FEATURE_NAME, DRIFT_METHOD, "drift.score", "drift.threshold", "drift.pvalue",
+    MODEL_NAME, MODEL_VERSION, SCOPE, FEATURE_NAME, DRIFT_METHOD, "drift.score", "drift.threshold", "drift.pvalue",
     "drift.threshold.kind", "window.start", "window.end", "driftcar.sample_trace_ids",
 )
 #: mismatch causes (``mismatch.cause``): see driftcar.sidecar.coverage.CAUSES
@@ -163,10 +171,10 @@ MISMATCH_CAUSES = ("unknown_features", "unseen_features", "no_reference", "live_
 _EVENTS = (
     EventSpec("driftcar.drift.detected", "WARN", _DRIFT_EVENT_ATTRS, "A feature started drifting."),
     EventSpec("driftcar.drift.resolved", "INFO", _DRIFT_EVENT_ATTRS, "A drifting feature is back to normal."),
-    EventSpec("driftcar.performance.degraded", "WARN", (MODEL_NAME, MODEL_VERSION, METRIC, "value", "threshold"),
+    EventSpec("driftcar.performance.degraded", "WARN", (MODEL_NAME, MODEL_VERSION, SCOPE, METRIC, "value", "threshold"),
               "A quality metric crossed its threshold."),
     EventSpec("driftcar.reference.mismatch", "WARN",
-              (MODEL_NAME, MODEL_VERSION, "mismatch.cause", "mismatch.names", "mismatch.suggestions"),
+              (MODEL_NAME, MODEL_VERSION, SCOPE, "mismatch.cause", "mismatch.names", "mismatch.suggestions"),
               "Live traffic and reference do not match (once per model and cause): what did not match and "
               "the closest known names."),
 )

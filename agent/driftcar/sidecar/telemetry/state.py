@@ -114,7 +114,13 @@ class MetricState:
         values = values[np.isfinite(values)]
         # side="left": a value equal to a bound falls in the bucket that bound closes (OTel semantics)
         counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=bounds.size + 1)
-        total = float(values.sum())
+        self.add_counts_to_histogram(name, attrs, bounds, counts, float(values.sum()))
+
+    def add_counts_to_histogram(self, name: str, attrs: Attrs, bounds: np.ndarray, counts, total: float) -> None:
+        """Add bucket ``counts`` (len(bounds) + 1) and their ``total`` to the cumulative histogram."""
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.shape != (bounds.size + 1,):
+            raise ValueError(f"{bounds.size + 1} bucket counts expected, got {counts.shape}")
         with self._lock:
             points = self._points(name, HISTOGRAM)
             old = points.get(attrs)

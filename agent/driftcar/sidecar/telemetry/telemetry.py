@@ -187,10 +187,12 @@ class Telemetry:
         key, new = self._models.fold((), f"{model}\x00{version}", n.OVERFLOW)
         if key == n.OVERFLOW:
             attrs = ((n.MODEL_NAME, n.OVERFLOW), (n.MODEL_VERSION, n.OVERFLOW))
+            attrs += ((n.SCOPE, self.config.scope),) if self.config.scope else ()
             if new:
                 self._state.add("driftcar.cardinality.overflow", attrs + ((n.ATTRIBUTE, n.MODEL_NAME),), 1)
             return attrs
-        return ((n.MODEL_NAME, model), (n.MODEL_VERSION, version))
+        attrs = ((n.MODEL_NAME, model), (n.MODEL_VERSION, version))
+        return attrs + ((n.SCOPE, self.config.scope),) if self.config.scope else attrs
 
     def _fold(self, caps: CardinalityCaps, mattrs: Attrs, scope: tuple, key: str, value: str, overflow: str) -> str:
         folded, new = caps.fold(scope, _text(value, key), overflow)
@@ -360,6 +362,21 @@ class Telemetry:
             raise ValueError(f"share must be in [0, 1], got {share!r}")
         self._state.set_gauge("driftcar.reference.coverage", self._model(model, version), share)
 
+    def add_fleet_windows(self, outcome: str, n_: int) -> None:
+        if outcome not in n.FLEET_OUTCOMES:
+            raise ValueError(f"outcome must be one of {n.FLEET_OUTCOMES}, got {outcome!r}")
+        self._state.add("driftcar.fleet.windows", ((n.OUTCOME, outcome),), _count(n_, "n"))
+
+    def set_fleet_replicas(self, model: str, version: str, replicas: int) -> None:
+        self._state.set_gauge("driftcar.fleet.replicas", self._model(model, version), float(_count(replicas, "n")))
+
+    def add_duration_counts(self, model: str, version: str, method: str, counts, total_s: float) -> None:
+        """Add pre-bucketed call durations (a fleet window's) to ``driftcar.inference.duration``."""
+        mattrs = self._model(model, version)
+        attrs = mattrs + ((n.METHOD, self._fold(self._small, mattrs, (mattrs, n.METHOD), n.METHOD, method, n.OTHER)),)
+        self._state.add_counts_to_histogram("driftcar.inference.duration", attrs, DURATION_BOUNDS_S, counts,
+                                            _finite(total_s, "total_s"))
+
     def set_queue_size(self, rows: int) -> None:
         self._state.set_gauge("driftcar.receiver.queue.size", (), _count(rows, "rows"))
 
@@ -375,6 +392,8 @@ class Telemetry:
     # ------------------------------------------------------------------ events
     def emit_event(self, event_name: str, severity: str, body: str, attributes: Mapping[str, object]) -> None:
         """An OTLP log record with ``event_name`` (exported in the background) + the in-memory ring."""
+        if self.config.scope and n.MODEL_NAME in attributes:
+            attributes = {**attributes, n.SCOPE: self.config.scope}
         self._events.emit(event_name, severity, body, attributes)
 
     def recent_events(self, limit: int = 100) -> list[dict]:
