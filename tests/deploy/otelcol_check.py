@@ -329,7 +329,10 @@ def _check_exporters(exporters: dict, problems: list[str]) -> None:
         if etype not in _NETWORK_EXPORTERS:
             continue
         cfg = cfg or {}
-        if not cfg.get("endpoint"):
+        if etype == "load_balancing":
+            if not isinstance(cfg.get("resolver"), dict) or len(cfg["resolver"]) != 1:
+                problems.append(f"exporters.{eid}: exactly one resolver (static, dns, k8s, aws_cloud_map)")
+        elif not cfg.get("endpoint"):
             problems.append(f"exporters.{eid}: no endpoint")
         queue_key = "remote_write_queue" if etype == "prometheus_remote_write" else "sending_queue"
         if not isinstance(cfg.get(queue_key), dict):

@@ -198,3 +198,15 @@ def test_routing_with_an_unknown_key_is_reported(centric):
     problems = check(centric, event_name=EVENT_NAME)
     assert any("unknown key 'routes'" in p for p in problems), problems
     assert any("empty routing table" in p for p in problems), problems
+
+
+def test_load_balancing_exporter_needs_a_resolver_not_an_endpoint(centric):
+    centric["exporters"]["load_balancing"] = {
+        "routing_key": "attributes", "routing_attributes": ["model.name"],
+        "protocol": {"otlp": {"tls": {"insecure": True}}},
+        "resolver": {"static": {"hostnames": ["gateway-0:4317"]}},
+        "sending_queue": {"enabled": True}, "retry_on_failure": {"enabled": True}}
+    centric["service"]["pipelines"]["logs/app"]["exporters"].append("load_balancing")
+    assert not [p for p in check(centric) if "load_balancing" in p]
+    del centric["exporters"]["load_balancing"]["resolver"]
+    assert any("exactly one resolver" in p for p in check(centric))
