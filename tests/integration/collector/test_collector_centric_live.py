@@ -87,74 +87,88 @@ def emit_app_telemetry(providers, n: int) -> None:
                                   event_name="app.request"))
 
 
-def test_collector_centric_config_live(tmp_path, prometheus):
+def drift_b_until_prometheus_sees_it(endpoint: str, prometheus, providers) -> int:
+    """An instrumented model whose feature b drifts, until PromQL shows it; the hook's batch count."""
     import pandas as pd
     import sklearn.linear_model as sklearn_linear
     import driftcar
 
+    rng = np.random.default_rng(3)
+    columns = ["a", "b", "c"]
+    X = pd.DataFrame(rng.normal(size=(4000, 3)), columns=columns)
+    model = sklearn_linear.LogisticRegression().fit(X, (X["a"] + X["b"] > 0).astype(int))
+    monitor = driftcar.instrument(model, name=MODEL, version="7", endpoint=endpoint, spans=False, max_batch_age_s=0.1)
+    try:
+        monitor.set_reference(X)
+        assert monitor.flush(10)
+        emit_app_telemetry(providers, 5)
+
+        def drift_in_prometheus():
+            shifted = pd.DataFrame(rng.normal(size=(500, 3)), columns=columns)
+            shifted["b"] += 2.0  # only b drifts
+            model.predict(shifted)
+            return prometheus.query(
+                f'{{__name__=~"driftcar_drift_detected.*", model_name="{MODEL}", feature_name="b"}} == 1')
+
+        wait_until(drift_in_prometheus, timeout=60, interval=0.5, what="drift of b in Prometheus (PromQL)")
+        assert monitor.flush(10)
+        return monitor.stats["sent_batches"]
+    finally:
+        monitor.shutdown(5)
+        for provider in providers:
+            provider.shutdown()
+
+
+def assert_backends(tmp_path, prometheus) -> None:
+    """Drift scores and the app's metric in Prometheus; app logs and driftcar's events (no batch) in
+    the Loki stand-in; the app's spans in the Tempo stand-in."""
+    scores = prometheus.query(f'{{__name__=~"driftcar_drift_score.*", model_name="{MODEL}"}}')
+    by_feature = {r["metric"]["feature_name"]: float(r["value"][1]) for r in scores}
+    assert {"a", "b", "c"} <= set(by_feature), scores
+    assert by_feature["b"] > max(by_feature["a"], by_feature["c"]), by_feature
+    app_metric = wait_until(lambda: prometheus.query('{__name__=~"app_requests.*"}'), 20,
+                            what="the app's own metric in Prometheus")
+    assert float(app_metric[0]["value"][1]) >= 5
+    loki = tmp_path / "loki.jsonl"
+    wait_until(lambda: any(r.get("eventName") == "driftcar.drift.detected" for r in records(loki)), 20,
+               what="driftcar's drift event in the Loki stand-in")
+    logs = records(loki)
+    assert sum(1 for r in logs if r.get("eventName") == "app.request") == 5, "every app log reaches Loki"
+    assert not any(r.get("eventName") == EVENT_NAME for r in logs), "no raw batch in Loki"
+    assert any(s.get("name") == "POST /predict" for s in records(tmp_path / "tempo.jsonl", "traces"))
+
+
+def assert_no_loop(otelcol: Collector, sidecar: SidecarProcess, hook_sent: int) -> None:
+    """Counted on both sides: the hook's batches = what the collector sent the sidecar = what the
+    sidecar accepted; the sidecar saw no other record, while driftcar's output did enter the collector."""
+    def settled():
+        sent = otelcol.metric("otelcol_exporter_sent_log_records", exporter="otlp_grpc/driftcar")
+        accepted = sidecar_metric(sidecar, "driftcar_receiver_batches_total", outcome="accepted")
+        return sent == accepted == hook_sent and (sent, accepted)
+
+    wait_until(settled, 20, interval=0.2, what=f"hook sent ({hook_sent}) == collector sent == sidecar accepted")
+    assert sidecar_metric(sidecar, "driftcar_receiver_records_ignored_total") == 0, \
+        "a non-batch record (the app's, or driftcar's own output) reached the sidecar"
+    returned = otelcol.metric("otelcol_receiver_accepted_log_records", receiver="otlp/from_driftcar")
+    returned_points = otelcol.metric("otelcol_receiver_accepted_metric_points", receiver="otlp/from_driftcar")
+    assert returned > 0 and returned_points > 0, "driftcar's output entered the collector on its own receiver"
+    dropped_by_split = otelcol.metric("otelcol_processor_filter_logs_filtered", filter="filter/only_batches")
+    assert dropped_by_split >= 5, "the split kept the app's logs away from the sidecar"
+    # Control: the sidecar does count a non-batch record that reaches it (so the 0 above can fail).
+    send_app_record(sidecar.ports["grpc"])
+    wait_until(lambda: sidecar_metric(sidecar, "driftcar_receiver_records_ignored_total") == 1, 10,
+               what="the sidecar counting a non-batch record sent to it directly")
+
+
+def test_collector_centric_config_live(tmp_path, prometheus):
     sidecar = SidecarProcess(tmp_path, "--window", "1s", "--export", "otlp", "--otlp-protocol", "grpc",
                              "--export-interval", "500ms", "--live-reference-rows", "0")
-    overlay, ports = centric_overlay(tmp_path, sidecar_grpc=sidecar.ports["grpc"], prometheus_write=prometheus.write_url)
+    overlay, ports = centric_overlay(tmp_path, sidecar_grpc=sidecar.ports["grpc"],
+                                     prometheus_write=prometheus.write_url)
     sidecar.args += ["--otlp-endpoint", f"http://127.0.0.1:{ports['return']}"]
     endpoint = f"http://127.0.0.1:{ports['grpc']}"
     with Collector(tmp_path, CENTRIC, overlay) as otelcol, sidecar:
-        providers = start_app_telemetry(endpoint)
-        rng = np.random.default_rng(3)
-        columns = ["a", "b", "c"]
-        X = pd.DataFrame(rng.normal(size=(4000, 3)), columns=columns)
-        model = sklearn_linear.LogisticRegression().fit(X, (X["a"] + X["b"] > 0).astype(int))
-        monitor = driftcar.instrument(model, name=MODEL, version="7", endpoint=endpoint, spans=False,
-                                      max_batch_age_s=0.1)
-        try:
-            monitor.set_reference(X)
-            assert monitor.flush(10)
-            emit_app_telemetry(providers, 5)
-
-            def drift_score_in_prometheus():
-                shifted = pd.DataFrame(rng.normal(size=(500, 3)), columns=columns)
-                shifted["b"] += 2.0  # only b drifts
-                model.predict(shifted)
-                return prometheus.query(
-                    f'{{__name__=~"driftcar_drift_detected.*", model_name="{MODEL}", feature_name="b"}} == 1')
-
-            wait_until(drift_score_in_prometheus, timeout=60, interval=0.5, what="drift of b in Prometheus (PromQL)")
-            scores = prometheus.query(f'{{__name__=~"driftcar_drift_score.*", model_name="{MODEL}"}}')
-            by_feature = {r["metric"]["feature_name"]: float(r["value"][1]) for r in scores}
-            assert {"a", "b", "c"} <= set(by_feature), scores
-            assert by_feature["b"] > max(by_feature["a"], by_feature["c"]), by_feature
-            app_metric = wait_until(lambda: prometheus.query('{__name__=~"app_requests.*"}'), 20,
-                                    what="the app's own metric in Prometheus")
-            assert float(app_metric[0]["value"][1]) >= 5
-            assert monitor.flush(10)
-        finally:
-            monitor.shutdown(5)
-            for provider in providers:
-                provider.shutdown()
-
-        loki = tmp_path / "loki.jsonl"
-        wait_until(lambda: any(r.get("eventName") == "driftcar.drift.detected" for r in records(loki)), 20,
-                   what="driftcar's drift event in the Loki stand-in")
-        logs = records(loki)
-        assert sum(1 for r in logs if r.get("eventName") == "app.request") == 5, "every app log reaches Loki"
-        assert not any(r.get("eventName") == EVENT_NAME for r in logs), "no raw batch in Loki"
-        assert any(s.get("name") == "POST /predict" for s in records(tmp_path / "tempo.jsonl", "traces"))
-
-        # Counted on both sides: what the collector sent the sidecar is exactly the hook's batches.
-        def settled():
-            sent = otelcol.metric("otelcol_exporter_sent_log_records", exporter="otlp_grpc/driftcar")
-            accepted = sidecar_metric(sidecar, "driftcar_receiver_batches_total", outcome="accepted")
-            return sent > 0 and sent == accepted and (sent, accepted)
-
-        wait_until(settled, 20, interval=0.2, what="collector sent == sidecar accepted")
-        assert sidecar_metric(sidecar, "driftcar_receiver_records_ignored_total") == 0, \
-            "a non-batch record (the app's, or driftcar's own output) reached the sidecar"
-        returned = otelcol.metric("otelcol_receiver_accepted_log_records", receiver="otlp/from_driftcar")
-        returned_points = otelcol.metric("otelcol_receiver_accepted_metric_points", receiver="otlp/from_driftcar")
-        assert returned > 0 and returned_points > 0, "driftcar's output entered the collector on its own receiver"
-        dropped_by_split = otelcol.metric("otelcol_processor_filter_logs_filtered", filter="filter/only_batches")
-        assert dropped_by_split >= 5, "the split kept the app's logs away from the sidecar"
-        # Control: the sidecar does count a non-batch record that reaches it (so the 0 above can fail).
-        send_app_record(sidecar.ports["grpc"])
-        wait_until(lambda: sidecar_metric(sidecar, "driftcar_receiver_records_ignored_total") == 1, 10,
-                   what="the sidecar counting a non-batch record sent to it directly")
+        hook_sent = drift_b_until_prometheus_sees_it(endpoint, prometheus, start_app_telemetry(endpoint))
+        assert_backends(tmp_path, prometheus)
+        assert_no_loop(otelcol, sidecar, hook_sent)
         assert sidecar.terminate() == 0

@@ -85,6 +85,31 @@ def _log_request(records: int, size: int) -> ExportLogsServiceRequest:
         log_records=[LogRecord(event_name="app.flood", body=body) for _ in range(records)])])])
 
 
+def _flood(port: int, request, codes: dict[str, int], stop: threading.Event, n: int = 60) -> None:
+    """Send ``request`` up to ``n`` times over gRPC, counting the answers by status code."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        stub = LogsServiceStub(channel)
+        for _ in range(n):
+            if stop.is_set():
+                return
+            try:
+                stub.Export(request, timeout=10)
+                name = "OK"
+            except grpc.RpcError as exc:
+                name = exc.code().name
+            codes[name] = codes.get(name, 0) + 1
+
+
+def _http_status(port: int, payload: bytes) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/logs", data=payload,
+                                 headers={"Content-Type": "application/x-protobuf"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_memory_limiter_refuses_a_flood_the_otlp_way(tmp_path):
     sidecar = SidecarProcess(tmp_path, *SIDECAR_ARGS)
     overlay, ports = centric_overlay(tmp_path, sidecar_grpc=sidecar.ports["grpc"], prometheus_write="http://127.0.0.1:9/w")
@@ -101,32 +126,13 @@ def test_memory_limiter_refuses_a_flood_the_otlp_way(tmp_path):
     with sidecar, Collector(tmp_path, CENTRIC, overlay) as otelcol:
         accepted_before = _accepted(sidecar)
         stop = threading.Event()
-
-        def flood() -> None:
-            with grpc.insecure_channel(f"127.0.0.1:{ports['grpc']}",
-                                       options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-                stub = LogsServiceStub(channel)
-                for _ in range(60):
-                    if stop.is_set():
-                        return
-                    try:
-                        stub.Export(request, timeout=10)
-                        codes["OK"] = codes.get("OK", 0) + 1
-                    except grpc.RpcError as exc:
-                        codes[exc.code().name] = codes.get(exc.code().name, 0) + 1
-
-        threads = [threading.Thread(target=flood) for _ in range(6)]
+        threads = [threading.Thread(target=_flood, args=(ports["grpc"], request, codes, stop)) for _ in range(6)]
         for t in threads:
             t.start()
 
         def http_refused() -> int | None:
-            req = urllib.request.Request(f"http://127.0.0.1:{ports['http']}/v1/logs", data=payload,
-                                         headers={"Content-Type": "application/x-protobuf"})
-            try:
-                urllib.request.urlopen(req, timeout=10).close()
-                return None
-            except urllib.error.HTTPError as exc:
-                return exc.code
+            code = _http_status(ports["http"], payload)
+            return code if code != 200 else None
 
         try:
             http_code = wait_until(http_refused, 60, interval=0.05, what="an HTTP refusal during the flood")
