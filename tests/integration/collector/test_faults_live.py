@@ -193,3 +193,35 @@ def test_sidecar_down_behind_the_collector(tmp_path):
                        what="batches dropped and counted past max_elapsed_time")
         finally:
             monitor.shutdown(5)
+
+
+def test_full_sending_queue_drops_and_counts(tmp_path):
+    """With the sidecar away and the exporter's queue full, further batches are dropped and counted by
+    the collector (otelcol_exporter_enqueue_failed_log_records), as the config comments say. The hook
+    cannot see it: `batch/driftcar` has already answered it. Every batch is accounted for exactly:
+    delivered once the sidecar is back, or counted as dropped."""
+    import driftcar
+
+    sidecar = SidecarProcess(tmp_path, *SIDECAR_ARGS)
+    overlay, ports = centric_overlay(tmp_path, sidecar_grpc=sidecar.ports["grpc"], prometheus_write="http://127.0.0.1:9/w")
+    tiny = merge(overlay, {"exporters": {"otlp_grpc/driftcar": {"sending_queue": {"queue_size": 1, "num_consumers": 1}}}})
+    rng, X, model = _model(4)
+    enqueue_failed = lambda: otelcol.metric("otelcol_exporter_enqueue_failed_log_records",  # noqa: E731
+                                            exporter="otlp_grpc/driftcar")
+    with Collector(tmp_path, CENTRIC, tiny) as otelcol:
+        monitor = driftcar.instrument(model, name="overflowed", version="1", endpoint=f"http://127.0.0.1:{ports['grpc']}",
+                                      spans=False, max_batch_age_s=0.05)
+        try:
+            def dropped_once() -> bool:
+                model.predict(X.sample(50, random_state=int(rng.integers(1 << 30))))
+                return enqueue_failed() > 0
+
+            wait_until(dropped_once, 20, interval=0.3, what="the full queue dropping a batch")
+            assert monitor.flush(10)
+            stats = monitor.stats
+            with sidecar:
+                wait_until(lambda: _accepted(sidecar) + enqueue_failed() == stats["sent_batches"], 30, interval=0.2,
+                           what="delivered + dropped-and-counted == the hook's batches")
+        finally:
+            monitor.shutdown(5)
+    assert stats["dropped_rows"] == 0 and stats["failed_exports"] == 0, stats  # the hook saw only successes
