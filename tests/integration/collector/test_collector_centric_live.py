@@ -11,43 +11,17 @@ logs nor its own output came back to it), and driftcar's output did enter the co
 
 from __future__ import annotations
 
-import urllib.request
-
 import numpy as np
 import pytest
 
 from driftcar.wire.otlp import EVENT_NAME
-from tests.integration.collector.conftest import CENTRIC, centric_overlay, records
+from tests.integration.collector.wiring import CENTRIC, centric_overlay, records, send_app_record, sidecar_metric
 from tests.integration.sidecar.sidecar_helpers import SidecarProcess
 from tests.support.collector import Collector
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 MODEL = "cc-model"
-
-
-def sidecar_metric(sidecar: SidecarProcess, name: str, **labels: str) -> float:
-    """Sum of one metric on the sidecar's own /metrics endpoint (0 when absent)."""
-    with urllib.request.urlopen(sidecar.metrics_url, timeout=5) as resp:
-        text = resp.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " ") \
-                and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def send_app_record(port: int) -> None:
-    """One ordinary (non-batch) log record straight to an OTLP/gRPC port."""
-    import grpc
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServiceStub
-    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        LogsServiceStub(channel).Export(ExportLogsServiceRequest(resource_logs=[ResourceLogs(
-            scope_logs=[ScopeLogs(log_records=[LogRecord(event_name="app.request")])])]), timeout=10)
 
 
 def start_app_telemetry(endpoint: str):

@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServ
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
 
 from driftcar.wire.otlp import EVENT_NAME, batch_log_record
-from tests.integration.collector.conftest import DIRECT, file_exporter, records
+from tests.integration.collector.wiring import DIRECT, file_exporter, records
 from tests.integration.sidecar.sidecar_helpers import SidecarProcess
 from tests.support.collector import K8S_OFFLINE, Collector
 from tests.support.waiting import free_port, wait_until

@@ -22,8 +22,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServ
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
-from tests.integration.collector.conftest import CENTRIC, centric_overlay
-from tests.integration.collector.test_collector_centric_live import sidecar_metric
+from tests.integration.collector.wiring import CENTRIC, centric_overlay, sidecar_metric
 from tests.integration.sidecar.sidecar_helpers import SidecarProcess, get_json
 from tests.support.collector import Collector, merge
 from tests.support.waiting import wait_until
@@ -198,8 +197,8 @@ def test_sidecar_down_behind_the_collector(tmp_path):
 def test_full_sending_queue_drops_and_counts(tmp_path):
     """With the sidecar away and the exporter's queue full, further batches are dropped and counted by
     the collector (otelcol_exporter_enqueue_failed_log_records), as the config comments say. The hook
-    cannot see it: `batch/driftcar` has already answered it. Every batch is accounted for exactly:
-    delivered once the sidecar is back, or counted as dropped."""
+    cannot see it: `batch/driftcar` has already answered it. Every batch is accounted for: delivered
+    once the sidecar is back, or counted as dropped."""
     import driftcar
 
     sidecar = SidecarProcess(tmp_path, *SIDECAR_ARGS)
@@ -217,11 +216,19 @@ def test_full_sending_queue_drops_and_counts(tmp_path):
                 return enqueue_failed() > 0
 
             wait_until(dropped_once, 20, interval=0.3, what="the full queue dropping a batch")
-            assert monitor.flush(10)
+            assert monitor.flush(10), monitor.stats
             stats = monitor.stats
             with sidecar:
-                wait_until(lambda: _accepted(sidecar) + enqueue_failed() == stats["sent_batches"], 30, interval=0.2,
-                           what="delivered + dropped-and-counted == the hook's batches")
+                last: list[float] = []
+
+                def balanced() -> bool:
+                    last[:] = [_accepted(sidecar), enqueue_failed(), stats["sent_batches"]]
+                    return last[0] + last[1] >= last[2]  # >=: delivery is at least once (a retry may repeat)
+
+                try:
+                    wait_until(balanced, 30, interval=0.2, what="delivered + dropped-and-counted >= the hook's batches")
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}: delivered, dropped, hook batches = {last}") from None
         finally:
             monitor.shutdown(5)
     assert stats["dropped_rows"] == 0 and stats["failed_exports"] == 0, stats  # the hook saw only successes
