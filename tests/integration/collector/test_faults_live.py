@@ -166,15 +166,15 @@ def test_sidecar_down_behind_the_collector(tmp_path):
         try:
             model.predict(X.iloc[:300])
             assert monitor.flush(10), "the collector accepts while the sidecar is down"
-            sent = monitor.stats["sent_batches"]
-            wait_until(lambda: otelcol.metric("otelcol_exporter_queue_size", exporter="otlp_grpc/driftcar") > 0
-                       or otelcol.metric("otelcol_exporter_send_failed_log_records", exporter="otlp_grpc/driftcar") > 0,
-                       10, what="the collector holding or retrying the batches")
+            sent, requests = monitor.stats["sent_batches"], monitor.stats["sent_requests"]
+            wait_until(lambda: "Will retry the request" in otelcol.log(), 15, interval=0.1,
+                       what="the collector retrying the batches")
             assert otelcol.metric("otelcol_exporter_sent_log_records", exporter="otlp_grpc/driftcar") == 0
             with sidecar:  # back within the 60 s max_elapsed_time: the retry delivers everything held
                 wait_until(lambda: _accepted(sidecar) >= sent, 30, interval=0.2,
                            what="held batches delivered after the sidecar came back")
                 assert otelcol.metric("otelcol_exporter_send_failed_log_records", exporter="otlp_grpc/driftcar") == 0
+                assert monitor.stats["sent_requests"] == requests, "the collector delivered them, not a hook resend"
         finally:
             monitor.shutdown(5)
 
