@@ -1,6 +1,7 @@
-# The two commands of the README:
-#   make demo   set up .venv and run the self-contained demo (sidecar on its embedded default)
-#   make test   set up .venv (and Prometheus when root) and run the whole test suite
+# The commands of the README:
+#   make demo       set up .venv and run the self-contained demo (sidecar on its embedded default)
+#   make test       set up .venv (and Prometheus when root), build the collector, run the whole test suite
+#   make collector  build driftcar's OpenTelemetry Collector distribution, build/otelcol-driftcar
 VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
@@ -8,7 +9,7 @@ STAMP   = $(VENV)/.driftcar-installed
 # the demo installs only the `demo` extra; anything that runs tests installs `dev` (a superset)
 DEMO_STAMP = $(VENV)/.driftcar-demo-installed
 
-.PHONY: demo test test-long bench venv system-deps clean
+.PHONY: demo test test-long bench venv system-deps collector clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,10 +41,17 @@ system-deps:
 	  else echo "note: chromium not installed and not root; the browser tests will be skipped"; fi; \
 	fi
 
+# driftcar's collector distribution (collector-config/builder.yaml), built from the Collector's Go
+# modules. build.sh keeps a stamp (hash of the manifest, the module lock, itself and the Go version)
+# and returns at once while it matches, so this target always runs it.
+collector:
+	@if command -v go >/dev/null 2>&1; then collector-config/build.sh; \
+	else echo "note: Go is not installed; the tests that run the collector will be skipped"; fi
+
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/driftcar demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps collector
 	$(PY) -m pytest
 
 test-long: $(STAMP) system-deps

@@ -1,9 +1,10 @@
-"""Structural checker for otelcol-contrib configuration files.
+"""Structural checker for OpenTelemetry Collector configuration files.
 
-The official collector binary cannot run on the CI machines, so the configs in
-``collector-config/`` are checked here the way the collector itself would reject
-them at start-up, plus driftcar's own rules (routing by event name, no loop back
-into the sidecar, memory_limiter first, explicit queues and retries).
+The configs in ``collector-config/`` run in driftcar's own distribution in the test suite
+(tests/integration/collector/); this checker covers users on the upstream otelcol-contrib
+image, and driftcar's own rules a collector cannot know: the split sends exactly the hook's
+batch records to the sidecar, no loop back into the sidecar, memory_limiter first, explicit
+queues and retries.
 
 ``check(config) -> list[str]`` returns every problem found (empty = fine); it
 never raises on a malformed config, so a test can assert on the messages.
@@ -17,11 +18,11 @@ from typing import Any, Callable
 
 from driftcar.sidecar.config import SidecarConfig
 
-#: The otelcol-contrib release the component list below comes from
-#: (open-telemetry/opentelemetry-collector-releases, distributions/otelcol-contrib/manifest.yaml).
-OTELCOL_CONTRIB_VERSION = "v0.136.0"
+#: The release the component list below comes from: otelcol-contrib's (for users on the upstream
+#: image) and driftcar's own distribution's (collector-config/builder.yaml), both at v0.160.0.
+OTELCOL_CONTRIB_VERSION = "v0.160.0"
 
-#: Component type names otelcol-contrib v0.136.0 ships (a subset: the commonly used ones per kind;
+#: Component type names otelcol-contrib v0.160.0 ships (a subset: the commonly used ones per kind;
 #: type names, not Go module names, e.g. memorylimiterprocessor -> ``memory_limiter``).
 COMPONENT_TYPES: dict[str, frozenset[str]] = {
     "receivers": frozenset(
@@ -31,11 +32,11 @@ COMPONENT_TYPES: dict[str, frozenset[str]] = {
     ),
     "processors": frozenset(
         """batch memory_limiter attributes cumulativetodelta deltatocumulative deltatorate filter groupbyattrs
-        groupbytrace interval k8sattributes logdedup metricsgeneration metricstransform probabilistic_sampler
-        redaction remotetap resourcedetection resource schema span tail_sampling transform""".split()
+        groupbytrace interval k8s_attributes logdedup metricsgeneration metricstransform probabilistic_sampler
+        redaction remotetap resource_detection resource schema span tail_sampling transform""".split()
     ),
     "exporters": frozenset(
-        """debug nop otlp otlphttp file kafka loadbalancing prometheus prometheusremotewrite zipkin
+        """debug nop otlp_grpc otlp_http file kafka load_balancing prometheus prometheus_remote_write zipkin
         elasticsearch clickhouse datadog awsxray googlecloud splunk_hec syslog""".split()
     ),
     "connectors": frozenset(
@@ -46,6 +47,16 @@ COMPONENT_TYPES: dict[str, frozenset[str]] = {
         """zpages health_check pprof file_storage basicauth bearertokenauth headers_setter oauth2client
         oidc k8s_observer docker_observer host_observer""".split()
     ),
+}
+
+#: Names renamed by v0.160.0: the old ones still load, with a deprecation warning, and are reported.
+DEPRECATED_TYPES = {
+    "otlp": "otlp_grpc",  # as an exporter; `otlp` stays the receiver's name
+    "otlphttp": "otlp_http",
+    "loadbalancing": "load_balancing",
+    "prometheusremotewrite": "prometheus_remote_write",
+    "k8sattributes": "k8s_attributes",
+    "resourcedetection": "resource_detection",
 }
 
 SIGNALS = ("traces", "metrics", "logs")
@@ -68,7 +79,7 @@ CONNECTOR_SIGNALS: dict[str, Any] = {
 }
 
 #: exporters that send over the network and must say how they queue and retry
-_NETWORK_EXPORTERS = {"otlp", "otlphttp", "prometheusremotewrite", "loadbalancing", "zipkin", "kafka"}
+_NETWORK_EXPORTERS = {"otlp_grpc", "otlp_http", "prometheus_remote_write", "load_balancing", "zipkin", "kafka"}
 #: ports the driftcar sidecar receives batches on (its defaults: OTLP/gRPC, OTLP/HTTP)
 SIDECAR_PORTS = (SidecarConfig().grpc.port, SidecarConfig().http.port)
 #: naming convention: receivers carrying driftcar's own output back end in this suffix
@@ -128,7 +139,7 @@ def sidecar_exporters(config: dict) -> set[str]:
     return {
         name
         for name, spec in (config.get("exporters") or {}).items()
-        if component_type(name) in ("otlp", "otlphttp") and _endpoint_port(spec) in SIDECAR_PORTS
+        if component_type(name) in ("otlp_grpc", "otlp_http") and _endpoint_port(spec) in SIDECAR_PORTS
     }
 
 
@@ -136,19 +147,25 @@ def return_receivers(config: dict) -> set[str]:
     return {name for name in (config.get("receivers") or {}) if str(name).endswith(RETURN_RECEIVER_SUFFIX)}
 
 
-# --- a tiny evaluator for the OTTL condition subset the routing table uses --------------------------
+# --- a tiny evaluator for the OTTL condition subset the split's filters use ------------------------
 
-_TERM = re.compile(r'^\s*(event_name|attributes\["([^"\\]+)"\])\s*(==|!=)\s*"([^"\\]*)"\s*$')
+_TERM = re.compile(r'^\s*(?:log\.)?(event_name|attributes\["([^"\\]+)"\])\s*(==|!=)\s*"([^"\\]*)"\s*$')
+_NOT = re.compile(r"^\s*not\s*\((.*)\)\s*$", re.S)
 
 
 def ottl_condition(condition: str) -> Callable[[Any], bool]:
-    """Compile ``path == "literal" or ...`` (paths: event_name, attributes["k"]) into a predicate
-    over an OTLP ``LogRecord`` protobuf. Raises ValueError on anything else."""
+    """Compile ``[not (]path == "literal" or ...[)]`` (paths: [log.]event_name, [log.]attributes["k"])
+    into a predicate over an OTLP ``LogRecord`` protobuf. Raises ValueError on anything else."""
+    negated = _NOT.match(condition)
+    if negated:
+        inner = ottl_condition(negated.group(1))
+        return lambda record: not inner(record)
     terms = []
     for raw in re.split(r"\s+or\s+", condition.strip()):
         match = _TERM.match(raw)
         if not match:
-            raise ValueError(f"unsupported OTTL term {raw!r} (checker understands event_name / attributes[...] ==/!= literal joined by 'or')")
+            raise ValueError(f"unsupported OTTL term {raw!r} (checker understands [not (] [log.]event_name / "
+                             "[log.]attributes[...] ==/!= literal joined by 'or' [)])")
         path, key, op, literal = match.groups()
         terms.append((key, op, literal))
 
@@ -188,7 +205,10 @@ def check(config: Any, *, event_name: str | None = None) -> list[str]:
             section = {}
         defined[kind] = section
         for cid in section:
-            if component_type(cid) not in COMPONENT_TYPES[kind]:
+            old = component_type(cid)
+            if old in DEPRECATED_TYPES and not (kind == "receivers" and old == "otlp"):
+                problems.append(f"{kind}.{cid}: {old!r} is a deprecated name, use {DEPRECATED_TYPES[old]!r}")
+            elif component_type(cid) not in COMPONENT_TYPES[kind]:
                 problems.append(
                     f"{kind}.{cid}: type {component_type(cid)!r} is not an otelcol-contrib "
                     f"{OTELCOL_CONTRIB_VERSION} {kind[:-1]}"
@@ -309,9 +329,12 @@ def _check_exporters(exporters: dict, problems: list[str]) -> None:
         if etype not in _NETWORK_EXPORTERS:
             continue
         cfg = cfg or {}
-        if not cfg.get("endpoint"):
+        if etype == "load_balancing":
+            if not isinstance(cfg.get("resolver"), dict) or len(cfg["resolver"]) != 1:
+                problems.append(f"exporters.{eid}: exactly one resolver (static, dns, k8s, aws_cloud_map)")
+        elif not cfg.get("endpoint"):
             problems.append(f"exporters.{eid}: no endpoint")
-        queue_key = "remote_write_queue" if etype == "prometheusremotewrite" else "sending_queue"
+        queue_key = "remote_write_queue" if etype == "prometheus_remote_write" else "sending_queue"
         if not isinstance(cfg.get(queue_key), dict):
             problems.append(f"exporters.{eid}: {queue_key} must be configured explicitly")
         if not isinstance(cfg.get("retry_on_failure"), dict):
@@ -329,41 +352,71 @@ def _check_no_loop(config: dict, graph: Graph, problems: list[str]) -> None:
                 problems.append(f"loop: driftcar output entering at {receiver} reaches {sorted(hits)} via pipeline {p}")
 
 
+def _drops(processor_id: str, cfg: Any, record) -> bool:
+    """True when a filter processor drops this log record (any of its log_record conditions holds)."""
+    if component_type(processor_id) != "filter":
+        return False
+    conditions = (((cfg or {}).get("logs") or {}).get("log_record")) or []
+    return any(ottl_condition(c)(record) for c in conditions)
+
+
+def _routed(cfg: dict, record) -> set[str]:
+    """The pipelines a routing connector sends this log record to."""
+    targets: set[str] = set()
+    for route in cfg.get("table") or []:
+        if route.get("context") == "log" and route.get("condition") and ottl_condition(route["condition"])(record):
+            targets |= set(route.get("pipelines") or [])
+    return targets or set(cfg.get("default_pipelines") or [])
+
+
+def delivered(config: dict, graph: Graph, record) -> set[str]:
+    """The exporters one log record sent to the application's receivers ends up at."""
+    processors = config.get("processors") or {}
+    connectors = config.get("connectors") or {}
+    app_receivers = set(config.get("receivers") or {}) - return_receivers(config)
+    todo = [p for p, s in graph.pipelines.items()
+            if pipeline_signal(p) == "logs" and app_receivers & set(s.get("receivers") or [])]
+    seen, reached = set(), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        spec = graph.pipelines[pid]
+        if any(_drops(p, processors.get(p), record) for p in spec.get("processors") or []):
+            continue
+        for exporter in spec.get("exporters") or []:
+            if exporter not in connectors:
+                reached.add(exporter)
+            elif component_type(exporter) == "routing":
+                todo.extend(_routed(connectors[exporter] or {}, record))
+            else:
+                todo.extend(p for p, s in graph.pipelines.items() if exporter in (s.get("receivers") or []))
+    return reached
+
+
 def _check_routing(config: dict, graph: Graph, event_name: str, problems: list[str]) -> None:
-    """The routing connector must send batch records, and only those, toward the sidecar."""
+    """The hook's batch records reach the sidecar and nothing else; every other record reaches a
+    backend and never the sidecar (a filter split, or a routing connector for older releases)."""
     from driftcar.wire.otlp import batch_log_record
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-    to_sidecar = sidecar_exporters(config)
-    if not to_sidecar:
-        return  # e.g. the gateway: nothing is sent to a sidecar
     batch = batch_log_record(b"\x80", model_name="m", model_version="1", kind="inference", rows=0)
     if batch.event_name != event_name:
         problems.append(f"the hook's record says event_name={batch.event_name!r}, expected {event_name!r}")
     other = LogRecord(event_name="app.log")
-
-    def feeds_sidecar(pipeline_ids) -> bool:
-        return any(to_sidecar & set(graph.pipelines[p].get("exporters") or []) for p in graph.reachable(set(pipeline_ids)))
-
-    routers = {c: cfg or {} for c, cfg in (config.get("connectors") or {}).items() if component_type(c) == "routing"}
-    if not routers:
-        problems.append("exports to the driftcar sidecar but has no routing connector selecting driftcar.batch records")
-    for cid, cfg in routers.items():
-        matched_batch = matched_other = False
-        for i, route in enumerate(cfg.get("table") or []):
-            if route.get("context") != "log" or not route.get("condition"):
-                continue
-            try:
-                predicate = ottl_condition(route["condition"])
-            except ValueError as exc:
-                problems.append(f"connectors.{cid}.table[{i}]: {exc}")
-                continue
-            if feeds_sidecar(route.get("pipelines") or []):
-                matched_batch |= predicate(batch)
-                matched_other |= predicate(other)
-        if not matched_batch:
-            problems.append(f"connectors.{cid}: no log route sends event_name={event_name!r} records to the sidecar")
-        if matched_other:
-            problems.append(f"connectors.{cid}: a route to the sidecar also takes non-batch log records")
-        if feeds_sidecar(cfg.get("default_pipelines") or []):
-            problems.append(f"connectors.{cid}: default_pipelines lead to the sidecar (everything would go there)")
+    try:
+        batch_to, other_to = delivered(config, graph, batch), delivered(config, graph, other)
+    except ValueError as exc:
+        problems.append(f"log filter or route: {exc}")
+        return
+    to_sidecar = sidecar_exporters(config)
+    if to_sidecar and not batch_to & to_sidecar:
+        problems.append(f"no logs pipeline sends event_name={event_name!r} records to the sidecar {sorted(to_sidecar)}")
+    if batch_to - to_sidecar:
+        problems.append(f"event_name={event_name!r} records also reach {sorted(batch_to - to_sidecar)}")
+    if other_to & to_sidecar:
+        problems.append(f"records other than {event_name!r} reach the sidecar via {sorted(other_to & to_sidecar)}")
+    has_logs = any(pipeline_signal(p) == "logs" for p in graph.pipelines)
+    if has_logs and not other_to - to_sidecar:
+        problems.append("the application's own log records reach no backend")

@@ -1,9 +1,9 @@
-"""Static checks of collector-config/*.yaml against otelcol-contrib (see otelcol_check.py).
+"""Static checks of collector-config/*.yaml for otelcol-contrib users (see otelcol_check.py).
 
-The official collector cannot be installed here, so each file is checked the way the
-collector would reject it at start-up, plus driftcar's rules: the routing condition
-selects exactly the records the hook sends, and driftcar's output cannot loop back.
-The second half proves the checker can fail.
+Each file is checked the way the collector would reject it at start-up, plus driftcar's rules:
+the split's filters send exactly the records the hook sends to the sidecar, and driftcar's output
+cannot loop back. The second half proves the checker can fail. The same files run in driftcar's
+own distribution in tests/integration/collector/.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from tests.deploy.otelcol_check import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "collector-config"
-# fleet.yaml targets v0.160.0 (load_balancing by attributes): tests/deploy/test_fleet_config.py
-FILES = sorted(p for p in CONFIG_DIR.glob("*.yaml") if p.name != "fleet.yaml")
+# fleet.yaml carries window records, not application logs: tests/deploy/test_fleet_config.py;
+# builder.yaml is the distribution's manifest
+FILES = sorted(p for p in CONFIG_DIR.glob("*.yaml") if p.name not in ("fleet.yaml", "builder.yaml"))
 
 
 def load(name: str) -> dict:
@@ -53,14 +54,14 @@ def test_documented_at_the_top(path):
 @pytest.mark.parametrize("name", ["collector-centric.yaml", "local.yaml"])
 def test_collector_centric_shapes_route_to_the_sidecar_and_take_its_output_back(name):
     config = load(name)
-    assert sidecar_exporters(config) == {"otlp/driftcar"}
+    assert sidecar_exporters(config) == {"otlp_grpc/driftcar"}
     assert return_receivers(config) == {"otlp/from_driftcar"}
     # the return receiver is not the app's receiver: a separate port
     ports = {r: spec["protocols"]["grpc"]["endpoint"].rsplit(":", 1)[1] for r, spec in config["receivers"].items()}
     assert ports["otlp/from_driftcar"] != ports["otlp"]
     backends = {e.split("/")[0] for e in config["exporters"]}
-    assert {"prometheusremotewrite", "otlphttp", "otlp"} <= backends
-    assert config["exporters"]["otlphttp/loki"]["endpoint"].rstrip("}").endswith("/otlp")
+    assert {"prometheus_remote_write", "otlp_http", "otlp_grpc"} <= backends
+    assert config["exporters"]["otlp_http/loki"]["endpoint"].rstrip("}").endswith("/otlp")
 
 
 def test_gateway_never_sends_to_a_sidecar_and_drops_stray_batches():
@@ -77,10 +78,12 @@ def test_ottl_subset_evaluator():
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-    pred = ottl_condition('event_name == "a.b" or attributes["event.name"] == "a.b"')
+    pred = ottl_condition('log.event_name == "a.b" or attributes["event.name"] == "a.b"')
     assert pred(LogRecord(event_name="a.b"))
     assert pred(LogRecord(attributes=[KeyValue(key="event.name", value=AnyValue(string_value="a.b"))]))
     assert not pred(LogRecord(event_name="a.c"))
+    negated = ottl_condition('not (log.event_name == "a.b")')
+    assert negated(LogRecord(event_name="a.c")) and not negated(LogRecord(event_name="a.b"))
     with pytest.raises(ValueError):
         ottl_condition('IsMatch(body, ".*")')
 
@@ -106,11 +109,17 @@ def test_misspelt_component_type_is_reported(centric):
     assert any("'memory_limitter' is not an otelcol-contrib" in p for p in problems), problems
 
 
-def test_misspelt_reference_in_a_pipeline_is_reported(centric):
-    centric["service"]["pipelines"]["traces"]["exporters"] = ["otlp/trace"]
+def test_deprecated_component_name_is_reported(centric):
+    rename(centric, "processors", "k8s_attributes", "k8sattributes")
     problems = check(centric, event_name=EVENT_NAME)
-    assert any("exporter 'otlp/trace' is not defined" in p for p in problems), problems
-    assert any("exporters.otlp/traces: defined but not used" in p for p in problems), problems
+    assert any("'k8sattributes' is a deprecated name, use 'k8s_attributes'" in p for p in problems), problems
+
+
+def test_misspelt_reference_in_a_pipeline_is_reported(centric):
+    centric["service"]["pipelines"]["traces"]["exporters"] = ["otlp_grpc/trace"]
+    problems = check(centric, event_name=EVENT_NAME)
+    assert any("exporter 'otlp_grpc/trace' is not defined" in p for p in problems), problems
+    assert any("exporters.otlp_grpc/traces: defined but not used" in p for p in problems), problems
 
 
 def test_pipeline_without_exporters_is_reported(centric):
@@ -119,23 +128,50 @@ def test_pipeline_without_exporters_is_reported(centric):
 
 
 def test_connector_between_wrong_signals_is_reported(centric):
-    centric["service"]["pipelines"]["metrics/extra"] = {"receivers": ["routing"], "exporters": ["prometheusremotewrite"]}
-    centric["connectors"]["routing"]["table"][0]["pipelines"].append("metrics/extra")
+    centric["connectors"] = {"forward": None}
+    centric["service"]["pipelines"]["logs/app"]["exporters"].append("forward")
+    centric["service"]["pipelines"]["metrics/extra"] = {"receivers": ["forward"], "exporters": ["prometheus_remote_write"]}
     problems = check(centric)
     assert any("cannot connect a logs pipeline" in p for p in problems), problems
 
 
 def test_loop_back_into_the_sidecar_is_reported(centric):
-    # driftcar's output fed into the routed logs pipeline: could reach the sidecar again
-    centric["service"]["pipelines"]["logs/in"]["receivers"].append("otlp/from_driftcar")
+    # driftcar's output fed into the split's batch pipeline: could reach the sidecar again
+    centric["service"]["pipelines"]["logs/driftcar"]["receivers"].append("otlp/from_driftcar")
     problems = check(centric, event_name=EVENT_NAME)
     assert any(p.startswith("loop:") for p in problems), problems
 
 
-def test_wrong_event_name_in_the_route_is_reported(centric):
-    centric["connectors"]["routing"]["table"][0]["condition"] = 'event_name == "driftcar.batches"'
+def test_wrong_event_name_in_the_split_is_reported(centric):
+    centric["processors"]["filter/only_batches"]["logs"]["log_record"] = ['not (log.event_name == "driftcar.batches")']
     problems = check(centric, event_name=EVENT_NAME)
-    assert any("no log route sends event_name='driftcar.batch'" in p for p in problems), problems
+    assert any("no logs pipeline sends event_name='driftcar.batch'" in p for p in problems), problems
+
+
+def test_split_without_the_drop_filter_is_reported(centric):
+    # batches would also reach Loki as raw msgpack
+    centric["service"]["pipelines"]["logs/app"]["processors"].remove("filter/drop_batches")
+    problems = check(centric, event_name=EVENT_NAME)
+    assert any("'driftcar.batch' records also reach ['otlp_http/loki']" in p for p in problems), problems
+
+
+def test_app_records_reaching_the_sidecar_are_reported(centric):
+    centric["service"]["pipelines"]["logs/driftcar"]["processors"].remove("filter/only_batches")
+    problems = check(centric, event_name=EVENT_NAME)
+    assert any("records other than 'driftcar.batch' reach the sidecar" in p for p in problems), problems
+
+
+def test_a_routing_connector_split_is_still_understood(centric):
+    # otelcol-contrib users on releases with the routing connector may split that way instead
+    pipes = centric["service"]["pipelines"]
+    centric["connectors"] = {"routing": {"default_pipelines": ["logs/app"], "table": [
+        {"context": "log", "condition": 'log.event_name == "driftcar.batch"', "pipelines": ["logs/driftcar"]}]}}
+    pipes["logs/in"] = {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["routing"]}
+    for name, flt in (("logs/driftcar", "filter/only_batches"), ("logs/app", "filter/drop_batches")):
+        pipes[name]["receivers"] = ["routing"]
+        pipes[name]["processors"] = [pipes[name]["processors"][-1]]
+        del centric["processors"][flt]
+    assert check(centric, event_name=EVENT_NAME) == []
 
 
 def test_memory_limiter_not_first_is_reported(centric):
@@ -145,17 +181,32 @@ def test_memory_limiter_not_first_is_reported(centric):
 
 
 def test_missing_retry_settings_are_reported(centric):
-    del centric["exporters"]["otlp/driftcar"]["retry_on_failure"]
-    assert any("otlp/driftcar: retry_on_failure" in p for p in check(centric))
+    del centric["exporters"]["otlp_grpc/driftcar"]["retry_on_failure"]
+    assert any("otlp_grpc/driftcar: retry_on_failure" in p for p in check(centric))
 
 
 def test_malformed_env_substitution_is_reported(centric):
-    centric["exporters"]["otlp/traces"]["endpoint"] = "${TRACES}"
+    centric["exporters"]["otlp_grpc/traces"]["endpoint"] = "${TRACES}"
     assert any("malformed substitution" in p for p in check(centric))
 
 
 def test_routing_with_an_unknown_key_is_reported(centric):
-    centric["connectors"]["routing"]["routes"] = centric["connectors"]["routing"].pop("table")
+    centric["connectors"] = {"routing": {"routes": [], "default_pipelines": ["logs/app"]}}
+    centric["service"]["pipelines"]["logs/in"] = {"receivers": ["otlp"], "processors": ["memory_limiter"],
+                                                  "exporters": ["routing"]}
+    centric["service"]["pipelines"]["logs/app"]["receivers"] = ["routing"]
     problems = check(centric, event_name=EVENT_NAME)
     assert any("unknown key 'routes'" in p for p in problems), problems
     assert any("empty routing table" in p for p in problems), problems
+
+
+def test_load_balancing_exporter_needs_a_resolver_not_an_endpoint(centric):
+    centric["exporters"]["load_balancing"] = {
+        "routing_key": "attributes", "routing_attributes": ["model.name"],
+        "protocol": {"otlp": {"tls": {"insecure": True}}},
+        "resolver": {"static": {"hostnames": ["gateway-0:4317"]}},
+        "sending_queue": {"enabled": True}, "retry_on_failure": {"enabled": True}}
+    centric["service"]["pipelines"]["logs/app"]["exporters"].append("load_balancing")
+    assert not [p for p in check(centric) if "load_balancing" in p]
+    del centric["exporters"]["load_balancing"]["resolver"]
+    assert any("exactly one resolver" in p for p in check(centric))

@@ -56,7 +56,7 @@ def test_addresses_agree_with_the_collector_config(compose):
     services = compose["services"]
     env = {name: s.get("environment", {}) for name, s in services.items()}
     # collector -> driftcar: the exporter targets the driftcar service on its gRPC port
-    host, port = host_port(collector["exporters"]["otlp/driftcar"]["endpoint"])
+    host, port = host_port(collector["exporters"]["otlp_grpc/driftcar"]["endpoint"])
     assert host == "driftcar" and port == host_port(env["driftcar"]["DRIFTCAR_GRPC"])[1]
     # driftcar -> collector: on the separate return receiver, not the app's
     host, port = host_port(env["driftcar"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
@@ -67,7 +67,7 @@ def test_addresses_agree_with_the_collector_config(compose):
     for key in ("DRIFTCAR_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
         assert host_port(env["model"][key]) == ("otelcol", app_port)
     # backends named in the collector config are compose services
-    for exporter in ("prometheusremotewrite", "otlphttp/loki", "otlp/traces"):
+    for exporter in ("prometheus_remote_write", "otlp_http/loki", "otlp_grpc/traces"):
         assert host_port(collector["exporters"][exporter]["endpoint"])[0] in services
     assert "--web.enable-remote-write-receiver" in services["prometheus"]["command"]
 

@@ -114,3 +114,14 @@ def test_dockerignore_keeps_the_build_context_small():
         assert entry in ignored
     for needed in ("agent", "pyproject.toml", "README.md"):
         assert needed not in ignored
+
+
+def test_collector_image_builds_the_distribution_as_make_does():
+    """collector-config/Dockerfile: the same build script, a non-root runtime, the shipped configs."""
+    steps = instructions((ROOT / "collector-config" / "Dockerfile").read_text())
+    assert ("RUN", "./build.sh") in steps
+    final = final_stage(steps)
+    users = [args for word, args in final if word == "USER"]
+    assert users and users[-1].split(":")[0].isdigit() and int(users[-1].split(":")[0]) >= 1000
+    assert ("COPY", "*.yaml /etc/otelcol/") in final, "every shipped config goes into the image"
+    assert json.loads(next(args for word, args in final if word == "ENTRYPOINT")) == ["otelcol-driftcar"]

@@ -149,7 +149,7 @@ def test_collector_centric_endpoints_agree():
     assert port_of(model_env["DRIFTCAR_ENDPOINT"]) == app_port, "hook -> collector"
     assert port_of(driftcar_env["OTEL_EXPORTER_OTLP_ENDPOINT"]) == return_port, "driftcar -> separate receiver"
     assert return_port != app_port
-    assert collector["exporters"]["otlp/driftcar"]["endpoint"] == driftcar["grpc"], "collector -> driftcar"
+    assert collector["exporters"]["otlp_grpc/driftcar"]["endpoint"] == driftcar["grpc"], "collector -> driftcar"
     assert driftcar["grpc"].startswith("127.0.0.1:") and not driftcar.get("allow_insecure_bind"), "pod-local binds"
 
 

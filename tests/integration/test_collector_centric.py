@@ -4,8 +4,8 @@
         --OTLP/gRPC (metrics + events)--> rotel "out" --OTLP/gRPC--> test receiver (the "backend")
 
 The application's own (non-batch) log records ride the same route and are ignored and counted by
-the sidecar (rotel cannot route by event name; otelcol-contrib's routing connector does that in
-collector-config/collector-centric.yaml). driftcar's output enters a different collector receiver
+the sidecar (rotel cannot split by event name; collector-config/collector-centric.yaml does, with
+filters, and runs in the real collector in tests/integration/collector/). driftcar's output enters a different collector receiver
 than the application's, so it can never loop back into the sidecar: the backend sees no batch.
 """
 

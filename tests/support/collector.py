@@ -36,7 +36,8 @@ def collector_binary() -> str:
         except (OSError, subprocess.TimeoutExpired) as exc:
             built = subprocess.CompletedProcess([], 1, "", repr(exc))
         if built.returncode != 0 or not os.access(BINARY, os.X_OK):
-            message = f"build/otelcol-driftcar is missing and `make collector` failed: {built.stderr[-1500:]}"
+            message = ("build/otelcol-driftcar is missing and `make collector` did not build it: "
+                       f"{(built.stdout + built.stderr)[-1500:]}")
             if os.environ.get("DRIFTCAR_REQUIRE_ALL") == "1":
                 pytest.fail(message)
             pytest.skip(message)
