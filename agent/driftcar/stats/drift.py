@@ -231,8 +231,8 @@ class DriftConfig:
 
 class Comparison(NamedTuple):
     """How one result was decided, like with like: ``kind`` 'pvalue' (``value`` is the adjusted
-    p-value where there is one, else the raw one; drift when ``value < threshold``) or 'distance'
-    (``value`` is the statistic; drift when ``value >= threshold``); ``op`` is '<' or '≥' as the
+    p-value where there is one, else the raw one; drift when ``value < threshold``) or 'score'
+    (``value`` is the statistic, a distance; drift when ``value >= threshold``); ``op`` is '<' or '≥' as the
     values stand; ``adjusted`` says whether ``value`` is a corrected p-value."""
 
     kind: str
@@ -302,8 +302,8 @@ class DriftResult(NamedTuple):
 
     @property
     def threshold_kind(self) -> str:
-        """'pvalue' or 'distance': the scale ``threshold`` is on (export it next to the threshold)."""
-        return "pvalue" if self.by_pvalue else "distance"
+        """'pvalue' or 'score': the scale ``threshold`` is on (exported as ``drift.threshold.kind``)."""
+        return "pvalue" if self.by_pvalue else "score"
 
     @property
     def comparison(self) -> Comparison:
@@ -314,7 +314,7 @@ class DriftResult(NamedTuple):
             p = 1.0 if p is None else float(p)
             return Comparison("pvalue", p, "<" if p < self.threshold else "≥", self.threshold, adjusted)
         s = float(self.statistic)
-        return Comparison("distance", s, "≥" if s >= self.threshold else "<", self.threshold)
+        return Comparison("score", s, "≥" if s >= self.threshold else "<", self.threshold)
 
     def describe(self) -> str:
         """The decision as text, like with like: ``p = 0.0012 < 0.05`` or ``score 0.21 ≥ threshold 0.1``."""

@@ -22,7 +22,7 @@ def _report(rows: int, shift: float = 0.0, seed: int = 0, decision: str = "switc
 def test_comparison_agrees_with_the_decision_for_every_result(rows):
     for r in _report(rows, shift=0.3).results:
         c = r.comparison
-        assert c.kind == r.threshold_kind == r.decided_by
+        assert c.kind == r.threshold_kind == {"pvalue": "pvalue", "distance": "score"}[r.decided_by]
         assert c.threshold == r.threshold
         if c.kind == "pvalue":
             assert c.value == r.pvalue_adjusted  # the corrected p-value decides
@@ -37,7 +37,7 @@ def test_calibrated_verdicts_read_as_score_against_their_band(rows):
     """The default rule: a statistic against a threshold on its scale, with a p-value beside it."""
     for r in _report(rows, shift=0.3, decision="calibrated").deciding().values():
         c = r.comparison
-        assert r.decided_by == "calibrated" and c.kind == r.threshold_kind == "distance"
+        assert r.decided_by == "calibrated" and c.kind == r.threshold_kind == "score"
         assert c.value == r.statistic and r.pvalue is not None
         assert r.detected == (c.op == "≥") == (r.statistic >= r.threshold)
 
@@ -58,7 +58,7 @@ def test_unadjusted_pvalue_and_unset_rule():
     assert r.comparison == Comparison("pvalue", 0.2, "≥", 0.05, False)
     assert r.describe() == "p = 0.2 ≥ 0.05"
     d = DriftResult("x", "psi", 0.12, None, 0.1, True, 1000, 1000, True, True)
-    assert d.threshold_kind == "distance" and d.describe() == "score 0.12 ≥ threshold 0.1"
+    assert d.threshold_kind == "score" and d.describe() == "score 0.12 ≥ threshold 0.1"
 
 
 def test_single_feature_tests_set_the_rule():
