@@ -87,7 +87,7 @@ def _raw_items(n_items: int, rows: int, seed: int = 0) -> list:
     out = []
     for i in range(n_items):
         x, y = rng.normal(size=(rows, N_FEATURES)), rng.integers(0, 2, size=rows)
-        raw = ("predict", now + i, 500_000, rows, 0, None, x.tobytes(), x.dtype, x.shape, y.tobytes(), y.dtype, y.shape)
+        raw = ("predict", now + i, 500_000, rows, 0, None, x.tobytes(), x.dtype, x.shape, y.tobytes(), y.dtype, y.shape, None)
         out.append((raw, rows, x.nbytes + y.nbytes + 160))
     return out
 

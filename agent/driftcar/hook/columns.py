@@ -46,7 +46,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from driftcar.hook.grouping import OUTPUT_METHODS, PROBA_METHODS, combine, plan
+from driftcar.hook.grouping import combine, plan
+from driftcar.hook.specs import OUTPUT_METHODS, PROBA_METHODS
 from driftcar.hook.records import Captured
 from driftcar.wire.codec import CALL_COLUMNS, KINDS, Column
 from driftcar.wire.limits import DEFAULT_LIMITS, Limits
@@ -244,16 +245,19 @@ def _frame_features(df: Any, limits: Limits) -> list[Column]:
     return cols
 
 
-def _matrix_features(arr: np.ndarray, limits: Limits) -> list[Column]:
+def _matrix_features(arr: np.ndarray, limits: Limits, names: Sequence[str] | None = None) -> list[Column]:
     if arr.ndim == 1:  # one row (a feature vector)
         arr = arr.reshape(1, -1)
     if arr.ndim != 2:
         raise _Unconvertible(f"features must be at most 2-D, got shape {arr.shape}")
+    if names is None or len(names) != arr.shape[1]:  # the capture side counted a mismatch
+        labels = [f"x{j}" for j in range(arr.shape[1])]
+    else:
+        labels = [_feature_name(n, limits) for n in names]
     if arr.dtype.kind in "OUS":
-        return [
-            Column(f"x{j}", "feature", _object_column(arr[:, j].tolist(), limits)) for j in range(arr.shape[1])
-        ]
-    return [Column(f"x{j}", "feature", _numeric_array(np.ascontiguousarray(arr[:, j]), limits)) for j in range(arr.shape[1])]
+        return [Column(labels[j], "feature", _object_column(arr[:, j].tolist(), limits)) for j in range(arr.shape[1])]
+    return [Column(labels[j], "feature", _numeric_array(np.ascontiguousarray(arr[:, j]), limits))
+            for j in range(arr.shape[1])]
 
 
 def _dict_features(rows: Sequence[dict], limits: Limits) -> list[Column]:
@@ -268,9 +272,9 @@ def _dict_features(rows: Sequence[dict], limits: Limits) -> list[Column]:
     ]
 
 
-def _features(inputs: Any, limits: Limits) -> list[Column]:
+def _features(inputs: Any, limits: Limits, names: Sequence[str] | None = None) -> list[Column]:
     if isinstance(inputs, np.ndarray):
-        return _matrix_features(inputs, limits)
+        return _matrix_features(inputs, limits, names)
     if _is_dataframe(inputs):
         return _frame_features(inputs, limits)
     if _is_series(inputs):
@@ -385,7 +389,7 @@ def _convert(item: Captured, limits: Limits) -> list[Column]:
         if item.inputs is None and item.outputs is None:
             return []
         if item.inputs is not None:
-            cols.extend(_features(item.inputs, limits))
+            cols.extend(_features(item.inputs, limits, item.feature_names))
         if item.outputs is not None and (item.kind == "reference" or item.method in OUTPUT_METHODS):
             cols.extend(_outputs(item, limits))
         if item.ids is not None:

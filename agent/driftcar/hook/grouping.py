@@ -21,13 +21,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from driftcar.hook.records import Captured
+from driftcar.hook.specs import OUTPUT_METHODS, PROBA_METHODS
 
 __all__ = ["plan", "combine", "PROBA_METHODS", "OUTPUT_METHODS"]
 
-#: methods whose output is a probability table
-PROBA_METHODS = frozenset({"predict_proba", "predict_proba_one"})
-#: methods whose output is captured at all (others: fit, transform, learn_one, ...)
-OUTPUT_METHODS = frozenset({"predict", "predict_one", "__call__"}) | PROBA_METHODS
 
 _NONE = ("none",)
 _ndarray = np.ndarray
@@ -39,12 +36,12 @@ def _is_frame(v: Any) -> bool:
     return pd is not None and isinstance(v, pd.DataFrame)
 
 
-def _input_plan(v: Any) -> tuple[tuple | None, int]:
+def _input_plan(v: Any, names: tuple | None) -> tuple[tuple | None, int]:
     if v is None:
         return _NONE, -1
     if type(v) is _ndarray:
         if v.ndim == 2:
-            return ("nd", v.dtype.str, v.shape[1]), v.shape[0]
+            return ("nd", v.dtype.str, v.shape[1], names), v.shape[0]
         return None, 0
     if isinstance(v, dict):
         return ("dicts",), 1
@@ -127,8 +124,9 @@ def plan(item: Captured) -> tuple[tuple | None, int]:
         n = x.shape[0]
         if y.shape[0] != n:
             return None, 0
-        return (item.kind, "predict", ("nd", x.dtype.str, x.shape[1]), ("v1", y.dtype.str), _NONE, _NONE), n
-    parts = (_input_plan(x), _output_plan(item), _vector_plan(item.ids), _vector_plan(item.labels))
+        return (item.kind, "predict", ("nd", x.dtype.str, x.shape[1], item.feature_names), ("v1", y.dtype.str),
+                _NONE, _NONE), n
+    parts = (_input_plan(x, item.feature_names), _output_plan(item), _vector_plan(item.ids), _vector_plan(item.labels))
     rows = -1
     for key, n in parts:
         if key is None:
@@ -201,16 +199,15 @@ def combine(key: tuple, items: Sequence[Captured], rows: int) -> Captured:
     if out_key[0] == "pd":  # dicts became a (rows, classes) matrix: convert it as probabilities
         classes, method = list(out_key[1]), "predict_proba"
     return Captured(
-        first.kind,
-        method,
-        first.start_ns,
-        0.0,
-        rows,
-        None,
-        None,
-        _concat_rows(in_key, [i.inputs for i in items]) if in_key is not _NONE else None,
-        _concat_rows(out_key, [i.outputs for i in items]) if out_key is not _NONE else None,
-        classes,
-        _concat_rows(id_key, [i.ids for i in items]) if id_key is not _NONE else None,
-        _concat_rows(label_key, [i.labels for i in items]) if label_key is not _NONE else None,
+        kind=first.kind,
+        method=method,
+        start_ns=first.start_ns,
+        duration_s=0.0,
+        rows=rows,
+        inputs=_concat_rows(in_key, [i.inputs for i in items]) if in_key is not _NONE else None,
+        outputs=_concat_rows(out_key, [i.outputs for i in items]) if out_key is not _NONE else None,
+        classes=classes,
+        ids=_concat_rows(id_key, [i.ids for i in items]) if id_key is not _NONE else None,
+        labels=_concat_rows(label_key, [i.labels for i in items]) if label_key is not _NONE else None,
+        feature_names=first.feature_names,
     )

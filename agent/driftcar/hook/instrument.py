@@ -22,18 +22,26 @@ inputs; ``learn_one``: inputs and label; ``fit`` and any other configured
 method: only the call (latency, rows, outcome). Every outermost call is in the
 calls table whatever the sampling rate; ``sample`` is the probability that a
 call's rows are captured (all rows of a sampled call are kept).
+
+Numpy inputs have no column names: they travel as ``x0``, ``x1``, ... unless
+``feature_names=[...]`` names them (checked against the model's
+``n_features_in_`` when it has one; a call whose input width differs is
+captured under ``x0``, ``x1``, ... and counted in ``stats["feature_name_mismatches"]``,
+with one warning). DataFrames and dict rows keep their own names.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import types
-import weakref
+from dataclasses import fields
 from typing import Any, Iterable, Mapping, Sequence
 
 from opentelemetry import trace
 
-from driftcar.hook.monitor import Monitor
+from driftcar.hook.monitor import CALLABLES, Monitor
 from driftcar.hook.walk import walk
 from driftcar.hook.wrappers import Unwrapped, Wrapper
 
@@ -58,22 +66,6 @@ SKLEARN_METHODS = ("fit", "transform", "predict", "predict_proba")
 RIVER_METHODS = ("learn_one", "predict_one", "predict_proba_one", "transform_one")
 DEFAULT_METHODS = SKLEARN_METHODS + RIVER_METHODS
 TRACER_NAME = "driftcar.hook"
-
-#: what the root wrapper of each method captures (anything else: "call" = the call only)
-_MODES = {
-    "predict": "io",
-    "predict_proba": "io",
-    "predict_one": "io",
-    "predict_proba_one": "io",
-    "__call__": "io",
-    "transform": "in",
-    "transform_one": "in",
-    "learn_one": "learn",
-    "fit": "fit",
-}
-
-# plain callables cannot carry wrappers; remember their monitors weakly
-_CALLABLES: "weakref.WeakKeyDictionary[Any, Monitor]" = weakref.WeakKeyDictionary()
 
 
 class _NoShipper:
@@ -111,9 +103,41 @@ def find_monitor(model: Any) -> Monitor | None:
             if isinstance(value, Wrapper) and value.root and value.owner is model:
                 return value.monitor
     try:
-        return _CALLABLES.get(model)
+        return CALLABLES.get(model)
     except TypeError:  # unhashable or not weak-referenceable
         return None
+
+
+def _check_options(options: dict) -> None:
+    """Unknown keyword arguments are typos of instrument()'s own, or not shipping options: say which."""
+    from driftcar.hook.shipping import ShipperConfig
+
+    allowed = {f.name for f in fields(ShipperConfig)} - {"model_name", "model_version"}
+    unknown = sorted(set(options) - allowed)
+    if not unknown:
+        return
+    own = [p for p in inspect.signature(instrument).parameters if p != "shipping_options"]
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, own + sorted(allowed), n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise TypeError(f"instrument() got an unexpected keyword argument {', '.join(hints)}; besides its own "
+                    f"arguments it takes the shipping options {', '.join(sorted(allowed - set(own)))}")
+
+
+def _feature_names(names: Any, model: Any) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"driftcar.instrument: feature_names must be a sequence of non-empty str, got {names!r}")
+    names = tuple(names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"driftcar.instrument: feature_names has duplicates: {sorted({n for n in names if names.count(n) > 1})}")
+    width = getattr(model, "n_features_in_", None)
+    if isinstance(width, int) and width != len(names):
+        raise ValueError(f"driftcar.instrument: feature_names has {len(names)} names but "
+                         f"{type(model).__name__} was fitted on {width} features")
+    return names
 
 
 def _validate(name: Any, version: Any, sample: Any, protocol: Any, endpoint: Any, methods: Any, wrappers: Any) -> tuple:
@@ -160,6 +184,7 @@ def instrument(
     tracer_provider: Any = None,
     shipper: Any = None,
     copy: bool = True,
+    feature_names: Sequence[str] | None = None,
     **shipping_options: Any,
 ) -> Monitor:
     """Instrument ``model`` in place and return its :class:`~driftcar.hook.monitor.Monitor`.
@@ -178,17 +203,20 @@ def instrument(
     ``offer/flush/shutdown/stats`` (tests); otherwise a
     :class:`driftcar.hook.shipping.Shipper` is made with ``shipping_options``
     forwarded to ``ShipperConfig`` (``max_batch_rows``, ``max_batch_age_s``,
-    ``max_buffer_bytes``, ``headers``, ``timeout_s``, ...). copy: snapshot each
+    ``max_buffer_bytes``, ``headers``, ``timeout_s``, ``exit_timeout_s``, ...). copy: snapshot each
     captured input and output (default; a 1,000 x 20 float64 input is a 160 KB
     memcpy per call); ``copy=False`` keeps references instead, zero-copy, and is
     only correct when the caller never mutates an array after handing it to the
     model or receiving it back (e.g. a server building fresh arrays per request).
+    feature_names: names for the columns of numpy inputs (default ``x0``, ``x1``, ...).
 
     Instrumenting an instrumented model returns its existing Monitor (nothing
-    is wrapped twice). Raises ValueError on bad arguments and TypeError for
-    something that is neither an object with model methods nor a callable.
-    Not thread-safe against concurrent instrument/uninstrument of one model.
+    is wrapped twice). Raises ValueError on bad arguments, TypeError on an
+    unknown keyword argument and for something that is neither an object with
+    model methods nor a callable. Not thread-safe against concurrent
+    instrument/uninstrument of one model.
     """
+    _check_options(shipping_options)
     existing = find_monitor(model)
     if existing is not None:
         if (name is not None and name != existing.name) or (version is not None and str(version) != existing.version):
@@ -200,61 +228,78 @@ def instrument(
         raise TypeError(f"driftcar.instrument: pass a model instance, not the class {model.__name__}")
     if name is None:
         name = getattr(model, "__name__", None) or type(model).__name__
-    version = "unknown" if version is None else (str(version) if isinstance(version, (int, float)) and not isinstance(version, bool) else version)
+    if isinstance(version, (int, float)) and not isinstance(version, bool):
+        version = str(version)
+    version = "unknown" if version is None else version
     methods, wrappers = _validate(name, version, sample, protocol, endpoint, methods, wrappers)
+    root_methods = _root_methods(model, methods)
+    if shipper is not None and shipping_options:
+        raise TypeError(f"driftcar.instrument: shipping options {sorted(shipping_options)} need the default shipper")
+    names = _feature_names(feature_names, model)
+    tracer = trace.get_tracer(TRACER_NAME, _version(), tracer_provider=tracer_provider) if spans else None
+    owns = shipper is None or not capture
+    if not capture:
+        shipper = _NoShipper()
+    elif shipper is None:
+        shipper = _default_shipper(name, version, endpoint, protocol, shipping_options)
+    monitor = Monitor(
+        model, name=name, version=version, shipper=shipper, owns_shipper=owns, sample=float(sample),
+        capture=bool(capture), tracer=tracer, explicit_provider=tracer_provider is not None, copy=bool(copy),
+        feature_names=names,
+    )
+    if not root_methods:
+        _wrap_callable(monitor, model)
+    else:
+        _wrap_object(monitor, model, methods, root_methods, wrappers, spans)
+    return monitor
+
+
+def _root_methods(model: Any, methods: tuple[str, ...]) -> list[str]:
     root_methods = [m for m in methods if _method(model, m) is not None]
     if root_methods and not isinstance(getattr(model, "__dict__", None), dict):
         raise TypeError(
             f"driftcar.instrument: {type(model).__name__} has no instance __dict__ to hold wrappers; "
             f"instrument one of its methods instead, e.g. driftcar.instrument(model.{root_methods[0]}, name=...)"
         )
-    is_function = not root_methods
-    if is_function and not callable(model):
+    if not root_methods and not callable(model):
         raise TypeError(
             f"driftcar.instrument: {type(model).__name__} has none of the methods {list(methods)} and is not callable"
         )
-    if shipper is not None and shipping_options:
-        raise TypeError(f"driftcar.instrument: shipping options {sorted(shipping_options)} need the default shipper")
-    tracer = trace.get_tracer(TRACER_NAME, _version(), tracer_provider=tracer_provider) if spans else None
-    if not capture:
-        shipper, owns = _NoShipper(), True
-    elif shipper is None:
-        shipper, owns = _default_shipper(name, version, endpoint, protocol, shipping_options), True
+    return root_methods
+
+
+def _wrap_callable(monitor: Monitor, function: Any) -> None:
+    owner = getattr(function, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType) and hasattr(function, "__name__"):
+        span_name = f"{type(owner).__name__}.{function.__name__}"  # a bound method: its instance's class
     else:
-        owns = False
-    monitor = Monitor(
-        model, name=name, version=version, shipper=shipper, owns_shipper=owns, sample=float(sample),
-        capture=bool(capture), tracer=tracer, explicit_provider=tracer_provider is not None, copy=bool(copy),
-    )
-    if is_function:
-        owner = getattr(model, "__self__", None)
-        if owner is not None and not isinstance(owner, types.ModuleType) and hasattr(model, "__name__"):
-            span_name = f"{type(owner).__name__}.{model.__name__}"  # a bound method: its instance's class
-        else:
-            span_name = getattr(model, "__qualname__", None) or f"{type(model).__name__}.__call__"
-        wrapper = Wrapper(model, None, "__call__", monitor, True, span_name, "io")
-        monitor.model = monitor.wrapped = wrapper
-        try:
-            _CALLABLES[model] = monitor
-        except TypeError:
-            pass
-        return monitor
+        span_name = getattr(function, "__qualname__", None) or f"{type(function).__name__}.__call__"
+    monitor.wrap_callable(function, span_name)
+    try:
+        CALLABLES[function] = monitor
+    except TypeError:
+        pass
+
+
+def _wrap_object(monitor: Monitor, model: Any, methods: tuple[str, ...], root_methods: list[str],
+                 wrappers: dict, spans: bool) -> None:
     cls_name = type(model).__name__
     for method in root_methods:
-        _wrap(monitor, model, method, True, f"{cls_name}.{method}", _MODES.get(method, "call"))
-    if spans:
-        def rewalk() -> None:
-            for step in walk(model, wrappers):
-                for method in methods:
-                    if _method(step, method) is not None:
-                        _wrap(monitor, step, method, False, f"{type(step).__name__}.{method}", "call")
+        _wrap(monitor, model, method, True, f"{cls_name}.{method}")
+    if not spans:
+        return
 
-        monitor._rewalk = rewalk
-        rewalk()
-    return monitor
+    def rewalk() -> None:
+        for step in walk(model, wrappers):
+            for method in methods:
+                if _method(step, method) is not None:
+                    _wrap(monitor, step, method, False, f"{type(step).__name__}.{method}")
+
+    monitor.state.rewalk = rewalk
+    rewalk()
 
 
-def _wrap(monitor: Monitor, obj: Any, method: str, root: bool, span_name: str, mode: str) -> None:
+def _wrap(monitor: Monitor, obj: Any, method: str, root: bool, span_name: str) -> None:
     state = getattr(obj, "__dict__", None)
     if not isinstance(state, dict):
         if root:
@@ -266,17 +311,8 @@ def _wrap(monitor: Monitor, obj: Any, method: str, root: bool, span_name: str, m
     if isinstance(current, Unwrapped):
         del state[method]  # left over from unpickling: start from the class method
     original = _method(obj, method)
-    if original is None:
-        return
-    state[method] = Wrapper(original, obj, method, monitor, root, span_name, mode)
-    try:  # weakly: sub-estimators replaced by a later fit must not be kept alive by the monitor
-        ref: Any = weakref.ref(obj)
-    except TypeError:
-        ref = lambda obj=obj: obj  # noqa: E731 - not weak-referenceable: keep it
-    targets = monitor._targets
-    if len(targets) > 64 and len(targets) & (len(targets) - 1) == 0:  # prune dead refs now and then
-        targets[:] = [(r, m) for r, m in targets if r() is not None]
-    targets.append((ref, method))
+    if original is not None:
+        monitor.wrap(obj, method, original, root, span_name)
 
 
 def uninstrument(model: Any, timeout: float = 5.0) -> Any:
@@ -294,25 +330,7 @@ def uninstrument(model: Any, timeout: float = 5.0) -> Any:
             for key in [k for k, v in state.items() if isinstance(v, Unwrapped)]:
                 del state[key]
         return model
-    monitor._enabled = False
-    for ref, method in monitor._targets:
-        obj = ref()
-        if obj is None:
-            continue
-        state = obj.__dict__
-        current = state.get(method)
-        if isinstance(current, Wrapper) and current.monitor is monitor:
-            del state[method]
-    monitor._targets.clear()
-    monitor._rewalk = None
-    try:
-        _CALLABLES.pop(monitor.original, None)
-    except TypeError:
-        pass
-    if monitor._owns_shipper:
-        monitor.shutdown(timeout)
-    else:
-        monitor._capture = False
+    monitor.unwrap(timeout)
     return monitor.original
 
 

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import random
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import numpy as np
-from opentelemetry.trace import ProxyTracerProvider, get_current_span, get_tracer_provider
 
 from driftcar.hook.capture import copy_value, n_rows, size_hint
 from driftcar.hook.records import Captured
+from driftcar.hook.state import HookState
+from driftcar.hook.wrappers import Wrapper
 
-__all__ = ["Monitor"]
+__all__ = ["Monitor", "CALLABLES"]
 
 log = logging.getLogger("driftcar.hook")
 
+#: plain callables cannot carry wrappers: their monitors, weakly
+CALLABLES: "weakref.WeakKeyDictionary[Any, Monitor]" = weakref.WeakKeyDictionary()
 #: rows per ``reference`` item offered by :meth:`Monitor.set_reference`
 REFERENCE_CHUNK_ROWS = 10_000
 #: set_reference flushes after this many (estimated) bytes so a large reference is not dropped
 REFERENCE_FLUSH_BYTES = 16 * 1024 * 1024
 
-_random = random.random
-_ndarray = np.ndarray
 
 
 class Monitor:
@@ -56,69 +56,93 @@ class Monitor:
         tracer: Any,
         explicit_provider: bool = False,
         copy: bool = True,
+        feature_names: tuple[str, ...] | None = None,
     ):
         self.original = model
         self.model = model
         self.wrapped = model
         self.name = name
         self.version = version
-        self._shipper = shipper
-        # the shipper's compact hot-path entry (driftcar.hook.records.thaw), if it has one
-        self._offer_raw = getattr(shipper, "offer_raw", None)
         self._owns_shipper = owns_shipper
-        self._sample = float(sample)
-        self._capture_on = capture
-        self._tracer = tracer  # None when spans are off
-        self._span_attributes = {"model.name": name, "model.version": version}
-        self._enabled = True
-        self._copy = copy  # snapshot inputs/outputs (default) or keep references
-        self._fast = False  # the wrappers' inlined numpy path applies (see _sync_fast)
-        self._sync_fast()
-        self._explicit_provider = explicit_provider
-        self._otel_live = explicit_provider  # an SDK provider exists (explicit or global)
-        self._tick = 0
-        if not explicit_provider:
-            self._refresh_otel()
-        # [thread id, depth of running outermost calls] per context (see Wrapper.__call__)
-        self._active: contextvars.ContextVar[list | None] = contextvars.ContextVar(f"driftcar_active_{id(self)}",
-                                                                                   default=None)
-        self._ids: contextvars.ContextVar[Any] = contextvars.ContextVar(f"driftcar_ids_{id(self)}", default=None)
-        self._ids_used = False  # set for good by the first ``ids(...)``: until then calls skip the lookup
-        self._calls = 0
-        self._errors: dict[str, int] = {}
-        self._captured_rows = 0
-        self._capture_failures = 0
-        self._id_mismatches = 0
+        #: what every wrapper of this monitor reads and counts (the hot path's only view of it)
+        self.state = HookState(name=name, version=version, shipper=shipper, sample=sample, capture=capture,
+                               tracer=tracer, explicit_provider=explicit_provider, copy=copy,
+                               feature_names=feature_names)
         self._targets: list[Any] = []  # (weakref to an instance carrying our wrapper, method) for uninstrument
-        self._rewalk = None  # set by instrument(): re-instrument new sub-estimators after fit
 
-    # ------------------------------------------------------------------ capture switch
+    # ------------------------------------------------------------------ wrappers
+
+    def wrap(self, obj: Any, method: str, original: Any, root: bool, span_name: str) -> None:
+        """Install a wrapper of ``original`` as ``obj.<method>`` (``obj.__dict__`` must exist)."""
+        obj.__dict__[method] = Wrapper(original, obj, method, self, self.state, root, span_name)
+        try:  # weakly: sub-estimators replaced by a later fit must not be kept alive by the monitor
+            ref: Any = weakref.ref(obj)
+        except TypeError:
+            ref = lambda obj=obj: obj  # noqa: E731 - not weak-referenceable: keep it
+        targets = self._targets
+        if len(targets) > 64 and len(targets) & (len(targets) - 1) == 0:  # prune dead refs now and then
+            targets[:] = [(r, m) for r, m in targets if r() is not None]
+        targets.append((ref, method))
+
+    def wrap_callable(self, function: Any, span_name: str) -> Wrapper:
+        """The wrapper that stands for an instrumented plain callable (``monitor.model``)."""
+        wrapper = Wrapper(function, None, "__call__", self, self.state, True, span_name)
+        self.model = self.wrapped = wrapper
+        return wrapper
+
+    def unwrap(self, timeout: float = 5.0) -> None:
+        """Remove every wrapper this monitor installed (later calls through stale ones pass
+        through), then stop the shipper it created within ``timeout`` s."""
+        self.state.enabled = False
+        self.state.rewalk = None
+        for ref, method in self._targets:
+            obj = ref()
+            if obj is None:
+                continue
+            current = obj.__dict__.get(method)
+            if isinstance(current, Wrapper) and current.monitor is self:
+                del obj.__dict__[method]
+        self._targets.clear()
+        try:
+            CALLABLES.pop(self.original, None)
+        except TypeError:
+            pass
+        if self._owns_shipper:
+            self.shutdown(timeout)
+        else:
+            self._capture = False
+
+    def live_wrappers(self) -> int:
+        """How many instances still carry one of this monitor's wrappers (for tests and diagnostics)."""
+        return sum(1 for ref, _ in self._targets if ref() is not None)
+
+    # ------------------------------------------------------------------ switches
 
     @property
     def _capture(self) -> bool:
-        return self._capture_on
+        return self.state.capture_on
 
     @_capture.setter
     def _capture(self, on: bool) -> None:
-        self._capture_on = bool(on)
-        self._sync_fast()
-
-    def _sync_fast(self) -> None:
-        # the inlined path in Wrapper.__call__ covers: capture on, every call sampled, and either
-        # copies on or a shipper taking the compact form (which carries references for copy=False)
-        self._fast = self._capture_on and self._sample >= 1.0 and (self._copy or self._offer_raw is not None)
+        self.state.capture_on = bool(on)
+        self.state.sync()
 
     @property
     def sample(self) -> float:
         """Probability that a call's rows are captured (calls are always counted); settable."""
-        return self._sample
+        return self.state.sample
 
     @sample.setter
     def sample(self, rate: float) -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
             raise ValueError(f"sample must be a number in [0, 1], got {rate!r}")
-        self._sample = float(rate)
-        self._sync_fast()
+        self.state.sample = float(rate)
+        self.state.sync()
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """Names given to the columns of numpy inputs (None: ``x0``, ``x1``, ...)."""
+        return self.state.feature_names
 
     # ------------------------------------------------------------------ calling
 
@@ -137,93 +161,24 @@ class Monitor:
     def __reduce__(self):
         raise TypeError("a driftcar Monitor cannot be pickled (it owns a live shipper); pickle the model instead")
 
-    # ------------------------------------------------------------------ hot path
-
-    def _record(self, wrapper: Any, args: tuple, kwargs: dict, result: Any, start_ns: int, duration_ns: int, span: Any, exc: BaseException | None) -> None:
-        """Build one Captured for an outermost call and offer it. Never raises, never blocks.
-
-        Kept flat on purpose (every predict pays for it): numpy inputs and outputs
-        take an inline path (type check, ``copy``, ``nbytes``); anything else goes
-        through :mod:`driftcar.hook.capture`.
-        """
-        mode = wrapper.mode
-        if mode == "fit" and exc is None and self._rewalk is not None:
-            self._after_fit()
-        if not self._capture_on:
-            return
-        try:
-            self._calls += 1
-            x = args[0] if args else _input_kwarg(kwargs)
-            if type(x) is _ndarray:
-                rows = x.shape[0] if x.ndim > 1 else 1
-            else:
-                rows = n_rows(x)
-            if span is not None:
-                trace_id = span.get_span_context().trace_id
-            elif self._otel_live:
-                trace_id = get_current_span().get_span_context().trace_id
-            else:  # no SDK provider anywhere: no span can carry a trace id worth keeping
-                trace_id = 0
-            if exc is not None:
-                name = type(exc).__name__
-                self._errors[name] = self._errors.get(name, 0) + 1
-                item = Captured("inference", wrapper.name, start_ns, duration_ns / 1e9, rows, name, trace_id)
-            elif mode == "call" or mode == "fit" or (self._sample < 1.0 and _random() >= self._sample):
-                item = Captured("inference", wrapper.name, start_ns, duration_ns / 1e9, rows, None, trace_id)
-            else:
-                copy = self._copy
-                if type(x) is _ndarray:
-                    if x.ndim > 2:  # images and other tensors are not tabular: outputs only
-                        inputs, hint = None, 160
-                    else:
-                        inputs = x.copy() if copy else x
-                        hint = inputs.nbytes + 160
-                else:
-                    inputs = copy_value(x) if copy else x
-                    hint = size_hint(inputs, rows) + 160
-                outputs = classes = labels = None
-                if mode == "io":
-                    if type(result) is _ndarray:
-                        outputs = result.copy() if copy else result
-                        hint += outputs.nbytes
-                    else:
-                        outputs = copy_value(result) if copy else result
-                        hint += size_hint(outputs, rows)
-                    if wrapper.name == "predict_proba":
-                        classes = getattr(wrapper.owner, "classes_", None)
-                elif mode == "learn":
-                    labels = args[1] if len(args) > 1 else kwargs.get("y")
-                ids = self._ids.get() if self._ids_used else None
-                if ids is not None and len(ids) != rows:
-                    self._id_mismatches += 1
-                    ids = None
-                item = Captured("inference", wrapper.name, start_ns, duration_ns / 1e9, rows, None, trace_id,
-                                inputs, outputs, classes, ids, labels, hint)
-                self._captured_rows += rows
-            self._shipper.offer(item)
-        except Exception as failure:  # never raise into the model
-            self._capture_failed(failure)
-
-    def _capture_failed(self, failure: Exception) -> None:
-        self._capture_failures += 1
-        if self._capture_failures == 1:
-            log.warning("driftcar: capture failed for %s (%s: %s); counted in stats, logged once",
-                        self.name, type(failure).__name__, failure)
-
-    def _refresh_otel(self) -> None:
-        """Is there a real (SDK) tracer provider? Once one is set globally it stays set."""
-        try:
-            self._otel_live = not isinstance(get_tracer_provider(), ProxyTracerProvider)
-        except Exception:
-            self._otel_live = True
-
-    def _after_fit(self) -> None:
-        try:
-            self._rewalk()  # fit may have created new sub-estimators (ColumnTransformer clones)
-        except Exception:
-            self._capture_failures += 1
-
     # ------------------------------------------------------------------ user API
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Calls made inside the block (this thread / asyncio task) are not captured, traced or counted.
+
+        For computing reference predictions on training data with the instrumented
+        model: those rows must not count as live traffic. Other threads keep being
+        captured. Calls skipped are counted in ``stats["paused_calls"]``.
+        """
+        state = self.state
+        state.pausing += 1
+        token = state.paused.set(True)
+        try:
+            yield
+        finally:
+            state.paused.reset(token)
+            state.pausing -= 1
 
     @contextmanager
     def ids(self, ids: Any) -> Iterator[None]:
@@ -234,12 +189,13 @@ class Monitor:
         row count differs from ``len(ids)`` is captured without ids and counted in
         ``stats["id_mismatches"]``. Per thread / asyncio task.
         """
-        self._ids_used = True
-        token = self._ids.set(_snapshot_ids(ids))
+        state = self.state
+        state.ids_used = True
+        token = state.ids.set(_snapshot_ids(ids))
         try:
             yield
         finally:
-            self._ids.reset(token)
+            state.ids.reset(token)
 
     def log_labels(self, ids: Any, y_true: Any) -> None:
         """Send ground-truth labels for earlier predictions, joined downstream by id.
@@ -254,7 +210,7 @@ class Monitor:
         if not len(ids):
             raise ValueError("log_labels: no ids given")
         n = len(ids)
-        self._shipper.offer(
+        self.state.shipper.offer(
             Captured("labels", "log_labels", time.time_ns(), 0.0, n, ids=ids, labels=labels, size_hint=n * 32 + 128)
         )
 
@@ -281,12 +237,12 @@ class Monitor:
             labels = None if y is None else _snapshot_values(_rows(y, start, stop, n))
             outputs = None if predictions is None else _snapshot_values(_rows(predictions, start, stop, n))
             hint = size_hint(inputs, stop - start) + size_hint(outputs, stop - start) + size_hint(labels, stop - start)
-            self._shipper.offer(
+            self.state.shipper.offer(
                 Captured("reference", "set_reference", time.time_ns(), 0.0, stop - start, inputs=inputs, outputs=outputs, labels=labels, size_hint=hint)
             )
             pending += hint
             if pending >= REFERENCE_FLUSH_BYTES and waiting:
-                if not self._shipper.flush(timeout):  # endpoint down: do not wait per chunk
+                if not self.state.shipper.flush(timeout):  # endpoint down: do not wait per chunk
                     waiting = False
                     log.warning("driftcar: set_reference for %s could not deliver within %.1fs; the rest is "
                                 "queued without waiting (rows over the buffer bound are dropped and counted)",
@@ -296,55 +252,50 @@ class Monitor:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Send everything captured so far; True when done within ``timeout`` seconds."""
-        return bool(self._shipper.flush(timeout))
+        return bool(self.state.shipper.flush(timeout))
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Flush and stop the shipper (bounded by ``timeout``); the model keeps working."""
         self._capture = False
-        return bool(self._shipper.shutdown(timeout))
+        return bool(self.state.shipper.shutdown(timeout))
 
     @property
     def shipper(self) -> Any:
         """The shipper this monitor offers its captured items to (read-only)."""
-        return self._shipper
+        return self.state.shipper
 
     @property
     def stats(self) -> dict[str, Any]:
         """Counters: ``calls``, ``errors`` (by type), ``captured_rows``, ``capture_failures``,
-        ``id_mismatches``, plus the shipper's (``dropped_rows``, ``queued_rows``, ...)."""
+        ``id_mismatches``, ``feature_name_mismatches``, ``paused_calls``, plus the shipper's
+        (``dropped_rows``, ``queued_rows``, ``sent_rows``, and the exporter's state:
+        ``connected``, ``last_error``, ``failed_attempts``, ``retries``, ...)."""
         out: dict[str, Any] = {}
         try:
-            out.update(self._shipper.stats)
+            out.update(self.state.shipper.stats)
         except Exception:
             pass
+        state = self.state
         out.update(
-            calls=self._calls,
-            errors=dict(self._errors),
-            captured_rows=self._captured_rows,
-            capture_failures=self._capture_failures,
-            id_mismatches=self._id_mismatches,
+            calls=state.calls,
+            errors=dict(state.errors),
+            captured_rows=state.captured_rows,
+            capture_failures=state.capture_failures,
+            id_mismatches=state.id_mismatches,
+            feature_name_mismatches=state.feature_name_mismatches,
+            paused_calls=state.paused_calls,
         )
         return out
 
     def uninstrument(self) -> Any:
-        """Same as :func:`driftcar.uninstrument` on this monitor's model."""
-        from driftcar.hook.instrument import uninstrument
-
-        return uninstrument(self.model)
+        """Same as :func:`driftcar.uninstrument` on this monitor's model: restores every wrapped
+        method, stops the shipper it created, returns the original object / callable."""
+        self.unwrap()
+        return self.original
 
     def _require_capture(self, what: str) -> None:
         if not self._capture:
             raise RuntimeError(f"{what}: capture is off for model {self.name!r} (capture=False or shut down)")
-
-
-def _input_kwarg(kwargs: dict) -> Any:
-    if not kwargs:
-        return None
-    if "X" in kwargs:
-        return kwargs["X"]
-    if "x" in kwargs:
-        return kwargs["x"]
-    return next(iter(kwargs.values()))
 
 
 def _snapshot_ids(ids: Any) -> Any:

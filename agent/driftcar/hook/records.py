@@ -35,6 +35,8 @@ class Captured:
     classes:    class labels for probability outputs (e.g. ``estimator.classes_``), or None
     ids:        row ids from ``monitor.ids(...)`` or ``log_labels``, or None
     labels:     y values (``log_labels``, ``learn_one``'s y, reference y), or None
+    feature_names: names of the columns of a numpy input (``instrument(feature_names=...)``),
+                or None for ``x0``, ``x1``, ...
     """
 
     kind: str
@@ -50,6 +52,7 @@ class Captured:
     ids: Any = None
     labels: Any = None
     size_hint: int = field(default=0)  # bytes, estimated by the capture side for the buffer bound (0: unknown)
+    feature_names: tuple[str, ...] | None = None
 
 
 def thaw(raw: tuple) -> Captured:
@@ -57,7 +60,8 @@ def thaw(raw: tuple) -> Captured:
 
     The commonest call (numpy in, numpy out, no object dtype, every row kept)
     is offered as a plain tuple ``(method, start_ns, duration_ns, rows,
-    trace_id, ids, x_bytes, x_dtype, x_shape, y_bytes, y_dtype, y_shape)``:
+    trace_id, ids, x_bytes, x_dtype, x_shape, y_bytes, y_dtype, y_shape,
+    feature_names)``:
     ``ndarray.tobytes()`` snapshots and no Captured, because every object the
     model's thread allocates and keeps alive costs it cold-cache writes
     (measured ~1.8 µs per call less than two ``copy()`` and a Captured).
@@ -67,13 +71,15 @@ def thaw(raw: tuple) -> Captured:
 
     >>> import numpy as np
     >>> x, y = np.array([[1.0, 2.0]]), np.array([1])
-    >>> item = thaw(("predict", 5, 2_000, 1, 0, None, x.tobytes(), x.dtype, x.shape, y.tobytes(), y.dtype, y.shape))
+    >>> item = thaw(("predict", 5, 2_000, 1, 0, None, x.tobytes(), x.dtype, x.shape, y.tobytes(), y.dtype, y.shape,
+    ...              None))
     >>> item.inputs.tolist(), item.outputs.tolist(), item.duration_s, item.size_hint
     ([[1.0, 2.0]], [1], 2e-06, 24)
     """
-    method, start_ns, duration_ns, rows, trace_id, ids, xb, xdtype, xshape, yb, ydtype, yshape = raw
+    method, start_ns, duration_ns, rows, trace_id, ids, xb, xdtype, xshape, yb, ydtype, yshape, names = raw
     # a None dtype means the slot holds the array itself (copy=False: the caller's own arrays)
     inputs = xb if xb is None or xdtype is None else np.frombuffer(xb, dtype=xdtype).reshape(xshape)
     outputs = yb if ydtype is None else np.frombuffer(yb, dtype=ydtype).reshape(yshape)
-    return Captured("inference", method, start_ns, duration_ns / 1e9, rows, None, trace_id, inputs, outputs,
-                    None, ids, None, (0 if inputs is None else inputs.nbytes) + outputs.nbytes)
+    return Captured(kind="inference", method=method, start_ns=start_ns, duration_s=duration_ns / 1e9, rows=rows,
+                    trace_id=trace_id, inputs=inputs, outputs=outputs, ids=ids, feature_names=names,
+                    size_hint=(0 if inputs is None else inputs.nbytes) + outputs.nbytes)

@@ -18,6 +18,9 @@ global one still the API's proxy) no span is started at all, so the cost is
 below the no-op API's; the global provider is re-checked every 256 outermost
 calls, so one set later is picked up without a restart.
 
+Inside ``monitor.paused()`` (per thread / asyncio task) a call goes straight to
+the model: no span, no capture, not counted as traffic (``stats["paused_calls"]``).
+
 Exceptions from the model are re-raised unchanged (same object); they are
 recorded on the span (ERROR status) and counted by type in the calls table.
 Nothing driftcar does after the model returned can raise into the caller.
@@ -32,16 +35,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from opentelemetry.context import attach, detach
-from opentelemetry.trace import Status, StatusCode, get_current_span, set_span_in_context
+from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
-from driftcar.hook.records import Captured
-
-if TYPE_CHECKING:  # pragma: no cover
-    from driftcar.hook.monitor import Monitor
+from driftcar.hook.capture import record, record_array
+from driftcar.hook.specs import MethodSpec, spec_for
+from driftcar.hook.state import HookState
 
 __all__ = ["Wrapper", "Unwrapped", "fail_span"]
 
@@ -96,31 +98,25 @@ class Wrapper:
     """Replaces one bound method (or a plain callable when ``owner`` is None).
 
     Thread-safe: holds no per-call state; per-call state lives in locals and in
-    the monitor's context variables. Blocking: never, beyond the model itself.
+    the state's context variables. Blocking: never, beyond the model itself.
+    ``monitor`` is kept only to answer ``find_monitor``; the call path reads
+    ``state`` alone.
     """
 
-    __slots__ = (
-        "orig",
-        "owner",
-        "name",
-        "monitor",
-        "root",
-        "span_name",
-        "mode",
-        "fast",
-        "__wrapped__",
-        "__weakref__",
-    )
+    __slots__ = ("orig", "owner", "name", "monitor", "state", "spec", "root", "fast", "span_name", "__wrapped__",
+                 "__weakref__")
 
-    def __init__(self, orig: Any, owner: Any, name: str, monitor: "Monitor", root: bool, span_name: str, mode: str):
+    def __init__(self, orig: Any, owner: Any, name: str, monitor: Any, state: HookState, root: bool, span_name: str,
+                 spec: MethodSpec | None = None):
         self.orig = orig  # the bound method (or the function) to call
         self.owner = owner  # the instance whose __dict__ holds this wrapper, None for a plain callable
         self.name = name  # method name ("predict", ...; "__call__" for a callable)
         self.monitor = monitor
+        self.state = state
+        self.spec = spec or spec_for(name)  # what the root captures
         self.root = root  # captures (root) or only spans (step)
+        self.fast = root and self.spec.fast  # may take the compact numpy path
         self.span_name = span_name  # "Class.method"
-        self.mode = mode  # what the root captures: "io" | "in" | "learn" | "fit" | "call"
-        self.fast = root and name in ("predict", "predict_one", "__call__")  # may take the inlined numpy path
         self.__wrapped__ = orig
 
     @property
@@ -128,7 +124,7 @@ class Wrapper:
         return self.name
 
     def __repr__(self) -> str:
-        return f"<driftcar-instrumented {self.span_name} of {self.monitor.name!r}>"
+        return f"<driftcar-instrumented {self.span_name} of {self.state.name!r}>"
 
     def __reduce__(self):
         if self.owner is None:
@@ -136,22 +132,25 @@ class Wrapper:
         return (_restore, (self.owner, self.name))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        monitor = self.monitor
-        if not monitor._enabled:
+        state = self.state
+        if not state.enabled or (state.pausing and state.paused.get()):
+            if state.pausing and self.root:
+                state.paused_calls += 1
             return self.orig(*args, **kwargs)
-        active = monitor._active
+        active = state.active
         # [thread id, depth] of this monitor's outermost call in this context, or None
         depth = active.get() if self.root else None
         if not self.root or (depth is not None and depth[1] and depth[0] == _get_ident()):
-            if monitor._tracer is None or not monitor._otel_live:
+            if state.tracer is None or not state.otel_live:
                 return self.orig(*args, **kwargs)
-            return self._spanned(monitor._tracer, args, kwargs)
-        if not monitor._otel_live:
-            monitor._tick += 1
-            if monitor._tick & 255 == 1:
-                monitor._refresh_otel()
-        tracer = monitor._tracer if monitor._otel_live else None
-        if tracer is None and not monitor._capture_on and self.mode != "fit":
+            return self._spanned(state.tracer, args, kwargs)
+        if not state.otel_live:
+            state.tick += 1
+            if state.tick & 255 == 1:
+                state.refresh_otel()
+        tracer = state.tracer if state.otel_live else None
+        mode = self.spec.mode
+        if tracer is None and not state.capture_on and mode != "fit":
             return self.orig(*args, **kwargs)  # nothing to trace, nothing to capture
         # Mark "a call of this monitor is running here" by mutating a per-context, per-thread
         # holder, set in the context once: ContextVar.set/reset on every call measured ~1.2 µs
@@ -163,71 +162,44 @@ class Wrapper:
             depth = [ident, 0]
             active.set(depth)
         depth[1] += 1
-        span = None
+        span = exc = result = None
         try:
             if tracer is not None:
-                span, ctx_token = _start(tracer, self.span_name, monitor._span_attributes)
+                span, ctx_token = _start(tracer, self.span_name, state.span_attributes)
             start_ns = _time_ns()
             t0 = _perf_ns()
             try:
                 result = self.orig(*args, **kwargs)
-            except Exception as exc:
-                duration_ns = _perf_ns() - t0
+            except Exception as error:
+                exc = error
                 if span is not None:
-                    fail_span(span, exc)
-                monitor._record(self, args, kwargs, None, start_ns, duration_ns, span, exc)
+                    fail_span(span, error)
                 raise
-            duration_ns = _perf_ns() - t0
+            finally:
+                duration_ns = _perf_ns() - t0
+                if exc is not None and state.capture_on:
+                    record(state, self.spec, self.owner, args, kwargs, None, start_ns, duration_ns, span, exc)
         finally:
             if span is not None:
                 _end(span, ctx_token)
             depth[1] -= 1
-        if self.fast and monitor._fast and args and type(args[0]) is _ndarray and type(result) is _ndarray:
-            # the commonest call, inlined (one Python frame less): numpy in, numpy out,
-            # every row captured and snapshot; same result as Monitor._record's general path
-            try:
-                x = args[0]
-                xshape = x.shape
-                tabular = len(xshape) <= 2  # images and other tensors: outputs only
-                rows = xshape[0] if len(xshape) > 1 else 1
-                ids = monitor._ids.get() if monitor._ids_used else None
-                if ids is not None and len(ids) != rows:
-                    monitor._id_mismatches += 1
-                    ids = None
-                if span is not None:
-                    trace_id = span.get_span_context().trace_id
-                elif monitor._otel_live:
-                    trace_id = get_current_span().get_span_context().trace_id
-                else:
-                    trace_id = 0
-                monitor._calls += 1
-                offer_raw = monitor._offer_raw
-                if offer_raw is not None and not monitor._copy:  # references, as the caller asked
-                    offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, x if tabular else None,
-                               None, None, result, None, None), rows,
-                              (x.nbytes if tabular else 0) + result.nbytes + 160)
-                elif offer_raw is not None and not x.dtype.hasobject and not result.dtype.hasobject:
-                    # compact form (records.thaw): bytes snapshots in one tuple, nothing else kept alive
-                    xb = x.tobytes() if tabular else None
-                    yb = result.tobytes()
-                    offer_raw((self.name, start_ns, duration_ns, rows, trace_id, ids, xb, x.dtype, xshape,
-                               yb, result.dtype, result.shape),
-                              rows, (len(xb) if tabular else 0) + len(yb) + 160)
-                else:
-                    inputs = x.copy() if tabular else None
-                    outputs = result.copy()
-                    monitor._shipper.offer(
-                        Captured("inference", self.name, start_ns, duration_ns / 1e9, rows, None, trace_id, inputs,
-                                 outputs, None, ids, None,
-                                 (0 if inputs is None else inputs.nbytes) + outputs.nbytes + 160)
-                    )
-                monitor._captured_rows += rows
-            except Exception as failure:  # never raise into the model
-                monitor._capture_failed(failure)
-            return result
-        if monitor._capture_on or self.mode == "fit":
-            monitor._record(self, args, kwargs, result, start_ns, duration_ns, span, None)
+        if self.fast and state.fast and args and type(args[0]) is _ndarray and type(result) is _ndarray:
+            record_array(state, self.name, args[0], result, start_ns, duration_ns, span)
+        elif mode == "fit":
+            self._after_fit(args, kwargs, result, start_ns, duration_ns, span)
+        elif state.capture_on:
+            record(state, self.spec, self.owner, args, kwargs, result, start_ns, duration_ns, span, None)
         return result
+
+    def _after_fit(self, args: tuple, kwargs: dict, result: Any, start_ns: int, duration_ns: int, span: Any) -> None:
+        state = self.state
+        if state.rewalk is not None:
+            try:
+                state.rewalk()  # fit may have created new sub-estimators (ColumnTransformer clones)
+            except Exception:
+                state.capture_failures += 1
+        if state.capture_on:
+            record(state, self.spec, self.owner, args, kwargs, result, start_ns, duration_ns, span, None)
 
     def _spanned(self, tracer: Any, args: tuple, kwargs: dict) -> Any:
         span, token = _start(tracer, self.span_name, None)

@@ -478,7 +478,7 @@ def test_without_an_sdk_provider_no_span_is_started_and_no_trace_id_kept():
     model = LinearRegression().fit(np.eye(2), [0.0, 1.0])
     shipper = FakeShipper()
     monitor = driftcar.instrument(model, name="nosdk", shipper=shipper)
-    assert monitor._tracer is not None and not monitor._otel_live
+    assert monitor.state.tracer is not None and not monitor.state.otel_live
     model.predict(np.eye(2))
     assert shipper.part().calls["trace_id"] == [None]
 
@@ -653,7 +653,7 @@ def test_refits_do_not_keep_old_fitted_clones_alive():
     for _ in range(3):
         fresh.fit(X, y)
         gc.collect()
-        live.append(sum(1 for ref, _ in monitor._targets if ref() is not None))
+        live.append(monitor.live_wrappers())
     assert live[0] == live[1] == live[2]
     driftcar.uninstrument(fresh)
     assert not any(isinstance(v, Wrapper) for v in vars(fresh.named_steps["pre"].transformers_[0][1]).values())
@@ -673,8 +673,12 @@ def test_numeric_versions_and_schemeless_endpoints_are_accepted():
         assert monitor.shipper.config.grpc_target == ("127.0.0.1:9", False)
     finally:
         assert monitor.shutdown(1.0)
-    with pytest.raises(ValueError, match="unknown ShipperConfig options"):
+    with pytest.raises(TypeError, match=r"instrument\(\) got an unexpected keyword argument 'max_batch_row' "
+                                        r"\(did you mean 'max_batch_rows'\?\)"):
         driftcar.instrument(lambda X: X, name="typo", max_batch_row=5)
+    with pytest.raises(TypeError, match=r"instrument\(\) .*'verison' \(did you mean 'version'\?\)") as raised:
+        driftcar.instrument(lambda X: X, name="typo", verison="3")
+    assert "ShipperConfig" not in str(raised.value)
 
 
 def test_ids_are_per_asyncio_task():

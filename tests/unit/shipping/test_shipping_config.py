@@ -9,7 +9,7 @@ def test_defaults_are_the_documented_ones():
     cfg = ShipperConfig.from_env("churn", "3", env={})
     assert (cfg.endpoint, cfg.protocol, cfg.compression) == ("http://127.0.0.1:14317", "grpc", "gzip")
     assert (cfg.max_buffer_bytes, cfg.max_batch_rows, cfg.max_batch_age_s) == (64 << 20, 10_000, 1.0)
-    assert (cfg.max_request_bytes, cfg.timeout_s, cfg.exit_timeout_s) == (3 << 20, 10.0, 5.0)
+    assert (cfg.max_request_bytes, cfg.timeout_s, cfg.exit_timeout_s) == (3 << 20, 10.0, 1.0)
     assert cfg.grpc_target == ("127.0.0.1:14317", False)
 
 

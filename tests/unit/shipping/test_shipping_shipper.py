@@ -243,7 +243,7 @@ def test_compact_offers_mix_with_captured_items_in_order_and_count_after_shutdow
         else:
             rows_x, rows_y = X[i:i + 3], y[i:i + 3]
             s.offer_raw(("predict", time.time_ns(), 1_000, 3, 0, None, rows_x.tobytes(), rows_x.dtype, rows_x.shape,
-                         rows_y.tobytes(), rows_y.dtype, rows_y.shape), 3, rows_x.nbytes + rows_y.nbytes)
+                         rows_y.tobytes(), rows_y.dtype, rows_y.shape, None), 3, rows_x.nbytes + rows_y.nbytes)
     wait_until(lambda: fake.payloads, 5, what="the batch sealed at 12 rows")
     batches = decoded_batches(fake.requests())
     np.testing.assert_array_equal(features(batches, 4), X)
@@ -263,3 +263,32 @@ def test_worker_sleeps_on_an_empty_buffer_and_the_next_offer_starts_the_age_cloc
     s.offer(item(np.ones((2, 2))))  # must wake it: a sleeping worker has no timeout of its own
     wait_until(lambda: len(fake.payloads) == 2, 5, what="the second batch, by age")
     assert [b.rows for _, b in decoded_batches(fake.requests())] == [1, 2]
+
+
+def test_stats_show_the_exporters_state_through_an_outage_and_its_recovery(shippers):
+    fake = FakeExporter(answers=[Outcome.retry("grpc UNAVAILABLE", detail="connection refused")] * 3)
+    s = make(fake)
+    shippers.append(s)
+    assert (s.stats["connected"], s.stats["last_error"], s.stats["failed_attempts"]) == (None, None, 0)
+    s.offer(item(np.ones((2, 2))))
+    assert s.flush(5)
+    stats = s.stats
+    assert stats["connected"] is True and stats["sent_rows"] == 2
+    assert stats["failed_attempts"] == 3 and stats["retries"] == 3
+    assert stats["last_error"] == "grpc UNAVAILABLE: connection refused"  # kept after the recovery
+    fake.answers = [Outcome.permanent("grpc UNAUTHENTICATED")]
+    s.offer(item(np.ones((1, 2))))
+    assert s.flush(5)
+    assert (s.stats["connected"], s.stats["last_error"], s.stats["failed_attempts"]) == (False, "grpc UNAUTHENTICATED", 4)
+
+
+def test_stats_say_disconnected_while_an_export_is_still_retrying(shippers):
+    fake = FakeExporter(answers=[Outcome.retry("grpc UNAVAILABLE")] * 1000)
+    s = make(fake, retry_initial_backoff_s=0.02, retry_max_backoff_s=0.02, timeout_s=60.0)
+    shippers.append(s)
+    s.offer(item(np.ones((2, 2))))
+    s.flush(0)
+    wait_until(lambda: s.stats["failed_attempts"] >= 2, timeout=10, what="two failed attempts")
+    stats = s.stats
+    assert stats["connected"] is False and stats["last_error"] == "grpc UNAVAILABLE"
+    assert stats["sent_rows"] == 0 and stats["queued_rows"] == 0  # the batch is in flight, not lost

@@ -17,7 +17,7 @@ Environment (all optional; keyword overrides win over the environment):
 ``DRIFTCAR_MAX_BATCH_ROWS``       rows per batch (default 10,000)
 ``DRIFTCAR_MAX_BATCH_AGE``        seconds an item waits at most before its batch is sealed (default 1)
 ``DRIFTCAR_MAX_EXPORT_BYTES``     cap of one serialized OTLP request, bytes or ``3MiB`` (default 3 MiB)
-``DRIFTCAR_EXIT_TIMEOUT``         seconds the flush at interpreter exit may take (default 5)
+``DRIFTCAR_EXIT_TIMEOUT``         seconds the flush at interpreter exit may take (default 1)
 ``DRIFTCAR_CA_FILE``              PEM roots to verify an ``https://`` endpoint (default: system roots)
 ``DRIFTCAR_TOKEN``                the sidecar's bearer token, sent as ``authorization: Bearer ...``
                                   unless the headers already carry one (or ``DRIFTCAR_TOKEN_FILE``)
@@ -132,7 +132,9 @@ class ShipperConfig:
     compression: str = "gzip"
     resource: Mapping[str, Any] | None = None
     max_request_bytes: int = 3 * MiB
-    exit_timeout_s: float = 5.0
+    # a process whose endpoint is down exits at most this late (the flush gives up then); an
+    # endpoint that is up drains a full batch in milliseconds
+    exit_timeout_s: float = 1.0
     retry_initial_backoff_s: float = 1.0
     retry_max_backoff_s: float = 32.0
     retry_jitter: float = 0.2  # each backoff is multiplied by uniform(1 - j, 1 + j)

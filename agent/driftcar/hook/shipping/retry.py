@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 __all__ = ["Outcome", "Exporter", "Backoff", "RetryResult", "export_with_retry"]
 
@@ -109,12 +109,15 @@ def export_with_retry(
     backoff: Backoff,
     stop: threading.Event,
     clock=time.monotonic,
+    observe: Callable[[Outcome], None] | None = None,
 ) -> RetryResult:
     """Export ``payload`` until success, a permanent failure, the deadline or ``stop``.
 
     ``deadline`` is a ``clock()`` time. A retry whose wait would end past the
     deadline is not attempted: the export fails at once (it would fail anyway).
     When ``stop`` is set while waiting, the export fails without a new attempt.
+    ``observe`` sees every attempt's outcome as it comes (the shipper's
+    connection state stays current during a long outage).
     """
     failures: list[Outcome] = []
     attempt = 0
@@ -125,6 +128,8 @@ def export_with_retry(
             return RetryResult(outcome, max(attempt - 1, 0), attempt, tuple(failures))
         outcome = exporter.export(payload, remaining)
         attempt += 1
+        if observe is not None:
+            observe(outcome)
         if outcome.ok or not outcome.retryable:
             if not outcome.ok:
                 failures.append(outcome)

@@ -142,7 +142,12 @@ class Shipper:
             "rejected_records": 0,
             "encode_errors": 0,
             "offer_errors": 0,
+            "failed_attempts": 0,  # export attempts that failed, retried or not
         }
+        # the exporter's state as last seen: None before any attempt, then whether the last
+        # attempt reached the receiver, and the last failure (kept after a recovery)
+        self._connected: bool | None = None
+        self._last_error: str | None = None
 
     def _after_fork_in_child(self) -> None:
         # The parent's exporter (and its gRPC channel) is abandoned, never used or
@@ -222,12 +227,15 @@ class Shipper:
     # ------------------------------------------------------------------ public control
 
     @property
-    def stats(self) -> dict[str, int | str]:
-        """A snapshot of the counters (thread-safe read)."""
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the counters (thread-safe read) and the exporter's state: ``connected``
+        (None before the first attempt, then whether the last attempt reached the receiver),
+        ``last_error`` (the last failed attempt's reason, kept after a recovery),
+        ``failed_attempts`` (every failed attempt) and ``retries``."""
         buffer = self._buffer
         with buffer.lock:
             counts = dict(self._counts)
-            out: dict[str, int | str] = {
+            out: dict[str, Any] = {
                 "instance": self.instance,
                 "pid": self.pid,
                 "dropped_rows": buffer.dropped_rows + counts.pop("lost_rows"),
@@ -239,7 +247,19 @@ class Shipper:
                 "max_buffer_bytes": buffer.max_bytes,
             }
         out.update(counts)
+        out["connected"] = self._connected
+        out["last_error"] = self._last_error
         return out
+
+    def _observe(self, outcome: Any) -> None:
+        """Track the exporter's state per attempt (worker thread), so an outage shows in :attr:`stats`."""
+        if outcome.ok:
+            self._connected = True
+            return
+        self._connected = False
+        self._last_error = f"{outcome.error}: {outcome.detail}" if outcome.detail else outcome.error
+        with self._buffer.lock:
+            self._counts["failed_attempts"] += 1
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Ship everything offered before this call; True when nothing of it is left by ``timeout`` s.
@@ -443,7 +463,8 @@ class Shipper:
         deadline = time.monotonic() + self.config.timeout_s
         if self._shutdown_deadline is not None:
             deadline = min(deadline, self._shutdown_deadline)
-        result = export_with_retry(self._exporter, payload, deadline=deadline, backoff=self._backoff, stop=self._abort)
+        result = export_with_retry(self._exporter, payload, deadline=deadline, backoff=self._backoff, stop=self._abort,
+                                   observe=self._observe)
         with self._buffer.lock:
             self._counts["retries"] += result.retries
         for failure in result.outcomes:

@@ -1,0 +1,74 @@
+"""Instructions per predict call, all threads, under valgrind's callgrind: a figure that does not
+move when the machine is busy (it misses GIL hand-offs and cache misses, which the wall clock
+and CPU time of ``bench_hookproc.py`` show).
+
+``python benchmarks/callgrind_hook.py [--n1 1000] [--n2 3000] [VARIANT ...]`` runs
+``hook_workload.py VARIANT --calls N`` under callgrind for N1 and N2 calls (with
+``OPENBLAS_NUM_THREADS=1``: a multi-threaded BLAS spins and makes counts meaningless) and reports
+``(I(N2) - I(N1)) / (N2 - N1)``: start-up, fitting and the final flush cancel out. The
+instrumented model ships to an OTLP receiver on 127.0.0.1 (outside valgrind) and its process
+waits until every row is delivered, so the worker's conversion, encoding and export are in
+the count. Variants: bare, floor, instrumented (1 row, plain LogisticRegression by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> int:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "agent"), env.get("PYTHONPATH", "")])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
+               sys.executable, str(HERE / "hook_workload.py"), variant, "--calls", str(calls), "--warmup", "200",
+               "--endpoint", endpoint, "--flush", "120", *extra]
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
+        text = out.read_text(errors="replace")
+    match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
+    if not match:
+        raise RuntimeError("no instruction total in the callgrind output")
+    return int(match.group(1))
+
+
+def count(variants: list[str], n1: int, n2: int, extra: list[str]) -> dict[str, float]:
+    from tests.support.otlp import GrpcOtlpReceiver
+
+    result = {}
+    with GrpcOtlpReceiver() as receiver:
+        for variant in variants:
+            i1 = _instructions(variant, n1, receiver.endpoint, extra)
+            i2 = _instructions(variant, n2, receiver.endpoint, extra)
+            result[variant] = (i2 - i1) / (n2 - n1)
+            print(f"{variant:13s} {result[variant] / 1e3:9.1f} k instructions per call", flush=True)
+    if "bare" in result:
+        for variant, value in result.items():
+            if variant != "bare":
+                print(f"{variant:13s} {value / result['bare']:.3f}x bare, "
+                      f"{(value - result['bare']) / 1e3:+.1f} k per call", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("variants", nargs="*", default=["bare", "floor", "instrumented"])
+    parser.add_argument("--n1", type=int, default=1000)
+    parser.add_argument("--n2", type=int, default=3000)
+    parser.add_argument("--model", default="plain", choices=("plain", "pipeline"))
+    parser.add_argument("--rows", type=int, default=1)
+    args = parser.parse_args()
+    count(args.variants, args.n1, args.n2, ["--model", args.model, "--rows", str(args.rows)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""One hook-benchmark variant in a fresh process (run by ``bench_hookproc.py`` and ``callgrind_hook.py``).
+
+``python benchmarks/hook_workload.py VARIANT --calls N [--rows R] [--model plain|pipeline]
+[--provider none|sdk] [--endpoint URL] [--rate CALLS_PER_S] [--nocopy]`` fits a seeded model,
+warms up, times N ``predict`` calls and prints one JSON line: per-call latency quantiles, wall
+time, the process's CPU seconds over the timed calls (every thread: ``resource.getrusage``) and
+driftcar's delivery counters after a bounded flush.
+
+VARIANT:
+
+- ``bare``: the model alone; driftcar is not even imported.
+- ``floor``: the physical floor of capture: a plain wrapper that copies the input rows and the
+  prediction into a preallocated ring (no driftcar).
+- ``instrumented``: ``driftcar.instrument(model, spans=True)`` (spans cost nothing without an
+  SDK provider), shipping to ``--endpoint``.
+- ``bystander``: an uninstrumented copy of the model, timed, while another copy in the same
+  process is instrumented and has rows queued for ``--endpoint`` (so its shipper is busy
+  retrying when the endpoint is down or black-holed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+FEATURES = 20
+
+
+def _model(kind: str):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2_000, FEATURES))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    model = LogisticRegression() if kind == "plain" else make_pipeline(StandardScaler(), LogisticRegression())
+    return model.fit(X, y), rng.normal(size=(4_096, FEATURES))
+
+
+class _Floor:
+    """A bare capture wrapper: copy rows and prediction into a preallocated ring, nothing else."""
+
+    def __init__(self, predict, rows: int, size: int = 1024):
+        self.predict_ = predict
+        self.xs = np.empty((size, rows, FEATURES))
+        self.ys = np.empty((size, rows), dtype=np.int64)
+        self.i = 0
+        self.mask = size - 1
+
+    def __call__(self, x):
+        y = self.predict_(x)
+        i = self.i = (self.i + 1) & self.mask
+        self.xs[i] = x
+        self.ys[i] = y
+        return y
+
+
+def _provider(kind: str) -> None:
+    if kind != "sdk":
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider())  # spans are built and ended, exported nowhere
+
+
+def _predictor(args, model, inputs):
+    """The timed callable and the Monitor whose delivery is reported (None without driftcar)."""
+    if args.variant == "bare":
+        return model.predict, None
+    if args.variant == "floor":
+        return _Floor(model.predict, args.rows), None
+    import driftcar
+
+    options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy)
+    if args.variant == "instrumented":
+        monitor = driftcar.instrument(model, **options)
+        return model.predict, monitor
+    other, _ = _model(args.model)
+    monitor = driftcar.instrument(other, **options)
+    for i in range(64):  # rows queued: with the endpoint down the shipper keeps retrying them
+        other.predict(inputs[i:i + 1])
+    monitor.flush(0.2)
+    return model.predict, monitor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variant", choices=("bare", "floor", "instrumented", "bystander"))
+    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--rows", type=int, default=1)
+    parser.add_argument("--model", choices=("plain", "pipeline"), default="plain")
+    parser.add_argument("--provider", choices=("none", "sdk"), default="none")
+    parser.add_argument("--endpoint", default="http://127.0.0.1:9")
+    parser.add_argument("--rate", type=float, default=0.0, help="calls per second (0: flat out)")
+    parser.add_argument("--nocopy", action="store_true", help="instrument with copy=False")
+    parser.add_argument("--flush", type=float, default=5.0, help="seconds to wait for delivery at the end")
+    args = parser.parse_args()
+    _provider(args.provider)
+    model, inputs = _model(args.model)
+    predict, monitor = _predictor(args, model, inputs)
+    n_inputs = len(inputs) - args.rows
+    batches = [inputs[(i * 37) % n_inputs:(i * 37) % n_inputs + args.rows] for i in range(256)]
+    for i in range(args.warmup):
+        predict(batches[i & 255])
+    stats0 = dict(monitor.stats) if monitor is not None else {}
+    lat = np.empty(args.calls, dtype=np.int64)
+    period = 1e9 / args.rate if args.rate else 0.0
+    perf = time.perf_counter_ns
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    begin = perf()
+    for i in range(args.calls):
+        if period:
+            due = begin + i * period
+            while perf() < due:
+                pass
+        t0 = perf()
+        predict(batches[i & 255])
+        lat[i] = perf() - t0
+    wall = (perf() - begin) / 1e9
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    out = {"variant": args.variant, "calls": args.calls, "rows": args.rows, "wall_s": wall, "cpu_s": cpu,
+           "p50_ns": int(np.percentile(lat, 50)), "p99_ns": int(np.percentile(lat, 99)),
+           "mean_ns": float(lat.mean())}
+    if monitor is not None and args.variant == "instrumented":
+        monitor.flush(args.flush)
+        stats = monitor.stats
+        out["predicted_rows"] = stats["captured_rows"] - stats0.get("captured_rows", 0)
+        out["delivered_rows"] = stats["sent_rows"] - stats0.get("sent_rows", 0)
+        out["dropped_rows"] = stats["dropped_rows"] - stats0.get("dropped_rows", 0)
+    print(json.dumps(out), flush=True)
+    sys.stdout.flush()
+    os._exit(0)  # the exit flush is measured elsewhere (tests/integration/shipping)
+
+
+if __name__ == "__main__":
+    main()
