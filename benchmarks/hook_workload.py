@@ -13,6 +13,8 @@ VARIANT:
   prediction into a preallocated ring (no driftcar).
 - ``instrumented``: ``driftcar.instrument(model, spans=True)`` (spans cost nothing without an
   SDK provider), shipping to ``--endpoint``.
+- ``span``: the model inside one ``start_as_current_span`` of the OpenTelemetry SDK (no driftcar):
+  what a span costs by itself, to compare ``instrumented --provider sdk`` against.
 - ``bystander``: an uninstrumented copy of the model, timed, while another copy in the same
   process is instrumented and has rows queued for ``--endpoint`` (so its shipper is busy
   retrying when the endpoint is down or black-holed).
@@ -47,7 +49,8 @@ def _model(kind: str):
 class _Floor:
     """A bare capture wrapper: copy rows and prediction into a preallocated ring, nothing else."""
 
-    def __init__(self, predict, rows: int, size: int = 1024):
+    def __init__(self, predict, rows: int):
+        size = 1024 if rows == 1 else 32  # a power of two; 32 x 1,000 rows x 20 floats is 5 MB
         self.predict_ = predict
         self.xs = np.empty((size, rows, FEATURES))
         self.ys = np.empty((size, rows), dtype=np.int64)
@@ -77,6 +80,17 @@ def _predictor(args, model, inputs):
         return model.predict, None
     if args.variant == "floor":
         return _Floor(model.predict, args.rows), None
+    if args.variant == "span":
+        from opentelemetry import trace
+
+        tracer = trace.get_tracer("bench")
+        predict_ = model.predict
+
+        def spanned(x):
+            with tracer.start_as_current_span("LogisticRegression.predict"):
+                return predict_(x)
+
+        return spanned, None
     import driftcar
 
     options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy)
@@ -93,7 +107,7 @@ def _predictor(args, model, inputs):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("variant", choices=("bare", "floor", "instrumented", "bystander"))
+    parser.add_argument("variant", choices=("bare", "floor", "span", "instrumented", "bystander"))
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--rows", type=int, default=1)

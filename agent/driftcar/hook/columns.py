@@ -447,7 +447,7 @@ class _Group:
     def part(self) -> BatchPart:
         calls_in_order = self.calls or []
         with_data = [index for index, row in calls_in_order if row[4]]
-        if all(a < b for a, b in zip(with_data, with_data[1:])):
+        if all(a <= b for a, b in zip(with_data, with_data[1:])):  # a merged run shares one index
             # data rows follow call order: put the calls without data back where they happened
             calls_in_order = sorted(calls_in_order, key=lambda entry: entry[0])
         rows = [row for _, row in calls_in_order]
@@ -543,7 +543,10 @@ def _to_columns(items: Sequence[Captured], limits: Limits) -> list[BatchPart]:
         if group.calls is not None:
             for index, item, n in members:
                 if item is not None and item.kind == "inference":
-                    group.calls.append((index, _call_row(item, n)))
+                    if item.calls is not None:  # a run of calls merged by records.thaw_all
+                        group.calls.extend([(index, row) for row in item.calls])
+                    else:
+                        group.calls.append((index, _call_row(item, n)))
     return [g.part() for g in groups.values() if g.rows or g.calls or g.dropped]
 
 

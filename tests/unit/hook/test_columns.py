@@ -319,3 +319,27 @@ def test_combining_equals_converting_one_by_one(specs, seed):
     combined = _rows_by_layout(to_columns(items))
     one_by_one = _rows_by_layout([p for i in items for p in to_columns([i])])
     assert combined == one_by_one
+
+
+def test_runs_of_compact_calls_convert_exactly_as_the_calls_one_by_one():
+    from driftcar.hook.records import thaw, thaw_all
+
+    rng = np.random.default_rng(3)
+
+    def raw(rows, width=3, names=None, ids=None, method="predict", trace=0):
+        x, y = rng.normal(size=(rows, width)), rng.integers(0, 3, size=rows)
+        return (method, int(rng.integers(1, 1 << 40)), 1_000, rows, trace, ids, x.tobytes(), x.dtype, x.shape,
+                y.tobytes(), y.dtype, y.shape, names)
+
+    items = [raw(1), raw(2, trace=0xABC), raw(1), raw(1, width=4), raw(1, width=4), raw(3, ids=[1, 2, 3]),
+             Captured("inference", "predict", 5, 0.001, 2), raw(1, names=("a", "b", "c")), raw(1, names=("a", "b", "c")),
+             raw(1), raw(2, method="predict_one")]
+    merged = thaw_all(list(items))
+    assert [len(m.calls) if m.calls else 1 for m in merged] == [3, 2, 1, 1, 2, 1, 1]
+    one_by_one = [thaw(i) if type(i) is tuple else i for i in items]
+
+    def summary(parts):
+        return [(p.kind, p.rows, [(c.name, np.asarray(c.data).tolist()) for c in p.columns],
+                 {k: np.asarray(v).tolist() for k, v in (p.calls or {}).items()}) for p in parts]
+
+    assert summary(to_columns(merged)) == summary(to_columns(one_by_one))

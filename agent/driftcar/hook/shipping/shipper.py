@@ -28,7 +28,7 @@ import time
 import uuid
 from typing import Any, Callable, Sequence
 
-from driftcar.hook.records import thaw
+from driftcar.hook.records import thaw_all
 from driftcar.hook.shipping import lifecycle
 from driftcar.hook.shipping.batching import body_budget, encode_part, pack_requests
 from driftcar.hook.shipping.buffer import ByteBuffer, Entry
@@ -410,7 +410,7 @@ class Shipper:
             self._budget = body_budget(self._resource, config.model_name, config.model_version, config.max_request_bytes)
         convert = self._convert or _default_converter()
         try:
-            parts = list(convert([thaw(e.item) if type(e.item) is tuple else e.item for e in entries]))
+            parts = list(convert(thaw_all([e.item for e in entries])))
         except Exception as exc:
             with self._buffer.lock:
                 self._counts["encode_errors"] += 1

@@ -1,0 +1,199 @@
+"""What a user pays for the hook: every variant in a fresh process, a real sidecar in another.
+
+``python benchmarks/run.py hookproc`` (``--quick`` for a smoke run). Each variant runs
+``hook_workload.py`` in its own process (fit, warm-up, N timed ``predict`` calls; see that
+file), rounds interleave the variants in a rotating order so machine noise hits all alike,
+and each ratio is taken per round against the same round's ``bare`` run, then the median of
+rounds is reported. A real ``driftcar sidecar`` runs in a third process; "down" is a port
+nobody listens on, "black hole" a socket that accepts and never answers.
+
+Figures: calls/s, p50 and p99 per call, the model process's CPU seconds per 1,000 calls
+(every thread: the wrapper, the shipper's worker, gRPC's threads; ``getrusage``), and rows
+delivered vs rows predicted (instrumented variants, after a bounded flush).
+
+Targets (ratios in the same run): 1-row instrumented within 1 µs of the floor (a bare
+wrapper copying row and prediction into a preallocated ring); p99 <= 1.05x bare; bystander
+<= 1.01x bare whatever the sidecar does; CPU per 1,000 1-row calls <= 1.03x bare; 1,000-row
+calls <= 2 % (copy=False) and <= 5 % (copy=True); with an SDK TracerProvider, driftcar's
+cost beyond one SDK span <= 2 µs; every row delivered while the sidecar is up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Variant:
+    label: str
+    args: list[str]
+    endpoint: str = "up"  # up | down | hole
+
+
+@dataclass
+class Scenario:
+    title: str
+    common: list[str]
+    variants: list[Variant]
+    results: dict = field(default_factory=dict)  # label -> list of per-round dicts
+
+
+def _scenarios() -> list[Scenario]:
+    one = ["--rows", "1"]
+    return [
+        Scenario("1 row, LogisticRegression, no TracerProvider", one + ["--model", "plain"], [
+            Variant("bare", ["bare"]),
+            Variant("floor (copy into a ring)", ["floor"]),
+            Variant("instrumented, sidecar up", ["instrumented"]),
+            Variant("instrumented, sidecar down", ["instrumented"], "down"),
+            Variant("instrumented, sidecar black-holed", ["instrumented"], "hole"),
+            Variant("bystander, sidecar up", ["bystander"]),
+            Variant("bystander, sidecar down", ["bystander"], "down"),
+            Variant("bystander, sidecar black-holed", ["bystander"], "hole"),
+        ]),
+        Scenario("1 row, Pipeline(StandardScaler, LogisticRegression), no TracerProvider",
+                 one + ["--model", "pipeline"], [
+            Variant("bare", ["bare"]),
+            Variant("floor (copy into a ring)", ["floor"]),
+            Variant("instrumented, sidecar up", ["instrumented"]),
+        ]),
+        Scenario("1 row, Pipeline, SDK TracerProvider", one + ["--model", "pipeline", "--provider", "sdk"], [
+            Variant("bare", ["bare"]),
+            Variant("one SDK span per call (no driftcar)", ["span"]),
+            Variant("instrumented, sidecar up", ["instrumented"]),
+        ]),
+        Scenario("1,000 rows, LogisticRegression", ["--rows", "1000", "--model", "plain"], [
+            Variant("bare", ["bare"]),
+            Variant("floor (copy into a ring)", ["floor"]),
+            Variant("instrumented copy=True", ["instrumented"]),
+            Variant("instrumented copy=False", ["instrumented", "--nocopy"]),
+        ]),
+        Scenario("1 row at 10,000 calls/s, LogisticRegression", one + ["--model", "plain", "--rate", "10000"], [
+            Variant("bare", ["bare"]),
+            Variant("instrumented, sidecar up", ["instrumented"]),
+        ]),
+    ]
+
+
+class _Sidecar:
+    """A real ``driftcar sidecar`` on free loopback ports, in its own process."""
+
+    def __enter__(self):
+        from tests.support.waiting import free_port, wait_until
+
+        self.grpc, http = free_port(), free_port()
+        exe = shutil.which("driftcar", path=os.path.dirname(sys.executable)) or "driftcar"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "agent"), os.environ.get("PYTHONPATH", "")]))
+        self.proc = subprocess.Popen(
+            [exe, "sidecar", "--grpc", f"127.0.0.1:{self.grpc}", "--http", f"127.0.0.1:{http}", "--prometheus", "off",
+             "--export", "none", "--live-reference-rows", "0", "--log-level", "warning"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _accepts(self.grpc), timeout=30, what="the sidecar's gRPC port")
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _accepts(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _run(variant: Variant, common: list[str], calls: int, endpoints: dict) -> dict:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "agent"), os.environ.get("PYTHONPATH", "")])
+    cmd = [sys.executable, str(HERE / "hook_workload.py"), *variant.args, *common, "--calls", str(calls),
+           "--endpoint", endpoints[variant.endpoint], "--flush", "10" if variant.endpoint == "up" else "0"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{variant.label}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _measure(scenarios: list[Scenario], rounds: int, calls: int, endpoints: dict) -> None:
+    for r in range(rounds):
+        for scenario in scenarios:
+            n = len(scenario.variants)
+            order = [scenario.variants[(i + r) % n] for i in range(n)]  # rotate who runs first
+            n_calls = max(calls // 100, 50) if "1000" in scenario.common else calls
+            for variant in order:
+                print(f"   round {r + 1}/{rounds} · {scenario.title} · {variant.label}", file=sys.stderr, flush=True)
+                scenario.results.setdefault(variant.label, []).append(
+                    _run(variant, scenario.common, n_calls, endpoints))
+
+
+def _median(values) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _row(label: str, runs: list[dict], bare: list[dict]) -> str:
+    per_call_cpu = [1000 * r["cpu_s"] / r["calls"] for r in runs]
+    rate = [r["calls"] / r["wall_s"] for r in runs]
+    p50 = [r["p50_ns"] / 1e3 for r in runs]
+    p99 = [r["p99_ns"] / 1e3 for r in runs]
+    paired = list(zip(runs, bare))
+    d50 = _median([(a["p50_ns"] - b["p50_ns"]) / 1e3 for a, b in paired])
+    r99 = _median([a["p99_ns"] / b["p99_ns"] for a, b in paired])
+    rcpu = _median([(a["cpu_s"] / a["calls"]) / (b["cpu_s"] / b["calls"]) for a, b in paired])
+    delivered = ""
+    if "predicted_rows" in runs[0]:
+        delivered = f"{sum(r['delivered_rows'] for r in runs):,} / {sum(r['predicted_rows'] for r in runs):,}"
+    return (f"| {label} | {_median(rate):,.0f} | {_median(p50):.1f} | {d50:+.2f} | {_median(p99):.1f} | "
+            f"{r99:.2f}x | {_median(per_call_cpu):.3f} | {rcpu:.3f}x | {delivered} |")
+
+
+def _report(scenarios: list[Scenario], rounds: int, calls: int) -> str:
+    lines = ["## Hook cost per process (bench_hookproc)", "",
+             f"{rounds} interleaved rounds; each variant a fresh process of {calls:,} timed calls (1,000-row "
+             f"calls: {max(calls // 100, 50):,}); a real sidecar in another process. Δp50 and the ratios are "
+             "per round against the same round's bare run, then the median of rounds.", ""]
+    for scenario in scenarios:
+        bare = scenario.results["bare"]
+        lines += [f"### {scenario.title}", "",
+                  "| variant | calls/s | p50 µs | Δp50 µs vs bare | p99 µs | p99 / bare | CPU s per 1,000 calls "
+                  "| CPU / bare | rows delivered / predicted |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [_row(label, runs, bare) for label, runs in scenario.results.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> str:
+    from tests.unit.shipping.helpers import BlackHole
+    from tests.support.waiting import free_port
+
+    rounds, calls = (2, 1_000) if quick else (5, 20_000)
+    scenarios = _scenarios()
+    if quick:
+        scenarios = [scenarios[0], scenarios[3]]
+    started = time.monotonic()
+    with _Sidecar() as sidecar, BlackHole() as hole:
+        endpoints = {"up": f"http://127.0.0.1:{sidecar.grpc}", "down": f"http://127.0.0.1:{free_port()}",
+                     "hole": f"http://127.0.0.1:{hole.port}"}
+        _measure(scenarios, rounds, calls, endpoints)
+    report = _report(scenarios, rounds, calls)
+    return report + f"\n_measured in {time.monotonic() - started:.0f} s_\n"
+
+
+if __name__ == "__main__":
+    print(run(quick="--quick" in sys.argv))
