@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 class Variant:
     label: str
     args: list[str]
-    endpoint: str = "up"  # up | down | hole
+    endpoint: str = "up"  # up | down | hole | up-http (the sidecar's OTLP/HTTP port)
 
 
 @dataclass
@@ -62,6 +62,8 @@ def _scenarios() -> list[Scenario]:
             Variant("bystander, sidecar up", ["bystander"]),
             Variant("bystander, sidecar down", ["bystander"], "down"),
             Variant("bystander, sidecar black-holed", ["bystander"], "hole"),
+            Variant("instrumented, OTLP/HTTP, sidecar up", ["instrumented", "--protocol", "http/protobuf"], "up-http"),
+            Variant("bystander, OTLP/HTTP, sidecar down", ["bystander", "--protocol", "http/protobuf"], "down"),
         ]),
         Scenario("1 row, Pipeline(StandardScaler, LogisticRegression), no TracerProvider",
                  one + ["--model", "pipeline"], [
@@ -93,7 +95,8 @@ class _Sidecar:
     def __enter__(self):
         from tests.support.waiting import free_port, wait_until
 
-        self.grpc, http = free_port(), free_port()
+        self.grpc, self.http = free_port(), free_port()
+        http = self.http
         exe = shutil.which("driftcar", path=os.path.dirname(sys.executable)) or "driftcar"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "agent"), os.environ.get("PYTHONPATH", "")]))
         self.proc = subprocess.Popen(
@@ -123,7 +126,7 @@ def _run(variant: Variant, common: list[str], calls: int, endpoints: dict) -> di
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "agent"), os.environ.get("PYTHONPATH", "")])
     cmd = [sys.executable, str(HERE / "hook_workload.py"), *variant.args, *common, "--calls", str(calls),
-           "--endpoint", endpoints[variant.endpoint], "--flush", "10" if variant.endpoint == "up" else "0"]
+           "--endpoint", endpoints[variant.endpoint], "--flush", "10" if variant.endpoint.startswith("up") else "0"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"{variant.label}: {out.stderr[-2000:]}")
@@ -188,7 +191,8 @@ def run(quick: bool = False) -> str:
         scenarios = [scenarios[0], scenarios[3]]
     started = time.monotonic()
     with _Sidecar() as sidecar, BlackHole() as hole:
-        endpoints = {"up": f"http://127.0.0.1:{sidecar.grpc}", "down": f"http://127.0.0.1:{free_port()}",
+        endpoints = {"up": f"http://127.0.0.1:{sidecar.grpc}", "up-http": f"http://127.0.0.1:{sidecar.http}",
+                     "down": f"http://127.0.0.1:{free_port()}",
                      "hole": f"http://127.0.0.1:{hole.port}"}
         _measure(scenarios, rounds, calls, endpoints)
     report = _report(scenarios, rounds, calls)

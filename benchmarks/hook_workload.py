@@ -93,7 +93,7 @@ def _predictor(args, model, inputs):
         return spanned, None
     import driftcar
 
-    options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy)
+    options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy, protocol=args.protocol)
     if args.variant == "instrumented":
         monitor = driftcar.instrument(model, **options)
         return model.predict, monitor
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--provider", choices=("none", "sdk"), default="none")
     parser.add_argument("--endpoint", default="http://127.0.0.1:9")
     parser.add_argument("--rate", type=float, default=0.0, help="calls per second (0: flat out)")
+    parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), default="grpc")
     parser.add_argument("--nocopy", action="store_true", help="instrument with copy=False")
     parser.add_argument("--flush", type=float, default=5.0, help="seconds to wait for delivery at the end")
     args = parser.parse_args()

@@ -25,8 +25,17 @@ from driftcar.wire.otlp_status import grpc_is_retryable, retry_delay_from_metada
 __all__ = ["GrpcExporter", "EXPORT_METHOD", "retry_delay_from_metadata"]
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+#: answers meaning "the endpoint is not there": the channel is closed until the next attempt
+_UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 #: upper bound of the channel's reconnect back-off: a recovered endpoint is used again within this
 MAX_RECONNECT_BACKOFF_MS = 2_000
+
+
+def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
+    try:
+        return err.code()
+    except Exception:
+        return None
 
 
 class GrpcExporter:
@@ -88,7 +97,10 @@ class GrpcExporter:
         except grpc.FutureCancelledError:
             return Outcome.permanent("export cancelled by shutdown")
         except grpc.RpcError as err:
-            return self._classify(err)
+            outcome = self._classify(err)
+            if _code(err) in _UNREACHABLE:
+                self._drop_channel()
+            return outcome
         except Exception as exc:  # the transport must never raise into the worker
             return Outcome.retry(f"grpc client error {type(exc).__name__}", detail=str(exc))
         rejected = response.partial_success.rejected_log_records if response.HasField("partial_success") else 0
@@ -105,6 +117,18 @@ class GrpcExporter:
         if grpc_is_retryable(code, hint):  # the OTLP spec table, shared with the sidecar's exporters
             return Outcome.retry(error, retry_after_s=hint, detail=details or "")
         return Outcome.permanent(error, detail=details or "")
+
+    def _drop_channel(self) -> None:
+        # A channel left open to an unreachable endpoint keeps reconnecting in the background
+        # (gRPC's event engine woke ~16 times a second in the model process, measured): close it
+        # and let the next attempt, paced by the worker's back-off, open a fresh one.
+        with self._lock:
+            channel, self._channel, self._method = self._channel, None, None
+        if channel is not None:
+            try:
+                channel.close()
+            except Exception:
+                pass
 
     def abort(self) -> None:
         with self._lock:

@@ -41,6 +41,7 @@ __all__ = ["Shipper", "estimate_size", "ITEM_OVERHEAD_BYTES"]
 logger = logging.getLogger("driftcar.hook")
 
 Converter = Callable[[Sequence[Any]], Sequence[Any]]
+_monotonic = time.monotonic
 _ROW_ESTIMATE_BYTES = 256  # per row when an input has no nbytes (DataFrame, list of dicts)
 #: added to every item's size for the buffer bound: a 1-row item (Captured, two small numpy
 #: arrays, the buffer's tuple) measured ~660 bytes under tracemalloc against a size_hint of 168
@@ -126,6 +127,9 @@ class Shipper:
         self._inflight_seq: int | None = None  # first seq of the batch being shipped
         self._flush_target = 0
         self._idle = False  # the worker sleeps on an empty buffer: the next offer wakes it
+        self._runnable = False  # the worker is woken or working: offers hand it the GIL now and then
+        self._due_at = float("inf")  # monotonic time the worker's batch-age timer expires
+        self._wakeups = 0  # times the worker came back from a wait (idle and back-off included)
         self._offers = 0  # offers since start, for the periodic GIL hand-over (see offer_raw)
         self._first_seen: float | None = None  # worker's clock when it first saw the queued items
         self._resource: dict | None = None
@@ -192,17 +196,19 @@ class Shipper:
             queued = self._buffer.put(raw, nbytes + ITEM_OVERHEAD_BYTES, rows, calls)
             if self._idle or (queued >= self._max_rows and queued - rows < self._max_rows):
                 self._idle = False
+                self._runnable = True
                 self._wake.set()
             if self._worker is None:
                 self._start_worker()
             self._offers += 1
-            if not self._offers & YIELD_EVERY_MASK and queued:
-                # Hand the GIL over once every YIELD_EVERY offers while work is queued. A model
-                # thread calling predict in a loop releases and retakes the GIL so often (numpy,
-                # sklearn) that CPython's switch timer never fires for a waiting thread: measured,
-                # the worker woke 0 times in 1 s of 1-row predicts, shipped nothing and the buffer
-                # dropped; its futile wake-ups also cost the model ~20 % of p50. sleep(0) is a
-                # yield, not a wait: it returns as soon as this thread gets the GIL back.
+            if not self._offers & YIELD_EVERY_MASK and queued and (self._runnable or _monotonic() >= self._due_at):
+                # Hand the GIL over once every YIELD_EVERY offers while the worker is runnable
+                # (woken, or its batch-age timer has expired). A model thread calling predict in a
+                # loop releases and retakes the GIL so often (numpy, sklearn) that CPython's
+                # switch timer never fires for a waiting thread: measured, the worker woke 0 times
+                # in 1 s of 1-row predicts, shipped nothing and the buffer dropped. sleep(0) is a
+                # yield, not a wait: it returns as soon as this thread gets the GIL back. While the
+                # worker sleeps on its timer or an empty buffer nobody waits, so no yield is made.
                 time.sleep(0)
         except Exception as exc:  # the model must never see our problems
             self._offer_failed(exc)
@@ -247,12 +253,14 @@ class Shipper:
                 "max_buffer_bytes": buffer.max_bytes,
             }
         out.update(counts)
+        out["worker_wakeups"] = self._wakeups
         out["connected"] = self._connected
         out["last_error"] = self._last_error
         return out
 
     def _observe(self, outcome: Any) -> None:
         """Track the exporter's state per attempt (worker thread), so an outage shows in :attr:`stats`."""
+        self._wakeups += 1  # an attempt: the worker ran (after a back-off wait, or at once)
         if outcome.ok:
             self._connected = True
             return
@@ -273,6 +281,7 @@ class Shipper:
             return True
         with self._progress:
             self._flush_target = max(self._flush_target, target)
+        self._runnable = True
         self._wake.set()
         if self._worker is None:
             self._start_worker()
@@ -346,8 +355,10 @@ class Shipper:
         try:
             while not self._abort.is_set():
                 try:
+                    self._runnable = False
                     if not len(buffer):
                         self._first_seen = None
+                        self._due_at = float("inf")
                         self._idle = True  # set before the re-check, so an offer in between still wakes us
                         if not len(buffer) and not self._stop.is_set():
                             self._wake.wait()
@@ -356,7 +367,10 @@ class Shipper:
                         first = self._first_seen
                         if first is None:
                             first = self._first_seen = time.monotonic()
-                        self._wake.wait(max(first + self.config.max_batch_age_s - time.monotonic(), 0.0))
+                        self._due_at = first + self.config.max_batch_age_s
+                        self._wake.wait(max(self._due_at - time.monotonic(), 0.0))
+                    self._runnable = True
+                    self._wakeups += 1
                     self._wake.clear()
                     while not self._abort.is_set() and self._due(time.monotonic()):
                         self._ship_next()
