@@ -70,9 +70,10 @@ def record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndar
         shape = x.shape
         tabular = len(shape) <= 2  # images and other tensors: outputs only
         rows = shape[0] if len(shape) > 1 else 1
+        # the guards inline: the helpers' calls cost more than the common answers (None, 0)
         names = _names(state, shape) if state.feature_names is not None else None
-        ids = _row_ids(state, rows)
-        trace_id = _trace_id(state, span)
+        ids = _row_ids(state, rows) if state.ids_used else None
+        trace_id = _trace_id(state, span) if span is not None or state.otel_live else 0
         state.calls += 1
         offer_raw = state.offer_raw
         if offer_raw is not None and not state.copy:  # references, as the caller asked

@@ -189,48 +189,31 @@ def instrument(
 ) -> Monitor:
     """Instrument ``model`` in place and return its :class:`~driftcar.hook.monitor.Monitor`.
 
-    name / version: the model's identity downstream (default: the class or
-    function name, ``"unknown"``). endpoint: OTLP endpoint of the sidecar or a
-    collector (default ``$DRIFTCAR_ENDPOINT``, else ``http://127.0.0.1:14317``);
-    protocol: ``grpc`` or ``http/protobuf`` (posts to ``<endpoint>/v1/logs``;
-    default ``$DRIFTCAR_PROTOCOL``, else ``grpc``; with ``http/protobuf`` and no
-    endpoint anywhere the default is the sidecar's HTTP port, 14318). sample: probability that a
-    call's rows are captured (calls are always counted). methods: method names
-    to wrap (default :data:`DEFAULT_METHODS`). wrappers: opt-in
-    ``{Class: ["attr", ...]}`` inner estimators to trace. capture / spans: turn
-    row capture / spans off. tracer_provider: default the global one (looked
-    up once per monitor, follows a provider set later). shipper: an object with
-    ``offer/flush/shutdown/stats`` (tests); otherwise a
-    :class:`driftcar.hook.shipping.Shipper` is made with ``shipping_options``
-    forwarded to ``ShipperConfig`` (``max_batch_rows``, ``max_batch_age_s``,
-    ``max_buffer_bytes``, ``headers``, ``timeout_s``, ``exit_timeout_s``, ...). copy: snapshot each
-    captured input and output (default; a 1,000 x 20 float64 input is a 160 KB
-    memcpy per call); ``copy=False`` keeps references instead, zero-copy, and is
-    only correct when the caller never mutates an array after handing it to the
-    model or receiving it back (e.g. a server building fresh arrays per request).
-    feature_names: names for the columns of numpy inputs (default ``x0``, ``x1``, ...).
+    name / version: the model's identity downstream (default: the class or function name,
+    ``"unknown"``). endpoint / protocol: the sidecar or a collector (default
+    ``$DRIFTCAR_ENDPOINT`` / ``$DRIFTCAR_PROTOCOL``, else gRPC to ``http://127.0.0.1:14317``;
+    ``http/protobuf`` posts to ``<endpoint>/v1/logs``, port 14318 by default). sample:
+    probability that a call's rows are captured (calls are always counted). methods: names to
+    wrap (default :data:`DEFAULT_METHODS`). wrappers: opt-in ``{Class: ["attr", ...]}`` inner
+    estimators to trace. capture / spans: turn row capture / spans off. tracer_provider:
+    default the global one. shipper: an object with ``offer/flush/shutdown/stats`` (tests);
+    otherwise a :class:`driftcar.hook.shipping.Shipper` made with ``shipping_options``
+    (``ShipperConfig`` fields). copy: snapshot each captured input and output (default);
+    ``copy=False`` keeps references, only correct when the caller never mutates an array
+    after the call. feature_names: names of numpy input columns (default ``x0``, ``x1``, ...).
 
-    Instrumenting an instrumented model returns its existing Monitor (nothing
-    is wrapped twice). Raises ValueError on bad arguments, TypeError on an
-    unknown keyword argument and for something that is neither an object with
-    model methods nor a callable. Not thread-safe against concurrent
-    instrument/uninstrument of one model.
+    An instrumented model gives back its Monitor. ValueError: bad arguments; TypeError: an
+    unknown keyword or a non-model. Not safe against a concurrent (un)instrument of one model.
     """
     _check_options(shipping_options)
-    existing = find_monitor(model)
+    existing = _existing(model, name, version)
     if existing is not None:
-        if (name is not None and name != existing.name) or (version is not None and str(version) != existing.version):
-            log.warning("driftcar.instrument: %r is already instrumented as %s/%s; returning that Monitor "
-                        "(uninstrument it first to change its name or version)", type(model).__name__,
-                        existing.name, existing.version)
         return existing
     if isinstance(model, type):
         raise TypeError(f"driftcar.instrument: pass a model instance, not the class {model.__name__}")
-    if name is None:
-        name = getattr(model, "__name__", None) or type(model).__name__
-    if isinstance(version, (int, float)) and not isinstance(version, bool):
-        version = str(version)
-    version = "unknown" if version is None else version
+    name = (getattr(model, "__name__", None) or type(model).__name__) if name is None else name
+    numeric = isinstance(version, (int, float)) and not isinstance(version, bool)
+    version = "unknown" if version is None else (str(version) if numeric else version)
     methods, wrappers = _validate(name, version, sample, protocol, endpoint, methods, wrappers)
     root_methods = _root_methods(model, methods)
     if shipper is not None and shipping_options:
@@ -238,20 +221,25 @@ def instrument(
     names = _feature_names(feature_names, model)
     tracer = trace.get_tracer(TRACER_NAME, _version(), tracer_provider=tracer_provider) if spans else None
     owns = shipper is None or not capture
-    if not capture:
-        shipper = _NoShipper()
-    elif shipper is None:
-        shipper = _default_shipper(name, version, endpoint, protocol, shipping_options)
-    monitor = Monitor(
-        model, name=name, version=version, shipper=shipper, owns_shipper=owns, sample=float(sample),
-        capture=bool(capture), tracer=tracer, explicit_provider=tracer_provider is not None, copy=bool(copy),
-        feature_names=names,
-    )
+    shipper = _shipper(shipper, capture, name, version, endpoint, protocol, shipping_options)
+    monitor = Monitor(model, name=name, version=version, shipper=shipper, owns_shipper=owns, sample=float(sample),
+                      capture=bool(capture), tracer=tracer, explicit_provider=tracer_provider is not None,
+                      copy=bool(copy), feature_names=names)
     if not root_methods:
         _wrap_callable(monitor, model)
     else:
         _wrap_object(monitor, model, methods, root_methods, wrappers, spans)
     return monitor
+
+
+def _existing(model: Any, name: str | None, version: Any) -> Monitor | None:
+    existing = find_monitor(model)
+    if existing is not None and ((name is not None and name != existing.name)
+                                 or (version is not None and str(version) != existing.version)):
+        log.warning("driftcar.instrument: %r is already instrumented as %s/%s; returning that Monitor "
+                    "(uninstrument it first to change its name or version)", type(model).__name__,
+                    existing.name, existing.version)
+    return existing
 
 
 def _root_methods(model: Any, methods: tuple[str, ...]) -> list[str]:
@@ -332,6 +320,12 @@ def uninstrument(model: Any, timeout: float = 5.0) -> Any:
         return model
     monitor.unwrap(timeout)
     return monitor.original
+
+
+def _shipper(given: Any, capture: bool, name: str, version: str, endpoint: Any, protocol: Any, options: dict) -> Any:
+    if not capture:
+        return _NoShipper()
+    return given if given is not None else _default_shipper(name, version, endpoint, protocol, options)
 
 
 def _default_shipper(name: str, version: str, endpoint: str, protocol: str, options: dict) -> Any:
