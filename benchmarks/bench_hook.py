@@ -1,4 +1,8 @@
-"""Hook overhead per call: what ``driftcar.instrument`` adds to a model's predict.
+"""Hook overhead per call, in one process: what ``driftcar.instrument`` adds on the model's thread.
+
+What a user pays (each variant in its own process, background threads and a real sidecar
+included) is ``bench_hookproc.py``; this one isolates the wrapper and compares spans with
+the classic span-per-step instrumentation.
 
 Model: ``Pipeline(StandardScaler(), LogisticRegression())`` on 20 float features.
 Variants, each on its own fitted copy of the same model, timed call by call and
