@@ -123,3 +123,39 @@ def test_exit_is_bounded_by_exit_timeout_when_the_endpoint_never_answers():
         assert hole.conns  # it did try
     # without the bound the export would wait its 30 s timeout; exit_timeout_s is 1 s
     assert elapsed < baseline + 1.0 + 1.0
+
+
+DEFAULT_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, numpy as np
+    sys.path[:0] = [{root!r}, {agent!r}]
+    os.environ.pop("DRIFTCAR_EXIT_TIMEOUT", None)
+    import driftcar
+    monitor = driftcar.instrument(lambda X: X.sum(axis=1), name="exit", endpoint={endpoint!r})
+    for _ in range(5):
+        monitor(np.ones((3, 2)))
+    monitor.flush(0.2)  # the export is failing and retrying when the interpreter exits
+    """
+)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["down", "black hole"])
+def test_default_exit_delay_is_bounded_with_the_sidecar_unreachable(where):
+    def run(endpoint: str) -> float:
+        script = DEFAULT_EXIT_SCRIPT.format(root=ROOT, agent=os.path.join(ROOT, "agent"), endpoint=endpoint)
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+        return time.monotonic() - started
+
+    with GrpcOtlpReceiver() as rx:
+        baseline = run(rx.endpoint)  # start-up, imports and an exit flush that succeeds
+    if where == "down":
+        from tests.support.waiting import free_port
+
+        elapsed = run(f"http://127.0.0.1:{free_port()}")
+    else:
+        with BlackHole() as hole:
+            elapsed = run(f"http://127.0.0.1:{hole.port}")
+    # the default exit_timeout_s is 1 s (it was 5, and such a process exited 3.3 s late)
+    assert elapsed < baseline + 1.0 + 1.0, (elapsed, baseline)
