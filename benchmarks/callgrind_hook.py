@@ -2,13 +2,15 @@
 move when the machine is busy (it misses GIL hand-offs and cache misses, which the wall clock
 and CPU time of ``bench_hookproc.py`` show).
 
-``python benchmarks/callgrind_hook.py [--n1 1000] [--n2 3000] [VARIANT ...]`` runs
+``python benchmarks/callgrind_hook.py [--n1 300] [--n2 1300] [VARIANT ...]`` runs
 ``hook_workload.py VARIANT --calls N`` under callgrind for N1 and N2 calls (with
 ``OPENBLAS_NUM_THREADS=1``: a multi-threaded BLAS spins and makes counts meaningless) and reports
 ``(I(N2) - I(N1)) / (N2 - N1)``: start-up, fitting and the final flush cancel out. The
 instrumented model ships to an OTLP receiver on 127.0.0.1 (outside valgrind) and its process
 waits until every row is delivered, so the worker's conversion, encoding and export are in
-the count. Variants: bare, floor, instrumented (1 row, plain LogisticRegression by default).
+the count. Batches are sealed by rows only (500 rows, no age limit): under valgrind a
+process runs ~50x slower, and age-sealed batches would make the count depend on speed;
+with 200 warm-up calls, N1 = 300 and N2 = 1,300 the difference is exactly two batches. Variants: bare, floor, instrumented (1 row, plain LogisticRegression by default).
 """
 
 from __future__ import annotations
@@ -25,20 +27,24 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
-def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> int:
+def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> list[int]:
+    """Instructions of the whole process, then of each thread in creation order (main first)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "agent"), env.get("PYTHONPATH", "")])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
+               "--separate-threads=yes",
                sys.executable, str(HERE / "hook_workload.py"), variant, "--calls", str(calls), "--warmup", "200",
-               "--endpoint", endpoint, "--flush", "120", *extra]
+               "--endpoint", endpoint, "--flush", "300", "--batch-rows", "500", "--batch-age", "3600", *extra]
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
-        text = out.read_text(errors="replace")
-    match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
-    if not match:
-        raise RuntimeError("no instruction total in the callgrind output")
-    return int(match.group(1))
+        per_thread = []
+        for path in sorted(Path(tmp).glob("callgrind.out-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])):
+            match = re.search(r"^(?:summary|totals):\s*(\d+)", path.read_text(errors="replace"), re.MULTILINE)
+            per_thread.append(int(match.group(1)) if match else 0)
+    if not per_thread:
+        raise RuntimeError("no instruction totals in the callgrind output")
+    return [sum(per_thread), *per_thread]
 
 
 def count(variants: list[str], n1: int, n2: int, extra: list[str]) -> dict[str, float]:
@@ -49,8 +55,10 @@ def count(variants: list[str], n1: int, n2: int, extra: list[str]) -> dict[str, 
         for variant in variants:
             i1 = _instructions(variant, n1, receiver.endpoint, extra)
             i2 = _instructions(variant, n2, receiver.endpoint, extra)
-            result[variant] = (i2 - i1) / (n2 - n1)
-            print(f"{variant:13s} {result[variant] / 1e3:9.1f} k instructions per call", flush=True)
+            result[variant] = (i2[0] - i1[0]) / (n2 - n1)
+            threads = [(b - a) / (n2 - n1) / 1e3 for a, b in zip(i1[1:], i2[1:])]
+            print(f"{variant:13s} {result[variant] / 1e3:9.1f} k instructions per call (per thread, main first: "
+                  f"{', '.join(f'{t:.1f} k' for t in threads)})", flush=True)
     if "bare" in result:
         for variant, value in result.items():
             if variant != "bare":
@@ -62,8 +70,8 @@ def count(variants: list[str], n1: int, n2: int, extra: list[str]) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("variants", nargs="*", default=["bare", "floor", "instrumented"])
-    parser.add_argument("--n1", type=int, default=1000)
-    parser.add_argument("--n2", type=int, default=3000)
+    parser.add_argument("--n1", type=int, default=300)
+    parser.add_argument("--n2", type=int, default=1300)
     parser.add_argument("--model", default="plain", choices=("plain", "pipeline"))
     parser.add_argument("--rows", type=int, default=1)
     args = parser.parse_args()

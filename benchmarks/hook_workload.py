@@ -93,7 +93,8 @@ def _predictor(args, model, inputs):
         return spanned, None
     import driftcar
 
-    options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy, protocol=args.protocol)
+    options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy, protocol=args.protocol,
+                   max_batch_rows=args.batch_rows, max_batch_age_s=args.batch_age)
     if args.variant == "instrumented":
         monitor = driftcar.instrument(model, **options)
         return model.predict, monitor
@@ -116,6 +117,8 @@ def main() -> None:
     parser.add_argument("--endpoint", default="http://127.0.0.1:9")
     parser.add_argument("--rate", type=float, default=0.0, help="calls per second (0: flat out)")
     parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), default="grpc")
+    parser.add_argument("--batch-rows", type=int, default=10_000, help="the shipper's max_batch_rows")
+    parser.add_argument("--batch-age", type=float, default=1.0, help="the shipper's max_batch_age_s")
     parser.add_argument("--nocopy", action="store_true", help="instrument with copy=False")
     parser.add_argument("--flush", type=float, default=5.0, help="seconds to wait for delivery at the end")
     args = parser.parse_args()
