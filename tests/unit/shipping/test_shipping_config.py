@@ -7,7 +7,7 @@ from driftcar.hook.shipping import ShipperConfig, parse_headers
 
 def test_defaults_are_the_documented_ones():
     cfg = ShipperConfig.from_env("churn", "3", env={})
-    assert (cfg.endpoint, cfg.protocol, cfg.compression) == ("http://127.0.0.1:14317", "grpc", "gzip")
+    assert (cfg.endpoint, cfg.protocol, cfg.compression) == ("http://127.0.0.1:14317", "grpc", "none")
     assert (cfg.max_buffer_bytes, cfg.max_batch_rows, cfg.max_batch_age_s) == (64 << 20, 10_000, 1.0)
     assert (cfg.max_request_bytes, cfg.timeout_s, cfg.exit_timeout_s) == (3 << 20, 10.0, 1.0)
     assert cfg.grpc_target == ("127.0.0.1:14317", False)
@@ -77,3 +77,14 @@ def test_the_sidecar_token_becomes_a_bearer_header_and_never_shows_in_repr(tmp_p
     assert explicit.headers == {"authorization": "Basic x"}  # an explicit header wins
     with pytest.raises(ValueError, match="DRIFTCAR_TOKEN_FILE"):
         ShipperConfig.from_env("m", env={"DRIFTCAR_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize("endpoint, expected", [
+    ("http://127.0.0.1:14317", "none"), ("localhost:4317", "none"), ("http://[::1]:4317", "none"),
+    ("https://collector.example:4317", "gzip"), ("http://10.0.0.7:4318", "gzip"),
+])
+def test_compression_defaults_to_none_on_loopback_and_gzip_elsewhere(endpoint, expected):
+    assert ShipperConfig("m", endpoint=endpoint).compression == expected
+    assert ShipperConfig("m", endpoint=endpoint, compression="gzip").compression == "gzip"  # explicit wins
+    env = {"DRIFTCAR_COMPRESSION": "gzip", "DRIFTCAR_ENDPOINT": endpoint}
+    assert ShipperConfig.from_env("m", env=env).compression == "gzip"

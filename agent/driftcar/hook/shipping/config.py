@@ -12,7 +12,7 @@ Environment (all optional; keyword overrides win over the environment):
 ``DRIFTCAR_PROTOCOL``             ``grpc`` | ``http/protobuf``
 ``DRIFTCAR_HEADERS``              ``k=v,k2=v2`` (values URL-decoded, like ``OTEL_EXPORTER_OTLP_HEADERS``)
 ``DRIFTCAR_TIMEOUT``              seconds per export, retries included (default 10)
-``DRIFTCAR_COMPRESSION``          ``gzip`` | ``none``
+``DRIFTCAR_COMPRESSION``          ``gzip`` | ``none`` (default: none to a loopback endpoint, else gzip)
 ``DRIFTCAR_MAX_BUFFER_BYTES``     buffer bound, bytes or ``64MiB``-style (default 64 MiB)
 ``DRIFTCAR_MAX_BATCH_ROWS``       rows per batch (default 10,000)
 ``DRIFTCAR_MAX_BATCH_AGE``        seconds an item waits at most before its batch is sealed (default 1)
@@ -39,7 +39,7 @@ from urllib.parse import unquote, urlsplit
 __all__ = ["ShipperConfig", "PROTOCOLS", "COMPRESSIONS", "parse_headers", "parse_size"]
 
 PROTOCOLS = ("grpc", "http/protobuf")
-COMPRESSIONS = ("gzip", "none")
+COMPRESSIONS = ("gzip", "none")  # and "auto" on input: none to a loopback endpoint, else gzip
 DEFAULT_GRPC_ENDPOINT = "http://127.0.0.1:14317"
 DEFAULT_HTTP_ENDPOINT = "http://127.0.0.1:14318"
 MiB = 1024 * 1024
@@ -109,6 +109,15 @@ def parse_headers(text: str) -> dict[str, str]:
     return out
 
 
+def _loopback(endpoint: Any) -> bool:
+    """Is ``endpoint`` on this host (127.0.0.0/8, ::1, localhost)?"""
+    try:
+        host = urlsplit(endpoint if "://" in str(endpoint) else f"http://{endpoint}").hostname or ""
+    except ValueError:
+        return False
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
 @dataclass(frozen=True)
 class ShipperConfig:
     """Where and how the hook ships its batches; every field has a safe default.
@@ -129,7 +138,10 @@ class ShipperConfig:
     max_buffer_bytes: int = 64 * MiB
     max_batch_rows: int = 10_000
     max_batch_age_s: float = 1.0
-    compression: str = "gzip"
+    # "auto": none to a loopback endpoint (a sidecar next to the app), else gzip. gzip in gRPC's
+    # core cost the worker ~60 k instructions per 1-row call (20 floats), 6 % of a bare predict,
+    # measured under callgrind: pure loss when the bytes never leave the host
+    compression: str = "auto"
     resource: Mapping[str, Any] | None = None
     max_request_bytes: int = 3 * MiB
     # a process whose endpoint is down exits at most this late (the flush gives up then); an
@@ -142,6 +154,8 @@ class ShipperConfig:
     gzip_level: int = 1  # HTTP only (gRPC compresses in its C core): level 1 is 2-5x faster than 6, ratio ~equal
 
     def __post_init__(self) -> None:
+        if self.compression == "auto":
+            object.__setattr__(self, "compression", "none" if _loopback(self.endpoint) else "gzip")
         problems = []
         if not isinstance(self.model_name, str) or not self.model_name:
             problems.append(f"model_name must be a non-empty str, got {self.model_name!r}")
