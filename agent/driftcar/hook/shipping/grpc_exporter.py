@@ -27,6 +27,17 @@ __all__ = ["GrpcExporter", "EXPORT_METHOD", "retry_delay_from_metadata"]
 EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 #: answers meaning "the endpoint is not there": the channel is closed until the next attempt
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def _unreachable(err: grpc.RpcError) -> bool:
+    """True when the attempt never reached a server (refused or black-holed), not when a server
+    answered UNAVAILABLE (an overloaded sidecar does, with RetryInfo): only then is the channel
+    dropped, so a reachable endpoint keeps its connection through back-off retries."""
+    code = _code(err)
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return True
+    details = err.details() if callable(getattr(err, "details", None)) else ""
+    return code in _UNREACHABLE and "failed to connect" in (details or "").lower()
 #: upper bound of the channel's reconnect back-off: a recovered endpoint is used again within this
 MAX_RECONNECT_BACKOFF_MS = 2_000
 
@@ -98,7 +109,7 @@ class GrpcExporter:
             return Outcome.permanent("export cancelled by shutdown")
         except grpc.RpcError as err:
             outcome = self._classify(err)
-            if _code(err) in _UNREACHABLE:
+            if _unreachable(err):
                 self._drop_channel()
             return outcome
         except Exception as exc:  # the transport must never raise into the worker
