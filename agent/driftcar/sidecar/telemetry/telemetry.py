@@ -25,6 +25,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
+from driftcar._version import __version__
 from driftcar.sidecar.telemetry import names as n
 from driftcar.sidecar.telemetry.caps import CardinalityCaps
 from driftcar.sidecar.telemetry.config import TelemetryConfig
@@ -162,8 +163,6 @@ class Telemetry:
         if self._log_exporter is not None:
             self._logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
             self._logger_provider.add_log_record_processor(BatchLogRecordProcessor(self._log_exporter))
-            from driftcar import __version__
-
             sdk_logger = self._logger_provider.get_logger(SCOPE_NAME, __version__)
         self._events = EventLog(sdk_logger, cfg.max_events)
         self._export_lock = threading.Lock()
@@ -409,8 +408,6 @@ class Telemetry:
 
     def metrics_data(self):
         """OTLP ``opentelemetry.proto.metrics.v1.metrics_pb2.MetricsData`` of the current state."""
-        from driftcar import __version__
-
         return build_metrics_data(
             self._state.snapshot(),
             dict(self.resource.attributes),
