@@ -126,12 +126,10 @@ class Checkpointer:
                     cumulative = state.cumulative
                     pending.append((cumulative_rel, lambda c=cumulative: zlib.compress(c.to_bytes(), 1)))
                 joiner_blob = None
-                to_bytes = getattr(state.joiner, "to_bytes", None)
-                if to_bytes is not None:
-                    try:
-                        joiner_blob = to_bytes()
-                    except Exception:  # optional: the label buffer is best effort
-                        joiner_blob = None
+                try:
+                    joiner_blob = state.joiner.to_bytes()
+                except Exception:  # optional: the label buffer is best effort
+                    joiner_blob = None
                 models.append({
                     "model": state.model,
                     "version": state.version,
@@ -200,7 +198,7 @@ class Checkpointer:
         return restored
 
     def _load(self, data: dict[str, Any]) -> int:
-        from driftcar.stats import Profile, WindowSketch
+        from driftcar.stats import LabelJoiner, Profile, WindowSketch
 
         store = self.store
         count = 0
@@ -231,10 +229,9 @@ class Checkpointer:
                 state.rows_total = int(entry.get("rows_total", 0))
                 state.batches_total = int(entry.get("batches_total", 0))
                 blob = entry.get("joiner")
-                from_bytes = getattr(type(state.joiner), "from_bytes", None)
-                if blob and from_bytes is not None:
+                if blob:
                     try:
-                        state.joiner = from_bytes(blob)
+                        state.joiner = LabelJoiner.from_bytes(blob)
                         state.sync_unmatched_counters()  # counts before the restart are not re-exported
                     except Exception as exc:
                         log.warning("label buffer of %s@%s not restored: %s", state.model, state.version, exc)

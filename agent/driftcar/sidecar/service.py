@@ -82,7 +82,7 @@ class SidecarService:
                                    after_close=self._after_close)
         self._fleet(config)
         self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready,
-                       drift_config=self.evaluator._drift_config, status=self.status)
+                       drift_config=self.evaluator.drift_config, status=self.status)
         self.grpc: GrpcReceiver | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None

@@ -28,7 +28,7 @@ import time
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mis
 from driftcar.sidecar.fleet.golden import GoldenWindow
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.messages import safe
+
+if TYPE_CHECKING:
+    from driftcar.stats import DriftReport, WindowSketch
 
 __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
 
@@ -117,11 +120,11 @@ class EvaluationResult:
     start_ns: int
     end_ns: int
     rows: int
-    report: Any  # driftcar.stats.DriftReport or None
+    report: DriftReport | None
     verdicts: dict[str, bool]
     performance: dict[str, float]
     estimated_accuracy: float | None
-    sketch: Any
+    sketch: WindowSketch | None
 
 
 def _stack(chunks: list) -> np.ndarray | list:
@@ -256,14 +259,14 @@ class ModelState:
         self.tracker = None
         self.verdicts = {}
         self.live_buffer = None
-        features = list(getattr(prof, "features", {}) or {})
+        features = list(prof.features)
         self.coverage.bind(features)
         log.info("model %s@%s: reference from %s (%s features)", self.model, self.version, source, len(features))
         self._check_drift_settings(features)
 
     def _check_drift_settings(self, features: list[str]) -> None:
         """Per-feature drift settings naming no feature of the reference are a typo, said once."""
-        configured = list(getattr(self.drift_config, "features", None) or {})
+        configured = list(self.drift_config.features) if self.drift_config is not None else []
         known = set(features) | {"__prediction__", "__multivariate__"}
         unknown = [name for name in configured if name not in known]
         if not unknown:
@@ -346,11 +349,11 @@ class ModelState:
     def sync_unmatched_counters(self) -> None:
         """Take the joiner's current counters as already reported (after a restore)."""
         for reason, attr in _JOINER_COUNTERS.items():
-            self._joiner_seen[reason] = int(getattr(self.joiner, attr, 0) or 0)
+            self._joiner_seen[reason] = int(getattr(self.joiner, attr))  # attr: a LabelJoiner counter
 
     def _report_unmatched(self) -> None:
         for reason, attr in _JOINER_COUNTERS.items():
-            value = int(getattr(self.joiner, attr, 0) or 0)
+            value = int(getattr(self.joiner, attr))
             delta = value - self._joiner_seen[reason]
             if delta > 0:
                 self.tel.add_labels_unmatched(self.model, self.version, reason, delta)
@@ -541,9 +544,7 @@ class ModelState:
             window.compact()
 
     def joiner_expire(self, now_s: float) -> None:
-        expire = getattr(self.joiner, "expire", None)
-        if expire is not None:
-            expire(now_s)
+        self.joiner.expire(now_s)
         self._report_unmatched()
 
     def summary(self) -> dict:
@@ -555,8 +556,8 @@ class ModelState:
             "reference": None if self.profile is None else {
                 "source": self.reference_source,
                 "file": self.reference_file,
-                "rows": int(getattr(self.profile, "n", 0) or getattr(self.profile, "rows", 0) or 0),
-                "features": sorted(getattr(self.profile, "features", {}) or {}),
+                "rows": int(self.profile.rows),
+                "features": sorted(self.profile.features),
                 "live_rows": self.live_reference_rows,
             },
             "coverage": self.coverage.as_dict(),
