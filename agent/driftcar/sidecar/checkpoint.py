@@ -36,6 +36,7 @@ from typing import Any
 import msgpack
 
 from driftcar.sidecar.state import ClosedWindow, StateStore
+from driftcar.sidecar.telemetry.telemetry import HookDrops
 
 __all__ = ["Checkpointer", "FORMAT_VERSION", "FILENAME"]
 
@@ -139,7 +140,8 @@ class Checkpointer:
                     "windows": windows,
                     "cumulative": cumulative_rel,
                     "verdicts": dict(state.verdicts),
-                    "hook_dropped": dict(state.hook_dropped),
+                    "hook_dropped": state.hook_dropped,
+                    "hook_dropped_retired": state.hook_drops.retired,
                     "rows_total": state.rows_total,
                     "batches_total": state.batches_total,
                     "joiner": joiner_blob,
@@ -225,7 +227,8 @@ class Checkpointer:
                         state.cumulative = WindowSketch.from_bytes(zlib.decompress(self._read(entry["cumulative"])),
                                                                    state.profile)
                     state.verdicts = {str(k): bool(v) for k, v in (entry.get("verdicts") or {}).items()}
-                state.hook_dropped = {str(k): int(v) for k, v in (entry.get("hook_dropped") or {}).items()}
+                state.hook_drops = HookDrops({str(k): int(v) for k, v in (entry.get("hook_dropped") or {}).items()},
+                                               int(entry.get("hook_dropped_retired", 0)))
                 state.rows_total = int(entry.get("rows_total", 0))
                 state.batches_total = int(entry.get("batches_total", 0))
                 blob = entry.get("joiner")

@@ -37,6 +37,7 @@ from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mis
 from driftcar.sidecar.fleet.golden import GoldenWindow
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.messages import safe
+from driftcar.sidecar.telemetry.telemetry import HookDrops
 
 if TYPE_CHECKING:
     from driftcar.stats import DriftReport, WindowSketch
@@ -227,7 +228,7 @@ class ModelState:
         self.trace_ids: list[str] = []
         self._trace_seen = 0
         self._rng = random.Random(hash((model, version)) & 0xFFFF)
-        self.hook_dropped: dict[str, int] = {}
+        self.hook_drops = HookDrops()  # the hook instances' own drop counts (the metric's rule and cap)
         self.rows_total = 0
         self.batches_total = 0
         self.classification: bool | None = None
@@ -491,11 +492,13 @@ class ModelState:
         instance = hook.get("instance")
         dropped = hook.get("dropped_rows")
         if isinstance(instance, str) and isinstance(dropped, int):
-            if dropped > self.hook_dropped.get(instance, -1):
-                if instance not in self.hook_dropped and len(self.hook_dropped) >= 1024:
-                    self.hook_dropped.pop(next(iter(self.hook_dropped)))  # bounded; oldest instance first
-                self.hook_dropped[instance] = dropped
+            if self.hook_drops.update(instance, dropped) is not None:
                 self.tel.set_hook_dropped(self.model, self.version, instance, dropped)
+
+    @property
+    def hook_dropped(self) -> dict[str, int]:
+        """The tracked hook instances' cumulative drop counts (a copy)."""
+        return dict(self.hook_drops.live)
 
     # ------------------------------------------------------------------ windows
     def close_window(self, now_ns: int, final: bool = False) -> WindowClose:
@@ -570,7 +573,7 @@ class ModelState:
             "last_evaluated": None if last is None else {"start_unix_nano": last.start_ns,
                                                          "end_unix_nano": last.end_ns, "rows": last.rows},
             "drift_detected": sorted(f for f, v in self.verdicts.items() if v),
-            "hook_dropped_rows": sum(self.hook_dropped.values()),
+            "hook_dropped_rows": self.hook_drops.total,
             **({"fleet": self.fleet} if self.fleet is not None else {}),
         }
 
