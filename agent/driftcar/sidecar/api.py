@@ -31,6 +31,7 @@ from aiohttp import web
 
 from driftcar.sidecar.messages import decision_kind, decision_pvalue, describe
 from driftcar.sidecar.security import TokenAuth
+from driftcar.sidecar.sliding import SlidingViews
 from driftcar.sidecar.state import EvaluationResult, ModelState, StateStore
 
 if TYPE_CHECKING:
@@ -157,8 +158,9 @@ class Api:
 
     def __init__(self, store: StateStore, telemetry, auth: TokenAuth, window_s: float,
                  ready: Callable[[], bool], drift_config: DriftConfig | None = None,
-                 status: Callable[[], dict] | None = None):
+                 status: Callable[[], dict] | None = None, sliding: SlidingViews | None = None):
         self.drift_config = drift_config
+        self.sliding = sliding if sliding is not None else SlidingViews(drift_config)
         self.status = status
         self.store = store
         self.tel = telemetry
@@ -225,26 +227,16 @@ class Api:
         return web.json_response({"name": name, "versions": sorted(docs, key=lambda d: d["version"])})
 
     def _sliding(self, states: list[ModelState], k: int, document=drift_document) -> list[dict]:
-        """Drift on the sum of the last ``k`` closed windows (bin counts add)."""
-        from driftcar.stats import DriftConfig, evaluate_drift
-
-        config = self.drift_config or DriftConfig()
+        """Drift on the sum of the last ``k`` closed windows: the stored view (computed here on a first ask)."""
         docs = []
         for state in states:
-            windows = list(state.closed)[-k:]
-            prof = state.profile
-            if not windows or prof is None:
+            view, n = self.sliding.view(state, k)
+            if view is None:
                 doc = document(state, self.window_s, EvaluationResult(0, 0, 0, None, {}, {}, None, None))
                 doc["window"] = None
             else:
-                merged = windows[0].sketch
-                for w in windows[1:]:
-                    merged = merged.merge(w.sketch)
-                report = evaluate_drift(prof, merged, config)
-                rows = sum(w.rows for w in windows)
-                view = EvaluationResult(windows[0].start_ns, windows[-1].end_ns, rows, report, {}, {}, None, merged)
                 doc = document(state, self.window_s, view)
-            doc["windows"] = len(windows)
+            doc["windows"] = n
             docs.append(doc)
         return docs
 

@@ -34,6 +34,7 @@ from driftcar.sidecar.ingest import IngestQueue, Ingestor, IngestWorker
 from driftcar.sidecar.receiver_grpc import GrpcReceiver
 from driftcar.sidecar.receiver_http import RUNNER_KWARGS, HttpReceiver
 from driftcar.sidecar.security import TokenAuth, grpc_server_credentials, server_ssl_context
+from driftcar.sidecar.sliding import SlidingViews
 from driftcar.sidecar.state import StateStore
 from driftcar.wire import DEFAULT_LIMITS, Limits
 
@@ -84,8 +85,9 @@ class SidecarService:
         self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config or config.drift,
                                    after_close=self._after_close)
         self._fleet(config)
+        self.sliding = SlidingViews(self.evaluator.drift_config)
         self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready,
-                       drift_config=self.evaluator.drift_config, status=self.status)
+                       drift_config=self.evaluator.drift_config, status=self.status, sliding=self.sliding)
         self.grpc: GrpcReceiver | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None
@@ -135,6 +137,7 @@ class SidecarService:
     def _after_close(self, closes) -> None:
         if self.checkpointer is not None:
             self.checkpointer.save()
+        self.sliding.refresh(close.state for close in closes)  # the views clients poll, off their requests
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:
