@@ -12,7 +12,7 @@ import difflib
 import importlib
 import sys
 
-from driftcar import __version__
+from driftcar._version import __version__
 
 #: sub-command modules, in help order
 COMMANDS = (

@@ -338,6 +338,6 @@ def _default_shipper(name: str, version: str, endpoint: str, protocol: str, opti
 
 
 def _version() -> str:
-    from driftcar import __version__
+    from driftcar._version import __version__
 
     return __version__

@@ -24,14 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from aiohttp import web
 
 from driftcar.sidecar.messages import decision_kind, decision_pvalue, describe
 from driftcar.sidecar.security import TokenAuth
+from driftcar.sidecar.sliding import SlidingViews
 from driftcar.sidecar.state import EvaluationResult, ModelState, StateStore
+
+if TYPE_CHECKING:
+    from driftcar.stats import DriftConfig, WindowSketch
 
 __all__ = ["Api", "drift_document", "summary_document", "VIEWS"]
 
@@ -52,30 +56,28 @@ def _ints(values: Any) -> list[int]:
     return [int(v) for v in np.asarray(values if values is not None else [], dtype=np.int64).tolist()]
 
 
-def _histograms(state: ModelState, sketch: Any, name: str) -> dict | None:
-    prof = state.profile
-    feature = (getattr(prof, "features", {}) or {}).get(name) if prof is not None else None
+def _histograms(state: ModelState, sketch: WindowSketch | None, name: str) -> dict | None:
+    feature = state.profile.features.get(name) if state.profile is not None else None
     if feature is None:
         return None
     try:
         current = sketch.feature(name) if sketch is not None else None
     except (KeyError, ValueError):
         current = None
-    if getattr(feature, "kind", "numeric") == "numeric":
+    if feature.kind == "numeric":
         return {
             "kind": "numeric",
-            "edges": [float(e) for e in np.asarray(getattr(feature, "edges", []), dtype=np.float64).tolist()],
-            "reference": _ints(getattr(feature, "counts", [])),
-            "current": _ints(getattr(current, "counts", [])) if current is not None else None,
-            "reference_missing": int(getattr(feature, "missing", 0) or 0),
-            "current_missing": int(getattr(current, "missing", 0) or 0) if current is not None else None,
+            "edges": [float(e) for e in np.asarray(feature.edges, dtype=np.float64).tolist()],
+            "reference": _ints(feature.counts),
+            "current": _ints(current.counts) if current is not None else None,
+            "reference_missing": int(feature.missing),
+            "current_missing": int(current.missing) if current is not None else None,
         }
-    categories = list(getattr(feature, "categories", []) or [])
-    ref_counts = _ints(getattr(feature, "counts", []))
-    current_counts = dict(getattr(current, "category_counts", {}) or {}) if current is not None else {}
+    ref_counts = _ints(feature.counts)
+    current_counts = current.category_counts if current is not None else {}
     return {
         "kind": "categorical",
-        "reference": {str(c): n for c, n in zip(categories, ref_counts)},
+        "reference": {str(c): n for c, n in zip(feature.categories, ref_counts)},
         "current": {str(k): int(v) for k, v in current_counts.items()} if current is not None else None,
     }
 
@@ -96,7 +98,7 @@ def drift_document(state: ModelState, window_s: float, last: EvaluationResult | 
         "performance": {},
         "estimated_accuracy": None,
     }
-    if getattr(state, "fleet", None) is not None:  # gateway role: who reported the last fleet window
+    if state.fleet is not None:  # gateway role: who reported the last fleet window
         doc["fleet"] = state.fleet
     if last is None:
         return doc
@@ -104,24 +106,24 @@ def drift_document(state: ModelState, window_s: float, last: EvaluationResult | 
     doc["performance"] = {k: _num(v) for k, v in last.performance.items()}
     doc["estimated_accuracy"] = _num(last.estimated_accuracy)
     features: dict[str, dict] = {}
-    for result in (getattr(last.report, "results", None) or []):
+    for result in (last.report.results if last.report is not None else []):
         entry = features.setdefault(result.feature, {"verdict": bool(state.verdicts.get(result.feature, False)),
                                                      "deciding_method": None, "methods": {}})
-        deciding = bool(getattr(result, "deciding", False))
+        deciding = bool(result.deciding)
         if deciding:
             entry["deciding_method"] = result.method
         entry["methods"][result.method] = {
             "score": _num(result.statistic),
             "pvalue": _num(result.pvalue),
-            "pvalue_adjusted": _num(getattr(result, "pvalue_adjusted", None)),
+            "pvalue_adjusted": _num(result.pvalue_adjusted),
             "threshold": _num(result.threshold),
             "threshold_kind": decision_kind(result),
             "decision": describe(result),
             "detected": bool(result.detected),
             "deciding": deciding,
-            "ok": bool(getattr(result, "ok", True)),
-            "n_reference": int(getattr(result, "n_reference", 0) or 0),
-            "n_current": int(getattr(result, "n_current", 0) or 0),
+            "ok": bool(result.ok),
+            "n_reference": int(result.n_reference),
+            "n_current": int(result.n_current),
         }
     for name, entry in features.items():
         hist = _histograms(state, last.sketch, name)
@@ -135,8 +137,8 @@ def summary_document(state: ModelState, window_s: float, last: EvaluationResult 
     """The compact view: per feature its deciding test only, no histograms."""
     doc = drift_document(state, window_s, last)
     last = state.last if last is None else last
-    deciding = {r.feature: r for r in (getattr(getattr(last, "report", None), "results", None) or [])
-                if getattr(r, "deciding", False)}
+    report = last.report if last is not None else None
+    deciding = {r.feature: r for r in (report.results if report is not None else []) if r.deciding}
     doc["features"] = {name: {
         "method": r.method,
         "score": _num(r.statistic),
@@ -144,9 +146,9 @@ def summary_document(state: ModelState, window_s: float, last: EvaluationResult 
         "threshold": _num(r.threshold),
         "threshold_kind": decision_kind(r),
         "decision": describe(r),
-        "tested": bool(getattr(r, "ok", True)),
+        "tested": bool(r.ok),
         "verdict": bool(state.verdicts.get(name, False)),
-        "n_current": int(getattr(r, "n_current", 0) or 0),
+        "n_current": int(r.n_current),
     } for name, r in deciding.items()}
     return doc
 
@@ -155,9 +157,10 @@ class Api:
     """Routes for health and the JSON API; ``ready()`` says whether the service is serving."""
 
     def __init__(self, store: StateStore, telemetry, auth: TokenAuth, window_s: float,
-                 ready: Callable[[], bool], drift_config: Callable[[], Any] | None = None,
-                 status: Callable[[], dict] | None = None):
+                 ready: Callable[[], bool], drift_config: DriftConfig | None = None,
+                 status: Callable[[], dict] | None = None, sliding: SlidingViews | None = None):
         self.drift_config = drift_config
+        self.sliding = sliding if sliding is not None else SlidingViews(drift_config)
         self.status = status
         self.store = store
         self.tel = telemetry
@@ -224,26 +227,16 @@ class Api:
         return web.json_response({"name": name, "versions": sorted(docs, key=lambda d: d["version"])})
 
     def _sliding(self, states: list[ModelState], k: int, document=drift_document) -> list[dict]:
-        """Drift on the sum of the last ``k`` closed windows (bin counts add)."""
-        from driftcar.stats import DriftConfig, evaluate_drift
-
-        config = (self.drift_config() if self.drift_config else None) or DriftConfig()
+        """Drift on the sum of the last ``k`` closed windows: the stored view (computed here on a first ask)."""
         docs = []
         for state in states:
-            windows = list(state.closed)[-k:]
-            prof = state.profile
-            if not windows or prof is None:
+            view, n = self.sliding.view(state, k)
+            if view is None:
                 doc = document(state, self.window_s, EvaluationResult(0, 0, 0, None, {}, {}, None, None))
                 doc["window"] = None
             else:
-                merged = windows[0].sketch
-                for w in windows[1:]:
-                    merged = merged.merge(w.sketch)
-                report = evaluate_drift(prof, merged, config)
-                rows = sum(w.rows for w in windows)
-                view = EvaluationResult(windows[0].start_ns, windows[-1].end_ns, rows, report, {}, {}, None, merged)
                 doc = document(state, self.window_s, view)
-            doc["windows"] = len(windows)
+            doc["windows"] = n
             docs.append(doc)
         return docs
 

@@ -36,6 +36,7 @@ from typing import Any
 import msgpack
 
 from driftcar.sidecar.state import ClosedWindow, StateStore
+from driftcar.sidecar.telemetry.telemetry import HookDrops
 
 __all__ = ["Checkpointer", "FORMAT_VERSION", "FILENAME"]
 
@@ -126,12 +127,10 @@ class Checkpointer:
                     cumulative = state.cumulative
                     pending.append((cumulative_rel, lambda c=cumulative: zlib.compress(c.to_bytes(), 1)))
                 joiner_blob = None
-                to_bytes = getattr(state.joiner, "to_bytes", None)
-                if to_bytes is not None:
-                    try:
-                        joiner_blob = to_bytes()
-                    except Exception:  # optional: the label buffer is best effort
-                        joiner_blob = None
+                try:
+                    joiner_blob = state.joiner.to_bytes()
+                except Exception:  # optional: the label buffer is best effort
+                    joiner_blob = None
                 models.append({
                     "model": state.model,
                     "version": state.version,
@@ -141,7 +140,8 @@ class Checkpointer:
                     "windows": windows,
                     "cumulative": cumulative_rel,
                     "verdicts": dict(state.verdicts),
-                    "hook_dropped": dict(state.hook_dropped),
+                    "hook_dropped": state.hook_dropped,
+                    "hook_dropped_retired": state.hook_drops.retired,
                     "rows_total": state.rows_total,
                     "batches_total": state.batches_total,
                     "joiner": joiner_blob,
@@ -200,7 +200,7 @@ class Checkpointer:
         return restored
 
     def _load(self, data: dict[str, Any]) -> int:
-        from driftcar.stats import Profile, WindowSketch
+        from driftcar.stats import LabelJoiner, Profile, WindowSketch
 
         store = self.store
         count = 0
@@ -227,14 +227,14 @@ class Checkpointer:
                         state.cumulative = WindowSketch.from_bytes(zlib.decompress(self._read(entry["cumulative"])),
                                                                    state.profile)
                     state.verdicts = {str(k): bool(v) for k, v in (entry.get("verdicts") or {}).items()}
-                state.hook_dropped = {str(k): int(v) for k, v in (entry.get("hook_dropped") or {}).items()}
+                state.hook_drops = HookDrops({str(k): int(v) for k, v in (entry.get("hook_dropped") or {}).items()},
+                                               int(entry.get("hook_dropped_retired", 0)))
                 state.rows_total = int(entry.get("rows_total", 0))
                 state.batches_total = int(entry.get("batches_total", 0))
                 blob = entry.get("joiner")
-                from_bytes = getattr(type(state.joiner), "from_bytes", None)
-                if blob and from_bytes is not None:
+                if blob:
                     try:
-                        state.joiner = from_bytes(blob)
+                        state.joiner = LabelJoiner.from_bytes(blob)
                         state.sync_unmatched_counters()  # counts before the restart are not re-exported
                     except Exception as exc:
                         log.warning("label buffer of %s@%s not restored: %s", state.model, state.version, exc)

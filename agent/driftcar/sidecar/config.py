@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from driftcar._layers import Setting, env_layer, resolve, yaml_layer
+
 __all__ = [
     "ConfigError",
     "Endpoint",
@@ -339,6 +341,20 @@ OPTIONS: tuple[Option, ...] = (
 _BY_KEY = {o.key: o for o in OPTIONS}
 
 
+def default(key: str) -> Any:
+    """The parsed default of option ``key``: the one place a default is written is :data:`OPTIONS`."""
+    option = _BY_KEY[key]
+    return option.parse(option.default)
+
+
+def _field(key: str) -> Any:
+    """A dataclass field defaulting to option ``key`` (a fresh copy of maps)."""
+    value = default(key)
+    if isinstance(value, dict):
+        return field(default_factory=lambda: dict(value))
+    return value
+
+
 @dataclass(frozen=True)
 class TLSConfig:
     cert: str | None = None
@@ -358,41 +374,41 @@ class SidecarConfig:
     ``references`` maps ``"model"``, ``"model@version"`` or ``"*"`` to a profile file.
     """
 
-    grpc: Endpoint | None = Endpoint("127.0.0.1", 14317)
-    http: Endpoint | None = Endpoint("127.0.0.1", 14318)
-    prometheus: Endpoint | None = Endpoint("127.0.0.1", 9464)
-    window_s: float = 60.0
+    grpc: Endpoint | None = _field("grpc")
+    http: Endpoint | None = _field("http")
+    prometheus: Endpoint | None = _field("prometheus")
+    window_s: float = _field("window")
     references: Mapping[str, str] = field(default_factory=dict)
-    live_reference_rows: int = 10_000
-    max_reference_rows: int = 200_000
-    state_dir: str | None = None
-    windows_kept: int = 60
-    export: str = "otlp"
-    otlp_endpoint: str | None = None
-    otlp_protocol: str | None = None
-    export_interval_s: float | None = None
-    max_models: int = 100
-    max_features: int = 500
-    max_categories: int = 50
-    max_request_bytes: int = 32 * 1024 * 1024
-    queue_max_rows: int = 1_000_000
-    queue_max_bytes: int = 256 * 1024 * 1024
-    retry_after_s: float = 1.0
-    label_ttl_s: float = 3600.0
-    label_max_rows: int = 100_000
-    trace_samples: int = 10
-    performance_thresholds: Mapping[str, float] = field(default_factory=dict)
-    drift: Any = None  # driftcar.stats.DriftConfig; None = its defaults
-    token_file: str | None = None
-    tls: TLSConfig = TLSConfig()
-    allow_insecure_bind: bool = False
-    shutdown_timeout_s: float = 10.0
-    log_level: str = "info"
-    role: str = "pod"
-    forward: str | None = None
-    fleet_wait_s: float | None = None
-    local_verdicts: bool = True
-    replica: str | None = None
+    live_reference_rows: int = _field("live_reference_rows")
+    max_reference_rows: int = _field("max_reference_rows")
+    state_dir: str | None = _field("state_dir")
+    windows_kept: int = _field("windows_kept")
+    export: str = _field("export")
+    otlp_endpoint: str | None = _field("otlp_endpoint")
+    otlp_protocol: str | None = _field("otlp_protocol")
+    export_interval_s: float | None = _field("export_interval")
+    max_models: int = _field("max_models")
+    max_features: int = _field("max_features")
+    max_categories: int = _field("max_categories")
+    max_request_bytes: int = _field("max_request_bytes")
+    queue_max_rows: int = _field("queue_max_rows")
+    queue_max_bytes: int = _field("queue_max_bytes")
+    retry_after_s: float = _field("retry_after")
+    label_ttl_s: float = _field("label_ttl")
+    label_max_rows: int = _field("label_max_rows")
+    trace_samples: int = _field("trace_samples")
+    performance_thresholds: Mapping[str, float] = _field("performance_thresholds")
+    drift: Any = _field("drift")  # driftcar.stats.DriftConfig; None = its defaults
+    token_file: str | None = _field("token_file")
+    tls: TLSConfig = TLSConfig(default("tls.cert"), default("tls.key"), default("tls.client_ca"))
+    allow_insecure_bind: bool = _field("allow_insecure_bind")
+    shutdown_timeout_s: float = _field("shutdown_timeout")
+    log_level: str = _field("log_level")
+    role: str = _field("role")
+    forward: str | None = _field("forward")
+    fleet_wait_s: float | None = _field("fleet_wait")
+    local_verdicts: bool = _field("local_verdicts")
+    replica: str | None = _field("replica")
 
     @property
     def fleet_wait(self) -> float:
@@ -437,17 +453,6 @@ _RENAMES = {  # option key -> SidecarConfig field
 }
 
 
-def _flatten(data: Mapping, prefix: str, source: str, problems: list, out: dict) -> None:
-    for raw_key, value in data.items():
-        key = f"{prefix}{str(raw_key).replace('-', '_')}"
-        if key in _BY_KEY:
-            out[key] = (value, f"{source}: {key}")
-        elif isinstance(value, Mapping) and any(k.startswith(key + ".") for k in _BY_KEY):
-            _flatten(value, key + ".", source, problems, out)
-        else:
-            problems.append((f"{source}: {key}", "unknown key"))
-
-
 def _parse_references(items: tuple[str, ...], where: str, problems: list) -> dict[str, str]:
     refs: dict[str, str] = {}
     for item in items:
@@ -481,57 +486,27 @@ def load_config(
     """
     env = os.environ if env is None else env
     problems: list[tuple[str, str]] = []
-    raw: dict[str, tuple[Any, str]] = {}
-
-    if path:
-        import yaml
-
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        except OSError as exc:
-            problems.append((path, f"cannot read: {exc.strerror or exc}"))
-            data = None
-        except yaml.YAMLError as exc:
-            problems.append((path, f"not valid YAML: {exc}"))
-            data = None
-        if data is not None and not isinstance(data, Mapping):
-            problems.append((path, f"top level must be a map, got {type(data).__name__}"))
-        elif data:
-            _flatten(data, "", path, problems, raw)
-
-    by_env = {o.env: o for o in OPTIONS}
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in _OTHER_COMPONENTS_ENV or name.startswith(_OTHER_PREFIXES):
-            continue
-        option = by_env.get(name)
-        if option is None:
-            problems.append((name, "unknown environment variable"))
-        else:
-            raw[option.key] = (value, name)
-
+    defaults = {o.key: Setting(o.default, "default") for o in OPTIONS}
+    from_yaml = yaml_layer(path, _BY_KEY, problems)
+    from_env = env_layer(env, {o.env: o.key for o in OPTIONS}, ENV_PREFIX, problems,
+                         ignore=lambda name: name in _OTHER_COMPONENTS_ENV or name.startswith(_OTHER_PREFIXES))
+    from_flags: dict[str, Setting] = {}
     for key, value in (flags or {}).items():
         if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
         if key not in _BY_KEY:
             problems.append((f"--{key}", "unknown option"))
             continue
-        raw[key] = (value, _BY_KEY[key].flag)
-
-    values: dict[str, Any] = {}
-    for option in OPTIONS:
-        value, where = raw.get(option.key, (option.default, "default"))
-        try:
-            values[option.key] = option.parse(value)
-        except (ValueError, TypeError) as exc:
-            problems.append((where, str(exc)))
+        from_flags[key] = Setting(value, _BY_KEY[key].flag)
+    values, where = resolve({o.key: o.parse for o in OPTIONS}, (defaults, from_yaml, from_env, from_flags), problems)
+    where = {key: source for key, source in where.items() if source != "default"}
 
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key.startswith("tls.") or key == "reference":
             continue
         kwargs[_RENAMES.get(key, key)] = value
-    where_ref = raw.get("reference", (None, "reference"))[1]
+    where_ref = where.get("reference", "reference")
     kwargs["references"] = _parse_references(values.get("reference", ()), where_ref, problems)
     tls = TLSConfig(values.get("tls.cert"), values.get("tls.key"), values.get("tls.client_ca"))
     kwargs["tls"] = tls
@@ -543,14 +518,14 @@ def load_config(
     for key in ("tls.cert", "tls.key", "tls.client_ca", "token_file"):
         file = values.get(key)
         if file and not os.path.isfile(file):
-            problems.append((raw.get(key, (None, key))[1], f"file not found: {file}"))
+            problems.append((where.get(key, key), f"file not found: {file}"))
     if values.get("token_file") and os.path.isfile(values["token_file"]):
         try:
             with open(values["token_file"], encoding="utf-8") as fh:
                 if not fh.read().strip():
-                    problems.append((raw["token_file"][1], "token file is empty"))
+                    problems.append((where["token_file"], "token file is empty"))
         except OSError as exc:
-            problems.append((raw["token_file"][1], f"cannot read token file: {exc.strerror}"))
+            problems.append((where["token_file"], f"cannot read token file: {exc.strerror}"))
     if TOKEN_ENV in env and not str(env[TOKEN_ENV]).strip():
         problems.append((TOKEN_ENV, "is set but empty"))
     if values.get("grpc") is None and values.get("http") is None and "grpc" in values and "http" in values:

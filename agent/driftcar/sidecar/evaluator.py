@@ -20,13 +20,16 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
 from driftcar.sidecar.messages import LineBudget, decision_kind, decision_pvalue, describe, safe, window_summary
 from driftcar.sidecar.state import EMPTY, EvaluationResult, StateStore, WindowClose
+
+if TYPE_CHECKING:
+    from driftcar.stats import DriftConfig, FeatureProfile, NumericSketch
 
 __all__ = ["Evaluator", "next_boundary", "HIGHER_IS_BETTER"]
 
@@ -65,25 +68,22 @@ class Evaluator:
     """
 
     def __init__(self, store: StateStore, telemetry, config: SidecarConfig, *,
-                 drift_config: Any = None, after_close: Callable[[list[WindowClose]], None] | None = None):
+                 drift_config: DriftConfig | None = None, after_close: Callable[[list[WindowClose]], None] | None = None):
         self.store = store
         self.tel = telemetry
         self.config = config
-        self.drift_config = drift_config
+        if drift_config is None:
+            from driftcar.stats import DriftConfig
+
+            drift_config = DriftConfig()
+        self.drift_config: DriftConfig = drift_config
         self.after_close = after_close
         self.windows_closed = 0
         self.last_close_ns = 0
         self.forward: Callable[[list[WindowClose]], Any] | None = None  # fleet: ship closed windows
-        self.judge = getattr(config, "local_verdicts", True)  # off: a pod that only forwards its windows to a fleet gateway
+        self.judge = config.local_verdicts  # off: a pod that only forwards its windows to a fleet gateway
         self._lock = asyncio.Lock()
         self.summaries = LineBudget(SUMMARY_LINES_PER_MINUTE)
-
-    def _drift_config(self):
-        if self.drift_config is None:
-            from driftcar.stats import DriftConfig
-
-            self.drift_config = DriftConfig()
-        return self.drift_config
 
     async def run(self) -> None:
         """Tick forever (cancel to stop)."""
@@ -167,7 +167,7 @@ class Evaluator:
         from driftcar.stats import VerdictTracker, evaluate_drift
 
         state = close.state
-        config = self._drift_config()
+        config = self.drift_config
         report = evaluate_drift(close.profile, close.sketch, config=config)
         if state.tracker is None:
             state.tracker = VerdictTracker(config)
@@ -227,36 +227,37 @@ class Evaluator:
         cumulative = state.cumulative
         if cumulative is None:
             return
-        for name, feature in (getattr(close.profile, "features", {}) or {}).items():
+        if close.profile is None:
+            return
+        for name, feature in close.profile.features.items():
             try:
                 total = cumulative.feature(name)
                 window = close.sketch.feature(name)
             except (KeyError, ValueError):
                 continue
-            if getattr(feature, "kind", "numeric") == "numeric":
+            if feature.kind == "numeric":
                 self._histogram("feature", close, name, feature, total)
             else:
-                for category, count in (getattr(window, "category_counts", {}) or {}).items():
+                for category, count in window.category_counts.items():
                     if count:
                         self.tel.add_category(close.model, close.version, name, str(category) or EMPTY, int(count))
-            missing = int(getattr(window, "missing", 0) or 0)
-            if missing:
-                self.tel.add_missing(close.model, close.version, name, missing)
-        prediction = getattr(close.profile, "prediction", None)
-        if prediction is not None and getattr(prediction, "kind", "") == "numeric":
+            if window.missing:
+                self.tel.add_missing(close.model, close.version, name, int(window.missing))
+        prediction = close.profile.prediction
+        if prediction is not None and prediction.kind == "numeric":
             try:
                 total = cumulative.feature("__prediction__")
-            except (KeyError, ValueError, AttributeError):
-                total = getattr(cumulative, "prediction", None)
-            if total is not None:
-                self._histogram("prediction", close, None, prediction, total)
+            except (KeyError, ValueError):
+                return
+            self._histogram("prediction", close, None, prediction, total)
 
-    def _histogram(self, kind: str, close: WindowClose, name, feature, sketch) -> None:
-        edges = np.asarray(getattr(feature, "edges", []), dtype=np.float64)
-        counts = np.asarray(getattr(sketch, "counts", []), dtype=np.int64)
+    def _histogram(self, kind: str, close: WindowClose, name: str | None, feature: FeatureProfile,
+                   sketch: NumericSketch) -> None:
+        edges = np.asarray(feature.edges, dtype=np.float64)
+        counts = np.asarray(sketch.counts, dtype=np.int64)
         if edges.size == 0 or counts.size != edges.size + 1:
             return
-        total_sum = _finite(getattr(sketch, "sum", 0.0))
+        total_sum = _finite(sketch.sum)
         count = int(counts.sum())
         self.tel.set_histogram(kind, close.model, close.version, name, edges.tolist(), counts.tolist(),
                                total_sum, count)

@@ -15,7 +15,10 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # the stats engine's result types: the contract these texts read
+    from driftcar.stats.drift import DriftReport, DriftResult
 
 __all__ = ["safe", "PVALUE", "SCORE", "decision_kind", "decision_pvalue", "describe", "window_summary", "LineBudget"]
 
@@ -46,69 +49,55 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def decision_pvalue(result) -> float | None:
+def decision_pvalue(result: DriftResult) -> float | None:
     """The p-value the threshold is compared with: adjusted across features when the engine corrected
     it (so ``p < threshold`` reads as the decision), else the raw one; None when the result decided by
     its score (so an exported p-value always means "the threshold is a p-value cut-off")."""
-    if getattr(result, "by_pvalue", None) is False:  # the engine says: decided by distance
+    if not result.by_pvalue:
         return None
-    adjusted = getattr(result, "pvalue_adjusted", None)
-    p = result.pvalue if adjusted is None else adjusted
+    p = result.pvalue if result.pvalue_adjusted is None else result.pvalue_adjusted
     if p is None:
         return None
     number = _finite(p)
     return 1.0 if number is None else number
 
 
-def decision_kind(result) -> str:
+def decision_kind(result: DriftResult) -> str:
     """``pvalue`` when the result decided by its p-value, else ``score``.
 
-    >>> from types import SimpleNamespace as R
-    >>> decision_kind(R(pvalue=0.01, pvalue_adjusted=None)), decision_kind(R(pvalue=None, pvalue_adjusted=None))
-    ('pvalue', 'score')
+    >>> from driftcar.stats import DriftResult as R
+    >>> decision_kind(R("x", "ks", 0.2, 0.01, 0.05, True, 100, 100, True, True))
+    'pvalue'
+    >>> decision_kind(R("x", "wasserstein", 0.2, None, 0.1, True, 100, 100, True, True))
+    'score'
     """
-    by_pvalue = getattr(result, "by_pvalue", None)  # engines that carry the rule on the result say it
-    if isinstance(by_pvalue, bool):
-        return PVALUE if by_pvalue else SCORE
-    return PVALUE if decision_pvalue(result) is not None else SCORE
+    return PVALUE if result.by_pvalue else SCORE
 
 
-def describe(result) -> str:
-    """The decision as a comparison of like with like.
+def describe(result: DriftResult) -> str:
+    """The decision as a comparison of like with like: the engine's own wording, with the statistic
+    next to a p-value (a score is its own statistic).
 
-    >>> from types import SimpleNamespace as R
-    >>> describe(R(method="ks", statistic=0.2488, pvalue=1e-5, pvalue_adjusted=2e-5, threshold=0.05))
-    'ks p = 2e-05 < 0.05 (statistic 0.2488)'
-    >>> describe(R(method="wasserstein", statistic=0.031, pvalue=None, pvalue_adjusted=None, threshold=0.1))
+    >>> from driftcar.stats import DriftResult as R
+    >>> describe(R("x", "ks", 0.2488, 1e-5, 0.05, True, 100, 100, True, True, pvalue_adjusted=2e-5))
+    'ks adjusted p = 2e-05 < 0.05 (statistic 0.2488)'
+    >>> describe(R("x", "wasserstein", 0.031, None, 0.1, False, 100, 100, True, True))
     'wasserstein score 0.031 < threshold 0.1'
     """
     score = _finite(result.statistic)
-    own = getattr(result, "describe", None)
-    if callable(own):  # the engine's own wording of its comparison
-        stat = f" (statistic {score:.4g})" if score is not None and decision_kind(result) == PVALUE else ""
-        return f"{result.method} {own()}{stat}"
-    threshold = _finite(result.threshold)
-    threshold = 0.0 if threshold is None else threshold
-    if decision_kind(result) == PVALUE:
-        p = decision_pvalue(result)
-        p = 1.0 if p is None else p
-        op = "<" if p < threshold else "≥"
-        stat = f" (statistic {score:.4g})" if score is not None else ""
-        return f"{result.method} p = {p:.4g} {op} {threshold:.4g}{stat}"
-    score = 0.0 if score is None else score
-    op = "≥" if score >= threshold else "<"
-    return f"{result.method} score {score:.4g} {op} threshold {threshold:.4g}"
+    stat = f" (statistic {score:.4g})" if score is not None and decision_kind(result) == PVALUE else ""
+    return f"{result.method} {result.describe()}{stat}"
 
 
 def _clock(ns: int) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(ns / 1e9))
 
 
-def window_summary(model: str, version: str, start_ns: int, end_ns: int, rows: int, report: Any,
+def window_summary(model: str, version: str, start_ns: int, end_ns: int, rows: int, report: DriftReport | None,
                    verdicts: dict[str, bool], coverage: float | None, max_named: int = 5) -> str:
     """One line per model and window: rows, coverage, tests run, what drifts (and by how much)."""
-    deciding = [r for r in (getattr(report, "results", None) or []) if getattr(r, "deciding", False)]
-    tested = [r for r in deciding if getattr(r, "ok", True)]
+    deciding = [r for r in (report.results if report is not None else []) if r.deciding]
+    tested = [r for r in deciding if r.ok]
     drifting = [r for r in deciding if verdicts.get(r.feature)]
     parts = [f"window {_clock(start_ns)}-{_clock(end_ns)} UTC {safe(model)}@{safe(version)}: {rows} rows",
              f"{len(tested)}/{len(deciding)} features tested"]

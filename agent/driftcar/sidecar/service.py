@@ -1,11 +1,13 @@
 """The sidecar service: wires telemetry, state, evaluator, receivers and HTTP servers.
 
-Start-up is downstream-first (telemetry -> state + checkpoint restore -> ingest worker
--> window tick -> Prometheus endpoint -> HTTP app -> gRPC receiver) and fails fast:
+Start-up is downstream-first (telemetry -> state + checkpoint restore -> forwarder -> ingest
+worker -> window tick -> Prometheus endpoint -> HTTP app -> gRPC receiver) and fails fast:
 a bad reference file or an address in use raises before anything is served.
-Shutdown is upstream-first, within ``shutdown_timeout``: receivers stop taking data
-(new requests get UNAVAILABLE/503 + retry hint), the ingest queue drains, the current
-window is closed, evaluated, checkpointed and exported, then telemetry flushes.
+Each step that starts something pushes its undo onto one ``AsyncExitStack``, so stop and
+abort (a failed start) unwind the same list, upstream-first, within ``shutdown_timeout``:
+receivers stop taking data (new requests get UNAVAILABLE/503 + retry hint), the ingest queue
+drains, the current window is closed, evaluated, checkpointed and exported, the HTTP
+sockets close, then telemetry flushes. An abort skips the drain and the final evaluation.
 
 Use :meth:`SidecarService.run` in a process you own (the CLI: it handles SIGTERM/SIGINT),
 or :func:`run_in_thread` to embed a sidecar in another program (the demo, tests).
@@ -18,6 +20,7 @@ import logging
 import signal
 import threading
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +34,7 @@ from driftcar.sidecar.ingest import IngestQueue, Ingestor, IngestWorker
 from driftcar.sidecar.receiver_grpc import GrpcReceiver
 from driftcar.sidecar.receiver_http import RUNNER_KWARGS, HttpReceiver
 from driftcar.sidecar.security import TokenAuth, grpc_server_credentials, server_ssl_context
+from driftcar.sidecar.sliding import SlidingViews
 from driftcar.sidecar.state import StateStore
 from driftcar.wire import DEFAULT_LIMITS, Limits
 
@@ -81,16 +85,20 @@ class SidecarService:
         self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config or config.drift,
                                    after_close=self._after_close)
         self._fleet(config)
+        self.sliding = SlidingViews(self.evaluator.drift_config)
         self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready,
-                       drift_config=self.evaluator._drift_config, status=self.status)
+                       drift_config=self.evaluator.drift_config, status=self.status, sliding=self.sliding)
         self.grpc: GrpcReceiver | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self.prometheus_port: int | None = None
         self.ready = False
-        self._runners: list[web.AppRunner] = []
-        self._tick: asyncio.Task | None = None
+        self._stack = AsyncExitStack()  # every started part's undo, unwound upstream-first
+        self._servers = AsyncExitStack()  # the HTTP sockets: closed after the final evaluation
         self._stopping = False
+        self._aborting = False  # unwinding a failed start: no drain, no final evaluation, short waits
+        self._deadline = 0.0
+        self._ok = True
 
     def status(self) -> dict:
         """Operational counters for ``GET /v1/models`` (cheap reads; any thread)."""
@@ -129,6 +137,7 @@ class SidecarService:
     def _after_close(self, closes) -> None:
         if self.checkpointer is not None:
             self.checkpointer.save()
+        self.sliding.refresh(close.state for close in closes)  # the views clients poll, off their requests
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:
@@ -138,20 +147,37 @@ class SidecarService:
                         "reach it can send data and read drift results", bind)
         for key, path in config.references.items():  # fail fast on a bad reference file
             self.store.file_profile(path)
+        stack = self._stack
         self.tel.start()
+        stack.push_async_callback(self._close_telemetry)
+        stack.push_async_callback(self._close_servers)
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.restore)
             for state in self.store.models.values():
                 for instance, dropped in state.hook_dropped.items():
                     self.tel.set_hook_dropped(state.model, state.version, instance, dropped)
-        self.worker.start()
         if self.forwarder is not None:
             self.forwarder.start()
+            stack.push_async_callback(self._stop_forwarder)
+        self.worker.start()
+        stack.callback(lambda: self.worker.stop(timeout=1.0 if self._aborting else min(1.0, self._left())))
+        self._start_tick()
+        stack.push_async_callback(self._drain)
+        await self._start_servers(config)
+        self.ready = True
+        stack.callback(self._refuse)
+        log.info("driftcar sidecar ready (window %s, export %s, role %s%s)", config.window, config.export, config.role,
+                 f", forwarding windows to {config.forward}" if self.forwarder is not None else "")
+
+    def _start_tick(self) -> None:
         if self.gateway is not None:
             self.gateway.start()
-            self._tick = asyncio.create_task(self.gateway.run(), name="driftcar-fleet-tick")
+            tick = asyncio.create_task(self.gateway.run(), name="driftcar-fleet-tick")
         else:
-            self._tick = asyncio.create_task(self.evaluator.run(), name="driftcar-window-tick")
+            tick = asyncio.create_task(self.evaluator.run(), name="driftcar-window-tick")
+        self._stack.push_async_callback(self._final_window, tick)
+
+    async def _start_servers(self, config: SidecarConfig) -> None:
         ssl_context = server_ssl_context(config.tls)
         if config.prometheus is not None:
             app = web.Application()
@@ -170,15 +196,13 @@ class SidecarService:
             self.grpc = GrpcReceiver(config.grpc, self.ingestor, self.auth, max_request_bytes=config.max_request_bytes,
                                      credentials=grpc_server_credentials(config.tls))
             await self.grpc.start()
+            self._stack.push_async_callback(self._stop_grpc)
             self.grpc_port = self.grpc.port
-        self.ready = True
-        log.info("driftcar sidecar ready (window %s, export %s, role %s%s)", config.window, config.export, config.role,
-                 f", forwarding windows to {config.forward}" if self.forwarder is not None else "")
 
     async def _serve(self, app: web.Application, endpoint, ssl_context, **kwargs) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, **kwargs)
         await runner.setup()
-        self._runners.append(runner)
+        self._servers.push_async_callback(self._cleanup_runner, runner)
         site = web.TCPSite(runner, endpoint.host, endpoint.port, ssl_context=ssl_context, reuse_address=True)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
@@ -197,22 +221,52 @@ class SidecarService:
         if self._stopping:
             return True
         self._stopping = True
-        deadline = time.monotonic() + self.config.shutdown_timeout_s
-        left = lambda: max(0.1, deadline - time.monotonic())  # noqa: E731
-        ok = True
+        self._deadline = time.monotonic() + self.config.shutdown_timeout_s
+        await self._stack.aclose()
+        log.info("driftcar sidecar stopped%s", "" if self._ok else " (deadline hit; see warnings)")
+        return self._ok
+
+    async def _abort(self) -> None:
+        """Undo a partial start (best effort, short; never raises)."""
+        self._stopping = self._aborting = True
+        self._deadline = time.monotonic() + 1.0
+        try:
+            await self._stack.aclose()
+        except Exception:
+            log.debug("abort step failed", exc_info=True)
+
+    def _left(self) -> float:
+        return max(0.1, self._deadline - time.monotonic())
+
+    def _refuse(self) -> None:
         self.ready = False
         self.ingestor.stopping = True  # new requests: UNAVAILABLE / 503 + retry hint
-        if self.grpc is not None:
-            await self.grpc.stop(grace_s=min(2.0, left() * 0.2))
-        if not await asyncio.to_thread(self.queue.wait_empty, left() * 0.5):
+
+    async def _stop_grpc(self) -> None:
+        try:
+            await self.grpc.stop(grace_s=0 if self._aborting else min(2.0, self._left() * 0.2))
+        except Exception:
+            if not self._aborting:
+                raise
+            log.debug("abort step failed", exc_info=True)
+
+    async def _drain(self) -> None:
+        if self._aborting:
+            return
+        if not await asyncio.to_thread(self.queue.wait_empty, self._left() * 0.5):
             log.warning("shutdown: ingest queue not drained in time (%d batches left)", len(self.queue))
-            ok = False
-        if self._tick is not None:
-            self._tick.cancel()
-            try:
-                await self._tick
-            except (asyncio.CancelledError, Exception):
-                pass
+            self._ok = False
+
+    async def _final_window(self, tick: asyncio.Task) -> None:
+        """Stop the tick; on a stop (not an abort) close, evaluate and checkpoint the current window."""
+        tick.cancel()
+        try:
+            await tick
+        except (asyncio.CancelledError, Exception):
+            pass
+        if self._aborting:
+            return
+        left = self._left
         try:
             if self.gateway is not None:
                 await asyncio.wait_for(asyncio.to_thread(self.gateway.stop, left() * 0.3), timeout=left() * 0.7)
@@ -220,23 +274,39 @@ class SidecarService:
                 await asyncio.wait_for(self.evaluator.close_and_evaluate(final=True), timeout=left() * 0.7)
         except asyncio.TimeoutError:
             log.warning("shutdown: the final window evaluation did not finish in time")
-            ok = False
+            self._ok = False
         except Exception:
             log.exception("shutdown: final window evaluation failed")
-            ok = False
-        self.worker.stop(timeout=min(1.0, left()))
-        if self.forwarder is not None and not await asyncio.to_thread(self.forwarder.stop, left() * 0.5):
+            self._ok = False
+
+    async def _stop_forwarder(self) -> None:
+        timeout = 0.1 if self._aborting else self._left() * 0.5
+        if not await asyncio.to_thread(self.forwarder.stop, timeout) and not self._aborting:
             log.warning("shutdown: forwarded windows not all sent in time")
-            ok = False
-        for runner in reversed(self._runners):
-            try:
-                await asyncio.wait_for(runner.cleanup(), timeout=min(2.0, left()))
-            except asyncio.TimeoutError:
-                ok = False
-        self._runners.clear()
-        ok = bool(await asyncio.to_thread(self.tel.shutdown, left())) and ok
-        log.info("driftcar sidecar stopped%s", "" if ok else " (deadline hit; see warnings)")
-        return ok
+            self._ok = False
+
+    async def _close_servers(self) -> None:
+        await self._servers.aclose()
+
+    async def _cleanup_runner(self, runner: web.AppRunner) -> None:
+        try:
+            await asyncio.wait_for(runner.cleanup(), timeout=min(2.0, self._left()))
+        except asyncio.TimeoutError:
+            self._ok = False
+        except Exception:
+            if not self._aborting:
+                raise
+            log.debug("abort step failed", exc_info=True)
+
+    async def _close_telemetry(self) -> None:
+        try:
+            done = await asyncio.to_thread(self.tel.shutdown, 1.0 if self._aborting else self._left())
+        except Exception:
+            if not self._aborting:
+                raise
+            log.debug("telemetry shutdown failed", exc_info=True)
+            return
+        self._ok = bool(done) and self._ok
 
     async def run(self, stop_event: asyncio.Event | None = None) -> bool:
         """Start, serve until SIGTERM/SIGINT (or ``stop_event``), stop. Returns :meth:`stop`'s result."""
@@ -258,26 +328,6 @@ class SidecarService:
         await stop_event.wait()
         log.info("driftcar sidecar stopping")
         return await self.stop()
-
-    async def _abort(self) -> None:
-        """Undo a partial start (best effort, short; never raises)."""
-        self._stopping = True
-        steps = []
-        if self.grpc is not None:
-            steps.append(self.grpc.stop(0))
-        if self._tick is not None:
-            self._tick.cancel()
-        steps += [runner.cleanup() for runner in self._runners]
-        for step in steps:
-            try:
-                await step
-            except Exception:
-                log.debug("abort step failed", exc_info=True)
-        self.worker.stop(timeout=1.0)
-        try:
-            await asyncio.to_thread(self.tel.shutdown, 1.0)
-        except Exception:
-            log.debug("telemetry shutdown failed", exc_info=True)
 
 
 @dataclass

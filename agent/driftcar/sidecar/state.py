@@ -28,7 +28,7 @@ import time
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -37,6 +37,10 @@ from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mis
 from driftcar.sidecar.fleet.golden import GoldenWindow
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.messages import safe
+from driftcar.sidecar.telemetry.telemetry import HookDrops
+
+if TYPE_CHECKING:
+    from driftcar.stats import DriftReport, WindowSketch
 
 __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
 
@@ -117,11 +121,11 @@ class EvaluationResult:
     start_ns: int
     end_ns: int
     rows: int
-    report: Any  # driftcar.stats.DriftReport or None
+    report: DriftReport | None
     verdicts: dict[str, bool]
     performance: dict[str, float]
     estimated_accuracy: float | None
-    sketch: Any
+    sketch: WindowSketch | None
 
 
 def _stack(chunks: list) -> np.ndarray | list:
@@ -224,7 +228,7 @@ class ModelState:
         self.trace_ids: list[str] = []
         self._trace_seen = 0
         self._rng = random.Random(hash((model, version)) & 0xFFFF)
-        self.hook_dropped: dict[str, int] = {}
+        self.hook_drops = HookDrops()  # the hook instances' own drop counts (the metric's rule and cap)
         self.rows_total = 0
         self.batches_total = 0
         self.classification: bool | None = None
@@ -256,14 +260,14 @@ class ModelState:
         self.tracker = None
         self.verdicts = {}
         self.live_buffer = None
-        features = list(getattr(prof, "features", {}) or {})
+        features = list(prof.features)
         self.coverage.bind(features)
         log.info("model %s@%s: reference from %s (%s features)", self.model, self.version, source, len(features))
         self._check_drift_settings(features)
 
     def _check_drift_settings(self, features: list[str]) -> None:
         """Per-feature drift settings naming no feature of the reference are a typo, said once."""
-        configured = list(getattr(self.drift_config, "features", None) or {})
+        configured = list(self.drift_config.features) if self.drift_config is not None else []
         known = set(features) | {"__prediction__", "__multivariate__"}
         unknown = [name for name in configured if name not in known]
         if not unknown:
@@ -346,11 +350,11 @@ class ModelState:
     def sync_unmatched_counters(self) -> None:
         """Take the joiner's current counters as already reported (after a restore)."""
         for reason, attr in _JOINER_COUNTERS.items():
-            self._joiner_seen[reason] = int(getattr(self.joiner, attr, 0) or 0)
+            self._joiner_seen[reason] = int(getattr(self.joiner, attr))  # attr: a LabelJoiner counter
 
     def _report_unmatched(self) -> None:
         for reason, attr in _JOINER_COUNTERS.items():
-            value = int(getattr(self.joiner, attr, 0) or 0)
+            value = int(getattr(self.joiner, attr))
             delta = value - self._joiner_seen[reason]
             if delta > 0:
                 self.tel.add_labels_unmatched(self.model, self.version, reason, delta)
@@ -488,11 +492,13 @@ class ModelState:
         instance = hook.get("instance")
         dropped = hook.get("dropped_rows")
         if isinstance(instance, str) and isinstance(dropped, int):
-            if dropped > self.hook_dropped.get(instance, -1):
-                if instance not in self.hook_dropped and len(self.hook_dropped) >= 1024:
-                    self.hook_dropped.pop(next(iter(self.hook_dropped)))  # bounded; oldest instance first
-                self.hook_dropped[instance] = dropped
+            if self.hook_drops.update(instance, dropped) is not None:
                 self.tel.set_hook_dropped(self.model, self.version, instance, dropped)
+
+    @property
+    def hook_dropped(self) -> dict[str, int]:
+        """The tracked hook instances' cumulative drop counts (a copy)."""
+        return dict(self.hook_drops.live)
 
     # ------------------------------------------------------------------ windows
     def close_window(self, now_ns: int, final: bool = False) -> WindowClose:
@@ -541,9 +547,7 @@ class ModelState:
             window.compact()
 
     def joiner_expire(self, now_s: float) -> None:
-        expire = getattr(self.joiner, "expire", None)
-        if expire is not None:
-            expire(now_s)
+        self.joiner.expire(now_s)
         self._report_unmatched()
 
     def summary(self) -> dict:
@@ -555,8 +559,8 @@ class ModelState:
             "reference": None if self.profile is None else {
                 "source": self.reference_source,
                 "file": self.reference_file,
-                "rows": int(getattr(self.profile, "n", 0) or getattr(self.profile, "rows", 0) or 0),
-                "features": sorted(getattr(self.profile, "features", {}) or {}),
+                "rows": int(self.profile.rows),
+                "features": sorted(self.profile.features),
                 "live_rows": self.live_reference_rows,
             },
             "coverage": self.coverage.as_dict(),
@@ -569,7 +573,7 @@ class ModelState:
             "last_evaluated": None if last is None else {"start_unix_nano": last.start_ns,
                                                          "end_unix_nano": last.end_ns, "rows": last.rows},
             "drift_detected": sorted(f for f, v in self.verdicts.items() if v),
-            "hook_dropped_rows": sum(self.hook_dropped.values()),
+            "hook_dropped_rows": self.hook_drops.total,
             **({"fleet": self.fleet} if self.fleet is not None else {}),
         }
 

@@ -132,45 +132,23 @@ def resolve(args: argparse.Namespace, environ=None, options: dict | None = None,
     """Final option values: flag > DRIFTCAR_PROFILE_* (``prefix``) > --config file > default.
     ValueError listing every problem (with where the bad value came from). ``options`` is a
     table like :data:`OPTIONS` (the default), so other commands resolve theirs the same way."""
+    from driftcar._layers import Setting, env_layer, resolve as layered, yaml_layer
+
     environ = os.environ if environ is None else environ
     options = OPTIONS if options is None else options
-    problems: list[str] = []
-    config: dict = {}
+    problems: list[tuple[str, str]] = []
     path = args.config or environ.get(f"{prefix}CONFIG")
-    if path:
-        import yaml
-
-        try:
-            with open(path) as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config {path}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config {path}: expected a map of options")
-        for key, value in loaded.items():
-            name = str(key).replace("-", "_")
-            if name not in options:
-                problems.append(f"{path}: unknown key {key!r}")
-            else:
-                config[name] = value
-    out = {}
-    for name, (parse, default, _) in options.items():
-        env_name = f"{prefix}{name.upper()}"
-        value, source = getattr(args, name), None
-        if value is None and env_name in environ:
-            value, source = environ[env_name], env_name
-        elif value is None and name in config:
-            value, source = config[name], f"{path}: {name}"
-        if value is None:
-            out[name] = default
-            continue
-        try:
-            out[name] = parse(value) if source else value
-        except argparse.ArgumentTypeError as exc:
-            problems.append(f"{source}: {exc}")
+    from_file = yaml_layer(path, options, problems, unknown=lambda key: (path, f"unknown key {key!r}"))
+    from_file = {name: s for name, s in from_file.items() if s.value is not None}  # null: not set
+    defaults = {name: Setting(default, "default", parsed=True) for name, (_, default, _) in options.items()}
+    from_env = env_layer(environ, {f"{prefix}{name.upper()}": name for name in options}, prefix, problems)
+    from_flags = {name: Setting(getattr(args, name), f"--{name}", parsed=True)
+                  for name in options if getattr(args, name) is not None}
+    parsers = {name: parse for name, (parse, _, _) in options.items()}
+    values, _ = layered(parsers, (defaults, from_file, from_env, from_flags), problems)
     if problems:
-        raise ValueError("; ".join(problems))
-    return out
+        raise ValueError("; ".join(f"{where}: {message}" for where, message in problems))
+    return values
 
 
 def _bar(enabled: bool) -> Callable[[str, float], None]:

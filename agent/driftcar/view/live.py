@@ -235,8 +235,8 @@ class LivePage:
                      "or open /?token=<token> once in the browser",
                 headers={"WWW-Authenticate": 'Bearer realm="driftcar"'})
         api = self.api
-        config = api.drift_config() if api.drift_config else None
-        doc = await asyncio.to_thread(live_document, api.store, api.tel, api.window_s, config, self._history)
+        doc = await asyncio.to_thread(live_document, api.store, api.tel, api.window_s, api.drift_config,
+                                      self._history)
         html = render_body(doc) if request.query.get("part") == "body" else render_page(doc)
         response = web.Response(text=html, content_type="text/html", charset="utf-8", headers=_HEADERS)
         response.enable_compression()  # repetitive SVG: ~6x smaller gzipped, and refetched every few seconds

@@ -182,10 +182,14 @@ def test_verdict_messages_compare_like_with_like(profile_file, caplog):
 
 
 def test_describe_uses_the_quantity_that_decided():
-    from types import SimpleNamespace as R
+    from driftcar.stats import DriftResult
+
+    def R(method, statistic, pvalue, pvalue_adjusted, threshold):
+        return DriftResult("x", method, statistic, pvalue, threshold, False, 500, 500, True, True,
+                           pvalue_adjusted=pvalue_adjusted)
 
     ks = R(method="ks", statistic=0.25, pvalue=0.001, pvalue_adjusted=0.004, threshold=0.05)
-    assert describe(ks) == "ks p = 0.004 < 0.05 (statistic 0.25)" and decision_kind(ks) == "pvalue"
+    assert describe(ks) == "ks adjusted p = 0.004 < 0.05 (statistic 0.25)" and decision_kind(ks) == "pvalue"
     clean = R(method="ks", statistic=0.01, pvalue=0.6, pvalue_adjusted=None, threshold=0.05)
     assert describe(clean) == "ks p = 0.6 ≥ 0.05 (statistic 0.01)"
     # above large_sample a PCA test decides by distance (no p-value): a score, not "p = 1"

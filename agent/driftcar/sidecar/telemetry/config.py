@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from driftcar.sidecar.config import default
+
 __all__ = ["EXPORTS", "TelemetryConfig", "DEFAULT_EXPORT_INTERVAL_S"]
 
 EXPORTS = ("otlp", "console", "none")
@@ -24,13 +26,13 @@ DEFAULT_EXPORT_INTERVAL_S = 60.0
 class TelemetryConfig:
     """How the sidecar exports its metrics and events, and its cardinality caps."""
 
-    export: str = "otlp"  # otlp | console | none (Prometheus only)
+    export: str = default("export")  # otlp | console | none (Prometheus only)
     otlp_endpoint: str | None = None  # gRPC "http://host:4317"; HTTP base "http://host:4318"
     otlp_protocol: str | None = None  # grpc | http/protobuf
     export_interval_s: float | None = None
-    max_features_per_model: int = 500
-    max_categories: int = 50  # per feature; also caps prediction classes, call methods, error types
-    max_models: int = 100  # distinct (model.name, model.version)
+    max_features_per_model: int = default("max_features")
+    max_categories: int = default("max_categories")  # per feature; also caps prediction classes, call methods, error types
+    max_models: int = default("max_models")  # distinct (model.name, model.version)
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     max_events: int = 1000  # in-memory ring for the JSON API
     scope: str | None = None  # driftcar.scope on every model series and event: pod | fleet (None: not set)

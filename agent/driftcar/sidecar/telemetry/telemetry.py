@@ -25,6 +25,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
+from driftcar._version import __version__
 from driftcar.sidecar.telemetry import names as n
 from driftcar.sidecar.telemetry.caps import CardinalityCaps
 from driftcar.sidecar.telemetry.config import TelemetryConfig
@@ -67,14 +68,18 @@ MAX_FOLDED_TRACKED = 10_000
 MAX_HOOK_INSTANCES = 1_000
 
 
-class _Instances:
-    """Per-instance maximum of a cumulative count, bounded; retired instances keep their share."""
+class HookDrops:
+    """Per-instance maximum of a cumulative count, bounded; retired instances keep their share.
+
+    The one rule for the hook's drop counts: the metric (:meth:`Telemetry.set_hook_dropped`), the
+    JSON API and the checkpoint (``ModelState.hook_dropped``) all count with it, so they agree.
+    """
 
     __slots__ = ("live", "retired")
 
-    def __init__(self) -> None:
-        self.live: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self.retired = 0
+    def __init__(self, live: Mapping[str, int] | None = None, retired: int = 0) -> None:
+        self.live: collections.OrderedDict[str, int] = collections.OrderedDict(live or {})
+        self.retired = retired
 
     def update(self, instance: str, cumulative: int) -> int | None:
         """New total, or None when nothing changed."""
@@ -84,7 +89,13 @@ class _Instances:
         self.live.move_to_end(instance)
         while len(self.live) > MAX_HOOK_INSTANCES:
             self.retired += self.live.popitem(last=False)[1]
+        return self.total
+
+    @property
+    def total(self) -> int:
         return self.retired + sum(self.live.values())
+
+
 _KINDS = ("feature", "prediction")
 
 
@@ -147,7 +158,7 @@ class Telemetry:
         self._deciding: dict[tuple, Attrs] = {}  # (model attrs, feature) -> attrs of its detected series
         self._overflow_hist: dict[tuple, dict[str, tuple[int, float]]] = {}  # folded features' (count, sum)
         self._overflow_detected: dict[tuple, set[str]] = {}  # folded features currently detected
-        self._hook_dropped: dict[Attrs, _Instances] = {}
+        self._hook_dropped: dict[Attrs, HookDrops] = {}
         self._metric_exporter = None
         self._log_exporter = None
         self._logger_provider = None
@@ -162,8 +173,6 @@ class Telemetry:
         if self._log_exporter is not None:
             self._logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
             self._logger_provider.add_log_record_processor(BatchLogRecordProcessor(self._log_exporter))
-            from driftcar import __version__
-
             sdk_logger = self._logger_provider.get_logger(SCOPE_NAME, __version__)
         self._events = EventLog(sdk_logger, cfg.max_events)
         self._export_lock = threading.Lock()
@@ -349,7 +358,7 @@ class Telemetry:
         with self._lock:
             instances = self._hook_dropped.get(mattrs)
             if instances is None:
-                instances = self._hook_dropped[mattrs] = _Instances()
+                instances = self._hook_dropped[mattrs] = HookDrops()
             total = instances.update(str(instance), cumulative)
         if total is None:
             return
@@ -409,8 +418,6 @@ class Telemetry:
 
     def metrics_data(self):
         """OTLP ``opentelemetry.proto.metrics.v1.metrics_pb2.MetricsData`` of the current state."""
-        from driftcar import __version__
-
         return build_metrics_data(
             self._state.snapshot(),
             dict(self.resource.attributes),
