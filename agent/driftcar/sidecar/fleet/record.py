@@ -4,10 +4,11 @@ Replicas close their windows on the same epoch-aligned boundaries but at slightl
 different instants (each tick fires a little after the boundary, a shutdown closes
 early), so the record carries the aligned bounds: the gateway keys on them.
 
-The reference profile is attached to a replica's record every
-:data:`REFERENCE_EVERY` windows, staggered by replica, so a gateway that just took
-over a model (another instance died) learns the reference within about one window
-once there are that many replicas, without every record paying for it.
+The reference profile (about twice a sketch's bytes) is attached to a replica's
+record every :data:`REFERENCE_EVERY` windows, staggered by replica, so a gateway
+that just took over a model (another instance died) learns it within the largest
+gap between the replicas' offsets (proto/WINDOW.md states the bound) without
+every record paying for it.
 """
 
 from __future__ import annotations
