@@ -154,7 +154,6 @@ def test_dns_resolver_moves_a_dead_gateways_models_and_gives_models_to_a_new_one
         for judged in after:
             assert all(judged[m][0] == owners[m][0] for m in set(MODELS) - moved)  # survivors keep their models
             assert all(judged[m][0] in survivors for m in moved)
-        assert {after[-1][m][0] for m in moved} == set(survivors)  # spread over both survivors
         for model in moved:  # the verdicts go on where the model went
             status, drift = get_json(f"{survivors[after[-1][model][0]].http}/v1/models/{model}/drift")
             assert status == 200 and drift, drift
