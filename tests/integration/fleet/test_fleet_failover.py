@@ -8,8 +8,11 @@ port, as a headless Service's name does in a cluster. 30 models x 3 replicas sen
 - One gateway is killed mid-stream and its line removed from the hosts file: once the resolver has
   dropped it, its models are judged on the survivors (all replicas merged, one gateway per model), the
   survivors' own models stay where they were, and at most the one window in flight when it died is lost
-  per model, every lost record counted (the Collector's otelcol_exporter_send_failed_log_records, or a
-  gateway's `late` count when a retry arrives after its window closed).
+  per model, every lost record counted by the Collector (otelcol_exporter_send_failed_log_records counts
+  whole requests, so records of the same request that did reach a survivor are counted too; their
+  retries show there as `late`). Here the name changes only after the Collector gave up on that window,
+  as when a pod's endpoint goes unready seconds after it died; a quicker resolver lets the retries
+  reach the new owner instead.
 - A gateway added to the file takes a share of the models, losing nothing.
 """
 
@@ -112,8 +115,13 @@ def _backends(collector: Collector, n: int) -> None:
                what=f"{n} backends resolved ({collector.log()})")
 
 
-def _late(gateways: dict[str, SidecarProcess]) -> int:
-    return sum(get_json(f"{g.http}/v1/models")[1]["sidecar"]["fleet"]["counts"].get("late", 0) for g in gateways.values())
+def _judged_drift(gateway: SidecarProcess, model: str, start: int) -> bool:
+    """The gateway's drift document for ``model`` covers window ``start``, every replica's rows, every feature."""
+    status, doc = get_json(f"{gateway.http}/v1/models/{model}/drift")
+    (version,) = doc["versions"]
+    window = version["window"] or {}
+    return (status == 200 and window.get("start_unix_nano") == start and window.get("rows") == 200 * len(REPLICAS)
+            and sorted(version["features"]) == ["x0", "x1", "x2"])
 
 
 @pytest.fixture
@@ -145,24 +153,24 @@ def test_dns_resolver_moves_a_dead_gateways_models_and_gives_models_to_a_new_one
         moved = {m for m, (a, _) in owners.items() if a == victim}
         gateways[victim].kill()
         survivors = {a: g for a, g in gateways.items() if a != victim}
-        failed_before, late_before = collector.metric(FAILED, exporter="load_balancing"), _late(survivors)
+        failed_before = collector.metric(FAILED, exporter="load_balancing")
         _, in_flight = _round(sender, survivors, complete=False)
         hosts.set([a for a in ADDRESSES if a != victim])
         _backends(collector, 2)
 
-        after = [_round(sender, survivors)[1] for _ in range(2)]
+        rounds = [_round(sender, survivors) for _ in range(2)]
+        after = [judged for _, judged in rounds]
         for judged in after:
             assert all(judged[m][0] == owners[m][0] for m in set(MODELS) - moved)  # survivors keep their models
             assert all(judged[m][0] in survivors for m in moved)
-        for model in moved:  # the verdicts go on where the model went
-            status, drift = get_json(f"{survivors[after[-1][model][0]].http}/v1/models/{model}/drift")
-            assert status == 200 and drift, drift
+        for model in moved:  # the drift verdicts go on where the model went, on all replicas' rows
+            wait_until(lambda: _judged_drift(survivors[after[-1][model][0]], model, rounds[-1][0]), 10, interval=0.2,
+                       what=f"{model}'s fleet drift verdict on its new gateway")
 
-        # at most one window per model lost (the one in flight), and every lost record counted
+        # at most one window per model lost (the one in flight; the rounds after are complete), all counted
         lost = sum(len(REPLICAS) - in_flight.get(m, (None, 0))[1] for m in moved)
         assert all(in_flight[m][1] == len(REPLICAS) for m in set(MODELS) - moved)
-        wait_until(lambda: collector.metric(FAILED, exporter="load_balancing") - failed_before
-                   + _late(survivors) - late_before >= lost, 30, interval=0.3,
+        wait_until(lambda: collector.metric(FAILED, exporter="load_balancing") - failed_before >= lost, 30, interval=0.3,
                    what=f"{lost} lost window records counted ({collector.log()})")
         assert collector.metric(FAILED, exporter="load_balancing") - failed_before <= len(MODELS) * len(REPLICAS)
 
@@ -173,4 +181,5 @@ def test_dns_resolver_moves_a_dead_gateways_models_and_gives_models_to_a_new_one
         _backends(collector, 3)
         _, judged = _round(sender, survivors)
         taken = {m for m, (a, _) in judged.items() if a == ADDED}
-        assert taken and all(after[-1][m][0] != ADDED for m in taken), judged
+        assert taken, judged
+        assert all(judged[m][0] == after[-1][m][0] for m in set(MODELS) - taken)  # only the new one's share moved
