@@ -3,12 +3,11 @@ driftcar gateways and shards window records by model.
 
 30 models x 3 replicas send one window each through the Collector's OTLP receiver: every model's
 windows land on exactly one gateway (all three replicas merged there), and every gateway holds some
-models. Then one gateway is killed mid-stream. With the `static` resolver used here (the only one a
-loopback test can drive) the ring never changes: the dead instance's models are not moved to the
-others, their windows are retried, dropped and counted by the Collector
-(otelcol_exporter_send_failed_log_records), the survivors' models lose nothing, and once the
-instance is back on its address its models return to it. (With the `k8s` or `dns` resolver the
-instance leaves the ring and its models move; see collector-config/fleet.yaml.)
+models. Then one gateway is killed mid-stream. With the `static` resolver used here the ring never
+changes: the dead instance's models are not moved to the others, their windows are retried, dropped
+and counted by the Collector (otelcol_exporter_send_failed_log_records), the survivors' models lose
+nothing, and once the instance is back on its address its models return to it. (With the `k8s` or `dns` resolver the
+instance leaves the ring and its models move: test_fleet_failover.py drives the `dns` one.)
 """
 
 from __future__ import annotations
