@@ -148,7 +148,12 @@ def test_kill_9_and_restart_keeps_reference_and_closed_windows(tmp_path):
         return status == 200 and doc["models"] and doc["models"][0]["closed_windows"] >= 1 and \
             os.path.exists(os.path.join(state_dir, "state.msgpack"))
 
-    wait_until(closed, 20, what="a closed, checkpointed window")
+    wait_until(closed, 20, what="a closed window")
+    # The API can show the closed window before the checkpoint that holds it is written (the file
+    # may be one close older): wait for the next checkpoint, written at the following close.
+    checkpoint = os.path.join(state_dir, "state.msgpack")
+    seen = os.stat(checkpoint).st_mtime_ns
+    wait_until(lambda: os.stat(checkpoint).st_mtime_ns > seen, 20, what="a checkpoint after the closed window")
     before = get_json(f"{first.http}/v1/models/m/drift")[1]["versions"][0]
     first.kill()  # SIGKILL: no shutdown code runs
     second = SidecarProcess(tmp_path, *args, ports=first.ports)
