@@ -157,18 +157,25 @@ def malformed() -> list[tuple[str, bytes, str]]:
     ]
 
 
-def main() -> None:
-    good = [{"name": n, "hex": body.hex(), "expected": expected_form(body)} for n, body in vectors()]
+def checked_malformed(cases, decode, error_type) -> list[dict]:
+    """The malformed cases as written to the vector file, each first shown to fail ``decode`` with
+    ``error_type`` whose reason contains the expected text (shared with generate_window.py)."""
     bad = []
-    for name, body, error in malformed():
+    for name, body, error in cases:
         try:
-            decode_batch(body)
-        except BatchError as exc:
+            decode(body)
+        except error_type as exc:
             if error not in exc.reason:
                 raise SystemExit(f"{name}: error {exc.reason!r} does not contain {error!r}")
         else:
             raise SystemExit(f"{name}: decoded without error")
         bad.append({"name": name, "hex": body.hex(), "error": error})
+    return bad
+
+
+def main() -> None:
+    good = [{"name": n, "hex": body.hex(), "expected": expected_form(body)} for n, body in vectors()]
+    bad = checked_malformed(malformed(), decode_batch, BatchError)
     (HERE / "vectors.json").write_text(json.dumps(good, indent=1) + "\n")
     (HERE / "malformed.json").write_text(json.dumps(bad, indent=1) + "\n")
     print(f"wrote {len(good)} vectors and {len(bad)} malformed cases")

@@ -116,15 +116,21 @@ def register(subparsers) -> None:
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="CSV or Parquet files with the same columns")
     p.add_argument("--show", metavar="PROFILE", help="print a summary of a saved profile and exit")
+    add_option_flags(p, OPTIONS)
+    p.set_defaults(func=run)
+
+
+def add_option_flags(p: argparse.ArgumentParser, options: dict) -> None:
+    """``--config``, one flag per entry of an options table like :data:`OPTIONS` (default None, so
+    :func:`resolve` can tell a flag that was given from one that was not) and ``-q``."""
     p.add_argument("--config", metavar="YAML", help="options as a YAML map (keys as below, - or _)")
-    for name, (parse, _, text) in OPTIONS.items():
+    for name, (parse, _, text) in options.items():
         flags = [f"--{name.replace('_', '-')}"] + (["-o"] if name == "out" else [])
         if parse is _bool:
             p.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             p.add_argument(*flags, dest=name, type=parse, default=None, help=text)
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
-    p.set_defaults(func=run)
 
 
 def resolve(args: argparse.Namespace, environ=None, options: dict | None = None,

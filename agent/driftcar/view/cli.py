@@ -62,7 +62,7 @@ def _options() -> dict:
 
 
 def register(subparsers) -> None:
-    from driftcar.stats.cli import _bool
+    from driftcar.stats.cli import add_option_flags
 
     p = subparsers.add_parser(
         "report", help="write a self-contained HTML drift report of a data file against a reference",
@@ -71,14 +71,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("reference", metavar="REFERENCE", help="profile (.driftcar) or CSV / Parquet training data")
     p.add_argument("current", metavar="CURRENT", help="CSV / Parquet data to compare with the reference")
-    p.add_argument("--config", metavar="YAML", help="options as a YAML map (keys as below, - or _)")
-    for name, (parse, _, text) in _options().items():
-        flags = [f"--{name.replace('_', '-')}"] + (["-o"] if name == "out" else [])
-        if parse is _bool:
-            p.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        else:
-            p.add_argument(*flags, dest=name, type=parse, default=None, help=text)
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
+    add_option_flags(p, _options())
     p.set_defaults(func=run)
 
 
