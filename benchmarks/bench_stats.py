@@ -12,7 +12,6 @@ import time
 import numpy as np
 
 from driftcar.stats import DriftConfig, evaluate_drift, profile
-from driftcar.stats.methods import PVALUE_METHODS
 
 N_FEATURES = 20
 N_SHIFTED = 5
