@@ -113,8 +113,8 @@ class FeatureDriftConfig:
 class DriftConfig:
     """How drift is decided. Frozen; validated on construction (ValueError lists every problem).
 
-    methods: tests to compute (None = all that apply); the deciding test is
-    always computed. The deciding test per kind and size: ``numeric_small`` /
+    methods: tests to compute beside the deciding one (None = all that apply: the sidecar
+    exports each as a ``driftcar.drift.score`` series; ``()`` = the deciding test alone). The deciding test per kind and size: ``numeric_small`` /
     ``numeric_large`` / ``categorical_small`` / ``categorical_large``, switching
     when the window has more than ``large_sample`` values. ``thresholds`` maps a
     method to its threshold (default: ``pvalue_threshold`` for p-value tests,
@@ -482,7 +482,7 @@ def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig, l
         deciding[index[MULTIVARIATE]] = "pca_reconstruction"
     rule = np.where(calibrated, "calibrated",
                     np.where([m in _table()[3] for m in deciding], "pvalue", "distance")).astype(object)
-    base = [m for m in (config.methods or applicable) if m in applicable]
+    base = [m for m in (applicable if config.methods is None else config.methods) if m in applicable]
     return enabled, deciding, rule, floor, base
 
 
