@@ -114,8 +114,9 @@ class DriftConfig:
     """How drift is decided. Frozen; validated on construction (ValueError lists every problem).
 
     methods: tests to compute beside the deciding one (None = all that apply: the sidecar
-    exports each as a ``driftcar.drift.score`` series; ``()`` = the deciding test alone). The deciding test per kind and size: ``numeric_small`` /
-    ``numeric_large`` / ``categorical_small`` / ``categorical_large``, switching
+    exports each as a ``driftcar.drift.score`` series; ``()`` = the deciding test alone).
+    The deciding test per kind and size: ``numeric_small`` / ``numeric_large`` /
+    ``categorical_small`` / ``categorical_large``, switching
     when the window has more than ``large_sample`` values. ``thresholds`` maps a
     method to its threshold (default: ``pvalue_threshold`` for p-value tests,
     ``distance_threshold`` for distances). Hysteresis (for VerdictTracker):
