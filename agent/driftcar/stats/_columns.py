@@ -194,8 +194,8 @@ class CodeTable(dict):
         if isinstance(values, np.ndarray) and values.dtype.kind == "U":
             idx = np.minimum(np.searchsorted(self._keys, values), len(self._keys) - 1)
             return np.where(self._keys[idx] == values, self._key_codes[idx], self.other)
-        if isinstance(values, np.ndarray):  # objects / bytes: then C-level lookups
-            values = values.tolist()
+        if isinstance(values, np.ndarray) and values.dtype.kind != "O":  # bytes: then C-level lookups
+            values = values.tolist()  # (an object array is iterated as is: 1.5x faster than a list copy)
         try:
             return np.fromiter(map(self.__getitem__, values), dtype=np.int64, count=len(values))
         except TypeError:  # unhashable values: by their text

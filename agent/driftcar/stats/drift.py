@@ -36,6 +36,7 @@ import numpy as np
 
 from driftcar.stats import calibration
 from driftcar.stats import methods as M
+from driftcar.stats import registry
 from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION, Profile, coarse_counts
 from driftcar.stats.sketch import WindowSketch
 
@@ -53,9 +54,15 @@ __all__ = [
     "METHODS",
 ]
 
-NUMERIC_METHODS = ("psi", "ks", "wasserstein", "jensenshannon", "chisquare", "hellinger")
-CATEGORICAL_METHODS = ("psi", "jensenshannon", "chisquare", "hellinger")
-METHODS = NUMERIC_METHODS + ("pca_reconstruction",)
+
+def __getattr__(name: str):
+    """NUMERIC_METHODS, CATEGORICAL_METHODS, METHODS: read from :mod:`driftcar.stats.registry` when asked."""
+    if name in _LISTS:
+        return registry.names(_LISTS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_LISTS = {"NUMERIC_METHODS": "numeric", "CATEGORICAL_METHODS": "categorical", "METHODS": None}
 CORRECTIONS = ("benjamini-hochberg", "bonferroni", "none")
 #: how the deciding test is judged: "calibrated" (band from both sizes and the reference's own
 #: variation, with an effect floor), "switch" (p-value up to large_sample values, distance
@@ -89,8 +96,8 @@ class FeatureDriftConfig:
 
     def problems(self, path: str) -> list[str]:
         out = []
-        if self.method is not None and self.method not in METHODS:
-            out.append(f"{path}.method: {self.method!r} is not one of {METHODS}")
+        if self.method is not None and self.method not in registry.names():
+            out.append(f"{path}.method: {self.method!r} is not one of {registry.names()}")
         if self.threshold is not None and not (isinstance(self.threshold, (int, float)) and self.threshold > 0):
             out.append(f"{path}.threshold: must be a number > 0")
         if self.min_samples is not None and not (isinstance(self.min_samples, int) and self.min_samples >= 1):
@@ -106,9 +113,10 @@ class FeatureDriftConfig:
 class DriftConfig:
     """How drift is decided. Frozen; validated on construction (ValueError lists every problem).
 
-    methods: tests to compute (None = all that apply); the deciding test is
-    always computed. The deciding test per kind and size: ``numeric_small`` /
-    ``numeric_large`` / ``categorical_small`` / ``categorical_large``, switching
+    methods: tests to compute beside the deciding one (None = all that apply: the sidecar
+    exports each as a ``driftcar.drift.score`` series; ``()`` = the deciding test alone).
+    The deciding test per kind and size: ``numeric_small`` / ``numeric_large`` /
+    ``categorical_small`` / ``categorical_large``, switching
     when the window has more than ``large_sample`` values. ``thresholds`` maps a
     method to its threshold (default: ``pvalue_threshold`` for p-value tests,
     ``distance_threshold`` for distances). Hysteresis (for VerdictTracker):
@@ -162,11 +170,12 @@ class DriftConfig:
 
     def problems(self) -> list[str]:
         out = []
+        every, numeric, categorical = registry.names(), registry.names("numeric"), registry.names("categorical")
         for m in self.methods or ():
-            if m not in METHODS:
-                out.append(f"methods: {m!r} is not one of {METHODS}")
-        for key, allowed in (("numeric_small", NUMERIC_METHODS), ("numeric_large", NUMERIC_METHODS),
-                             ("categorical_small", CATEGORICAL_METHODS), ("categorical_large", CATEGORICAL_METHODS)):
+            if m not in every:
+                out.append(f"methods: {m!r} is not one of {every}")
+        for key, allowed in (("numeric_small", numeric), ("numeric_large", numeric),
+                             ("categorical_small", categorical), ("categorical_large", categorical)):
             if getattr(self, key) not in allowed:
                 out.append(f"{key}: {getattr(self, key)!r} is not one of {allowed}")
         for key in ("large_sample", "min_samples", "enter_windows", "exit_windows"):
@@ -190,7 +199,7 @@ class DriftConfig:
         if self.correction not in CORRECTIONS:
             out.append(f"correction: must be one of {CORRECTIONS}, got {self.correction!r}")
         for m, t in self.thresholds.items():
-            if m not in METHODS:
+            if m not in every:
                 out.append(f"thresholds.{m}: unknown method")
             elif not (isinstance(t, (int, float)) and t > 0):
                 out.append(f"thresholds.{m}: must be a number > 0")
@@ -226,7 +235,10 @@ class DriftConfig:
             return float(fc.threshold)
         if method in self.thresholds:
             return float(self.thresholds[method])
-        return float(self.pvalue_threshold if method in M.PVALUE_METHODS else self.distance_threshold)
+        spec = registry.get(method)
+        if spec.threshold is not None:
+            return float(spec.threshold)
+        return float(self.pvalue_threshold if spec.pvalue else self.distance_threshold)
 
 
 class Comparison(NamedTuple):
@@ -420,16 +432,25 @@ def _evaluate(prof: Profile, window: WindowSketch, config: DriftConfig, label: b
     return _assemble(L, blocks, config, window.rows)
 
 
-_METHOD_ORDER = {m: k for k, m in enumerate(METHODS)}
 _new_result = partial(tuple.__new__, DriftResult)  # skips namedtuple's Python-level _make
-_HAS_P = np.array([m in M.PVALUE_METHODS for m in METHODS])
+_TABLE: list = [-1, None]
+
+
+def _table() -> tuple[tuple[str, ...], dict[str, int], np.ndarray, frozenset[str]]:
+    """(method names, name -> position, has-p-value per position, p-value methods) of the registry now."""
+    if _TABLE[0] != registry.version():
+        every = registry.names()
+        pv = registry.pvalue_methods()
+        _TABLE[:] = [registry.version(), (every, {m: k for k, m in enumerate(every)},
+                                           np.array([m in pv for m in every]), pv)]
+    return _TABLE[1]
 
 
 def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig, label: bool = False):
     """(enabled mask, deciding method per row, rule per row, effect floor per row, base method set)."""
     small, large = ((config.numeric_small, config.numeric_large) if kind == "numeric"
                     else (config.categorical_small, config.categorical_large))
-    applicable = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
+    applicable = registry.names(kind)
     n = len(names)
     decision = np.full(n, config.decision, dtype=object)
     floor = np.full(n, config.min_effect if kind == "numeric" else config.min_effect_categorical)
@@ -455,14 +476,14 @@ def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig, l
             getattr(config.features.get(LABEL), "enabled", True))
     calibrated = (decision == "calibrated") & (method == None)  # noqa: E711 (elementwise)
     size_small = (decision == "pvalue") | ((decision == "switch") & (n_cur <= config.large_sample))
-    deciding = np.where(calibrated, "ks" if kind == "numeric" else "chisquare",
+    deciding = np.where(calibrated, registry.calibrated_method(kind),
                         np.where(size_small, small, large)).astype(object)
     deciding = np.where(method == None, deciding, method)  # noqa: E711
     if MULTIVARIATE in index:
         deciding[index[MULTIVARIATE]] = "pca_reconstruction"
     rule = np.where(calibrated, "calibrated",
-                    np.where([m in M.PVALUE_METHODS for m in deciding], "pvalue", "distance")).astype(object)
-    base = [m for m in (config.methods or applicable) if m in applicable]
+                    np.where([m in _table()[3] for m in deciding], "pvalue", "distance")).astype(object)
+    base = [m for m in (applicable if config.methods is None else config.methods) if m in applicable]
     return enabled, deciding, rule, floor, base
 
 
@@ -512,7 +533,7 @@ def numeric_statistics(L, counts: np.ndarray, sums: np.ndarray, inf: np.ndarray,
     F = L.F
     C = counts[:, : F + 2]
     stats: dict[str, tuple] = {}
-    if need & {"psi", "jensenshannon", "chisquare", "hellinger"}:
+    if need & set(_on_bins()):
         stats.update(categorical_statistics(L.ref_coarse, coarse_counts(counts, L.B), need))
     if not need & {"ks", "wasserstein"}:
         return stats
@@ -565,16 +586,14 @@ def numeric_statistics(L, counts: np.ndarray, sums: np.ndarray, inf: np.ndarray,
 def categorical_statistics(R: np.ndarray, C: np.ndarray, need: set[str]) -> dict[str, tuple]:
     """The bin-based tests on aligned count rows (categories, or coarse numeric bins). Internal."""
     stats: dict[str, tuple] = {}
-    if "psi" in need:
-        stats["psi"] = (M.psi(R, C), None, None)
-    if "jensenshannon" in need:
-        stats["jensenshannon"] = (M.jensenshannon(R, C), None, None)
-    if "hellinger" in need:
-        stats["hellinger"] = (M.hellinger(R, C), None, None)
-    if "chisquare" in need:
-        s, p = M.chisquare(R, C)
-        stats["chisquare"] = (s, p, None)
+    for name in _on_bins():
+        if name in need:
+            stats[name] = (*registry.get(name)(R, C), None)
     return stats
+
+
+def _on_bins() -> tuple[str, ...]:
+    return tuple(n for n in registry.names() if registry.get(n).source == "bins")
 
 
 def _categorical_block(L, window: WindowSketch, config: DriftConfig, label: bool = False) -> dict:
@@ -598,6 +617,8 @@ def _categorical_block(L, window: WindowSketch, config: DriftConfig, label: bool
 
 def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftReport:
     order = {name: k for k, name in enumerate(L.feature_names + [PREDICTION, MULTIVARIATE])}
+    every, position, has_pvalue, pvalue_methods = _table()
+    for_prediction = set(registry.names("prediction"))
     cols: dict[str, list] = {k: [] for k in ("row", "block", "method", "stat", "pv", "bound", "dec", "order")}
     for b, blk in enumerate(blocks):
         enabled, deciding, is_mv = blk["enabled"], blk["deciding"], blk["is_mv"]
@@ -610,13 +631,15 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
                 take = enabled & is_mv
             else:
                 take = enabled & ~is_mv & ((deciding == m) | (m in blk["base"]))
+                if m not in for_prediction:
+                    take &= np.asarray(blk["names"], dtype=object) != PREDICTION
             idx = np.nonzero(take)[0]
             if not len(idx):
                 continue
             stat, pv, bd = blk["stats"][m]
             cols["row"].append(idx)
             cols["block"].append(np.full(len(idx), b))
-            cols["method"].append(np.full(len(idx), _METHOD_ORDER[m]))
+            cols["method"].append(np.full(len(idx), position[m]))
             cols["stat"].append(stat[idx])
             cols["pv"].append(np.full(len(idx), np.nan) if pv is None else pv[idx])
             cols["bound"].append(np.zeros(len(idx)) if bd is None else bd[idx])
@@ -642,13 +665,13 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
         n_cur[sel] = blk["n_cur"][rows_b]
         names[sel] = np.asarray(blk["names"], dtype=object)[rows_b]
         kinds[sel] = np.where(blk["is_mv"][rows_b], "multivariate", blk["kind"])
-    method_names = np.array(METHODS, dtype=object)[a["method"]]
+    method_names = np.array(every, dtype=object)[a["method"]]
     pv = a["pv"]
-    has_p = _HAS_P[a["method"]] & ~np.isnan(pv)  # pca_reconstruction is a distance in large windows
+    has_p = has_pvalue[a["method"]] & ~np.isnan(pv)  # pca_reconstruction is a distance in large windows
     # thresholds and minimum sample sizes, with per-feature overrides
     thr = np.empty(n)
     for m in np.unique(a["method"]):
-        thr[a["method"] == m] = config.threshold(METHODS[m])
+        thr[a["method"] == m] = config.threshold(every[m])
     pca_distance = (method_names == "pca_reconstruction") & ~has_p
     if pca_distance.any():
         thr[pca_distance] = config.distance_threshold
@@ -670,7 +693,7 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
     verdicts = has_p & ok & a["dec"] & ~cal
     if verdicts.any():
         adj[verdicts] = adjust_pvalues(adj[verdicts], config.correction)
-    for m in M.PVALUE_METHODS:
+    for m in sorted(pvalue_methods):
         sel = (method_names == m) & ok & has_p & ~a["dec"]
         if sel.any():
             adj[sel] = adjust_pvalues(adj[sel], config.correction)

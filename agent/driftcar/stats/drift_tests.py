@@ -19,6 +19,8 @@ a notebook; the sidecar uses :func:`evaluate_drift`.
 ('ks', 0.12, True, 2000)
 >>> sorted(TESTS)
 ['chisquare', 'hellinger', 'jensenshannon', 'ks', 'psi', 'wasserstein']
+>>> for_method("psi")
+PSI(threshold=0.1, min_samples=100)
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from functools import lru_cache
 import numpy as np
 
 from driftcar.stats.drift import DriftConfig, DriftResult, categorical_statistics, numeric_statistics
-from driftcar.stats.methods import PVALUE_METHODS
+from driftcar.stats import registry
 from driftcar.stats.profile import FeatureProfile, Profile
 from driftcar.stats.sketch import CategoricalSketch, NumericSketch
 
-__all__ = ["DriftTest", "PSI", "KS", "Wasserstein", "JensenShannon", "ChiSquare", "Hellinger", "TESTS"]
+__all__ = ["DriftTest", "PSI", "KS", "Wasserstein", "JensenShannon", "ChiSquare", "Hellinger", "TESTS",
+           "for_method"]
 
 
 _DEFAULTS = DriftConfig()  # thresholds and min_samples: the same defaults as evaluate_drift
@@ -43,7 +46,6 @@ class DriftTest:
     ``threshold`` (p-value level or distance), ``min_samples``; ``evaluate``."""
 
     name = ""
-    kinds: tuple[str, ...] = ("numeric", "categorical")
 
     def __init__(self, threshold: float | None = None, min_samples: int = _DEFAULTS.min_samples):
         threshold = _DEFAULTS.threshold(self.name) if threshold is None else threshold
@@ -56,7 +58,12 @@ class DriftTest:
 
     @property
     def has_pvalue(self) -> bool:
-        return self.name in PVALUE_METHODS
+        return registry.get(self.name).pvalue
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The feature kinds the method applies to (from its registry entry)."""
+        return tuple(k for k in ("numeric", "categorical") if k in registry.get(self.name).kinds)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold}, min_samples={self.min_samples})"
@@ -124,14 +131,21 @@ class KS(DriftTest):
     """Kolmogorov–Smirnov on the fine bins (statistic within ``bound`` of the raw data's)."""
 
     name = "ks"
-    kinds = ("numeric",)
 
 
 class Wasserstein(DriftTest):
     """Wasserstein-1 normalised by the reference standard deviation (1 when it is 0)."""
 
     name = "wasserstein"
-    kinds = ("numeric",)
 
 
 TESTS: dict[str, type[DriftTest]] = {t.name: t for t in (PSI, KS, Wasserstein, JensenShannon, ChiSquare, Hellinger)}
+
+
+def for_method(name: str, **options) -> DriftTest:
+    """The one-feature test of any registered method applying to features (KeyError when unknown)."""
+    spec = registry.get(name)
+    if spec.source == "pca":
+        raise KeyError(f"{name} judges the multivariate row, not one feature")
+    cls = TESTS.get(name) or type(f"DriftTest_{name}", (DriftTest,), {"name": name})
+    return cls(**options)

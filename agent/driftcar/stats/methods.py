@@ -31,7 +31,6 @@ __all__ = [
     "ks",
     "ks_pvalue",
     "wasserstein",
-    "PVALUE_METHODS",
 ]
 
 #: proportions are floored at this value inside PSI so that a bin empty on one
@@ -325,8 +324,3 @@ def wasserstein(
     chi = upper if cur_upper is None else cur_upper
     bound = spread_bound(ref, ref_sums, lower, upper) + spread_bound(cur, cur_sums, clo, chi)
     return dist, np.where(fc.both, np.nan_to_num(bound), 0.0)
-
-
-#: methods that have a p-value (``pca_reconstruction`` only up to ``large_sample``); how one result
-#: was decided travels with it (``DriftResult.decided_by``): use that, not this set, to read a result
-PVALUE_METHODS = frozenset({"ks", "chisquare", "pca_reconstruction"})

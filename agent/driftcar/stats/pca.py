@@ -4,7 +4,8 @@ Fitted on the reference's numeric features that are at most half missing and
 on one-hot indicators of each categorical feature's most frequent categories
 (``onehot``: up to 10 per feature with at least 1 % of the rows, after the most
 frequent one, which like a missing or rarer value is all zeros), all standardised by their reference mean and standard
-deviation, using the rows where every numeric one is finite, with a numpy SVD, keeping the fewest components that
+deviation, using the rows where every numeric one is finite, with numpy's eigh of their Gram
+matrix (the right singular vectors, for a fraction of an SVD's cost), keeping the fewest components that
 explain ``variance`` of the variance (at least 1, at most d - 1 so that an
 error remains). A row's error is the RMS of its standardised residual; live
 rows with a missing or infinite value in these features are skipped (missing
@@ -67,7 +68,8 @@ class PCAModel:
         """
         z = (np.asarray(matrix, dtype=np.float64) - self.mean) / self.scale
         z = np.where(np.isfinite(z), z, np.where(np.isnan(z), 0.0, np.sign(z) * 1e6))
-        resid = z - (z @ self.components) @ self.components.T
+        v = self.components
+        resid = z - np.einsum("nk,dk->nd", np.einsum("nd,dk->nk", z, v), v)
         return np.sqrt(np.mean(resid * resid, axis=1))
 
 
@@ -78,7 +80,11 @@ class PCAModel:
         z -= self.mean[:, None]
         z *= (1.0 / self.scale)[:, None]
         with np.errstate(invalid="ignore", over="ignore"):
-            resid = z - self.components @ (self.components.T @ z)
+            # einsum, not matmul: these skinny products take a few ms of one core, and BLAS threads
+            # waiting on a busy machine made them up to 10x slower in wall time
+            # (benchmarks/bench_verdicts.py, speed: profile + 11 evaluations 0.63 s -> 0.19 s)
+            v = self.components
+            resid = z - np.einsum("dk,kn->dn", v, np.einsum("dk,dn->kn", v, z))
             return np.sqrt(np.einsum("ij,ij->j", resid, resid) / z.shape[0])
 
 
@@ -101,8 +107,10 @@ def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9
     if len(z) < 2:
         comps = np.eye(d)[:, :1]
         return PCAModel(tuple(features), mean, scale, comps, 0.0, variance, tuple(onehot))
-    _, s, vt = np.linalg.svd(z, full_matrices=False)
-    var = s * s
+    # the right singular vectors of z are the eigenvectors of its Gram matrix (d x d): 12x less
+    # CPU than an SVD of the rows on 25,000 x 110 (benchmarks/bench_stats.py, "PCA fit")
+    var, vecs = np.linalg.eigh(z.T @ z)
+    var, vt = np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
     total = var.sum()
     share = np.cumsum(var) / total if total > 0 else np.ones_like(var)
     k = int(np.searchsorted(share, variance - 1e-12) + 1)

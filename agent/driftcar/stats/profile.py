@@ -613,7 +613,8 @@ class ProfileBuilder:
         # calibration chunks: consecutive rows, at least _MIN_CHUNK_ROWS each
         k = max(1, min(self.calibration_chunks, self._rows // _MIN_CHUNK_ROWS))
         self._cuts = np.linspace(0, self._rows, k + 1).round().astype(np.int64)
-        self._windows = [self._draft.new_window() for _ in range(k)]
+        # no PCA errors in the counting pass: the reference's come from the held-out half of the sample
+        self._windows = [WindowSketch(self._draft, pca_errors=False) for _ in range(k)]
         self._sample.clear()
 
     def _fit_pca(self, feats: dict[str, FeatureProfile], levels: np.ndarray):

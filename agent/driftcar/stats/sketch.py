@@ -119,8 +119,13 @@ class WindowSketch:
     (503, 502, 1, 1, {'unknown': 3})
     """
 
-    def __init__(self, profile: Profile):
+    pca_errors = True  # (also for sketches built by merge / from_bytes)
+
+    def __init__(self, profile: Profile, pca_errors: bool = True):
+        """``pca_errors=False`` leaves the ``__multivariate__`` row empty (a profile's counting pass,
+        whose error distribution comes from a held-out sample instead)."""
         self.profile = profile
+        self.pca_errors = pca_errors
         L = profile.layout
         self.num_counts = np.zeros((len(L.num_names), L.F + 3), dtype=np.int64)
         self.num_sums = np.zeros((len(L.num_names), L.F + 3), dtype=np.float64)
@@ -193,7 +198,7 @@ class WindowSketch:
                 floats[where[1]] = self._add_numeric(where[1], values)
             else:
                 codes[where[1]] = self._add_categorical(where[1], values)
-        if L.pca is not None and (floats or codes):
+        if L.pca is not None and self.pca_errors and (floats or codes):
             if all(r in floats for r in L.pca_rows) and all(r in codes for r, _ in L.pca_cats):
                 # rows with a missing/infinite value get a NaN error: counted as missing, not tested
                 cols = [floats[r] for r in L.pca_rows]

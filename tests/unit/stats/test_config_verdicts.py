@@ -126,3 +126,13 @@ def test_restored_verdict_does_not_alert_again_and_leaves_as_usual():
     assert t.state("x") and t.drifted == ["x"]
     assert t.update(_report(0.2)) == []  # already drifted: no second alert
     assert [(c.feature, c.detected) for c in t.update(_report(0.01))] == [("x", False)]
+
+
+@pytest.mark.parametrize("decision", ["calibrated", "switch"])
+def test_no_methods_computes_the_deciding_test_alone_with_the_same_verdicts(decision):
+    w = PROF.new_window()
+    w.update({"a": RNG.normal(0.2, 1, 3_000), "b": RNG.normal(size=3_000), "c": list(RNG.choice(["x", "y"], 3_000))})
+    every = evaluate_drift(PROF, w, DriftConfig(decision=decision))
+    alone = evaluate_drift(PROF, w, DriftConfig(decision=decision, methods=()))
+    assert len(every.results) > len(alone.results) == len(alone.deciding()) == 4  # a, b, c, __multivariate__
+    assert alone.deciding() == every.deciding()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from driftcar.stats import DriftConfig, DriftResult, VerdictTracker, evaluate_drift, profile
-from driftcar.stats.drift import CATEGORICAL_METHODS, METHODS, NUMERIC_METHODS
+from driftcar.stats import registry
 from driftcar.stats.profile import MULTIVARIATE, PREDICTION
 
 LARGE = DriftConfig().large_sample
@@ -44,16 +44,14 @@ def _correlated(rng, n, drift):
 
 
 def _cases():
+    """(kind, method) for every registered method and kind it applies to, plus each kind's default."""
     out = []
-    for m in NUMERIC_METHODS + ("default",):
-        out.append(("numeric", m))
-    for m in CATEGORICAL_METHODS + ("default",):
-        out.append(("categorical", m))
-    for m in NUMERIC_METHODS + ("default",):
-        out.append(("prediction-numeric", m))
-    for m in CATEGORICAL_METHODS + ("default",):
-        out.append(("prediction-categorical", m))
-    out += [("multivariate", m) for m in METHODS if m == "pca_reconstruction"] + [("multivariate", "default")]
+    for kind in ("numeric", "categorical", "prediction-numeric", "prediction-categorical", "multivariate"):
+        if kind.startswith("prediction"):
+            methods = [m for m in registry.names("prediction") if m in registry.names(kind.split("-")[1])]
+        else:
+            methods = list(registry.names(kind))
+        out += [(kind, m) for m in methods + ["default"]]
     return out
 
 
@@ -115,7 +113,7 @@ def test_drift_then_clean_windows_resolve(kind, method, rows):
 def test_every_listed_method_is_walked():
     """A method the engine lists but this walk forgets fails here."""
     walked = {m for _, m in _cases()}
-    assert set(METHODS) <= walked
+    assert set(registry.names()) <= walked
 
 
 @pytest.mark.parametrize("rows,rule", [(SIZES[0], "pvalue"), (SIZES[1], "distance")])

@@ -76,7 +76,6 @@ OUTCOMES = ("accepted", "rejected", "throttled")
 FLEET_OUTCOMES = ("sent", "dropped", "merged", "late", "duplicate", "rejected", "unreferenced")
 LABEL_REASONS = ("expired", "unknown_id", "evicted")
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse")
-DRIFT_METHODS = ("psi", "ks", "wasserstein", "jensenshannon", "chisquare", "hellinger", "pca_reconstruction")
 
 
 @dataclass(frozen=True)
@@ -248,3 +247,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def __getattr__(name: str):
+    """``DRIFT_METHODS``, the drift.method values: one per entry of driftcar.stats.registry, read when asked."""
+    if name == "DRIFT_METHODS":
+        from driftcar.stats.registry import names
+
+        return names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
