@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 
 from driftcar.sidecar.config import Endpoint
 from driftcar.sidecar.errors import BadRequest, IngestError, TooLarge, Unauthenticated, grpc_status
-from driftcar.sidecar.ingest import Ingestor
+from driftcar.sidecar.ingest import Ingestor, Prepared
 from driftcar.sidecar.security import TokenAuth
 
 __all__ = ["GrpcReceiver", "SERVICE", "METHOD"]
@@ -60,9 +60,10 @@ class GrpcReceiver:
                 self.ingestor.reject_request(None)
                 raise TooLarge(f"request of {len(data)} bytes exceeds the limit of {self.max_request_bytes}")
             if len(data) > OFFLOAD_BYTES:  # parsing/validating megabytes would stall every other call
-                result = await asyncio.to_thread(self._parse_and_ingest, data)
+                prepared = await asyncio.to_thread(self._parse_and_prepare, data)
             else:
-                result = self._parse_and_ingest(data)
+                prepared = self._parse_and_prepare(data)
+            result = await self.ingestor.ingest_async(prepared)
         except IngestError as error:
             code, details, trailers = grpc_status(error)
             await context.abort(code, details, trailing_metadata=trailers)
@@ -74,13 +75,13 @@ class GrpcReceiver:
             )
         return response
 
-    def _parse_and_ingest(self, data: bytes):
+    def _parse_and_prepare(self, data: bytes) -> Prepared:
         try:
             request = ExportLogsServiceRequest.FromString(data)
         except (DecodeError, RuntimeError, ValueError) as exc:
             self.ingestor.reject_request(exc)
             raise BadRequest(f"request is not a valid ExportLogsServiceRequest: {type(exc).__name__}") from None
-        return self.ingestor.ingest(request)
+        return self.ingestor.prepare(request)
 
     async def start(self) -> None:
         options = [

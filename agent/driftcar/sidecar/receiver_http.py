@@ -36,7 +36,7 @@ from driftcar.sidecar.errors import (
     http_status,
     rpc_status,
 )
-from driftcar.sidecar.ingest import Ingestor
+from driftcar.sidecar.ingest import Ingestor, Prepared
 from driftcar.sidecar.security import TokenAuth
 
 __all__ = ["HttpReceiver", "RUNNER_KWARGS", "read_body", "parse_otlp_json"]
@@ -165,9 +165,10 @@ class HttpReceiver:
                 self.ingestor.reject_request(exc)
                 raise
             if len(body) > OFFLOAD_BYTES:  # parsing/validating megabytes would stall every other request
-                result = await asyncio.to_thread(self._parse_and_ingest, body, as_json)
+                prepared = await asyncio.to_thread(self._parse_and_prepare, body, as_json)
             else:
-                result = self._parse_and_ingest(body, as_json)
+                prepared = self._parse_and_prepare(body, as_json)
+            result = await self.ingestor.ingest_async(prepared)
         except IngestError as error:
             status, headers = http_status(error)
             return self._respond(rpc_status(error), as_json, status, headers)
@@ -177,7 +178,7 @@ class HttpReceiver:
             response.partial_success.error_message = result.message
         return self._respond(response, as_json, 200, {})
 
-    def _parse_and_ingest(self, body: bytes, as_json: bool):
+    def _parse_and_prepare(self, body: bytes, as_json: bool) -> Prepared:
         try:
             if as_json:
                 message = parse_otlp_json(body)
@@ -189,7 +190,7 @@ class HttpReceiver:
         except IngestError as exc:
             self.ingestor.reject_request(exc)
             raise
-        return self.ingestor.ingest(message)
+        return self.ingestor.prepare(message)
 
     @staticmethod
     def _respond(message, as_json: bool, status: int, headers: dict) -> web.Response:

@@ -312,7 +312,7 @@ class ModelState:
     # ------------------------------------------------------------------ apply
     def apply(self, item: Item, now_s: float) -> None:
         batch = item.batch
-        self.batches_total += 1
+        self.batches_total += item.batches
         if batch.kind == "reference":
             self._apply_reference(batch)
         elif batch.kind == "labels":
