@@ -32,7 +32,8 @@ from driftcar.sidecar.errors import BadRequest, Overloaded, ShuttingDown
 from driftcar.wire import Batch, BatchError, Limits, decode_batch
 from driftcar.wire import otlp
 
-__all__ = ["Item", "IngestResult", "IngestQueue", "Ingestor", "IngestWorker", "Prepared", "MAX_REASONS", "ADMIT_WAIT_S"]
+__all__ = ["Item", "IngestResult", "IngestQueue", "Ingestor", "IngestWorker", "Prepared", "Decoded", "decode_record",
+           "decode_request", "MAX_REASONS", "ADMIT_WAIT_S"]
 
 log = logging.getLogger("driftcar.sidecar.ingest")
 
@@ -160,6 +161,53 @@ def _str_attr(attributes: dict, key: str) -> str | None:
     return None
 
 
+def decode_record(record: otlp.BatchRecord, limits: Limits) -> Item:
+    """Validate and decode one batch record (BatchError with the reason); needs no state, so it
+    runs in the decode process (:mod:`.decode_pool`) as well as inline."""
+    attrs = record.attributes
+    model = _str_attr(attrs, otlp.ATTR_MODEL_NAME)
+    if not model or len(model) > MAX_MODEL_NAME:
+        raise BatchError(f"attribute {otlp.ATTR_MODEL_NAME} must be a string of 1..{MAX_MODEL_NAME} characters")
+    version = _str_attr(attrs, otlp.ATTR_MODEL_VERSION)
+    if not version or len(version) > MAX_MODEL_NAME:
+        raise BatchError(f"attribute {otlp.ATTR_MODEL_VERSION} must be a string of 1..{MAX_MODEL_NAME} characters")
+    if record.body is None:
+        raise BatchError("record body must be bytes (AnyValue.bytes_value)")
+    batch = decode_batch(record.body, limits)
+    kind = attrs.get(otlp.ATTR_KIND)
+    if kind is not None and kind != batch.kind:
+        raise BatchError(f"attribute {otlp.ATTR_KIND}={kind!r} but body kind is {batch.kind!r}")
+    rows = attrs.get(otlp.ATTR_ROWS)
+    if isinstance(rows, int) and not isinstance(rows, bool) and rows != batch.rows:
+        raise BatchError(f"attribute {otlp.ATTR_ROWS}={rows} but body has {batch.rows} rows")
+    return Item(model, version, batch, len(record.body), record.time_unix_nano, record.trace_id, record.resource)
+
+
+@dataclass
+class Decoded:
+    """Every record of one request decoded: the good items, one reason per bad record."""
+
+    ignored: int = 0
+    items: list[Item] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    windows: list = field(default_factory=list)  # (attributes, body) of driftcar.window records (gateway role)
+
+
+def decode_request(request: ExportLogsServiceRequest, limits: Limits) -> Decoded:
+    from driftcar.wire.window import iter_window_bodies
+
+    out = Decoded(windows=list(iter_window_bodies(request)))
+    for record in otlp.iter_batch_records(request):
+        if record is None:
+            out.ignored += 1
+            continue
+        try:
+            out.items.append(decode_record(record, limits))
+        except BatchError as exc:
+            out.reasons.append(exc.reason)
+    return out
+
+
 class Ingestor:
     """Validate requests and queue their batches. Thread-safe; never blocks; never raises
     anything but :class:`~.errors.IngestError` subclasses.
@@ -191,45 +239,14 @@ class Ingestor:
         """Count a request refused before its records could be read (bad protobuf, too large)."""
         self.counters.add_receiver_batches("rejected", 1)
 
-    def _decode(self, record: otlp.BatchRecord) -> Item:
-        attrs = record.attributes
-        model = _str_attr(attrs, otlp.ATTR_MODEL_NAME)
-        if not model or len(model) > MAX_MODEL_NAME:
-            raise BatchError(f"attribute {otlp.ATTR_MODEL_NAME} must be a string of 1..{MAX_MODEL_NAME} characters")
-        version = _str_attr(attrs, otlp.ATTR_MODEL_VERSION)
-        if not version or len(version) > MAX_MODEL_NAME:
-            raise BatchError(f"attribute {otlp.ATTR_MODEL_VERSION} must be a string of 1..{MAX_MODEL_NAME} characters")
-        if record.body is None:
-            raise BatchError("record body must be bytes (AnyValue.bytes_value)")
-        batch = decode_batch(record.body, self.limits)
-        kind = attrs.get(otlp.ATTR_KIND)
-        if kind is not None and kind != batch.kind:
-            raise BatchError(f"attribute {otlp.ATTR_KIND}={kind!r} but body kind is {batch.kind!r}")
-        rows = attrs.get(otlp.ATTR_ROWS)
-        if isinstance(rows, int) and not isinstance(rows, bool) and rows != batch.rows:
-            raise BatchError(f"attribute {otlp.ATTR_ROWS}={rows} but body has {batch.rows} rows")
-        if self.admit is not None:
-            refusal = self.admit(model, version)
-            if refusal:
-                raise BatchError(refusal)
-        return Item(model, version, batch, len(record.body), record.time_unix_nano, record.trace_id, record.resource)
-
-    def _windows(self, request: ExportLogsServiceRequest, result: IngestResult, reasons) -> int:
+    def _windows(self, bodies: list, result: IngestResult, reasons: collections.Counter) -> None:
         """Hand ``driftcar.window`` records to the gateway first (a retry is deduplicated there)."""
-        if self.windows is None:
-            return 0
-        from driftcar.wire.window import iter_window_bodies
-
-        bodies = list(iter_window_bodies(request))
-        if not bodies:
-            return 0
         if self.stopping:
             raise ShuttingDown("sidecar is shutting down; retry later", self.retry_after_s)
         accepted, rejected, why = self.windows(bodies)  # may raise Overloaded
         result.accepted += accepted
         result.rejected += rejected
         reasons.update(why)
-        return len(bodies)
 
     def ingest(self, request: ExportLogsServiceRequest) -> IngestResult:
         """Validate, queue, count. Raises BadRequest when every batch record is bad,
@@ -258,20 +275,24 @@ class Ingestor:
     def prepare(self, request: ExportLogsServiceRequest) -> "Prepared":
         """Decode and validate every record (no queueing yet). Raises BadRequest when every
         batch record is bad."""
-        result = IngestResult()
+        return self.prepare_decoded(decode_request(request, self.limits))
+
+    def prepare_decoded(self, decoded: Decoded) -> "Prepared":
+        """Count a decoded request and refuse models beyond the cap (the part that needs state)."""
+        result = IngestResult(ignored=decoded.ignored)
+        reasons: collections.Counter[str] = collections.Counter(decoded.reasons)
         items: list[Item] = []
-        reasons: collections.Counter[str] = collections.Counter()
-        windows = self._windows(request, result, reasons)
-        for record in otlp.iter_batch_records(request):
-            if record is None:
-                result.ignored += 1
-                continue
-            try:
-                items.append(self._decode(record))
-            except BatchError as exc:
+        if self.windows is not None and decoded.windows:  # gateway role; else they count as ignored
+            result.ignored -= len(decoded.windows)
+            self._windows(decoded.windows, result, reasons)
+        for item in decoded.items:
+            refusal = self.admit(item.model, item.version) if self.admit is not None else None
+            if refusal:
+                reasons[refusal] += 1
                 result.rejected += 1
-                reasons[exc.reason] += 1
-        result.ignored -= windows
+            else:
+                items.append(item)
+        result.rejected += len(decoded.reasons)
         if result.ignored:
             self.counters.add_ignored_records(result.ignored)
         if result.rejected:
