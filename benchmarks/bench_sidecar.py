@@ -427,10 +427,10 @@ def bench_feature_memory(quick: bool) -> list[str]:
         got = measure(features, rows_per_window=rows)
         lines.append(f"| {rows} | {got['profile'] / KIB:.1f} KiB | {got['layout_and_open'] / KIB:.1f} KiB | "
                      f"{got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
-    lines += ["", "Goal: <= 20 KiB per feature with 60 windows. A closed window keeps exact per-bin value sums: "
-              "float64, ~8 incompressible bytes per non-empty bin (~350 of the ~620 bytes at 50 rows; the counts, "
-              "stored sparse, would need ~40). The layout (lookup-binner table, derived reference arrays) is fixed "
-              "per feature whatever the windows.", ""]
+    lines += ["", "Goal: <= 20 KiB per feature with 60 windows. A closed window is stored sparse and keeps exact "
+              "per-bin value sums: float64, ~8 incompressible bytes per non-empty bin (~350 of the ~440 bytes at 50 "
+              "rows). The layout (lookup-binner table, derived reference arrays) is fixed per feature whatever "
+              "the windows.", ""]
     return lines
 
 
