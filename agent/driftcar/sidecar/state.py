@@ -60,7 +60,7 @@ def _pack_window(sketch) -> bytes:
 
     Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is mostly
     empty bins. Stored as the positions of non-empty bins, their counts in the narrowest unsigned
-    type and their sums' raw float64 bytes, then zlib, a window takes 23-37 % less than zlib of
+    type and their sums' raw float64 bytes, then zlib, a window takes 17-29 % less than zlib of
     the dense arrays (20-200 rows per window; ``benchmarks/bench_sidecar.py``). The sums are the
     floor: ~8 incompressible bytes per non-empty bin. Falls back to the dense form when a sum sits
     in an empty bin (never produced by ``WindowSketch.update``, but bytes must round-trip).
