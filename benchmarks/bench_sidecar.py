@@ -243,6 +243,18 @@ def _decode_us(cols: dict) -> dict:
     return out
 
 
+def _baselines(prof, decoded: list[dict], requests: list) -> tuple[float, float, float, float]:
+    """np.histogram rows/s and CPU s per batch, engine rows/s, in-process path rows/s."""
+    hist = engine = in_process = 0.0
+    hist_cpu = float("inf")
+    for _ in range(5):  # interleaved, best of 5 each: the machine is shared, load drifts
+        rate, cpu = _histogram_rate(prof, decoded * 5, repeat=1)
+        hist, hist_cpu = max(hist, rate), min(hist_cpu, cpu)
+        engine = max(engine, _engine_rate(prof, decoded * 5, repeat=1))
+        in_process = max(in_process, _in_process_rate(prof, requests[:100], repeat=1))
+    return hist, hist_cpu, engine, in_process
+
+
 def bench_throughput(quick: bool, tmp: str) -> list[str]:
     from driftcar.stats import profile
     from driftcar.wire import decode_batch
@@ -258,13 +270,7 @@ def bench_throughput(quick: bool, tmp: str) -> list[str]:
     for req in requests[: len(distinct)]:
         batch = decode_batch(req.resource_logs[0].scope_logs[0].log_records[0].body.bytes_value)
         decoded.append({n: batch.columns[n] for n in batch.names("feature")})
-    hist = engine = in_process = 0.0
-    hist_cpu = float("inf")
-    for _ in range(5):  # interleaved, best of 5 each: the machine is shared, load drifts
-        rate, cpu = _histogram_rate(prof, decoded * 5, repeat=1)
-        hist, hist_cpu = max(hist, rate), min(hist_cpu, cpu)
-        engine = max(engine, _engine_rate(prof, decoded * 5, repeat=1))
-        in_process = max(in_process, _in_process_rate(prof, requests[:100], repeat=1))
+    hist, hist_cpu, engine, in_process = _baselines(prof, decoded, requests)
     sidecar = _Sidecar(tmp, "--window", "1m", "--reference", ref_path)
     try:
         got = _process_rounds(sidecar, requests, rounds=3)
