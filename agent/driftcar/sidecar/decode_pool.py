@@ -1,20 +1,21 @@
-"""Parse and decode large requests in a second process, so the event loop's process keeps the GIL
-for receiving and sketching.
+"""Parse and decode large requests in a second process, so that a multi-megabyte request never
+holds the sidecar's GIL (and with it the event loop) for long.
 
-Why a process and not a thread: decoding holds the GIL. A 1,000-row batch of 20 numeric +
-5 str columns costs ~0.5-0.9 ms to decode, ~0.4-0.7 ms of it validating the 5,000 str cells
-one by one, the same order as sketching the batch; on the event loop's thread it competed
-with the ingest worker for one core (``benchmarks/bench_sidecar.py``). In a child process it
-runs on the second core. What comes back is cheap to unpickle: numeric columns are raw
-buffers, and str columns travel dictionary-encoded (distinct values + int32 codes) instead of
-one pickled str per cell (unpickling 5,000 strs cost ~0.3 ms, as much as decoding them).
-An OTLP/JSON body is parsed there too, so a multi-megabyte JSON document never holds the
-sidecar's GIL (``json.loads`` holds it for the whole document).
+Why a process and not a thread: parsing and decoding hold the GIL. ``json.loads`` and protobuf's
+JSON parser hold it for a whole document (a 6.7 MiB OTLP/JSON request stalled the loop 165 ms
+when parsed on a thread; ~30-45 ms from here, ``tests/reliability/test_size_limits.py``). str
+columns come back dictionary-encoded (distinct values + int32 codes): unpickling one str per cell
+cost as much as decoding them.
 
-The pool is used only when the machine gives this process at least 2 CPUs and the request
-is at least :data:`MIN_BYTES` (below that the round trip costs more than decoding inline).
-If the child dies (``BrokenProcessPool``) the request is decoded inline and a new child is
-started for the next one. The child holds no state: its answers are pure functions of the bytes.
+Why only large requests (:data:`MIN_BYTES`): for a 1,000-row batch of 20 numeric + 5 str columns
+(176 KB) the hand-over costs the sidecar's process about what decoding it inline costs (3.6-4.4 ms
+vs 3.3-3.6 ms of CPU per request, same run) and the child another ~2 ms, so end to end it was slower
+(``benchmarks/bench_sidecar.py``, 2 shared cores). Requests from ``OFFLOAD_BYTES`` up to
+``MIN_BYTES`` are decoded on a thread (off the loop, still under the GIL), smaller ones inline.
+
+The pool is used only when this process may run on 2 CPUs. If the child dies
+(``BrokenProcessPool``) the request is decoded on a thread and a new child is started for the
+next one. The child holds no state: its answers are pure functions of the bytes.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ import numpy as np
 
 from driftcar.wire import Limits
 
-__all__ = ["MIN_BYTES", "decode", "decode_inline", "available", "shutdown"]
+__all__ = ["MIN_BYTES", "OFFLOAD_BYTES", "decode", "decode_inline", "available", "shutdown"]
 
 log = logging.getLogger("driftcar.sidecar.decode_pool")
 
 #: requests at least this large are decoded in the child process
-MIN_BYTES = 32 * 1024
+MIN_BYTES = 1024 * 1024
+#: requests at least this large (and below MIN_BYTES) are decoded on a thread, off the event loop
+OFFLOAD_BYTES = 256 * 1024
 
 _lock = threading.Lock()
 _pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -128,9 +131,9 @@ def _drop_pool(broken: concurrent.futures.ProcessPoolExecutor) -> None:
 
 async def decode(data: bytes, as_json: bool, limits: Limits):
     """:func:`decode_inline` in the child process when worth it, else on a thread (large) or inline."""
+    if len(data) < OFFLOAD_BYTES:
+        return decode_inline(data, as_json, limits)
     if len(data) < MIN_BYTES or not available():
-        if len(data) < MIN_BYTES:
-            return decode_inline(data, as_json, limits)
         return await asyncio.to_thread(decode_inline, data, as_json, limits)
     pool = _get_pool()
     try:
