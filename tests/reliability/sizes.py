@@ -22,6 +22,7 @@ SIZES: dict[str, tuple[float, float]] = {
     "FUZZ_INPUTS": (600, 100_000),  # 8) generated inputs per receiver endpoint
     "CARDINALITY": (50_000, 50_000),  # 10) distinct category values / model names
     "FEATURE_NAMES": (10_000, 50_000),  # 10) distinct feature names (2,000 per model; slower: 25 models long)
+    "FEATURE_MEMORY": (2_000, 50_000),  # 12) features of one model with 60 kept windows (memory per feature)
 }
 
 

@@ -57,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from driftcar.sidecar.memory import tune_malloc
+    from driftcar.sidecar.memory import limit_blas_threads, tune_malloc
 
     tune_malloc()  # before the service starts its threads (see driftcar.sidecar.memory)
+    limit_blas_threads()
     from driftcar.sidecar.service import SidecarService, StartError
 
     try:

@@ -7,7 +7,13 @@ the freed memory: RSS crept up ~12% over 10 minutes at steady load with no Pytho
 growth (tracemalloc). Pinning the mmap threshold at 128 KiB (large blocks go back to the OS
 on free) and capping arenas at 2 keeps it flat (measured in ``benchmarks/bench_sidecar.py``).
 
-Only the CLI calls :func:`tune_malloc` (it owns the process); embedding programs
+:func:`limit_blas_threads` keeps numpy's OpenBLAS to one thread: the sketch's multivariate
+error is a small matrix product per batch (features x rows), and OpenBLAS's worker threads
+spin-waiting on a busy 2-core machine made it ~40x slower (28 ms instead of 0.7 ms per
+1,000-row batch, the ingest worker's largest cost; ``benchmarks/bench_sidecar.py``). The sidecar's
+parallelism is its own (receivers, ingest worker, decode process), not BLAS's.
+
+Only the CLI calls these (it owns the process); embedding programs
 (``run_in_thread``) keep their own allocator settings. Explicit ``MALLOC_ARENA_MAX`` /
 ``MALLOC_MMAP_THRESHOLD_`` in the environment win: then nothing is changed.
 """
@@ -19,7 +25,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["tune_malloc", "MMAP_THRESHOLD", "ARENA_MAX"]
+__all__ = ["tune_malloc", "limit_blas_threads", "MMAP_THRESHOLD", "ARENA_MAX"]
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameters (malloc.h)
 M_ARENA_MAX = -8
@@ -44,3 +50,36 @@ def tune_malloc(environ: dict | None = None) -> bool:
     ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
     ok = mallopt(M_ARENA_MAX, ARENA_MAX) == 1 and ok
     return ok
+
+
+_BLAS_SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_",
+                 "scipy_openblas_set_num_threads")
+
+
+def limit_blas_threads(environ: dict | None = None) -> int:
+    """One thread for every OpenBLAS loaded in this process (numpy's); returns how many were set.
+    ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` in the environment win: then nothing is changed."""
+    environ = os.environ if environ is None else environ
+    if "OPENBLAS_NUM_THREADS" in environ or "OMP_NUM_THREADS" in environ:
+        return 0
+    import numpy  # noqa: F401  (loads the OpenBLAS to limit)
+
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "openblas" in line.lower() and ".so" in line}
+    except OSError:  # not Linux
+        return 0
+    done = 0
+    for path in sorted(p for p in paths if p.startswith("/")):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _BLAS_SETTERS:
+            setter = getattr(lib, name, None)
+            if setter is not None:
+                setter.argtypes = [ctypes.c_int]
+                setter(1)
+                done += 1
+                break
+    return done

@@ -9,17 +9,12 @@ not counted in ``driftcar.receiver.batches``, the one gap of this transport).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsPartialSuccess,
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsPartialSuccess, ExportLogsServiceResponse
 
+from driftcar.sidecar import decode_pool
 from driftcar.sidecar.config import Endpoint
 from driftcar.sidecar.errors import BadRequest, IngestError, TooLarge, Unauthenticated, grpc_status
 from driftcar.sidecar.ingest import Ingestor
@@ -30,8 +25,6 @@ __all__ = ["GrpcReceiver", "SERVICE", "METHOD"]
 log = logging.getLogger("driftcar.sidecar.receiver.grpc")
 SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 METHOD = "Export"
-#: requests larger than this are parsed and validated on a worker thread, not on the event loop
-OFFLOAD_BYTES = 256 * 1024
 
 
 class GrpcReceiver:
@@ -59,10 +52,12 @@ class GrpcReceiver:
             if len(data) > self.max_request_bytes:
                 self.ingestor.reject_request(None)
                 raise TooLarge(f"request of {len(data)} bytes exceeds the limit of {self.max_request_bytes}")
-            if len(data) > OFFLOAD_BYTES:  # parsing/validating megabytes would stall every other call
-                result = await asyncio.to_thread(self._parse_and_ingest, data)
-            else:
-                result = self._parse_and_ingest(data)
+            try:  # large requests are parsed and decoded in the decode process (see decode_pool)
+                decoded = await decode_pool.decode(data, False, self.ingestor.limits)
+            except BadRequest as exc:
+                self.ingestor.reject_request(exc)
+                raise
+            result = await self.ingestor.ingest_async(self.ingestor.prepare_decoded(decoded))
         except IngestError as error:
             code, details, trailers = grpc_status(error)
             await context.abort(code, details, trailing_metadata=trailers)
@@ -73,14 +68,6 @@ class GrpcReceiver:
                 ExportLogsPartialSuccess(rejected_log_records=result.rejected, error_message=result.message)
             )
         return response
-
-    def _parse_and_ingest(self, data: bytes):
-        try:
-            request = ExportLogsServiceRequest.FromString(data)
-        except (DecodeError, RuntimeError, ValueError) as exc:
-            self.ingestor.reject_request(exc)
-            raise BadRequest(f"request is not a valid ExportLogsServiceRequest: {type(exc).__name__}") from None
-        return self.ingestor.ingest(request)
 
     async def start(self) -> None:
         options = [

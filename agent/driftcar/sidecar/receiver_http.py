@@ -24,9 +24,9 @@ import zlib
 
 from aiohttp import web
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 
+from driftcar.sidecar import decode_pool
 from driftcar.sidecar.errors import (
     BadRequest,
     IngestError,
@@ -46,8 +46,6 @@ JSON = "application/json"
 #: pass to ``web.AppRunner`` so request bodies reach :func:`read_body` still compressed
 RUNNER_KWARGS = {"auto_decompress": False}
 CHUNK = 64 * 1024
-#: bodies larger than this are parsed and validated on a worker thread, not on the event loop
-OFFLOAD_BYTES = 256 * 1024
 INFLATE_STEP = 1024 * 1024
 
 
@@ -164,10 +162,12 @@ class HttpReceiver:
             except IngestError as exc:
                 self.ingestor.reject_request(exc)
                 raise
-            if len(body) > OFFLOAD_BYTES:  # parsing/validating megabytes would stall every other request
-                result = await asyncio.to_thread(self._parse_and_ingest, body, as_json)
-            else:
-                result = self._parse_and_ingest(body, as_json)
+            try:  # large bodies are parsed and decoded in the decode process (see decode_pool)
+                decoded = await decode_pool.decode(body, as_json, self.ingestor.limits)
+            except BadRequest as exc:
+                self.ingestor.reject_request(exc)
+                raise
+            result = await self.ingestor.ingest_async(self.ingestor.prepare_decoded(decoded))
         except IngestError as error:
             status, headers = http_status(error)
             return self._respond(rpc_status(error), as_json, status, headers)
@@ -176,20 +176,6 @@ class HttpReceiver:
             response.partial_success.rejected_log_records = result.rejected
             response.partial_success.error_message = result.message
         return self._respond(response, as_json, 200, {})
-
-    def _parse_and_ingest(self, body: bytes, as_json: bool):
-        try:
-            if as_json:
-                message = parse_otlp_json(body)
-            else:
-                try:
-                    message = ExportLogsServiceRequest.FromString(body)
-                except (DecodeError, RuntimeError, ValueError) as exc:
-                    raise BadRequest(f"body is not a valid ExportLogsServiceRequest: {type(exc).__name__}") from None
-        except IngestError as exc:
-            self.ingestor.reject_request(exc)
-            raise
-        return self.ingestor.ingest(message)
 
     @staticmethod
     def _respond(message, as_json: bool, status: int, headers: dict) -> web.Response:

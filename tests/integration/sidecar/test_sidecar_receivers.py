@@ -147,6 +147,44 @@ def test_grpc_overload_is_unavailable_with_retry_info():
         h.close()
 
 
+def _retry_delay(err) -> float | None:
+    details = dict(err.trailing_metadata() or ()).get("grpc-status-details-bin")
+    if details is None:
+        return None
+    info = error_details_pb2.RetryInfo()
+    for detail in status_pb2.Status.FromString(details).details:
+        if detail.Unpack(info):
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return None
+
+
+def test_every_refusal_path_answers_as_documented():
+    """Queue full and stopping: retryable (UNAVAILABLE + RetryInfo / 503 + Retry-After); a model
+    beyond the cap: a reason, not retryable (a retry would meet the same cap)."""
+    h = Harness(max_rows=60)
+    try:
+        h.stub.Export(good_request(50), timeout=10)
+        answers = {}
+        err = grpc_error(lambda: h.stub.Export(good_request(50), timeout=10))  # queue full after the wait
+        answers["queue full"] = (err.code(), _retry_delay(err), h.post(good_request(50).SerializeToString()))
+        h.queue.done(h.queue.get(0))
+        h.ingestor.admit = lambda m, v: "model cap reached (1 model versions)" if m == "new" else None
+        cap = request(record(inference_body(numeric_frame(5)), model="new"))
+        err = grpc_error(lambda: h.stub.Export(cap, timeout=10))
+        answers["model cap"] = (err.code(), _retry_delay(err), h.post(cap.SerializeToString()))
+        h.ingestor.stopping = True
+        err = grpc_error(lambda: h.stub.Export(good_request(5), timeout=10))
+        answers["stopping"] = (err.code(), _retry_delay(err), h.post(good_request(5).SerializeToString()))
+    finally:
+        h.close()
+    for path in ("queue full", "stopping"):
+        code, delay, (status, headers, _) = answers[path]
+        assert (code, delay, status, headers.get("Retry-After")) == (grpc.StatusCode.UNAVAILABLE, 1.0, 503, "1"), path
+    code, delay, (status, headers, body) = answers["model cap"]
+    assert (code, delay, status, headers.get("Retry-After")) == (grpc.StatusCode.INVALID_ARGUMENT, None, 400, None)
+    assert b"model cap reached" in body
+
+
 def test_token_required_on_both_transports():
     h = Harness(token="s3cret-token")
     try:

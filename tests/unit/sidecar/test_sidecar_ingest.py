@@ -1,5 +1,7 @@
 """Ingest: validation, partial success, all-or-nothing bounded queue, counting, error mapping."""
 
+import time
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -111,3 +113,114 @@ def test_error_translation(error, code, status, retry):
         assert headers["Retry-After"] == "2"
     else:
         assert not rich.details and "Retry-After" not in headers
+
+
+# --------------------------------------------------------------------------- coalescing queued batches
+
+
+def _mixed_items(n: int):
+    import numpy as np
+
+    from driftcar.sidecar.ingest import Item
+    from driftcar.wire import decode_batch
+
+    rng = np.random.default_rng(7)
+    items = []
+    for i in range(n):
+        X = numeric_frame(50 + 10 * i, seed=i)
+        X["city"] = [None if j % 17 == 0 else f"c{int(v)}" for j, v in enumerate(rng.integers(0, 5, len(X["x0"])))]
+        rows = len(X["x0"])
+        calls = {"method": ["predict"], "duration_s": np.array([0.001 * (i + 1)]), "rows": np.array([rows]),
+                 "captured": np.array([rows]), "error_type": [None]}
+        body = inference_body(X, predictions=rng.integers(0, 3, rows), calls=calls,
+                              hook={"instance": "h", "dropped_rows": i})
+        model = "other" if i == 3 else "m"  # breaks the run: a batch of another model in between
+        items.append(Item(model, "1", decode_batch(body), len(body), 0))
+    return items
+
+
+def _applied(items, coalesced: bool):
+    from driftcar.sidecar.coalesce import coalesce
+    from driftcar.sidecar.config import load_config
+    from driftcar.sidecar.state import StateStore
+    from driftcar.stats import profile
+
+    tel = FakeTelemetry()
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel)
+    ref = numeric_frame(2_000, seed=99)
+    ref["city"] = [f"c{i % 4}" for i in range(2_000)]
+    for model in ("m", "other"):
+        store.get_or_create(model, "1").set_profile(profile(ref), "file")
+    groups = coalesce(items) if coalesced else [(i, 1) for i in items]
+    for merged, _ in groups:
+        store.apply(merged)
+    return store, tel, groups
+
+
+def test_coalesced_batches_count_exactly_what_one_by_one_counts():
+    import numpy as np
+
+    items = _mixed_items(8)
+    one, tel_one, _ = _applied(items, coalesced=False)
+    many, tel_many, groups = _applied(items, coalesced=True)
+    assert [n for _, n in groups] == [3, 1, 4]  # runs split by the other model's batch
+    for key in (("m", "1"), ("other", "1")):
+        a, b = one.models[key], many.models[key]
+        assert (a.rows_total, a.batches_total, a.window_rows) == (b.rows_total, b.batches_total, b.window_rows)
+        for name in ("num_counts", "num_inf", "num_invalid", "cat_counts", "cat_missing"):
+            assert np.array_equal(getattr(a.window, name), getattr(b.window, name)), name
+        # per-bin sums: the same values added in another order (float rounding only)
+        np.testing.assert_allclose(a.window.num_sums, b.window.num_sums, rtol=1e-12, atol=1e-12)
+        assert a.hook_dropped == b.hook_dropped
+    assert tel_one.counters == tel_many.counters
+
+
+def test_worker_takes_waiting_batches_together_and_marks_each_done():
+    from driftcar.sidecar.ingest import IngestQueue, IngestWorker
+
+    queue = IngestQueue(10**6, 10**9)
+    items = _mixed_items(6)
+    assert queue.offer(items)
+    applied = []
+    worker = IngestWorker(queue, applied.append)
+    worker.start()
+    try:
+        assert queue.wait_empty(10)
+    finally:
+        worker.stop()
+    assert sum(i.batches for i in applied) == 6 and len(applied) < 6
+    assert sum(i.batch.rows for i in applied) == sum(i.batch.rows for i in items)
+    assert queue.rows == 0 and queue.bytes == 0
+
+
+def test_a_waiting_request_is_taken_when_the_worker_makes_room():
+    import asyncio
+
+    ingestor, queue, tel = make(max_rows=150)
+    body = inference_body(numeric_frame(100))
+    ingestor.ingest(request(record(body)))
+    prepared = ingestor.prepare(request(record(body)))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, lambda: queue.done(queue.get(0)))  # the worker applies one batch
+        return await ingestor.ingest_async(prepared)
+
+    assert asyncio.run(main()).accepted == 1
+    assert ("batches", "throttled") not in tel.counters and queue.rows == 100
+
+
+def test_a_request_still_refused_after_the_admission_wait():
+    import asyncio
+
+    from driftcar.sidecar.ingest import ADMIT_WAIT_S
+
+    ingestor, queue, tel = make(max_rows=150)
+    body = inference_body(numeric_frame(100))
+    ingestor.ingest(request(record(body)))
+    prepared = ingestor.prepare(request(record(body)))
+    started = time.monotonic()
+    with pytest.raises(Overloaded):
+        asyncio.run(ingestor.ingest_async(prepared))
+    assert time.monotonic() - started >= ADMIT_WAIT_S
+    assert tel.counters[("batches", "throttled")] == 1 and queue.rows == 100

@@ -1,0 +1,59 @@
+"""Memory per feature of a model's state with a full window history, split by part (tracemalloc).
+
+Shared by ``test_feature_memory.py`` and ``benchmarks/bench_sidecar.py``. Built in-process on the
+sidecar's own ``StateStore`` (the same objects a running sidecar holds): the reference profile, the
+profile's binning layout and an open window (what ``set_profile`` and the first batch build), then
+``windows`` closed windows compacted as the evaluator compacts them, plus the cumulative sketch.
+tracemalloc counts Python and numpy allocations exactly, so the figures do not depend on the load
+of the machine (RSS does, through the allocator).
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+
+KIB = 1024
+
+
+def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 0) -> dict[str, float]:
+    """Bytes per feature: ``profile``, ``layout_and_open`` (layout + state + open window),
+    ``closed`` (closed windows + cumulative), ``total``; and ``blob`` bytes per feature per window."""
+    from driftcar.sidecar.config import load_config
+    from driftcar.sidecar.state import ClosedWindow, StateStore
+    from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
+    from driftcar.stats import profile
+
+    rng = np.random.default_rng(seed)
+    names = [f"f{i}" for i in range(features)]
+    tel = Telemetry(TelemetryConfig(export="none"))
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "windows_kept": str(windows)}), tel)
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        prof = profile({n: rng.normal(size=1_000) for n in names})
+        after_profile = tracemalloc.get_traced_memory()[0]
+        state = store.get_or_create("m", "1")
+        state.set_profile(prof, "file")
+        state.window.update({n: rng.normal(size=rows_per_window) for n in names})
+        after_layout = tracemalloc.get_traced_memory()[0]
+        blobs = 0
+        for w in range(windows):
+            sketch = prof.new_window()
+            sketch.update({n: rng.normal(size=rows_per_window) for n in names})
+            window = ClosedWindow(w, w + 1, rows_per_window, sketch, profile=prof)
+            window.compact()
+            blobs += len(window.blob())
+            state.closed.append(window)
+            state.cumulative = sketch if state.cumulative is None else state.cumulative.merge(sketch)
+            del sketch, window
+        end = tracemalloc.get_traced_memory()[0]
+    finally:
+        if started:
+            tracemalloc.stop()
+    return {"profile": (after_profile - base) / features, "layout_and_open": (after_layout - after_profile) / features,
+            "closed": (end - after_layout) / features, "total": (end - base) / features,
+            "blob": blobs / windows / features}
