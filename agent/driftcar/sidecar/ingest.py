@@ -33,7 +33,7 @@ from driftcar.wire import Batch, BatchError, Limits, decode_batch
 from driftcar.wire import otlp
 
 __all__ = ["Item", "IngestResult", "IngestQueue", "Ingestor", "IngestWorker", "Prepared", "Decoded", "decode_record",
-           "decode_request", "MAX_REASONS", "ADMIT_WAIT_S"]
+           "decode_request", "MAX_REASONS", "ADMIT_WAIT_S", "MAX_ADMIT_WAITERS"]
 
 log = logging.getLogger("driftcar.sidecar.ingest")
 
@@ -42,6 +42,8 @@ MAX_REASONS = 3
 MAX_MODEL_NAME = 256
 #: how long a request waits for room in a full queue before it is refused (see ``ingest_async``)
 ADMIT_WAIT_S = 0.25
+#: requests that may wait for room at once; others are refused at once (their memory is bounded)
+MAX_ADMIT_WAITERS = 4
 #: the worker takes up to this many queued batches at once and applies runs of one layout as one
 #: concatenated batch (:mod:`.coalesce`)
 TAKE_AT_ONCE = 16
@@ -229,6 +231,8 @@ class Ingestor:
         self.queue = queue
         self.counters = counters
         self.limits = limits
+        #: requests waiting for room in a full queue (only touched on the event loop)
+        self.waiting = 0
         self.retry_after_s = retry_after_s
         self.admit = admit
         self.windows = windows  # gateway role: takes the driftcar.window records (FleetGateway.offer)
@@ -262,15 +266,23 @@ class Ingestor:
         and backing off for ``retry_after`` (it was refused for 4-12 % of its rows otherwise).
         Sustained overload from many clients is still refused, after the wait.
         """
-        deadline = time.monotonic() + ADMIT_WAIT_S
-        pause = 0.002
-        while True:
-            last = time.monotonic() >= deadline
-            result = self.commit(prepared, last=last)
-            if result is not None:
-                return result
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02)
+        result = self.commit(prepared, last=self.waiting >= MAX_ADMIT_WAITERS)
+        if result is not None:
+            return result
+        # At most MAX_ADMIT_WAITERS requests wait at once: each holds its decoded batches in
+        # memory, so the wait must not become an unbounded second queue under overload.
+        self.waiting += 1
+        try:
+            deadline = time.monotonic() + ADMIT_WAIT_S
+            pause = 0.002
+            while True:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.02)
+                result = self.commit(prepared, last=time.monotonic() >= deadline)
+                if result is not None:
+                    return result
+        finally:
+            self.waiting -= 1
 
     def prepare(self, request: ExportLogsServiceRequest) -> "Prepared":
         """Decode and validate every record (no queueing yet). Raises BadRequest when every

@@ -18,6 +18,7 @@ import textwrap
 
 import pytest
 
+from driftcar.hook.shipping.shipper import YIELD_EVERY
 from tests.support.otlp import GrpcOtlpReceiver, HttpOtlpReceiver
 from tests.support.waiting import free_port
 from tests.unit.shipping.helpers import BlackHole
@@ -101,8 +102,11 @@ def _check(result: dict, idle_bound: int, rate_free: bool = True) -> None:
     assert idle["threads"] <= idle_bound, result
     # never woken per call: flat out, far fewer wake-ups than calls
     assert fast["threads"] * 5 < fast["calls"], result
-    if rate_free:  # woken per batch age or back-off: many times the calls, about the same wake-ups
-        assert fast["threads"] <= 1.5 * slow["threads"] + 40, result
+    # Woken per batch age or back-off, so about the same wake-ups at many times the calls, plus by
+    # design at most one GIL hand-off per YIELD_EVERY offers while the worker has rows to convert
+    # (it has more of them, for longer, when the model runs flat out).
+    if rate_free:
+        assert fast["threads"] <= 1.5 * slow["threads"] + 40 + fast["calls"] / YIELD_EVERY, result
     # the worker: one wake-up per batch age (0.2 s) or back-off, plus one per export attempt
     assert slow["worker"] <= 30 and fast["worker"] <= 30, result
 
