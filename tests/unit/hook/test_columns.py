@@ -335,7 +335,7 @@ def test_runs_of_compact_calls_convert_exactly_as_the_calls_one_by_one():
              Captured("inference", "predict", 5, 0.001, 2), raw(1, names=("a", "b", "c")), raw(1, names=("a", "b", "c")),
              raw(1), raw(2, method="predict_one")]
     merged = thaw_all(list(items))
-    assert [len(m.calls) if m.calls else 1 for m in merged] == [3, 2, 1, 1, 2, 1, 1]
+    assert [len(m.calls["method"]) if m.calls else 1 for m in merged] == [3, 2, 1, 1, 2, 1, 1]
     one_by_one = [thaw(i) if type(i) is tuple else i for i in items]
 
     def summary(parts):

@@ -42,7 +42,7 @@ class Chunk:
     def trace_id(self) -> bytes:
         """One sampled call's trace id (raw 16 bytes) for the log record, or b''."""
         ids = (self.calls or {}).get("trace_id")
-        if ids is None:
+        if ids is None or (type(ids) is list and ids.count(None) == len(ids)):  # no span: a C-level count
             return b""
         for value in ids:
             if isinstance(value, str) and len(value) == 32:
