@@ -10,7 +10,10 @@ instrumented model ships to an OTLP receiver on 127.0.0.1 (outside valgrind) and
 waits until every row is delivered, so the worker's conversion, encoding and export are in
 the count. Batches are sealed by rows only (500 rows, no age limit): under valgrind a
 process runs ~50x slower, and age-sealed batches would make the count depend on speed;
-with 200 warm-up calls, N1 = 300 and N2 = 1,300 the difference is exactly two batches. Variants: bare, floor, instrumented (1 row, plain LogisticRegression by default).
+with 200 warm-up calls, N1 = 300 and N2 = 1,300 the difference is exactly two batches. Variants: bare, floor, instrumented (1 row, plain LogisticRegression by default),
+and ``worker``: the shipper worker's part alone (``ship_workload.py``: the same 500-row batch
+shipped once per 500 calls on the main thread, a real export included, no model calls), so
+the worker's instructions per row are measured apart from the model's.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> 
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "agent"), env.get("PYTHONPATH", "")])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
+        script = ["ship_workload.py"] if variant == "worker" else ["hook_workload.py", variant]
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
                "--separate-threads=yes",
-               sys.executable, str(HERE / "hook_workload.py"), variant, "--calls", str(calls), "--warmup", "200",
+               sys.executable, str(HERE / script[0]), *script[1:], "--calls", str(calls), "--warmup", "200",
                "--endpoint", endpoint, "--flush", "300", "--batch-rows", "500", "--batch-age", "3600", *extra]
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
         per_thread = []

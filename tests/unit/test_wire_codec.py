@@ -137,3 +137,13 @@ def test_mutated_valid_bodies_only_ever_raise_batch_error(n, data):
         decode_batch(body)
     except BatchError:
         pass
+
+
+def test_a_str_column_of_one_value_encodes_as_the_same_values_one_by_one():
+    # lists of one repeated value (or all nil) take a shortcut; a tuple takes the per-value path
+    for values in (["predict"] * 5, [None] * 4, ["a", "a", "b"], [None, "x"]):
+        n = len(values)
+        fast = encode_batch("inference", [Column("s", "feature", list(values))], rows=n)
+        slow = encode_batch("inference", [Column("s", "feature", tuple(values))], rows=n)
+        assert fast == slow
+        assert decode_batch(fast).columns["s"] == list(values)

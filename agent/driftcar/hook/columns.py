@@ -441,29 +441,63 @@ class _Group:
         self.signature = signature
         self.chunks: list[list[Column]] = []
         self.rows = 0
-        self.calls: list[tuple] | None = [] if kind == "inference" else None
+        self.calls: list[tuple] | None = [] if kind == "inference" else None  # (index, row or run table)
         self.dropped = 0
 
     def part(self) -> BatchPart:
-        calls_in_order = self.calls or []
-        with_data = [index for index, row in calls_in_order if row[4]]
-        if all(a <= b for a, b in zip(with_data, with_data[1:])):  # a merged run shares one index
-            # data rows follow call order: put the calls without data back where they happened
-            calls_in_order = sorted(calls_in_order, key=lambda entry: entry[0])
-        rows = [row for _, row in calls_in_order]
         columns = []
         if self.chunks:
             for j, col in enumerate(self.chunks[0]):
                 columns.append(Column(col.name, col.role, _concat([c[j].data for c in self.chunks]), cls=col.cls))
-        calls = None
-        if self.calls is not None:
-            names = list(CALL_COLUMNS)
-            values = list(zip(*rows)) if rows else [()] * len(names)
-            calls = {}
-            for name, column in zip(names, values):
-                wire = CALL_COLUMNS[name]
-                calls[name] = list(column) if wire == "str" else np.array(column, dtype=wire)
+        calls = _calls_table(self.calls) if self.calls is not None else None
         return BatchPart(self.kind, self.rows, columns, calls, self.dropped)
+
+
+def _calls_table(entries: list[tuple]) -> dict[str, Any]:
+    """The calls table from ``(item index, call row or run table)`` entries.
+
+    A run (``records.thaw_all``) brings its table as columns and keeps it: one
+    concatenation per column per batch instead of a tuple per call (measured
+    ~0.3 µs per 1-row call less on the shipper's thread).
+    """
+    with_data = [index for index, row in entries if _has_data(row)]
+    if all(a <= b for a, b in zip(with_data, with_data[1:])):  # a merged run shares one index
+        # data rows follow call order: put the calls without data back where they happened
+        entries = sorted(entries, key=_first)
+    blocks: list[dict] = []
+    rows: list[tuple] = []
+    for _, row in entries:
+        if type(row) is dict:
+            if rows:
+                blocks.append(_rows_table(rows))
+                rows = []
+            blocks.append(row)
+        else:
+            rows.append(row)
+    if rows or not blocks:
+        blocks.append(_rows_table(rows))
+    if len(blocks) == 1:
+        return blocks[0]
+    return {name: _concat([b[name] for b in blocks]) for name in CALL_COLUMNS}
+
+
+def _first(entry: tuple) -> int:
+    return entry[0]
+
+
+def _has_data(row: Any) -> bool:
+    if type(row) is dict:
+        return bool(row["captured"].any())
+    return bool(row[4])
+
+
+def _rows_table(rows: list[tuple]) -> dict[str, Any]:
+    values = list(zip(*rows)) if rows else [()] * len(CALL_COLUMNS)
+    table = {}
+    for name, column in zip(CALL_COLUMNS, values):
+        wire = CALL_COLUMNS[name]
+        table[name] = list(column) if wire == "str" else np.array(column, dtype=wire)
+    return table
 
 
 # --------------------------------------------------------------------------- public
@@ -544,7 +578,7 @@ def _to_columns(items: Sequence[Captured], limits: Limits) -> list[BatchPart]:
             for index, item, n in members:
                 if item is not None and item.kind == "inference":
                     if item.calls is not None:  # a run of calls merged by records.thaw_all
-                        group.calls.extend([(index, row) for row in item.calls])
+                        group.calls.append((index, item.calls))
                     else:
                         group.calls.append((index, _call_row(item, n)))
     return [g.part() for g in groups.values() if g.rows or g.calls or g.dropped]

@@ -10,6 +10,7 @@ happens later, on the shipper's thread (see ``to_columns``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -53,9 +54,9 @@ class Captured:
     labels: Any = None
     size_hint: int = field(default=0)  # bytes, estimated by the capture side for the buffer bound (0: unknown)
     feature_names: tuple[str, ...] | None = None
-    #: a run of compact calls merged by :func:`thaw_all`: one calls-table row per call
-    #: (method, start_ns, duration_s, rows, captured rows, error, trace id); None for one call
-    calls: list[tuple] | None = None
+    #: a run of compact calls merged by :func:`thaw_all`: its calls table as columns
+    #: (:data:`driftcar.wire.CALL_COLUMNS` name -> one value per call); None for one call
+    calls: dict[str, Any] | None = None
 
 
 def thaw(raw: tuple) -> Captured:
@@ -97,25 +98,91 @@ def _run_key(raw: tuple) -> tuple | None:
     return (raw[0], xdtype.str, xshape[1], ydtype.str, yshape[1:], names)
 
 
+def _same_run(raw: tuple, last: tuple) -> bool:
+    """``raw`` has the layout of ``last`` (already in a run); the common case, without building a key.
+
+    Items of one wrapper share the dtype objects and the names tuple, so identity
+    tests answer (about a third of ``_run_key``'s cost, measured); anything else
+    falls back to the key.
+    """
+    xshape, yshape = raw[8], raw[11]
+    return (raw[5] is None and raw[7] is last[7] and raw[10] is last[10] and raw[12] is last[12]
+            and raw[0] == last[0] and raw[6] is not None and len(xshape) == 2 and xshape[1] == last[8][1]
+            and len(yshape) == len(last[11]) and yshape[0] == xshape[0] and yshape[1:] == last[11][1:])
+
+
+_START, _DURATION, _ROWS, _TRACE, _XBYTES, _YBYTES = (itemgetter(i) for i in (1, 2, 3, 4, 6, 9))
+#: slots that must be equal across a uniform batch: method, ids, x dtype and shape, y dtype and shape, names
+_UNIFORM = tuple(itemgetter(i) for i in (0, 5, 7, 8, 10, 11, 12))
+
+
+def _uniform_key(items: list) -> tuple | None:
+    """The run key when every item is a compact call of one layout *and one shape* (a batch of 1-row
+    calls, the commonest), else None.
+
+    Decided with C-level ``map`` and ``list.count`` per slot: ~4x cheaper than
+    following runs item by item (measured); mixed batches take the general path.
+    """
+    n = len(items)
+    if n < 2 or list(map(type, items)).count(tuple) != n:
+        return None
+    first = items[0]
+    key = _run_key(first)
+    if key is None:
+        return None
+    try:
+        for get in _UNIFORM:
+            if list(map(get, items)).count(get(first)) != n:
+                return None
+    except Exception:  # an ids array compared ambiguously: not uniform
+        return None
+    return key
+
+
+def _run_calls(raws: list, method: str) -> dict[str, Any]:
+    """The calls table of a run, built column by column (C loops: no per-call tuple)."""
+    n = len(raws)
+    rows = np.fromiter(map(_ROWS, raws), dtype=np.int64, count=n)
+    traces = list(map(_TRACE, raws))
+    if any(traces):
+        trace_ids: list = [format(t, "032x") if t else None for t in traces]
+    else:
+        trace_ids = [None] * n
+    return {
+        "method": [method] * n,
+        "start_ns": np.fromiter(map(_START, raws), dtype=np.int64, count=n),
+        "duration_s": np.fromiter(map(_DURATION, raws), dtype=np.int64, count=n) / 1e9,
+        "rows": rows,
+        "captured": rows.copy(),
+        "error_type": [None] * n,
+        "trace_id": trace_ids,
+    }
+
+
 def _thaw_run(raws: list, key: tuple) -> Captured:
     # one join and one frombuffer per column block for the whole run, instead of two frombuffer,
-    # two reshape and a Captured per call: the worker's time per 1-row call went from ~13 to ~4 µs
+    # two reshape and a Captured per call: the worker's time per 1-row call went from ~13 to ~4 µs;
+    # the calls table as columns, not one tuple per call: ~0.3 µs per call less (measured)
     method, xdtype, ncols, ydtype, ytail, names = key
-    inputs = np.frombuffer(b"".join([r[6] for r in raws]), dtype=xdtype).reshape(-1, ncols)
-    outputs = np.frombuffer(b"".join([r[9] for r in raws]), dtype=ydtype).reshape((-1, *ytail))
-    calls = [(method, start, duration / 1e9, rows, rows, None, format(trace, "032x") if trace else None)
-             for _, start, duration, rows, trace, *_ in raws]
+    inputs = np.frombuffer(b"".join(map(_XBYTES, raws)), dtype=xdtype).reshape(-1, ncols)
+    outputs = np.frombuffer(b"".join(map(_YBYTES, raws)), dtype=ydtype).reshape((-1, *ytail))
     return Captured(kind="inference", method=method, start_ns=raws[0][1], duration_s=0.0, rows=len(inputs),
-                    inputs=inputs, outputs=outputs, feature_names=names, calls=calls,
+                    inputs=inputs, outputs=outputs, feature_names=names, calls=_run_calls(raws, method),
                     size_hint=inputs.nbytes + outputs.nbytes)
 
 
 def thaw_all(items: list) -> list:
     """Items as :class:`Captured`, in order; consecutive compact calls of one layout become one run."""
+    uniform = _uniform_key(items)
+    if uniform is not None:
+        return [_thaw_run(items, uniform)]
     out: list = []
     run: list = []
     run_key = None
     for item in items:
+        if run and type(item) is tuple and _same_run(item, run[-1]):
+            run.append(item)
+            continue
         key = _run_key(item) if type(item) is tuple else None
         if run and key != run_key:
             out.append(_thaw_run(run, run_key) if len(run) > 1 else thaw(run[0]))

@@ -335,7 +335,37 @@ def test_runs_of_compact_calls_convert_exactly_as_the_calls_one_by_one():
              Captured("inference", "predict", 5, 0.001, 2), raw(1, names=("a", "b", "c")), raw(1, names=("a", "b", "c")),
              raw(1), raw(2, method="predict_one")]
     merged = thaw_all(list(items))
-    assert [len(m.calls) if m.calls else 1 for m in merged] == [3, 2, 1, 1, 2, 1, 1]
+    assert [len(m.calls["method"]) if m.calls else 1 for m in merged] == [3, 2, 1, 1, 2, 1, 1]
+    one_by_one = [thaw(i) if type(i) is tuple else i for i in items]
+
+    def summary(parts):
+        return [(p.kind, p.rows, [(c.name, np.asarray(c.data).tolist()) for c in p.columns],
+                 {k: np.asarray(v).tolist() for k, v in (p.calls or {}).items()}) for p in parts]
+
+    assert summary(to_columns(merged)) == summary(to_columns(one_by_one))
+
+
+@pytest.mark.parametrize("odd", [None, "rows", "ids", "captured"])
+def test_a_uniform_batch_of_compact_calls_converts_as_the_calls_one_by_one(odd):
+    # a batch of compact calls of one layout and shape takes one shortcut; one odd item sends it the long way
+    from driftcar.hook.records import thaw, thaw_all
+
+    rng = np.random.default_rng(5)
+
+    def raw(rows=1, ids=None, trace=0):
+        x, y = rng.normal(size=(rows, 3)), rng.integers(0, 3, size=rows)
+        return ("predict", int(rng.integers(1, 1 << 40)), int(rng.integers(1, 10**6)), rows, trace, ids,
+                x.tobytes(), x.dtype, x.shape, y.tobytes(), y.dtype, y.shape, None)
+
+    items = [raw(trace=(0xABC if i % 3 == 0 else 0)) for i in range(9)]
+    if odd == "rows":
+        items[4] = raw(rows=2)
+    elif odd == "ids":
+        items[4] = raw(ids=np.array([7]))
+    elif odd == "captured":
+        items[4] = Captured("inference", "predict", 5, 0.001, 2)
+    merged = thaw_all(list(items))
+    assert len(merged) == (1 if odd in (None, "rows") else 3)  # rows may differ within a run
     one_by_one = [thaw(i) if type(i) is tuple else i for i in items]
 
     def summary(parts):

@@ -114,3 +114,21 @@ def test_plan_covers_every_row_and_call_exactly_once(captured, target):
             assert sum(counts) == r1 - r0
         else:  # a continuation piece of a call cut in pieces: rows only (or the one piece of nothing)
             assert r1 > r0 or (rows == 0 and not captured)
+
+
+@pytest.mark.parametrize("sizes", [[0], [10], [127, 128, 16_383, 16_384], [100_000, 3, 70_000], [1 << 20, 5]])
+def test_packed_requests_are_the_bytes_protobuf_writes(sizes):
+    from driftcar.wire.otlp import export_request
+
+    resource = {"service.name": "svc", "host.name": "h", "process.pid": 12, "ratio": 0.5}
+    records = [batch_log_record(b"x" * n, model_name="m", model_version="1", kind="inference", rows=n,
+                                time_unix_nano=7, trace_id=b"\x01" * 16 if n % 2 else b"") for n in sizes]
+    requests = pack_requests(records, resource, 1 << 30)
+    assert requests == [(export_request(records, resource).SerializeToString(), len(records))]
+    cap = max(sizes) + 4096  # one record per request at most, each still the protobuf bytes of its group
+    start = 0
+    for payload, n in pack_requests(records, resource, cap):
+        assert len(payload) <= cap
+        assert payload == export_request(records[start:start + n], resource).SerializeToString()
+        start += n
+    assert start == len(records)

@@ -31,9 +31,10 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
+from operator import itemgetter
 from typing import Any, NamedTuple
 
-__all__ = ["Entry", "ByteBuffer"]
+__all__ = ["Entry", "Taken", "ByteBuffer"]
 
 #: True when ``x.attr += n`` cannot lose an update to another thread (a GIL build)
 _GIL = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
@@ -55,6 +56,47 @@ class Entry(NamedTuple):
 
 
 _NBYTES, _ROWS, _CALLS = 1, 2, 3
+_ITEM, _ROWS_OF, _CALLS_OF = itemgetter(0), itemgetter(_ROWS), itemgetter(_CALLS)
+
+
+class Taken:
+    """Entries removed together (oldest first): a sequence of :class:`Entry`, built on demand.
+
+    The shipper reads only :attr:`items`, :attr:`rows`, :attr:`calls` and the
+    first entry's seq, so no Entry is made per item (a NamedTuple per item cost
+    ~0.3 µs, most of ``take`` for 1-row calls, measured).
+    """
+
+    __slots__ = ("_raw", "first_seq", "rows", "nbytes")
+
+    def __init__(self, raw: list[tuple], first_seq: int, rows: int, nbytes: int):
+        self._raw = raw  # the stored (item, nbytes, rows, calls) tuples
+        self.first_seq = first_seq  # seq of the first entry
+        self.rows = rows
+        self.nbytes = nbytes
+
+    @property
+    def items(self) -> list:
+        return list(map(_ITEM, self._raw))
+
+    @property
+    def calls(self) -> int:
+        return sum(map(_CALLS_OF, self._raw))
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, index: int) -> Entry:
+        if index < 0:
+            index += len(self._raw)
+        item, nbytes, rows, calls = self._raw[index]
+        return Entry(item, nbytes, rows, self.first_seq + index, calls)
+
+    def __iter__(self):
+        seq = self.first_seq
+        for item, nbytes, rows, calls in self._raw:
+            yield Entry(item, nbytes, rows, seq, calls)
+            seq += 1
 
 
 class ByteBuffer:
@@ -118,41 +160,38 @@ class ByteBuffer:
 
     # ------------------------------------------------------------------ consumer
 
-    def take(self, max_rows: int, max_bytes: int) -> list[Entry]:
+    def take(self, max_rows: int, max_bytes: int) -> Taken:
         """Pop the oldest entries up to ``max_rows`` rows and ``max_bytes`` (at least one entry)."""
-        out: list[Entry] = []
+        out: list[tuple] = []
         rows = nbytes = 0
         with self.lock:
             items = self._items
-            seq = self._out_items
+            popleft, append = items.popleft, out.append
             while items:
                 head = items[0]
                 if out and (rows + head[_ROWS] > max_rows or nbytes + head[_NBYTES] > max_bytes):
                     break
-                items.popleft()
-                seq += 1
-                out.append(Entry(head[0], head[_NBYTES], head[_ROWS], seq, head[_CALLS]))
+                append(popleft())
                 rows += head[_ROWS]
                 nbytes += head[_NBYTES]
+            first = self._out_items + 1
             self._out_bytes += nbytes
             self._out_rows += rows
-            self._out_items = seq
-        return out
+            self._out_items += len(out)
+        return Taken(out, first, rows, nbytes)
 
-    def clear(self) -> list[Entry]:
+    def clear(self) -> Taken:
         """Remove everything (shutdown leftovers); the caller decides how to count them."""
         with self.lock:
-            out = []
             items = self._items
-            seq = self._out_items
-            while items:
-                head = items.popleft()
-                seq += 1
-                self._out_bytes += head[_NBYTES]
-                self._out_rows += head[_ROWS]
-                out.append(Entry(head[0], head[_NBYTES], head[_ROWS], seq, head[_CALLS]))
-            self._out_items = seq
-        return out
+            out = list(items)
+            items.clear()
+            rows, nbytes = sum(map(_ROWS_OF, out)), sum(h[_NBYTES] for h in out)
+            first = self._out_items + 1
+            self._out_bytes += nbytes
+            self._out_rows += rows
+            self._out_items += len(out)
+        return Taken(out, first, rows, nbytes)
 
     # ------------------------------------------------------------------ readers
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 from driftcar.hook.records import thaw_all
 from driftcar.hook.shipping import lifecycle
 from driftcar.hook.shipping.batching import body_budget, encode_part, pack_requests
-from driftcar.hook.shipping.buffer import ByteBuffer, Entry
+from driftcar.hook.shipping.buffer import ByteBuffer, Taken
 from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.resource import resolve_resource
 from driftcar.hook.shipping.retry import Backoff, Exporter, export_with_retry
@@ -391,7 +391,7 @@ class Shipper:
             entries = self._buffer.take(self._max_rows, self.config.max_buffer_bytes)
             if not entries:
                 return
-            self._inflight_seq = entries[0].seq
+            self._inflight_seq = entries.first_seq
         try:
             self._ship(entries)
         except Exception as exc:  # any bug in conversion/encoding loses this batch only
@@ -415,7 +415,7 @@ class Shipper:
             "failed_exports": s["failed_exports"],
         }
 
-    def _ship(self, entries: list[Entry]) -> None:
+    def _ship(self, entries: Taken) -> None:
         from driftcar.wire.otlp import batch_log_record
 
         config = self.config
@@ -424,7 +424,7 @@ class Shipper:
             self._budget = body_budget(self._resource, config.model_name, config.model_version, config.max_request_bytes)
         convert = self._convert or _default_converter()
         try:
-            parts = list(convert(thaw_all([e.item for e in entries])))
+            parts = list(convert(thaw_all(entries.items)))
         except Exception as exc:
             with self._buffer.lock:
                 self._counts["encode_errors"] += 1
@@ -507,8 +507,8 @@ class Shipper:
         if kind is not None:
             self._log_once(kind, message, *args)
 
-    def _count_lost_entries(self, entries: list[Entry], kind: str, message: str, *args: Any) -> None:
-        self._count_lost(sum(e.rows for e in entries), sum(e.calls for e in entries), kind, message, *args)
+    def _count_lost_entries(self, entries: Taken, kind: str, message: str, *args: Any) -> None:
+        self._count_lost(entries.rows, entries.calls, kind, message, *args)
 
     def _log_once(self, kind: str, message: str, *args: Any) -> None:
         if kind in self._logged:
