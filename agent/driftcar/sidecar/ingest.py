@@ -257,6 +257,18 @@ class Ingestor:
         Overloaded/ShuttingDown when the queue cannot take the good ones."""
         return self.commit(self.prepare(request))
 
+    async def ingest_body(self, data: bytes, as_json: bool) -> IngestResult:
+        """What both receivers do with a request's bytes: parse and decode them (off the loop when
+        large, see :mod:`.decode_pool`), count a request that cannot be parsed, then ingest."""
+        from driftcar.sidecar import decode_pool  # it imports this module's decoding lazily
+
+        try:
+            decoded = await decode_pool.decode(data, as_json, self.limits)
+        except BadRequest as exc:
+            self.reject_request(exc)
+            raise
+        return await self.ingest_async(self.prepare_decoded(decoded))
+
     async def ingest_async(self, prepared: "Prepared") -> IngestResult:
         """:meth:`commit`, waiting up to :data:`ADMIT_WAIT_S` (on the loop, without blocking it)
         for room in a full queue before refusing.

@@ -14,9 +14,8 @@ import logging
 import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsPartialSuccess, ExportLogsServiceResponse
 
-from driftcar.sidecar import decode_pool
 from driftcar.sidecar.config import Endpoint
-from driftcar.sidecar.errors import BadRequest, IngestError, TooLarge, Unauthenticated, grpc_status
+from driftcar.sidecar.errors import IngestError, TooLarge, Unauthenticated, grpc_status
 from driftcar.sidecar.ingest import Ingestor
 from driftcar.sidecar.security import TokenAuth
 
@@ -52,12 +51,7 @@ class GrpcReceiver:
             if len(data) > self.max_request_bytes:
                 self.ingestor.reject_request(None)
                 raise TooLarge(f"request of {len(data)} bytes exceeds the limit of {self.max_request_bytes}")
-            try:  # large requests are parsed and decoded in the decode process (see decode_pool)
-                decoded = await decode_pool.decode(data, False, self.ingestor.limits)
-            except BadRequest as exc:
-                self.ingestor.reject_request(exc)
-                raise
-            result = await self.ingestor.ingest_async(self.ingestor.prepare_decoded(decoded))
+            result = await self.ingestor.ingest_body(data, False)
         except IngestError as error:
             code, details, trailers = grpc_status(error)
             await context.abort(code, details, trailing_metadata=trailers)

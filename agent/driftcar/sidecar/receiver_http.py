@@ -26,7 +26,6 @@ from aiohttp import web
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 
-from driftcar.sidecar import decode_pool
 from driftcar.sidecar.errors import (
     BadRequest,
     IngestError,
@@ -162,12 +161,7 @@ class HttpReceiver:
             except IngestError as exc:
                 self.ingestor.reject_request(exc)
                 raise
-            try:  # large bodies are parsed and decoded in the decode process (see decode_pool)
-                decoded = await decode_pool.decode(body, as_json, self.ingestor.limits)
-            except BadRequest as exc:
-                self.ingestor.reject_request(exc)
-                raise
-            result = await self.ingestor.ingest_async(self.ingestor.prepare_decoded(decoded))
+            result = await self.ingestor.ingest_body(body, as_json)
         except IngestError as error:
             status, headers = http_status(error)
             return self._respond(rpc_status(error), as_json, status, headers)
