@@ -8,7 +8,8 @@ least ``OVERLOAD_S`` seconds (6 s in CI, 300 s with DRIFTCAR_LONG=1) and until t
 has refused a few batches, so a slow or busy machine only takes longer, never passes or fails
 by its speed. Every refusal must be UNAVAILABLE + RetryInfo / 503 + Retry-After and counted
 in ``driftcar.receiver.batches{outcome="throttled"}``; RSS stays under the start RSS plus
-the queue's byte bound (the one memory limit the sidecar is configured with); after the
+the queue's byte bound (the memory limit the sidecar is configured with) plus what its own bounds
+let it hold beside the queue (requests in flight, the worker's coalesced batch); after the
 load drops, a request is accepted again within 2 s.
 
 Twelve senders keep requests in flight (a request that finds the queue full first waits up to
@@ -26,6 +27,7 @@ import time
 
 import pytest
 
+from driftcar.sidecar.coalesce import MAX_ROWS
 from tests.reliability.harness import MiB, RawGrpc, RssSampler, Sidecar, http_post, metric_sum
 from tests.reliability.sizes import size
 from tests.support.waiting import wait_until
@@ -45,6 +47,10 @@ DEADLINE_S = 120
 #: room before it is refused (at most MAX_ADMIT_WAITERS at once), so a few synchronous senders are
 #: slowed, not refused; overload needs more requests in flight than may wait
 SENDERS = 12
+#: memory the sidecar holds beside its queue, by its own bounds: the requests in flight (each
+#: sender's, received and decoded) and the worker's coalesced batch (coalesce.MAX_ROWS rows) with
+#: its binning temporaries (about three float64-sized arrays per value)
+IN_FLIGHT_BYTES = SENDERS * 2 * ROWS * FEATURES * 8 + MAX_ROWS * FEATURES * 8 * 3
 pytestmark = pytest.mark.timeout(3 * DEADLINE_S + OVERLOAD_S * 2)
 
 
@@ -171,7 +177,7 @@ def test_twice_the_sustainable_rate(tmp_path):
     print(f"\noverload: sustainable {sustainable:,.0f} rows/s, offered {offered * ROWS:,.0f} rows/s "
           f"(finally {load.rate * ROWS:,.0f}) for {load.seconds:.1f} s, "
           f"accepted {accepted_rate:,.0f} rows/s, refused {len(refused)} of {len(load.replies)} requests; RSS max "
-          f"{rss.max / MiB:.0f} MiB (start {start_rss / MiB:.0f} MiB, bound {(start_rss + QUEUE_BYTES) / MiB:.0f} MiB); "
+          f"{rss.max / MiB:.0f} MiB (start {start_rss / MiB:.0f} MiB, bound {(start_rss + QUEUE_BYTES + IN_FLIGHT_BYTES) / MiB:.0f} MiB); "
           f"accepting again {recovered:.2f} s after the load dropped; codes {dict(codes)}")
     assert refused, "2x the sustainable rate was never refused: the calibration did not load the queue"
     assert {r.code for r in refused} == {"UNAVAILABLE"}, codes
@@ -180,6 +186,6 @@ def test_twice_the_sustainable_rate(tmp_path):
     calibration_refused = sum(1 for r in calibration.replies if r.code != "OK")
     probes_refused = sum(1 for r in probes if r.code == "UNAVAILABLE")
     assert throttled == len(refused) + calibration_refused + probes_refused  # every refusal counted, each once
-    assert rss.max < start_rss + QUEUE_BYTES
+    assert rss.max < start_rss + QUEUE_BYTES + IN_FLIGHT_BYTES
     # room for one batch frees once one batch drains: 2 s, or longer on a machine too slow to drain it in that
     assert reply.code == "OK" and recovered < max(2.0, 10 * ROWS / sustainable), (recovered, sustainable)
