@@ -40,6 +40,21 @@ def _model(seed: int):
     return rng, X, sklearn_linear.LogisticRegression().fit(X, (X["a"] > 0).astype(int))
 
 
+def _dropping_alert_fires_on(otelcol: Collector) -> set[str]:
+    """Exporters whose live drop counters the DriftcarCollectorDropping alert's name pattern matches
+    (the rule selects by ``__name__``, so a Collector renaming its counters would silence it)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    rules = yaml.safe_load((Path(__file__).resolve().parents[3] / "deploy/prometheus/alerts.yaml").read_text())
+    expr = next(r["expr"] for g in rules["groups"] for r in g.get("rules", []) if r.get("alert") == "DriftcarCollectorDropping")
+    pattern = re.compile(re.search(r'__name__=~"([^"]+)"', expr).group(1))
+    return {re.search(r'exporter="([^"]+)"', key).group(1) for key, value in otelcol.metrics().items()
+            if pattern.fullmatch(key.split("{", 1)[0]) and value > 0 and 'exporter="' in key}
+
+
 def _accepted(sidecar: SidecarProcess) -> float:
     return sidecar_metric(sidecar, "driftcar_receiver_batches_total", outcome="accepted")
 
@@ -190,6 +205,7 @@ def test_sidecar_down_behind_the_collector(tmp_path):
             wait_until(lambda: otelcol.metric("otelcol_exporter_send_failed_log_records",
                                               exporter="otlp_grpc/driftcar") >= 1, 20,
                        what="batches dropped and counted past max_elapsed_time")
+            assert "otlp_grpc/driftcar" in _dropping_alert_fires_on(otelcol)
         finally:
             monitor.shutdown(5)
 
@@ -216,6 +232,7 @@ def test_full_sending_queue_drops_and_counts(tmp_path):
                 return enqueue_failed() > 0
 
             wait_until(dropped_once, 20, interval=0.3, what="the full queue dropping a batch")
+            assert "otlp_grpc/driftcar" in _dropping_alert_fires_on(otelcol)
             assert monitor.flush(10), monitor.stats
             stats = monitor.stats
             with sidecar:
