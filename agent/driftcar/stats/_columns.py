@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["as_columns", "to_float", "is_categorical", "is_missing", "label", "count_labels", "MISSING"]
+__all__ = ["as_columns", "to_float", "is_categorical", "is_missing", "label", "count_labels", "MISSING", "Encoded"]
 
 MISSING = object()  # marker returned by label() for None / NaN
 _NA_TYPES = ("NAType", "NaTType")  # pandas.NA / NaT, recognised without importing pandas
@@ -86,6 +86,8 @@ def _series_values(series: Any) -> Any:
 
 def is_categorical(values: Any) -> bool:
     """True for str/bool/object data; numbers (incl. None/NaN for missing) are numeric."""
+    if isinstance(values, Encoded):
+        return True
     if isinstance(values, np.ndarray):
         if values.dtype.kind in "iuf":
             return False
@@ -146,7 +148,9 @@ def label(value: Any) -> Any:
 def count_labels(values: Any) -> Counter:
     """Counts per category label (see :func:`label`) of a 1-D column; MISSING counts None/NaN."""
     out: Counter = Counter()
-    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+    if isinstance(values, Encoded):
+        items = zip(values.keys, values.counts().tolist())
+    elif isinstance(values, np.ndarray) and values.dtype.kind != "O":
         uniq, cnt = np.unique(values, return_counts=True)
         items = zip(uniq.tolist(), cnt.tolist())
     else:
@@ -187,6 +191,9 @@ class CodeTable(dict):
 
     def codes(self, values: Any) -> np.ndarray:
         """The code of every value (int64)."""
+        if isinstance(values, Encoded):  # one lookup per distinct value
+            lut = np.fromiter(map(self.__getitem__, values.keys), dtype=np.int64, count=len(values.keys))
+            return lut[values.codes] if len(lut) else np.empty(0, np.int64)
         if isinstance(values, np.ndarray) and values.dtype.kind not in "OUS":  # numbers: a C sort is faster
             uniq, inverse = np.unique(values, return_inverse=True)
             lut = np.array([self[u] for u in uniq.tolist()], dtype=np.int64)
@@ -200,3 +207,80 @@ class CodeTable(dict):
             return np.fromiter(map(self.__getitem__, values), dtype=np.int64, count=len(values))
         except TypeError:  # unhashable values: by their text
             return np.fromiter((self[str(v)] for v in values), dtype=np.int64, count=len(values))
+
+
+class _Numbering(dict):
+    """value -> the next code, assigned on first sight (``__missing__``: once per distinct value)."""
+
+    def __missing__(self, key: Any) -> int:
+        code = self[key] = len(self)
+        return code
+
+
+class Encoded:
+    """A categorical column read once: ``codes`` (int64, one per row) into ``keys`` (the distinct
+    raw values, first-seen order). Profiling reads a reference column several times (kind
+    inference, category counts, the PCA's indicators, the calibration chunks' counts); encoding
+    it once makes each later read an integer ``bincount`` or table lookup instead of a pass
+    through Python objects (``benchmarks/bench_verdicts.py``, speed). Slicing keeps the keys."""
+
+    __slots__ = ("codes", "keys")
+
+    def __init__(self, codes: np.ndarray, keys: list):
+        self.codes = codes
+        self.keys = keys
+
+    @classmethod
+    def of(cls, values: Any) -> "Encoded":
+        """Encode any 1-D column (unhashable values by their text)."""
+        if isinstance(values, Encoded):
+            return values
+        if isinstance(values, np.ndarray) and values.dtype.kind in "US":
+            return cls._of_text(values)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iub" and len(values):
+            lo, hi = int(values.min()), int(values.max())
+            if hi - lo <= max(len(values), 1024):  # small integer range: a counting pass, no sort
+                present = np.flatnonzero(np.bincount(values.astype(np.int64) - lo))
+                lut = np.zeros(hi - lo + 1, np.int64)
+                lut[present] = np.arange(len(present))
+                return cls(lut[values.astype(np.int64) - lo], (present + lo).astype(values.dtype).tolist())
+        if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+            uniq, inverse = np.unique(values, return_inverse=True)
+            return cls(inverse.reshape(-1).astype(np.int64, copy=False), uniq.tolist())
+        table = _Numbering()
+        try:
+            codes = np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
+        except TypeError:
+            table = _Numbering()
+            codes = np.fromiter(map(table.__getitem__, map(str, values)), dtype=np.int64, count=len(values))
+        return cls(codes, list(table))
+
+    @classmethod
+    def _of_text(cls, values: np.ndarray) -> "Encoded":
+        """Fixed-width strings: keys found on a prefix, then a binary search per value (C), the
+        keys grown from whatever the search missed (np.unique sorts strings: 5x slower)."""
+        keys = np.unique(values[:1_000])
+        while True:
+            idx = np.minimum(np.searchsorted(keys, values), max(len(keys) - 1, 0))
+            miss = keys[idx] != values if len(keys) else np.ones(len(values), dtype=bool)
+            if not miss.any():
+                return cls(idx.astype(np.int64, copy=False), keys.tolist())
+            keys = np.union1d(keys, np.unique(values[miss][:100_000]))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return Encoded(self.codes[index], self.keys)
+        return self.keys[self.codes[index]]
+
+    def __iter__(self):
+        keys = np.empty(len(self.keys), dtype=object)
+        for i, k in enumerate(self.keys):  # (not np.asarray: tuple keys would become a 2-D array)
+            keys[i] = k
+        return iter(keys[self.codes].tolist())
+
+    def counts(self) -> np.ndarray:
+        """Rows per key."""
+        return np.bincount(self.codes, minlength=len(self.keys))

@@ -37,7 +37,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from driftcar.stats._columns import is_missing
+from driftcar.stats._columns import Encoded, is_missing
 
 __all__ = [
     "ColumnKind",
@@ -220,6 +220,7 @@ class KindInference:
         self._missing: dict[str, int] = {}
         self._rows = 0
         self._decided_on = 0
+        self._encoded: dict[str, Encoded] = {}  # categorical columns of the deciding chunk, read once
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -243,7 +244,7 @@ class KindInference:
                     self._count(name, missing, bad)
                 out[name] = x
             elif k.kind == "categorical":
-                out[name] = values
+                out[name] = self._encoded.pop(name, values)
         if count and columns:
             self._rows += len(next(iter(columns.values())))
         return out
@@ -279,7 +280,10 @@ class KindInference:
         rows = len(values)
         if name in self.categorical:
             return ColumnKind(name, "categorical", "named categorical", rows)
-        kind, reason, why_out, distinct = _classify(values, self.text)
+        enc = None if isinstance(values, np.ndarray) and values.dtype.kind in "iufbMm" else Encoded.of(values)
+        kind, reason, why_out, distinct = _classify(values if enc is None else enc, self.text)
+        if enc is not None and kind == "categorical" and (not why_out or name in self.keep):
+            self._encoded[name] = enc
         if why_out:
             if name not in self.keep:
                 return ColumnKind(name, "excluded", why_out, rows, note=f"--keep {name} (keep=[{name!r}]) profiles it")
@@ -363,6 +367,8 @@ def _parse(v: Any) -> tuple[float, int]:
 
 def _tally(values: Any) -> tuple[Counter, bool]:
     """Counts per distinct value, and whether values had to be keyed by their text (unhashable)."""
+    if isinstance(values, Encoded):
+        return Counter(dict(zip(values.keys, values.counts().tolist()))), False
     try:
         return Counter(values), False
     except TypeError:
