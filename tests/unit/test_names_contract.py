@@ -54,7 +54,7 @@ EVENTS = {
     "driftcar.reference.mismatch": ("WARN", M + ("mismatch.cause", "mismatch.names", "mismatch.suggestions")),
 }
 SPECIAL_VALUES = {"OVERFLOW": "__overflow__", "OTHER": "__other__", "MULTIVARIATE": "__multivariate__",
-                  "PREDICTION": "__prediction__"}
+                  "PREDICTION": "__prediction__", "LABEL": "__label__"}
 
 
 def test_metric_table_matches_the_contract():

@@ -6,7 +6,8 @@ and their histograms add up. At each close, for each model with rows in the wind
 drift tests (``driftcar.stats.evaluate_drift``) -> ``driftcar.drift.*`` gauges,
 hysteresis (``VerdictTracker``) -> ``driftcar.drift.detected|resolved`` events on
 changes only, joined labels -> ``driftcar.performance.*`` (+ ``degraded`` event),
-and the cumulative histograms/counters of features and predictions. Empty windows
+labels joined in the window -> label drift (``evaluate_label_drift``, exported as feature
+``__label__``), and the cumulative histograms/counters of features and predictions. Empty windows
 leave the last values in place (no traffic is not "no drift").
 
 Blocking: :meth:`Evaluator.evaluate` is CPU work and runs in ``asyncio.to_thread``;
@@ -56,6 +57,11 @@ def _finite(value: Any, default: float = 0.0) -> float:
     return number if math.isfinite(number) else default
 
 
+def _text_labels(values: list) -> bool:
+    """Labels that are not all numbers stay Python objects (a mix would otherwise become text)."""
+    return not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values)
+
+
 #: per-window summary lines on the sidecar's log, across all models, in any rolling minute
 SUMMARY_LINES_PER_MINUTE = 20
 
@@ -84,6 +90,7 @@ class Evaluator:
         self.judge = config.local_verdicts  # off: a pod that only forwards its windows to a fleet gateway
         self._lock = asyncio.Lock()
         self.summaries = LineBudget(SUMMARY_LINES_PER_MINUTE)
+        self._label_trackers: dict[tuple[str, str], Any] = {}  # (model, version) -> label drift's VerdictTracker
 
     async def run(self) -> None:
         """Tick forever (cancel to stop)."""
@@ -145,6 +152,11 @@ class Evaluator:
             performance, estimated = self._quality(close)
         except Exception:
             log.exception("quality evaluation of %s@%s failed", close.model, close.version)
+        if self.judge and close.y_true and close.profile is not None and close.profile.label is not None:
+            try:
+                self._label_drift(close)
+            except Exception:
+                log.exception("label drift evaluation of %s@%s failed", close.model, close.version)
         if report is not None:
             self._summary_line(close, report)
         if report is None and not performance and estimated is None:
@@ -185,6 +197,24 @@ class Evaluator:
         for change in changes:
             self._drift_event(close, change)
         return report
+
+    def _label_drift(self, close: WindowClose) -> None:
+        """The labels joined in this window against the profile's label distribution, exported and
+        tracked like a feature's drift under ``feature.name="__label__"`` (its own family of one)."""
+        from driftcar.stats import DriftReport, VerdictTracker, evaluate_label_drift
+
+        window = close.profile.new_window()
+        window.update_labels(np.asarray(close.y_true, dtype=object if _text_labels(close.y_true) else None))
+        result = evaluate_label_drift(close.profile, window, self.drift_config)
+        if result is None:
+            return
+        tracker = self._label_trackers.setdefault((close.model, close.version), VerdictTracker(self.drift_config))
+        changes = tracker.update(DriftReport([result], rows=len(close.y_true)))
+        self.tel.set_drift(close.model, close.version, result.feature, result.method, self.config.window,
+                           _finite(result.statistic), decision_pvalue(result), _finite(result.threshold),
+                           tracker.state(result.feature))
+        for change in changes:
+            self._drift_event(close, change)
 
     def _summary_line(self, close: WindowClose, report) -> None:
         """One compact line per model and window on the log (rate-limited across models)."""

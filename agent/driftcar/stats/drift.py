@@ -603,12 +603,13 @@ def _categorical_block(L, window: WindowSketch, config: DriftConfig, label: bool
     names = L.cat_names
     enabled, deciding, rule, floor, base = _plan(names, "categorical", n_cur, config, label)
     need = set(base) | set(deciding[enabled].tolist())
-    stats = categorical_statistics(R, C, need)
     df = np.zeros(len(names))
     cal = enabled & (rule == "calibrated")
+    plain = "chisquare" in base or bool((enabled & ~cal & (deciding == "chisquare")).any())
+    stats = categorical_statistics(R, C, need if plain else need - {"chisquare"})
     if cal.any():  # chi-square with sparse categories pooled, so its tail holds in small windows
         s, p, df = calibration.pooled_chisquare(R, C)
-        s0, p0, _ = stats["chisquare"]
+        s0, p0, _ = stats["chisquare"] if plain else (s, p, None)
         stats["chisquare"] = (np.where(cal, s, s0), np.where(cal, p, p0), None)
     return {"names": names, "kind": "categorical", "enabled": enabled, "deciding": deciding, "base": base,
             "stats": stats, "n_ref": R.sum(axis=1), "n_cur": n_cur, "is_mv": np.zeros(len(names), dtype=bool),

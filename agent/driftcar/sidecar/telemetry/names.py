@@ -38,6 +38,7 @@ __all__ = [
     "OTHER",
     "MULTIVARIATE",
     "PREDICTION",
+    "LABEL",
     "prometheus_label",
     "prometheus_metric_name",
     "markdown",
@@ -70,6 +71,7 @@ OVERFLOW = "__overflow__"  # feature-name and model caps
 OTHER = "__other__"  # category cap
 MULTIVARIATE = "__multivariate__"  # PCA reconstruction drift
 PREDICTION = "__prediction__"  # prediction drift
+LABEL = "__label__"  # label drift (labels joined to predictions, against the profile's)
 
 # the closed value sets the contract names (checked on input)
 OUTCOMES = ("accepted", "rejected", "throttled")
