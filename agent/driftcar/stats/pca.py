@@ -113,9 +113,11 @@ def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9
     x = np.asarray(matrix, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 2:
         raise ValueError(f"PCA needs a (rows, d >= 2) matrix, got shape {x.shape}")
-    if np.isfinite(x).all():  # (what the profile passes): no NaN-aware passes needed
-        mean, scale = (x.mean(axis=0), x.std(axis=0)) if len(x) else (np.zeros(x.shape[1]), np.ones(x.shape[1]))
-        return _fit(x, mean, scale, features, variance, onehot, finite=True)
+    if len(x) and np.isfinite(x).all():  # (what the profile passes): no NaN-aware passes needed
+        mean = x.mean(axis=0)
+        zt = x.T - mean[:, None]  # (d, rows): contiguous when x is a transposed (d, rows) array
+        scale = np.sqrt(np.einsum("ij,ij->i", zt, zt) / len(x))  # = x.std(axis=0), from zt
+        return _fit(zt, mean, scale, features, variance, onehot, centred=True)
     finite = np.where(np.isfinite(x), x, np.nan)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns: handled below
@@ -125,13 +127,15 @@ def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9
 
 
 def _fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, features, variance: float, onehot,
-         finite: bool = False) -> PCAModel:
+         centred: bool = False) -> PCAModel:
+    """``x``: the (rows, d) data, or with ``centred`` the finite (d, rows) data minus ``mean``
+    (then scaled in place)."""
     scale = np.where(scale > 0, scale, 1.0)
-    zt = x.T - mean[:, None]  # (d, rows): contiguous when x is a transposed (d, rows) array
+    zt = x if centred else x.T - mean[:, None]  # (d, rows)
     zt *= (1.0 / scale)[:, None]
-    if not finite:
+    if not centred:
         np.nan_to_num(zt, copy=False)
-    d = x.shape[1]
+    d = zt.shape[0]
     if zt.shape[1] < 2:
         comps = np.eye(d)[:, :1]
         return PCAModel(tuple(features), mean, scale, comps, 0.0, variance, tuple(onehot))

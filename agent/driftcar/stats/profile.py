@@ -573,8 +573,11 @@ class ProfileBuilder:
             keep = np.arange(len(all_keys))
         self._keys = all_keys[keep]
         for name, x in numeric.items():
-            old = self._sample.get(name, x[:0])
-            self._sample[name] = np.concatenate([old, x])[keep]
+            old = self._sample.get(name)
+            if old is None and len(x) == len(keep):  # every row kept, in order: no copy
+                self._sample[name] = x
+            else:
+                self._sample[name] = np.concatenate([x[:0] if old is None else old, x])[keep]
 
     def _chunk(self, X: Any, y: Any, predictions: Any) -> dict[str, Any]:
         cols = as_columns(X, names=self.feature_names)
@@ -637,29 +640,46 @@ class ProfileBuilder:
         num_names = tuple(n for n, f in feats.items() if f.kind == "numeric" and f.n and f.missing_rate <= 0.5)
         onehot = tuple((n, labels) for n, f in feats.items() if f.kind == "categorical"
                        for labels in [_frequent(f)] if labels)
-        cols = [self._sample[n] for n in num_names]
-        for name, labels in onehot:
-            table = self._cols[name].codes
-            lut = np.full(len(table) + 2, -1, np.int64)  # sample codes + 2 -> indicator (-1: none)
-            lut[[table[lab] + 2 for lab in labels]] = np.arange(len(labels))
-            codes = lut[self._sample[name] + 2]
-            cols += [(codes == j).astype(np.float64) for j in range(len(labels))]
-        if len(cols) < 2 or not num_names and len(onehot) < 2:
+        d = len(num_names) + sum(len(labels) for _, labels in onehot)
+        if d < 2 or not num_names and len(onehot) < 2:
             return None, None
-        mat = np.vstack(cols)  # (d, rows): each column contiguous, as the sketches pass them
-        finite = np.isfinite(mat).all(axis=0)
-        if not finite.all():
-            mat = mat[:, finite]
-        rows = mat.shape[1]
+        finite = np.ones(len(self._keys), dtype=bool)
+        for name in num_names:
+            finite &= np.isfinite(self._sample[name])
+        rows = int(finite.sum())
         if rows < 20:
             return None, None
         order = self._rng.permutation(rows)
         half = rows // 2 if rows >= 200 else rows
-        fit = np.zeros(rows, dtype=bool)  # the seeded half as a mask: two sequential compressions
+        fit = np.zeros(rows, dtype=bool)  # the seeded half as a mask: sequential compressions
         fit[order[:half]] = True  # instead of a random gather (the rows' order does not matter)
-        pca = fit_pca(mat[:, fit].T, num_names, self.pca_variance, onehot)
-        errs = pca.column_errors(mat[:, ~fit] if half < rows else mat)
+        parts = [self._pca_matrix(num_names, onehot, d, finite, fit)]
+        if half < rows:
+            parts.append(self._pca_matrix(num_names, onehot, d, finite, ~fit))
+        pca = fit_pca(parts[0].T, num_names, self.pca_variance, onehot)
+        errs = pca.column_errors(parts[-1])
         return pca, _error_profile(errs, self.bins, levels)
+
+    def _pca_matrix(self, num_names: tuple, onehot: tuple, d: int, finite: np.ndarray, take: np.ndarray
+                    ) -> np.ndarray:
+        """(d, rows) matrix of the sample's finite rows selected by ``take``: the numeric columns,
+        then each encoded category's indicators (one broadcast comparison per feature)."""
+        # row numbers, not the mask: a gather at sorted positions is ~9x faster than compressing by
+        # a random boolean mask (branch mispredictions), and it is done once per matrix row
+        select = np.flatnonzero(finite)[take] if not finite.all() else np.flatnonzero(take)
+        mat = np.empty((d, len(select)))
+        for i, name in enumerate(num_names):
+            mat[i] = self._sample[name][select]
+        row = len(num_names)
+        for name, labels in onehot:
+            table = self._cols[name].codes
+            lut = np.full(len(table) + 2, -1, np.int64)  # sample codes + 2 -> indicator (-1: none)
+            lut[[table[lab] + 2 for lab in labels]] = np.arange(len(labels))
+            codes = lut[self._sample[name][select] + 2]
+            np.equal(codes[None, :], np.arange(len(labels))[:, None], out=mat[row: row + len(labels)],
+                     casting="unsafe")
+            row += len(labels)
+        return mat
 
     # ------------------------------------------------------------------ pass 2
     def count(self, X: Any, y: Any = None, predictions: Any = None) -> None:
