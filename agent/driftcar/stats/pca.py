@@ -69,7 +69,7 @@ class PCAModel:
         """
         z = (np.asarray(matrix, dtype=np.float64) - self.mean) / self.scale
         z = np.where(np.isfinite(z), z, np.where(np.isnan(z), 0.0, np.sign(z) * 1e6))
-        return self.column_errors(z.T)
+        return self._rms_residual(np.ascontiguousarray(z.T))
 
     @cached_property
     def _residual_basis(self) -> tuple[np.ndarray, bool]:
@@ -93,6 +93,10 @@ class PCAModel:
             z = np.vstack(columns)  # (d, rows), contiguous per feature
             z -= self.mean[:, None]
         z *= (1.0 / self.scale)[:, None]
+        return self._rms_residual(z)
+
+    def _rms_residual(self, z: np.ndarray) -> np.ndarray:
+        """Per-column RMS of the residual of standardised (d, rows) data."""
         with np.errstate(invalid="ignore", over="ignore"):
             # einsum, not matmul: these skinny products take a few ms of one core, and BLAS threads
             # waiting on a busy machine made them up to 10x slower in wall time
