@@ -1,8 +1,10 @@
-"""Label drift in the whole sidecar (run_in_thread): a reference batch with labels, predictions
-with ids, then labels joined to them; at the window's close the joined labels are judged against
-the reference's label distribution and exported under ``feature.name="__label__"`` (gauges on the
-Prometheus endpoint, a ``driftcar.drift.detected`` event), with the same verdict as
-``driftcar.stats.evaluate_label_drift`` on the same rows."""
+"""What the whole sidecar (run_in_thread) evaluates and exports at a window's close.
+
+- ``drift: {methods: [...]}``: each feature's deciding test plus the listed methods, nothing else.
+- Label drift: a reference batch with labels, predictions with ids, then labels joined to them;
+  the joined labels are judged against the reference's label distribution and exported under
+  ``feature.name="__label__"`` (gauges on the Prometheus endpoint, a ``driftcar.drift.detected``
+  event), with the same verdict as ``driftcar.stats.evaluate_label_drift`` on the same rows."""
 
 from __future__ import annotations
 
@@ -91,4 +93,32 @@ def test_joined_labels_are_judged_against_the_reference_labels(sidecar):
                     and e["attributes"]["feature.name"] == "__label__"]
     assert len(label_events) == 1
     assert label_events[0]["attributes"]["drift.method"] == expected.method
+    sender.close()
+
+
+def _score_methods(text: str) -> dict[str, set[str]]:
+    """feature -> the drift.method values of its driftcar.drift.score series."""
+    out: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("driftcar_drift_score_ratio{"):
+            attrs = dict(part.split("=", 1) for part in line[line.index("{") + 1: line.rindex("}")].split(","))
+            out.setdefault(attrs["feature_name"].strip('"'), set()).add(attrs["drift_method"].strip('"'))
+    return out
+
+
+@pytest.mark.parametrize("methods", [[], ["psi", "hellinger"]])
+def test_sidecar_computes_the_deciding_test_and_the_configured_methods(sidecar, methods):
+    handle = sidecar(drift=f"{{methods: {methods}}}")
+    sender = GrpcSender(handle.service.grpc_port)
+    ref = numeric_frame(3_000, 3, seed=1)
+    body = encode_batch("reference", [Column(k, "feature", v) for k, v in ref.items()])
+    sender.send(request(record(body, kind="reference")))
+    sender.send(request(record(inference_body(numeric_frame(1_500, 3, seed=2)))))
+    wait_until(lambda: handle.service.queue.wait_empty(0) and handle.service.store.models, 10, what="applied")
+    handle.close_window()
+    got = _score_methods(get_text(f"http://127.0.0.1:{handle.service.prometheus_port}/metrics"))
+    assert set(got) == {"x0", "x1", "x2", "__multivariate__"}
+    for feature in ("x0", "x1", "x2"):
+        assert got[feature] == {"ks"} | set(methods), got  # ks: the calibrated rule's test
+    assert got["__multivariate__"] == {"pca_reconstruction"}
     sender.close()
