@@ -65,7 +65,8 @@ def _stephens(en: np.ndarray) -> np.ndarray:
 
 def _spread(tau2: np.ndarray, level: np.ndarray) -> np.ndarray:
     """z^2 * tau2: the heterogeneity term at the per-feature level."""
-    return special.ndtri(np.asarray(level, dtype=np.float64) / 2) ** 2 * np.asarray(tau2, dtype=np.float64)  # z = norm.isf(level / 2)
+    z = special.ndtri(np.asarray(level, dtype=np.float64) / 2)  # -norm.isf(level / 2): squared below
+    return z**2 * np.asarray(tau2, dtype=np.float64)
 
 
 def numeric_band(d: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray, tau2: np.ndarray, level: np.ndarray,

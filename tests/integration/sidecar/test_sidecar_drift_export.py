@@ -86,7 +86,8 @@ def test_joined_labels_are_judged_against_the_reference_labels(sidecar):
     detected = _label_series(text, "driftcar_drift_detected_ratio")
     assert len(detected) == 1 and detected[0].endswith(" 1"), detected
     assert f'drift_method="{expected.method}"' in detected[0]
-    score = [line for line in _label_series(text, "driftcar_drift_score_ratio") if f'drift_method="{expected.method}"' in line]
+    score = [line for line in _label_series(text, "driftcar_drift_score_ratio")
+             if f'drift_method="{expected.method}"' in line]
     assert float(score[0].rsplit(" ", 1)[1]) == pytest.approx(expected.statistic, rel=1e-9)
     events = get_json(f"{handle.http_endpoint}/v1/events")[1]["events"]
     label_events = [e for e in events if e["event_name"] == "driftcar.drift.detected"
