@@ -328,36 +328,34 @@ def _peer_table(res: dict, job: dict, cases, sizes) -> str:
 def speed(quick: bool, rounds: int | None = None) -> str:
     """Profile + 11 window evaluations (10 windows of a tenth of the rows, then their merge) against
     NannyML's univariate drift (fit + 10 chunks) on the same rows. The two run interleaved, one
-    after the other in each round, and the figure is the median of the per-round ratios (a busy
-    machine slows both alike within a round). NannyML computes one method per column (Jensen–Shannon
-    by default), so driftcar is timed with the deciding test alone (``methods=()``) and, beside
-    it, with every method the sidecar can export (``methods=None``)."""
+    after the other in each round, and each figure is the median of the per-round ratios (a busy
+    machine slows both alike within a round), in wall time and in process CPU time (steadier when
+    other work shares the cores). NannyML computes one method per column (Jensen–Shannon by
+    default), so driftcar is timed with the deciding test alone (``methods=()``) and, beside it,
+    with every method the sidecar can export (``methods=None``)."""
     rng = np.random.default_rng(6)
     rounds = rounds or (3 if quick else 7)
-    lines = ["| rows (reference = analysis) | driftcar, deciding test, ms | driftcar, every method, ms | "
-             "NannyML fit + 10 chunks, ms | ratio, deciding (median of rounds) | ratio, every method |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| rows (reference = analysis) | driftcar, deciding test, ms (CPU ms) | driftcar, every method, ms "
+             "(CPU ms) | NannyML fit + 10 chunks, ms (CPU ms) | ratio, deciding: wall · CPU | ratio, every "
+             "method: wall · CPU |", "|---:|---:|---:|---:|---:|---:|"]
     for rows in (50_000,) if quick else (50_000, 200_000):
         ref, ana = _raw(rng, rows, Scenario("none")), _raw(rng, rows, Scenario("none"))
         with tempfile.TemporaryDirectory() as tmp:
             job = _timing_job(tmp, ref, ana)
-            times: dict[str, list[float]] = {"deciding": [], "every": [], "nannyml": []}
+            t: dict[str, list[tuple[float, float]]] = {"deciding": [], "every": [], "nannyml": []}
             for _ in range(rounds):
-                times["deciding"].append(_timed(lambda: _ours(ref, ana, rows, DriftConfig(methods=()))))
-                times["every"].append(_timed(lambda: _ours(ref, ana, rows, DriftConfig())))
+                t["deciding"].append(_timed(lambda: _ours(ref, ana, rows, DriftConfig(methods=()))))
+                t["every"].append(_timed(lambda: _ours(ref, ana, rows, DriftConfig())))
                 peer = _nannyml_seconds(job)
                 if peer is None:
                     break
-                times["nannyml"].append(peer)
-        med = {k: float(np.median(v)) if v else float("nan") for k, v in times.items()}
-        if times["nannyml"]:
-            r_dec = np.median(np.array(times["nannyml"]) / np.array(times["deciding"][:len(times["nannyml"])]))
-            r_all = np.median(np.array(times["nannyml"]) / np.array(times["every"][:len(times["nannyml"])]))
-            ratio = (f"**{r_dec:.1f}x**", f"{r_all:.1f}x")
-        else:
-            ratio = ("n/a (NannyML not found)", "n/a")
-        lines.append(f"| {rows:,} | {1e3 * med['deciding']:.0f} | {1e3 * med['every']:.0f} | "
-                     f"{1e3 * med['nannyml']:.0f} | {ratio[0]} | {ratio[1]} |")
+                t["nannyml"].append(peer)
+        cells = [" (".join(f"{1e3 * float(np.median([r[i] for r in t[k]])):.0f}" for i in (0, 1)) + ")"
+                 if t[k] else "n/a" for k in ("deciding", "every", "nannyml")]
+        k = len(t["nannyml"])
+        ratios = [" · ".join(f"{np.median([t['nannyml'][j][i] / t[ours][j][i] for j in range(k)]):.1f}x"
+                             for i in (0, 1)) if k else "n/a (NannyML not found)" for ours in ("deciding", "every")]
+        lines.append(f"| {rows:,} | " + " | ".join(cells) + f" | **{ratios[0]}** | {ratios[1]} |")
     lines += ["", f"{rounds} interleaved rounds; target >= 10x. Workload: 8 N(0,1) features, a binary, a 3- and a "
               "20-category (text) feature; driftcar builds the default profile (PCA included) from the rows."]
     return "\n".join(lines)
@@ -374,12 +372,13 @@ def _ours(ref: dict, ana: dict, rows: int, cfg: DriftConfig) -> None:
     evaluate_drift(prof, merged, cfg)
 
 
-def _timed(fn) -> float:
+def _timed(fn) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one call."""
     import time
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def _timing_job(tmp: str, ref: dict, ana: dict) -> str:
@@ -390,13 +389,16 @@ def _timing_job(tmp: str, ref: dict, ana: dict) -> str:
     return str(path)
 
 
-def _nannyml_seconds(job: str) -> float | None:
-    """One timed NannyML run in the peers' interpreter (its import and file reading not timed)."""
+def _nannyml_seconds(job: str) -> tuple[float, float] | None:
+    """(wall, CPU) seconds of one NannyML run in the peers' interpreter (import and file reading not timed)."""
     if not Path(PEERS_PYTHON).exists():
         return None
     proc = subprocess.run([PEERS_PYTHON, str(HERE / "peers_runner.py"), job], capture_output=True, text=True,
                           timeout=1_800)
-    return json.loads(proc.stdout)["seconds"] if proc.returncode == 0 else None
+    if proc.returncode:
+        return None
+    out = json.loads(proc.stdout)
+    return out["seconds"], out["cpu_seconds"]
 
 
 def _raw(rng, n: int, sc: Scenario) -> dict:
