@@ -237,7 +237,8 @@ class Encoded:
             return values
         if isinstance(values, np.ndarray) and values.dtype.kind in "US":
             return cls._of_text(values)
-        if isinstance(values, np.ndarray) and values.dtype.kind in "iub" and len(values):
+        if isinstance(values, np.ndarray) and len(values) and (
+                values.dtype.kind in "ib" or values.dtype.kind == "u" and values.dtype.itemsize < 8):
             lo, hi = int(values.min()), int(values.max())
             if hi - lo <= max(len(values), 1024):  # small integer range: a counting pass, no sort
                 present = np.flatnonzero(np.bincount(values.astype(np.int64) - lo))

@@ -40,6 +40,18 @@ def test_encoded_round_trips_and_counts_like_counter(make):
     assert list(part) == list(values[100:250])
 
 
+@pytest.mark.parametrize("values", [
+    np.array([2**64 - 1, 3, 3], dtype=np.uint64), np.array([-2**62, 2**62, -2**62]), np.array([], dtype=np.int64),
+    np.array([], dtype="U3"), np.array([True]), [], [[1, 2], [1, 2], [3]],  # the last: unhashable, by text
+])
+def test_encoded_edge_inputs(values):
+    enc = Encoded.of(values)
+    assert len(enc) == len(values)
+    by_text = isinstance(values, list) and bool(values) and isinstance(values[0], list)
+    expected = [str(v) for v in values] if by_text else list(values)
+    assert list(enc) == expected
+
+
 def test_fixed_width_text_with_keys_beyond_the_prefix():
     values = LABELS[RNG.integers(0, 3, 10_000)]
     values[-5:] = ["zz", "a", "k01x", "", "k19"]  # unseen in the first 1,000: found by the second round
