@@ -651,8 +651,8 @@ class ProfileBuilder:
             return None, None
         order = self._rng.permutation(rows)
         half = rows // 2 if rows >= 200 else rows
-        fit = np.zeros(rows, dtype=bool)  # the seeded half as a mask: sequential compressions
-        fit[order[:half]] = True  # instead of a random gather (the rows' order does not matter)
+        fit = np.zeros(rows, dtype=bool)  # the seeded half, read in file order (the rows' order does not
+        fit[order[:half]] = True  # matter to the fit or to the error histogram; sorted gathers are faster)
         parts = [self._pca_matrix(num_names, onehot, d, finite, fit)]
         if half < rows:
             parts.append(self._pca_matrix(num_names, onehot, d, finite, ~fit))
