@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _timing import best, best_cpu
 
 from driftcar.stats import DriftConfig, evaluate_drift, profile
 
@@ -18,26 +19,8 @@ N_SHIFTED = 5
 REF_ROWS = 20_000
 
 
-def _best(fn, repeat: int, number: int = 1) -> float:
-    """Best-of-``repeat`` seconds per call (the least disturbed run on a shared machine)."""
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - t) / number)
-    return best
 
 
-def _best_cpu(fn, repeat: int) -> float:
-    """Best-of-``repeat`` CPU seconds of this process per call: a rate per core, less disturbed
-    by other work on a shared machine than wall time (numpy's BLAS threads excepted)."""
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
 
 
 # ---------------------------------------------------------------------------- throughput
@@ -89,13 +72,13 @@ def sketch_throughput(quick: bool) -> str:
                 np.bincount(np.searchsorted(heavy_fine[j], b[f"n{j}"], "right"), minlength=size)
 
     repeat = 3 if quick else 15
-    t_heavy_bare = _best(bare_heavy, repeat)
-    t_heavy = _best(ours(prof_heavy, heavy), repeat)
-    t_fine = _best(bare(fine), repeat)
-    t_coarse = _best(bare(coarse), repeat)
-    t_num = _best(ours(prof_nopca, num_only), repeat)
-    t_all = _best(ours(prof_nopca, batches), repeat)
-    t_pca = _best(ours(prof, batches), repeat)
+    t_heavy_bare = best(bare_heavy, repeat)
+    t_heavy = best(ours(prof_heavy, heavy), repeat)
+    t_fine = best(bare(fine), repeat)
+    t_coarse = best(bare(coarse), repeat)
+    t_num = best(ours(prof_nopca, num_only), repeat)
+    t_all = best(ours(prof_nopca, batches), repeat)
+    t_pca = best(ours(prof, batches), repeat)
     values_num = len(batches) * rows * n_num
     values_all = len(batches) * rows * (n_num + n_cat)
     lines = [
@@ -139,13 +122,13 @@ def evaluation_time(quick: bool) -> str:
     w.update(cur)
     cfg = DriftConfig()
     evaluate_drift(prof, w, cfg)
-    t_eval = _best(lambda: evaluate_drift(prof, w, cfg), 5 if quick else 40)
+    t_eval = best(lambda: evaluate_drift(prof, w, cfg), 5 if quick else 40)
     n_results = len(evaluate_drift(prof, w, cfg).results)
     alone = DriftConfig(methods=())
-    t_alone = _best(lambda: evaluate_drift(prof, w, alone), 5 if quick else 40)
+    t_alone = best(lambda: evaluate_drift(prof, w, alone), 5 if quick else 40)
     # baseline in the same run: one pass of np.cumsum over the same fine-count matrix
     mat = w.num_counts.astype(float)
-    t_floor = _best(lambda: np.cumsum(mat, axis=1), 40)
+    t_floor = best(lambda: np.cumsum(mat, axis=1), 40)
     return "\n".join([
         "### Drift evaluation time (one window)",
         "",
@@ -191,8 +174,8 @@ def scipy_comparison(quick: bool) -> str:
 
     report = ours()
     raw = scipy_way()
-    t_ours = _best(ours, 2 if quick else 3)
-    t_scipy = _best(scipy_way, 1 if quick else 2)
+    t_ours = best(ours, 2 if quick else 3)
+    t_scipy = best(scipy_way, 1 if quick else 2)
     dec = report.deciding()
     agree = sum(dec[n].detected == (raw[n][2] >= 0.1) for n in ref)
     err_ks = max(abs(report.result(n, "ks").statistic - raw[n][0]) for n in ref)
@@ -221,10 +204,10 @@ def ks_pvalue_cost(quick: bool) -> str:
             "| en = n·m/(n+m) | `kstwo.sf`, one value | `ks_pvalue`, per value (1,000 at once) | ratio |",
             "|---:|---:|---:|---:|"]
     for en in (500, 5_000, 50_000) if quick else (500, 5_000, 50_000, 500_000):
-        t_scipy = _best(lambda: stats.kstwo.sf(0.02, en), 2 if quick else 3)
+        t_scipy = best(lambda: stats.kstwo.sf(0.02, en), 2 if quick else 3)
         d = np.full(1_000, 0.02)
         n = np.full(1_000, 2.0 * en)
-        t_ours = _best(lambda: ks_pvalue(d, n, n), 5 if quick else 20) / 1_000
+        t_ours = best(lambda: ks_pvalue(d, n, n), 5 if quick else 20) / 1_000
         rows.append(f"| {en:,} | {t_scipy * 1e3:.2f} ms | {t_ours * 1e6:.2f} µs | {t_scipy / t_ours:,.0f}x |")
     return "\n".join(rows)
 
@@ -245,8 +228,8 @@ def inference_cost(quick: bool) -> str:
     converted = KindInference().apply(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t_infer = _best(lambda: KindInference().apply(data), 3 if quick else 10)
-        t_build = _best(lambda: profile(converted, infer=False), 2 if quick else 5)
+        t_infer = best(lambda: KindInference().apply(data), 3 if quick else 10)
+        t_build = best(lambda: profile(converted, infer=False), 2 if quick else 5)
     return "\n".join([
         "### Column-kind inference", "",
         f"{n:,} rows x 16 columns (10 float, 5 text categories, 1 text of numbers with strays): inferring "
@@ -362,8 +345,8 @@ def categorical_counting(quick: bool) -> str:
              "second | Counter (former), M values/s | ratio, window vs Counter |", "|---|---:|---:|---:|---:|---:|"]
     for name, values in data.items():
         w = prof.new_window()
-        t_new = _best(lambda: w.update({"c": values}), 3 if quick else 7)
-        t_cpu = _best_cpu(lambda: w.update({"c": values}), 3 if quick else 7)
+        t_new = best(lambda: w.update({"c": values}), 3 if quick else 7)
+        t_cpu = best_cpu(lambda: w.update({"c": values}), 3 if quick else 7)
 
         def former():
             out = np.zeros(len(mapping) + 1)
@@ -371,8 +354,8 @@ def categorical_counting(quick: bool) -> str:
                 out[mapping.get(lab, len(mapping))] += c
             return out
 
-        t_old = _best(former, 3 if quick else 7)
-        t_enc = _best_cpu(lambda: Encoded.of(values), 3 if quick else 7)
+        t_old = best(former, 3 if quick else 7)
+        t_enc = best_cpu(lambda: Encoded.of(values), 3 if quick else 7)
         lines.append(f"| {name} | {n / t_new / 1e6:.1f} | {n / t_cpu / 1e6:.1f} | {n / t_enc / 1e6:.1f} | "
                      f"{n / t_old / 1e6:.1f} | {t_old / t_new:.2f}x |")
     return "\n".join(lines)
@@ -384,9 +367,9 @@ def pca_fit(quick: bool) -> str:
     20-category features fits on (25,000 rows x 110 columns), same run."""
     z = np.random.default_rng(7).normal(size=(25_000, 110))
     repeat = 3 if quick else 7
-    t_svd, c_svd = _best(lambda: np.linalg.svd(z, full_matrices=False), repeat), \
-        _best_cpu(lambda: np.linalg.svd(z, full_matrices=False), repeat)
-    t_eig, c_eig = _best(lambda: np.linalg.eigh(z.T @ z), repeat), _best_cpu(lambda: np.linalg.eigh(z.T @ z), repeat)
+    t_svd, c_svd = best(lambda: np.linalg.svd(z, full_matrices=False), repeat), \
+        best_cpu(lambda: np.linalg.svd(z, full_matrices=False), repeat)
+    t_eig, c_eig = best(lambda: np.linalg.eigh(z.T @ z), repeat), best_cpu(lambda: np.linalg.eigh(z.T @ z), repeat)
     return "\n".join(["### PCA fit (25,000 x 110)", "", "| path | wall, ms | CPU, ms |", "|---|---:|---:|",
                       f"| SVD of the rows (former) | {t_svd * 1e3:.0f} | {c_svd * 1e3:.0f} |",
                       f"| eigh of the Gram matrix | {t_eig * 1e3:.0f} | {c_eig * 1e3:.0f} |", "",

@@ -13,18 +13,11 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
+from _timing import best
 
 
-def _best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def _sdk_histogram(bounds: np.ndarray):
@@ -66,8 +59,8 @@ def run(quick: bool) -> str:
                 hist.record(v, a)
         return reader
 
-    t_ours = _best(ours, 3 if quick else 5)
-    t_sdk = _best(sdk, 1 if quick else 2)
+    t_ours = best(ours, 3 if quick else 5)
+    t_sdk = best(sdk, 1 if quick else 2)
     kept_ours = sum(s.value.count for s in ours()._state.snapshot())
     data = sdk().get_metrics_data()
     kept_sdk = sum(p.count for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
@@ -89,11 +82,11 @@ def run(quick: bool) -> str:
         tel.add_calls(f"model-{m}", "1", "predict", None, 100)
         tel.record_durations(f"model-{m}", "1", "predict", rng.exponential(0.002, 1000))
     series = tel.series_count()
-    t_build = _best(tel.metrics_data, 5)
+    t_build = best(tel.metrics_data, 5)
     md = tel.metrics_data()
-    t_split = _best(lambda: [p.SerializeToString() for p in split_metrics_data(md)], 5)
+    t_split = best(lambda: [p.SerializeToString() for p in split_metrics_data(md)], 5)
     pieces = list(split_metrics_data(md))
-    t_prom = _best(tel.prometheus_text, 5)
+    t_prom = best(tel.prometheus_text, 5)
     prom_bytes = len(tel.prometheus_text().encode())
 
     return f"""## telemetry (sidecar export path)

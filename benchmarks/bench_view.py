@@ -7,9 +7,9 @@ does per window anyway) for the page, and ``profile()`` of the reference for the
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
+from _timing import best
 
 from driftcar.stats import DriftConfig, evaluate_drift, profile
 from driftcar.view import offline
@@ -17,13 +17,6 @@ from driftcar.view.document import current_of, distribution, feature_entry, hist
 from driftcar.view.render import render_page
 
 
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def _data(rows: int, n_num: int, n_cat: int, seed: int, shift: float = 0.0) -> dict:
@@ -44,7 +37,7 @@ def page(quick: bool) -> str:
         sketches.append(w)
     config = DriftConfig()
     reports = [evaluate_drift(prof, w, config) for w in sketches]
-    baseline = _best(lambda: evaluate_drift(prof, sketches[-1], config), 5)
+    baseline = best(lambda: evaluate_drift(prof, sketches[-1], config), 5)
 
     def document() -> dict:
         features = []
@@ -58,9 +51,9 @@ def page(quick: bool) -> str:
         return {"title": "bench", "kind": "live", "generated_unix_nano": 0, "refresh_seconds": 5, "models": [model],
                 "events": [], "notes": []}
 
-    built = _best(document, 5)
+    built = best(document, 5)
     doc = document()
-    rendered = _best(lambda: render_page(doc), 5)
+    rendered = best(lambda: render_page(doc), 5)
     size = len(render_page(doc).encode())
     return (f"## View: one live page\n\n{n_num + n_cat} features, {windows} kept windows of 2,000 rows "
             f"(best of 5).\n\n| step | time | vs one evaluate_drift ({baseline * 1e3:.1f} ms) |\n|---|---|---|\n"
@@ -72,8 +65,8 @@ def page(quick: bool) -> str:
 def report(quick: bool) -> str:
     rows = 20_000 if quick else 100_000
     ref, cur = _data(rows, 18, 2, 0), _data(rows, 18, 2, 1, shift=0.3)
-    baseline = _best(lambda: profile(ref), 3)
-    built = _best(lambda: offline.report(ref, cur, rows=rows // 10), 3)
+    baseline = best(lambda: profile(ref), 3)
+    built = best(lambda: offline.report(ref, cur, rows=rows // 10), 3)
     return (f"## View: a report\n\n{rows:,} x 20 reference vs {rows:,} x 20 current in 10 windows "
             f"(in memory, best of 3).\n\n| step | time | vs profile() of the reference |\n|---|---|---|\n"
             f"| profile() (baseline) | {baseline:.2f} s | 1.00x |\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "agent"))
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))  # the benchmarks' shared helpers (_timing), as when one runs as a script
 
 
 def main() -> None:

@@ -246,6 +246,15 @@ def _two_passes(files: list[str], opt: dict, builder, inference, bar) -> None:
             builder.fix()
 
 
+
+def run_failure(exc: BaseException, out: str) -> str:
+    """One line for an error while reading the inputs or writing ``out``: the reader's or profile's
+    reason, else the file and the system's words (``driftcar profile`` and ``driftcar report`` alike)."""
+    if isinstance(exc, OSError):  # ProfileError and ReadError are ValueErrors with a reason
+        return f"{exc.filename or out}: {exc.strerror or exc}"
+    return getattr(exc, "reason", None) or str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
     from driftcar.stats.errors import ProfileError
     from driftcar.stats.profile import Profile, ProfileBuilder
@@ -285,10 +294,8 @@ def run(args: argparse.Namespace) -> int:
         _two_passes(args.files, opt, builder, inference, bar)
         prof = builder.finish(inference.report())
         prof.save(opt["out"])
-    except (ProfileError, ReadError, ValueError) as exc:
-        return fail(getattr(exc, "reason", None) or str(exc))
-    except OSError as exc:
-        return fail(f"{exc.filename or opt['out']}: {exc.strerror or exc}")
+    except (ProfileError, ReadError, ValueError, OSError) as exc:
+        return fail(run_failure(exc, opt["out"]))
     if not args.quiet:
         _summary(prof)
         print(f"wrote {opt['out']} ({os.path.getsize(opt['out']):,} bytes)")

@@ -76,7 +76,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from driftcar.stats.cli import _bar, resolve
+    from driftcar.stats.cli import _bar, resolve, run_failure
     from driftcar.stats.errors import ProfileError
     from driftcar.stats.readers import ReadError
     from driftcar.view.offline import report
@@ -99,10 +99,8 @@ def run(args: argparse.Namespace) -> int:
                         chunk_rows=opt["chunk_rows"], fmt=opt["format"], delimiter=opt["delimiter"],
                         progress=_bar(show) if show else None)
         result.save(opt["out"])
-    except (ProfileError, ReadError, ValueError) as exc:
-        return fail(getattr(exc, "reason", None) or str(exc))
-    except OSError as exc:
-        return fail(f"{exc.filename or opt['out']}: {exc.strerror or exc}")
+    except (ProfileError, ReadError, ValueError, OSError) as exc:
+        return fail(run_failure(exc, opt["out"]))
     if not args.quiet:
         model = result.document["models"][0]
         for note in result.document["notes"]:
