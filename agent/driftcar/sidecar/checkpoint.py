@@ -36,7 +36,6 @@ from typing import Any
 import msgpack
 
 from driftcar.sidecar.state import ClosedWindow, StateStore
-from driftcar.sidecar.telemetry.telemetry import HookDrops
 
 __all__ = ["Checkpointer", "FORMAT_VERSION", "FILENAME"]
 
@@ -126,11 +125,7 @@ class Checkpointer:
                     cumulative_rel = f"cumulative/{key}.bin"
                     cumulative = state.cumulative
                     pending.append((cumulative_rel, lambda c=cumulative: zlib.compress(c.to_bytes(), 1)))
-                joiner_blob = None
-                try:
-                    joiner_blob = state.joiner.to_bytes()
-                except Exception:  # optional: the label buffer is best effort
-                    joiner_blob = None
+                joiner_blob = state.labels.to_bytes()  # optional: the label buffer is best effort
                 models.append({
                     "model": state.model,
                     "version": state.version,
@@ -140,10 +135,7 @@ class Checkpointer:
                     "windows": windows,
                     "cumulative": cumulative_rel,
                     "verdicts": dict(state.verdicts),
-                    "hook_dropped": state.hook_dropped,
-                    "hook_dropped_retired": state.hook_drops.retired,
-                    "rows_total": state.rows_total,
-                    "batches_total": state.batches_total,
+                    **state.signals.to_state(),
                     "joiner": joiner_blob,
                 })
         for rel, data in pending:
@@ -200,7 +192,7 @@ class Checkpointer:
         return restored
 
     def _load(self, data: dict[str, Any]) -> int:
-        from driftcar.stats import LabelJoiner, Profile, WindowSketch
+        from driftcar.stats import Profile, WindowSketch
 
         store = self.store
         count = 0
@@ -216,26 +208,24 @@ class Checkpointer:
                                       entry.get("reference_file"))
                     self._written.add(entry["profile"])
                 if state.profile is not None and entry.get("reference_source") == state.reference_source:
+                    windows = []
                     for start, end, rows, rel in entry.get("windows", []):
                         blob = self._read(rel)  # decoded lazily, when the API or a sliding view needs it
-                        state.closed.append(ClosedWindow(int(start), int(end), int(rows), profile=state.profile,
-                                                         blob=blob))
+                        windows.append(ClosedWindow(int(start), int(end), int(rows), profile=state.profile, blob=blob))
                         self._written.add(rel)
-                    if state.closed:
-                        state.closed[-1].sketch  # noqa: B018 (validates one window against the profile now)
+                    if windows:
+                        windows[-1].sketch  # noqa: B018 (validates one window against the profile now)
+                    cumulative = None
                     if entry.get("cumulative"):
-                        state.cumulative = WindowSketch.from_bytes(zlib.decompress(self._read(entry["cumulative"])),
-                                                                   state.profile)
-                    state.verdicts = {str(k): bool(v) for k, v in (entry.get("verdicts") or {}).items()}
-                state.hook_drops = HookDrops({str(k): int(v) for k, v in (entry.get("hook_dropped") or {}).items()},
-                                               int(entry.get("hook_dropped_retired", 0)))
-                state.rows_total = int(entry.get("rows_total", 0))
-                state.batches_total = int(entry.get("batches_total", 0))
+                        cumulative = WindowSketch.from_bytes(zlib.decompress(self._read(entry["cumulative"])),
+                                                             state.profile)
+                    state.series.restore(windows, cumulative)
+                    state.judgement.restore(state.profile, entry.get("verdicts") or {})
+                state.signals.restore(entry)
                 blob = entry.get("joiner")
                 if blob:
                     try:
-                        state.joiner = LabelJoiner.from_bytes(blob)
-                        state.sync_unmatched_counters()  # counts before the restart are not re-exported
+                        state.labels.restore(blob)
                     except Exception as exc:
                         log.warning("label buffer of %s@%s not restored: %s", state.model, state.version, exc)
                 count += 1

@@ -137,7 +137,7 @@ class SidecarService:
     def _after_close(self, closes) -> None:
         if self.checkpointer is not None:
             self.checkpointer.save()
-        self.sliding.refresh(close.state for close in closes)  # the views clients poll, off their requests
+        self.sliding.refresh(self.store.models[(c.model, c.version)] for c in closes)  # the views clients poll, off their requests
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 import time
 import warnings
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -34,118 +32,24 @@ import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
 from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mismatch, suggest, unknown_features_message
-from driftcar.sidecar.fleet.golden import GoldenWindow
 from driftcar.sidecar.ingest import Item
+from driftcar.sidecar.judgement import EvaluationResult, Judgement
+from driftcar.sidecar.labels import LabelJoin
 from driftcar.sidecar.messages import safe
-from driftcar.sidecar.telemetry.telemetry import HookDrops
-
-if TYPE_CHECKING:
-    from driftcar.stats import DriftReport, WindowSketch
+from driftcar.sidecar.signals import EMPTY, GoldenSignals
+from driftcar.stats.windows import ClosedWindow, WindowSeries
 
 __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
 
 log = logging.getLogger("driftcar.sidecar.state")
 
-REASONS = ("expired", "unknown_id", "evicted")
-_JOINER_COUNTERS = {"expired": "expired", "unknown_id": "unmatched_labels", "evicted": "evicted"}  # reason -> LabelJoiner attribute
-#: exported in place of an empty string value (attribute values must not be empty)
-EMPTY = "(empty)"
 
 
-_SPARSE = b"DCW\x01"  # closed-window blob: sparse fine-grid counts and sums (older blobs: zlib of to_bytes)
-
-
-def _pack_window(sketch) -> bytes:
-    """A window sketch's bytes, its fine grid stored sparse; exact (every array bit for bit).
-
-    Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is mostly
-    empty bins. Stored as the positions of non-empty bins, their counts in the narrowest unsigned
-    type and their sums' raw float64 bytes, then zlib, a window takes 17-29 % less than zlib of
-    the dense arrays (20-200 rows per window; ``benchmarks/bench_sidecar.py``). The sums are the
-    floor: ~8 incompressible bytes per non-empty bin. Falls back to the dense form when a sum sits
-    in an empty bin (never produced by ``WindowSketch.update``, but bytes must round-trip).
-    """
-    counts, sums = sketch.num_counts, sketch.num_sums
-    pos = np.flatnonzero(counts)
-    empty_sums = np.delete(sums.reshape(-1).view(np.uint64), pos)
-    if counts.min(initial=0) < 0 or empty_sums.any():
-        return zlib.compress(sketch.to_bytes(), 1)
-    rest = sketch.copy()
-    rest.num_counts = np.zeros_like(counts)
-    rest.num_sums = np.zeros_like(sums)
-    frame = rest.to_bytes()
-    values = counts.reshape(-1)[pos]
-    dtype = np.min_scalar_type(int(values.max(initial=0)))
-    gaps = np.diff(pos, prepend=0).astype(np.uint32)
-    head = np.array([len(frame), len(pos), dtype.itemsize], dtype=np.uint64).tobytes()
-    body = b"".join([head, frame, gaps.tobytes(), values.astype(dtype).tobytes(), sums.reshape(-1)[pos].tobytes()])
-    return _SPARSE + zlib.compress(body, 1)
-
-
-def _unpack_window(blob: bytes, profile):
-    from driftcar.stats import WindowSketch
-
-    if not blob.startswith(_SPARSE):
-        return WindowSketch.from_bytes(zlib.decompress(blob), profile)
-    body = zlib.decompress(blob[len(_SPARSE):])
-    n_frame, n, size = (int(v) for v in np.frombuffer(body, np.uint64, 3))
-    at = 24
-    sketch = WindowSketch.from_bytes(body[at:at + n_frame], profile)
-    at += n_frame
-    pos = np.cumsum(np.frombuffer(body, np.uint32, n, at), dtype=np.int64)
-    at += 4 * n
-    dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size]
-    counts = np.frombuffer(body, dtype, n, at)
-    at += size * n
-    sketch.num_counts.reshape(-1)[pos] = counts
-    sketch.num_sums.reshape(-1)[pos] = np.frombuffer(body, np.float64, n, at)
-    return sketch
-
-
-class ClosedWindow:
-    """A closed window kept for the API, sliding views and checkpoints.
-
-    Kept compact: :meth:`compact` (called off the loop by the evaluator) replaces the
-    live sketch with its packed bytes (:func:`_pack_window`: ~0.3-1.6 KB per feature for
-    20-200 rows, against ~6.5 KB live), and :attr:`sketch` decodes on demand. ``blob()``
-    is what checkpoints store, so a window is serialised once in its life.
-    """
-
-    __slots__ = ("start_ns", "end_ns", "rows", "profile", "_sketch", "_blob")
-
-    def __init__(self, start_ns: int, end_ns: int, rows: int, sketch: Any = None, *, profile: Any = None,
-                 blob: bytes | None = None):
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.rows = rows
-        self.profile = profile if profile is not None else getattr(sketch, "profile", None)
-        self._sketch = sketch
-        self._blob = blob
-
-    def blob(self) -> bytes:
-        blob = self._blob
-        if blob is None:
-            blob = _pack_window(self._sketch)
-        return blob
-
-    def compact(self) -> None:
-        if self._blob is None:
-            self._blob = _pack_window(self._sketch)
-        self._sketch = None
-
-    @property
-    def sketch(self):
-        sketch = self._sketch
-        if sketch is not None:
-            return sketch
-        return _unpack_window(self._blob, self.profile)
-
-
-@dataclass
+@dataclass(frozen=True)
 class WindowClose:
-    """Everything the evaluator needs about one just-closed window (owned by the evaluator)."""
+    """One just-closed window of one model, as the evaluator, the forwarder and the checkpoint
+    see it: a value, with no way back to the state that keeps changing."""
 
-    state: "ModelState"
     model: str
     version: str
     profile: Any
@@ -160,20 +64,9 @@ class WindowClose:
     trace_ids: list[str]
     final: bool = False
     golden: Any = None  # driftcar.sidecar.fleet.GoldenWindow: the window's calls and durations (forwarded)
-
-
-@dataclass
-class EvaluationResult:
-    """What the API shows for a model: the last evaluated window (replaced whole)."""
-
-    start_ns: int
-    end_ns: int
-    rows: int
-    report: DriftReport | None
-    verdicts: dict[str, bool]
-    performance: dict[str, float]
-    estimated_accuracy: float | None
-    sketch: WindowSketch | None
+    cumulative: Any = None  # merge of every closed window since the reference (exported histograms)
+    classification: bool | None = None  # the model's predictions are classes (None: not known yet)
+    coverage_share: float | None = None  # share of the reference's features seen (summary line)
 
 
 def _stack(chunks: list) -> np.ndarray | list:
@@ -245,8 +138,6 @@ class ModelState:
 
     def __init__(self, model: str, version: str, config: SidecarConfig, telemetry, now_ns: int,
                  drift_config: Any = None):
-        from driftcar.stats import LabelJoiner
-
         self.model = model
         self.version = version
         self.config = config
@@ -254,12 +145,9 @@ class ModelState:
         self.profile = None
         self.reference_source: str | None = None
         self.reference_file: str | None = None
-        self.window = None
+        self.series: WindowSeries | None = None  # the model's windows, once it has a reference
         self.window_start_ns = now_ns
-        self.window_rows = 0
         self.unprofiled_rows = 0  # live rows seen while no reference existed and none could be built
-        self.closed: collections.deque[ClosedWindow] = collections.deque(maxlen=config.windows_kept)
-        self.cumulative = None  # merge of every closed window since the reference (exported histograms)
         self.reference_buffer: _RowBuffer | None = None
         self._reference_recent = False
         self.ignored_reference_rows = 0
@@ -267,29 +155,66 @@ class ModelState:
         self.live_buffer: _RowBuffer | None = (
             _RowBuffer(config.live_reference_rows) if config.live_reference_rows > 0 else None
         )
-        self.joiner = LabelJoiner(ttl_s=config.label_ttl_s, max_rows=config.label_max_rows)
-        self._joiner_seen = {r: 0 for r in REASONS}
-        self.y_true: list = []
-        self.y_pred: list = []
-        self.proba_sum = 0.0
-        self.proba_n = 0
-        self.trace_ids: list[str] = []
-        self._trace_seen = 0
-        self._rng = random.Random(hash((model, version)) & 0xFFFF)
-        self.hook_drops = HookDrops()  # the hook instances' own drop counts (the metric's rule and cap)
-        self.rows_total = 0
-        self.batches_total = 0
+        self.labels = LabelJoin(model, version, config.label_ttl_s, config.label_max_rows, telemetry)
+        self.signals = GoldenSignals(model, version, config.trace_samples, telemetry)
         self.classification: bool | None = None
-        self.last: EvaluationResult | None = None
-        self.verdicts: dict[str, bool] = {}
-        self.tracker = None
-        self.degraded: dict[str, bool] = {}
+        self.judgement = Judgement()  # the evaluator's part: written by its thread only
         self.drift_config = drift_config if drift_config is not None else config.drift
         self.coverage = Coverage()
         self.live_started_ns: int | None = None  # first row taken into a live reference
         self.live_reference_rows: dict | None = None  # which live rows became the reference
-        self.golden = GoldenWindow()  # this window's calls and durations, for fleet forwarding
         self.fleet: dict | None = None  # gateway role: who reported the last fleet window
+
+    @property
+    def window(self):
+        """The open window's sketch (None without a reference)."""
+        return self.series.current if self.series is not None else None
+
+    @property
+    def window_rows(self) -> int:
+        return self.series.rows if self.series is not None else 0
+
+    @property
+    def closed(self):
+        """The kept closed windows, oldest first (the evaluator's thread appends: copy to iterate)."""
+        return self.series.closed if self.series is not None else ()
+
+    @property
+    def cumulative(self):
+        """Merge of every closed window since the reference (the exported histograms)."""
+        return self.series.cumulative if self.series is not None else None
+
+    @property
+    def rows_total(self) -> int:
+        return self.signals.rows_total
+
+    @property
+    def batches_total(self) -> int:
+        return self.signals.batches_total
+
+    @property
+    def joiner(self):
+        """Predictions waiting for their labels (the label join's buffer)."""
+        return self.labels.joiner
+
+    @property
+    def y_true(self) -> list:
+        """Labels joined in the open window (their predictions in :attr:`y_pred`)."""
+        return self.labels.y_true
+
+    @property
+    def y_pred(self) -> list:
+        return self.labels.y_pred
+
+    @property
+    def verdicts(self):
+        """feature -> True while drifted, about the current reference (read-only)."""
+        return self.judgement.verdicts_for(self.profile)
+
+    @property
+    def last(self) -> EvaluationResult | None:
+        """The last evaluated window (replaced whole by the evaluator)."""
+        return self.judgement.last
 
     @property
     def label(self) -> str:
@@ -302,11 +227,7 @@ class ModelState:
         self.profile = prof
         self.reference_source = source
         self.reference_file = file
-        self.window = prof.new_window()
-        self.cumulative = None
-        self.closed.clear()
-        self.tracker = None
-        self.verdicts = {}
+        self.series = WindowSeries(prof, self.config.window_s, self.config.windows_kept)
         self.live_buffer = None
         features = list(prof.features)
         self.coverage.bind(features)
@@ -360,14 +281,14 @@ class ModelState:
     # ------------------------------------------------------------------ apply
     def apply(self, item: Item, now_s: float) -> None:
         batch = item.batch
-        self.batches_total += item.batches
+        self.signals.batches_total += item.batches
         if batch.kind == "reference":
             self._apply_reference(batch)
         elif batch.kind == "labels":
             self._apply_labels(batch, now_s)
         else:
             self._apply_inference(item, now_s)
-        self._hook_counters(batch.hook)
+        self.signals.hook_counters(batch.hook)
 
     def _apply_reference(self, batch) -> None:
         if self.reference_source == "file":  # an operator-given reference file wins over the hook's
@@ -389,28 +310,11 @@ class ModelState:
         ids_cols, label_cols = batch.names("id"), batch.names("label")
         if not ids_cols or not label_cols:
             return
-        y_true, y_pred = self.joiner.add_labels(batch.columns[ids_cols[0]], batch.columns[label_cols[0]], now_s)
-        if len(y_true):
-            self.y_true.extend(np.asarray(y_true).tolist())
-            self.y_pred.extend(np.asarray(y_pred).tolist())
-        self._report_unmatched()
-
-    def sync_unmatched_counters(self) -> None:
-        """Take the joiner's current counters as already reported (after a restore)."""
-        for reason, attr in _JOINER_COUNTERS.items():
-            self._joiner_seen[reason] = int(getattr(self.joiner, attr))  # attr: a LabelJoiner counter
-
-    def _report_unmatched(self) -> None:
-        for reason, attr in _JOINER_COUNTERS.items():
-            value = int(getattr(self.joiner, attr))
-            delta = value - self._joiner_seen[reason]
-            if delta > 0:
-                self.tel.add_labels_unmatched(self.model, self.version, reason, delta)
-                self._joiner_seen[reason] = value
+        self.labels.add_labels(batch.columns[ids_cols[0]], batch.columns[label_cols[0]], now_s)
 
     def _apply_inference(self, item: Item, now_s: float) -> None:
         batch = item.batch
-        self._golden_signals(batch, item)
+        self.signals.observe(batch, item.trace_id)
         features = {n: batch.columns[n] for n in batch.names("feature")}
         pred_names = batch.names("prediction")
         predictions = all_predictions = batch.columns[pred_names[0]] if pred_names else None
@@ -430,7 +334,7 @@ class ModelState:
                 predictions = predictions[taken:] if predictions is not None else None
         rows_left = len(next(iter(features.values()))) if features else (
             len(predictions) if predictions is not None else 0)
-        if self.window is not None and rows_left:
+        if self.series is not None and rows_left:
             columns: dict = dict(features)
             roles = {n: "feature" for n in features}
             if predictions is not None:
@@ -440,8 +344,7 @@ class ModelState:
                 for n in proba_names:
                     columns[n] = batch.columns[n]
                     roles[n] = "probability"
-            self.window.update(columns, roles)
-            self.window_rows += rows_left
+            self.series.update(columns, roles, rows_left)
         elif rows_left:
             self.unprofiled_rows += rows_left
         if all_predictions is not None:
@@ -453,15 +356,11 @@ class ModelState:
                     all_predictions) else None).astype(str), return_counts=True)
                 for value, count in zip(values.tolist(), counts.tolist()):
                     self.tel.add_prediction_class(self.model, self.version, value or EMPTY, int(count))
-        if probabilities is not None and probabilities.size:
-            best = np.nanmax(probabilities, axis=1)
-            best = best[np.isfinite(best)]
-            self.proba_sum += float(best.sum())
-            self.proba_n += int(best.size)
+        if probabilities is not None:
+            self.labels.add_probabilities(probabilities)
         ids = batch.names("id")
         if ids and all_predictions is not None:
-            self.joiner.add_predictions(batch.columns[ids[0]], all_predictions, now_s)
-            self._report_unmatched()
+            self.labels.add_predictions(batch.columns[ids[0]], all_predictions, now_s)
 
     def _observe_coverage(self, features: dict, rows: int, now_s: float) -> None:
         if not rows:
@@ -491,62 +390,10 @@ class ModelState:
                                [self.model]):
             log.warning("%s", body)
 
-    def _golden_signals(self, batch, item: Item) -> None:
-        calls = batch.calls
-        rows = batch.rows
-        if calls is not None and calls.rows:
-            cols = calls.columns
-            n = calls.rows
-            methods = np.asarray(cols["method"], dtype=object) if "method" in cols else np.full(n, "predict", object)
-            methods = np.where(methods == None, "predict", methods)  # noqa: E711 (element-wise)
-            errors = np.asarray(cols.get("error_type", [None] * n), dtype=object)
-            keys = collections.Counter(zip(methods.tolist(), errors.tolist()))
-            for (method, error), count in keys.items():
-                self.tel.add_calls(self.model, self.version, str(method) or EMPTY,
-                                   None if error is None else (str(error) or EMPTY), count)
-                self.golden.add_calls(str(method) or EMPTY, None if error is None else (str(error) or EMPTY), count)
-            if "duration_s" in cols:
-                durations = np.asarray(cols["duration_s"], dtype=np.float64)
-                for method in set(methods.tolist()):
-                    mask = methods == method
-                    self.tel.record_durations(self.model, self.version, str(method) or EMPTY, durations[mask])
-                    self.golden.add_durations(str(method) or EMPTY, durations[mask])
-            if "rows" in cols:
-                rows = int(np.asarray(cols["rows"], dtype=np.int64).sum())
-            if "trace_id" in cols:
-                for trace in cols["trace_id"]:
-                    if trace:
-                        self._sample_trace(trace)
-        if item.trace_id:
-            self._sample_trace(item.trace_id.hex())
-        self.rows_total += rows
-        if rows:
-            self.tel.add_rows(self.model, self.version, rows)
-
-    def _sample_trace(self, trace_id: str) -> None:
-        """Reservoir sampling: each trace id of the window has the same chance to be kept."""
-        k = self.config.trace_samples
-        if k <= 0:
-            return
-        self._trace_seen += 1
-        if len(self.trace_ids) < k:
-            self.trace_ids.append(trace_id)
-        else:
-            j = self._rng.randrange(self._trace_seen)
-            if j < k:
-                self.trace_ids[j] = trace_id
-
-    def _hook_counters(self, hook: dict) -> None:
-        instance = hook.get("instance")
-        dropped = hook.get("dropped_rows")
-        if isinstance(instance, str) and isinstance(dropped, int):
-            if self.hook_drops.update(instance, dropped) is not None:
-                self.tel.set_hook_dropped(self.model, self.version, instance, dropped)
-
     @property
     def hook_dropped(self) -> dict[str, int]:
         """The tracked hook instances' cumulative drop counts (a copy)."""
-        return dict(self.hook_drops.live)
+        return dict(self.signals.hook_drops.live)
 
     # ------------------------------------------------------------------ windows
     def close_window(self, now_ns: int, final: bool = False) -> WindowClose:
@@ -555,25 +402,19 @@ class ModelState:
         if self.reference_buffer is not None and (not self._reference_recent or final):
             self._seal_reference_batches()
         self._reference_recent = False
-        sketch, self.window = self.window, (self.profile.new_window() if self.profile is not None else None)
-        close = WindowClose(
-            state=self, model=self.model, version=self.version, profile=self.profile, sketch=sketch,
-            start_ns=self.window_start_ns, end_ns=now_ns, rows=self.window_rows,
-            y_true=self.y_true, y_pred=self.y_pred, proba_sum=self.proba_sum, proba_n=self.proba_n,
-            trace_ids=list(self.trace_ids), final=final, golden=self.golden,
-        )
-        self.golden = GoldenWindow()
+        start_ns, rows = self.window_start_ns, self.window_rows
+        sketch = self.series.close(start_ns, now_ns) if self.series is not None else None
+        y_true, y_pred, proba_sum, proba_n = self.labels.take_window()
+        golden, trace_ids = self.signals.take_window()
         self.window_start_ns = now_ns
-        self.window_rows = 0
         self._close_coverage()
-        self.y_true, self.y_pred = [], []
-        self.proba_sum, self.proba_n = 0.0, 0
-        self.trace_ids, self._trace_seen = [], 0
-        if sketch is not None and close.rows:
-            self.closed.append(ClosedWindow(close.start_ns, close.end_ns, close.rows, sketch, profile=self.profile))
-            self.cumulative = sketch if self.cumulative is None else self.cumulative.merge(sketch)
-        self.joiner_expire(now_ns / 1e9)
-        return close
+        self.labels.expire(now_ns / 1e9)
+        return WindowClose(
+            model=self.model, version=self.version, profile=self.profile, sketch=sketch,
+            start_ns=start_ns, end_ns=now_ns, rows=rows, y_true=y_true, y_pred=y_pred, proba_sum=proba_sum,
+            proba_n=proba_n, trace_ids=trace_ids, final=final, golden=golden, cumulative=self.cumulative,
+            classification=self.classification, coverage_share=self.coverage.share,
+        )
 
     def _close_coverage(self) -> None:
         if self.profile is None and self.coverage.window_rows and self.reference_buffer is None:
@@ -591,12 +432,8 @@ class ModelState:
 
     def compact_closed(self) -> None:
         """Compress closed windows still held live (evaluator thread, after evaluation)."""
-        for window in list(self.closed):
-            window.compact()
-
-    def joiner_expire(self, now_s: float) -> None:
-        self.joiner.expire(now_s)
-        self._report_unmatched()
+        if self.series is not None:
+            self.series.compact()
 
     def summary(self) -> dict:
         """JSON-ready overview for ``GET /v1/models``."""
@@ -612,8 +449,8 @@ class ModelState:
                 "live_rows": self.live_reference_rows,
             },
             "coverage": self.coverage.as_dict(),
-            "rows_total": self.rows_total,
-            "batches_total": self.batches_total,
+            "rows_total": self.signals.rows_total,
+            "batches_total": self.signals.batches_total,
             "unprofiled_rows": self.unprofiled_rows,
             "ignored_reference_rows": self.ignored_reference_rows,
             "window": {"start_unix_nano": self.window_start_ns, "rows": self.window_rows},
@@ -621,7 +458,7 @@ class ModelState:
             "last_evaluated": None if last is None else {"start_unix_nano": last.start_ns,
                                                          "end_unix_nano": last.end_ns, "rows": last.rows},
             "drift_detected": sorted(f for f, v in self.verdicts.items() if v),
-            "hook_dropped_rows": self.hook_drops.total,
+            "hook_dropped_rows": self.signals.hook_drops.total,
             **({"fleet": self.fleet} if self.fleet is not None else {}),
         }
 
@@ -695,6 +532,12 @@ class StateStore:
         now = self.clock()
         with self.lock:
             return [state.close_window(now, final) for state in self.models.values()]
+
+    def compact(self, model: str, version: str) -> None:
+        """Compress the model's closed windows still held live (evaluator thread, after evaluation)."""
+        state = self.models.get((model, version))
+        if state is not None:
+            state.compact_closed()
 
     def find(self, model: str, version: str | None = None) -> list[ModelState]:
         return [s for (m, v), s in list(self.models.items()) if m == model and (version is None or v == version)]

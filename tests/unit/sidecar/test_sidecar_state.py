@@ -133,7 +133,8 @@ def test_golden_signals_hook_counters_and_trace_samples():
     assert durations["predict"] == [0.01, 0.02, 0.04] and durations["predict_proba"] == [0.03]
     assert tel.gauges[("hook_dropped", "m", "1", "h1")] == 4  # max per instance, never down
     state = store.models[("m", "1")]
-    assert len(state.trace_ids) == 3 and set(state.trace_ids) <= {"a" * 32, "b" * 32, "c" * 32, "00" * 16}
+    traces = state.signals.trace_ids
+    assert len(traces) == 3 and set(traces) <= {"a" * 32, "b" * 32, "c" * 32, "00" * 16}
 
 
 def test_model_cap_refuses_new_models_only():
