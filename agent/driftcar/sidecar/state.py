@@ -1,15 +1,30 @@
-"""Per-(model, version) state: reference, current window, closed windows, label join,
-golden signals, trace-id samples and hook counters.
+"""Per-(model, version) state and the store of all of them.
+
+A :class:`ModelState` is made of parts, each with one concern and each serialising itself
+for the checkpoint:
+
+- ``reference`` (:class:`~driftcar.sidecar.reference.ReferenceBuilder`): the reference from a
+  file, inline reference batches or the first live rows;
+- ``series`` (:class:`~driftcar.stats.windows.WindowSeries`): the open window, the kept closed
+  windows (compacted) and the cumulative sketch; one per reference;
+- ``labels`` (:class:`~driftcar.sidecar.labels.LabelJoin`): predictions waiting for labels;
+- ``signals`` (:class:`~driftcar.sidecar.signals.GoldenSignals`): calls, durations, rows,
+  trace samples, hook drop counts;
+- ``coverage`` (:class:`~driftcar.sidecar.coverage.Coverage`): which features arrive;
+- ``judgement`` (:class:`~driftcar.sidecar.judgement.Judgement`): the evaluator's part
+  (verdicts, last result), written by the evaluator's thread only.
+
+ModelState routes each batch to its parts and says what a reference change means for them.
 
 Data flow: the ingest worker thread calls :meth:`StateStore.apply` for each queued
 batch (one vectorized ``WindowSketch.update`` per batch); the evaluator calls
-:meth:`StateStore.close_windows` at each window boundary, which swaps every model's
-window for a fresh one and hands back immutable :class:`WindowClose` snapshots to be
-evaluated off the loop.
+:meth:`StateStore.close_windows` at each window boundary, which closes every model's
+window and hands back frozen :class:`WindowClose` values to be evaluated off the loop.
 
 Thread-safety: ``apply``, ``close_windows``, ``admit`` and ``restore`` take the
 store's lock; readers (the JSON API) only read attributes that are replaced whole
-(``ModelState.last``, ``ModelState.closed`` copies), never mutated in place.
+(``ModelState.last``, ``ModelState.verdicts``, ``ModelState.closed`` copies), never mutated
+in place.
 
 Bounds: at most ``max_models`` (model, version) pairs (others are refused at ingest
 with a reason), ``windows_kept`` closed windows per model, ``max_reference_rows``
@@ -20,13 +35,11 @@ the sketches (categories) and the telemetry (exported series).
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,13 +49,13 @@ from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.judgement import EvaluationResult, Judgement
 from driftcar.sidecar.labels import LabelJoin
 from driftcar.sidecar.messages import safe
+from driftcar.sidecar.reference import ReferenceBuilder
 from driftcar.sidecar.signals import EMPTY, GoldenSignals
 from driftcar.stats.windows import ClosedWindow, WindowSeries
 
 __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
 
 log = logging.getLogger("driftcar.sidecar.state")
-
 
 
 @dataclass(frozen=True)
@@ -69,66 +82,6 @@ class WindowClose:
     coverage_share: float | None = None  # share of the reference's features seen (summary line)
 
 
-def _stack(chunks: list) -> np.ndarray | list:
-    if all(isinstance(c, np.ndarray) for c in chunks):
-        return np.concatenate(chunks) if chunks else np.empty(0)
-    out: list = []
-    for c in chunks:
-        out.extend(c.tolist() if isinstance(c, np.ndarray) else c)
-    return out
-
-
-def _copy(data):
-    return data.copy() if isinstance(data, np.ndarray) else list(data)
-
-
-class _RowBuffer:
-    """Columnar rows kept to build a profile (reference batches or the first live rows)."""
-
-    def __init__(self, max_rows: int):
-        self.max_rows = max_rows
-        self.rows = 0
-        self.dropped = 0
-        self.features: dict[str, list] = collections.defaultdict(list)
-        self.labels: list = []
-        self.predictions: list = []
-
-    def add(self, features: dict, labels=None, predictions=None, rows: int = 0) -> int:
-        take = min(rows, self.max_rows - self.rows)
-        self.dropped += rows - take
-        if take <= 0:
-            return 0
-        # copies: a slice of a decoded column would keep the whole request body alive
-        for name, data in features.items():
-            self.features[name].append(_copy(data[:take]))
-        if labels is not None:
-            self.labels.append(_copy(labels[:take]))
-        if predictions is not None:
-            self.predictions.append(_copy(predictions[:take]))
-        self.rows += take
-        return take
-
-    def build(self, source: str):
-        from driftcar.stats import profile
-
-        # a feature seen in only some batches gets NaN / None for the others' rows
-        X = {name: _stack(chunks) for name, chunks in self.features.items()
-             if sum(len(c) for c in chunks) == self.rows}
-        y = _stack(self.labels) if self.labels and sum(len(c) for c in self.labels) == self.rows else None
-        pred = (_stack(self.predictions)
-                if self.predictions and sum(len(c) for c in self.predictions) == self.rows else None)
-        with warnings.catch_warnings(record=True) as caught:  # what profiling inferred goes to the log
-            warnings.simplefilter("always")
-            prof = profile(X, y, pred)
-        for warning in caught:
-            log.warning("reference built from %d %s rows: %s", self.rows, source, warning.message)
-        try:
-            prof.source = source
-        except AttributeError:  # frozen profile: the state records the source itself
-            pass
-        return prof
-
-
 def _is_categorical(data) -> bool:
     return not isinstance(data, np.ndarray) or data.dtype.kind not in "fiub"
 
@@ -142,28 +95,31 @@ class ModelState:
         self.version = version
         self.config = config
         self.tel = telemetry
-        self.profile = None
-        self.reference_source: str | None = None
-        self.reference_file: str | None = None
+        self.reference = ReferenceBuilder(f"{model}@{version}", config.max_reference_rows,
+                                          config.live_reference_rows)
         self.series: WindowSeries | None = None  # the model's windows, once it has a reference
         self.window_start_ns = now_ns
         self.unprofiled_rows = 0  # live rows seen while no reference existed and none could be built
-        self.reference_buffer: _RowBuffer | None = None
-        self._reference_recent = False
-        self.ignored_reference_rows = 0
-        self._ignored_reference_logged = False
-        self.live_buffer: _RowBuffer | None = (
-            _RowBuffer(config.live_reference_rows) if config.live_reference_rows > 0 else None
-        )
         self.labels = LabelJoin(model, version, config.label_ttl_s, config.label_max_rows, telemetry)
         self.signals = GoldenSignals(model, version, config.trace_samples, telemetry)
         self.classification: bool | None = None
         self.judgement = Judgement()  # the evaluator's part: written by its thread only
         self.drift_config = drift_config if drift_config is not None else config.drift
         self.coverage = Coverage()
-        self.live_started_ns: int | None = None  # first row taken into a live reference
-        self.live_reference_rows: dict | None = None  # which live rows became the reference
         self.fleet: dict | None = None  # gateway role: who reported the last fleet window
+
+    @property
+    def profile(self):
+        """The reference profile (None until there is one)."""
+        return self.reference.profile
+
+    @property
+    def reference_source(self) -> str | None:
+        return self.reference.source
+
+    @property
+    def reference_file(self) -> str | None:
+        return self.reference.file
 
     @property
     def window(self):
@@ -193,20 +149,6 @@ class ModelState:
         return self.signals.batches_total
 
     @property
-    def joiner(self):
-        """Predictions waiting for their labels (the label join's buffer)."""
-        return self.labels.joiner
-
-    @property
-    def y_true(self) -> list:
-        """Labels joined in the open window (their predictions in :attr:`y_pred`)."""
-        return self.labels.y_true
-
-    @property
-    def y_pred(self) -> list:
-        return self.labels.y_pred
-
-    @property
     def verdicts(self):
         """feature -> True while drifted, about the current reference (read-only)."""
         return self.judgement.verdicts_for(self.profile)
@@ -224,11 +166,8 @@ class ModelState:
     # ------------------------------------------------------------------ reference
     def set_profile(self, prof, source: str, file: str | None = None) -> None:
         """Adopt a reference; the current window restarts bound to its bins."""
-        self.profile = prof
-        self.reference_source = source
-        self.reference_file = file
+        self.reference.adopt(prof, source, file)
         self.series = WindowSeries(prof, self.config.window_s, self.config.windows_kept)
-        self.live_buffer = None
         features = list(prof.features)
         self.coverage.bind(features)
         log.info("model %s@%s: reference from %s (%s features)", self.model, self.version, source, len(features))
@@ -253,7 +192,7 @@ class ModelState:
         sent with the first predictions may still be on their way): say which binding was
         missed, or that live rows become the reference."""
         named = sorted(k for k in self.config.references if k != "*")
-        live = self.live_buffer.max_rows if self.live_buffer is not None else 0
+        live = self.reference.live.max_rows if self.reference.live is not None else 0
         if named:
             body, hints = no_reference_message(self.model, self.version, named, live)
             report_mismatch(self.coverage, self.tel, self.model, self.version, "no_reference", body,
@@ -267,16 +206,10 @@ class ModelState:
                     "(live_reference_rows 0): drift is not evaluated for it")
             report_mismatch(self.coverage, self.tel, self.model, self.version, "no_reference", body, [self.model])
 
-    def _seal_reference_batches(self) -> None:
-        buf = self.reference_buffer
-        if buf is None or buf.rows == 0:
-            return
-        self.reference_buffer = None
-        try:
-            self.set_profile(buf.build("training"), "batch")
-        except Exception as exc:  # bad reference data must not kill the worker
-            log.warning("model %s@%s: cannot build a profile from reference batches: %s",
-                        self.model, self.version, exc)
+    def _seal_reference_batches(self, at_close: bool = False, final: bool = False) -> None:
+        prof = self.reference.seal(at_close, final)
+        if prof is not None:
+            self.set_profile(prof, "batch")
 
     # ------------------------------------------------------------------ apply
     def apply(self, item: Item, now_s: float) -> None:
@@ -291,20 +224,10 @@ class ModelState:
         self.signals.hook_counters(batch.hook)
 
     def _apply_reference(self, batch) -> None:
-        if self.reference_source == "file":  # an operator-given reference file wins over the hook's
-            self.ignored_reference_rows += batch.rows
-            if not self._ignored_reference_logged:
-                self._ignored_reference_logged = True
-                log.warning("model %s@%s: reference batches ignored, the reference file %s is configured",
-                            self.model, self.version, self.reference_file)
-            return
-        self._reference_recent = True
-        if self.reference_buffer is None:
-            self.reference_buffer = _RowBuffer(self.config.max_reference_rows)
         features = {n: batch.columns[n] for n in batch.names("feature")}
         labels = batch.columns[batch.names("label")[0]] if batch.names("label") else None
         preds = batch.columns[batch.names("prediction")[0]] if batch.names("prediction") else None
-        self.reference_buffer.add(features, labels, preds, batch.rows)
+        self.reference.add_batch(features, labels, preds, batch.rows)
 
     def _apply_labels(self, batch, now_s: float) -> None:
         ids_cols, label_cols = batch.names("id"), batch.names("label")
@@ -322,13 +245,13 @@ class ModelState:
         probabilities = None
         if proba_names:
             probabilities = np.column_stack([np.asarray(batch.columns[n], dtype=np.float64) for n in proba_names])
-        if self.reference_buffer is not None:
+        if self.reference.batches is not None:
             self._seal_reference_batches()
         self._observe_coverage(features, batch.rows, now_s)
-        if self.profile is None and self.live_buffer is not None and batch.rows:
-            taken = self.live_buffer.add(features, None, predictions, batch.rows)
-            if self.live_buffer.rows >= self.live_buffer.max_rows:
-                self._take_live_reference(now_s)
+        if self.profile is None and self.reference.live is not None and batch.rows:
+            taken, prof = self.reference.take_live(features, predictions, batch.rows, now_s)
+            if prof is not None:
+                self._adopt_live_reference(prof, now_s)
             if taken:  # rows that became the reference are not compared with themselves
                 features = {n: d[taken:] for n, d in features.items()}
                 predictions = predictions[taken:] if predictions is not None else None
@@ -365,26 +288,18 @@ class ModelState:
     def _observe_coverage(self, features: dict, rows: int, now_s: float) -> None:
         if not rows:
             return
-        if self.profile is None and self.live_buffer is not None and self.live_started_ns is None:
-            self.live_started_ns = int(now_s * 1e9)
         unknown = self.coverage.observe(features, rows, self.profile is not None)
         if unknown and "unknown_features" not in self.coverage.mismatches:
             body, hints = unknown_features_message(self.label, unknown, self.coverage.profiled)
             report_mismatch(self.coverage, self.tel, self.model, self.version, "unknown_features", body,
                             unknown, hints)
 
-    def _take_live_reference(self, now_s: float) -> None:
-        buf, self.live_buffer = self.live_buffer, None
-        try:
-            self.set_profile(buf.build("live"), "live")
-        except Exception as exc:
-            log.warning("model %s@%s: cannot build a live reference: %s", self.model, self.version, exc)
-            return
-        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((self.live_started_ns or 0) / 1e9))
+    def _adopt_live_reference(self, prof, now_s: float) -> None:
+        self.set_profile(prof, "live")
+        taken = self.reference.live_rows
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((taken["from_unix_nano"] or 0) / 1e9))
         end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s))
-        self.live_reference_rows = {"rows": buf.rows, "from_unix_nano": self.live_started_ns,
-                                    "to_unix_nano": int(now_s * 1e9)}
-        body = (f"{self.label}: no reference; the first {buf.rows} live rows (received {start} .. "
+        body = (f"{self.label}: no reference; the first {taken['rows']} live rows (received {start} .. "
                 f"{end} UTC) were taken as the reference: drift is measured against them, not against training data")
         if not report_mismatch(self.coverage, self.tel, self.model, self.version, "live_reference", body,
                                [self.model]):
@@ -399,9 +314,7 @@ class ModelState:
     def close_window(self, now_ns: int, final: bool = False) -> WindowClose:
         # Reference batches are sealed into a profile by the next inference batch, or once a
         # whole window passed without more of them (a chunked reference may straddle a close).
-        if self.reference_buffer is not None and (not self._reference_recent or final):
-            self._seal_reference_batches()
-        self._reference_recent = False
+        self._seal_reference_batches(at_close=True, final=final)
         start_ns, rows = self.window_start_ns, self.window_rows
         sketch = self.series.close(start_ns, now_ns) if self.series is not None else None
         y_true, y_pred, proba_sum, proba_n = self.labels.take_window()
@@ -417,7 +330,7 @@ class ModelState:
         )
 
     def _close_coverage(self) -> None:
-        if self.profile is None and self.coverage.window_rows and self.reference_buffer is None:
+        if self.profile is None and self.coverage.window_rows and self.reference.batches is None:
             self._report_no_reference()
         share, unseen = self.coverage.close_window(self.profile is not None)
         if share is None:
@@ -441,18 +354,12 @@ class ModelState:
         return {
             "name": self.model,
             "version": self.version,
-            "reference": None if self.profile is None else {
-                "source": self.reference_source,
-                "file": self.reference_file,
-                "rows": int(self.profile.rows),
-                "features": sorted(self.profile.features),
-                "live_rows": self.live_reference_rows,
-            },
+            "reference": self.reference.summary(),
             "coverage": self.coverage.as_dict(),
             "rows_total": self.signals.rows_total,
             "batches_total": self.signals.batches_total,
             "unprofiled_rows": self.unprofiled_rows,
-            "ignored_reference_rows": self.ignored_reference_rows,
+            "ignored_reference_rows": self.reference.ignored_rows,
             "window": {"start_unix_nano": self.window_start_ns, "rows": self.window_rows},
             "closed_windows": len(self.closed),
             "last_evaluated": None if last is None else {"start_unix_nano": last.start_ns,

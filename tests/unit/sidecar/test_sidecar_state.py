@@ -188,10 +188,10 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     assert np.array_equal(restored.closed[0].sketch.feature("x0").counts, original.closed[0].sketch.feature("x0").counts)
     assert restored.hook_dropped == {"h": 9} and restored.verdicts == original.verdicts
     # the label buffer survives: predictions sent before the checkpoint meet labels after it
-    assert len(restored.joiner) == 40
+    assert len(restored.labels.joiner) == 40
     store2.apply(item(encode_batch("labels", [Column("id", "id", np.arange(40, dtype=np.int64)),
                                               Column("label", "label", [1] * 40)])))
-    assert len(restored.y_true) == 40 and restored.y_pred == [1] * 20 + [0] * 20
+    assert len(restored.labels.y_true) == 40 and restored.labels.y_pred == [1] * 20 + [0] * 20
     with open(os.path.join(tmp_path, "state.msgpack"), "r+b") as fh:
         fh.seek(10)
         fh.write(b"\xff" * 20)
@@ -232,3 +232,46 @@ def test_odd_call_tables_are_counted_not_fatal():
     text = tel.prometheus_text()
     assert 'method="(empty)",error_type="(empty)"} 1' in text.replace("error.type", "error_type")
     assert store.models[("m", "1")].rows_total == 3
+
+
+def test_a_checkpoint_written_before_the_state_split_restores(tmp_path, caplog):
+    import json
+    import shutil
+
+    import msgpack
+
+    from tests.unit.sidecar.checkpoint_fixture import DIRECTORY
+
+    directory = str(tmp_path / "state")
+    shutil.copytree(DIRECTORY, directory)
+    with open(os.path.join(directory, "expected.json")) as fh:
+        expected = json.load(fh)
+    store, evaluator, tel, clock = make()
+    assert Checkpointer(directory, store).restore() == 1
+    state = store.models[("m", "1")]
+    assert (state.profile.fingerprint, state.reference_source) == (expected["fingerprint"], expected["source"])
+    assert [w.rows for w in state.closed] == expected["closed_rows"]
+    assert np.asarray(state.closed[-1].sketch.feature("x1").counts).tolist() == expected["x1_counts"]
+    assert state.cumulative.rows == expected["cumulative_rows"]
+    assert sorted(f for f, v in state.verdicts.items() if v) == expected["verdicts"]
+    assert (state.hook_dropped, state.rows_total, state.batches_total) == (
+        expected["hook_dropped"], expected["rows_total"], expected["batches_total"])
+    assert len(state.labels.joiner) == expected["waiting_labels"]
+    # the restored verdicts hold: the next drifted window raises no second event
+    store.apply(item(inference_body(numeric_frame(400, 2, seed=5, shift={"x1": 2.0}))))
+    clock.ns += 60 * 10**9
+    evaluator.evaluate_all(store.close_windows())
+    assert not [e for e in tel.events if e["event_name"] == "driftcar.drift.detected"]
+    assert state.verdicts.get("x1") is True
+
+    # a format this code does not know is refused with a clear message, never fatal
+    path = os.path.join(directory, "state.msgpack")
+    with open(path, "rb") as fh:
+        index = msgpack.unpackb(fh.read(), raw=False)
+    index["v"] = 99
+    with open(path, "wb") as fh:
+        fh.write(msgpack.packb(index, use_bin_type=True))
+    store2, _, _, _ = make()
+    with caplog.at_level("WARNING", logger="driftcar.sidecar.checkpoint"):
+        assert Checkpointer(directory, store2).restore() == 0
+    assert "unknown checkpoint format 99" in caplog.text and not store2.models
