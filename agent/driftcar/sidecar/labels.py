@@ -16,7 +16,8 @@ import numpy as np
 __all__ = ["LabelJoin", "REASONS"]
 
 REASONS = ("expired", "unknown_id", "evicted")
-_COUNTERS = {"expired": "expired", "unknown_id": "unmatched_labels", "evicted": "evicted"}  # reason -> LabelJoiner attribute
+#: reason -> the LabelJoiner counter behind it
+_COUNTERS = {"expired": "expired", "unknown_id": "unmatched_labels", "evicted": "evicted"}
 
 
 class LabelJoin:

@@ -153,6 +153,10 @@ class ReferenceBuilder:
         self.live_rows = {"rows": buf.rows, "from_unix_nano": self.live_started_ns, "to_unix_nano": int(now_s * 1e9)}
         return taken, prof
 
+    def to_state(self) -> dict[str, Any]:
+        """The checkpoint's fields (the profile itself is stored by fingerprint, once)."""
+        return {"reference_source": self.source, "reference_file": self.file}
+
     def summary(self) -> dict | None:
         if self.profile is None:
             return None

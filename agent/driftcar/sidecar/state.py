@@ -82,6 +82,17 @@ class WindowClose:
     coverage_share: float | None = None  # share of the reference's features seen (summary line)
 
 
+@dataclass(frozen=True)
+class Saved:
+    """A model's state for a checkpoint: each part's small fields, and the large objects that
+    serialise themselves (``profile.to_bytes``, ``ClosedWindow.blob``, the cumulative blob)."""
+
+    fields: dict
+    profile: Any
+    windows: list
+    cumulative: Callable[[], bytes] | None
+
+
 def _is_categorical(data) -> bool:
     return not isinstance(data, np.ndarray) or data.dtype.kind not in "fiub"
 
@@ -347,6 +358,34 @@ class ModelState:
         """Compress closed windows still held live (evaluator thread, after evaluation)."""
         if self.series is not None:
             self.series.compact()
+
+    # ------------------------------------------------------------------ checkpoint
+    def saved(self) -> Saved:
+        """What a checkpoint keeps (under the store's lock: references only, serialised later)."""
+        series = self.series
+        return Saved(
+            fields={**self.reference.to_state(), "verdicts": dict(self.verdicts), **self.signals.to_state(),
+                    "joiner": self.labels.to_bytes()},
+            profile=self.profile,
+            windows=list(series.closed) if series is not None else [],
+            cumulative=series.cumulative_blob if series is not None and series.cumulative is not None else None,
+        )
+
+    def restore(self, fields: dict, profile: Callable[[], Any] | None,
+                windows: Callable[[Any], list[ClosedWindow]], cumulative: Callable[[], bytes] | None) -> None:
+        """Read back what :meth:`saved` kept; the large parts are read only when they apply (a
+        configured reference file wins over the saved reference, and windows belong to it)."""
+        if profile is not None and self.reference.source != "file":
+            self.set_profile(profile(), fields.get("reference_source") or "batch", fields.get("reference_file"))
+        if self.profile is not None and fields.get("reference_source") == self.reference.source:
+            self.series.restore(windows(self.profile), cumulative() if cumulative is not None else None)
+            self.judgement.restore(self.profile, fields.get("verdicts") or {})
+        self.signals.restore(fields)
+        if fields.get("joiner"):
+            try:
+                self.labels.restore(fields["joiner"])
+            except Exception as exc:
+                log.warning("label buffer of %s not restored: %s", self.label, exc)
 
     def summary(self) -> dict:
         """JSON-ready overview for ``GET /v1/models``."""

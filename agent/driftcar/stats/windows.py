@@ -236,10 +236,14 @@ class WindowSeries:
         for window in list(self.closed):
             window.compact()
 
-    def restore(self, windows: Iterable[ClosedWindow], cumulative: WindowSketch | None) -> None:
-        """Closed windows and the cumulative sketch read back from a checkpoint (oldest first)."""
+    def cumulative_blob(self) -> bytes:
+        """The cumulative sketch's bytes (zlib; read back by :meth:`restore`)."""
+        return zlib.compress(self.cumulative.to_bytes(), 1)
+
+    def restore(self, windows: Iterable[ClosedWindow], cumulative: bytes | None) -> None:
+        """Closed windows (oldest first) and the cumulative sketch's bytes read back from a checkpoint."""
         self.closed.extend(windows)
-        self.cumulative = cumulative
+        self.cumulative = None if cumulative is None else _unpack_window(cumulative, self.profile)
 
     def sliding(self, k: int) -> WindowSketch:
         """Merge of the last ``k`` closed windows (fewer if fewer exist)."""
