@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.config import ModelConfig, SidecarConfig
 from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mismatch, suggest, unknown_features_message
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.judgement import EvaluationResult, Judgement
@@ -100,8 +100,7 @@ def _is_categorical(data) -> bool:
 class ModelState:
     """State of one (model, version). Mutated only under the store's lock."""
 
-    def __init__(self, model: str, version: str, config: SidecarConfig, telemetry, now_ns: int,
-                 drift_config: Any = None):
+    def __init__(self, model: str, version: str, config: ModelConfig, telemetry, now_ns: int):
         self.model = model
         self.version = version
         self.config = config
@@ -115,7 +114,6 @@ class ModelState:
         self.signals = GoldenSignals(model, version, config.trace_samples, telemetry)
         self.classification: bool | None = None
         self.judgement = Judgement()  # the evaluator's part: written by its thread only
-        self.drift_config = drift_config if drift_config is not None else config.drift
         self.coverage = Coverage()
         self.fleet: dict | None = None  # gateway role: who reported the last fleet window
 
@@ -186,7 +184,8 @@ class ModelState:
 
     def _check_drift_settings(self, features: list[str]) -> None:
         """Per-feature drift settings naming no feature of the reference are a typo, said once."""
-        configured = list(self.drift_config.features) if self.drift_config is not None else []
+        drift = self.config.drift
+        configured = list(drift.features) if drift is not None else []
         known = set(features) | {"__prediction__", "__multivariate__"}
         unknown = [name for name in configured if name not in known]
         if not unknown:
@@ -202,7 +201,7 @@ class ModelState:
         """A window of live rows without any reference (judged at the close: reference batches
         sent with the first predictions may still be on their way): say which binding was
         missed, or that live rows become the reference."""
-        named = sorted(k for k in self.config.references if k != "*")
+        named = list(self.config.named_references)
         live = self.reference.live.max_rows if self.reference.live is not None else 0
         if named:
             body, hints = no_reference_message(self.model, self.version, named, live)
@@ -258,7 +257,7 @@ class ModelState:
             probabilities = np.column_stack([np.asarray(batch.columns[n], dtype=np.float64) for n in proba_names])
         if self.reference.batches is not None:
             self._seal_reference_batches()
-        self._observe_coverage(features, batch.rows, now_s)
+        self._observe_coverage(features, batch.rows)
         if self.profile is None and self.reference.live is not None and batch.rows:
             taken, prof = self.reference.take_live(features, predictions, batch.rows, now_s)
             if prof is not None:
@@ -296,7 +295,7 @@ class ModelState:
         if ids and all_predictions is not None:
             self.labels.add_predictions(batch.columns[ids[0]], all_predictions, now_s)
 
-    def _observe_coverage(self, features: dict, rows: int, now_s: float) -> None:
+    def _observe_coverage(self, features: dict, rows: int) -> None:
         if not rows:
             return
         unknown = self.coverage.observe(features, rows, self.profile is not None)
@@ -415,7 +414,7 @@ class StateStore:
     def __init__(self, config: SidecarConfig, telemetry, clock: Callable[[], int] = time.time_ns,
                  load_profile: Callable[[str], Any] | None = None, drift_config: Any = None):
         self.config = config
-        self.drift_config = drift_config  # None: config.drift (unknown feature names are reported per model)
+        self.model_config = config.model_config(drift_config)  # what each model's state reads
         self.tel = telemetry
         self.clock = clock
         self.lock = threading.RLock()
@@ -461,7 +460,7 @@ class StateStore:
         key = (model, version)
         state = self.models.get(key)
         if state is None:
-            state = ModelState(model, version, self.config, self.tel, self.clock(), self.drift_config)
+            state = ModelState(model, version, self.model_config, self.tel, self.clock())
             path = self.config.reference_for(model, version)
             if path:
                 state.set_profile(self.file_profile(path), "file", path)
