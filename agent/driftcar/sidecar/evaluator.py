@@ -181,7 +181,7 @@ class Evaluator:
 
         config = self.drift_config
         report = evaluate_drift(close.profile, close.sketch, config=config)
-        judgement.bind(close.profile, config)
+        judgement.bind(close.reference, config)
         changes = judgement.update(report)
         window = self.config.window
         for result in report.results:

@@ -6,8 +6,10 @@ live page read :attr:`Judgement.verdicts` and :attr:`Judgement.last`, which are 
 never mutated in place. Verdicts have one home, the :class:`~driftcar.stats.VerdictTracker`;
 ``verdicts`` is its drifted set published for readers after each window.
 
-Verdicts belong to a reference: when the model's reference changes, the next evaluation starts
-a fresh tracker (:meth:`Judgement.bind`), and readers see no verdicts until then.
+Verdicts belong to a reference: each reference a model adopts has a new number (the
+``generation`` of its :class:`~driftcar.sidecar.reference.ReferenceBuilder`, carried by every
+:class:`~driftcar.sidecar.state.WindowClose`). When it changes, the next evaluation starts a fresh
+tracker (:meth:`Judgement.bind`), and readers see no verdicts until then.
 """
 
 from __future__ import annotations
@@ -41,30 +43,30 @@ class EvaluationResult:
 class Judgement:
     """The evaluator's per-model state; see the module docstring."""
 
-    __slots__ = ("profile", "tracker", "verdicts", "last", "degraded", "label_tracker")
+    __slots__ = ("reference", "tracker", "verdicts", "last", "degraded", "label_tracker")
 
     def __init__(self) -> None:
-        self.profile: Any = None  # the reference the tracker's verdicts are about
+        self.reference = 0  # generation of the reference the tracker's verdicts are about
         self.tracker = None
         self.verdicts: Mapping[str, bool] = _NONE  # feature -> True while drifted (published whole)
         self.last: EvaluationResult | None = None
         self.degraded: dict[str, bool] = {}  # metric -> below its threshold at the last window
         self.label_tracker = None  # label drift's VerdictTracker (``__label__``, a family of one)
 
-    def verdicts_for(self, profile: Any) -> Mapping[str, bool]:
-        """The verdicts if they are about ``profile`` (the model's current reference), else none."""
-        return self.verdicts if profile is not None and profile is self.profile else _NONE
+    def verdicts_for(self, reference: int) -> Mapping[str, bool]:
+        """The verdicts if they are about ``reference`` (the model's current one), else none."""
+        return self.verdicts if reference == self.reference else _NONE
 
-    def bind(self, profile: Any, config: DriftConfig) -> None:
-        """Judge against ``profile`` from now on; a new reference starts with no verdicts."""
-        if self.tracker is None or profile is not self.profile:
+    def bind(self, reference: int, config: DriftConfig) -> None:
+        """Judge against ``reference`` from now on; a new reference starts with no verdicts."""
+        if self.tracker is None or reference != self.reference:
             from driftcar.stats import VerdictTracker
 
             self.tracker = VerdictTracker(config)
-            if profile is not self.profile:
+            if reference != self.reference:
                 self.verdicts = _NONE
             self.tracker.restore(f for f, detected in self.verdicts.items() if detected)
-            self.profile = profile
+            self.reference = reference
 
     def update(self, report: DriftReport) -> list[VerdictChange]:
         """Feed one window's report to the tracker (after :meth:`bind`); returns the changes."""
@@ -78,10 +80,10 @@ class Judgement:
         """The part a checkpoint keeps: the drifted features (so hysteresis does not re-alert)."""
         return dict(self.verdicts)
 
-    def restore(self, profile: Any, verdicts: Mapping[str, Any] | Iterable) -> None:
-        """Verdicts read from a checkpoint, about ``profile``; older checkpoints also list
+    def restore(self, reference: int, verdicts: Mapping[str, Any] | Iterable) -> None:
+        """Verdicts read from a checkpoint, about ``reference``; older checkpoints also list
         resolved features (False), which are dropped."""
         items = verdicts.items() if isinstance(verdicts, Mapping) else ((f, True) for f in verdicts)
-        self.profile = profile
+        self.reference = reference
         self.tracker = None
         self.verdicts = MappingProxyType({str(f): True for f, detected in items if detected})

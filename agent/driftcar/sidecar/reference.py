@@ -90,6 +90,7 @@ class ReferenceBuilder:
         self.label = label  # model@version, for the log
         self.max_reference_rows = max_reference_rows
         self.profile: Any = None
+        self.generation = 0  # counts the references adopted: verdicts are about one of them
         self.source: str | None = None  # file | batch | live | fleet
         self.file: str | None = None
         self.batches: RowBuffer | None = None  # reference batches not sealed yet
@@ -102,6 +103,7 @@ class ReferenceBuilder:
 
     def adopt(self, prof: Any, source: str, file: str | None = None) -> None:
         self.profile, self.source, self.file = prof, source, file
+        self.generation += 1
         self.live = None
 
     def add_batch(self, features: dict, labels, predictions, rows: int) -> None:

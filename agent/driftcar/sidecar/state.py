@@ -80,6 +80,7 @@ class WindowClose:
     cumulative: Any = None  # merge of every closed window since the reference (exported histograms)
     classification: bool | None = None  # the model's predictions are classes (None: not known yet)
     coverage_share: float | None = None  # share of the reference's features seen (summary line)
+    reference: int = 0  # generation of the model's reference the window was sketched against
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class ModelState:
     @property
     def verdicts(self):
         """feature -> True while drifted, about the current reference (read-only)."""
-        return self.judgement.verdicts_for(self.profile)
+        return self.judgement.verdicts_for(self.reference.generation) if self.profile is not None else {}
 
     @property
     def last(self) -> EvaluationResult | None:
@@ -337,6 +338,7 @@ class ModelState:
             start_ns=start_ns, end_ns=now_ns, rows=rows, y_true=y_true, y_pred=y_pred, proba_sum=proba_sum,
             proba_n=proba_n, trace_ids=trace_ids, final=final, golden=golden, cumulative=self.cumulative,
             classification=self.classification, coverage_share=self.coverage.share,
+            reference=self.reference.generation,
         )
 
     def _close_coverage(self) -> None:
@@ -378,7 +380,7 @@ class ModelState:
             self.set_profile(profile(), fields.get("reference_source") or "batch", fields.get("reference_file"))
         if self.profile is not None and fields.get("reference_source") == self.reference.source:
             self.series.restore(windows(self.profile), cumulative() if cumulative is not None else None)
-            self.judgement.restore(self.profile, fields.get("verdicts") or {})
+            self.judgement.restore(self.reference.generation, fields.get("verdicts") or {})
         self.signals.restore(fields)
         if fields.get("joiner"):
             try:

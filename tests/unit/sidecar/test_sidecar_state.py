@@ -3,6 +3,7 @@ hook counters, trace samples, caps, window close/evaluate, events, checkpoints."
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -13,7 +14,7 @@ from driftcar.sidecar.config import load_config
 from driftcar.sidecar.evaluator import Evaluator
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.state import StateStore
-from driftcar.stats import DriftConfig, evaluate_drift, profile
+from driftcar.stats import DriftConfig, Profile, evaluate_drift, profile
 from driftcar.wire import Column, decode_batch, encode_batch
 
 from tests.unit.sidecar.batches import inference_body, numeric_frame
@@ -89,6 +90,34 @@ def test_empty_window_keeps_last_values_and_events_only_on_change():
     store.apply(item(inference_body(numeric_frame(500, 2, seed=3, shift={"x0": 2.0}))))
     evaluator.evaluate_all(store.close_windows())  # still drifted: no new event
     assert len(tel.events) == n_events
+
+
+def test_verdicts_belong_to_the_reference_they_were_judged_against():
+    store, evaluator, tel, clock = make()
+    ref = numeric_frame(2_000, 2, seed=1)
+    store.apply(item(reference(ref)))
+
+    def drifted_window(seed, equal_profile=False):
+        store.apply(item(inference_body(numeric_frame(500, 2, seed=seed, shift={"x0": 2.0}))))
+        clock.ns += 60 * 10**9
+        closes = store.close_windows()
+        if equal_profile:
+            closes = [dataclasses.replace(c, profile=Profile.from_bytes(state.profile.to_bytes())) for c in closes]
+            assert closes[0].profile is not state.profile
+            assert closes[0].profile.fingerprint == state.profile.fingerprint
+        evaluator.evaluate_all(closes)
+        return len([e for e in tel.events if e["event_name"] == "driftcar.drift.detected"
+                    and e["attributes"]["feature.name"] == "x0"])
+
+    state = store.models[("m", "1")]
+    assert drifted_window(2) == 1 and state.verdicts.get("x0") is True
+    # judged against the same reference, even as another, equal profile object (a fleet
+    # gateway's decoded records are), the verdict holds and does not re-alert
+    assert drifted_window(3, equal_profile=True) == 1 and state.verdicts.get("x0") is True
+    # a new reference starts with no verdicts: the same shift alerts again, once
+    state.set_profile(profile(ref), "batch")
+    assert not state.verdicts
+    assert drifted_window(4) == 2 and drifted_window(5) == 2
 
 
 def test_live_reference_from_first_rows_is_flagged():

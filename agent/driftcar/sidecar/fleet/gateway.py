@@ -244,7 +244,8 @@ class FleetGateway:
                             start_ns=window.start_ns, end_ns=window.end_ns, rows=window.rows, y_true=window.y_true,
                             y_pred=window.y_pred, proba_sum=window.proba_sum, proba_n=window.proba_n,
                             trace_ids=window.trace_ids, golden=window.golden, cumulative=state.cumulative,
-                            classification=state.classification, coverage_share=state.coverage.share)
+                            classification=state.classification, coverage_share=state.coverage.share,
+                            reference=state.reference.generation)
         return close, result
 
     def _golden(self, window: FleetWindow) -> None:
