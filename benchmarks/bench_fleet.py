@@ -54,7 +54,7 @@ def _bodies(prof, replicas: int, rows: int, distinct: int = 20) -> list[bytes]:
         golden = GoldenWindow()
         golden.add_calls("predict", None, rows)
         golden.add_durations("predict", np.full(rows, 0.002))
-        closes.append(WindowClose(state=None, model="m", version="1", profile=prof, sketch=sketch,
+        closes.append(WindowClose(model="m", version="1", profile=prof, sketch=sketch,
                                   start_ns=END - 60 * 10**9, end_ns=END, rows=rows, y_true=[], y_pred=[],
                                   proba_sum=0.0, proba_n=0, trace_ids=[], golden=golden))
     bodies = []

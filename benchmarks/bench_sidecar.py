@@ -337,8 +337,7 @@ def _prefilled_state(state_dir: str, prof, models: int, windows: int, window_s: 
             sketch = prof.new_window()
             sketch.update(samples[(m + w) % len(samples)])
             start = now - int((windows - w) * window_s * 1e9)
-            state.closed.append(ClosedWindow(start, start + int(window_s * 1e9), 200, sketch, profile=prof))
-            state.cumulative = sketch if state.cumulative is None else state.cumulative.merge(sketch)
+            state.series.keep_closed(ClosedWindow(start, start + int(window_s * 1e9), 200, sketch, profile=prof))
         state.compact_closed()
     Checkpointer(state_dir, store).save()
 

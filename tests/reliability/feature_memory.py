@@ -45,10 +45,9 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
             sketch = prof.new_window()
             sketch.update({n: rng.normal(size=rows_per_window) for n in names})
             window = ClosedWindow(w, w + 1, rows_per_window, sketch, profile=prof)
+            state.series.keep_closed(window)  # kept and added to the cumulative sketch
             window.compact()
             blobs += len(window.blob())
-            state.closed.append(window)
-            state.cumulative = sketch if state.cumulative is None else state.cumulative.merge(sketch)
             del sketch, window
         end = tracemalloc.get_traced_memory()[0]
     finally:

@@ -32,7 +32,8 @@ from aiohttp import web
 from driftcar.sidecar.messages import decision_kind, decision_pvalue, describe
 from driftcar.sidecar.security import TokenAuth
 from driftcar.sidecar.sliding import SlidingViews
-from driftcar.sidecar.state import EvaluationResult, ModelState, StateStore
+from driftcar.sidecar.judgement import EvaluationResult
+from driftcar.sidecar.state import ModelState, StateStore
 
 if TYPE_CHECKING:
     from driftcar.stats import DriftConfig, WindowSketch

@@ -14,6 +14,12 @@ Layout (every file written to a temporary name, fsynced, then renamed)::
     windows/<model key>/<start>.bin   one closed window (zlib'd sketch), written once
     cumulative/<model key>.bin    the cumulative sketch, rewritten each close
 
+Each part of a model's state says what it keeps (:meth:`ModelState.saved` gathers them:
+the reference's source, the verdicts, the golden-signal totals and hook counters, the label
+buffer, and the profile, windows and cumulative sketch that serialise themselves); this module
+only frames them: file names, the index, atomic writes, garbage collection, and reading back
+(:meth:`ModelState.restore` decides what applies).
+
 A closed window is written once in its life, so a close costs the new windows plus
 the small index, not the whole state. The index is renamed last and only references
 complete files; files it no longer references are deleted afterwards. A checkpoint
@@ -30,13 +36,11 @@ import hashlib
 import logging
 import os
 import time
-import zlib
 from typing import Any
 
 import msgpack
 
-from driftcar.sidecar.state import ClosedWindow, StateStore
-from driftcar.sidecar.telemetry.telemetry import HookDrops
+from driftcar.sidecar.state import ClosedWindow, Saved, StateStore
 
 __all__ = ["Checkpointer", "FORMAT_VERSION", "FILENAME"]
 
@@ -109,43 +113,7 @@ class Checkpointer:
         models = []
         with store.lock:  # collect references only; serialise outside the lock
             for state in store.models.values():
-                key = _model_key(state.model, state.version)
-                profile_rel = None
-                if state.profile is not None:
-                    profile_rel = f"profiles/{state.profile.fingerprint}.bin"
-                    if profile_rel not in self._written:
-                        pending.append((profile_rel, state.profile.to_bytes))
-                windows = []
-                for w in list(state.closed):
-                    rel = f"windows/{key}/{w.start_ns}.bin"
-                    if rel not in self._written:
-                        pending.append((rel, w.blob))
-                    windows.append([w.start_ns, w.end_ns, w.rows, rel])
-                cumulative_rel = None
-                if state.cumulative is not None:
-                    cumulative_rel = f"cumulative/{key}.bin"
-                    cumulative = state.cumulative
-                    pending.append((cumulative_rel, lambda c=cumulative: zlib.compress(c.to_bytes(), 1)))
-                joiner_blob = None
-                try:
-                    joiner_blob = state.joiner.to_bytes()
-                except Exception:  # optional: the label buffer is best effort
-                    joiner_blob = None
-                models.append({
-                    "model": state.model,
-                    "version": state.version,
-                    "profile": profile_rel,
-                    "reference_source": state.reference_source,
-                    "reference_file": state.reference_file,
-                    "windows": windows,
-                    "cumulative": cumulative_rel,
-                    "verdicts": dict(state.verdicts),
-                    "hook_dropped": state.hook_dropped,
-                    "hook_dropped_retired": state.hook_drops.retired,
-                    "rows_total": state.rows_total,
-                    "batches_total": state.batches_total,
-                    "joiner": joiner_blob,
-                })
+                models.append(self._frame(state.model, state.version, state.saved(), pending))
         for rel, data in pending:
             self._write(rel, data() if callable(data) else data)
             if not rel.startswith("cumulative/"):
@@ -158,6 +126,27 @@ class Checkpointer:
         self._collect(models)
         self.saves += 1
         return self.bytes_written - before
+
+    def _frame(self, model: str, version: str, saved: Saved, pending: list) -> dict:
+        """The index entry of one model: its parts' fields and the files holding its large parts."""
+        key = _model_key(model, version)
+        profile_rel = None
+        if saved.profile is not None:
+            profile_rel = f"profiles/{saved.profile.fingerprint}.bin"
+            if profile_rel not in self._written:
+                pending.append((profile_rel, saved.profile.to_bytes))
+        windows = []
+        for w in saved.windows:
+            rel = f"windows/{key}/{w.start_ns}.bin"
+            if rel not in self._written:
+                pending.append((rel, w.blob))
+            windows.append([w.start_ns, w.end_ns, w.rows, rel])
+        cumulative_rel = None
+        if saved.cumulative is not None:
+            cumulative_rel = f"cumulative/{key}.bin"
+            pending.append((cumulative_rel, saved.cumulative))
+        return {"model": model, "version": version, **saved.fields, "profile": profile_rel, "windows": windows,
+                "cumulative": cumulative_rel}
 
     def _collect(self, models: list[dict]) -> None:
         """Delete files the index no longer references (evicted windows, replaced profiles)."""
@@ -200,43 +189,34 @@ class Checkpointer:
         return restored
 
     def _load(self, data: dict[str, Any]) -> int:
-        from driftcar.stats import LabelJoiner, Profile, WindowSketch
+        from driftcar.stats import Profile
 
         store = self.store
         count = 0
         profiles: dict[str, Any] = {}  # models sharing a reference share one Profile object
+
+        def profile(rel: str):
+            if rel not in profiles:
+                profiles[rel] = Profile.from_bytes(self._read(rel))
+            self._written.add(rel)
+            return profiles[rel]
+
+        def windows(entries: list, prof) -> list[ClosedWindow]:
+            out = []
+            for start, end, rows, rel in entries:
+                blob = self._read(rel)  # decoded lazily, when the API or a sliding view needs it
+                out.append(ClosedWindow(int(start), int(end), int(rows), profile=prof, blob=blob))
+                self._written.add(rel)
+            if out:
+                out[-1].sketch  # noqa: B018 (validates one window against the profile now)
+            return out
+
         with store.lock:
             for entry in data.get("models", []):
                 state = store.get_or_create(str(entry["model"]), str(entry["version"]))
-                if entry.get("profile") and state.reference_source != "file":
-                    rel = entry["profile"]
-                    if rel not in profiles:
-                        profiles[rel] = Profile.from_bytes(self._read(rel))
-                    state.set_profile(profiles[rel], entry.get("reference_source") or "batch",
-                                      entry.get("reference_file"))
-                    self._written.add(entry["profile"])
-                if state.profile is not None and entry.get("reference_source") == state.reference_source:
-                    for start, end, rows, rel in entry.get("windows", []):
-                        blob = self._read(rel)  # decoded lazily, when the API or a sliding view needs it
-                        state.closed.append(ClosedWindow(int(start), int(end), int(rows), profile=state.profile,
-                                                         blob=blob))
-                        self._written.add(rel)
-                    if state.closed:
-                        state.closed[-1].sketch  # noqa: B018 (validates one window against the profile now)
-                    if entry.get("cumulative"):
-                        state.cumulative = WindowSketch.from_bytes(zlib.decompress(self._read(entry["cumulative"])),
-                                                                   state.profile)
-                    state.verdicts = {str(k): bool(v) for k, v in (entry.get("verdicts") or {}).items()}
-                state.hook_drops = HookDrops({str(k): int(v) for k, v in (entry.get("hook_dropped") or {}).items()},
-                                               int(entry.get("hook_dropped_retired", 0)))
-                state.rows_total = int(entry.get("rows_total", 0))
-                state.batches_total = int(entry.get("batches_total", 0))
-                blob = entry.get("joiner")
-                if blob:
-                    try:
-                        state.joiner = LabelJoiner.from_bytes(blob)
-                        state.sync_unmatched_counters()  # counts before the restart are not re-exported
-                    except Exception as exc:
-                        log.warning("label buffer of %s@%s not restored: %s", state.model, state.version, exc)
+                rel, cumulative = entry.get("profile"), entry.get("cumulative")
+                state.restore(entry, (lambda r=rel: profile(r)) if rel else None,
+                              lambda prof, e=entry.get("windows", []): windows(e, prof),
+                              (lambda c=cumulative: self._read(c)) if cumulative else None)
                 count += 1
         return count

@@ -30,6 +30,7 @@ __all__ = [
     "Endpoint",
     "TLSConfig",
     "SidecarConfig",
+    "ModelConfig",
     "OPTIONS",
     "load_config",
     "parse_duration",
@@ -367,6 +368,21 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """What one model's state needs, and nothing else (made by :meth:`SidecarConfig.model_config`)."""
+
+    window_s: float
+    windows_kept: int
+    max_reference_rows: int
+    live_reference_rows: int
+    label_ttl_s: float
+    label_max_rows: int
+    trace_samples: int
+    named_references: tuple[str, ...]  # models and model@versions given a reference file
+    drift: Any  # driftcar.stats.DriftConfig; None = its defaults
+
+
+@dataclass(frozen=True)
 class SidecarConfig:
     """The whole sidecar configuration (immutable). Build it with :func:`load_config`.
 
@@ -426,6 +442,13 @@ class SidecarConfig:
     def window(self) -> str:
         """The window as a duration string (``drift.window`` attribute)."""
         return format_duration(self.window_s)
+
+    def model_config(self, drift: Any = None) -> ModelConfig:
+        """The part one model's state reads (``drift``: in place of ``self.drift``)."""
+        return ModelConfig(self.window_s, self.windows_kept, self.max_reference_rows, self.live_reference_rows,
+                           self.label_ttl_s, self.label_max_rows, self.trace_samples,
+                           tuple(sorted(k for k in self.references if k != "*")),
+                           self.drift if drift is None else drift)
 
     def reference_for(self, model: str, version: str) -> str | None:
         """Profile file for (model, version): exact ``model@version``, then ``model``, then ``*``."""

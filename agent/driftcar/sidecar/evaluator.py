@@ -11,8 +11,9 @@ labels joined in the window -> label drift (``evaluate_label_drift``, exported a
 leave the last values in place (no traffic is not "no drift").
 
 Blocking: :meth:`Evaluator.evaluate` is CPU work and runs in ``asyncio.to_thread``;
-only one evaluation runs at a time (the tick awaits it), so per-model evaluator
-state (tracker, verdicts) has a single writer.
+only one evaluation runs at a time (the tick awaits it), so the per-model evaluator
+state (:class:`~driftcar.sidecar.judgement.Judgement`: verdicts, last result, degraded
+flags) has a single writer.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import numpy as np
 
 from driftcar.sidecar.config import SidecarConfig
 from driftcar.sidecar.messages import LineBudget, decision_kind, decision_pvalue, describe, safe, window_summary
-from driftcar.sidecar.state import EMPTY, EvaluationResult, StateStore, WindowClose
+from driftcar.sidecar.judgement import EvaluationResult, Judgement
+from driftcar.sidecar.state import EMPTY, StateStore, WindowClose
+from driftcar.stats.windows import next_boundary
 
 if TYPE_CHECKING:
     from driftcar.stats import DriftConfig, FeatureProfile, NumericSketch
@@ -38,15 +41,6 @@ log = logging.getLogger("driftcar.sidecar.evaluator")
 
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "estimated_accuracy": True,
                     "mae": False, "rmse": False}
-
-
-def next_boundary(now_s: float, window_s: float) -> float:
-    """Next multiple of ``window_s`` strictly after ``now_s`` (epoch-aligned tumbling windows).
-
-    >>> next_boundary(125.0, 60.0), next_boundary(120.0, 60.0)
-    (180.0, 180.0)
-    """
-    return (math.floor(now_s / window_s) + 1) * window_s
 
 
 def _finite(value: Any, default: float = 0.0) -> float:
@@ -90,7 +84,6 @@ class Evaluator:
         self.judge = config.local_verdicts  # off: a pod that only forwards its windows to a fleet gateway
         self._lock = asyncio.Lock()
         self.summaries = LineBudget(SUMMARY_LINES_PER_MINUTE)
-        self._label_trackers: dict[tuple[str, str], Any] = {}  # (model, version) -> label drift's VerdictTracker
 
     async def run(self) -> None:
         """Tick forever (cancel to stop)."""
@@ -123,7 +116,7 @@ class Evaluator:
                     self.evaluate(close)
             except Exception:
                 log.exception("evaluating %s@%s failed", close.model, close.version)
-            close.state.compact_closed()
+            self.store.compact(close.model, close.version)
         self.windows_closed += 1
         self.last_close_ns = closes[0].end_ns if closes else time.time_ns()
         if self.after_close is not None:
@@ -134,14 +127,22 @@ class Evaluator:
         self.tel.force_flush(max(1.0, min(10.0, self.config.window_s)))
 
     # ------------------------------------------------------------------ one model
+    def judgement(self, close: WindowClose) -> Judgement:
+        """The model's evaluator state (a fleet gateway's closes have their model in the store too)."""
+        state = self.store.models.get((close.model, close.version))
+        if state is None:
+            with self.store.lock:
+                state = self.store.get_or_create(close.model, close.version)
+        return state.judgement
+
     def evaluate(self, close: WindowClose) -> None:
-        state = close.state
+        judgement = self.judgement(close)
         report = None
         performance, estimated = {}, None
         # three independent parts: a failure in one (logged) never skips the others
         if close.sketch is not None and close.rows > 0 and close.profile is not None:
             try:
-                report = self._drift(close)
+                report = self._drift(close, judgement)
             except Exception:
                 log.exception("drift evaluation of %s@%s failed", close.model, close.version)
             try:
@@ -149,56 +150,49 @@ class Evaluator:
             except Exception:
                 log.exception("distribution export of %s@%s failed", close.model, close.version)
         try:
-            performance, estimated = self._quality(close)
+            performance, estimated = self._quality(close, judgement)
         except Exception:
             log.exception("quality evaluation of %s@%s failed", close.model, close.version)
         if self.judge and close.y_true and close.profile is not None and close.profile.label is not None:
             try:
-                self._label_drift(close)
+                self._label_drift(close, judgement)
             except Exception:
                 log.exception("label drift evaluation of %s@%s failed", close.model, close.version)
         if report is not None:
-            self._summary_line(close, report)
+            self._summary_line(close, report, judgement)
         if report is None and not performance and estimated is None:
             return
         # like the gauges, each part keeps its last value until a window updates it
-        last = state.last
+        last = judgement.last
         fresh_drift = report is not None or last is None
-        state.last = EvaluationResult(
+        judgement.last = EvaluationResult(
             start_ns=close.start_ns if fresh_drift else last.start_ns,
             end_ns=close.end_ns if fresh_drift else last.end_ns,
             rows=close.rows if fresh_drift else last.rows,
             report=report if fresh_drift else last.report,
-            verdicts=dict(state.verdicts),
+            verdicts=dict(judgement.verdicts),
             performance={**(last.performance if last else {}), **performance},
             estimated_accuracy=estimated if estimated is not None else (last.estimated_accuracy if last else None),
             sketch=close.sketch if fresh_drift else last.sketch,
         )
 
-    def _drift(self, close: WindowClose):
-        from driftcar.stats import VerdictTracker, evaluate_drift
+    def _drift(self, close: WindowClose, judgement: Judgement):
+        from driftcar.stats import evaluate_drift
 
-        state = close.state
         config = self.drift_config
         report = evaluate_drift(close.profile, close.sketch, config=config)
-        if state.tracker is None:
-            state.tracker = VerdictTracker(config)
-            state.tracker.restore(f for f, detected in state.verdicts.items() if detected)
-        changes = state.tracker.update(report)
-        if changes:  # replaced whole: the API reads it from the event loop meanwhile
-            verdicts = dict(state.verdicts)
-            verdicts.update({change.feature: bool(change.detected) for change in changes})
-            state.verdicts = verdicts
+        judgement.bind(close.reference, config)
+        changes = judgement.update(report)
         window = self.config.window
         for result in report.results:
-            detected = state.verdicts.get(result.feature, False) if result.deciding else None
+            detected = judgement.verdicts.get(result.feature, False) if result.deciding else None
             self.tel.set_drift(close.model, close.version, result.feature, result.method, window,
                                _finite(result.statistic), decision_pvalue(result), _finite(result.threshold), detected)
         for change in changes:
             self._drift_event(close, change)
         return report
 
-    def _label_drift(self, close: WindowClose) -> None:
+    def _label_drift(self, close: WindowClose, judgement: Judgement) -> None:
         """The labels joined in this window against the profile's label distribution, exported and
         tracked like a feature's drift under ``feature.name="__label__"`` (its own family of one)."""
         from driftcar.stats import DriftReport, VerdictTracker, evaluate_label_drift
@@ -208,7 +202,9 @@ class Evaluator:
         result = evaluate_label_drift(close.profile, window, self.drift_config)
         if result is None:
             return
-        tracker = self._label_trackers.setdefault((close.model, close.version), VerdictTracker(self.drift_config))
+        if judgement.label_tracker is None:
+            judgement.label_tracker = VerdictTracker(self.drift_config)
+        tracker = judgement.label_tracker
         changes = tracker.update(DriftReport([result], rows=len(close.y_true)))
         self.tel.set_drift(close.model, close.version, result.feature, result.method, self.config.window,
                            _finite(result.statistic), decision_pvalue(result), _finite(result.threshold),
@@ -216,13 +212,13 @@ class Evaluator:
         for change in changes:
             self._drift_event(close, change)
 
-    def _summary_line(self, close: WindowClose, report) -> None:
+    def _summary_line(self, close: WindowClose, report, judgement: Judgement) -> None:
         """One compact line per model and window on the log (rate-limited across models)."""
         held = self.summaries.take()
         if held is None:
             return
         line = window_summary(close.model, close.version, close.start_ns, close.end_ns, close.rows, report,
-                              close.state.verdicts, close.state.coverage.share)
+                              judgement.verdicts, close.coverage_share)
         if held:
             line += f" ({held} summary line(s) held back in the last minute)"
         log.info("%s", line)
@@ -253,8 +249,7 @@ class Evaluator:
 
     def _distributions(self, close: WindowClose) -> None:
         """Cumulative histograms from the merged sketches; window counts of missing/categories."""
-        state = close.state
-        cumulative = state.cumulative
+        cumulative = close.cumulative
         if cumulative is None:
             return
         if close.profile is None:
@@ -292,15 +287,14 @@ class Evaluator:
         self.tel.set_histogram(kind, close.model, close.version, name, edges.tolist(), counts.tolist(),
                                total_sum, count)
 
-    def _quality(self, close: WindowClose) -> tuple[dict[str, float], float | None]:
+    def _quality(self, close: WindowClose, judgement: Judgement) -> tuple[dict[str, float], float | None]:
         from driftcar.stats import classification_scores, regression_scores
 
-        state = close.state
         performance: dict[str, float] = {}
         if close.y_true:
             y_true = np.asarray(close.y_true)
             y_pred = np.asarray(close.y_pred)
-            classification = state.classification
+            classification = close.classification
             if classification is None:
                 classification = y_pred.dtype.kind not in "f"
             scores = classification_scores(y_true, y_pred) if classification else regression_scores(y_true, y_pred)
@@ -320,8 +314,8 @@ class Evaluator:
                 continue
             value = values[metric]
             bad = value < threshold if HIGHER_IS_BETTER[metric] else value > threshold
-            was = state.degraded.get(metric, False)
-            state.degraded[metric] = bad
+            was = judgement.degraded.get(metric, False)
+            judgement.degraded[metric] = bad
             if bad and not was:
                 self.tel.emit_event("driftcar.performance.degraded", "WARN",
                                     f"{close.model}@{close.version} {metric} {value:.4g} "

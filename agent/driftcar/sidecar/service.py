@@ -137,7 +137,8 @@ class SidecarService:
     def _after_close(self, closes) -> None:
         if self.checkpointer is not None:
             self.checkpointer.save()
-        self.sliding.refresh(close.state for close in closes)  # the views clients poll, off their requests
+        states = [self.store.models.get((c.model, c.version)) for c in closes]
+        self.sliding.refresh(s for s in states if s is not None)  # the views clients poll, off their requests
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Iterable
 
-from driftcar.sidecar.state import EvaluationResult, ModelState
+from driftcar.sidecar.judgement import EvaluationResult
+from driftcar.sidecar.state import ModelState
 
 if TYPE_CHECKING:
     from driftcar.stats import DriftConfig

@@ -1,15 +1,30 @@
-"""Per-(model, version) state: reference, current window, closed windows, label join,
-golden signals, trace-id samples and hook counters.
+"""Per-(model, version) state and the store of all of them.
+
+A :class:`ModelState` is made of parts, each with one concern and each serialising itself
+for the checkpoint:
+
+- ``reference`` (:class:`~driftcar.sidecar.reference.ReferenceBuilder`): the reference from a
+  file, inline reference batches or the first live rows;
+- ``series`` (:class:`~driftcar.stats.windows.WindowSeries`): the open window, the kept closed
+  windows (compacted) and the cumulative sketch; one per reference;
+- ``labels`` (:class:`~driftcar.sidecar.labels.LabelJoin`): predictions waiting for labels;
+- ``signals`` (:class:`~driftcar.sidecar.signals.GoldenSignals`): calls, durations, rows,
+  trace samples, hook drop counts;
+- ``coverage`` (:class:`~driftcar.sidecar.coverage.Coverage`): which features arrive;
+- ``judgement`` (:class:`~driftcar.sidecar.judgement.Judgement`): the evaluator's part
+  (verdicts, last result), written by the evaluator's thread only.
+
+ModelState routes each batch to its parts and says what a reference change means for them.
 
 Data flow: the ingest worker thread calls :meth:`StateStore.apply` for each queued
 batch (one vectorized ``WindowSketch.update`` per batch); the evaluator calls
-:meth:`StateStore.close_windows` at each window boundary, which swaps every model's
-window for a fresh one and hands back immutable :class:`WindowClose` snapshots to be
-evaluated off the loop.
+:meth:`StateStore.close_windows` at each window boundary, which closes every model's
+window and hands back frozen :class:`WindowClose` values to be evaluated off the loop.
 
 Thread-safety: ``apply``, ``close_windows``, ``admit`` and ``restore`` take the
 store's lock; readers (the JSON API) only read attributes that are replaced whole
-(``ModelState.last``, ``ModelState.closed`` copies), never mutated in place.
+(``ModelState.last``, ``ModelState.verdicts``, ``ModelState.closed`` copies), never mutated
+in place.
 
 Bounds: at most ``max_models`` (model, version) pairs (others are refused at ingest
 with a reason), ``windows_kept`` closed windows per model, ``max_reference_rows``
@@ -20,132 +35,34 @@ the sketches (categories) and the telemetry (exported series).
 
 from __future__ import annotations
 
-import collections
 import logging
-import random
 import threading
 import time
-import warnings
-import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.config import ModelConfig, SidecarConfig
 from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mismatch, suggest, unknown_features_message
-from driftcar.sidecar.fleet.golden import GoldenWindow
 from driftcar.sidecar.ingest import Item
+from driftcar.sidecar.judgement import EvaluationResult, Judgement
+from driftcar.sidecar.labels import LabelJoin
 from driftcar.sidecar.messages import safe
-from driftcar.sidecar.telemetry.telemetry import HookDrops
-
-if TYPE_CHECKING:
-    from driftcar.stats import DriftReport, WindowSketch
+from driftcar.sidecar.reference import ReferenceBuilder
+from driftcar.sidecar.signals import EMPTY, GoldenSignals
+from driftcar.stats.windows import ClosedWindow, WindowSeries
 
 __all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
 
 log = logging.getLogger("driftcar.sidecar.state")
 
-REASONS = ("expired", "unknown_id", "evicted")
-_JOINER_COUNTERS = {"expired": "expired", "unknown_id": "unmatched_labels", "evicted": "evicted"}  # reason -> LabelJoiner attribute
-#: exported in place of an empty string value (attribute values must not be empty)
-EMPTY = "(empty)"
 
-
-_SPARSE = b"DCW\x01"  # closed-window blob: sparse fine-grid counts and sums (older blobs: zlib of to_bytes)
-
-
-def _pack_window(sketch) -> bytes:
-    """A window sketch's bytes, its fine grid stored sparse; exact (every array bit for bit).
-
-    Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is mostly
-    empty bins. Stored as the positions of non-empty bins, their counts in the narrowest unsigned
-    type and their sums' raw float64 bytes, then zlib, a window takes 17-29 % less than zlib of
-    the dense arrays (20-200 rows per window; ``benchmarks/bench_sidecar.py``). The sums are the
-    floor: ~8 incompressible bytes per non-empty bin. Falls back to the dense form when a sum sits
-    in an empty bin (never produced by ``WindowSketch.update``, but bytes must round-trip).
-    """
-    counts, sums = sketch.num_counts, sketch.num_sums
-    pos = np.flatnonzero(counts)
-    empty_sums = np.delete(sums.reshape(-1).view(np.uint64), pos)
-    if counts.min(initial=0) < 0 or empty_sums.any():
-        return zlib.compress(sketch.to_bytes(), 1)
-    rest = sketch.copy()
-    rest.num_counts = np.zeros_like(counts)
-    rest.num_sums = np.zeros_like(sums)
-    frame = rest.to_bytes()
-    values = counts.reshape(-1)[pos]
-    dtype = np.min_scalar_type(int(values.max(initial=0)))
-    gaps = np.diff(pos, prepend=0).astype(np.uint32)
-    head = np.array([len(frame), len(pos), dtype.itemsize], dtype=np.uint64).tobytes()
-    body = b"".join([head, frame, gaps.tobytes(), values.astype(dtype).tobytes(), sums.reshape(-1)[pos].tobytes()])
-    return _SPARSE + zlib.compress(body, 1)
-
-
-def _unpack_window(blob: bytes, profile):
-    from driftcar.stats import WindowSketch
-
-    if not blob.startswith(_SPARSE):
-        return WindowSketch.from_bytes(zlib.decompress(blob), profile)
-    body = zlib.decompress(blob[len(_SPARSE):])
-    n_frame, n, size = (int(v) for v in np.frombuffer(body, np.uint64, 3))
-    at = 24
-    sketch = WindowSketch.from_bytes(body[at:at + n_frame], profile)
-    at += n_frame
-    pos = np.cumsum(np.frombuffer(body, np.uint32, n, at), dtype=np.int64)
-    at += 4 * n
-    dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size]
-    counts = np.frombuffer(body, dtype, n, at)
-    at += size * n
-    sketch.num_counts.reshape(-1)[pos] = counts
-    sketch.num_sums.reshape(-1)[pos] = np.frombuffer(body, np.float64, n, at)
-    return sketch
-
-
-class ClosedWindow:
-    """A closed window kept for the API, sliding views and checkpoints.
-
-    Kept compact: :meth:`compact` (called off the loop by the evaluator) replaces the
-    live sketch with its packed bytes (:func:`_pack_window`: ~0.3-1.6 KB per feature for
-    20-200 rows, against ~6.5 KB live), and :attr:`sketch` decodes on demand. ``blob()``
-    is what checkpoints store, so a window is serialised once in its life.
-    """
-
-    __slots__ = ("start_ns", "end_ns", "rows", "profile", "_sketch", "_blob")
-
-    def __init__(self, start_ns: int, end_ns: int, rows: int, sketch: Any = None, *, profile: Any = None,
-                 blob: bytes | None = None):
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.rows = rows
-        self.profile = profile if profile is not None else getattr(sketch, "profile", None)
-        self._sketch = sketch
-        self._blob = blob
-
-    def blob(self) -> bytes:
-        blob = self._blob
-        if blob is None:
-            blob = _pack_window(self._sketch)
-        return blob
-
-    def compact(self) -> None:
-        if self._blob is None:
-            self._blob = _pack_window(self._sketch)
-        self._sketch = None
-
-    @property
-    def sketch(self):
-        sketch = self._sketch
-        if sketch is not None:
-            return sketch
-        return _unpack_window(self._blob, self.profile)
-
-
-@dataclass
+@dataclass(frozen=True)
 class WindowClose:
-    """Everything the evaluator needs about one just-closed window (owned by the evaluator)."""
+    """One just-closed window of one model, as the evaluator, the forwarder and the checkpoint
+    see it: a value, with no way back to the state that keeps changing."""
 
-    state: "ModelState"
     model: str
     version: str
     profile: Any
@@ -160,80 +77,21 @@ class WindowClose:
     trace_ids: list[str]
     final: bool = False
     golden: Any = None  # driftcar.sidecar.fleet.GoldenWindow: the window's calls and durations (forwarded)
+    cumulative: Any = None  # merge of every closed window since the reference (exported histograms)
+    classification: bool | None = None  # the model's predictions are classes (None: not known yet)
+    coverage_share: float | None = None  # share of the reference's features seen (summary line)
+    reference: int = 0  # generation of the model's reference the window was sketched against
 
 
-@dataclass
-class EvaluationResult:
-    """What the API shows for a model: the last evaluated window (replaced whole)."""
+@dataclass(frozen=True)
+class Saved:
+    """A model's state for a checkpoint: each part's small fields, and the large objects that
+    serialise themselves (``profile.to_bytes``, ``ClosedWindow.blob``, the cumulative blob)."""
 
-    start_ns: int
-    end_ns: int
-    rows: int
-    report: DriftReport | None
-    verdicts: dict[str, bool]
-    performance: dict[str, float]
-    estimated_accuracy: float | None
-    sketch: WindowSketch | None
-
-
-def _stack(chunks: list) -> np.ndarray | list:
-    if all(isinstance(c, np.ndarray) for c in chunks):
-        return np.concatenate(chunks) if chunks else np.empty(0)
-    out: list = []
-    for c in chunks:
-        out.extend(c.tolist() if isinstance(c, np.ndarray) else c)
-    return out
-
-
-def _copy(data):
-    return data.copy() if isinstance(data, np.ndarray) else list(data)
-
-
-class _RowBuffer:
-    """Columnar rows kept to build a profile (reference batches or the first live rows)."""
-
-    def __init__(self, max_rows: int):
-        self.max_rows = max_rows
-        self.rows = 0
-        self.dropped = 0
-        self.features: dict[str, list] = collections.defaultdict(list)
-        self.labels: list = []
-        self.predictions: list = []
-
-    def add(self, features: dict, labels=None, predictions=None, rows: int = 0) -> int:
-        take = min(rows, self.max_rows - self.rows)
-        self.dropped += rows - take
-        if take <= 0:
-            return 0
-        # copies: a slice of a decoded column would keep the whole request body alive
-        for name, data in features.items():
-            self.features[name].append(_copy(data[:take]))
-        if labels is not None:
-            self.labels.append(_copy(labels[:take]))
-        if predictions is not None:
-            self.predictions.append(_copy(predictions[:take]))
-        self.rows += take
-        return take
-
-    def build(self, source: str):
-        from driftcar.stats import profile
-
-        # a feature seen in only some batches gets NaN / None for the others' rows
-        X = {name: _stack(chunks) for name, chunks in self.features.items()
-             if sum(len(c) for c in chunks) == self.rows}
-        y = _stack(self.labels) if self.labels and sum(len(c) for c in self.labels) == self.rows else None
-        pred = (_stack(self.predictions)
-                if self.predictions and sum(len(c) for c in self.predictions) == self.rows else None)
-        with warnings.catch_warnings(record=True) as caught:  # what profiling inferred goes to the log
-            warnings.simplefilter("always")
-            prof = profile(X, y, pred)
-        for warning in caught:
-            log.warning("reference built from %d %s rows: %s", self.rows, source, warning.message)
-        try:
-            prof.source = source
-        except AttributeError:  # frozen profile: the state records the source itself
-            pass
-        return prof
+    fields: dict
+    profile: Any
+    windows: list
+    cumulative: Callable[[], bytes] | None
 
 
 def _is_categorical(data) -> bool:
@@ -243,53 +101,72 @@ def _is_categorical(data) -> bool:
 class ModelState:
     """State of one (model, version). Mutated only under the store's lock."""
 
-    def __init__(self, model: str, version: str, config: SidecarConfig, telemetry, now_ns: int,
-                 drift_config: Any = None):
-        from driftcar.stats import LabelJoiner
-
+    def __init__(self, model: str, version: str, config: ModelConfig, telemetry, now_ns: int):
         self.model = model
         self.version = version
         self.config = config
         self.tel = telemetry
-        self.profile = None
-        self.reference_source: str | None = None
-        self.reference_file: str | None = None
-        self.window = None
+        self.reference = ReferenceBuilder(f"{model}@{version}", config.max_reference_rows,
+                                          config.live_reference_rows)
+        self.series: WindowSeries | None = None  # the model's windows, once it has a reference
         self.window_start_ns = now_ns
-        self.window_rows = 0
         self.unprofiled_rows = 0  # live rows seen while no reference existed and none could be built
-        self.closed: collections.deque[ClosedWindow] = collections.deque(maxlen=config.windows_kept)
-        self.cumulative = None  # merge of every closed window since the reference (exported histograms)
-        self.reference_buffer: _RowBuffer | None = None
-        self._reference_recent = False
-        self.ignored_reference_rows = 0
-        self._ignored_reference_logged = False
-        self.live_buffer: _RowBuffer | None = (
-            _RowBuffer(config.live_reference_rows) if config.live_reference_rows > 0 else None
-        )
-        self.joiner = LabelJoiner(ttl_s=config.label_ttl_s, max_rows=config.label_max_rows)
-        self._joiner_seen = {r: 0 for r in REASONS}
-        self.y_true: list = []
-        self.y_pred: list = []
-        self.proba_sum = 0.0
-        self.proba_n = 0
-        self.trace_ids: list[str] = []
-        self._trace_seen = 0
-        self._rng = random.Random(hash((model, version)) & 0xFFFF)
-        self.hook_drops = HookDrops()  # the hook instances' own drop counts (the metric's rule and cap)
-        self.rows_total = 0
-        self.batches_total = 0
+        self.labels = LabelJoin(model, version, config.label_ttl_s, config.label_max_rows, telemetry)
+        self.signals = GoldenSignals(model, version, config.trace_samples, telemetry)
         self.classification: bool | None = None
-        self.last: EvaluationResult | None = None
-        self.verdicts: dict[str, bool] = {}
-        self.tracker = None
-        self.degraded: dict[str, bool] = {}
-        self.drift_config = drift_config if drift_config is not None else config.drift
+        self.judgement = Judgement()  # the evaluator's part: written by its thread only
         self.coverage = Coverage()
-        self.live_started_ns: int | None = None  # first row taken into a live reference
-        self.live_reference_rows: dict | None = None  # which live rows became the reference
-        self.golden = GoldenWindow()  # this window's calls and durations, for fleet forwarding
         self.fleet: dict | None = None  # gateway role: who reported the last fleet window
+
+    @property
+    def profile(self):
+        """The reference profile (None until there is one)."""
+        return self.reference.profile
+
+    @property
+    def reference_source(self) -> str | None:
+        return self.reference.source
+
+    @property
+    def reference_file(self) -> str | None:
+        return self.reference.file
+
+    @property
+    def window(self):
+        """The open window's sketch (None without a reference)."""
+        return self.series.current if self.series is not None else None
+
+    @property
+    def window_rows(self) -> int:
+        return self.series.rows if self.series is not None else 0
+
+    @property
+    def closed(self):
+        """The kept closed windows, oldest first (the evaluator's thread appends: copy to iterate)."""
+        return self.series.closed if self.series is not None else ()
+
+    @property
+    def cumulative(self):
+        """Merge of every closed window since the reference (the exported histograms)."""
+        return self.series.cumulative if self.series is not None else None
+
+    @property
+    def rows_total(self) -> int:
+        return self.signals.rows_total
+
+    @property
+    def batches_total(self) -> int:
+        return self.signals.batches_total
+
+    @property
+    def verdicts(self):
+        """feature -> True while drifted, about the current reference (read-only)."""
+        return self.judgement.verdicts_for(self.reference.generation) if self.profile is not None else {}
+
+    @property
+    def last(self) -> EvaluationResult | None:
+        """The last evaluated window (replaced whole by the evaluator)."""
+        return self.judgement.last
 
     @property
     def label(self) -> str:
@@ -299,15 +176,8 @@ class ModelState:
     # ------------------------------------------------------------------ reference
     def set_profile(self, prof, source: str, file: str | None = None) -> None:
         """Adopt a reference; the current window restarts bound to its bins."""
-        self.profile = prof
-        self.reference_source = source
-        self.reference_file = file
-        self.window = prof.new_window()
-        self.cumulative = None
-        self.closed.clear()
-        self.tracker = None
-        self.verdicts = {}
-        self.live_buffer = None
+        self.reference.adopt(prof, source, file)
+        self.series = WindowSeries(prof, self.config.window_s, self.config.windows_kept)
         features = list(prof.features)
         self.coverage.bind(features)
         log.info("model %s@%s: reference from %s (%s features)", self.model, self.version, source, len(features))
@@ -315,7 +185,8 @@ class ModelState:
 
     def _check_drift_settings(self, features: list[str]) -> None:
         """Per-feature drift settings naming no feature of the reference are a typo, said once."""
-        configured = list(self.drift_config.features) if self.drift_config is not None else []
+        drift = self.config.drift
+        configured = list(drift.features) if drift is not None else []
         known = set(features) | {"__prediction__", "__multivariate__"}
         unknown = [name for name in configured if name not in known]
         if not unknown:
@@ -331,8 +202,8 @@ class ModelState:
         """A window of live rows without any reference (judged at the close: reference batches
         sent with the first predictions may still be on their way): say which binding was
         missed, or that live rows become the reference."""
-        named = sorted(k for k in self.config.references if k != "*")
-        live = self.live_buffer.max_rows if self.live_buffer is not None else 0
+        named = list(self.config.named_references)
+        live = self.reference.live.max_rows if self.reference.live is not None else 0
         if named:
             body, hints = no_reference_message(self.model, self.version, named, live)
             report_mismatch(self.coverage, self.tel, self.model, self.version, "no_reference", body,
@@ -346,71 +217,38 @@ class ModelState:
                     "(live_reference_rows 0): drift is not evaluated for it")
             report_mismatch(self.coverage, self.tel, self.model, self.version, "no_reference", body, [self.model])
 
-    def _seal_reference_batches(self) -> None:
-        buf = self.reference_buffer
-        if buf is None or buf.rows == 0:
-            return
-        self.reference_buffer = None
-        try:
-            self.set_profile(buf.build("training"), "batch")
-        except Exception as exc:  # bad reference data must not kill the worker
-            log.warning("model %s@%s: cannot build a profile from reference batches: %s",
-                        self.model, self.version, exc)
+    def _seal_reference_batches(self, at_close: bool = False, final: bool = False) -> None:
+        prof = self.reference.seal(at_close, final)
+        if prof is not None:
+            self.set_profile(prof, "batch")
 
     # ------------------------------------------------------------------ apply
     def apply(self, item: Item, now_s: float) -> None:
         batch = item.batch
-        self.batches_total += item.batches
+        self.signals.batches_total += item.batches
         if batch.kind == "reference":
             self._apply_reference(batch)
         elif batch.kind == "labels":
             self._apply_labels(batch, now_s)
         else:
             self._apply_inference(item, now_s)
-        self._hook_counters(batch.hook)
+        self.signals.hook_counters(batch.hook)
 
     def _apply_reference(self, batch) -> None:
-        if self.reference_source == "file":  # an operator-given reference file wins over the hook's
-            self.ignored_reference_rows += batch.rows
-            if not self._ignored_reference_logged:
-                self._ignored_reference_logged = True
-                log.warning("model %s@%s: reference batches ignored, the reference file %s is configured",
-                            self.model, self.version, self.reference_file)
-            return
-        self._reference_recent = True
-        if self.reference_buffer is None:
-            self.reference_buffer = _RowBuffer(self.config.max_reference_rows)
         features = {n: batch.columns[n] for n in batch.names("feature")}
         labels = batch.columns[batch.names("label")[0]] if batch.names("label") else None
         preds = batch.columns[batch.names("prediction")[0]] if batch.names("prediction") else None
-        self.reference_buffer.add(features, labels, preds, batch.rows)
+        self.reference.add_batch(features, labels, preds, batch.rows)
 
     def _apply_labels(self, batch, now_s: float) -> None:
         ids_cols, label_cols = batch.names("id"), batch.names("label")
         if not ids_cols or not label_cols:
             return
-        y_true, y_pred = self.joiner.add_labels(batch.columns[ids_cols[0]], batch.columns[label_cols[0]], now_s)
-        if len(y_true):
-            self.y_true.extend(np.asarray(y_true).tolist())
-            self.y_pred.extend(np.asarray(y_pred).tolist())
-        self._report_unmatched()
-
-    def sync_unmatched_counters(self) -> None:
-        """Take the joiner's current counters as already reported (after a restore)."""
-        for reason, attr in _JOINER_COUNTERS.items():
-            self._joiner_seen[reason] = int(getattr(self.joiner, attr))  # attr: a LabelJoiner counter
-
-    def _report_unmatched(self) -> None:
-        for reason, attr in _JOINER_COUNTERS.items():
-            value = int(getattr(self.joiner, attr))
-            delta = value - self._joiner_seen[reason]
-            if delta > 0:
-                self.tel.add_labels_unmatched(self.model, self.version, reason, delta)
-                self._joiner_seen[reason] = value
+        self.labels.add_labels(batch.columns[ids_cols[0]], batch.columns[label_cols[0]], now_s)
 
     def _apply_inference(self, item: Item, now_s: float) -> None:
         batch = item.batch
-        self._golden_signals(batch, item)
+        self.signals.observe(batch, item.trace_id)
         features = {n: batch.columns[n] for n in batch.names("feature")}
         pred_names = batch.names("prediction")
         predictions = all_predictions = batch.columns[pred_names[0]] if pred_names else None
@@ -418,19 +256,19 @@ class ModelState:
         probabilities = None
         if proba_names:
             probabilities = np.column_stack([np.asarray(batch.columns[n], dtype=np.float64) for n in proba_names])
-        if self.reference_buffer is not None:
+        if self.reference.batches is not None:
             self._seal_reference_batches()
-        self._observe_coverage(features, batch.rows, now_s)
-        if self.profile is None and self.live_buffer is not None and batch.rows:
-            taken = self.live_buffer.add(features, None, predictions, batch.rows)
-            if self.live_buffer.rows >= self.live_buffer.max_rows:
-                self._take_live_reference(now_s)
+        self._observe_coverage(features, batch.rows)
+        if self.profile is None and self.reference.live is not None and batch.rows:
+            taken, prof = self.reference.take_live(features, predictions, batch.rows, now_s)
+            if prof is not None:
+                self._adopt_live_reference(prof, now_s)
             if taken:  # rows that became the reference are not compared with themselves
                 features = {n: d[taken:] for n, d in features.items()}
                 predictions = predictions[taken:] if predictions is not None else None
         rows_left = len(next(iter(features.values()))) if features else (
             len(predictions) if predictions is not None else 0)
-        if self.window is not None and rows_left:
+        if self.series is not None and rows_left:
             columns: dict = dict(features)
             roles = {n: "feature" for n in features}
             if predictions is not None:
@@ -440,8 +278,7 @@ class ModelState:
                 for n in proba_names:
                     columns[n] = batch.columns[n]
                     roles[n] = "probability"
-            self.window.update(columns, roles)
-            self.window_rows += rows_left
+            self.series.update(columns, roles, rows_left)
         elif rows_left:
             self.unprofiled_rows += rows_left
         if all_predictions is not None:
@@ -453,130 +290,59 @@ class ModelState:
                     all_predictions) else None).astype(str), return_counts=True)
                 for value, count in zip(values.tolist(), counts.tolist()):
                     self.tel.add_prediction_class(self.model, self.version, value or EMPTY, int(count))
-        if probabilities is not None and probabilities.size:
-            best = np.nanmax(probabilities, axis=1)
-            best = best[np.isfinite(best)]
-            self.proba_sum += float(best.sum())
-            self.proba_n += int(best.size)
+        if probabilities is not None:
+            self.labels.add_probabilities(probabilities)
         ids = batch.names("id")
         if ids and all_predictions is not None:
-            self.joiner.add_predictions(batch.columns[ids[0]], all_predictions, now_s)
-            self._report_unmatched()
+            self.labels.add_predictions(batch.columns[ids[0]], all_predictions, now_s)
 
-    def _observe_coverage(self, features: dict, rows: int, now_s: float) -> None:
+    def _observe_coverage(self, features: dict, rows: int) -> None:
         if not rows:
             return
-        if self.profile is None and self.live_buffer is not None and self.live_started_ns is None:
-            self.live_started_ns = int(now_s * 1e9)
         unknown = self.coverage.observe(features, rows, self.profile is not None)
         if unknown and "unknown_features" not in self.coverage.mismatches:
             body, hints = unknown_features_message(self.label, unknown, self.coverage.profiled)
             report_mismatch(self.coverage, self.tel, self.model, self.version, "unknown_features", body,
                             unknown, hints)
 
-    def _take_live_reference(self, now_s: float) -> None:
-        buf, self.live_buffer = self.live_buffer, None
-        try:
-            self.set_profile(buf.build("live"), "live")
-        except Exception as exc:
-            log.warning("model %s@%s: cannot build a live reference: %s", self.model, self.version, exc)
-            return
-        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((self.live_started_ns or 0) / 1e9))
+    def _adopt_live_reference(self, prof, now_s: float) -> None:
+        self.set_profile(prof, "live")
+        taken = self.reference.live_rows
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((taken["from_unix_nano"] or 0) / 1e9))
         end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s))
-        self.live_reference_rows = {"rows": buf.rows, "from_unix_nano": self.live_started_ns,
-                                    "to_unix_nano": int(now_s * 1e9)}
-        body = (f"{self.label}: no reference; the first {buf.rows} live rows (received {start} .. "
+        body = (f"{self.label}: no reference; the first {taken['rows']} live rows (received {start} .. "
                 f"{end} UTC) were taken as the reference: drift is measured against them, not against training data")
         if not report_mismatch(self.coverage, self.tel, self.model, self.version, "live_reference", body,
                                [self.model]):
             log.warning("%s", body)
 
-    def _golden_signals(self, batch, item: Item) -> None:
-        calls = batch.calls
-        rows = batch.rows
-        if calls is not None and calls.rows:
-            cols = calls.columns
-            n = calls.rows
-            methods = np.asarray(cols["method"], dtype=object) if "method" in cols else np.full(n, "predict", object)
-            methods = np.where(methods == None, "predict", methods)  # noqa: E711 (element-wise)
-            errors = np.asarray(cols.get("error_type", [None] * n), dtype=object)
-            keys = collections.Counter(zip(methods.tolist(), errors.tolist()))
-            for (method, error), count in keys.items():
-                self.tel.add_calls(self.model, self.version, str(method) or EMPTY,
-                                   None if error is None else (str(error) or EMPTY), count)
-                self.golden.add_calls(str(method) or EMPTY, None if error is None else (str(error) or EMPTY), count)
-            if "duration_s" in cols:
-                durations = np.asarray(cols["duration_s"], dtype=np.float64)
-                for method in set(methods.tolist()):
-                    mask = methods == method
-                    self.tel.record_durations(self.model, self.version, str(method) or EMPTY, durations[mask])
-                    self.golden.add_durations(str(method) or EMPTY, durations[mask])
-            if "rows" in cols:
-                rows = int(np.asarray(cols["rows"], dtype=np.int64).sum())
-            if "trace_id" in cols:
-                for trace in cols["trace_id"]:
-                    if trace:
-                        self._sample_trace(trace)
-        if item.trace_id:
-            self._sample_trace(item.trace_id.hex())
-        self.rows_total += rows
-        if rows:
-            self.tel.add_rows(self.model, self.version, rows)
-
-    def _sample_trace(self, trace_id: str) -> None:
-        """Reservoir sampling: each trace id of the window has the same chance to be kept."""
-        k = self.config.trace_samples
-        if k <= 0:
-            return
-        self._trace_seen += 1
-        if len(self.trace_ids) < k:
-            self.trace_ids.append(trace_id)
-        else:
-            j = self._rng.randrange(self._trace_seen)
-            if j < k:
-                self.trace_ids[j] = trace_id
-
-    def _hook_counters(self, hook: dict) -> None:
-        instance = hook.get("instance")
-        dropped = hook.get("dropped_rows")
-        if isinstance(instance, str) and isinstance(dropped, int):
-            if self.hook_drops.update(instance, dropped) is not None:
-                self.tel.set_hook_dropped(self.model, self.version, instance, dropped)
-
     @property
     def hook_dropped(self) -> dict[str, int]:
         """The tracked hook instances' cumulative drop counts (a copy)."""
-        return dict(self.hook_drops.live)
+        return dict(self.signals.hook_drops.live)
 
     # ------------------------------------------------------------------ windows
     def close_window(self, now_ns: int, final: bool = False) -> WindowClose:
         # Reference batches are sealed into a profile by the next inference batch, or once a
         # whole window passed without more of them (a chunked reference may straddle a close).
-        if self.reference_buffer is not None and (not self._reference_recent or final):
-            self._seal_reference_batches()
-        self._reference_recent = False
-        sketch, self.window = self.window, (self.profile.new_window() if self.profile is not None else None)
-        close = WindowClose(
-            state=self, model=self.model, version=self.version, profile=self.profile, sketch=sketch,
-            start_ns=self.window_start_ns, end_ns=now_ns, rows=self.window_rows,
-            y_true=self.y_true, y_pred=self.y_pred, proba_sum=self.proba_sum, proba_n=self.proba_n,
-            trace_ids=list(self.trace_ids), final=final, golden=self.golden,
-        )
-        self.golden = GoldenWindow()
+        self._seal_reference_batches(at_close=True, final=final)
+        start_ns, rows = self.window_start_ns, self.window_rows
+        sketch = self.series.close(start_ns, now_ns) if self.series is not None else None
+        y_true, y_pred, proba_sum, proba_n = self.labels.take_window()
+        golden, trace_ids = self.signals.take_window()
         self.window_start_ns = now_ns
-        self.window_rows = 0
         self._close_coverage()
-        self.y_true, self.y_pred = [], []
-        self.proba_sum, self.proba_n = 0.0, 0
-        self.trace_ids, self._trace_seen = [], 0
-        if sketch is not None and close.rows:
-            self.closed.append(ClosedWindow(close.start_ns, close.end_ns, close.rows, sketch, profile=self.profile))
-            self.cumulative = sketch if self.cumulative is None else self.cumulative.merge(sketch)
-        self.joiner_expire(now_ns / 1e9)
-        return close
+        self.labels.expire(now_ns / 1e9)
+        return WindowClose(
+            model=self.model, version=self.version, profile=self.profile, sketch=sketch,
+            start_ns=start_ns, end_ns=now_ns, rows=rows, y_true=y_true, y_pred=y_pred, proba_sum=proba_sum,
+            proba_n=proba_n, trace_ids=trace_ids, final=final, golden=golden, cumulative=self.cumulative,
+            classification=self.classification, coverage_share=self.coverage.share,
+            reference=self.reference.generation,
+        )
 
     def _close_coverage(self) -> None:
-        if self.profile is None and self.coverage.window_rows and self.reference_buffer is None:
+        if self.profile is None and self.coverage.window_rows and self.reference.batches is None:
             self._report_no_reference()
         share, unseen = self.coverage.close_window(self.profile is not None)
         if share is None:
@@ -591,12 +357,36 @@ class ModelState:
 
     def compact_closed(self) -> None:
         """Compress closed windows still held live (evaluator thread, after evaluation)."""
-        for window in list(self.closed):
-            window.compact()
+        if self.series is not None:
+            self.series.compact()
 
-    def joiner_expire(self, now_s: float) -> None:
-        self.joiner.expire(now_s)
-        self._report_unmatched()
+    # ------------------------------------------------------------------ checkpoint
+    def saved(self) -> Saved:
+        """What a checkpoint keeps (under the store's lock: references only, serialised later)."""
+        series = self.series
+        return Saved(
+            fields={**self.reference.to_state(), "verdicts": dict(self.verdicts), **self.signals.to_state(),
+                    "joiner": self.labels.to_bytes()},
+            profile=self.profile,
+            windows=list(series.closed) if series is not None else [],
+            cumulative=series.cumulative_blob if series is not None and series.cumulative is not None else None,
+        )
+
+    def restore(self, fields: dict, profile: Callable[[], Any] | None,
+                windows: Callable[[Any], list[ClosedWindow]], cumulative: Callable[[], bytes] | None) -> None:
+        """Read back what :meth:`saved` kept; the large parts are read only when they apply (a
+        configured reference file wins over the saved reference, and windows belong to it)."""
+        if profile is not None and self.reference.source != "file":
+            self.set_profile(profile(), fields.get("reference_source") or "batch", fields.get("reference_file"))
+        if self.profile is not None and fields.get("reference_source") == self.reference.source:
+            self.series.restore(windows(self.profile), cumulative() if cumulative is not None else None)
+            self.judgement.restore(self.reference.generation, fields.get("verdicts") or {})
+        self.signals.restore(fields)
+        if fields.get("joiner"):
+            try:
+                self.labels.restore(fields["joiner"])
+            except Exception as exc:
+                log.warning("label buffer of %s not restored: %s", self.label, exc)
 
     def summary(self) -> dict:
         """JSON-ready overview for ``GET /v1/models``."""
@@ -604,24 +394,18 @@ class ModelState:
         return {
             "name": self.model,
             "version": self.version,
-            "reference": None if self.profile is None else {
-                "source": self.reference_source,
-                "file": self.reference_file,
-                "rows": int(self.profile.rows),
-                "features": sorted(self.profile.features),
-                "live_rows": self.live_reference_rows,
-            },
+            "reference": self.reference.summary(),
             "coverage": self.coverage.as_dict(),
-            "rows_total": self.rows_total,
-            "batches_total": self.batches_total,
+            "rows_total": self.signals.rows_total,
+            "batches_total": self.signals.batches_total,
             "unprofiled_rows": self.unprofiled_rows,
-            "ignored_reference_rows": self.ignored_reference_rows,
+            "ignored_reference_rows": self.reference.ignored_rows,
             "window": {"start_unix_nano": self.window_start_ns, "rows": self.window_rows},
             "closed_windows": len(self.closed),
             "last_evaluated": None if last is None else {"start_unix_nano": last.start_ns,
                                                          "end_unix_nano": last.end_ns, "rows": last.rows},
             "drift_detected": sorted(f for f, v in self.verdicts.items() if v),
-            "hook_dropped_rows": self.hook_drops.total,
+            "hook_dropped_rows": self.signals.hook_drops.total,
             **({"fleet": self.fleet} if self.fleet is not None else {}),
         }
 
@@ -632,7 +416,7 @@ class StateStore:
     def __init__(self, config: SidecarConfig, telemetry, clock: Callable[[], int] = time.time_ns,
                  load_profile: Callable[[str], Any] | None = None, drift_config: Any = None):
         self.config = config
-        self.drift_config = drift_config  # None: config.drift (unknown feature names are reported per model)
+        self.model_config = config.model_config(drift_config)  # what each model's state reads
         self.tel = telemetry
         self.clock = clock
         self.lock = threading.RLock()
@@ -678,7 +462,7 @@ class StateStore:
         key = (model, version)
         state = self.models.get(key)
         if state is None:
-            state = ModelState(model, version, self.config, self.tel, self.clock(), self.drift_config)
+            state = ModelState(model, version, self.model_config, self.tel, self.clock())
             path = self.config.reference_for(model, version)
             if path:
                 state.set_profile(self.file_profile(path), "file", path)
@@ -695,6 +479,12 @@ class StateStore:
         now = self.clock()
         with self.lock:
             return [state.close_window(now, final) for state in self.models.values()]
+
+    def compact(self, model: str, version: str) -> None:
+        """Compress the model's closed windows still held live (evaluator thread, after evaluation)."""
+        state = self.models.get((model, version))
+        if state is not None:
+            state.compact_closed()
 
     def find(self, model: str, version: str | None = None) -> list[ModelState]:
         return [s for (m, v), s in list(self.models.items()) if m == model and (version is None or v == version)]

@@ -53,7 +53,7 @@ def _request(model: str, replica: str, start_ns: int, rows: int = 200):
     sketch.update({f"x{i}": np.random.default_rng(hash((model, replica)) & 0xFFFF).normal(size=rows) for i in range(3)})
     golden = GoldenWindow()
     golden.add_calls("predict", None, rows)
-    close = WindowClose(state=None, model=model, version="1", profile=PROFILE, sketch=sketch, start_ns=start_ns,
+    close = WindowClose(model=model, version="1", profile=PROFILE, sketch=sketch, start_ns=start_ns,
                         end_ns=start_ns + int(WINDOW * 1e9), rows=rows, y_true=[], y_pred=[], proba_sum=0.0,
                         proba_n=0, trace_ids=[], golden=golden)
     rec = window_record(close, replica, WINDOW)  # the reference rides along: gateways learn it from the stream

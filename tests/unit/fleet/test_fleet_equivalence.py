@@ -10,6 +10,8 @@ A replica that reports late or never: the window closes at the bound and says so
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -48,10 +50,6 @@ def _rows(n: int, seed: int = 2) -> dict:
             "pred": rng.integers(0, 2, n), "label": rng.integers(0, 2, n)}
 
 
-class _FakeState:
-    """What window_record reads from a closed pod window."""
-
-
 def _replica_close(rows: dict, lo: int, hi: int, replica: int) -> WindowClose:
     sketch = REFERENCE.new_window()
     cols = {k: rows[k][lo:hi] for k in ("a", "b", "c", "city")}
@@ -61,7 +59,7 @@ def _replica_close(rows: dict, lo: int, hi: int, replica: int) -> WindowClose:
     golden.add_calls("predict", None, hi - lo)
     golden.add_durations("predict", np.full(hi - lo, 0.003))
     # each replica closes a few ms after the boundary, as real ticks do
-    return WindowClose(state=_FakeState(), model="churn", version="3", profile=REFERENCE, sketch=sketch,
+    return WindowClose(model="churn", version="3", profile=REFERENCE, sketch=sketch,
                        start_ns=START + replica, end_ns=END + 3_000_000 + replica * 1000, rows=hi - lo,
                        y_true=rows["label"][lo:hi].tolist(), y_pred=rows["pred"][lo:hi].tolist(),
                        proba_sum=0.0, proba_n=0, trace_ids=[], golden=golden)
@@ -136,7 +134,7 @@ def test_a_replica_that_never_reports_closes_the_window_at_the_bound():
     for i in range(3):
         lo, hi = splits[i]
         close = _replica_close(rows, lo, hi, i)
-        close.end_ns += int(W * 1e9)
+        close = dataclasses.replace(close, end_ns=close.end_ns + int(W * 1e9))
         assert gateway.add(decode_window(encode_window(window_record(close, f"pod-{i}", W)))) == "merged"
     assert gateway.close_due(now_ns=nxt + int(W * 1e9) + 29 * 10**9) == []
     # ... and at the bound it closes, saying who is missing
@@ -148,7 +146,7 @@ def test_a_replica_that_never_reports_closes_the_window_at_the_bound():
     # pod-3 reports after the close: late, counted, not merged
     lo, hi = splits[3]
     close = _replica_close(rows, lo, hi, 3)
-    close.end_ns += int(W * 1e9)
+    close = dataclasses.replace(close, end_ns=close.end_ns + int(W * 1e9))
     assert gateway.add(decode_window(encode_window(window_record(close, "pod-3", W)))) == "late"
     assert gateway.counts["late"] == 1
 
@@ -165,7 +163,7 @@ def test_a_window_closes_early_once_every_previous_replica_reported():
     for i in range(3):
         lo, hi = splits[i]
         close = _replica_close(rows, lo, hi, i)
-        close.end_ns += int(W * 1e9)
+        close = dataclasses.replace(close, end_ns=close.end_ns + int(W * 1e9))
         rec = decode_window(encode_window(window_record(close, f"pod-{i}", W)))
         assert gateway.close_due(now_ns=nxt_end) == []  # still waiting for someone
         gateway.add(rec)

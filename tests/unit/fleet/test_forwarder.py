@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -51,7 +52,7 @@ def _close(model="m", rows=100):
     sketch.update({"x": np.random.default_rng(rows).normal(size=rows)})
     golden = GoldenWindow()
     golden.add_calls("predict", None, rows)
-    return WindowClose(state=None, model=model, version="1", profile=PROFILE, sketch=sketch, start_ns=END - 60 * 10**9,
+    return WindowClose(model=model, version="1", profile=PROFILE, sketch=sketch, start_ns=END - 60 * 10**9,
                        end_ns=END + 5_000_000, rows=rows, y_true=[], y_pred=[], proba_sum=0.0, proba_n=0,
                        trace_ids=[], golden=golden)
 
@@ -132,7 +133,7 @@ def test_empty_windows_are_not_sent():
     exporter = ScriptedExporter()
     fwd, _ = _forwarder(exporter)
     empty = _close(rows=0)
-    empty.rows, empty.golden = 0, GoldenWindow()
+    empty = dataclasses.replace(empty, rows=0, golden=GoldenWindow())
     assert fwd.offer([empty]) == 0
 
 

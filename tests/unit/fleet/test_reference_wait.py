@@ -36,7 +36,7 @@ def _close(index: int, seed: int) -> WindowClose:
     sketch.update({"a": np.random.default_rng(seed).normal(size=100)})
     golden = GoldenWindow()
     golden.add_calls("predict", None, 100)
-    return WindowClose(state=None, model="churn", version="1", profile=REF, sketch=sketch, start_ns=index * WN,
+    return WindowClose(model="churn", version="1", profile=REF, sketch=sketch, start_ns=index * WN,
                        end_ns=(index + 1) * WN, rows=100, y_true=[], y_pred=[], proba_sum=0.0, proba_n=0,
                        trace_ids=[], golden=golden)
 

@@ -3,6 +3,7 @@ hook counters, trace samples, caps, window close/evaluate, events, checkpoints."
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -13,7 +14,7 @@ from driftcar.sidecar.config import load_config
 from driftcar.sidecar.evaluator import Evaluator
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.state import StateStore
-from driftcar.stats import DriftConfig, evaluate_drift, profile
+from driftcar.stats import DriftConfig, Profile, evaluate_drift, profile
 from driftcar.wire import Column, decode_batch, encode_batch
 
 from tests.unit.sidecar.batches import inference_body, numeric_frame
@@ -91,6 +92,34 @@ def test_empty_window_keeps_last_values_and_events_only_on_change():
     assert len(tel.events) == n_events
 
 
+def test_verdicts_belong_to_the_reference_they_were_judged_against():
+    store, evaluator, tel, clock = make()
+    ref = numeric_frame(2_000, 2, seed=1)
+    store.apply(item(reference(ref)))
+
+    def drifted_window(seed, equal_profile=False):
+        store.apply(item(inference_body(numeric_frame(500, 2, seed=seed, shift={"x0": 2.0}))))
+        clock.ns += 60 * 10**9
+        closes = store.close_windows()
+        if equal_profile:
+            closes = [dataclasses.replace(c, profile=Profile.from_bytes(state.profile.to_bytes())) for c in closes]
+            assert closes[0].profile is not state.profile
+            assert closes[0].profile.fingerprint == state.profile.fingerprint
+        evaluator.evaluate_all(closes)
+        return len([e for e in tel.events if e["event_name"] == "driftcar.drift.detected"
+                    and e["attributes"]["feature.name"] == "x0"])
+
+    state = store.models[("m", "1")]
+    assert drifted_window(2) == 1 and state.verdicts.get("x0") is True
+    # judged against the same reference, even as another, equal profile object (a fleet
+    # gateway's decoded records are), the verdict holds and does not re-alert
+    assert drifted_window(3, equal_profile=True) == 1 and state.verdicts.get("x0") is True
+    # a new reference starts with no verdicts: the same shift alerts again, once
+    state.set_profile(profile(ref), "batch")
+    assert not state.verdicts
+    assert drifted_window(4) == 2 and drifted_window(5) == 2
+
+
 def test_live_reference_from_first_rows_is_flagged():
     store, evaluator, tel, clock = make(live_reference_rows="500")
     store.apply(item(inference_body(numeric_frame(800, 2, seed=1))))
@@ -133,7 +162,8 @@ def test_golden_signals_hook_counters_and_trace_samples():
     assert durations["predict"] == [0.01, 0.02, 0.04] and durations["predict_proba"] == [0.03]
     assert tel.gauges[("hook_dropped", "m", "1", "h1")] == 4  # max per instance, never down
     state = store.models[("m", "1")]
-    assert len(state.trace_ids) == 3 and set(state.trace_ids) <= {"a" * 32, "b" * 32, "c" * 32, "00" * 16}
+    traces = state.signals.trace_ids
+    assert len(traces) == 3 and set(traces) <= {"a" * 32, "b" * 32, "c" * 32, "00" * 16}
 
 
 def test_model_cap_refuses_new_models_only():
@@ -187,10 +217,10 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     assert np.array_equal(restored.closed[0].sketch.feature("x0").counts, original.closed[0].sketch.feature("x0").counts)
     assert restored.hook_dropped == {"h": 9} and restored.verdicts == original.verdicts
     # the label buffer survives: predictions sent before the checkpoint meet labels after it
-    assert len(restored.joiner) == 40
+    assert len(restored.labels.joiner) == 40
     store2.apply(item(encode_batch("labels", [Column("id", "id", np.arange(40, dtype=np.int64)),
                                               Column("label", "label", [1] * 40)])))
-    assert len(restored.y_true) == 40 and restored.y_pred == [1] * 20 + [0] * 20
+    assert len(restored.labels.y_true) == 40 and restored.labels.y_pred == [1] * 20 + [0] * 20
     with open(os.path.join(tmp_path, "state.msgpack"), "r+b") as fh:
         fh.seek(10)
         fh.write(b"\xff" * 20)
@@ -231,3 +261,46 @@ def test_odd_call_tables_are_counted_not_fatal():
     text = tel.prometheus_text()
     assert 'method="(empty)",error_type="(empty)"} 1' in text.replace("error.type", "error_type")
     assert store.models[("m", "1")].rows_total == 3
+
+
+def test_a_checkpoint_written_before_the_state_split_restores(tmp_path, caplog):
+    import json
+    import shutil
+
+    import msgpack
+
+    from tests.unit.sidecar.checkpoint_fixture import DIRECTORY
+
+    directory = str(tmp_path / "state")
+    shutil.copytree(DIRECTORY, directory)
+    with open(os.path.join(directory, "expected.json")) as fh:
+        expected = json.load(fh)
+    store, evaluator, tel, clock = make()
+    assert Checkpointer(directory, store).restore() == 1
+    state = store.models[("m", "1")]
+    assert (state.profile.fingerprint, state.reference_source) == (expected["fingerprint"], expected["source"])
+    assert [w.rows for w in state.closed] == expected["closed_rows"]
+    assert np.asarray(state.closed[-1].sketch.feature("x1").counts).tolist() == expected["x1_counts"]
+    assert state.cumulative.rows == expected["cumulative_rows"]
+    assert sorted(f for f, v in state.verdicts.items() if v) == expected["verdicts"]
+    assert (state.hook_dropped, state.rows_total, state.batches_total) == (
+        expected["hook_dropped"], expected["rows_total"], expected["batches_total"])
+    assert len(state.labels.joiner) == expected["waiting_labels"]
+    # the restored verdicts hold: the next drifted window raises no second event
+    store.apply(item(inference_body(numeric_frame(400, 2, seed=5, shift={"x1": 2.0}))))
+    clock.ns += 60 * 10**9
+    evaluator.evaluate_all(store.close_windows())
+    assert not [e for e in tel.events if e["event_name"] == "driftcar.drift.detected"]
+    assert state.verdicts.get("x1") is True
+
+    # a format this code does not know is refused with a clear message, never fatal
+    path = os.path.join(directory, "state.msgpack")
+    with open(path, "rb") as fh:
+        index = msgpack.unpackb(fh.read(), raw=False)
+    index["v"] = 99
+    with open(path, "wb") as fh:
+        fh.write(msgpack.packb(index, use_bin_type=True))
+    store2, _, _, _ = make()
+    with caplog.at_level("WARNING", logger="driftcar.sidecar.checkpoint"):
+        assert Checkpointer(directory, store2).restore() == 0
+    assert "unknown checkpoint format 99" in caplog.text and not store2.models

@@ -235,16 +235,17 @@ class FleetGateway:
         if window.sketch is not None and (state.profile is None or state.profile.fingerprint != window.profile.fingerprint):
             state.set_profile(window.profile, "fleet")
         state.window_start_ns = window.end_ns
-        state.rows_total += window.rows
-        state.batches_total += len(reported)
+        state.signals.rows_total += window.rows
+        state.signals.batches_total += len(reported)
         if window.sketch is not None and window.rows:
-            state.closed.append(ClosedWindow(window.start_ns, window.end_ns, window.rows, window.sketch,
-                                             profile=window.profile))
-            state.cumulative = window.sketch if state.cumulative is None else state.cumulative.merge(window.sketch)
-        close = WindowClose(state=state, model=model, version=version, profile=window.profile, sketch=window.sketch,
+            state.series.keep_closed(ClosedWindow(window.start_ns, window.end_ns, window.rows, window.sketch,
+                                                  profile=window.profile))
+        close = WindowClose(model=model, version=version, profile=window.profile, sketch=window.sketch,
                             start_ns=window.start_ns, end_ns=window.end_ns, rows=window.rows, y_true=window.y_true,
                             y_pred=window.y_pred, proba_sum=window.proba_sum, proba_n=window.proba_n,
-                            trace_ids=window.trace_ids, golden=window.golden)
+                            trace_ids=window.trace_ids, golden=window.golden, cumulative=state.cumulative,
+                            classification=state.classification, coverage_share=state.coverage.share,
+                            reference=state.reference.generation)
         return close, result
 
     def _golden(self, window: FleetWindow) -> None:

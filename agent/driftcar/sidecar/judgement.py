@@ -1,0 +1,89 @@
+"""What the evaluator keeps per (model, version) between windows: verdicts, the last result,
+degraded flags.
+
+The evaluator's thread is the only writer (one evaluation runs at a time); the JSON API and the
+live page read :attr:`Judgement.verdicts` and :attr:`Judgement.last`, which are replaced whole,
+never mutated in place. Verdicts have one home, the :class:`~driftcar.stats.VerdictTracker`;
+``verdicts`` is its drifted set published for readers after each window.
+
+Verdicts belong to a reference: each reference a model adopts has a new number (the
+``generation`` of its :class:`~driftcar.sidecar.reference.ReferenceBuilder`, carried by every
+:class:`~driftcar.sidecar.state.WindowClose`). When it changes, the next evaluation starts a fresh
+tracker (:meth:`Judgement.bind`), and readers see no verdicts until then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:
+    from driftcar.stats import DriftConfig, DriftReport, VerdictChange, WindowSketch
+
+__all__ = ["Judgement", "EvaluationResult"]
+
+_NONE: Mapping[str, bool] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What the API shows for a model: the last evaluated window (replaced whole)."""
+
+    start_ns: int
+    end_ns: int
+    rows: int
+    report: DriftReport | None
+    verdicts: dict[str, bool]
+    performance: dict[str, float]
+    estimated_accuracy: float | None
+    sketch: WindowSketch | None
+
+
+class Judgement:
+    """The evaluator's per-model state; see the module docstring."""
+
+    __slots__ = ("reference", "tracker", "verdicts", "last", "degraded", "label_tracker")
+
+    def __init__(self) -> None:
+        self.reference = 0  # generation of the reference the tracker's verdicts are about
+        self.tracker = None
+        self.verdicts: Mapping[str, bool] = _NONE  # feature -> True while drifted (published whole)
+        self.last: EvaluationResult | None = None
+        self.degraded: dict[str, bool] = {}  # metric -> below its threshold at the last window
+        self.label_tracker = None  # label drift's VerdictTracker (``__label__``, a family of one)
+
+    def verdicts_for(self, reference: int) -> Mapping[str, bool]:
+        """The verdicts if they are about ``reference`` (the model's current one), else none."""
+        return self.verdicts if reference == self.reference else _NONE
+
+    def bind(self, reference: int, config: DriftConfig) -> None:
+        """Judge against ``reference`` from now on; a new reference starts with no verdicts."""
+        if self.tracker is None or reference != self.reference:
+            from driftcar.stats import VerdictTracker
+
+            self.tracker = VerdictTracker(config)
+            if reference != self.reference:
+                self.verdicts = _NONE
+            self.tracker.restore(f for f, detected in self.verdicts.items() if detected)
+            self.reference = reference
+
+    def update(self, report: DriftReport) -> list[VerdictChange]:
+        """Feed one window's report to the tracker (after :meth:`bind`); returns the changes."""
+        changes = self.tracker.update(report)
+        if changes:
+            self.verdicts = MappingProxyType({f: True for f in self.tracker.drifted})
+        return changes
+
+    # ------------------------------------------------------------------ checkpoint
+    def to_state(self) -> dict[str, bool]:
+        """The part a checkpoint keeps: the drifted features (so hysteresis does not re-alert)."""
+        return dict(self.verdicts)
+
+    def restore(self, reference: int, verdicts: Mapping[str, Any] | Iterable) -> None:
+        """Verdicts read from a checkpoint, about ``reference``; older checkpoints also list
+        resolved features (False), which are dropped."""
+        items = verdicts.items() if isinstance(verdicts, Mapping) else ((f, True) for f in verdicts)
+        self.reference = reference
+        self.tracker = None
+        self.verdicts = MappingProxyType({str(f): True for f, detected in items if detected})
