@@ -98,6 +98,8 @@ OPTIONS: dict[str, tuple] = {
     "max_rows_kept": (_positive_int, 100_000,
                       "rows sampled for quantile edges and PCA (default 100000; counts are always exact)"),
     "pca_variance": (_share, 0.9, "share of variance the PCA keeps (default 0.9)"),
+    "pca_max_columns": (_positive_int, 200, "most columns in the multivariate test: numeric features first, then "
+                        "category indicators, in column order (default 200; its cost grows as the cube)"),
     "multivariate": (_bool, True, "fit the PCA model for multivariate drift (default true)"),
     "chunk_rows": (_positive_int, 100_000, "rows read per chunk (default 100000)"),
     "format": (_choice("auto", "csv", "parquet"), "auto", "input format: auto (by extension), csv, parquet"),
@@ -213,8 +215,11 @@ def _pca_text(prof) -> str:
     elif pca.variance is not None:
         text += f": the fewest that reach the {pca.variance:.0%} target"
     numeric = sum(1 for f in prof.features.values() if f.kind == "numeric")
-    if numeric > d:
-        text += f"; {numeric - d} numeric feature(s) left out of it (more than half missing)"
+    categorical = sum(1 for f in prof.features.values() if f.kind == "categorical")
+    if numeric > d or categorical > len(pca.onehot):
+        text += (f"; left out of it (judged per feature only): {numeric - d} numeric feature(s) (more than half "
+                 f"missing, or past --pca-max-columns), {categorical - len(pca.onehot)} categorical (no category "
+                 f"of >= 1 % beside the most frequent, or past --pca-max-columns)")
     return text
 
 
@@ -287,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
         builder = ProfileBuilder(bins=opt["bins"], fine_bins=max(opt["fine_bins"], opt["bins"]), top_k=opt["top_k"],
                                  categorical=opt["categorical"], max_rows_kept=max(10, opt["max_rows_kept"]),
                                  multivariate=opt["multivariate"], pca_variance=opt["pca_variance"],
+                                 pca_max_columns=max(2, opt["pca_max_columns"]),
                                  seed=opt["seed"])
     except ValueError as exc:
         return fail(str(exc))
