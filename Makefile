@@ -2,6 +2,7 @@
 #   make demo       set up .venv and run the self-contained demo (sidecar on its embedded default)
 #   make test       set up .venv (and Prometheus when root), build the collector, run the whole test suite
 #   make collector  build driftcar's OpenTelemetry Collector distribution, build/otelcol-driftcar
+#   make bench      every benchmark (benchmarks/run.py), the peers in their own .venv-peers
 VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
@@ -10,6 +11,12 @@ STAMP   = $(VENV)/.driftcar-installed
 DEMO_STAMP = $(VENV)/.driftcar-demo-installed
 
 .PHONY: demo test test-long bench venv system-deps collector clean
+
+# The drift peers the verdicts benchmark runs beside driftcar, in a venv of their own (their pins
+# conflict with driftcar's: pandas < 3); exact versions so every run compares the same peers.
+PEERS_VENV  = .venv-peers
+PEERS_STAMP = $(PEERS_VENV)/.installed
+PEERS_PINS  = evidently==0.7.23 nannyml==0.13.1 pandas==2.3.3
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,8 +64,13 @@ test: $(STAMP) system-deps collector
 test-long: $(STAMP) system-deps
 	DRIFTCAR_LONG=1 $(PY) -m pytest tests/reliability
 
-bench: $(STAMP)
-	$(PY) benchmarks/run.py
+$(PEERS_STAMP):
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q $(PEERS_PINS)
+	touch $@
+
+bench: $(STAMP) $(PEERS_STAMP)
+	DRIFTCAR_PEERS_PYTHON=$(PEERS_VENV)/bin/python $(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info agent/*.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info agent/*.egg-info

@@ -9,7 +9,8 @@ Rules compared on the same windows: the calibrated default (``decision="calibrat
 former default (``"switch"``: KS / chi-square up to 1,000 values, normalised Wasserstein /
 Jensen–Shannon >= 0.1 above), KS / chi-square with Benjamini–Hochberg at every size
 (``"pvalue"``), and the peers that install next to driftcar (Evidently 0.7, NannyML 0.13; run
-with their own interpreter, ``DRIFTCAR_PEERS_PYTHON``, default ``/work/venvs/peers/bin/python``,
+with their own interpreter, ``DRIFTCAR_PEERS_PYTHON``, default ``.venv-peers/bin/python`` (``make bench``
+makes it),
 through ``benchmarks/peers_runner.py``; left out with a note when absent).
 
 Generated data: a 60,000-row reference of 8 N(0, 1) features, a binary feature (share 40 %),
@@ -47,7 +48,7 @@ CATS = {"bin": (["yes", "no"], np.array([0.4, 0.6])),
         "cat20": ([f"k{j:02d}" for j in range(20)], (1 / np.arange(1, 21)) / (1 / np.arange(1, 21)).sum())}
 FEATURES = NUMERIC + list(CATS)
 REF_ROWS = 60_000
-PEERS_PYTHON = os.environ.get("DRIFTCAR_PEERS_PYTHON", "/work/venvs/peers/bin/python")
+PEERS_PYTHON = os.environ.get("DRIFTCAR_PEERS_PYTHON", str(HERE.parent / ".venv-peers" / "bin" / "python"))
 
 
 @dataclass(frozen=True)
