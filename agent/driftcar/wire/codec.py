@@ -265,6 +265,30 @@ def _require(body: Mapping, key: str, kind: type | tuple, where: str) -> Any:
     return value
 
 
+def _check_strings(raw: list, at: str, max_length: int) -> None:
+    """Every value str (at most ``max_length`` characters) or nil, checked on the distinct values.
+
+    Why a set: the per-value Python loop was ~80 % of decoding a batch with 5 str columns; hashing
+    the values and checking each distinct one runs at C speed (the loop below only names the bad one).
+    """
+    try:
+        distinct = set(raw)
+    except TypeError:  # an unhashable value (array, map) is not a str either
+        distinct = None
+    if distinct is not None:
+        distinct.discard(None)
+        if all(isinstance(v, str) for v in distinct) and max(map(len, distinct), default=0) <= max_length:
+            return
+    for j, v in enumerate(raw):
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            raise BatchError(f"{at}.data[{j}]: expected str or nil, got {type(v).__name__}")
+        if len(v) > max_length:
+            raise BatchError(f"{at}.data[{j}]: string longer than {max_length}")
+    raise AssertionError("unreachable: the distinct values hold a bad one")  # pragma: no cover
+
+
 def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_roles: tuple) -> list:
     if not isinstance(items, list):
         raise BatchError(f"{where}.columns: expected array, got {type(items).__name__}")
@@ -304,13 +328,7 @@ def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_r
                 raise BatchError(f"{at}.data: type str needs an array, got {type(raw).__name__}")
             if len(raw) != rows:
                 raise BatchError(f"{at}.data: {len(raw)} values, expected {rows}")
-            for j, v in enumerate(raw):
-                if v is None:
-                    continue
-                if not isinstance(v, str):
-                    raise BatchError(f"{at}.data[{j}]: expected str or nil, got {type(v).__name__}")
-                if len(v) > limits.max_string_length:
-                    raise BatchError(f"{at}.data[{j}]: string longer than {limits.max_string_length}")
+            _check_strings(raw, at, limits.max_string_length)
             data: ColumnData = raw
         else:
             if not isinstance(raw, bytes):
