@@ -118,7 +118,7 @@ def test_grpc_accepts_and_partial_success(harness):
 def test_grpc_malformed_inputs(harness):
     err = grpc_error(lambda: harness.export_raw(os.urandom(0) + b"\x0a\xff\xff\xff\xff\x0f"))  # truncated protobuf
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "ExportLogsServiceRequest" in err.details()
-    err = grpc_error(lambda: harness.stub.Export(request(record(b"\x81\xa1v\x02", rows=0)), timeout=10))
+    err = grpc_error(lambda: harness.stub.Export(request(record(b"\x81\xa1v\x03", rows=0)), timeout=10))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "schema version" in err.details()
     err = grpc_error(lambda: harness.export_raw(b"\x0a" + b"\x80" * 20))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
