@@ -188,3 +188,16 @@ def test_v2_dictionary_is_used_only_where_it_is_smaller_and_shares_the_str_objec
 def test_the_encoder_refuses_an_unknown_version():
     with pytest.raises(BatchError, match="version must be one of"):
         encode_batch("inference", [], version=3)
+
+
+def test_the_record_attribute_names_the_body_version():
+    from driftcar.wire import SCHEMA_VERSION, otlp
+
+    for version in (1, 2):
+        body = encode_batch("inference", [Column("s", "feature", ["a", "a"])], version=version)
+        record = otlp.batch_log_record(body, model_name="m", model_version="1", kind="inference", rows=2,
+                                       schema_version=version)
+        attrs = {kv.key: kv.value.int_value for kv in record.attributes if kv.key == otlp.ATTR_SCHEMA_VERSION}
+        assert attrs == {otlp.ATTR_SCHEMA_VERSION: decode_batch(body).version} == {otlp.ATTR_SCHEMA_VERSION: version}
+    default = otlp.batch_log_record(b"", model_name="m", model_version="1", kind="inference", rows=0)
+    assert any(kv.key == otlp.ATTR_SCHEMA_VERSION and kv.value.int_value == SCHEMA_VERSION for kv in default.attributes)
