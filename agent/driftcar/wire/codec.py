@@ -352,6 +352,9 @@ def _decode_dictionary(raw: dict, rows: int, at: str, max_length: int) -> list:
     return table.take(codes).tolist()
 
 
+_COLUMN_KEYS = frozenset({"name", "role", "type", "data", "class"})
+
+
 def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_roles: tuple, version: int) -> list:
     if not isinstance(items, list):
         raise BatchError(f"{where}.columns: expected array, got {type(items).__name__}")
@@ -363,19 +366,24 @@ def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_r
         at = f"{where}.columns[{i}]"
         if not isinstance(item, dict):
             raise BatchError(f"{at}: expected map, got {type(item).__name__}")
-        extra = set(item) - {"name", "role", "type", "data", "class"}
-        if extra:
-            raise BatchError(f"{at}: unknown keys {sorted(map(str, extra))}")
-        name = _require(item, "name", str, at)
+        if not _COLUMN_KEYS.issuperset(item):
+            raise BatchError(f"{at}: unknown keys {sorted(map(str, set(item) - _COLUMN_KEYS))}")
+        name = item.get("name")
+        if type(name) is not str:  # the common case skips _require's call (per column, per request)
+            name = _require(item, "name", str, at)
         if not name or len(name) > limits.max_name_length:
             raise BatchError(f"{at}.name: length {len(name)} outside 1..{limits.max_name_length}")
         if name in seen:
             raise BatchError(f"{at}.name: duplicate column name {name!r}")
         seen.add(name)
-        role = _require(item, "role", str, at)
+        role = item.get("role")
+        if type(role) is not str:
+            role = _require(item, "role", str, at)
         if role not in allowed_roles:
             raise BatchError(f"{at}.role: {role!r} is not one of {allowed_roles}")
-        wire_type = _require(item, "type", str, at)
+        wire_type = item.get("type")
+        if type(wire_type) is not str:
+            wire_type = _require(item, "type", str, at)
         if wire_type not in TYPES:
             raise BatchError(f"{at}.type: {wire_type!r} is not one of {TYPES}")
         cls = None
