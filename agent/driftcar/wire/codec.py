@@ -393,30 +393,31 @@ def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_r
                 raise BatchError(f"{at}.class: longer than {limits.max_name_length} characters")
         if "data" not in item:
             raise BatchError(f"{at}: missing key 'data'")
-        raw = item["data"]
-        if wire_type == "str" and version >= 2 and isinstance(raw, dict):
-            data: ColumnData = _decode_dictionary(raw, rows, f"{at}.data", limits.max_string_length)
-        elif wire_type == "str":
-            if not isinstance(raw, list):
-                need = "an array or a dictionary map" if version >= 2 else "an array"
-                raise BatchError(f"{at}.data: type str needs {need}, got {type(raw).__name__}")
-            if len(raw) != rows:
-                raise BatchError(f"{at}.data: {len(raw)} values, expected {rows}")
-            _check_strings(raw, at, limits.max_string_length)
-            data = raw
-        else:
-            if not isinstance(raw, bytes):
-                raise BatchError(f"{at}.data: type {wire_type} needs bin, got {type(raw).__name__}")
-            dtype = NUMERIC_TYPES[wire_type]
-            if len(raw) != rows * dtype.itemsize:
-                raise BatchError(
-                    f"{at}.data: {len(raw)} bytes, expected {rows} x {dtype.itemsize} = {rows * dtype.itemsize}"
-                )
-            data = np.frombuffer(raw, dtype=dtype)
-            if wire_type == "bool" and data.size and np.frombuffer(raw, dtype="u1").max() > 1:
-                raise BatchError(f"{at}.data: bool values must be 0 or 1")
-        out.append((name, role, wire_type, cls, data))
+        out.append((name, role, wire_type, cls, _column_data(item["data"], wire_type, rows, at, limits, version)))
     return out
+
+
+def _column_data(raw: Any, wire_type: str, rows: int, at: str, limits: Limits, version: int) -> ColumnData:
+    """One column's checked values: a read-only view of the body (numeric) or a list of str/None."""
+    if wire_type == "str" and version >= 2 and isinstance(raw, dict):
+        return _decode_dictionary(raw, rows, f"{at}.data", limits.max_string_length)
+    if wire_type == "str":
+        if not isinstance(raw, list):
+            need = "an array or a dictionary map" if version >= 2 else "an array"
+            raise BatchError(f"{at}.data: type str needs {need}, got {type(raw).__name__}")
+        if len(raw) != rows:
+            raise BatchError(f"{at}.data: {len(raw)} values, expected {rows}")
+        _check_strings(raw, at, limits.max_string_length)
+        return raw
+    if not isinstance(raw, bytes):
+        raise BatchError(f"{at}.data: type {wire_type} needs bin, got {type(raw).__name__}")
+    dtype = NUMERIC_TYPES[wire_type]
+    if len(raw) != rows * dtype.itemsize:
+        raise BatchError(f"{at}.data: {len(raw)} bytes, expected {rows} x {dtype.itemsize} = {rows * dtype.itemsize}")
+    data = np.frombuffer(raw, dtype=dtype)
+    if wire_type == "bool" and data.size and np.frombuffer(raw, dtype="u1").max() > 1:
+        raise BatchError(f"{at}.data: bool values must be 0 or 1")
+    return data
 
 
 def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
@@ -436,7 +437,8 @@ def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
         raise BatchError(f"body: expected a msgpack map, got {type(body).__name__}")
     version = _require(body, "v", int, "body")
     if version not in VERSIONS:
-        raise BatchError(f"body.v: unknown schema version {version} (this decoder reads {', '.join(map(str, VERSIONS))})")
+        known = ", ".join(map(str, VERSIONS))
+        raise BatchError(f"body.v: unknown schema version {version} (this decoder reads {known})")
     extra = set(body) - {"v", "kind", "rows", "columns", "calls", "hook"}
     if extra:
         raise BatchError(f"body: unknown keys {sorted(map(str, extra))}")
