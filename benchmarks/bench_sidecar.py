@@ -227,6 +227,86 @@ def _process_rounds(sidecar: _Sidecar, requests: list, rounds: int) -> dict:
     return out
 
 
+def _stage_cpu(prof, requests: list) -> tuple[float, float]:
+    """CPU seconds per request of the two stages the sidecar runs, in this process: parse + decode
+    (``Ingestor.prepare``, the event loop's share) and apply (runs of up to 16 queued batches
+    concatenated and applied to the state, the ingest worker's share)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from driftcar.sidecar.coalesce import coalesce
+    from driftcar.sidecar.config import load_config
+    from driftcar.sidecar.ingest import TAKE_AT_ONCE, IngestQueue, Ingestor
+    from driftcar.sidecar.state import StateStore
+    from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
+    from driftcar.wire import DEFAULT_LIMITS
+
+    raw = [r.SerializeToString() for r in requests]
+    tel = Telemetry(TelemetryConfig(export="none"))
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel)
+    store.get_or_create("bench", "1").set_profile(prof, "file")
+    ingestor = Ingestor(IngestQueue(10**9, 10**12), tel, DEFAULT_LIMITS)
+    start = time.thread_time()
+    prepared = [ingestor.prepare(ExportLogsServiceRequest.FromString(data)) for data in raw]
+    decode = (time.thread_time() - start) / len(raw)
+    items = [item for p in prepared for item in p.items]
+    start = time.thread_time()
+    for i in range(0, len(items), TAKE_AT_ONCE):
+        for merged, _ in coalesce(items[i:i + TAKE_AT_ONCE]):
+            store.apply(merged)
+    return decode, (time.thread_time() - start) / len(raw)
+
+
+def _grpc_floor_server() -> None:
+    """``--grpc-floor``: a gRPC server taking LogsService/Export as raw bytes, as the sidecar's
+    receiver does, and doing nothing with them; prints its port, stops at end of stdin."""
+    import asyncio
+
+    import grpc
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    async def export(data: bytes, context) -> ExportLogsServiceResponse:
+        return ExportLogsServiceResponse()
+
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.logs.v1.LogsService", {"Export": grpc.unary_unary_rpc_method_handler(
+                export, request_deserializer=None, response_serializer=ExportLogsServiceResponse.SerializeToString)}),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(port, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await server.stop(0)
+
+    asyncio.run(main())
+
+
+def _grpc_floor_cpu(requests: list, rounds: int = 3) -> float:
+    """CPU seconds per request of a gRPC server that only receives the same requests (8 in flight):
+    what any Python gRPC receiver pays before driftcar does anything, least of ``rounds``."""
+    import grpc
+    import psutil
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--grpc-floor"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+        _send_all(stub, requests[:20], inflight=4)
+        server, best = psutil.Process(proc.pid), float("inf")
+        for _ in range(rounds):
+            before = sum(server.cpu_times()[:2])
+            _send_all(stub, requests, inflight=8)
+            best = min(best, (sum(server.cpu_times()[:2]) - before) / len(requests))
+        channel.close()
+    finally:
+        proc.stdin.close()
+        stop_process(proc, 10)
+    return best
+
+
 def _decode_us(cols: dict) -> dict:
     from driftcar.wire import decode_batch
 
@@ -271,6 +351,8 @@ def bench_throughput(quick: bool, tmp: str) -> list[str]:
         batch = decode_batch(req.resource_logs[0].scope_logs[0].log_records[0].body.bytes_value)
         decoded.append({n: batch.columns[n] for n in batch.names("feature")})
     hist, hist_cpu, engine, in_process = _baselines(prof, decoded, requests)
+    stages = min((_stage_cpu(prof, requests[:160]) for _ in range(3)), key=sum)
+    floor_ms = _grpc_floor_cpu(requests) * 1000
     sidecar = _Sidecar(tmp, "--window", "1m", "--reference", ref_path)
     try:
         got = _process_rounds(sidecar, requests, rounds=3)
@@ -311,6 +393,13 @@ def bench_throughput(quick: bool, tmp: str) -> list[str]:
         f"busier process bounds the rate: **{cpu_ratio:.2f} x np.histogram**. `driftcar.wire.decode_batch` takes "
         f"{decode_us['all']:.0f} µs per request, {decode_us['all'] - decode_us['numeric']:.0f} µs of it for the "
         f"5 str columns.",
+        "",
+        f"Where a request's CPU goes (ms per 1,000-row request; parse + decode and apply measured in this process, "
+        f"least of 3): a gRPC server that only receives the same requests (no driftcar code) {floor_ms:.2f}; parse + "
+        f"validate/decode {stages[0] * 1000:.2f}; apply to the state (up to 16 queued batches concatenated, as the "
+        f"ingest worker does) {stages[1] * 1000:.2f}; sum {floor_ms + sum(stages) * 1000:.2f} against "
+        f"`np.histogram`'s {hist_cpu * 1000:.2f} (**{hist_cpu * 1000 / (floor_ms + sum(stages) * 1000):.2f} x** if one "
+        f"core ran it all).",
         "",
     ]
 
@@ -449,4 +538,7 @@ def run(quick: bool) -> str:
 
 
 if __name__ == "__main__":
-    print(run(quick="--quick" in sys.argv))
+    if "--grpc-floor" in sys.argv:
+        _grpc_floor_server()
+    else:
+        print(run(quick="--quick" in sys.argv))

@@ -16,7 +16,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "agent"))
 
-from driftcar.wire import BatchError, Column, decode_batch, encode_batch  # noqa: E402
+from driftcar.wire import BatchError, Column, decode_batch  # noqa: E402
+from driftcar.wire import encode_batch as _encode_batch  # noqa: E402
 
 
 def _plain(values):
@@ -39,9 +40,21 @@ def expected_form(body: bytes) -> dict:
     return out
 
 
-def vectors() -> list[tuple[str, bytes]]:
+def vectors(version: int) -> list[tuple[str, bytes]]:
+    """The same batches for every schema version (v2 adds a dictionary-encoded one)."""
     f = np.array
-    return [
+
+    def encode_batch(*args, **kwargs) -> bytes:
+        return _encode_batch(*args, version=version, **kwargs)
+
+    extra = [] if version < 2 else [
+        ("dictionary_strings", encode_batch(
+            "inference",
+            [Column("plan", "feature", ["basic", "pro", None, "basic", "basic", "pro"]),
+             Column("id", "id", ["r1", "r2", "r3", "r4", "r5", "r6"])],  # distinct ids stay an array
+            calls={"method": ["predict", "predict"], "rows": [3, 3], "captured": [3, 3]})),
+    ]
+    return extra + [
         ("empty_inference", encode_batch("inference", [])),
         (
             "numeric_features_with_nan",
@@ -100,7 +113,10 @@ def vectors() -> list[tuple[str, bytes]]:
     ]
 
 
-def malformed() -> list[tuple[str, bytes, str]]:
+def malformed(version: int = 1) -> list[tuple[str, bytes, str]]:
+    """The v1 cases (``version`` 1), or v2's own: its dictionary-encoded str columns."""
+    if version == 2:
+        return malformed_v2()
     good = dict(v=1, kind="inference", rows=2, columns=[dict(name="x", role="feature", type="f8", data=b"\0" * 16)])
 
     def pack(**changes):
@@ -120,7 +136,8 @@ def malformed() -> list[tuple[str, bytes, str]]:
         ("truncated", valid[:-5], "not valid msgpack"),
         ("trailing_bytes", valid + b"\x00", "trailing bytes"),
         ("not_a_map", msgpack.packb([1, 2, 3]), "expected a msgpack map"),
-        ("unknown_version", pack(v=2), "unknown schema version 2"),
+        ("unknown_version", pack(v=3), "unknown schema version 3"),
+        ("dictionary_in_v1", col(type="str", data={"values": ["a"], "codes": b"\0" * 8}), "needs an array"),
         ("missing_version", msgpack.packb({"kind": "inference", "rows": 0, "columns": []}), "missing key 'v'"),
         ("bad_kind", pack(kind="training"), "body.kind"),
         ("rows_wrong_type", pack(rows="2"), "body.rows: expected int"),
@@ -157,6 +174,35 @@ def malformed() -> list[tuple[str, bytes, str]]:
     ]
 
 
+def malformed_v2() -> list[tuple[str, bytes, str]]:
+    codes = np.array([0, -1], dtype="<i4").tobytes()
+
+    def dictionary(**changes):
+        data = {"values": ["a"], "codes": codes}
+        data.update(changes)
+        data = {k: v for k, v in data.items() if v is not None}
+        return msgpack.packb(dict(v=2, kind="inference", rows=2,
+                                  columns=[dict(name="c", role="feature", type="str", data=data)]), use_bin_type=True)
+
+    return [
+        ("v2_unknown_dictionary_key", dictionary(extra=1), "unknown keys"),
+        ("v2_missing_codes", dictionary(codes=None), "missing key 'codes'"),
+        ("v2_values_not_array", dictionary(values="a"), ".values: expected list"),
+        ("v2_value_not_str", dictionary(values=[1]), ".values[0]: expected str"),
+        ("v2_value_nil", dictionary(values=[None]), ".values[0]: expected str"),
+        ("v2_duplicate_values", dictionary(values=["a", "a"]), "values must be distinct"),
+        ("v2_more_values_than_rows", dictionary(values=["a", "b", "c"]), "3 values for 2 rows"),
+        ("v2_long_value", dictionary(values=["s" * 4097]), "longer than 4096"),
+        ("v2_codes_not_bin", dictionary(codes=[0, 0]), ".codes: expected bytes"),
+        ("v2_codes_length", dictionary(codes=codes[:4]), "4 bytes, expected 2 x 4"),
+        ("v2_code_too_large", dictionary(codes=np.array([0, 1], dtype="<i4").tobytes()), "codes must be in -1..0"),
+        ("v2_code_below_missing", dictionary(codes=np.array([0, -2], dtype="<i4").tobytes()), "codes must be in -1..0"),
+        ("v2_numeric_as_dictionary", msgpack.packb(dict(v=2, kind="inference", rows=2, columns=[
+            dict(name="x", role="feature", type="f8", data={"values": ["a"], "codes": codes})]), use_bin_type=True),
+         "needs bin"),
+    ]
+
+
 def checked_malformed(cases, decode, error_type) -> list[dict]:
     """The malformed cases as written to the vector file, each first shown to fail ``decode`` with
     ``error_type`` whose reason contains the expected text (shared with generate_window.py)."""
@@ -173,12 +219,17 @@ def checked_malformed(cases, decode, error_type) -> list[dict]:
     return bad
 
 
+#: schema version -> file name suffix (v1's files keep their names)
+SUFFIX = {1: "", 2: "_v2"}
+
+
 def main() -> None:
-    good = [{"name": n, "hex": body.hex(), "expected": expected_form(body)} for n, body in vectors()]
-    bad = checked_malformed(malformed(), decode_batch, BatchError)
-    (HERE / "vectors.json").write_text(json.dumps(good, indent=1) + "\n")
-    (HERE / "malformed.json").write_text(json.dumps(bad, indent=1) + "\n")
-    print(f"wrote {len(good)} vectors and {len(bad)} malformed cases")
+    for version, suffix in SUFFIX.items():
+        good = [{"name": n, "hex": body.hex(), "expected": expected_form(body)} for n, body in vectors(version)]
+        bad = checked_malformed(malformed(version), decode_batch, BatchError)
+        (HERE / f"vectors{suffix}.json").write_text(json.dumps(good, indent=1) + "\n")
+        (HERE / f"malformed{suffix}.json").write_text(json.dumps(bad, indent=1) + "\n")
+        print(f"v{version}: wrote {len(good)} vectors and {len(bad)} malformed cases")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import numpy as np
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from driftcar.wire import Column, encode_batch
+from driftcar.wire import VERSIONS, Column, encode_batch
 from driftcar.wire import otlp
 
 MiB = 1024 * 1024
@@ -112,7 +112,7 @@ def _msgpack_body(r: random.Random, rng: np.random.Generator, what: str) -> byte
         key = r.choice(["v", "kind", "rows", "columns"])
         body[key] = r.choice([None, "x", -1, 2**63, [], {"a": 1}, 3.5, True])
         if key == "v" and body[key] == 1:
-            body[key] = 2
+            body[key] = max(VERSIONS) + 1
         if key == "kind" and body[key] == "inference":
             body[key] = 7
         if key == "rows":

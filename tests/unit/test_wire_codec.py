@@ -15,8 +15,16 @@ from driftcar.wire import BatchError, Column, Limits, decode_batch, encode_batch
 from driftcar.wire.codec import NUMERIC_TYPES
 
 GOLDEN = Path(__file__).resolve().parents[2] / "proto" / "golden"
-VECTORS = json.loads((GOLDEN / "vectors.json").read_text())
-MALFORMED = json.loads((GOLDEN / "malformed.json").read_text())
+
+
+def _load(kind: str) -> list[dict]:
+    """Every schema version's file of ``kind``, each entry tagged with its version ``v``."""
+    return [dict(entry, v=version) for version, suffix in ((1, ""), (2, "_v2"))
+            for entry in json.loads((GOLDEN / f"{kind}{suffix}.json").read_text())]
+
+
+VECTORS = _load("vectors")
+MALFORMED = _load("malformed")
 
 
 def _values(values, wire_type):
@@ -35,10 +43,11 @@ def _same(a, b) -> bool:
     )
 
 
-@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+@pytest.mark.parametrize("vector", VECTORS, ids=[f"v{v['v']}-{v['name']}" for v in VECTORS])
 def test_golden_vector_decodes_to_expected_form(vector):
     expected = vector["expected"]
     batch = decode_batch(bytes.fromhex(vector["hex"]))
+    assert batch.version == vector["v"]
     assert batch.kind == expected["kind"]
     assert batch.rows == expected["rows"]
     assert list(batch.columns) == [c[0] for c in expected["columns"]]
@@ -56,7 +65,7 @@ def test_golden_vector_decodes_to_expected_form(vector):
     assert batch.hook == expected.get("hook", {})
 
 
-@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+@pytest.mark.parametrize("vector", VECTORS, ids=[f"v{v['v']}-{v['name']}" for v in VECTORS])
 def test_golden_vector_reencodes_to_same_bytes(vector):
     expected = vector["expected"]
     columns = [Column(n, r, _values(v, t), cls=c) for n, r, t, c, v in expected["columns"]]
@@ -65,11 +74,12 @@ def test_golden_vector_reencodes_to_same_bytes(vector):
         from driftcar.wire import CALL_COLUMNS
 
         calls = {n: _values(v, CALL_COLUMNS[n]) for n, v in expected["calls"]["columns"].items()}
-    body = encode_batch(expected["kind"], columns, rows=expected["rows"], calls=calls, hook=expected.get("hook"))
+    body = encode_batch(expected["kind"], columns, rows=expected["rows"], calls=calls, hook=expected.get("hook"),
+                        version=vector["v"])
     assert body.hex() == vector["hex"]
 
 
-@pytest.mark.parametrize("case", MALFORMED, ids=[c["name"] for c in MALFORMED])
+@pytest.mark.parametrize("case", MALFORMED, ids=[f"v{c['v']}-{c['name']}" for c in MALFORMED])
 def test_malformed_case_gets_documented_error(case):
     with pytest.raises(BatchError) as info:
         decode_batch(bytes.fromhex(case["hex"]))
@@ -147,3 +157,47 @@ def test_a_str_column_of_one_value_encodes_as_the_same_values_one_by_one():
         slow = encode_batch("inference", [Column("s", "feature", tuple(values))], rows=n)
         assert fast == slow
         assert decode_batch(fast).columns["s"] == list(values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "bb", "é", ""]), st.just(float("nan")), st.integers(0, 3)),
+                max_size=40))
+def test_v2_dictionary_columns_decode_to_what_v1_arrays_do(values):
+    expected = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values]
+    n = len(values)
+    v1 = encode_batch("inference", [Column("s", "feature", list(values))], rows=n, version=1)
+    v2 = encode_batch("inference", [Column("s", "feature", list(values))], rows=n, version=2)
+    assert decode_batch(v1).columns["s"] == expected
+    assert decode_batch(v2).columns["s"] == expected
+    assert decode_batch(v2).version == 2 and decode_batch(v1).version == 1
+
+
+def test_v2_dictionary_is_used_only_where_it_is_smaller_and_shares_the_str_objects():
+    plan = ["basic", "pro", None, "basic"] * 250
+    ids = [f"r{i}" for i in range(1_000)]
+    body = encode_batch("inference", [Column("plan", "feature", plan), Column("id", "id", ids)])
+    raw = msgpack.unpackb(body)
+    assert raw["v"] == 2
+    assert raw["columns"][0]["data"]["values"] == ["basic", "pro"]  # first appearance order
+    assert isinstance(raw["columns"][1]["data"], list)  # distinct ids: an array is smaller
+    decoded = decode_batch(body).columns["plan"]
+    assert decoded == plan
+    assert len({id(v) for v in decoded}) == 3  # "basic", "pro", None: no str per cell
+
+
+def test_the_encoder_refuses_an_unknown_version():
+    with pytest.raises(BatchError, match="version must be one of"):
+        encode_batch("inference", [], version=3)
+
+
+def test_the_record_attribute_names_the_body_version():
+    from driftcar.wire import SCHEMA_VERSION, otlp
+
+    for version in (1, 2):
+        body = encode_batch("inference", [Column("s", "feature", ["a", "a"])], version=version)
+        record = otlp.batch_log_record(body, model_name="m", model_version="1", kind="inference", rows=2,
+                                       schema_version=version)
+        attrs = {kv.key: kv.value.int_value for kv in record.attributes if kv.key == otlp.ATTR_SCHEMA_VERSION}
+        assert attrs == {otlp.ATTR_SCHEMA_VERSION: decode_batch(body).version} == {otlp.ATTR_SCHEMA_VERSION: version}
+    default = otlp.batch_log_record(b"", model_name="m", model_version="1", kind="inference", rows=0)
+    assert any(kv.key == otlp.ATTR_SCHEMA_VERSION and kv.value.int_value == SCHEMA_VERSION for kv in default.attributes)

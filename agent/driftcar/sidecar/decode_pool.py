@@ -10,7 +10,10 @@ cost as much as decoding them.
 Why only large requests (:data:`MIN_BYTES`): for a 1,000-row batch of 20 numeric + 5 str columns
 (176 KB) the hand-over costs the sidecar's process about what decoding it inline costs (3.6-4.4 ms
 vs 3.3-3.6 ms of CPU per request, same run) and the child another ~2 ms, so end to end it was slower
-(``benchmarks/bench_sidecar.py``, 2 shared cores). Requests from ``OFFLOAD_BYTES`` up to
+(``benchmarks/bench_sidecar.py``, 2 shared cores). Measured again with wire v2 (str columns
+dictionary-encoded, decoding ~0.26 ms per such request): every protobuf request of >= 64 KiB sent
+here made the sidecar's process use more CPU, not less (2.7-3.4 ms per request against 2.1-2.9 ms
+inline, the executor's own threads ~0.5 ms of it) and the child 1.1-1.3 ms. Requests from ``OFFLOAD_BYTES`` up to
 ``MIN_BYTES`` are decoded on a thread (off the loop, still under the GIL), smaller ones inline.
 
 Only OTLP/JSON goes there (protobuf parses in C in a fraction of the time): with protobuf

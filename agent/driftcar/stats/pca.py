@@ -103,10 +103,55 @@ class PCAModel:
             # (benchmarks/bench_verdicts.py, speed: profile + 11 evaluations 0.63 s -> 0.19 s)
             w, complement = self._residual_basis
             if complement:
-                p = np.einsum("dk,dn->kn", w, z)
-                return np.sqrt(np.einsum("ij,ij->j", p, p) / z.shape[0])
-            resid = z - np.einsum("dk,kn->dn", w, np.einsum("dk,dn->kn", w, z))
-            return np.sqrt(np.einsum("ij,ij->j", resid, resid) / z.shape[0])
+                resid = np.einsum("dk,dn->kn", w, z)
+            else:
+                resid = z - np.einsum("dk,kn->dn", w, np.einsum("dk,dn->kn", w, z))
+            err = np.sqrt(np.einsum("ij,ij->j", resid, resid) / z.shape[0])
+        err[np.isinf(err)] = np.nan  # an infinite input can come out inf rather than NaN: missing all the same
+        return err
+
+
+    def coded_errors(self, columns: list[np.ndarray], coded: list[tuple[np.ndarray, tuple[int, ...]]]) -> np.ndarray:
+        """:meth:`column_errors` with the indicators given as codes: ``coded`` holds, per ``onehot``
+        feature in order, each row's code and the code of each of its indicators. Same values.
+
+        Why: on the complement route an indicator's contribution is a column of U / scale picked by
+        the row's code, so no indicator column is built or stacked (35 of the 55 rows at 20 numeric
+        + 5 str features, most of this call's time, ``benchmarks/bench_sidecar.py``).
+        """
+        tables = self._code_tables(tuple(cs for _, cs in coded))
+        if tables is None:
+            return self.column_errors(list(columns) + [(c == k).astype(np.float64) for c, cs in coded for k in cs])
+        weights, offset, per_feature = tables
+        with np.errstate(invalid="ignore", over="ignore"):
+            acc = np.einsum("dm,dn->mn", weights, np.vstack(columns)) if columns else 0.0
+            acc = acc - offset[:, None]
+            for (codes, _), table in zip(coded, per_feature):
+                acc += table.take(np.minimum(codes + 1, table.shape[1] - 1), axis=1)
+            err = np.sqrt(np.einsum("ij,ij->j", acc, acc) / self.columns)
+        err[np.isinf(err)] = np.nan
+        return err
+
+    def _code_tables(self, code_sets: tuple) -> tuple | None:
+        """(U / scale of the numeric rows, U^T mean / scale, one (m, codes + 2) table per feature),
+        cached per code sets; None off the complement route."""
+        cache = self.__dict__.setdefault("_tables", {})
+        if code_sets not in cache:
+            u, complement = self._residual_basis
+            if not complement:
+                cache[code_sets] = None
+            else:
+                w = u / self.scale[:, None]
+                n = len(self.features)
+                per_feature, row = [], n
+                for cs in code_sets:
+                    table = np.zeros((u.shape[1], (max(cs) if cs else -1) + 3))  # -1 -> column 0, beyond -> last
+                    for k in cs:
+                        table[:, k + 1] = w[row]
+                        row += 1
+                    per_feature.append(table)
+                cache[code_sets] = (np.ascontiguousarray(w[:n]), w.T @ self.mean, per_feature)
+        return cache[code_sets]
 
 
 def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9,

@@ -1,9 +1,12 @@
-"""The batch body codec, schema v1 (spec: ``proto/BATCH.md``).
+"""The batch body codec, schema v2 (and v1, still decoded; spec: ``proto/BATCH.md``).
 
 A batch body is one msgpack map. Numeric columns travel as raw little-endian
 buffers so that the sidecar decodes them with ``np.frombuffer`` (zero-copy)
 instead of walking a msgpack array value by value; strings travel as msgpack
-arrays of str/nil. The decoder trusts nothing: every size is checked against
+arrays of str/nil or (v2) dictionary-encoded: the distinct values once and one
+int32 code per row, so that a categorical column costs the sidecar a few str
+objects instead of one per cell (unpacking and checking those was most of the
+time it spent decoding a batch). The decoder trusts nothing: every size is checked against
 :class:`~driftcar.wire.limits.Limits` before anything is allocated, msgpack
 extension types are refused, and nothing is ever unpickled.
 
@@ -23,6 +26,7 @@ from driftcar.wire.limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "SCHEMA_VERSION",
+    "VERSIONS",
     "KINDS",
     "ROLES",
     "CALL_COLUMNS",
@@ -34,7 +38,9 @@ __all__ = [
     "decode_batch",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: every schema version the decoder reads (the sidecar reads every one ever shipped)
+VERSIONS = (1, 2)
 KINDS = ("inference", "labels", "reference")
 ROLES = ("feature", "prediction", "probability", "id", "label")
 
@@ -132,27 +138,48 @@ def _wire_type(data: ColumnData) -> str:
     return "str"
 
 
-def _encode_data(data: ColumnData, wire_type: str) -> bytes | list:
+_STR_OR_NIL = {str, type(None)}
+
+
+def _str_values(data: ColumnData) -> list:
+    """The values as str or None (NaN is missing, anything else its ``str``)."""
+    if type(data) is list and set(map(type, data)) <= _STR_OR_NIL:
+        return data  # already wire values: one C-level pass instead of a Python loop over every row
+    out: list[str | None] = []
+    for v in data:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+        else:
+            out.append(v if isinstance(v, str) else str(v))
+    return out
+
+
+def _dictionary(values: list) -> dict | None:
+    """v2's dictionary form of a str column when it is smaller (at most one distinct value per two
+    rows), else None. Values in order of first appearance, so the bytes are deterministic."""
+    if len(values) < 2:
+        return None
+    distinct = dict.fromkeys(values)
+    distinct.pop(None, None)
+    if len(distinct) * 2 > len(values):
+        return None
+    lut = {v: i for i, v in enumerate(distinct)}
+    lut[None] = -1
+    codes = np.fromiter(map(lut.__getitem__, values), dtype="<i4", count=len(values))
+    return {"values": list(distinct), "codes": codes.tobytes()}
+
+
+def _encode_data(data: ColumnData, wire_type: str, version: int = SCHEMA_VERSION) -> bytes | list | dict:
     if wire_type == "str":
-        if type(data) is list and data and (data[0] is None or type(data[0]) is str) \
-                and data.count(data[0]) == len(data):
-            # one value throughout (a calls table's method, error_type and trace_id columns):
-            # one C-level count instead of a Python loop over every row, same bytes
-            return data
-        out: list[str | None] = []
-        for v in data:
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                out.append(None)
-            else:
-                out.append(v if isinstance(v, str) else str(v))
-        return out
+        values = _str_values(data)
+        return (_dictionary(values) if version >= 2 else None) or values
     arr = np.ascontiguousarray(data, dtype=NUMERIC_TYPES[wire_type])
     if arr.ndim != 1:
         raise BatchError(f"columns must be 1-D, got shape {arr.shape}")
     return arr.tobytes()
 
 
-def _encode_columns(columns: Iterable[Column], rows: int, what: str) -> list[dict]:
+def _encode_columns(columns: Iterable[Column], rows: int, what: str, version: int) -> list[dict]:
     encoded = []
     seen: set[str] = set()
     for col in columns:
@@ -165,7 +192,7 @@ def _encode_columns(columns: Iterable[Column], rows: int, what: str) -> list[dic
         item: dict[str, Any] = {"name": col.name, "role": col.role, "type": wire_type}
         if col.cls is not None:
             item["class"] = col.cls
-        item["data"] = _encode_data(col.data, wire_type)
+        item["data"] = _encode_data(col.data, wire_type, version)
         encoded.append(item)
     return encoded
 
@@ -177,8 +204,12 @@ def encode_batch(
     rows: int | None = None,
     calls: Mapping[str, ColumnData] | None = None,
     hook: Mapping[str, int | str] | None = None,
+    version: int = SCHEMA_VERSION,
 ) -> bytes:
     """Encode one batch body; deterministic (same input, same bytes).
+
+    ``version`` 1 writes every str column as an array (for a sidecar older than v2);
+    2 dictionary-encodes the str columns where that is smaller.
 
     ``calls`` maps each :data:`CALL_COLUMNS` name to one value per call.
     ``hook`` carries the hook's cumulative counters (ints) and identity (str).
@@ -192,6 +223,8 @@ def encode_batch(
     """
     if kind not in KINDS:
         raise BatchError(f"kind must be one of {KINDS}, got {kind!r}")
+    if version not in VERSIONS:
+        raise BatchError(f"version must be one of {VERSIONS}, got {version!r}")
     columns = list(columns)
     if rows is None:
         rows = len(columns[0].data) if columns else 0
@@ -199,10 +232,10 @@ def encode_batch(
         if col.role not in ROLES:
             raise BatchError(f"column {col.name!r}: role must be one of {ROLES}, got {col.role!r}")
     body: dict[str, Any] = {
-        "v": SCHEMA_VERSION,
+        "v": version,
         "kind": kind,
         "rows": int(rows),
-        "columns": _encode_columns(columns, int(rows), "data"),
+        "columns": _encode_columns(columns, int(rows), "data", version),
     }
     if calls is not None:
         unknown = set(calls) - set(CALL_COLUMNS)
@@ -217,7 +250,7 @@ def encode_batch(
             if wire_type != "str":
                 data = np.asarray(data, dtype=NUMERIC_TYPES[wire_type])
             call_cols.append(Column(name, "call", data))
-        body["calls"] = {"rows": n_calls, "columns": _encode_columns(call_cols, n_calls, "call")}
+        body["calls"] = {"rows": n_calls, "columns": _encode_columns(call_cols, n_calls, "call", version)}
     if hook:
         body["hook"] = {str(k): (v if isinstance(v, str) else int(v)) for k, v in hook.items()}
     return msgpack.packb(body, use_bin_type=True)
@@ -265,7 +298,64 @@ def _require(body: Mapping, key: str, kind: type | tuple, where: str) -> Any:
     return value
 
 
-def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_roles: tuple) -> list:
+def _check_strings(raw: list, at: str, max_length: int) -> None:
+    """Every value str (at most ``max_length`` characters) or nil, checked on the distinct values.
+
+    Why a set: the per-value Python loop was ~80 % of decoding a batch with 5 str columns; hashing
+    the values and checking each distinct one runs at C speed (the loop below only names the bad one).
+    """
+    try:
+        distinct = set(raw)
+    except TypeError:  # an unhashable value (array, map) is not a str either
+        distinct = None
+    if distinct is not None:
+        distinct.discard(None)
+        if all(isinstance(v, str) for v in distinct) and max(map(len, distinct), default=0) <= max_length:
+            return
+    for j, v in enumerate(raw):
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            raise BatchError(f"{at}.data[{j}]: expected str or nil, got {type(v).__name__}")
+        if len(v) > max_length:
+            raise BatchError(f"{at}.data[{j}]: string longer than {max_length}")
+    raise AssertionError("unreachable: the distinct values hold a bad one")  # pragma: no cover
+
+
+def _decode_dictionary(raw: dict, rows: int, at: str, max_length: int) -> list:
+    """A v2 dictionary-encoded str column, checked, as the list of str/None it stands for.
+
+    The list holds references to the few distinct str objects (no str per cell), and code -1,
+    missing, takes the table's last entry, None.
+    """
+    extra = set(raw) - {"values", "codes"}
+    if extra:
+        raise BatchError(f"{at}: unknown keys {sorted(map(str, extra))}")
+    values = _require(raw, "values", list, at)
+    codes_raw = _require(raw, "codes", bytes, at)
+    if len(values) > rows:
+        raise BatchError(f"{at}.values: {len(values)} values for {rows} rows")
+    for j, v in enumerate(values):
+        if not isinstance(v, str):
+            raise BatchError(f"{at}.values[{j}]: expected str, got {type(v).__name__}")
+        if len(v) > max_length:
+            raise BatchError(f"{at}.values[{j}]: string longer than {max_length}")
+    if len(set(values)) != len(values):
+        raise BatchError(f"{at}.values: values must be distinct")
+    if len(codes_raw) != rows * 4:
+        raise BatchError(f"{at}.codes: {len(codes_raw)} bytes, expected {rows} x 4 = {rows * 4}")
+    codes = np.frombuffer(codes_raw, dtype="<i4")
+    if rows and not (-1 <= codes.min() and codes.max() < len(values)):
+        raise BatchError(f"{at}.codes: codes must be in -1..{len(values) - 1}")
+    table = np.empty(len(values) + 1, dtype=object)
+    table[:-1] = values
+    return table.take(codes).tolist()
+
+
+_COLUMN_KEYS = frozenset({"name", "role", "type", "data", "class"})
+
+
+def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_roles: tuple, version: int) -> list:
     if not isinstance(items, list):
         raise BatchError(f"{where}.columns: expected array, got {type(items).__name__}")
     if len(items) > limits.max_columns:
@@ -276,19 +366,24 @@ def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_r
         at = f"{where}.columns[{i}]"
         if not isinstance(item, dict):
             raise BatchError(f"{at}: expected map, got {type(item).__name__}")
-        extra = set(item) - {"name", "role", "type", "data", "class"}
-        if extra:
-            raise BatchError(f"{at}: unknown keys {sorted(map(str, extra))}")
-        name = _require(item, "name", str, at)
+        if not _COLUMN_KEYS.issuperset(item):
+            raise BatchError(f"{at}: unknown keys {sorted(map(str, set(item) - _COLUMN_KEYS))}")
+        name = item.get("name")
+        if type(name) is not str:  # the common case skips _require's call (per column, per request)
+            name = _require(item, "name", str, at)
         if not name or len(name) > limits.max_name_length:
             raise BatchError(f"{at}.name: length {len(name)} outside 1..{limits.max_name_length}")
         if name in seen:
             raise BatchError(f"{at}.name: duplicate column name {name!r}")
         seen.add(name)
-        role = _require(item, "role", str, at)
+        role = item.get("role")
+        if type(role) is not str:
+            role = _require(item, "role", str, at)
         if role not in allowed_roles:
             raise BatchError(f"{at}.role: {role!r} is not one of {allowed_roles}")
-        wire_type = _require(item, "type", str, at)
+        wire_type = item.get("type")
+        if type(wire_type) is not str:
+            wire_type = _require(item, "type", str, at)
         if wire_type not in TYPES:
             raise BatchError(f"{at}.type: {wire_type!r} is not one of {TYPES}")
         cls = None
@@ -298,40 +393,38 @@ def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_r
                 raise BatchError(f"{at}.class: longer than {limits.max_name_length} characters")
         if "data" not in item:
             raise BatchError(f"{at}: missing key 'data'")
-        raw = item["data"]
-        if wire_type == "str":
-            if not isinstance(raw, list):
-                raise BatchError(f"{at}.data: type str needs an array, got {type(raw).__name__}")
-            if len(raw) != rows:
-                raise BatchError(f"{at}.data: {len(raw)} values, expected {rows}")
-            for j, v in enumerate(raw):
-                if v is None:
-                    continue
-                if not isinstance(v, str):
-                    raise BatchError(f"{at}.data[{j}]: expected str or nil, got {type(v).__name__}")
-                if len(v) > limits.max_string_length:
-                    raise BatchError(f"{at}.data[{j}]: string longer than {limits.max_string_length}")
-            data: ColumnData = raw
-        else:
-            if not isinstance(raw, bytes):
-                raise BatchError(f"{at}.data: type {wire_type} needs bin, got {type(raw).__name__}")
-            dtype = NUMERIC_TYPES[wire_type]
-            if len(raw) != rows * dtype.itemsize:
-                raise BatchError(
-                    f"{at}.data: {len(raw)} bytes, expected {rows} x {dtype.itemsize} = {rows * dtype.itemsize}"
-                )
-            data = np.frombuffer(raw, dtype=dtype)
-            if wire_type == "bool" and data.size and np.frombuffer(raw, dtype="u1").max() > 1:
-                raise BatchError(f"{at}.data: bool values must be 0 or 1")
-        out.append((name, role, wire_type, cls, data))
+        out.append((name, role, wire_type, cls, _column_data(item["data"], wire_type, rows, at, limits, version)))
     return out
+
+
+def _column_data(raw: Any, wire_type: str, rows: int, at: str, limits: Limits, version: int) -> ColumnData:
+    """One column's checked values: a read-only view of the body (numeric) or a list of str/None."""
+    if wire_type == "str" and version >= 2 and isinstance(raw, dict):
+        return _decode_dictionary(raw, rows, f"{at}.data", limits.max_string_length)
+    if wire_type == "str":
+        if not isinstance(raw, list):
+            need = "an array or a dictionary map" if version >= 2 else "an array"
+            raise BatchError(f"{at}.data: type str needs {need}, got {type(raw).__name__}")
+        if len(raw) != rows:
+            raise BatchError(f"{at}.data: {len(raw)} values, expected {rows}")
+        _check_strings(raw, at, limits.max_string_length)
+        return raw
+    if not isinstance(raw, bytes):
+        raise BatchError(f"{at}.data: type {wire_type} needs bin, got {type(raw).__name__}")
+    dtype = NUMERIC_TYPES[wire_type]
+    if len(raw) != rows * dtype.itemsize:
+        raise BatchError(f"{at}.data: {len(raw)} bytes, expected {rows} x {dtype.itemsize} = {rows * dtype.itemsize}")
+    data = np.frombuffer(raw, dtype=dtype)
+    if wire_type == "bool" and data.size and np.frombuffer(raw, dtype="u1").max() > 1:
+        raise BatchError(f"{at}.data: bool values must be 0 or 1")
+    return data
 
 
 def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
     """Decode and validate one batch body.
 
     Raises :class:`BatchError` (and nothing else) for any input that is not
-    a valid v1 body within ``limits``; the message says where and why.
+    a valid v1 or v2 body within ``limits``; the message says where and why.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BatchError(f"body must be bytes, got {type(data).__name__}")
@@ -343,8 +436,9 @@ def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
     if not isinstance(body, dict):
         raise BatchError(f"body: expected a msgpack map, got {type(body).__name__}")
     version = _require(body, "v", int, "body")
-    if version != SCHEMA_VERSION:
-        raise BatchError(f"body.v: unknown schema version {version} (this decoder reads {SCHEMA_VERSION})")
+    if version not in VERSIONS:
+        known = ", ".join(map(str, VERSIONS))
+        raise BatchError(f"body.v: unknown schema version {version} (this decoder reads {known})")
     extra = set(body) - {"v", "kind", "rows", "columns", "calls", "hook"}
     if extra:
         raise BatchError(f"body: unknown keys {sorted(map(str, extra))}")
@@ -354,7 +448,7 @@ def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
     rows = _require(body, "rows", int, "body")
     if not 0 <= rows <= limits.max_rows:
         raise BatchError(f"body.rows: {rows} outside 0..{limits.max_rows}")
-    decoded = _decode_columns(body.get("columns"), rows, limits, "body", ROLES)
+    decoded = _decode_columns(body.get("columns"), rows, limits, "body", ROLES, version)
     batch = Batch(
         kind=kind,
         rows=rows,
@@ -371,7 +465,7 @@ def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
         n_calls = _require(calls, "rows", int, "body.calls")
         if not 0 <= n_calls <= limits.max_calls:
             raise BatchError(f"body.calls.rows: {n_calls} outside 0..{limits.max_calls}")
-        cols = _decode_columns(calls.get("columns"), n_calls, limits, "body.calls", ("call",))
+        cols = _decode_columns(calls.get("columns"), n_calls, limits, "body.calls", ("call",), version)
         table = Table(rows=n_calls, columns={}, types={})
         for name, _, wire_type, _, d in cols:
             expected = CALL_COLUMNS.get(name)

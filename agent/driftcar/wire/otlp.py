@@ -79,8 +79,9 @@ def batch_log_record(
     time_unix_nano: int | None = None,
     trace_id: bytes = b"",
     span_id: bytes = b"",
+    schema_version: int = SCHEMA_VERSION,
 ) -> LogRecord:
-    """One ``driftcar.batch`` log record carrying an encoded body."""
+    """One ``driftcar.batch`` log record carrying an encoded body (``schema_version``: the body's ``v``)."""
     now = time.time_ns() if time_unix_nano is None else time_unix_nano
     return LogRecord(
         time_unix_nano=now,
@@ -93,7 +94,7 @@ def batch_log_record(
             _kv(ATTR_MODEL_VERSION, model_version),
             _kv(ATTR_KIND, kind),
             _kv(ATTR_ROWS, int(rows)),
-            _kv(ATTR_SCHEMA_VERSION, SCHEMA_VERSION),
+            _kv(ATTR_SCHEMA_VERSION, int(schema_version)),
         ],
         trace_id=trace_id,
         span_id=span_id,

@@ -50,7 +50,7 @@ def test_batches_cross_rotel_intact_over_grpc_and_http(rotel_to_receiver):
         for record, batch in mine:
             assert record.attributes == {"model.name": "churn", "model.version": version,
                                          "driftcar.batch.kind": "inference", "driftcar.batch.rows": batch.rows,
-                                         "driftcar.schema.version": 1}
+                                         "driftcar.schema.version": batch.version}
             assert record.resource["service.name"] == "scoring" and record.resource["k8s.pod.name"] == "p-1"
             assert record.trace_id.hex() == "4bf92f3577b34da6a3ce929d0e0e4736"
             assert batch.hook["instance"] == instance

@@ -40,7 +40,7 @@ def test_receiver_gets_the_offered_rows_columns_and_counters(protocol):
     for i, (record, batch) in enumerate(batches):
         assert record.attributes == {
             "model.name": "churn", "model.version": "3", "driftcar.batch.kind": "inference",
-            "driftcar.batch.rows": batch.rows, "driftcar.schema.version": 1,
+            "driftcar.batch.rows": batch.rows, "driftcar.schema.version": batch.version,
         }
         assert record.resource["service.name"] == "svc-under-test"
         assert batch.calls.rows == -(-batch.rows // 15)

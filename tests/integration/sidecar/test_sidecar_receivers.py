@@ -118,7 +118,7 @@ def test_grpc_accepts_and_partial_success(harness):
 def test_grpc_malformed_inputs(harness):
     err = grpc_error(lambda: harness.export_raw(os.urandom(0) + b"\x0a\xff\xff\xff\xff\x0f"))  # truncated protobuf
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "ExportLogsServiceRequest" in err.details()
-    err = grpc_error(lambda: harness.stub.Export(request(record(b"\x81\xa1v\x02", rows=0)), timeout=10))
+    err = grpc_error(lambda: harness.stub.Export(request(record(b"\x81\xa1v\x03", rows=0)), timeout=10))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "schema version" in err.details()
     err = grpc_error(lambda: harness.export_raw(b"\x0a" + b"\x80" * 20))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -255,3 +255,19 @@ def test_http_size_limit_after_decompression_and_gzip_bomb(harness):
     assert harness.post(at_limit, headers={"Content-Encoding": "gzip"})[0] == 200
     over = gzip.compress(b"\x0a\x00" * (LIMIT // 2) + b"\x0a")
     assert harness.post(over, headers={"Content-Encoding": "gzip"})[0] == 413
+
+
+def test_grpc_takes_v1_bodies_from_older_hooks_and_v2_alike(harness):
+    from driftcar.wire import Column, encode_batch
+
+    plan = ["basic", "pro", None, "basic"] * 25
+    cols = [Column("plan", "feature", plan), Column("x0", "feature", numeric_frame(100)["x0"])]
+    for version in (1, 2):
+        body = encode_batch("inference", cols, version=version)
+        resp = harness.stub.Export(request(record(body, schema_version=version)), timeout=10)
+        assert not resp.HasField("partial_success")
+        item = harness.queue.get(0)
+        harness.queue.done(item)
+        assert item.batch.version == version
+        assert item.batch.columns["plan"] == plan
+        assert item.batch.columns["x0"].tolist() == cols[1].data.tolist()
