@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from aiohttp import web
 
+from driftcar.sidecar.config import ApiConfig
 from driftcar.sidecar.messages import decision_kind, decision_pvalue, describe
 from driftcar.sidecar.security import TokenAuth
 from driftcar.sidecar.sliding import SlidingViews
@@ -157,7 +158,7 @@ def summary_document(state: ModelState, window_s: float, last: EvaluationResult 
 class Api:
     """Routes for health and the JSON API; ``ready()`` says whether the service is serving."""
 
-    def __init__(self, store: StateStore, telemetry, auth: TokenAuth, window_s: float,
+    def __init__(self, store: StateStore, telemetry, auth: TokenAuth, config: ApiConfig,
                  ready: Callable[[], bool], drift_config: DriftConfig | None = None,
                  status: Callable[[], dict] | None = None, sliding: SlidingViews | None = None):
         self.drift_config = drift_config
@@ -166,7 +167,8 @@ class Api:
         self.store = store
         self.tel = telemetry
         self.auth = auth
-        self.window_s = window_s
+        self.config = config
+        self.window_s = config.window_s
         self.ready = ready
 
     def add_routes(self, app: web.Application) -> None:
@@ -219,11 +221,11 @@ class Api:
         else:
             try:
                 k = int(windows)
-                if not 1 <= k <= self.store.config.windows_kept:
+                if not 1 <= k <= self.config.windows_kept:
                     raise ValueError
             except ValueError:
                 return web.json_response(
-                    {"error": f"windows must be an integer in 1..{self.store.config.windows_kept}"}, status=400)
+                    {"error": f"windows must be an integer in 1..{self.config.windows_kept}"}, status=400)
             docs = await asyncio.to_thread(self._sliding, states, k, document)
         return web.json_response({"name": name, "versions": sorted(docs, key=lambda d: d["version"])})
 

@@ -119,7 +119,7 @@ class Checkpointer:
             if not rel.startswith("cumulative/"):
                 self._written.add(rel)
         self._fsync_dir()
-        index = {"v": FORMAT_VERSION, "saved_unix_nano": time.time_ns(), "window_s": store.config.window_s,
+        index = {"v": FORMAT_VERSION, "saved_unix_nano": time.time_ns(), "window_s": store.model_config.window_s,
                  "models": models}
         self._write(FILENAME, msgpack.packb(index, use_bin_type=True))
         self._fsync_dir()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.config import EvaluatorConfig
 from driftcar.sidecar.messages import LineBudget, decision_kind, decision_pvalue, describe, safe, window_summary
 from driftcar.sidecar.judgement import EvaluationResult, Judgement
 from driftcar.sidecar.state import EMPTY, StateStore, WindowClose
@@ -67,11 +67,12 @@ class Evaluator:
     after every evaluation.
     """
 
-    def __init__(self, store: StateStore, telemetry, config: SidecarConfig, *,
-                 drift_config: DriftConfig | None = None, after_close: Callable[[list[WindowClose]], None] | None = None):
+    def __init__(self, store: StateStore, telemetry, config: EvaluatorConfig, *,
+                 after_close: Callable[[list[WindowClose]], None] | None = None):
         self.store = store
         self.tel = telemetry
         self.config = config
+        drift_config = config.drift
         if drift_config is None:
             from driftcar.stats import DriftConfig
 
@@ -309,7 +310,7 @@ class Evaluator:
         values = dict(performance)
         if estimated is not None:
             values["estimated_accuracy"] = estimated
-        for metric, threshold in self.config.performance_thresholds.items():
+        for metric, threshold in self.config.performance_thresholds:
             if metric not in values:
                 continue
             value = values[metric]
