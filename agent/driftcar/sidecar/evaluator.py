@@ -196,16 +196,14 @@ class Evaluator:
     def _label_drift(self, close: WindowClose, judgement: Judgement) -> None:
         """The labels joined in this window against the profile's label distribution, exported and
         tracked like a feature's drift under ``feature.name="__label__"`` (its own family of one)."""
-        from driftcar.stats import DriftReport, VerdictTracker, evaluate_label_drift
+        from driftcar.stats import DriftReport, evaluate_label_drift
 
         window = close.profile.new_window()
         window.update_labels(np.asarray(close.y_true, dtype=object if _text_labels(close.y_true) else None))
         result = evaluate_label_drift(close.profile, window, self.drift_config)
         if result is None:
             return
-        if judgement.label_tracker is None:
-            judgement.label_tracker = VerdictTracker(self.drift_config)
-        tracker = judgement.label_tracker
+        tracker = judgement.label(self.drift_config)
         changes = tracker.update(DriftReport([result], rows=len(close.y_true)))
         self.tel.set_drift(close.model, close.version, result.feature, result.method, self.config.window,
                            _finite(result.statistic), decision_pvalue(result), _finite(result.threshold),
