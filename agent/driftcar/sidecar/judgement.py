@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:
-    from driftcar.stats import DriftConfig, DriftReport, VerdictChange, WindowSketch
+    from driftcar.stats import DriftConfig, DriftReport, DriftResult, VerdictChange, WindowSketch
 
 __all__ = ["Judgement", "EvaluationResult"]
 
@@ -41,12 +41,13 @@ class EvaluationResult:
     performance: dict[str, float]
     estimated_accuracy: float | None
     sketch: WindowSketch | None
+    label: DriftResult | None = None  # label drift (``__label__``) of the last window with labels
 
 
 class Judgement:
     """The evaluator's per-model state; see the module docstring."""
 
-    __slots__ = ("reference", "tracker", "verdicts", "last", "degraded", "label_tracker", "_label_restored")
+    __slots__ = ("reference", "tracker", "verdicts", "last", "degraded", "label_tracker", "label_verdicts")
 
     def __init__(self) -> None:
         self.reference = 0  # generation of the reference the tracker's verdicts are about
@@ -55,7 +56,7 @@ class Judgement:
         self.last: EvaluationResult | None = None
         self.degraded: dict[str, bool] = {}  # metric -> below its threshold at the last window
         self.label_tracker = None  # label drift's VerdictTracker (``__label__``, a family of one)
-        self._label_restored: tuple[str, ...] = ()  # label verdicts read from a checkpoint, until the tracker exists
+        self.label_verdicts: tuple[str, ...] = ()  # the label tracker's drifted set (published whole)
 
     def verdicts_for(self, reference: int) -> Mapping[str, bool]:
         """The verdicts if they are about ``reference`` (the model's current one), else none."""
@@ -79,19 +80,22 @@ class Judgement:
             self.verdicts = MappingProxyType({f: True for f in self.tracker.drifted})
         return changes
 
-    def label(self, config: DriftConfig):
-        """Label drift's tracker, made on first use (starting from the verdict of a checkpoint)."""
+    def update_label(self, report: DriftReport, config: DriftConfig) -> list[VerdictChange]:
+        """Feed one window's label drift to its tracker (made on first use, starting from the
+        verdict of a checkpoint); returns the changes."""
         if self.label_tracker is None:
             from driftcar.stats import VerdictTracker
 
             self.label_tracker = VerdictTracker(config)
-            self.label_tracker.restore(self._label_restored)
-            self._label_restored = ()
-        return self.label_tracker
+            self.label_tracker.restore(self.label_verdicts)
+        changes = self.label_tracker.update(report)
+        if changes:
+            self.label_verdicts = tuple(self.label_tracker.drifted)
+        return changes
 
     def label_drifted(self) -> list[str]:
         """The drifted label columns (``["__label__"]`` or none)."""
-        return self.label_tracker.drifted if self.label_tracker is not None else list(self._label_restored)
+        return list(self.label_verdicts)
 
     # ------------------------------------------------------------------ checkpoint
     def to_state(self, reference: int | None) -> dict[str, Any]:
@@ -109,4 +113,4 @@ class Judgement:
         self.tracker = None
         self.verdicts = MappingProxyType({str(f): True for f, detected in items if detected})
         self.label_tracker = None
-        self._label_restored = tuple(str(f) for f in label_verdicts)
+        self.label_verdicts = tuple(str(f) for f in label_verdicts)

@@ -1,14 +1,16 @@
-"""Label drift (``__label__``) across a checkpoint."""
+"""Label drift (``__label__``) across a checkpoint and in the JSON API's drift view."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from driftcar.sidecar.api import drift_document, summary_document
 from driftcar.sidecar.checkpoint import Checkpointer
 from driftcar.sidecar.config import load_config
 from driftcar.sidecar.evaluator import Evaluator
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.state import StateStore
+from driftcar.stats import evaluate_label_drift, profile
 from driftcar.wire import Column, decode_batch, encode_batch
 
 from tests.unit.sidecar.batches import inference_body, numeric_frame
@@ -46,17 +48,19 @@ class Sidecar:
         return y_true
 
     def label_events(self, name: str) -> list[dict]:
-        return [e for e in self.tel.events if e["event_name"] == name and e["attributes"]["feature.name"] == "__label__"]
+        return [e for e in self.tel.events
+                if e["event_name"] == name and e["attributes"]["feature.name"] == "__label__"]
 
 
 def _reference(rng):
     X, y = numeric_frame(N_REF, 2, seed=1), _labels(rng, N_REF, 0.2)
-    return encode_batch("reference", [Column(k, "feature", v) for k, v in X.items()] + [Column("y", "label", list(y))])
+    body = encode_batch("reference", [Column(k, "feature", v) for k, v in X.items()] + [Column("y", "label", list(y))])
+    return body, X, y
 
 
 def test_a_drifted_label_does_not_alert_again_after_a_restart(tmp_path):
     rng = np.random.default_rng(5)
-    body = _reference(rng)
+    body, _, _ = _reference(rng)
     first = Sidecar()
     first.apply(body)
     first.window(rng, 0.45, 0)
@@ -73,3 +77,24 @@ def test_a_drifted_label_does_not_alert_again_after_a_restart(tmp_path):
         second.window(rng, 0.2, first_id)
     assert len(second.label_events("driftcar.drift.resolved")) == 1
 
+
+def test_the_drift_view_lists_label_drift_like_a_feature():
+    rng = np.random.default_rng(7)
+    body, X, y_ref = _reference(rng)
+    sidecar = Sidecar()
+    sidecar.apply(body)
+    y_true = sidecar.window(rng, 0.45, 0)
+    prof = profile(X, y=y_ref)
+    window = prof.new_window()
+    window.update_labels(y_true)
+    expected = evaluate_label_drift(prof, window)
+    assert expected.detected
+    state = sidecar.store.models[("m", "1")]
+
+    doc = drift_document(state, 60.0)
+    label = doc["features"]["__label__"]
+    assert label["verdict"] is True and label["deciding_method"] == expected.method
+    assert abs(label["methods"][expected.method]["score"] - expected.statistic) <= 1e-9 * abs(expected.statistic)
+    assert "__label__" in doc["drift_detected"] and "x0" in doc["features"]
+    summary = summary_document(state, 60.0)["features"]["__label__"]
+    assert summary["method"] == expected.method and summary["verdict"] is True
