@@ -69,7 +69,7 @@ def _gateway(prof_clock):
     config = SidecarConfig(window_s=WINDOW_S, export="none")
     tel = Telemetry(TelemetryConfig(export="none", scope="fleet"))
     store = StateStore(config, tel, clock=prof_clock)
-    return FleetGateway(store, Evaluator(store, tel, config), tel, config, clock=prof_clock)
+    return FleetGateway(store, Evaluator(store, tel, config.evaluator_config()), tel, config, clock=prof_clock)
 
 
 def _one_window(bodies: list[bytes]) -> tuple[float, float]:

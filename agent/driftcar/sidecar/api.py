@@ -6,7 +6,8 @@
   ``sidecar``: queue fill, batches that failed to apply, windows closed, refused models, checkpoints.
 - ``GET /v1/models/{name}/drift[?version=V][&windows=K]``: the last evaluated window per
   version: per feature, per method: score, p-value, threshold, verdict, sample sizes; the
-  feature's verdict (after hysteresis) and its current histogram next to the reference.
+  feature's verdict (after hysteresis) and its current histogram next to the reference; label
+  drift as feature ``__label__``.
   With ``windows=K``: a sliding view, the drift tests on the sum of the last K closed
   windows (computed on request, off the loop; ``verdict`` stays the tracked one).
   With ``view=summary``: per feature only the deciding test's method, score, threshold (and
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from aiohttp import web
 
+from driftcar.sidecar.config import ApiConfig
 from driftcar.sidecar.messages import decision_kind, decision_pvalue, describe
 from driftcar.sidecar.security import TokenAuth
 from driftcar.sidecar.sliding import SlidingViews
@@ -83,9 +85,23 @@ def _histograms(state: ModelState, sketch: WindowSketch | None, name: str) -> di
     }
 
 
+def _results(last: EvaluationResult | None) -> list:
+    """The window's drift results: the features', then label drift's (``__label__``) if judged."""
+    if last is None:
+        return []
+    results = list(last.report.results) if last.report is not None else []
+    return results + [last.label] if last.label is not None else results
+
+
+def _verdicts(state: ModelState) -> dict[str, bool]:
+    """Verdicts after hysteresis: the features' and the label's."""
+    return {**state.verdicts, **{name: True for name in state.judgement.label_drifted()}}
+
+
 def drift_document(state: ModelState, window_s: float, last: EvaluationResult | None = None) -> dict:
     """JSON-ready drift view of one (model, version): the last evaluated window (or ``last``)."""
     last = state.last if last is None else last
+    verdicts = _verdicts(state)
     doc: dict[str, Any] = {
         "name": state.model,
         "version": state.version,
@@ -94,7 +110,7 @@ def drift_document(state: ModelState, window_s: float, last: EvaluationResult | 
         "window_seconds": window_s,
         "window": None,
         "features": {},
-        "drift_detected": sorted(f for f, v in state.verdicts.items() if v),
+        "drift_detected": sorted(f for f, v in verdicts.items() if v),
         "coverage": state.coverage.as_dict(),
         "performance": {},
         "estimated_accuracy": None,
@@ -107,8 +123,8 @@ def drift_document(state: ModelState, window_s: float, last: EvaluationResult | 
     doc["performance"] = {k: _num(v) for k, v in last.performance.items()}
     doc["estimated_accuracy"] = _num(last.estimated_accuracy)
     features: dict[str, dict] = {}
-    for result in (last.report.results if last.report is not None else []):
-        entry = features.setdefault(result.feature, {"verdict": bool(state.verdicts.get(result.feature, False)),
+    for result in _results(last):
+        entry = features.setdefault(result.feature, {"verdict": bool(verdicts.get(result.feature, False)),
                                                      "deciding_method": None, "methods": {}})
         deciding = bool(result.deciding)
         if deciding:
@@ -138,8 +154,8 @@ def summary_document(state: ModelState, window_s: float, last: EvaluationResult 
     """The compact view: per feature its deciding test only, no histograms."""
     doc = drift_document(state, window_s, last)
     last = state.last if last is None else last
-    report = last.report if last is not None else None
-    deciding = {r.feature: r for r in (report.results if report is not None else []) if r.deciding}
+    verdicts = _verdicts(state)
+    deciding = {r.feature: r for r in _results(last) if r.deciding}
     doc["features"] = {name: {
         "method": r.method,
         "score": _num(r.statistic),
@@ -148,7 +164,7 @@ def summary_document(state: ModelState, window_s: float, last: EvaluationResult 
         "threshold_kind": decision_kind(r),
         "decision": describe(r),
         "tested": bool(r.ok),
-        "verdict": bool(state.verdicts.get(name, False)),
+        "verdict": bool(verdicts.get(name, False)),
         "n_current": int(r.n_current),
     } for name, r in deciding.items()}
     return doc
@@ -157,7 +173,7 @@ def summary_document(state: ModelState, window_s: float, last: EvaluationResult 
 class Api:
     """Routes for health and the JSON API; ``ready()`` says whether the service is serving."""
 
-    def __init__(self, store: StateStore, telemetry, auth: TokenAuth, window_s: float,
+    def __init__(self, store: StateStore, telemetry, auth: TokenAuth, config: ApiConfig,
                  ready: Callable[[], bool], drift_config: DriftConfig | None = None,
                  status: Callable[[], dict] | None = None, sliding: SlidingViews | None = None):
         self.drift_config = drift_config
@@ -166,7 +182,8 @@ class Api:
         self.store = store
         self.tel = telemetry
         self.auth = auth
-        self.window_s = window_s
+        self.config = config
+        self.window_s = config.window_s
         self.ready = ready
 
     def add_routes(self, app: web.Application) -> None:
@@ -219,11 +236,11 @@ class Api:
         else:
             try:
                 k = int(windows)
-                if not 1 <= k <= self.store.config.windows_kept:
+                if not 1 <= k <= self.config.windows_kept:
                     raise ValueError
             except ValueError:
                 return web.json_response(
-                    {"error": f"windows must be an integer in 1..{self.store.config.windows_kept}"}, status=400)
+                    {"error": f"windows must be an integer in 1..{self.config.windows_kept}"}, status=400)
             docs = await asyncio.to_thread(self._sliding, states, k, document)
         return web.json_response({"name": name, "versions": sorted(docs, key=lambda d: d["version"])})
 

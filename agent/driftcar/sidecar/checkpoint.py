@@ -2,9 +2,9 @@
 
 What survives a crash: per (model, version) the reference profile and its source,
 the closed windows (sketches), the cumulative sketch behind the exported histograms,
-the drift verdicts (so hysteresis does not re-alert), the hook's per-instance drop
-counters, the pending predictions of the label join (when the joiner can serialise
-itself) and the totals. What does not: the open window.
+the drift verdicts of the features and of the label (so hysteresis does not re-alert),
+the hook's per-instance drop counters, the pending predictions of the label join (when
+the joiner can serialise itself) and the totals. What does not: the open window.
 
 Layout (every file written to a temporary name, fsynced, then renamed)::
 
@@ -119,7 +119,7 @@ class Checkpointer:
             if not rel.startswith("cumulative/"):
                 self._written.add(rel)
         self._fsync_dir()
-        index = {"v": FORMAT_VERSION, "saved_unix_nano": time.time_ns(), "window_s": store.config.window_s,
+        index = {"v": FORMAT_VERSION, "saved_unix_nano": time.time_ns(), "window_s": store.model_config.window_s,
                  "models": models}
         self._write(FILENAME, msgpack.packb(index, use_bin_type=True))
         self._fsync_dir()

@@ -31,6 +31,8 @@ __all__ = [
     "TLSConfig",
     "SidecarConfig",
     "ModelConfig",
+    "EvaluatorConfig",
+    "ApiConfig",
     "OPTIONS",
     "load_config",
     "parse_duration",
@@ -383,6 +385,29 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class EvaluatorConfig:
+    """What the window-close evaluator reads (made by :meth:`SidecarConfig.evaluator_config`)."""
+
+    window_s: float
+    performance_thresholds: tuple[tuple[str, float], ...]  # (metric, threshold), in option order
+    local_verdicts: bool
+    drift: Any  # driftcar.stats.DriftConfig; None = its defaults
+
+    @property
+    def window(self) -> str:
+        """The window as a duration string (``drift.window`` attribute)."""
+        return format_duration(self.window_s)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """What the JSON API reads (made by :meth:`SidecarConfig.api_config`)."""
+
+    window_s: float
+    windows_kept: int  # the largest ``?windows=K`` a sliding view may ask for
+
+
+@dataclass(frozen=True)
 class SidecarConfig:
     """The whole sidecar configuration (immutable). Build it with :func:`load_config`.
 
@@ -449,6 +474,15 @@ class SidecarConfig:
                            self.label_ttl_s, self.label_max_rows, self.trace_samples,
                            tuple(sorted(k for k in self.references if k != "*")),
                            self.drift if drift is None else drift)
+
+    def evaluator_config(self, drift: Any = None) -> EvaluatorConfig:
+        """The part the evaluator reads (``drift``: in place of ``self.drift``)."""
+        return EvaluatorConfig(self.window_s, tuple(self.performance_thresholds.items()), self.local_verdicts,
+                               self.drift if drift is None else drift)
+
+    def api_config(self) -> ApiConfig:
+        """The part the JSON API reads."""
+        return ApiConfig(self.window_s, self.windows_kept)
 
     def reference_for(self, model: str, version: str) -> str | None:
         """Profile file for (model, version): exact ``model@version``, then ``model``, then ``*``."""

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from driftcar.sidecar.config import SidecarConfig
+from driftcar.sidecar.config import EvaluatorConfig
 from driftcar.sidecar.messages import LineBudget, decision_kind, decision_pvalue, describe, safe, window_summary
 from driftcar.sidecar.judgement import EvaluationResult, Judgement
 from driftcar.sidecar.state import EMPTY, StateStore, WindowClose
 from driftcar.stats.windows import next_boundary
 
 if TYPE_CHECKING:
-    from driftcar.stats import DriftConfig, FeatureProfile, NumericSketch
+    from driftcar.stats import DriftConfig, DriftResult, FeatureProfile, NumericSketch
 
 __all__ = ["Evaluator", "next_boundary", "HIGHER_IS_BETTER"]
 
@@ -67,11 +67,12 @@ class Evaluator:
     after every evaluation.
     """
 
-    def __init__(self, store: StateStore, telemetry, config: SidecarConfig, *,
-                 drift_config: DriftConfig | None = None, after_close: Callable[[list[WindowClose]], None] | None = None):
+    def __init__(self, store: StateStore, telemetry, config: EvaluatorConfig, *,
+                 after_close: Callable[[list[WindowClose]], None] | None = None):
         self.store = store
         self.tel = telemetry
         self.config = config
+        drift_config = config.drift
         if drift_config is None:
             from driftcar.stats import DriftConfig
 
@@ -153,14 +154,15 @@ class Evaluator:
             performance, estimated = self._quality(close, judgement)
         except Exception:
             log.exception("quality evaluation of %s@%s failed", close.model, close.version)
+        label = None
         if self.judge and close.y_true and close.profile is not None and close.profile.label is not None:
             try:
-                self._label_drift(close, judgement)
+                label = self._label_drift(close, judgement)
             except Exception:
                 log.exception("label drift evaluation of %s@%s failed", close.model, close.version)
         if report is not None:
             self._summary_line(close, report, judgement)
-        if report is None and not performance and estimated is None:
+        if report is None and not performance and estimated is None and label is None:
             return
         # like the gauges, each part keeps its last value until a window updates it
         last = judgement.last
@@ -174,6 +176,7 @@ class Evaluator:
             performance={**(last.performance if last else {}), **performance},
             estimated_accuracy=estimated if estimated is not None else (last.estimated_accuracy if last else None),
             sketch=close.sketch if fresh_drift else last.sketch,
+            label=label if label is not None else (last.label if last else None),
         )
 
     def _drift(self, close: WindowClose, judgement: Judgement):
@@ -192,25 +195,24 @@ class Evaluator:
             self._drift_event(close, change)
         return report
 
-    def _label_drift(self, close: WindowClose, judgement: Judgement) -> None:
+    def _label_drift(self, close: WindowClose, judgement: Judgement) -> DriftResult | None:
         """The labels joined in this window against the profile's label distribution, exported and
-        tracked like a feature's drift under ``feature.name="__label__"`` (its own family of one)."""
-        from driftcar.stats import DriftReport, VerdictTracker, evaluate_label_drift
+        tracked like a feature's drift under ``feature.name="__label__"`` (its own family of one);
+        the result, for the JSON API (None: the profile cannot judge these labels)."""
+        from driftcar.stats import DriftReport, evaluate_label_drift
 
         window = close.profile.new_window()
         window.update_labels(np.asarray(close.y_true, dtype=object if _text_labels(close.y_true) else None))
         result = evaluate_label_drift(close.profile, window, self.drift_config)
         if result is None:
-            return
-        if judgement.label_tracker is None:
-            judgement.label_tracker = VerdictTracker(self.drift_config)
-        tracker = judgement.label_tracker
-        changes = tracker.update(DriftReport([result], rows=len(close.y_true)))
+            return None
+        changes = judgement.update_label(DriftReport([result], rows=len(close.y_true)), self.drift_config)
         self.tel.set_drift(close.model, close.version, result.feature, result.method, self.config.window,
                            _finite(result.statistic), decision_pvalue(result), _finite(result.threshold),
-                           tracker.state(result.feature))
+                           result.feature in judgement.label_verdicts)
         for change in changes:
             self._drift_event(close, change)
+        return result
 
     def _summary_line(self, close: WindowClose, report, judgement: Judgement) -> None:
         """One compact line per model and window on the log (rate-limited across models)."""
@@ -309,7 +311,7 @@ class Evaluator:
         values = dict(performance)
         if estimated is not None:
             values["estimated_accuracy"] = estimated
-        for metric, threshold in self.config.performance_thresholds.items():
+        for metric, threshold in self.config.performance_thresholds:
             if metric not in values:
                 continue
             value = values[metric]

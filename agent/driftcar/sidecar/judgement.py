@@ -1,5 +1,5 @@
 """What the evaluator keeps per (model, version) between windows: verdicts, the last result,
-degraded flags.
+degraded flags, label drift's verdict.
 
 The evaluator's thread is the only writer (one evaluation runs at a time); the JSON API and the
 live page read :attr:`Judgement.verdicts` and :attr:`Judgement.last`, which are replaced whole,
@@ -10,6 +10,9 @@ Verdicts belong to a reference: each reference a model adopts has a new number (
 ``generation`` of its :class:`~driftcar.sidecar.reference.ReferenceBuilder`, carried by every
 :class:`~driftcar.sidecar.state.WindowClose`). When it changes, the next evaluation starts a fresh
 tracker (:meth:`Judgement.bind`), and readers see no verdicts until then.
+
+Label drift (``__label__``) has a tracker of its own (:meth:`Judgement.label`): labels arrive on
+another path than features, and its verdict is checkpointed next to the features' ones.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:
-    from driftcar.stats import DriftConfig, DriftReport, VerdictChange, WindowSketch
+    from driftcar.stats import DriftConfig, DriftReport, DriftResult, VerdictChange, WindowSketch
 
 __all__ = ["Judgement", "EvaluationResult"]
 
@@ -38,12 +41,13 @@ class EvaluationResult:
     performance: dict[str, float]
     estimated_accuracy: float | None
     sketch: WindowSketch | None
+    label: DriftResult | None = None  # label drift (``__label__``) of the last window with labels
 
 
 class Judgement:
     """The evaluator's per-model state; see the module docstring."""
 
-    __slots__ = ("reference", "tracker", "verdicts", "last", "degraded", "label_tracker")
+    __slots__ = ("reference", "tracker", "verdicts", "last", "degraded", "label_tracker", "label_verdicts")
 
     def __init__(self) -> None:
         self.reference = 0  # generation of the reference the tracker's verdicts are about
@@ -52,6 +56,7 @@ class Judgement:
         self.last: EvaluationResult | None = None
         self.degraded: dict[str, bool] = {}  # metric -> below its threshold at the last window
         self.label_tracker = None  # label drift's VerdictTracker (``__label__``, a family of one)
+        self.label_verdicts: tuple[str, ...] = ()  # the label tracker's drifted set (published whole)
 
     def verdicts_for(self, reference: int) -> Mapping[str, bool]:
         """The verdicts if they are about ``reference`` (the model's current one), else none."""
@@ -75,15 +80,37 @@ class Judgement:
             self.verdicts = MappingProxyType({f: True for f in self.tracker.drifted})
         return changes
 
-    # ------------------------------------------------------------------ checkpoint
-    def to_state(self) -> dict[str, bool]:
-        """The part a checkpoint keeps: the drifted features (so hysteresis does not re-alert)."""
-        return dict(self.verdicts)
+    def update_label(self, report: DriftReport, config: DriftConfig) -> list[VerdictChange]:
+        """Feed one window's label drift to its tracker (made on first use, starting from the
+        verdict of a checkpoint); returns the changes."""
+        if self.label_tracker is None:
+            from driftcar.stats import VerdictTracker
 
-    def restore(self, reference: int, verdicts: Mapping[str, Any] | Iterable) -> None:
+            self.label_tracker = VerdictTracker(config)
+            self.label_tracker.restore(self.label_verdicts)
+        changes = self.label_tracker.update(report)
+        if changes:
+            self.label_verdicts = tuple(self.label_tracker.drifted)
+        return changes
+
+    def label_drifted(self) -> list[str]:
+        """The drifted label columns (``["__label__"]`` or none)."""
+        return list(self.label_verdicts)
+
+    # ------------------------------------------------------------------ checkpoint
+    def to_state(self, reference: int | None) -> dict[str, Any]:
+        """The part a checkpoint keeps, so hysteresis does not re-alert after a restart: the drifted
+        features about ``reference`` (None: the model has none) and the drifted labels."""
+        verdicts = self.verdicts_for(reference) if reference is not None else _NONE
+        return {"verdicts": dict(verdicts), "label_verdicts": self.label_drifted()}
+
+    def restore(self, reference: int, verdicts: Mapping[str, Any] | Iterable,
+                label_verdicts: Iterable[str] = ()) -> None:
         """Verdicts read from a checkpoint, about ``reference``; older checkpoints also list
-        resolved features (False), which are dropped."""
+        resolved features (False), which are dropped, and have no label verdicts."""
         items = verdicts.items() if isinstance(verdicts, Mapping) else ((f, True) for f in verdicts)
         self.reference = reference
         self.tracker = None
         self.verdicts = MappingProxyType({str(f): True for f, detected in items if detected})
+        self.label_tracker = None
+        self.label_verdicts = tuple(str(f) for f in label_verdicts)

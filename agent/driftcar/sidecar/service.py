@@ -82,11 +82,11 @@ class SidecarService:
         self.forwarder = self.gateway = None  # fleet roles: see driftcar.sidecar.fleet
         self.worker = IngestWorker(self.queue, self.store.apply, self.tel)
         self.checkpointer = Checkpointer(config.state_dir, self.store) if config.state_dir else None
-        self.evaluator = Evaluator(self.store, self.tel, config, drift_config=drift_config or config.drift,
+        self.evaluator = Evaluator(self.store, self.tel, config.evaluator_config(drift_config),
                                    after_close=self._after_close)
         self._fleet(config)
         self.sliding = SlidingViews(self.evaluator.drift_config)
-        self.api = Api(self.store, self.tel, self.auth, config.window_s, lambda: self.ready,
+        self.api = Api(self.store, self.tel, self.auth, config.api_config(), lambda: self.ready,
                        drift_config=self.evaluator.drift_config, status=self.status, sliding=self.sliding)
         self.grpc: GrpcReceiver | None = None
         self.grpc_port: int | None = None

@@ -364,8 +364,9 @@ class ModelState:
     def saved(self) -> Saved:
         """What a checkpoint keeps (under the store's lock: references only, serialised later)."""
         series = self.series
+        reference = self.reference.generation if self.profile is not None else None
         return Saved(
-            fields={**self.reference.to_state(), "verdicts": dict(self.verdicts), **self.signals.to_state(),
+            fields={**self.reference.to_state(), **self.judgement.to_state(reference), **self.signals.to_state(),
                     "joiner": self.labels.to_bytes()},
             profile=self.profile,
             windows=list(series.closed) if series is not None else [],
@@ -380,7 +381,8 @@ class ModelState:
             self.set_profile(profile(), fields.get("reference_source") or "batch", fields.get("reference_file"))
         if self.profile is not None and fields.get("reference_source") == self.reference.source:
             self.series.restore(windows(self.profile), cumulative() if cumulative is not None else None)
-            self.judgement.restore(self.reference.generation, fields.get("verdicts") or {})
+            self.judgement.restore(self.reference.generation, fields.get("verdicts") or {},
+                                   fields.get("label_verdicts") or ())
         self.signals.restore(fields)
         if fields.get("joiner"):
             try:

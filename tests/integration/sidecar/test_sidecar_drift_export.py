@@ -94,6 +94,10 @@ def test_joined_labels_are_judged_against_the_reference_labels(sidecar):
                     and e["attributes"]["feature.name"] == "__label__"]
     assert len(label_events) == 1
     assert label_events[0]["attributes"]["drift.method"] == expected.method
+    version = get_json(f"{handle.http_endpoint}/v1/models/m/drift")[1]["versions"][0]
+    assert version["features"]["__label__"]["verdict"] is True and "__label__" in version["drift_detected"]
+    assert version["features"]["__label__"]["methods"][expected.method]["score"] == pytest.approx(expected.statistic,
+                                                                                                  rel=1e-9)
     sender.close()
 
 

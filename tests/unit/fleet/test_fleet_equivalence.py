@@ -69,7 +69,7 @@ def _gateway(clock, **config):
     config = SidecarConfig(window_s=W, **config)
     tel = Telemetry(TelemetryConfig(export="none", scope="fleet"))
     store = StateStore(config, tel, clock=clock)
-    return FleetGateway(store, Evaluator(store, tel, config), tel, config, clock=clock), tel
+    return FleetGateway(store, Evaluator(store, tel, config.evaluator_config()), tel, config, clock=clock), tel
 
 
 def _splits(n: int, parts: int, seed: int = 3) -> list[tuple[int, int]]:

@@ -34,7 +34,7 @@ def write(directory: str) -> dict:
     tel = FakeTelemetry()
     store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "window": "1m"}), tel,
                        clock=lambda: now[0])
-    evaluator = Evaluator(store, tel, store.config)
+    evaluator = Evaluator(store, tel, store.config.evaluator_config())
 
     def apply(body: bytes) -> None:
         store.apply(Item("m", "1", decode_batch(body), len(body), 0, b""))

@@ -94,3 +94,20 @@ def test_hook_variables_in_a_shared_environment_are_left_alone_but_typos_refused
     with pytest.raises(ConfigError) as info:
         load_config(env={**shared, "DRIFTCAR_WINDWO": "5m"})
     assert [p for p, _ in info.value.problems] == ["DRIFTCAR_WINDWO"]
+
+
+def test_component_configs_carry_only_their_fields_and_are_frozen():
+    import dataclasses
+
+    config = load_config(env={}, flags={"window": "30s", "windows_kept": "7", "local_verdicts": "false",
+                                        "performance_thresholds": "accuracy=0.9,rmse=2.5"})
+    evaluator = config.evaluator_config()
+    assert evaluator.window_s == 30.0 and evaluator.window == "30s" and evaluator.local_verdicts is False
+    assert dict(evaluator.performance_thresholds) == {"accuracy": 0.9, "rmse": 2.5}
+    assert evaluator.drift is None and config.evaluator_config(drift="given").drift == "given"
+    api = config.api_config()
+    assert (api.window_s, api.windows_kept) == (30.0, 7)
+    for part in (evaluator, api, config.model_config()):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            part.window_s = 1.0
+    assert {f.name for f in dataclasses.fields(api)} == {"window_s", "windows_kept"}

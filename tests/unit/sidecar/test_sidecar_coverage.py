@@ -45,7 +45,7 @@ def make(flags: dict, drift: DriftConfig | None = None):
     tel, clock = FakeTelemetry(), Clock()
     config = load_config(env={}, flags={"live_reference_rows": "0", "window": "1m", **flags})
     store = StateStore(config, tel, clock=clock, drift_config=drift)
-    return store, Evaluator(store, tel, config, drift_config=drift), tel, clock
+    return store, Evaluator(store, tel, config.evaluator_config(drift)), tel, clock
 
 
 def close(store, evaluator, clock):

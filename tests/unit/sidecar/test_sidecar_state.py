@@ -35,7 +35,7 @@ def make(**flags):
     tel = FakeTelemetry()
     clock = Clock()
     store = StateStore(load_config(env={}, flags=base), tel, clock=clock)
-    evaluator = Evaluator(store, tel, store.config)
+    evaluator = Evaluator(store, tel, store.config.evaluator_config())
     return store, evaluator, tel, clock
 
 
@@ -235,7 +235,7 @@ def test_empty_strings_and_bad_values_never_break_a_window():
     tel = Telemetry(TelemetryConfig(export="none"))  # the real one: it refuses empty attribute values
     clock = Clock()
     store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel, clock=clock)
-    evaluator = Evaluator(store, tel, store.config)
+    evaluator = Evaluator(store, tel, store.config.evaluator_config())
     ref = {"city": ["", "a", "b"] * 300, "x": np.arange(900, dtype=np.float64)}
     store.apply(item(encode_batch("reference", [Column("city", "feature", ref["city"]),
                                                 Column("x", "feature", ref["x"])])))

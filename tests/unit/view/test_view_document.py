@@ -102,7 +102,7 @@ def test_live_document_matches_stats_per_kept_window():
     tel = FakeTelemetry()
     clock = Clock()
     store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "window": "1m"}), tel, clock=clock)
-    evaluator = Evaluator(store, tel, store.config)
+    evaluator = Evaluator(store, tel, store.config.evaluator_config())
     ref = numeric_frame(3_000, 3, seed=1)
     store.apply(item(reference(ref)))
     lives = [numeric_frame(800, 3, seed=2), numeric_frame(800, 3, seed=3, shift={"x1": 1.0})]

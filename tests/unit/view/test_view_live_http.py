@@ -23,7 +23,7 @@ def _app(token):
     tel = FakeTelemetry()
     store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel)
     app = web.Application()
-    Api(store, tel, TokenAuth(token), 60.0, lambda: True).add_routes(app)
+    Api(store, tel, TokenAuth(token), store.config.api_config(), lambda: True).add_routes(app)
     return app
 
 
