@@ -63,13 +63,15 @@ class Judgement:
         return self.verdicts if reference == self.reference else _NONE
 
     def bind(self, reference: int, config: DriftConfig) -> None:
-        """Judge against ``reference`` from now on; a new reference starts with no verdicts."""
+        """Judge against ``reference`` from now on; a new reference starts with no verdicts, the
+        label's included (a label drifted from the old reference says nothing about the new one)."""
         if self.tracker is None or reference != self.reference:
             from driftcar.stats import VerdictTracker
 
             self.tracker = VerdictTracker(config)
             if reference != self.reference:
                 self.verdicts = _NONE
+                self.label_tracker, self.label_verdicts = None, ()
             self.tracker.restore(f for f, detected in self.verdicts.items() if detected)
             self.reference = reference
 

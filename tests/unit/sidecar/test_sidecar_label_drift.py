@@ -78,6 +78,22 @@ def test_a_drifted_label_does_not_alert_again_after_a_restart(tmp_path):
     assert len(second.label_events("driftcar.drift.resolved")) == 1
 
 
+def test_a_new_reference_starts_the_label_with_no_verdict():
+    rng = np.random.default_rng(6)
+    sidecar = Sidecar()
+    sidecar.apply(_reference(rng)[0])
+    sidecar.window(rng, 0.45, 0)
+    state = sidecar.store.models[("m", "1")]
+    assert state.judgement.label_drifted() == ["__label__"]
+    X, y = numeric_frame(N_REF, 2, seed=2), _labels(rng, N_REF, 0.45)  # the new reference has the new shares
+    sidecar.apply(encode_batch("reference", [Column(k, "feature", v) for k, v in X.items()] + [Column("y", "label", list(y))]))
+    for first_id in (10_000, 20_000, 30_000, 40_000):
+        sidecar.window(rng, 0.45, first_id)
+    assert state.judgement.label_drifted() == []
+    assert len(sidecar.label_events("driftcar.drift.detected")) == 1  # the first reference's alert only
+    assert sidecar.label_events("driftcar.drift.resolved") == []  # nothing drifted against the new one
+
+
 def test_the_drift_view_lists_label_drift_like_a_feature():
     rng = np.random.default_rng(7)
     body, X, y_ref = _reference(rng)
