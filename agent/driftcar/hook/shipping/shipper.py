@@ -34,7 +34,7 @@ from driftcar.hook.shipping.batching import body_budget, encode_part, pack_reque
 from driftcar.hook.shipping.buffer import ByteBuffer, Taken
 from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.resource import resolve_resource
-from driftcar.hook.shipping.retry import Backoff, Exporter, export_with_retry
+from driftcar.wire.retry import Backoff, Exporter, RetryState, export_with_retry
 
 __all__ = ["Shipper", "estimate_size", "ITEM_OVERHEAD_BYTES"]
 
@@ -124,6 +124,10 @@ class Shipper:
         self._exporter: Exporter | None = None
         self._shutdown_deadline: float | None = None
         self._closed = False
+        # The endpoint's back-off outlives one export: through an outage the worker makes one attempt
+        # per back-off period, however many batches are sealed meanwhile (a fresh back-off per export
+        # made ~4 attempts per export timeout forever, each a new gRPC channel and its threads)
+        self._retry = RetryState(self._backoff)
         self._inflight_seq: int | None = None  # first seq of the batch being shipped
         self._flush_target = 0
         self._idle = False  # the worker sleeps on an empty buffer: the next offer wakes it
@@ -477,7 +481,7 @@ class Shipper:
         deadline = time.monotonic() + self.config.timeout_s
         if self._shutdown_deadline is not None:
             deadline = min(deadline, self._shutdown_deadline)
-        result = export_with_retry(self._exporter, payload, deadline=deadline, backoff=self._backoff, stop=self._abort,
+        result = export_with_retry(self._exporter, payload, deadline=deadline, state=self._retry, stop=self._abort,
                                    observe=self._observe)
         with self._buffer.lock:
             self._counts["retries"] += result.retries
