@@ -5,7 +5,8 @@
 file), rounds interleave the variants in a rotating order so machine noise hits all alike,
 and each ratio is taken per round against the same round's ``bare`` run, then the median of
 rounds is reported. A real ``driftcar sidecar`` runs in a third process; "down" is a port
-nobody listens on, "black hole" a socket that accepts and never answers.
+nobody listens on, "black hole" a socket that accepts and never answers. The hook ships over
+its default transport, OTLP/HTTP, unless a variant names gRPC.
 
 Figures: calls/s, p50 and p99 per call, the model process's CPU seconds per 1,000 calls
 (every thread: the wrapper, the shipper's worker, gRPC's threads; ``getrusage``), and rows
@@ -37,10 +38,11 @@ sys.path.insert(0, str(ROOT))
 class Variant:
     """One process configuration: workload arguments and where its hook ships."""
 
-    def __init__(self, label: str, args: list[str], endpoint: str = "up"):
+    def __init__(self, label: str, args: list[str], endpoint: str = "up", protocol: str = "http/protobuf"):
         self.label = label
         self.args = args
-        self.endpoint = endpoint  # up | down | hole | up-http (the sidecar's OTLP/HTTP port)
+        self.endpoint = endpoint  # up (the sidecar's port for the protocol) | down | hole
+        self.protocol = protocol  # the hook's default unless the label names gRPC
 
 
 class Scenario:
@@ -65,8 +67,9 @@ def _scenarios() -> list[Scenario]:
             Variant("bystander, sidecar up", ["bystander"]),
             Variant("bystander, sidecar down", ["bystander"], "down"),
             Variant("bystander, sidecar black-holed", ["bystander"], "hole"),
-            Variant("instrumented, OTLP/HTTP, sidecar up", ["instrumented", "--protocol", "http/protobuf"], "up-http"),
-            Variant("bystander, OTLP/HTTP, sidecar down", ["bystander", "--protocol", "http/protobuf"], "down"),
+            Variant("instrumented, gRPC, sidecar up", ["instrumented"], "up", "grpc"),
+            Variant("bystander, gRPC, sidecar down", ["bystander"], "down", "grpc"),
+            Variant("bystander, gRPC, sidecar black-holed", ["bystander"], "hole", "grpc"),
         ]),
         Scenario("1 row, Pipeline(StandardScaler, LogisticRegression), no TracerProvider",
                  one + ["--model", "pipeline"], [
@@ -128,8 +131,12 @@ def _accepts(port: int) -> bool:
 def _run(variant: Variant, common: list[str], calls: int, endpoints: dict) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "agent"), os.environ.get("PYTHONPATH", "")])
+    endpoint = endpoints[variant.endpoint]
+    if isinstance(endpoint, dict):
+        endpoint = endpoint[variant.protocol]
     cmd = [sys.executable, str(HERE / "hook_workload.py"), *variant.args, *common, "--calls", str(calls),
-           "--endpoint", endpoints[variant.endpoint], "--flush", "10" if variant.endpoint.startswith("up") else "0"]
+           "--protocol", variant.protocol, "--endpoint", endpoint,
+           "--flush", "10" if variant.endpoint == "up" else "0"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"{variant.label}: {out.stderr[-2000:]}")
@@ -194,7 +201,7 @@ def run(quick: bool = False) -> str:
         scenarios = [scenarios[0], scenarios[3]]
     started = time.monotonic()
     with _Sidecar() as sidecar, BlackHole() as hole:
-        endpoints = {"up": f"http://127.0.0.1:{sidecar.grpc}", "up-http": f"http://127.0.0.1:{sidecar.http}",
+        endpoints = {"up": {"grpc": f"http://127.0.0.1:{sidecar.grpc}", "http/protobuf": f"http://127.0.0.1:{sidecar.http}"},
                      "down": f"http://127.0.0.1:{free_port()}",
                      "hole": f"http://127.0.0.1:{hole.port}"}
         _measure(scenarios, rounds, calls, endpoints)

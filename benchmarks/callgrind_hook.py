@@ -2,7 +2,7 @@
 move when the machine is busy (it misses GIL hand-offs and cache misses, which the wall clock
 and CPU time of ``bench_hookproc.py`` show).
 
-``python benchmarks/callgrind_hook.py [--n1 300] [--n2 1300] [VARIANT ...]`` runs
+``python benchmarks/callgrind_hook.py [--n1 300] [--n2 1300] [--protocol http/protobuf|grpc] [VARIANT ...]`` runs
 ``hook_workload.py VARIANT --calls N`` under callgrind for N1 and N2 calls (with
 ``OPENBLAS_NUM_THREADS=1``: a multi-threaded BLAS spins and makes counts meaningless) and reports
 ``(I(N2) - I(N1)) / (N2 - N1)``: start-up, fitting and the final flush cancel out. The
@@ -51,11 +51,12 @@ def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> 
     return [sum(per_thread), *per_thread]
 
 
-def count(variants: list[str], n1: int, n2: int, extra: list[str]) -> dict[str, float]:
-    from tests.support.otlp import GrpcOtlpReceiver
+def count(variants: list[str], n1: int, n2: int, extra: list[str], protocol: str = "http/protobuf") -> dict[str, float]:
+    from tests.support.otlp import GrpcOtlpReceiver, HttpOtlpReceiver
 
     result = {}
-    with GrpcOtlpReceiver() as receiver:
+    extra = [*extra, "--protocol", protocol]
+    with (GrpcOtlpReceiver() if protocol == "grpc" else HttpOtlpReceiver()) as receiver:
         for variant in variants:
             i1 = _instructions(variant, n1, receiver.endpoint, extra)
             i2 = _instructions(variant, n2, receiver.endpoint, extra)
@@ -78,8 +79,10 @@ def main() -> None:
     parser.add_argument("--n2", type=int, default=1300)
     parser.add_argument("--model", default="plain", choices=("plain", "pipeline"))
     parser.add_argument("--rows", type=int, default=1)
+    parser.add_argument("--protocol", default="http/protobuf", choices=("grpc", "http/protobuf"),
+                        help="the hook's transport (default: the hook's default)")
     args = parser.parse_args()
-    count(args.variants, args.n1, args.n2, ["--model", args.model, "--rows", str(args.rows)])
+    count(args.variants, args.n1, args.n2, ["--model", args.model, "--rows", str(args.rows)], args.protocol)
 
 
 if __name__ == "__main__":

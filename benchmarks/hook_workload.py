@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--provider", choices=("none", "sdk"), default="none")
     parser.add_argument("--endpoint", default="http://127.0.0.1:9")
     parser.add_argument("--rate", type=float, default=0.0, help="calls per second (0: flat out)")
-    parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), default="grpc")
+    parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), default="http/protobuf")
     parser.add_argument("--batch-rows", type=int, default=10_000, help="the shipper's max_batch_rows")
     parser.add_argument("--batch-age", type=float, default=1.0, help="the shipper's max_batch_age_s")
     parser.add_argument("--nocopy", action="store_true", help="instrument with copy=False")

@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=1_000)
     parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), default="grpc")
+    parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), default="http/protobuf")
     args, _ = parser.parse_known_args()
     import driftcar
 

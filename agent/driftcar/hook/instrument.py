@@ -59,7 +59,7 @@ __all__ = [
 
 log = logging.getLogger("driftcar.hook")
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:14317"
+DEFAULT_ENDPOINT = "http://127.0.0.1:14318"  # the sidecar's OTLP/HTTP port (see ShipperConfig.protocol)
 DEFAULT_PROTOCOL = "grpc"
 PROTOCOLS = ("grpc", "http/protobuf")
 SKLEARN_METHODS = ("fit", "transform", "predict", "predict_proba")
@@ -191,8 +191,8 @@ def instrument(
 
     name / version: the model's identity downstream (default: the class or function name,
     ``"unknown"``). endpoint / protocol: the sidecar or a collector (default
-    ``$DRIFTCAR_ENDPOINT`` / ``$DRIFTCAR_PROTOCOL``, else gRPC to ``http://127.0.0.1:14317``;
-    ``http/protobuf`` posts to ``<endpoint>/v1/logs``, port 14318 by default). sample:
+    ``$DRIFTCAR_ENDPOINT`` / ``$DRIFTCAR_PROTOCOL``, else OTLP/HTTP to ``http://127.0.0.1:14318``,
+    posting to ``<endpoint>/v1/logs``; an endpoint given without a protocol is gRPC). sample:
     probability that a call's rows are captured (calls are always counted). methods: names to
     wrap (default :data:`DEFAULT_METHODS`). wrappers: opt-in ``{Class: ["attr", ...]}`` inner
     estimators to trace. capture / spans: turn row capture / spans off. tracer_provider:
@@ -331,8 +331,8 @@ def _shipper(given: Any, capture: bool, name: str, version: str, endpoint: Any, 
 def _default_shipper(name: str, version: str, endpoint: str, protocol: str, options: dict) -> Any:
     from driftcar.hook.shipping import Shipper, ShipperConfig
 
-    # from_env applies DRIFTCAR_* variables and the defaults (DEFAULT_ENDPOINT for grpc,
-    # the sidecar's HTTP port for http/protobuf); explicit arguments win.
+    # from_env applies DRIFTCAR_* variables and the defaults (OTLP/HTTP to DEFAULT_ENDPOINT, gRPC
+    # to an endpoint given without a protocol); explicit arguments win.
     config = ShipperConfig.from_env(name, version, endpoint=endpoint, protocol=protocol, **options)
     return Shipper(config)
 

@@ -7,10 +7,23 @@ from driftcar.hook.shipping import ShipperConfig, parse_headers
 
 def test_defaults_are_the_documented_ones():
     cfg = ShipperConfig.from_env("churn", "3", env={})
-    assert (cfg.endpoint, cfg.protocol, cfg.compression) == ("http://127.0.0.1:14317", "grpc", "none")
+    assert (cfg.endpoint, cfg.protocol, cfg.compression) == ("http://127.0.0.1:14318", "http/protobuf", "none")
+    assert cfg.logs_url == "http://127.0.0.1:14318/v1/logs"
     assert (cfg.max_buffer_bytes, cfg.max_batch_rows, cfg.max_batch_age_s) == (64 << 20, 10_000, 1.0)
     assert (cfg.max_request_bytes, cfg.timeout_s, cfg.exit_timeout_s) == (3 << 20, 10.0, 1.0)
-    assert cfg.grpc_target == ("127.0.0.1:14317", False)
+    assert (cfg.retry_initial_backoff_s, cfg.retry_max_backoff_s) == (1.0, 5.0)
+    assert ShipperConfig("churn") == ShipperConfig.from_env("churn", env={})
+
+
+def test_an_endpoint_given_without_a_protocol_stays_grpc():
+    for cfg in (ShipperConfig.from_env("m", env={"DRIFTCAR_ENDPOINT": "http://127.0.0.1:14317"}),
+                ShipperConfig("m", endpoint="http://127.0.0.1:14317"),
+                ShipperConfig.from_env("m", env={}, endpoint="sidecar:14317")):
+        assert cfg.protocol == "grpc", cfg
+    cfg = ShipperConfig.from_env("m", env={"DRIFTCAR_PROTOCOL": "grpc"})
+    assert (cfg.endpoint, cfg.grpc_target) == ("http://127.0.0.1:14317", ("127.0.0.1:14317", False))
+    cfg = ShipperConfig.from_env("m", env={"DRIFTCAR_PROTOCOL": "http/protobuf"}, endpoint="http://h:9")
+    assert cfg.logs_url == "http://h:9/v1/logs"
 
 
 def test_environment_is_read_and_overrides_win():

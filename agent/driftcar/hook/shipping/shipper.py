@@ -7,7 +7,10 @@ Contracts:
   and counting the oldest items when full) and wakes the worker when a batch
   is due. The worker starts lazily on the first offer.
 * The worker seals a batch when ``max_batch_rows`` rows are queued or the
-  oldest item is ``max_batch_age_s`` old (or on flush), converts the items to
+  oldest item is ``max_batch_age_s`` old (or on flush); while the endpoint backs
+  off (``driftcar.wire.retry``: one back-off kept across exports), not before the
+  next allowed attempt, so an outage costs one attempt per back-off period and
+  no work in between. It converts the items to
   columns (``driftcar.hook.columns.to_columns``), encodes bodies with the
   hook's cumulative counters, caps each request at ``max_request_bytes`` and
   exports with retries per the OTLP specification.
@@ -34,7 +37,7 @@ from driftcar.hook.shipping.batching import body_budget, encode_part, pack_reque
 from driftcar.hook.shipping.buffer import ByteBuffer, Taken
 from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.resource import resolve_resource
-from driftcar.hook.shipping.retry import Backoff, Exporter, export_with_retry
+from driftcar.wire.retry import Backoff, Exporter, RetryState, export_with_retry
 
 __all__ = ["Shipper", "estimate_size", "ITEM_OVERHEAD_BYTES"]
 
@@ -124,6 +127,10 @@ class Shipper:
         self._exporter: Exporter | None = None
         self._shutdown_deadline: float | None = None
         self._closed = False
+        # The endpoint's back-off outlives one export: through an outage the worker makes one attempt
+        # per back-off period, however many batches are sealed meanwhile (a fresh back-off per export
+        # made ~4 attempts per export timeout forever, each a new gRPC channel and its threads)
+        self._retry = RetryState(self._backoff)
         self._inflight_seq: int | None = None  # first seq of the batch being shipped
         self._flush_target = 0
         self._idle = False  # the worker sleeps on an empty buffer: the next offer wakes it
@@ -342,7 +349,10 @@ class Shipper:
             return False
         if self._first_seen is None:
             self._first_seen = now
-        if self._stop.is_set() or buffer.rows >= self._max_rows or now - self._first_seen >= self.config.max_batch_age_s:
+        if self._stop.is_set():
+            return True
+        if now >= self._retry.not_before and (
+                buffer.rows >= self._max_rows or now - self._first_seen >= self.config.max_batch_age_s):
             return True
         with self._progress:
             return self._flush_target >= (buffer.oldest_seq() or 0) > 0
@@ -367,7 +377,10 @@ class Shipper:
                         first = self._first_seen
                         if first is None:
                             first = self._first_seen = time.monotonic()
-                        self._due_at = first + self.config.max_batch_age_s
+                        # while the endpoint backs off, queued rows wait for the next allowed attempt
+                        # (the buffer's byte bound still holds): sealing a batch per batch age only to
+                        # drop it woke this thread and encoded rows for nothing through an outage
+                        self._due_at = max(first + self.config.max_batch_age_s, self._retry.not_before)
                         self._wake.wait(max(self._due_at - time.monotonic(), 0.0))
                     self._runnable = True
                     self._wakeups += 1
@@ -477,8 +490,8 @@ class Shipper:
         deadline = time.monotonic() + self.config.timeout_s
         if self._shutdown_deadline is not None:
             deadline = min(deadline, self._shutdown_deadline)
-        result = export_with_retry(self._exporter, payload, deadline=deadline, backoff=self._backoff, stop=self._abort,
-                                   observe=self._observe)
+        result = export_with_retry(self._exporter, payload, deadline=deadline, state=self._retry,
+                                   stop=_BackingOff(self), observe=self._observe)
         with self._buffer.lock:
             self._counts["retries"] += result.retries
         for failure in result.outcomes:
@@ -532,6 +545,30 @@ class Shipper:
 
     def __repr__(self) -> str:
         return f"Shipper({self.config.model_name!r}, endpoint={self.config.endpoint!r}, instance={self.instance})"
+
+
+class _BackingOff:
+    """The shipper's abort event as the retry loop's ``stop``: while the worker waits out a back-off
+    it is neither runnable nor due, so offers make no GIL hand-over to it. Through an outage a
+    flat-out model thread otherwise called ``sleep(0)`` every 16 offers for nothing (measured with
+    the hold before the next attempt: 227 hand-overs in 2.5 s of calls, endpoint down, then 7-9)."""
+
+    __slots__ = ("_shipper",)
+
+    def __init__(self, shipper: Shipper):
+        self._shipper = shipper
+
+    def is_set(self) -> bool:
+        return self._shipper._abort.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        shipper = self._shipper
+        shipper._runnable = False
+        shipper._due_at = _monotonic() + timeout  # the loop sets it afresh before its next wait
+        try:
+            return shipper._abort.wait(timeout)
+        finally:
+            shipper._runnable = True
 
 
 #: exporters inherited from a parent process: kept referenced so that their

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import sys
 import threading
 import time
@@ -49,6 +48,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.metrics.export import MetricExportResult
 
 from driftcar.sidecar.telemetry.otlp import count_points
+from driftcar.wire.retry import DEFAULT_MAX_BACKOFF_S, Backoff, Outcome, RetryState, retry
 from driftcar.wire.otlp_status import (  # noqa: F401  (re-exported: the spec table)
     RETRYABLE_GRPC_CODES,
     RETRYABLE_HTTP_STATUSES,
@@ -185,7 +185,7 @@ def grpc_retry_delay(error: grpc.RpcError) -> float | None:
 
 
 class _SpecRetryGrpc:
-    """Replaces the SDK's gRPC retry loop with the OTLP spec's (see module docstring)."""
+    """Replaces the SDK's gRPC retry loop with driftcar's, which follows the OTLP spec (see module docstring)."""
 
     _signal = "metrics"
     initial_backoff_s = 1.0
@@ -195,45 +195,43 @@ class _SpecRetryGrpc:
         if initial_backoff_s is not None:
             self.initial_backoff_s = initial_backoff_s
 
-    def _export(self, data):  # noqa: C901 - one linear retry loop
-        failure = self._result.FAILURE
+    def _export(self, data):
+        """One export through driftcar's retry loop (``driftcar.wire.retry``, shared with the hook)."""
         if self._shutdown:
-            return failure
+            return self._result.FAILURE
         request = self._translate_data(data)
-        deadline = time.time() + self._timeout
-        retries = 0
-        for attempt in range(MAX_ATTEMPTS):
+        answers: list = []  # the response of the successful attempt
+        failed_codes: list = []  # gRPC codes of failed attempts, for the first-attempt reconnect
+
+        def attempt(remaining_s: float) -> Outcome:
             try:
-                response, _ = self._client.Export.with_call(
-                    request, metadata=self._headers, timeout=max(deadline - time.time(), 0.001)
-                )
+                response, _ = self._client.Export.with_call(request, metadata=self._headers,
+                                                            timeout=max(remaining_s, 0.001))
             except grpc.RpcError as error:
-                code = error.code()
-                delay = grpc_retry_delay(error)
-                if code == grpc.StatusCode.UNAVAILABLE and attempt == 0:
+                code, delay = error.code(), grpc_retry_delay(error)
+                if code == grpc.StatusCode.UNAVAILABLE and not failed_codes:
                     self._reconnect()
-                backoff = delay if delay is not None else self.initial_backoff_s * 2**attempt * random.uniform(0.8, 1.2)
-                final = (
-                    not grpc_is_retryable(code, delay)
-                    or attempt + 1 == MAX_ATTEMPTS
-                    or backoff > deadline - time.time()
-                    or self._shutdown
-                )
-                if final:
-                    message = f"{code.name}: {error.details()} (endpoint {self._endpoint})"
-                    self.stats.record(self._signal, ok=False, retries=retries, error=message)
-                    return failure
-                retries += 1
-                if self._shutdown_in_progress.wait(backoff):
-                    self.stats.record(self._signal, ok=False, retries=retries, error="SHUTDOWN: abandoned while retrying")
-                    return failure
-                continue
-            partial = response.partial_success
-            rejected = partial.rejected_data_points if self._signal == "metrics" else partial.rejected_log_records
-            self.stats.record(self._signal, ok=True, retries=retries, rejected=rejected,
-                              partial_message=partial.error_message)
-            return self._result.SUCCESS
-        return failure
+                failed_codes.append(code)
+                detail = f"{code.name}: {error.details()} (endpoint {self._endpoint})"
+                if grpc_is_retryable(code, delay) and not self._shutdown:
+                    return Outcome.retry(code.name, retry_after_s=delay, detail=detail)
+                return Outcome.permanent(code.name, detail=detail)
+            answers.append(response)
+            return Outcome.success()
+
+        state = RetryState(Backoff(self.initial_backoff_s, DEFAULT_MAX_BACKOFF_S, jitter=0.2))
+        result = retry(attempt, deadline=time.monotonic() + self._timeout, state=state,
+                       stop=self._shutdown_in_progress, max_attempts=MAX_ATTEMPTS)
+        if not result.outcome.ok:
+            stopped = result.outcome.retryable and self._shutdown_in_progress.is_set()
+            message = "SHUTDOWN: abandoned while retrying" if stopped else (result.outcome.detail or result.outcome.error)
+            self.stats.record(self._signal, ok=False, retries=result.retries, error=message)
+            return self._result.FAILURE
+        partial = answers[-1].partial_success
+        rejected = partial.rejected_data_points if self._signal == "metrics" else partial.rejected_log_records
+        self.stats.record(self._signal, ok=True, retries=result.retries, rejected=rejected,
+                          partial_message=partial.error_message)
+        return self._result.SUCCESS
 
     def _reconnect(self) -> None:
         """Like the SDK: a fresh channel after UNAVAILABLE forces a new connection attempt."""
