@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from driftcar.stats import methods
-from driftcar.stats._binning import make_binner
+from driftcar.stats._binning import Binners
 from driftcar.stats._columns import CodeTable
 
 if TYPE_CHECKING:  # imports run one way: profile -> sketch -> _layout
@@ -56,19 +56,21 @@ class Layout:
             self.where[f.name] = ("categorical", i)
         self.num_profiles = num
         self.cat_profiles = cat
-        # numeric
+        # numeric: the reference arrays are stacked once and the profile's features adopt their
+        # rows (see _adopt), so each is held once; arrays derived from them are recomputed per
+        # evaluation (properties below) rather than kept: at 400 fine bins each would cost 3.2 KB
+        # per feature for the life of the model, against one whole-array pass per evaluation
         n = len(num)
-        self.fine_edges = np.array([f.fine_edges for f in num]).reshape(n, F + 1)
-        nan = np.full((n, 1), np.nan)
-        # NaN as last edge sends NaN values to the missing bin (F + 2), +inf to above-max (F + 1)
-        self.search_edges = [np.ascontiguousarray(r) for r in np.hstack([self.fine_edges, nan])]
-        # per feature, the faster exact way to find bins (grid lookup unless heavy-tailed)
-        self.binners = [make_binner(r) for r in self.fine_edges]
+        # edges + two NaN: NaN as the edge after the last sends NaN values to the missing bin
+        # (F + 2) and +inf to above-max (F + 1); the binners read these rows (no copies)
+        self.edges_ext = np.full((n, F + 3), np.nan)
+        self.edges_ext[:, : F + 1] = np.array([f.fine_edges for f in num]).reshape(n, F + 1)
+        self.fine_edges = self.edges_ext[:, : F + 1]
+        # per feature, the faster exact way to find bins (grid lookup on large batches unless heavy-tailed)
+        self.binners = Binners(self.edges_ext)
         self.ref_fine = np.array([f.fine_counts for f in num], dtype=np.int64).reshape(n, F + 3)
         self.ref_sums = np.array([f.fine_sums for f in num], dtype=np.float64).reshape(n, F + 3)
-        inf = np.full((n, 1), np.inf)
-        self.lower = np.hstack([-inf, self.fine_edges])  # (n, F + 2): bins below, fine..., above
-        self.upper = np.hstack([self.fine_edges, inf])
+        _adopt(num, self.edges_ext, self.ref_fine, self.ref_sums)
         std = np.array([f.std for f in num])
         self.spread = np.where(std > 0, std, 1.0)
         self.ref_inf = np.array([[f.neg_infinite, f.infinite - f.neg_infinite] for f in num],
@@ -77,23 +79,15 @@ class Layout:
         self.ref_fine2 = self.ref_fine[:, : F + 2]
         self.ref_sums2 = self.ref_sums[:, : F + 2]
         self.ref_coarse = coarse_counts(self.ref_fine, self.B) if n else np.zeros((0, self.B), np.int64)
-        self.ref_fine_w = self.ref_fine2.astype(np.float64)
-        self.ref_fine_w[:, 0] -= self.ref_inf[:, 0]
-        self.ref_fine_w[:, F + 1] -= self.ref_inf[:, 1]
         self.ref_has_inf = bool(self.ref_inf.any())
         self.ks_n = self.ref_fine2.sum(axis=1).astype(np.float64)
-        self.ks_props = self.ref_fine2 / np.maximum(self.ks_n, 1.0)[:, None]
-        self.w_n = self.ref_fine_w.sum(axis=1)
-        self.w_props = self.ref_fine_w / np.maximum(self.w_n, 1.0)[:, None]
-        self.ref_pos = methods.bin_positions(self.ref_fine_w, self.ref_sums2, self.lower, self.upper)
-        self.ref_empty = self.ref_fine_w == 0
+        self.w_n = self.ks_n - self.ref_inf.sum(axis=1)
+        lower, upper, fine_w = self.lower, self.upper, self.ref_fine_w
         with np.errstate(invalid="ignore"):
-            # non-empty reference bins holding a single value (discrete atoms sit on lower edges)
-            self.ref_single = (self.ref_fine2 > 0) & (self.ref_sums2 <= self.ref_fine2 * self.lower)
-            width = self.upper - self.lower
-        self.atom_rows = np.nonzero(self.ref_single.any(axis=1))[0]
-        self.half_width = np.where(np.isfinite(width), width / 2, 0.0)
-        self.ref_w_bound = methods.spread_bound(self.ref_fine_w, self.ref_sums2, self.lower, self.upper)
+            # rows whose reference has single-value bins (discrete atoms sit on lower edges)
+            self.atom_rows = np.nonzero(self._single(lower).any(axis=1))[0]
+        self.ref_w_bound = methods.spread_bound(fine_w, self.ref_sums2, lower, upper)
+        del lower, upper, fine_w
         self.keep = np.array([f.coarse_keep for f in num], dtype=bool).reshape(n, self.B)
         # categorical
         self.Kmax = max((len(f.categories) for f in cat), default=0)
@@ -117,3 +111,71 @@ class Layout:
         self.mv_row = self.where[MULTIVARIATE][1] if self.pca else None
         self.pred = self.where.get(PREDICTION)
         self.label = self.where.get(LABEL)
+
+    # ---------------------------------------------------------------- derived, per evaluation
+    @property
+    def search_edges(self) -> list[np.ndarray]:
+        """Per feature, the edges + NaN for ``np.searchsorted(..., "right")`` (views)."""
+        return list(self.edges_ext[:, : self.F + 2])
+
+    @property
+    def lower(self) -> np.ndarray:
+        """(n, F + 2) lower edge of each bin: below-min, fine bins, above-max."""
+        return np.hstack([np.full((len(self.num_names), 1), -np.inf), self.fine_edges])
+
+    @property
+    def upper(self) -> np.ndarray:
+        """(n, F + 2) upper edge of each bin."""
+        return np.hstack([self.fine_edges, np.full((len(self.num_names), 1), np.inf)])
+
+    @property
+    def ref_fine_w(self) -> np.ndarray:
+        """Reference counts per bin without infinities (float), as Wasserstein weighs them."""
+        w = self.ref_fine2.astype(np.float64)
+        w[:, 0] -= self.ref_inf[:, 0]
+        w[:, self.F + 1] -= self.ref_inf[:, 1]
+        return w
+
+    @property
+    def ks_props(self) -> np.ndarray:
+        return self.ref_fine2 / np.maximum(self.ks_n, 1.0)[:, None]
+
+    @property
+    def w_props(self) -> np.ndarray:
+        return self.ref_fine_w / np.maximum(self.w_n, 1.0)[:, None] if self.ref_has_inf else self.ks_props
+
+    @property
+    def ref_pos(self) -> np.ndarray:
+        return methods.bin_positions(self.ref_fine_w, self.ref_sums2, self.lower, self.upper)
+
+    @property
+    def ref_empty(self) -> np.ndarray:
+        return self.ref_fine_w == 0
+
+    @property
+    def ref_single(self) -> np.ndarray:
+        """Non-empty reference bins holding a single value (on its lower edge)."""
+        with np.errstate(invalid="ignore"):
+            return self._single(self.lower)
+
+    def _single(self, lower: np.ndarray) -> np.ndarray:
+        return (self.ref_fine2 > 0) & (self.ref_sums2 <= self.ref_fine2 * lower)
+
+    @property
+    def half_width(self) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            width = np.diff(self.fine_edges, axis=1)
+        return np.pad(np.where(np.isfinite(width), width / 2, 0.0), ((0, 0), (1, 1)))
+
+
+def _adopt(num: list, edges_ext: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> None:
+    """Point each numeric feature profile's arrays at its row of the stacked ones (equal values),
+    so a profile and its layout hold one copy. Read-only: a profile never changes."""
+    F1 = edges_ext.shape[1] - 2
+    for arr in (edges_ext, counts, sums):
+        arr.flags.writeable = False
+    for i, f in enumerate(num):
+        object.__setattr__(f, "fine_edges", edges_ext[i, :F1])
+        object.__setattr__(f, "fine_counts", counts[i])
+        object.__setattr__(f, "fine_sums", sums[i])
+        f.__dict__.pop("coarse_inner_edges", None)  # a cached view of the old edges would keep them

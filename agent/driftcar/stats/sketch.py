@@ -246,7 +246,7 @@ class WindowSketch:
     def _add_numeric(self, row: int, values: Any) -> np.ndarray:
         x, invalid = to_float(values)
         size = self.num_counts.shape[1]
-        idx = self.profile.layout.binners[row](x)
+        idx = self.profile.layout.binners(row, x)
         counts = np.bincount(idx, minlength=size)
         self.num_counts[row] += counts
         if counts[0] or counts[size - 2]:  # out of the reference range (rare when undrifted)
