@@ -112,6 +112,14 @@ class Layout:
         self.pred = self.where.get(PREDICTION)
         self.label = self.where.get(LABEL)
 
+    def centres(self, flat: np.ndarray) -> np.ndarray:
+        """The middle of the fine bin at each flat position of a (rows, F + 3) grid; 0 for the
+        open-ended and missing bins (a guess that makes packed sums compress, see _codec)."""
+        row, col = np.divmod(flat, self.F + 3)
+        inner = (col >= 1) & (col <= self.F)
+        col = np.where(inner, col, 1)
+        return np.where(inner, self.edges_ext[row, col - 1] * 0.5 + self.edges_ext[row, col] * 0.5, 0.0)
+
     # ---------------------------------------------------------------- derived, per evaluation
     @property
     def search_edges(self) -> list[np.ndarray]:
