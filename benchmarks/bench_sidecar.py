@@ -524,8 +524,8 @@ def bench_feature_memory(quick: bool) -> list[str]:
     lines += ["", "Goal: <= 20 KiB per feature with 60 windows. What each part holds, at 400 fine bins: profile "
               "= the reference's fine edges, counts and per-bin sums (3.2 KB each, shared with the layout, which "
               "adds no copy) + its PCA + Python objects; layout + open window = the open window's dense counts "
-              "and sums (6.4 KB; the lookup-binner table is built only for features that see batches of 2,048+ "
-              "values); closed = 60 packed windows (exact: ~6.5 incompressible bytes per non-empty bin for its "
+              "and sums (6.4 KB), plus a lookup-binner table (3.2-26 KB) for each feature that has seen a batch of "
+              "192+ values (the 200-row case; smaller batches bin with searchsorted, as fast there); closed = 60 packed windows (exact: ~6.5 incompressible bytes per non-empty bin for its "
               "value sum) + the dense cumulative sketch (6.4 KB). Run alone: "
               "`python benchmarks/bench_sidecar.py --feature-memory [--quick]`.", ""]
     return lines

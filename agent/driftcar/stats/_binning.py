@@ -20,10 +20,12 @@ import numpy as np
 __all__ = ["make_binner", "SearchBinner", "LookupBinner", "Binners"]
 
 MAX_STEPS = 3  # above this many corrections, searchsorted is as fast
-#: below this many values searchsorted is as fast as the lookup (its fixed cost is a few numpy
-#: calls): measured crossover ~2,000 values at 400 fine edges (benchmarks/bench_stats.py)
-LOOKUP_MIN = 2048
-CELLS_PER_EDGE = (8, 32)
+#: below this many values searchsorted is as fast as the lookup (whose fixed cost is a few numpy
+#: calls): measured crossover 150-200 values at 400 fine edges, fresh values on every call
+LOOKUP_MIN = 192
+#: tried in order: 4 cells per edge keep normal-like data at one correction pass (3.2 KB table at
+#: 400 fine edges), as fast as 8; skewed data needs 8 or 32
+CELLS_PER_EDGE = (4, 8, 32)
 
 
 def _extended(edges: np.ndarray, ext: np.ndarray | None, pad: int) -> np.ndarray:
@@ -79,7 +81,7 @@ class LookupBinner:
 class Binners:
     """The bins of every row of ``edges_ext`` (rows: sorted finite edges then two NaN).
 
-    Why lazy: a lookup table costs 8-32 cells x 2 bytes per edge (6.4 KB per feature at 400
+    Why lazy: a lookup table costs 4-32 cells x 2 bytes per edge (3.2-26 KB per feature at 400
     fine bins) and only pays off on batches of ``LOOKUP_MIN`` values or more; small batches use
     ``searchsorted`` on the shared edges, and a row's table is built on its first large batch.
     Both give exactly the same bins.
@@ -125,8 +127,8 @@ def _cells(edges: np.ndarray, lo: float, scale: float, cells: int) -> np.ndarray
 
 
 def make_binner(edges: np.ndarray, cells_per_edge: tuple[int, ...] = CELLS_PER_EDGE, ext: np.ndarray | None = None):
-    """The faster exact binner for these sorted finite ``edges`` (memory: at most
-    2 bytes x 32 cells per edge for the lookup table). ``ext``: the edges followed by two NaN,
+    """The faster exact binner for these sorted finite ``edges`` (memory: 2 bytes x 4, 8 or 32
+    cells per edge for the lookup table). ``ext``: the edges followed by two NaN,
     held by the caller; the binner reads it instead of a copy of its own."""
     edges = np.asarray(edges, dtype=np.float64)
     span = float(edges[-1] - edges[0]) if len(edges) > 1 else 0.0

@@ -28,8 +28,8 @@ def test_profile_features_share_the_layout_arrays_and_keep_their_values():
         if kind != "numeric":
             continue
         f, g = prof.features.get(name) or prof.pca_error, copy.features.get(name) or copy.pca_error
-        for mine, stacked, fresh in ((f.fine_edges, L.fine_edges, g.fine_edges),
-                                     (f.fine_counts, L.ref_fine, g.fine_counts), (f.fine_sums, L.ref_sums, g.fine_sums)):
+        for mine, stacked, fresh in ((f.fine_edges, L.fine_edges, g.fine_edges), (f.fine_counts, L.ref_fine, g.fine_counts),
+                                     (f.fine_sums, L.ref_sums, g.fine_sums)):
             assert np.shares_memory(mine, stacked)
             assert mine.dtype == fresh.dtype and np.array_equal(mine, fresh)
             assert not mine.flags.writeable
