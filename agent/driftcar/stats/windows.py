@@ -53,7 +53,7 @@ class ClosedWindow:
     """A closed window: its bounds (ns since the epoch), rows and sketch, kept compact.
 
     :meth:`compact` replaces the live sketch with its packed bytes (:func:`_pack_window`:
-    ~0.3-1.6 KB per feature for 20-200 rows, against ~6.5 KB live), and :attr:`sketch` decodes
+    ~0.15-1 KB per feature for 20-200 rows, against ~6.5 KB live), and :attr:`sketch` decodes
     on demand. :meth:`blob` is what checkpoints store, so a window is serialised once in its life.
     """
 
