@@ -521,10 +521,13 @@ def bench_feature_memory(quick: bool) -> list[str]:
         got = measure(features, rows_per_window=rows)
         lines.append(f"| {rows} | {got['profile'] / KIB:.1f} KiB | {got['layout_and_open'] / KIB:.1f} KiB | "
                      f"{got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
-    lines += ["", "Goal: <= 20 KiB per feature with 60 windows. A closed window is stored sparse and keeps exact "
-              "per-bin value sums: float64, ~8 incompressible bytes per non-empty bin (~350 of the ~440 bytes at 50 "
-              "rows). The layout (lookup-binner table, derived reference arrays) is fixed per feature whatever "
-              "the windows.", ""]
+    lines += ["", "Goal: <= 20 KiB per feature with 60 windows. What each part holds, at 400 fine bins: profile "
+              "= the reference's fine edges, counts and per-bin sums (3.2 KB each, shared with the layout, which "
+              "adds no copy) + its PCA + Python objects; layout + open window = the open window's dense counts "
+              "and sums (6.4 KB), plus a lookup-binner table (3.2-26 KB) for each feature that has seen a batch of "
+              "192+ values (the 200-row case; smaller batches bin with searchsorted, as fast there); closed = 60 packed windows (exact: ~6.5 incompressible bytes per non-empty bin for its "
+              "value sum) + the dense cumulative sketch (6.4 KB). Run alone: "
+              "`python benchmarks/bench_sidecar.py --feature-memory [--quick]`.", ""]
     return lines
 
 
@@ -540,5 +543,7 @@ def run(quick: bool) -> str:
 if __name__ == "__main__":
     if "--grpc-floor" in sys.argv:
         _grpc_floor_server()
+    elif "--feature-memory" in sys.argv:  # the tracemalloc section alone: no sidecar process, load-independent
+        print("\n".join(bench_feature_memory(quick="--quick" in sys.argv)))
     else:
         print(run(quick="--quick" in sys.argv))

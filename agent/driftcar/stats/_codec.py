@@ -87,3 +87,46 @@ def field(payload: dict[str, Any], key: str, kind: type | tuple[type, ...], what
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ProfileError(f"{what}.{key}: expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
     return value
+
+
+# ---------------------------------------------------------------- sparse fine grids (closed windows)
+_SPARSE_HEAD = struct.Struct("<QQBB")  # frame bytes, non-empty bins, count width, gap width
+
+
+def pack_sparse(frame: bytes, pos: np.ndarray, counts: np.ndarray, sums: np.ndarray, guess: np.ndarray) -> bytes:
+    """Non-empty bins of a fine grid, exactly: ``pos`` (flat, increasing) as gaps and ``counts`` in
+    their narrowest unsigned types, ``sums`` XOR ``guess`` (the count times the bin's centre: sign,
+    exponent and leading mantissa bits agree, so those bytes become zeros) split into byte planes
+    so zlib sees the runs; ``frame`` (the rest of the window) rides in front. Inverse:
+    :func:`unpack_sparse`."""
+    gaps = np.diff(pos, prepend=0)
+    gaps = gaps.astype(np.min_scalar_type(int(gaps.max(initial=0))))
+    counts = counts.astype(np.min_scalar_type(int(counts.max(initial=0))))
+    bits = sums.view(np.uint64) ^ guess.view(np.uint64)
+    planes = np.ascontiguousarray(bits.view(np.uint8).reshape(-1, 8).T)
+    head = _SPARSE_HEAD.pack(len(frame), len(pos), counts.itemsize, gaps.itemsize)
+    return zlib.compress(b"".join([head, frame, gaps.tobytes(), counts.tobytes(), planes.tobytes()]), 6)
+
+
+def unpack_sparse(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+    """``(frame, pos, counts, sums XOR guess as uint64)`` from :func:`pack_sparse` bytes; the
+    caller XORs the same guess back. ProfileError when the bytes do not add up."""
+    try:
+        body = zlib.decompress(blob)
+        n_frame, n, count_size, gap_size = _SPARSE_HEAD.unpack_from(body)
+        at = _SPARSE_HEAD.size
+        frame = body[at:at + n_frame]
+        at += n_frame
+        pos = np.cumsum(np.frombuffer(body, _UINTS[gap_size], n, at), dtype=np.int64)
+        at += gap_size * n
+        counts = np.frombuffer(body, _UINTS[count_size], n, at).astype(np.int64)
+        at += count_size * n
+        planes = np.frombuffer(body, np.uint8, 8 * n, at).reshape(8, n)
+        if at + 8 * n != len(body):
+            raise ValueError(f"{len(body) - at - 8 * n} bytes left over")
+    except (zlib.error, struct.error, KeyError, ValueError) as exc:
+        raise ProfileError(f"closed window is corrupt ({exc})") from None
+    return frame, pos, counts, np.ascontiguousarray(planes.T).view(np.uint64).reshape(n)
+
+
+_UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}

@@ -41,6 +41,8 @@ __all__ = ["WindowSketch", "NumericSketch", "CategoricalSketch", "MAX_UNKNOWN_NA
 MAX_UNKNOWN_NAMES = 100
 _MAGIC = b"DCWIND\x00\x01"
 _VERSION = 1
+#: packed (closed-window) forms: v2 sums XOR their bin centre in byte planes; v1 raw sums; else zlib of to_bytes
+_PACKED, _PACKED_V1 = b"DCW\x02", b"DCW\x01"
 #: roles of the wire contract and where update() sends them
 _ROLE_TARGETS = {"feature": "feature", "prediction": "prediction", "probability": "probability",
                  "id": None, "label": "label"}
@@ -246,7 +248,7 @@ class WindowSketch:
     def _add_numeric(self, row: int, values: Any) -> np.ndarray:
         x, invalid = to_float(values)
         size = self.num_counts.shape[1]
-        idx = self.profile.layout.binners[row](x)
+        idx = self.profile.layout.binners(row, x)
         counts = np.bincount(idx, minlength=size)
         self.num_counts[row] += counts
         if counts[0] or counts[size - 2]:  # out of the reference range (rare when undrifted)
@@ -336,6 +338,52 @@ class WindowSketch:
     def copy(self) -> "WindowSketch":
         return self.merge(WindowSketch(self.profile))
 
+    # ------------------------------------------------------------------ closed windows
+    def pack(self) -> bytes:
+        """Compact bytes of a window kept after it closed; exact (every array bit for bit).
+
+        Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is
+        mostly empty bins; only the non-empty ones are stored (:func:`_codec.pack_sparse`). The
+        sums are what stays: ~6.5 of 8 bytes per non-empty bin. 20-28 % smaller than raw sparse
+        sums, 35-45 % smaller than zlib of :meth:`to_bytes` (benchmarks/bench_sidecar.py).
+        Falls back to the latter when a sum sits in an empty bin (never produced by
+        :meth:`update`, but bytes must round-trip). Inverse: :meth:`unpack`.
+        """
+        import zlib
+
+        counts, sums = self.num_counts, self.num_sums
+        pos = np.flatnonzero(counts)
+        if counts.min(initial=0) < 0 or np.delete(sums.reshape(-1).view(np.uint64), pos).any():
+            return zlib.compress(self.to_bytes(), 1)
+        rest = self.copy()
+        rest.num_counts = np.zeros_like(counts)
+        rest.num_sums = np.zeros_like(sums)
+        values = counts.reshape(-1)[pos]
+        guess = values * self.profile.layout.centres(pos)
+        return _PACKED + _codec.pack_sparse(rest.to_bytes(), pos, values, sums.reshape(-1)[pos], guess)
+
+    @classmethod
+    def unpack(cls, blob: bytes, profile: Profile) -> "WindowSketch":
+        """Inverse of :meth:`pack` (also reads the earlier packed forms); ProfileError when bad."""
+        import zlib
+
+        if blob.startswith(_PACKED):
+            frame, pos, values, bits = _codec.unpack_sparse(blob[len(_PACKED):])
+            sketch = cls.from_bytes(frame, profile)
+            if len(pos) and pos[-1] >= sketch.num_counts.size:
+                raise ProfileError("closed window is corrupt (a bin beyond the profile's grid)")
+            guess = values * profile.layout.centres(pos)
+            sketch.num_counts.reshape(-1)[pos] = values
+            sketch.num_sums.reshape(-1)[pos] = (bits ^ guess.view(np.uint64)).view(np.float64)
+            return sketch
+        if blob.startswith(_PACKED_V1):
+            return _unpack_v1(blob[len(_PACKED_V1):], profile)
+        try:
+            data = zlib.decompress(blob)
+        except zlib.error as exc:
+            raise ProfileError(f"closed window is corrupt ({exc})") from None
+        return cls.from_bytes(data, profile)
+
     # ------------------------------------------------------------------ checkpoints
     def to_bytes(self) -> bytes:
         """Versioned bytes for checkpoints; restore with :meth:`from_bytes` and the same profile."""
@@ -364,3 +412,21 @@ class WindowSketch:
 
     def __repr__(self) -> str:
         return f"WindowSketch(rows={self.rows}, batches={self.batches}, profile={self.profile.fingerprint})"
+
+
+def _unpack_v1(blob: bytes, profile: Profile) -> WindowSketch:
+    """The first packed form (checkpoints written before v2): uint32 gaps, narrowest counts, raw sums."""
+    import zlib
+
+    body = zlib.decompress(blob)
+    n_frame, n, size = (int(v) for v in np.frombuffer(body, np.uint64, 3))
+    at = 24
+    sketch = WindowSketch.from_bytes(body[at:at + n_frame], profile)
+    at += n_frame
+    pos = np.cumsum(np.frombuffer(body, np.uint32, n, at), dtype=np.int64)
+    at += 4 * n
+    counts = np.frombuffer(body, {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size], n, at)
+    at += size * n
+    sketch.num_counts.reshape(-1)[pos] = counts
+    sketch.num_sums.reshape(-1)[pos] = np.frombuffer(body, np.float64, n, at)
+    return sketch

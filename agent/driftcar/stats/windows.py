@@ -39,61 +39,21 @@ def next_boundary(now_s: float, window_s: float) -> float:
     return (math.floor(now_s / window_s) + 1) * window_s
 
 
-_SPARSE = b"DCW\x01"  # closed-window blob: sparse fine-grid counts and sums (older blobs: zlib of to_bytes)
+def _pack_window(sketch: WindowSketch) -> bytes:
+    """A window sketch's compact exact bytes (:meth:`WindowSketch.pack`)."""
+    return sketch.pack()
 
 
-def _pack_window(sketch) -> bytes:
-    """A window sketch's bytes, its fine grid stored sparse; exact (every array bit for bit).
-
-    Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is mostly
-    empty bins. Stored as the positions of non-empty bins, their counts in the narrowest unsigned
-    type and their sums' raw float64 bytes, then zlib, a window takes 17-29 % less than zlib of
-    the dense arrays (20-200 rows per window; ``benchmarks/bench_sidecar.py``). The sums are the
-    floor: ~8 incompressible bytes per non-empty bin. Falls back to the dense form when a sum sits
-    in an empty bin (never produced by ``WindowSketch.update``, but bytes must round-trip).
-    """
-    counts, sums = sketch.num_counts, sketch.num_sums
-    pos = np.flatnonzero(counts)
-    empty_sums = np.delete(sums.reshape(-1).view(np.uint64), pos)
-    if counts.min(initial=0) < 0 or empty_sums.any():
-        return zlib.compress(sketch.to_bytes(), 1)
-    rest = sketch.copy()
-    rest.num_counts = np.zeros_like(counts)
-    rest.num_sums = np.zeros_like(sums)
-    frame = rest.to_bytes()
-    values = counts.reshape(-1)[pos]
-    dtype = np.min_scalar_type(int(values.max(initial=0)))
-    gaps = np.diff(pos, prepend=0).astype(np.uint32)
-    head = np.array([len(frame), len(pos), dtype.itemsize], dtype=np.uint64).tobytes()
-    body = b"".join([head, frame, gaps.tobytes(), values.astype(dtype).tobytes(), sums.reshape(-1)[pos].tobytes()])
-    return _SPARSE + zlib.compress(body, 1)
-
-
-def _unpack_window(blob: bytes, profile):
-    from driftcar.stats import WindowSketch
-
-    if not blob.startswith(_SPARSE):
-        return WindowSketch.from_bytes(zlib.decompress(blob), profile)
-    body = zlib.decompress(blob[len(_SPARSE):])
-    n_frame, n, size = (int(v) for v in np.frombuffer(body, np.uint64, 3))
-    at = 24
-    sketch = WindowSketch.from_bytes(body[at:at + n_frame], profile)
-    at += n_frame
-    pos = np.cumsum(np.frombuffer(body, np.uint32, n, at), dtype=np.int64)
-    at += 4 * n
-    dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size]
-    counts = np.frombuffer(body, dtype, n, at)
-    at += size * n
-    sketch.num_counts.reshape(-1)[pos] = counts
-    sketch.num_sums.reshape(-1)[pos] = np.frombuffer(body, np.float64, n, at)
-    return sketch
+def _unpack_window(blob: bytes, profile: Profile) -> WindowSketch:
+    """Inverse of :func:`_pack_window`; also reads the earlier packed forms."""
+    return WindowSketch.unpack(blob, profile)
 
 
 class ClosedWindow:
     """A closed window: its bounds (ns since the epoch), rows and sketch, kept compact.
 
     :meth:`compact` replaces the live sketch with its packed bytes (:func:`_pack_window`:
-    ~0.3-1.6 KB per feature for 20-200 rows, against ~6.5 KB live), and :attr:`sketch` decodes
+    ~0.15-1 KB per feature for 20-200 rows, against ~6.5 KB live), and :attr:`sketch` decodes
     on demand. :meth:`blob` is what checkpoints store, so a window is serialised once in its life.
     """
 

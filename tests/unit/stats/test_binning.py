@@ -32,3 +32,37 @@ def test_choice_follows_the_data():
     assert isinstance(make_binner(normal), LookupBinner) and make_binner(normal).steps <= 3
     assert isinstance(make_binner(cauchy), SearchBinner)  # heavy tails: cells would hold too many edges
     assert isinstance(make_binner(np.zeros(50)), SearchBinner)  # constant: no span
+
+
+def _edges_ext(rows):
+    return np.hstack([np.array(rows), np.full((len(rows), 2), np.nan)])
+
+
+def test_binners_build_a_table_only_for_large_batches_and_equal_searchsorted():
+    from driftcar.stats._binning import LOOKUP_MIN, Binners
+
+    rng = np.random.default_rng(1)
+    levels = np.linspace(0, 1, 401)
+    ext = _edges_ext([np.quantile(rng.normal(size=5_000), levels), np.quantile(rng.standard_cauchy(5_000), levels)])
+    binners = Binners(ext)
+    for size in (0, 1, 50, LOOKUP_MIN - 1):
+        for row in (0, 1):
+            x = rng.normal(size=size) * 3
+            np.testing.assert_array_equal(binners(row, x), np.searchsorted(ext[row, :-1], x, "right"))
+    assert binners.tables == 0  # small batches never build a table
+    x = np.concatenate([rng.normal(size=LOOKUP_MIN) * 3, [np.nan, np.inf, -np.inf], ext[0, :401]])
+    np.testing.assert_array_equal(binners(0, x), np.searchsorted(ext[0, :-1], x, "right"))
+    np.testing.assert_array_equal(binners(1, x), np.searchsorted(ext[1, :-1], x, "right"))
+    assert binners.tables == 2
+    assert isinstance(binners._lookup[0], LookupBinner) and isinstance(binners._lookup[1], SearchBinner)
+    # the binners read the caller's edges, no copies
+    assert np.shares_memory(binners._lookup[0].ext, ext) and np.shares_memory(binners._lookup[1].ext, ext)
+
+
+def test_a_binner_copies_edges_that_are_not_followed_by_nan():
+    e = np.linspace(0, 1, 40)
+    ext = np.concatenate([e, [np.nan, 5.0]])  # second pad is not NaN: not usable as is
+    b = make_binner(e, ext=ext)
+    assert not np.shares_memory(b.ext, ext)
+    x = np.array([-1, 0, 0.5, 1, 2, np.nan])
+    np.testing.assert_array_equal(b(x), np.searchsorted(np.concatenate([e, [np.nan]]), x, "right"))

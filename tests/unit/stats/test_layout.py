@@ -1,0 +1,79 @@
+"""The layout holds each reference array once (shared with the profile's features) and derives the
+rest per evaluation: the derived arrays equal their definitions computed from the profile alone."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from driftcar.stats import Profile, methods, profile
+
+RNG = np.random.default_rng(5)
+N = 2_000
+
+
+def _profile():
+    x = RNG.normal(size=N)
+    x[::97] = np.inf
+    x[1::89] = -np.inf
+    return profile({"normal": x, "discrete": RNG.integers(0, 5, N).astype(float),
+                    "cat": list(RNG.choice(["a", "b"], N))})
+
+
+def test_profile_features_share_the_layout_arrays_and_keep_their_values():
+    prof = _profile()
+    before = prof.to_bytes()
+    copy = Profile.from_bytes(before)
+    L = prof.layout
+    for name, (kind, row) in L.where.items():
+        if kind != "numeric":
+            continue
+        f, g = prof.features.get(name) or prof.pca_error, copy.features.get(name) or copy.pca_error
+        for mine, stacked, fresh in ((f.fine_edges, L.fine_edges, g.fine_edges), (f.fine_counts, L.ref_fine, g.fine_counts),
+                                     (f.fine_sums, L.ref_sums, g.fine_sums)):
+            assert np.shares_memory(mine, stacked)
+            assert mine.dtype == fresh.dtype and np.array_equal(mine, fresh)
+            assert not mine.flags.writeable
+        assert np.array_equal(f.edges, g.edges) and np.array_equal(f.counts, g.counts)
+    assert prof.to_bytes() == before  # same bytes, same fingerprint
+
+
+def test_derived_reference_arrays_equal_their_definitions():
+    prof = _profile()
+    L = prof.layout
+    F = L.F
+    edges = np.array([f.fine_edges for f in L.num_profiles])
+    counts = np.array([f.fine_counts for f in L.num_profiles])[:, : F + 2]
+    sums = np.array([f.fine_sums for f in L.num_profiles])[:, : F + 2]
+    inf = np.array([[f.neg_infinite, f.infinite - f.neg_infinite] for f in L.num_profiles])
+    n = len(edges)
+    lower = np.hstack([np.full((n, 1), -np.inf), edges])
+    upper = np.hstack([edges, np.full((n, 1), np.inf)])
+    w = counts.astype(float)
+    w[:, 0] -= inf[:, 0]
+    w[:, -1] -= inf[:, 1]
+    assert L.ref_has_inf
+    np.testing.assert_array_equal(L.lower, lower)
+    np.testing.assert_array_equal(L.upper, upper)
+    np.testing.assert_array_equal(L.ref_fine_w, w)
+    np.testing.assert_array_equal(L.ks_props, counts / np.maximum(counts.sum(axis=1), 1)[:, None])
+    np.testing.assert_array_equal(L.w_props, w / np.maximum(w.sum(axis=1), 1)[:, None])
+    np.testing.assert_array_equal(L.ref_pos, methods.bin_positions(w, sums, lower, upper))
+    np.testing.assert_array_equal(L.ref_empty, w == 0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        width = upper - lower
+        single = (counts > 0) & (sums <= counts * lower)
+    np.testing.assert_array_equal(L.half_width, np.where(np.isfinite(width), width / 2, 0.0))
+    np.testing.assert_array_equal(L.ref_single, single)
+    np.testing.assert_array_equal(L.atom_rows, np.nonzero(single.any(axis=1))[0])
+    assert L.where["discrete"][1] in L.atom_rows
+    np.testing.assert_array_equal(L.ref_w_bound, methods.spread_bound(w, sums, lower, upper))
+    np.testing.assert_array_equal(L.search_edges[0], np.concatenate([edges[0], [np.nan]]))
+
+
+def test_bin_centres_of_a_flat_grid():
+    L = _profile().layout
+    F, row = L.F, L.where["normal"][1]
+    flat = row * (F + 3) + np.arange(F + 3)
+    e = L.fine_edges[row]
+    expected = np.concatenate([[0.0], e[:-1] * 0.5 + e[1:] * 0.5, [0.0, 0.0]])
+    np.testing.assert_array_equal(L.centres(flat), expected)
