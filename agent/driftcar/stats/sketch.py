@@ -204,8 +204,8 @@ class WindowSketch:
             if all(r in floats for r in L.pca_rows) and all(r in codes for r, _ in L.pca_cats):
                 # rows with a missing/infinite value get a NaN error: counted as missing, not tested
                 cols = [floats[r] for r in L.pca_rows]
-                cols += [(codes[r] == c).astype(np.float64) for r, cs in L.pca_cats for c in cs]
-                self._add_numeric(L.mv_row, L.pca.column_errors(cols))
+                coded = [(codes[r], tuple(cs)) for r, cs in L.pca_cats]  # no indicator columns built
+                self._add_numeric(L.mv_row, L.pca.coded_errors(cols, coded))
             else:
                 self.mv_skipped += 1
         if probas:
