@@ -123,8 +123,10 @@ MAX_ATTEMPTS = int(WINDOW_S / (MAX_BACKOFF_S * (1 - JITTER))) + 2
 # attempt from run to run beside a flat-out caller, so it is not bounded here; gRPC's attempts and
 # CPU are, and OTLP/HTTP, the default transport, runs no thread but driftcar's worker.
 WAKEUPS_PER_ATTEMPT = {"http/protobuf": 60, "grpc": None}
-# measured 2-10 ms per attempt (the attempt's batch is converted and encoded, then the transport)
-CPU_MS_PER_ATTEMPT = 25.0
+# measured 2-10 ms per attempt over OTLP/HTTP (the attempt's batch is converted and encoded, then
+# the transport); over gRPC 2-40 ms, with runs where its core's threads woke ~3,000 times a second
+# beside a flat-out caller (gRPC's own machinery, not bounded here: see WAKEUPS_PER_ATTEMPT)
+CPU_MS_PER_ATTEMPT = {"http/protobuf": 25.0, "grpc": 100.0}
 
 
 def _check(result: dict, protocol: str, hangs: bool = False) -> None:
@@ -132,14 +134,15 @@ def _check(result: dict, protocol: str, hangs: bool = False) -> None:
     assert fast["calls"] >= 5 * slow["calls"], result  # the rates really differ
     for window in (slow, fast):
         assert 1 <= window["attempts"] <= MAX_ATTEMPTS, result
-        # while the worker is runnable (an attempt, and most of all one that hangs) the model thread's
-        # GIL hand-overs go on and each may wake it once (strace: the worker's futex waits on the
-        # GIL; beside a flat-out caller ~200 in 2.5 s with one or two attempts, 3-9 ms CPU in all)
-        allowance = window["handoffs"]
         per_attempt = WAKEUPS_PER_ATTEMPT[protocol]
-        if per_attempt is not None:
-            assert window["wakeups"] <= per_attempt * window["attempts"] + 30 + allowance, result
-        assert window["cpu_ms"] <= CPU_MS_PER_ATTEMPT * window["attempts"] + 20, result
+        if per_attempt is not None and window is slow:  # no other thread wants the GIL: every
+            assert window["wakeups"] <= per_attempt * window["attempts"] + 30, result  # one the worker's
+        elif per_attempt is not None:
+            # beside a flat-out caller the worker's attempt work waits for the GIL at each of the
+            # model thread's releases (strace: futex waits on the GIL; 150-220 in 2.5 s with one to
+            # three attempts, 3-13 ms CPU in all), so the bound here is per call: no wake-up per call
+            assert window["wakeups"] <= 0.05 * window["calls"] + per_attempt * window["attempts"] + 30, result
+        assert window["cpu_ms"] <= CPU_MS_PER_ATTEMPT[protocol] * window["attempts"] + 20, result
         if not hangs:
             # a worker waiting out its back-off gets no GIL hand-over (one per 16 offers before, all
             # through the outage). An attempt that hangs still gets them: the worker blocks in the

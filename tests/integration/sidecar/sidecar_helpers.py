@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 import grpc
+import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from driftcar.sidecar.config import load_config
@@ -156,3 +157,20 @@ def latest(points, name: str) -> dict[tuple, object]:
 
 def value(point) -> float:
     return point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+
+
+@pytest.fixture
+def sidecar():
+    """Start in-process sidecars (``run_in_thread``) with ``config(**flags)``; all stopped at the end."""
+    from driftcar.sidecar.service import run_in_thread
+
+    handles = []
+
+    def start(**flags):
+        handle = run_in_thread(config(**flags))
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop()

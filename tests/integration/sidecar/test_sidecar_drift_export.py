@@ -11,30 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from driftcar.sidecar.service import run_in_thread
 from driftcar.stats import profile
 from driftcar.stats.drift import evaluate_label_drift
 from driftcar.wire import Column, encode_batch
 
-from tests.integration.sidecar.sidecar_helpers import GrpcSender, config, get_json, get_text
+from tests.integration.sidecar.sidecar_helpers import GrpcSender, config, get_json, get_text, sidecar  # noqa: F401 (fixture)
 from tests.unit.sidecar.batches import inference_body, numeric_frame, record, request
 from tests.support.waiting import wait_until
 
 CLASSES = np.array(["no", "yes"], dtype=object)
-
-
-@pytest.fixture
-def sidecar():
-    handles = []
-
-    def start(**flags):
-        handle = run_in_thread(config(**flags))
-        handles.append(handle)
-        return handle
-
-    yield start
-    for handle in handles:
-        handle.stop()
 
 
 def _window(handle, sender, rng, n: int, share_yes: float, first_id: int) -> tuple[dict, np.ndarray]:

@@ -12,11 +12,10 @@ import pytest
 import scipy.stats
 from sklearn.metrics import accuracy_score
 
-from driftcar.sidecar.service import run_in_thread
 from driftcar.stats import DriftConfig, evaluate_drift, profile
 from driftcar.wire import Column, encode_batch
 
-from tests.integration.sidecar.sidecar_helpers import GrpcSender, config, get_json, get_text
+from tests.integration.sidecar.sidecar_helpers import GrpcSender, config, get_json, get_text, sidecar  # noqa: F401 (fixture)
 from tests.unit.sidecar.batches import inference_body, numeric_frame, other_record, record, request
 from tests.support.waiting import wait_until
 
@@ -26,20 +25,6 @@ SHIFTED = ("x0", "x3", "x7")
 
 def reference_body(X: dict) -> bytes:
     return encode_batch("reference", [Column(n, "feature", v) for n, v in X.items()])
-
-
-@pytest.fixture
-def sidecar():
-    handles = []
-
-    def start(**flags):
-        handle = run_in_thread(config(**flags))
-        handles.append(handle)
-        return handle
-
-    yield start
-    for handle in handles:
-        handle.stop()
 
 
 def test_drift_from_reference_batches_matches_stats_engine(sidecar):
