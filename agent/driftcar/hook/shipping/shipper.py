@@ -131,6 +131,7 @@ class Shipper:
         # per back-off period, however many batches are sealed meanwhile (a fresh back-off per export
         # made ~4 attempts per export timeout forever, each a new gRPC channel and its threads)
         self._retry = RetryState(self._backoff)
+        self._backing_off = _BackingOff(self)  # the retry loop's ``stop``, made once
         self._inflight_seq: int | None = None  # first seq of the batch being shipped
         self._flush_target = 0
         self._idle = False  # the worker sleeps on an empty buffer: the next offer wakes it
@@ -491,7 +492,7 @@ class Shipper:
         if self._shutdown_deadline is not None:
             deadline = min(deadline, self._shutdown_deadline)
         result = export_with_retry(self._exporter, payload, deadline=deadline, state=self._retry,
-                                   stop=_BackingOff(self), observe=self._observe)
+                                   stop=self._backing_off, observe=self._observe)
         with self._buffer.lock:
             self._counts["retries"] += result.retries
         for failure in result.outcomes:
