@@ -89,7 +89,7 @@ def test_exported_data_uses_the_table():
     tel.set_performance("m", "1", "accuracy", 0.9)
     tel.set_estimated_accuracy("m", "1", 0.8)
     tel.add_receiver_batches("accepted", 1)
-    tel.set_hook_dropped("m", "1", "pid-1", 1)
+    tel.set_hook_dropped("m", "1", 1)
     tel.add_ignored_records(1)
     tel.set_queue_size(1)
     tel.set_state_models(1)

@@ -155,8 +155,8 @@ class SidecarService:
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.restore)
             for state in self.store.models.values():
-                for instance, dropped in state.hook_dropped.items():
-                    self.tel.set_hook_dropped(state.model, state.version, instance, dropped)
+                if state.signals.hook_drops.total:
+                    self.tel.set_hook_dropped(state.model, state.version, state.signals.hook_drops.total)
         if self.forwarder is not None:
             self.forwarder.start()
             stack.push_async_callback(self._stop_forwarder)

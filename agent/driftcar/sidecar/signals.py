@@ -3,26 +3,56 @@ a sample of trace ids per window, and the hook instances' own drop counts.
 
 Counters go to telemetry as they arrive; the window's calls and durations are also kept in a
 :class:`~driftcar.sidecar.fleet.GoldenWindow` for fleet forwarding, taken at each close with the
-window's trace ids. Bounds: ``trace_samples`` trace ids per window (reservoir sampling); hook
-instances as :class:`~driftcar.sidecar.telemetry.telemetry.HookDrops` caps them. Mutated under
-the store's lock only.
+window's trace ids. Bounds: ``trace_samples`` trace ids per window (reservoir sampling);
+:data:`MAX_HOOK_INSTANCES` hook instances per model. Mutated under the store's lock only.
 """
 
 from __future__ import annotations
 
 import collections
 import random
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from driftcar.sidecar.fleet.golden import GoldenWindow
-from driftcar.sidecar.telemetry.telemetry import HookDrops
 
-__all__ = ["GoldenSignals", "EMPTY"]
+__all__ = ["GoldenSignals", "HookDrops", "EMPTY", "MAX_HOOK_INSTANCES"]
 
 #: exported in place of an empty string value (attribute values must not be empty)
 EMPTY = "(empty)"
+#: hook instances whose cumulative drop counts are tracked per model (least recent retired beyond)
+MAX_HOOK_INSTANCES = 1_000
+
+
+class HookDrops:
+    """Per-instance maximum of a cumulative count, bounded; retired instances keep their share.
+
+    The one home of the hook's drop counts: the metric (``driftcar.hook.dropped`` is set to
+    :attr:`total`), the JSON API and the checkpoint all read this object, so they agree — also
+    after a restart, when the restored total is exported again.
+    """
+
+    __slots__ = ("live", "retired")
+
+    def __init__(self, live: Mapping[str, int] | None = None, retired: int = 0) -> None:
+        self.live: collections.OrderedDict[str, int] = collections.OrderedDict(live or {})
+        self.retired = retired
+
+    def update(self, instance: str, cumulative: int) -> int | None:
+        """New total, or None when nothing changed (a repeated or reordered report counts once)."""
+        if cumulative <= self.live.get(instance, -1):
+            return None
+        self.live[instance] = cumulative
+        self.live.move_to_end(instance)
+        while len(self.live) > MAX_HOOK_INSTANCES:
+            self.retired += self.live.popitem(last=False)[1]
+        return self.total
+
+    @property
+    def total(self) -> int:
+        return self.retired + sum(self.live.values())
 
 
 class GoldenSignals:
@@ -37,7 +67,7 @@ class GoldenSignals:
         self.trace_ids: list[str] = []
         self._trace_seen = 0
         self._rng = random.Random(hash((model, version)) & 0xFFFF)
-        self.hook_drops = HookDrops()  # the hook instances' own drop counts (the metric's rule and cap)
+        self.hook_drops = HookDrops()  # the hook instances' own drop counts
         self.rows_total = 0
         self.batches_total = 0
 
@@ -93,8 +123,9 @@ class GoldenSignals:
         instance = hook.get("instance")
         dropped = hook.get("dropped_rows")
         if isinstance(instance, str) and isinstance(dropped, int):
-            if self.hook_drops.update(instance, dropped) is not None:
-                self.tel.set_hook_dropped(self.model, self.version, instance, dropped)
+            total = self.hook_drops.update(instance, dropped)
+            if total is not None:
+                self.tel.set_hook_dropped(self.model, self.version, total)
 
     def take_window(self) -> tuple[GoldenWindow, list[str]]:
         """The window's calls and durations and its sampled trace ids; the next window starts empty."""

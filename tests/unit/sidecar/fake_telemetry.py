@@ -74,8 +74,8 @@ class FakeTelemetry:
     def add_ignored_records(self, n):
         self.counters[("ignored",)] += n
 
-    def set_hook_dropped(self, model, version, instance, cumulative):
-        self.gauges[("hook_dropped", model, version, instance)] = cumulative
+    def set_hook_dropped(self, model, version, total):
+        self.gauges[("hook_dropped", model, version)] = total
 
     def set_coverage(self, model, version, share):
         self.gauges[("coverage", model, version)] = share

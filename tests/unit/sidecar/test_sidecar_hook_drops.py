@@ -6,7 +6,7 @@ from driftcar.sidecar.checkpoint import Checkpointer
 from driftcar.sidecar.config import load_config
 from driftcar.sidecar.state import StateStore
 from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
-from driftcar.sidecar.telemetry import telemetry as telemetry_module
+from driftcar.sidecar import signals as signals_module
 
 from tests.unit.sidecar.batches import inference_body, numeric_frame
 from tests.unit.sidecar.test_sidecar_state import Clock, item
@@ -18,7 +18,7 @@ def _metric(tel: Telemetry) -> float:
 
 
 def test_api_checkpoint_and_metric_count_hook_drops_alike_past_the_cap(tmp_path, monkeypatch):
-    monkeypatch.setattr(telemetry_module, "MAX_HOOK_INSTANCES", 3)
+    monkeypatch.setattr(signals_module, "MAX_HOOK_INSTANCES", 3)
     config = load_config(env={}, flags={"live_reference_rows": "0", "state_dir": str(tmp_path)})
     tel = Telemetry(TelemetryConfig(export="none"))
     store = StateStore(config, tel, clock=Clock())

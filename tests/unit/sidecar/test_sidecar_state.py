@@ -160,7 +160,7 @@ def test_golden_signals_hook_counters_and_trace_samples():
     assert tel.counters[("rows", "m", "1")] == 14 + 1
     durations = {args[2]: args[3] for name, args in tel.calls if name == "record_durations"}
     assert durations["predict"] == [0.01, 0.02, 0.04] and durations["predict_proba"] == [0.03]
-    assert tel.gauges[("hook_dropped", "m", "1", "h1")] == 4  # max per instance, never down
+    assert tel.gauges[("hook_dropped", "m", "1")] == 4  # max per instance, never down
     state = store.models[("m", "1")]
     traces = state.signals.trace_ids
     assert len(traces) == 3 and set(traces) <= {"a" * 32, "b" * 32, "c" * 32, "00" * 16}

@@ -156,10 +156,14 @@ def test_set_histogram_rejects_bad_input(args, match):
 
 # ----------------------------------------------------------------------------- semantics
 def test_hook_dropped_is_the_sum_of_each_instances_maximum():
-    tel = new()
+    from driftcar.sidecar.signals import HookDrops
+
+    drops, tel = HookDrops(), new()
     for instance, cumulative in [("a", 5), ("b", 2), ("a", 3), ("a", 7), ("b", 2), ("c", 1)]:
-        tel.set_hook_dropped("m", "1", instance, cumulative)
-    assert series(tel, "driftcar.hook.dropped")[M] == 7 + 2 + 1
+        total = drops.update(instance, cumulative)
+        if total is not None:
+            tel.set_hook_dropped("m", "1", total)
+    assert series(tel, "driftcar.hook.dropped")[M] == 7 + 2 + 1 == drops.total
 
 
 def test_one_detected_series_per_feature_follows_the_deciding_test():
@@ -292,15 +296,15 @@ def test_otlp_timeout_env_is_read_in_milliseconds(monkeypatch):
 
 
 def test_hook_instances_are_bounded_and_retired_counts_stay(monkeypatch):
-    from driftcar.sidecar.telemetry import telemetry as module
+    from driftcar.sidecar import signals as module
 
     monkeypatch.setattr(module, "MAX_HOOK_INSTANCES", 3)
-    tel = new()
+    drops = module.HookDrops()
     for i in range(10):
-        tel.set_hook_dropped("m", "1", f"pid-{i}", 10 + i)
-    tel.set_hook_dropped("m", "1", "pid-9", 30)  # a live instance grows: +11
-    assert series(tel, "driftcar.hook.dropped")[M] == sum(10 + i for i in range(10)) + 11
-    assert len(tel._hook_dropped[M].live) == 3
+        drops.update(f"pid-{i}", 10 + i)
+    assert drops.update("pid-9", 30) == sum(10 + i for i in range(10)) + 11  # a live instance grows: +11
+    assert drops.update("pid-9", 30) is None  # a repeated report counts once
+    assert len(drops.live) == 3
 
 
 def test_folded_feature_memory_is_bounded(monkeypatch):

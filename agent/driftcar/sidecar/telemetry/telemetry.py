@@ -13,7 +13,6 @@ I/O (a lock and a few dict operations); bad arguments raise ``ValueError``.
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import threading
@@ -64,36 +63,6 @@ DURATION_BOUNDS_S = np.array(
 DEFAULT_SERVICE_NAME = "driftcar-sidecar"
 #: folded (over-cap) features whose histogram totals / drift verdicts are tracked, per model
 MAX_FOLDED_TRACKED = 10_000
-#: hook instances whose cumulative drop counts are tracked per model (least recent retired beyond)
-MAX_HOOK_INSTANCES = 1_000
-
-
-class HookDrops:
-    """Per-instance maximum of a cumulative count, bounded; retired instances keep their share.
-
-    The one rule for the hook's drop counts: the metric (:meth:`Telemetry.set_hook_dropped`), the
-    JSON API and the checkpoint (``ModelState.hook_dropped``) all count with it, so they agree.
-    """
-
-    __slots__ = ("live", "retired")
-
-    def __init__(self, live: Mapping[str, int] | None = None, retired: int = 0) -> None:
-        self.live: collections.OrderedDict[str, int] = collections.OrderedDict(live or {})
-        self.retired = retired
-
-    def update(self, instance: str, cumulative: int) -> int | None:
-        """New total, or None when nothing changed."""
-        if cumulative <= self.live.get(instance, -1):
-            return None
-        self.live[instance] = cumulative
-        self.live.move_to_end(instance)
-        while len(self.live) > MAX_HOOK_INSTANCES:
-            self.retired += self.live.popitem(last=False)[1]
-        return self.total
-
-    @property
-    def total(self) -> int:
-        return self.retired + sum(self.live.values())
 
 
 _KINDS = ("feature", "prediction")
@@ -158,7 +127,6 @@ class Telemetry:
         self._deciding: dict[tuple, Attrs] = {}  # (model attrs, feature) -> attrs of its detected series
         self._overflow_hist: dict[tuple, dict[str, tuple[int, float]]] = {}  # folded features' (count, sum)
         self._overflow_detected: dict[tuple, set[str]] = {}  # folded features currently detected
-        self._hook_dropped: dict[Attrs, HookDrops] = {}
         self._metric_exporter = None
         self._log_exporter = None
         self._logger_provider = None
@@ -348,21 +316,10 @@ class Telemetry:
     def add_ignored_records(self, n_: int) -> None:
         self._state.add("driftcar.receiver.records.ignored", (), _count(n_, "n"))
 
-    def set_hook_dropped(self, model: str, version: str, instance: str, cumulative: int) -> None:
-        """A hook instance's own cumulative drop count; the counter is the sum over instances of each
-        instance's maximum (so repeated or reordered reports never double-count). At most
-        :data:`MAX_HOOK_INSTANCES` instances per model are tracked; the least recently reporting one
-        is then retired (its count stays in the total)."""
-        mattrs = self._model(model, version)
-        cumulative = _count(cumulative, "cumulative")
-        with self._lock:
-            instances = self._hook_dropped.get(mattrs)
-            if instances is None:
-                instances = self._hook_dropped[mattrs] = HookDrops()
-            total = instances.update(str(instance), cumulative)
-        if total is None:
-            return
-        self._state.set_counter("driftcar.hook.dropped", mattrs, total)
+    def set_hook_dropped(self, model: str, version: str, total: int) -> None:
+        """The model's hook drop total, as :class:`~driftcar.sidecar.signals.HookDrops` counts it (the
+        one home of that count: the JSON API and the checkpoint read the same object)."""
+        self._state.set_counter("driftcar.hook.dropped", self._model(model, version), _count(total, "total"))
 
     def set_coverage(self, model: str, version: str, share: float) -> None:
         """Share (0..1) of the model's profiled features seen in its last window with traffic."""
