@@ -154,10 +154,10 @@ class Evaluator:
             performance, estimated = self._quality(close, judgement)
         except Exception:
             log.exception("quality evaluation of %s@%s failed", close.model, close.version)
-        label = None
+        label = label_current = None
         if self.judge and close.y_true and close.profile is not None and close.profile.label is not None:
             try:
-                label = self._label_drift(close, judgement)
+                label, label_current = self._label_drift(close, judgement)
             except Exception:
                 log.exception("label drift evaluation of %s@%s failed", close.model, close.version)
         if report is not None:
@@ -177,6 +177,7 @@ class Evaluator:
             estimated_accuracy=estimated if estimated is not None else (last.estimated_accuracy if last else None),
             sketch=close.sketch if fresh_drift else last.sketch,
             label=label if label is not None else (last.label if last else None),
+            label_current=label_current if label is not None else (last.label_current if last else None),
         )
 
     def _drift(self, close: WindowClose, judgement: Judgement):
@@ -195,24 +196,25 @@ class Evaluator:
             self._drift_event(close, change)
         return report
 
-    def _label_drift(self, close: WindowClose, judgement: Judgement) -> DriftResult | None:
+    def _label_drift(self, close: WindowClose, judgement: Judgement) -> tuple[DriftResult | None, Any]:
         """The labels joined in this window against the profile's label distribution, exported and
         tracked like a feature's drift under ``feature.name="__label__"`` (its own family of one);
-        the result, for the JSON API (None: the profile cannot judge these labels)."""
+        the result and the window's label counts, for the JSON API and the live page (None, None:
+        the profile cannot judge these labels)."""
         from driftcar.stats import DriftReport, evaluate_label_drift
 
         window = close.profile.new_window()
         window.update_labels(np.asarray(close.y_true, dtype=object if _text_labels(close.y_true) else None))
         result = evaluate_label_drift(close.profile, window, self.drift_config)
         if result is None:
-            return None
+            return None, None
         changes = judgement.update_label(DriftReport([result], rows=len(close.y_true)), self.drift_config)
         self.tel.set_drift(close.model, close.version, result.feature, result.method, self.config.window,
                            _finite(result.statistic), decision_pvalue(result), _finite(result.threshold),
                            result.feature in judgement.label_verdicts)
         for change in changes:
             self._drift_event(close, change)
-        return result
+        return result, window.feature(result.feature)
 
     def _summary_line(self, close: WindowClose, report, judgement: Judgement) -> None:
         """One compact line per model and window on the log (rate-limited across models)."""

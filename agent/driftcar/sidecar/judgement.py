@@ -42,6 +42,7 @@ class EvaluationResult:
     estimated_accuracy: float | None
     sketch: WindowSketch | None
     label: DriftResult | None = None  # label drift (``__label__``) of the last window with labels
+    label_current: Any = None  # that window's ``__label__`` counts (the live page draws them)
 
 
 class Judgement:

@@ -179,11 +179,14 @@ def event_entry(event: dict) -> dict:
 
 
 def reference_of(prof: Any, name: str) -> Any:
-    """The reference ``FeatureProfile`` behind a result's feature name (features, prediction, PCA error)."""
-    from driftcar.stats.profile import MULTIVARIATE, PREDICTION
+    """The reference ``FeatureProfile`` behind a result's feature name (features, prediction, label,
+    PCA error)."""
+    from driftcar.stats.profile import LABEL, MULTIVARIATE, PREDICTION
 
     if prof is None:
         return None
+    if name == LABEL:
+        return getattr(prof, "label", None)
     if name == PREDICTION:
         return getattr(prof, "prediction", None)
     if name == MULTIVARIATE:

@@ -161,6 +161,10 @@ def model_view(state: Any, store: Any, window_s: float, config: Any, history: _H
         verdict = bool(verdicts.get(name, False))
         features.append(feature_entry(result, verdict, since.get(name) if verdict else None, dist,
                                       points.get(name, ())))
+    if last is not None and last.label is not None:  # label drift, judged on the labels joined in its window
+        verdict = state.judgement.label_drifted() == [last.label.feature]
+        features.append(feature_entry(last.label, verdict, since.get(last.label.feature) if verdict else None,
+                                      distribution(reference_of(prof, last.label.feature), last.label_current)))
     features = order_features(features)
     quality, estimated = latest_quality(series, state.model, state.version)
     if last is not None:  # telemetry without a series snapshot: the last window's own figures

@@ -114,3 +114,29 @@ def test_the_drift_view_lists_label_drift_like_a_feature():
     assert "__label__" in doc["drift_detected"] and "x0" in doc["features"]
     summary = summary_document(state, 60.0)["features"]["__label__"]
     assert summary["method"] == expected.method and summary["verdict"] is True
+
+
+def test_the_live_page_shows_label_drift_with_the_windows_label_counts():
+    from driftcar.stats import DriftConfig
+    from driftcar.view.live import live_document
+
+    rng = np.random.default_rng(7)
+    body, _, y_ref = _reference(rng)
+    sidecar = Sidecar()
+    sidecar.apply(body)
+    y_true = sidecar.window(rng, 0.45, 0)
+    (model,) = live_document(sidecar.store, sidecar.tel, 60.0, DriftConfig())["models"]
+    label = next(f for f in model["features"] if f["name"] == "__label__")
+    prof = sidecar.store.models[("m", "1")].profile
+    window = prof.new_window()
+    window.update_labels(y_true)
+    expected = evaluate_label_drift(prof, window)
+    assert label["verdict"] and "__label__" in model["drifted"]
+    assert label["method"] == expected.method and label["score"] == expected.statistic
+    dist = label["distribution"]
+    counts = dict(zip(dist["labels"], dist["current"]))
+    assert counts["yes"] == int((y_true == "yes").sum()) and counts["no"] == int((y_true == "no").sum())
+    assert dict(zip(dist["labels"], dist["reference"]))["yes"] == int((y_ref == "yes").sum())
+    detected = sidecar.label_events("driftcar.drift.detected")
+    assert label["since_unix_nano"] == detected[0]["attributes"]["window.start"]
+
