@@ -566,6 +566,7 @@ def bench_ingest_workers(quick: bool, tmp: str, workers: int = 2) -> list[str]:
     floor_ms = _grpc_floor_cpu(requests) * 1000
     stages = min((_stage_cpu(prof, requests[:160]) for _ in range(3)), key=sum)
     variants = [("one process, full apply (today's path), 1 connection", "reuseport-full", 1, 1),
+                (f"reuseport: {workers} processes, full apply each, 2 connections", "reuseport-full", workers, 2),
                 (f"reuseport: {workers} processes, full apply each, 8 connections", "reuseport-full", workers, 8),
                 (f"reuseport: {workers} processes, window sketch only, 8 connections", "reuseport-sketch", workers, 8),
                 (f"pipe: 1 receiving process + {workers} children (decode + sketch), 1 connection", "pipe", workers, 1)]
