@@ -10,8 +10,10 @@ machine disturbs far less than rows/s, and the rows/s until every accepted row i
   ``WindowSketch`` (the least a worker could do if it handed window sketches to a main process).
   The kernel spreads *connections*, not requests: the client opens several channels.
 - ``pipe``: one process receives (gRPC, raw bytes) and hands each request's bytes round-robin to
-  N children over pipes; each child parses + decodes (``decode_pool.decode_inline``) and updates
-  its own window sketch (coalesced runs, as ``IngestWorker`` does). Works with one connection.
+  N children over pipes; each child parses + decodes (``decode_pool.decode_inline``), answers (as
+  the sidecar answers once a request is queued) and updates its own window sketch in coalesced
+  runs, as ``IngestWorker`` does. Works with one connection; with N = 1 it is the cut "a front
+  process for gRPC, the rest of the sidecar behind it".
 
 Run through ``python benchmarks/bench_sidecar.py --ingest-workers [--quick]``.
 """
@@ -107,6 +109,8 @@ def serve_reuseport(port: int, ref: str, counter_path: str, mode: str) -> None:
 
 
 def _pipe_child(requests, answers, ref: str, counter_path: str) -> None:
+    """Answer each request once decoded (as the sidecar answers once queued), then apply what has
+    gathered in runs of up to 16 (coalesced), or sooner when no request arrives for 2 ms."""
     from driftcar.sidecar.coalesce import coalesce
     from driftcar.sidecar.decode_pool import decode_inline
     from driftcar.stats import Profile
@@ -114,18 +118,20 @@ def _pipe_child(requests, answers, ref: str, counter_path: str) -> None:
 
     counter = Counter(counter_path)
     apply = _sketch_apply(Profile.load(ref), counter)
+    pending: list = []
     while True:
+        if pending and (len(pending) >= 16 or not requests.poll(0.002)):
+            for merged, _ in coalesce(pending):
+                apply(merged)
+            pending = []
+            continue
         try:
-            datas = [requests.recv_bytes()]
+            data = requests.recv_bytes()
         except EOFError:
             return
-        while len(datas) < 16 and requests.poll(0):  # what waits is coalesced, as IngestWorker does
-            datas.append(requests.recv_bytes())
-        decoded = [decode_inline(data, False, DEFAULT_LIMITS) for data in datas]
-        for merged, _ in coalesce([item for d in decoded for item in d.items]):
-            apply(merged)
-        for d in decoded:
-            answers.send_bytes(b"%d" % len(d.items))
+        decoded = decode_inline(data, False, DEFAULT_LIMITS)
+        answers.send_bytes(b"%d" % len(decoded.items))
+        pending.extend(decoded.items)
 
 
 def serve_pipe(port: int, ref: str, counter_paths: list[str]) -> None:

@@ -569,6 +569,7 @@ def bench_ingest_workers(quick: bool, tmp: str, workers: int = 2) -> list[str]:
                 (f"reuseport: {workers} processes, full apply each, 2 connections", "reuseport-full", workers, 2),
                 (f"reuseport: {workers} processes, full apply each, 8 connections", "reuseport-full", workers, 8),
                 (f"reuseport: {workers} processes, window sketch only, 8 connections", "reuseport-sketch", workers, 8),
+                ("pipe: 1 receiving process + 1 child (decode + sketch), 1 connection", "pipe", 1, 1),
                 (f"pipe: 1 receiving process + {workers} children (decode + sketch), 1 connection", "pipe", workers, 1)]
     rows = []
     for label, cut, procs, channels in variants:
