@@ -29,12 +29,16 @@ METHOD = "Export"
 class GrpcReceiver:
     """grpc.aio server; create and use it inside the running loop.
 
-    ``port`` is the bound port after :meth:`start` (useful with port 0).
+    ``port`` is the bound port after :meth:`start` (useful with port 0). The port is exclusive
+    unless ``reuse_port``: then every receiver that asks for it may bind the same port
+    (SO_REUSEPORT, same user) and the kernel spreads *connections* over them, used by
+    ``benchmarks/_ingest_cuts.py`` to measure ingest spread over processes.
     """
 
     def __init__(self, endpoint: Endpoint, ingestor: Ingestor, auth: TokenAuth, *, max_request_bytes: int,
-                 credentials: grpc.ServerCredentials | None = None):
+                 credentials: grpc.ServerCredentials | None = None, reuse_port: bool = False):
         self.endpoint = endpoint
+        self.reuse_port = reuse_port
         self.ingestor = ingestor
         self.auth = auth
         self.max_request_bytes = max_request_bytes
@@ -67,7 +71,8 @@ class GrpcReceiver:
         options = [
             ("grpc.max_receive_message_length", self.max_request_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
+            # exclusive by default: a second sidecar on the same port must fail to start, not share it
+            ("grpc.so_reuseport", 1 if self.reuse_port else 0),
         ]
         server = grpc.aio.server(options=options)
         handler = grpc.method_handlers_generic_handler(
