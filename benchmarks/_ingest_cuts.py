@@ -70,7 +70,8 @@ def _full_apply(profile, counter: Counter):
     from driftcar.sidecar.state import StateStore
     from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
 
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), Telemetry(TelemetryConfig(export="none")))
+    config = load_config(env={}, flags={"live_reference_rows": "0"})
+    store = StateStore(config.store_config(), Telemetry(TelemetryConfig(export="none")))
     store.get_or_create("bench", "1").set_profile(profile, "file")
 
     def apply(item) -> None:

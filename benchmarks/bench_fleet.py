@@ -68,8 +68,9 @@ def _bodies(prof, replicas: int, rows: int, distinct: int = 20) -> list[bytes]:
 def _gateway(prof_clock):
     config = SidecarConfig(window_s=WINDOW_S, export="none")
     tel = Telemetry(TelemetryConfig(export="none", scope="fleet"))
-    store = StateStore(config, tel, clock=prof_clock)
-    return FleetGateway(store, Evaluator(store, tel, config.evaluator_config()), tel, config, clock=prof_clock)
+    store = StateStore(config.store_config(), tel, clock=prof_clock)
+    evaluator = Evaluator(store, tel, config.evaluator_config())
+    return FleetGateway(store, evaluator, tel, config.fleet_config(), clock=prof_clock)
 
 
 def _one_window(bodies: list[bytes]) -> tuple[float, float]:

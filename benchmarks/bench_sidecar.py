@@ -178,7 +178,7 @@ def _in_process_rate(prof, requests: list, repeat: int) -> float:
     best = 0.0
     for _ in range(repeat):
         tel = Telemetry(TelemetryConfig(export="none"))
-        store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel)
+        store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}).store_config(), tel)
         store.get_or_create("bench", "1").set_profile(prof, "file")
         queue = IngestQueue(10**9, 10**12)
         ingestor = Ingestor(queue, tel, DEFAULT_LIMITS)
@@ -243,7 +243,7 @@ def _stage_cpu(prof, requests: list) -> tuple[float, float]:
 
     raw = [r.SerializeToString() for r in requests]
     tel = Telemetry(TelemetryConfig(export="none"))
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel)
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}).store_config(), tel)
     store.get_or_create("bench", "1").set_profile(prof, "file")
     ingestor = Ingestor(IngestQueue(10**9, 10**12), tel, DEFAULT_LIMITS)
     start = time.thread_time()
@@ -417,7 +417,7 @@ def _prefilled_state(state_dir: str, prof, models: int, windows: int, window_s: 
     from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
 
     config = load_config(env={}, flags={"live_reference_rows": "0", "windows_kept": str(windows)})
-    store = StateStore(config, Telemetry(TelemetryConfig(export="none")))
+    store = StateStore(config.store_config(), Telemetry(TelemetryConfig(export="none")))
     samples = [_columns(200, seed=500 + i, numeric=90, categorical=10) for i in range(8)]
     now = time.time_ns()
     for m in range(models):

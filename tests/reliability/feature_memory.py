@@ -28,7 +28,8 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
     rng = np.random.default_rng(seed)
     names = [f"f{i}" for i in range(features)]
     tel = Telemetry(TelemetryConfig(export="none"))
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "windows_kept": str(windows)}), tel)
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "windows_kept": str(windows)}).store_config(),
+                       tel)
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()

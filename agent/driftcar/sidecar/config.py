@@ -21,6 +21,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from driftcar._layers import Setting, env_layer, resolve, yaml_layer
@@ -33,6 +34,9 @@ __all__ = [
     "ModelConfig",
     "EvaluatorConfig",
     "ApiConfig",
+    "StoreConfig",
+    "FleetConfig",
+    "SecurityConfig",
     "OPTIONS",
     "load_config",
     "parse_duration",
@@ -407,6 +411,49 @@ class ApiConfig:
     windows_kept: int  # the largest ``?windows=K`` a sliding view may ask for
 
 
+def _reference_for(references: Mapping[str, str], model: str, version: str) -> str | None:
+    """Profile file for (model, version): exact ``model@version``, then ``model``, then ``*``."""
+    for key in (f"{model}@{version}", model, "*"):
+        if key in references:
+            return references[key]
+    return None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What the state store reads (made by :meth:`SidecarConfig.store_config`)."""
+
+    max_models: int
+    references: Mapping[str, str]  # read-only: "model", "model@version" or "*" -> profile file
+    model: ModelConfig  # handed to each model's state
+
+    def reference_for(self, model: str, version: str) -> str | None:
+        return _reference_for(self.references, model, version)
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """What the fleet gateway reads (made by :meth:`SidecarConfig.fleet_config`)."""
+
+    window_s: float
+    wait_s: float  # after a window's end, for late replicas (``fleet_wait``, default one window)
+    max_models: int
+    retry_after_s: float
+    label_max_rows: int
+    references: Mapping[str, str]  # read-only, as in :class:`StoreConfig`
+
+    def reference_for(self, model: str, version: str) -> str | None:
+        return _reference_for(self.references, model, version)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """What access control reads (made by :meth:`SidecarConfig.security_config`); the token is not in it."""
+
+    token_file: str | None
+    tls: TLSConfig
+
+
 @dataclass(frozen=True)
 class SidecarConfig:
     """The whole sidecar configuration (immutable). Build it with :func:`load_config`.
@@ -484,12 +531,22 @@ class SidecarConfig:
         """The part the JSON API reads."""
         return ApiConfig(self.window_s, self.windows_kept)
 
+    def store_config(self, drift: Any = None) -> StoreConfig:
+        """The part the state store reads (``drift``: in place of ``self.drift`` for each model)."""
+        return StoreConfig(self.max_models, MappingProxyType(dict(self.references)), self.model_config(drift))
+
+    def fleet_config(self) -> FleetConfig:
+        """The part the fleet gateway reads."""
+        return FleetConfig(self.window_s, self.fleet_wait, self.max_models, self.retry_after_s, self.label_max_rows,
+                           MappingProxyType(dict(self.references)))
+
+    def security_config(self) -> SecurityConfig:
+        """The part access control reads (token file and TLS files)."""
+        return SecurityConfig(self.token_file, self.tls)
+
     def reference_for(self, model: str, version: str) -> str | None:
         """Profile file for (model, version): exact ``model@version``, then ``model``, then ``*``."""
-        for key in (f"{model}@{version}", model, "*"):
-            if key in self.references:
-                return self.references[key]
-        return None
+        return _reference_for(self.references, model, version)
 
     def insecure_binds(self, env: Mapping[str, str] | None = None) -> list[str]:
         """Non-loopback receiver/API binds that have neither TLS nor a token configured."""

@@ -13,7 +13,7 @@ import ssl
 
 import grpc
 
-from driftcar.sidecar.config import TOKEN_ENV, SidecarConfig, TLSConfig
+from driftcar.sidecar.config import TOKEN_ENV, SecurityConfig, TLSConfig
 
 __all__ = ["TokenAuth", "server_ssl_context", "grpc_server_credentials"]
 
@@ -33,7 +33,7 @@ class TokenAuth:
         return f"TokenAuth(enabled={self.enabled})"
 
     @classmethod
-    def from_config(cls, config: SidecarConfig, env: dict | None = None) -> "TokenAuth":
+    def from_config(cls, config: SecurityConfig, env: dict | None = None) -> "TokenAuth":
         env = os.environ if env is None else env
         if config.token_file:
             with open(config.token_file, encoding="utf-8") as fh:

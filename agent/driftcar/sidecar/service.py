@@ -73,8 +73,8 @@ class SidecarService:
     def __init__(self, config: SidecarConfig, telemetry: Any = None, *, drift_config: Any = None):
         self.config = config
         self.tel = telemetry if telemetry is not None else build_telemetry(config)
-        self.auth = TokenAuth.from_config(config)
-        self.store = StateStore(config, self.tel, drift_config=drift_config or config.drift)
+        self.auth = TokenAuth.from_config(config.security_config())
+        self.store = StateStore(config.store_config(drift_config), self.tel)
         self.queue = IngestQueue(config.queue_max_rows, config.queue_max_bytes)
         limits = Limits(max_body_bytes=min(DEFAULT_LIMITS.max_body_bytes, config.max_request_bytes))
         self.ingestor = Ingestor(self.queue, self.tel, limits, retry_after_s=config.retry_after_s,
@@ -122,7 +122,7 @@ class SidecarService:
             from driftcar.sidecar.fleet.gateway import FleetGateway
 
             self.evaluator.judge = True
-            self.gateway = FleetGateway(self.store, self.evaluator, self.tel, config)
+            self.gateway = FleetGateway(self.store, self.evaluator, self.tel, config.fleet_config())
             self.ingestor.windows = self.gateway.offer
             # rows sent here would sit in windows that a gateway never closes: refuse them, with the reason
             self.ingestor.admit = lambda model, version: (

@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from driftcar.sidecar.config import ModelConfig, SidecarConfig
+from driftcar.sidecar.config import ModelConfig, StoreConfig
 from driftcar.sidecar.coverage import Coverage, no_reference_message, report_mismatch, suggest, unknown_features_message
 from driftcar.sidecar.ingest import Item
 from driftcar.sidecar.judgement import EvaluationResult, Judgement
@@ -415,10 +415,10 @@ class ModelState:
 class StateStore:
     """All models' state. See the module docstring for the threading contract."""
 
-    def __init__(self, config: SidecarConfig, telemetry, clock: Callable[[], int] = time.time_ns,
-                 load_profile: Callable[[str], Any] | None = None, drift_config: Any = None):
+    def __init__(self, config: StoreConfig, telemetry, clock: Callable[[], int] = time.time_ns,
+                 load_profile: Callable[[str], Any] | None = None):
         self.config = config
-        self.model_config = config.model_config(drift_config)  # what each model's state reads
+        self.model_config = config.model  # what each model's state reads
         self.tel = telemetry
         self.clock = clock
         self.lock = threading.RLock()

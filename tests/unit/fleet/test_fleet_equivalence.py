@@ -68,8 +68,9 @@ def _replica_close(rows: dict, lo: int, hi: int, replica: int) -> WindowClose:
 def _gateway(clock, **config):
     config = SidecarConfig(window_s=W, **config)
     tel = Telemetry(TelemetryConfig(export="none", scope="fleet"))
-    store = StateStore(config, tel, clock=clock)
-    return FleetGateway(store, Evaluator(store, tel, config.evaluator_config()), tel, config, clock=clock), tel
+    store = StateStore(config.store_config(), tel, clock=clock)
+    evaluator = Evaluator(store, tel, config.evaluator_config())
+    return FleetGateway(store, evaluator, tel, config.fleet_config(), clock=clock), tel
 
 
 def _splits(n: int, parts: int, seed: int = 3) -> list[tuple[int, int]]:

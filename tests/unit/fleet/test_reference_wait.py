@@ -46,8 +46,9 @@ def _unreferenced_after_takeover(replicas: list[str], phase: int) -> int:
     now = [0]
     config = SidecarConfig(window_s=W)
     tel = Telemetry(TelemetryConfig(export="none", scope="fleet"))
-    store = StateStore(config, tel, clock=lambda: now[0])
-    gateway = FleetGateway(store, Evaluator(store, tel, config.evaluator_config()), tel, config, clock=lambda: now[0])
+    store = StateStore(config.store_config(), tel, clock=lambda: now[0])
+    evaluator = Evaluator(store, tel, config.evaluator_config())
+    gateway = FleetGateway(store, evaluator, tel, config.fleet_config(), clock=lambda: now[0])
     cadences = {r: ReferenceCadence(r) for r in replicas}
     for cadence in cadences.values():  # the replicas have run for a while: their first window went elsewhere
         cadence.due(REF.fingerprint, (BASE - 1) * WN, W)

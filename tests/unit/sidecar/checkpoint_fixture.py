@@ -32,9 +32,9 @@ def write(directory: str) -> dict:
 
     now = [1_700_000_000 * 10**9]
     tel = FakeTelemetry()
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "window": "1m"}), tel,
-                       clock=lambda: now[0])
-    evaluator = Evaluator(store, tel, store.config.evaluator_config())
+    config = load_config(env={}, flags={"live_reference_rows": "0", "window": "1m"})
+    store = StateStore(config.store_config(), tel, clock=lambda: now[0])
+    evaluator = Evaluator(store, tel, config.evaluator_config())
 
     def apply(body: bytes) -> None:
         store.apply(Item("m", "1", decode_batch(body), len(body), 0, b""))

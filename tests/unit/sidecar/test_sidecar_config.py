@@ -111,3 +111,35 @@ def test_component_configs_carry_only_their_fields_and_are_frozen():
         with pytest.raises(dataclasses.FrozenInstanceError):
             part.window_s = 1.0
     assert {f.name for f in dataclasses.fields(api)} == {"window_s", "windows_kept"}
+
+
+def test_store_fleet_and_security_configs_carry_only_their_fields(tmp_path):
+    import dataclasses
+
+    from driftcar.sidecar.security import TokenAuth
+
+    a, b, token = tmp_path / "a.profile", tmp_path / "b.profile", tmp_path / "token"
+    a.write_bytes(b"x")
+    b.write_bytes(b"y")
+    token.write_text("abc\n")
+    config = load_config(env={}, flags={"window": "30s", "max_models": "4", "retry_after": "2s", "label_max_rows": "9",
+                                        "reference": [str(a), f"churn@3={b}"], "token_file": str(token)})
+    store, fleet, security = config.store_config(), config.fleet_config(), config.security_config()
+    assert store.max_models == 4 and store.model == config.model_config()
+    assert config.store_config(drift="given").model.drift == "given"
+    assert (fleet.window_s, fleet.wait_s, fleet.max_models, fleet.retry_after_s, fleet.label_max_rows) == (
+        30.0, 30.0, 4, 2.0, 9)  # fleet_wait defaults to one window
+    assert load_config(env={}, flags={"fleet_wait": "45s"}).fleet_config().wait_s == 45.0
+    for part in (store, fleet):
+        assert [part.reference_for(*mv) for mv in (("churn", "3"), ("churn", "4"), ("other", "1"))] == [
+            str(b), str(a), str(a)]
+        with pytest.raises(TypeError):  # the references are read-only, not a copy to edit
+            part.references["other"] = str(b)
+    assert config.reference_for("other", "1") == str(a)
+    assert (security.token_file, security.tls) == (str(token), config.tls)
+    assert TokenAuth.from_config(security).check("Bearer abc")
+    for part in (store, fleet, security):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            part.max_models = 1
+    assert {f.name for f in dataclasses.fields(security)} == {"token_file", "tls"}
+    assert {f.name for f in dataclasses.fields(store)} == {"max_models", "references", "model"}

@@ -44,7 +44,7 @@ def profile_file(tmp_path):
 def make(flags: dict, drift: DriftConfig | None = None):
     tel, clock = FakeTelemetry(), Clock()
     config = load_config(env={}, flags={"live_reference_rows": "0", "window": "1m", **flags})
-    store = StateStore(config, tel, clock=clock, drift_config=drift)
+    store = StateStore(config.store_config(drift), tel, clock=clock)
     return store, Evaluator(store, tel, config.evaluator_config(drift)), tel, clock
 
 

@@ -21,7 +21,7 @@ def test_api_checkpoint_and_metric_count_hook_drops_alike_past_the_cap(tmp_path,
     monkeypatch.setattr(signals_module, "MAX_HOOK_INSTANCES", 3)
     config = load_config(env={}, flags={"live_reference_rows": "0", "state_dir": str(tmp_path)})
     tel = Telemetry(TelemetryConfig(export="none"))
-    store = StateStore(config, tel, clock=Clock())
+    store = StateStore(config.store_config(), tel, clock=Clock())
     reports = [(f"pid-{i}", 10 + i) for i in range(6)] + [("pid-5", 40), ("pid-4", 2)]  # a live one grows, a stale report
     for instance, dropped in reports:
         store.apply(item(inference_body(numeric_frame(5, 2), hook={"instance": instance, "dropped_rows": dropped})))
@@ -31,6 +31,6 @@ def test_api_checkpoint_and_metric_count_hook_drops_alike_past_the_cap(tmp_path,
     assert sorted(state.hook_dropped) == ["pid-3", "pid-4", "pid-5"]
 
     assert Checkpointer(str(tmp_path), store).save() > 0
-    store2 = StateStore(config, Telemetry(TelemetryConfig(export="none")), clock=Clock())
+    store2 = StateStore(config.store_config(), Telemetry(TelemetryConfig(export="none")), clock=Clock())
     assert Checkpointer(str(tmp_path), store2).restore() == 1
     assert store2.models[("m", "1")].summary()["hook_dropped_rows"] == expected

@@ -146,7 +146,7 @@ def _applied(items, coalesced: bool):
     from driftcar.stats import profile
 
     tel = FakeTelemetry()
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel)
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}).store_config(), tel)
     ref = numeric_frame(2_000, seed=99)
     ref["city"] = [f"c{i % 4}" for i in range(2_000)]
     for model in ("m", "other"):

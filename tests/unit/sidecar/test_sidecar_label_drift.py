@@ -29,9 +29,9 @@ class Sidecar:
     def __init__(self):
         self.now = [1_700_000_000 * 10**9]
         self.tel = FakeTelemetry()
-        self.store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "window": "1m"}), self.tel,
-                                clock=lambda: self.now[0])
-        self.evaluator = Evaluator(self.store, self.tel, self.store.config.evaluator_config())
+        config = load_config(env={}, flags={"live_reference_rows": "0", "window": "1m"})
+        self.store = StateStore(config.store_config(), self.tel, clock=lambda: self.now[0])
+        self.evaluator = Evaluator(self.store, self.tel, config.evaluator_config())
 
     def apply(self, body: bytes) -> None:
         self.store.apply(Item("m", "1", decode_batch(body), len(body), 0, b""))

@@ -34,8 +34,9 @@ def make(**flags):
     base.update(flags)
     tel = FakeTelemetry()
     clock = Clock()
-    store = StateStore(load_config(env={}, flags=base), tel, clock=clock)
-    evaluator = Evaluator(store, tel, store.config.evaluator_config())
+    config = load_config(env={}, flags=base)
+    store = StateStore(config.store_config(), tel, clock=clock)
+    evaluator = Evaluator(store, tel, config.evaluator_config())
     return store, evaluator, tel, clock
 
 
@@ -234,8 +235,9 @@ def test_empty_strings_and_bad_values_never_break_a_window():
 
     tel = Telemetry(TelemetryConfig(export="none"))  # the real one: it refuses empty attribute values
     clock = Clock()
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel, clock=clock)
-    evaluator = Evaluator(store, tel, store.config.evaluator_config())
+    config = load_config(env={}, flags={"live_reference_rows": "0"})
+    store = StateStore(config.store_config(), tel, clock=clock)
+    evaluator = Evaluator(store, tel, config.evaluator_config())
     ref = {"city": ["", "a", "b"] * 300, "x": np.arange(900, dtype=np.float64)}
     store.apply(item(encode_batch("reference", [Column("city", "feature", ref["city"]),
                                                 Column("x", "feature", ref["x"])])))
@@ -254,7 +256,7 @@ def test_odd_call_tables_are_counted_not_fatal():
     from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
 
     tel = Telemetry(TelemetryConfig(export="none"))
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel, clock=Clock())
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}).store_config(), tel, clock=Clock())
     calls = {"method": ["", None], "duration_s": np.array([np.nan, -1.0]), "rows": np.array([2, 1]),
              "error_type": ["", None]}
     store.apply(item(inference_body(numeric_frame(3, 1), calls=calls)))

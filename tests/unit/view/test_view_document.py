@@ -101,8 +101,9 @@ def test_latency_quantiles_interpolate_like_histogram_quantile():
 def test_live_document_matches_stats_per_kept_window():
     tel = FakeTelemetry()
     clock = Clock()
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "window": "1m"}), tel, clock=clock)
-    evaluator = Evaluator(store, tel, store.config.evaluator_config())
+    config = load_config(env={}, flags={"live_reference_rows": "0", "window": "1m"})
+    store = StateStore(config.store_config(), tel, clock=clock)
+    evaluator = Evaluator(store, tel, config.evaluator_config())
     ref = numeric_frame(3_000, 3, seed=1)
     store.apply(item(reference(ref)))
     lives = [numeric_frame(800, 3, seed=2), numeric_frame(800, 3, seed=3, shift={"x1": 1.0})]

@@ -21,9 +21,10 @@ TOKEN = "s3cret-" + "z" * 20
 
 def _app(token):
     tel = FakeTelemetry()
-    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}), tel)
+    config = load_config(env={}, flags={"live_reference_rows": "0"})
+    store = StateStore(config.store_config(), tel)
     app = web.Application()
-    Api(store, tel, TokenAuth(token), store.config.api_config(), lambda: True).add_routes(app)
+    Api(store, tel, TokenAuth(token), config.api_config(), lambda: True).add_routes(app)
     return app
 
 

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from driftcar.sidecar.config import FleetConfig
 from driftcar.sidecar.errors import Overloaded
 from driftcar.sidecar.fleet.merge import FleetWindow
 from driftcar.sidecar.state import ClosedWindow, WindowClose
@@ -43,13 +44,13 @@ MAX_REFERENCES = 64
 class FleetGateway:
     """See the module docstring. ``offer`` is thread-safe and never blocks."""
 
-    def __init__(self, store, evaluator, telemetry, config, *, clock: Callable[[], int] = time.time_ns,
+    def __init__(self, store, evaluator, telemetry, config: FleetConfig, *, clock: Callable[[], int] = time.time_ns,
                  limits: WindowLimits = DEFAULT_WINDOW_LIMITS, max_queue_bytes: int = 256 << 20,
                  max_held_bytes: int = 256 << 20):
         self.store, self.evaluator, self.tel, self.config = store, evaluator, telemetry, config
         self.clock = clock
         self.limits = limits
-        self.wait_ns = int(config.fleet_wait * 1e9)
+        self.wait_ns = int(config.wait_s * 1e9)
         self.max_open = 3 * config.max_models
         self.max_queue_bytes = max_queue_bytes
         self.max_held_bytes = max_held_bytes
