@@ -24,7 +24,11 @@ MAX_BYTES = 1 << 30  # 1 GiB: no sane profile or window is larger
 
 
 def pack_array(a: np.ndarray) -> dict[str, Any]:
+    """Integers travel as int64 whatever their width in memory (counts are kept narrow there), so
+    files and wire bytes keep one format that every driftcar reads."""
     a = np.ascontiguousarray(a)
+    if a.dtype.kind in "iu" and a.dtype != np.int64:
+        a = a.astype(np.int64)
     dt = a.dtype.newbyteorder("<") if a.dtype.byteorder not in "|<" else a.dtype
     a = a.astype(dt, copy=False)
     return {"d": a.dtype.str, "s": list(a.shape), "b": a.tobytes()}
