@@ -47,7 +47,7 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
             sketch.update({n: rng.normal(size=rows_per_window) for n in names})
             window = ClosedWindow(w, w + 1, rows_per_window, sketch, profile=prof)
             state.series.keep_closed(window)  # kept and added to the cumulative sketch
-            window.compact()
+            state.compact_closed()  # as the evaluator does after evaluating: the window and the cumulative
             blobs += len(window.blob())
             del sketch, window
         end = tracemalloc.get_traced_memory()[0]

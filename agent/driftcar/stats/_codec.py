@@ -97,7 +97,8 @@ def field(payload: dict[str, Any], key: str, kind: type | tuple[type, ...], what
 _SPARSE_HEAD = struct.Struct("<QQBB")  # frame bytes, non-empty bins, count width, gap width
 
 
-def pack_sparse(frame: bytes, pos: np.ndarray, counts: np.ndarray, sums: np.ndarray, guess: np.ndarray) -> bytes:
+def pack_sparse(frame: bytes, pos: np.ndarray, counts: np.ndarray, sums: np.ndarray, guess: np.ndarray,
+                level: int = 6) -> bytes:
     """Non-empty bins of a fine grid, exactly: ``pos`` (flat, increasing) as gaps and ``counts`` in
     their narrowest unsigned types, ``sums`` XOR ``guess`` (the count times the bin's centre: sign,
     exponent and leading mantissa bits agree, so those bytes become zeros) split into byte planes
@@ -109,7 +110,7 @@ def pack_sparse(frame: bytes, pos: np.ndarray, counts: np.ndarray, sums: np.ndar
     bits = sums.view(np.uint64) ^ guess.view(np.uint64)
     planes = np.ascontiguousarray(bits.view(np.uint8).reshape(-1, 8).T)
     head = _SPARSE_HEAD.pack(len(frame), len(pos), counts.itemsize, gaps.itemsize)
-    return zlib.compress(b"".join([head, frame, gaps.tobytes(), counts.tobytes(), planes.tobytes()]), 6)
+    return zlib.compress(b"".join([head, frame, gaps.tobytes(), counts.tobytes(), planes.tobytes()]), level)
 
 
 def unpack_sparse(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:

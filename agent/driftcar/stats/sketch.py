@@ -363,7 +363,7 @@ class WindowSketch:
         return self.merge(WindowSketch(self.profile))
 
     # ------------------------------------------------------------------ closed windows
-    def pack(self) -> bytes:
+    def pack(self, level: int = 6) -> bytes:
         """Compact bytes of a window kept after it closed; exact (every array bit for bit).
 
         Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is
@@ -371,7 +371,7 @@ class WindowSketch:
         sums are what stays: ~6.5 of 8 bytes per non-empty bin. 20-28 % smaller than raw sparse
         sums, 35-45 % smaller than zlib of :meth:`to_bytes` (benchmarks/bench_sidecar.py).
         Falls back to the latter when a sum sits in an empty bin (never produced by
-        :meth:`update`, but bytes must round-trip). Inverse: :meth:`unpack`.
+        :meth:`update`, but bytes must round-trip). ``level``: zlib's. Inverse: :meth:`unpack`.
         """
         import zlib
 
@@ -384,7 +384,7 @@ class WindowSketch:
         rest.num_sums = np.zeros_like(sums)
         values = counts.reshape(-1)[pos]
         guess = values * self.profile.layout.centres(pos)
-        return _PACKED + _codec.pack_sparse(rest.to_bytes(), pos, values, sums.reshape(-1)[pos], guess)
+        return _PACKED + _codec.pack_sparse(rest.to_bytes(), pos, values, sums.reshape(-1)[pos], guess, level)
 
     @classmethod
     def unpack(cls, blob: bytes, profile: Profile) -> "WindowSketch":
