@@ -27,7 +27,7 @@ def pack_array(a: np.ndarray) -> dict[str, Any]:
     """Integers travel as int64 whatever their width in memory (counts are kept narrow there), so
     files and wire bytes keep one format that every driftcar reads."""
     a = np.ascontiguousarray(a)
-    if a.dtype.kind in "iu" and a.dtype != np.int64:
+    if a.dtype.kind in "iu" and a.dtype.itemsize < 8:
         a = a.astype(np.int64)
     dt = a.dtype.newbyteorder("<") if a.dtype.byteorder not in "|<" else a.dtype
     a = a.astype(dt, copy=False)
