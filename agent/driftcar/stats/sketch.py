@@ -49,8 +49,11 @@ MAX_UNKNOWN_NAMES = 100
 COUNT_LIMIT = int(np.iinfo(np.int32).max)
 _MAGIC = b"DCWIND\x00\x01"
 _VERSION = 1
-#: packed (closed-window) forms: v2 sums XOR their bin centre in byte planes; v1 raw sums; else zlib of to_bytes
-_PACKED, _PACKED_V1 = b"DCW\x02", b"DCW\x01"
+#: packed (closed-window) forms: v3 sums against their bin centre (zigzag difference) in byte planes,
+#: frame without the grid; v2 the same with XOR and the frame holding a zero grid; v1 raw sums;
+#: else zlib of to_bytes
+_PACKED, _PACKED_V2, _PACKED_V1 = b"DCW\x03", b"DCW\x02", b"DCW\x01"
+_GRID = ("num_counts", "num_sums")  # what the packed forms store sparsely
 #: roles of the wire contract and where update() sends them
 _ROLE_TARGETS = {"feature": "feature", "prediction": "prediction", "probability": "probability",
                  "id": None, "label": "label"}
@@ -367,11 +370,12 @@ class WindowSketch:
         """Compact bytes of a window kept after it closed; exact (every array bit for bit).
 
         Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is
-        mostly empty bins; only the non-empty ones are stored (:func:`_codec.pack_sparse`). The
-        sums are what stays: ~6.5 of 8 bytes per non-empty bin. 20-28 % smaller than raw sparse
-        sums, 35-45 % smaller than zlib of :meth:`to_bytes` (benchmarks/bench_sidecar.py).
-        Falls back to the latter when a sum sits in an empty bin (never produced by
-        :meth:`update`, but bytes must round-trip). ``level``: zlib's. Inverse: :meth:`unpack`.
+        mostly empty bins; only the non-empty ones are stored (:func:`_codec.pack_sparse`), and the
+        rest of the window (the frame) leaves the grid out. The sums are what stays: ~6.3 of 8
+        bytes per non-empty bin for full-precision values, the mantissa bits finer than the bin
+        (benchmarks/bench_sidecar.py). Falls back to zlib of :meth:`to_bytes` when a sum sits in
+        an empty bin (never produced by :meth:`update`, but bytes must round-trip). ``level``:
+        zlib's. Inverse: :meth:`unpack`.
         """
         import zlib
 
@@ -379,27 +383,27 @@ class WindowSketch:
         pos = np.flatnonzero(counts)
         if counts.min(initial=0) < 0 or np.delete(sums.reshape(-1).view(np.uint64), pos).any():
             return zlib.compress(self.to_bytes(), 1)
-        rest = self.copy()
-        rest.num_counts = np.zeros_like(counts)
-        rest.num_sums = np.zeros_like(sums)
-        values = counts.reshape(-1)[pos]
+        values = counts.reshape(-1)[pos].astype(np.int64)
         guess = values * self.profile.layout.centres(pos)
-        return _PACKED + _codec.pack_sparse(rest.to_bytes(), pos, values, sums.reshape(-1)[pos], guess, level)
+        residuals = _codec.zigzag_residuals(sums.reshape(-1)[pos], guess)
+        return _PACKED + _codec.pack_sparse(self._frame(grid=False), pos, values, residuals, level)
 
     @classmethod
     def unpack(cls, blob: bytes, profile: Profile) -> "WindowSketch":
         """Inverse of :meth:`pack` (also reads the earlier packed forms); ProfileError when bad."""
         import zlib
 
-        if blob.startswith(_PACKED):
-            frame, pos, values, bits = _codec.unpack_sparse(blob[len(_PACKED):])
-            sketch = cls.from_bytes(frame, profile)
-            if len(pos) and pos[-1] >= sketch.num_counts.size:
-                raise ProfileError("closed window is corrupt (a bin beyond the profile's grid)")
-            guess = values * profile.layout.centres(pos)
-            sketch._put_counts(pos, values)
-            sketch.num_sums.reshape(-1)[pos] = (bits ^ guess.view(np.uint64)).view(np.float64)
-            return sketch
+        for magic, grid in ((_PACKED, False), (_PACKED_V2, True)):
+            if blob.startswith(magic):
+                frame, pos, values, residuals = _codec.unpack_sparse(blob[len(magic):])
+                sketch = cls._from_frame(frame, profile, grid)
+                if len(pos) and pos[-1] >= sketch.num_counts.size:
+                    raise ProfileError("closed window is corrupt (a bin beyond the profile's grid)")
+                guess = values * profile.layout.centres(pos)
+                sketch._put_counts(pos, values)
+                sketch.num_sums.reshape(-1)[pos] = (_codec.from_zigzag(residuals, guess) if not grid else
+                                                    (residuals ^ guess.view(np.uint64)).view(np.float64))
+                return sketch
         if blob.startswith(_PACKED_V1):
             return _unpack_v1(blob[len(_PACKED_V1):], profile)
         try:
@@ -411,19 +415,32 @@ class WindowSketch:
     # ------------------------------------------------------------------ checkpoints
     def to_bytes(self) -> bytes:
         """Versioned bytes for checkpoints; restore with :meth:`from_bytes` and the same profile."""
+        return self._frame(grid=True)
+
+    def _frame(self, grid: bool) -> bytes:
+        """:meth:`to_bytes`, or (``grid=False``) the same without the fine grid (packed forms)."""
         payload = {"profile": self.profile.fingerprint, "unknown": self.unknown}
-        payload.update({a: _codec.pack_array(getattr(self, a)) for a in self._ARRAYS + self._EXTREMES})
+        payload.update({a: _codec.pack_array(getattr(self, a)) for a in self._ARRAYS + self._EXTREMES
+                        if grid or a not in _GRID})
         payload.update({s: getattr(self, s) for s in self._SCALARS})
         return _codec.frame(_MAGIC, _VERSION, payload)
 
     @classmethod
     def from_bytes(cls, data: bytes, profile: Profile) -> "WindowSketch":
         """Inverse of :meth:`to_bytes`; ProfileError when the bytes are bad or from another profile."""
+        return cls._from_frame(data, profile, grid=True)
+
+    @classmethod
+    def _from_frame(cls, data: bytes, profile: Profile, grid: bool) -> "WindowSketch":
         p = _codec.unframe(data, _MAGIC, _VERSION, "window")
         if p.get("profile") != profile.fingerprint:
             raise ProfileError("window was recorded against a different profile")
         w = cls(profile)
         for a in cls._ARRAYS + cls._EXTREMES:
+            if not grid and a in _GRID:
+                if a in p:
+                    raise ProfileError(f"closed window is corrupt (a dense {a} in a sparse form)")
+                continue
             arr = _codec.unpack_array(_codec.field(p, a, dict, "window"), f"window.{a}")
             if arr.shape != getattr(w, a).shape:
                 raise ProfileError(f"window.{a}: shape {arr.shape} does not match the profile")
