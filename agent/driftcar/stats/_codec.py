@@ -97,7 +97,7 @@ def field(payload: dict[str, Any], key: str, kind: type | tuple[type, ...], what
 _SPARSE_HEAD = struct.Struct("<QQBB")  # frame bytes, non-empty bins, count width, gap width
 
 
-def pack_sparse(frame: bytes, pos: np.ndarray, counts: np.ndarray, residuals: np.ndarray, level: int = 6) -> bytes:
+def pack_sparse(frame: bytes, pos: np.ndarray, counts: np.ndarray, residuals: np.ndarray) -> bytes:
     """Non-empty bins of a fine grid, exactly: ``pos`` (flat, increasing) as gaps and ``counts`` in
     their narrowest unsigned types, ``residuals`` (uint64: each sum's bits against a guess, mostly
     leading zero bytes) split into byte planes so zlib sees the runs; ``frame`` (the rest of the
@@ -109,7 +109,7 @@ def pack_sparse(frame: bytes, pos: np.ndarray, counts: np.ndarray, residuals: np
     counts = counts.astype(np.min_scalar_type(int(counts.max(initial=0))))
     planes = np.ascontiguousarray(residuals.view(np.uint8).reshape(-1, 8).T)
     head = _SPARSE_HEAD.pack(len(frame), len(pos), counts.itemsize, gaps.itemsize)
-    return zlib.compress(b"".join([head, frame, gaps.tobytes(), counts.tobytes(), planes.tobytes()]), level)
+    return zlib.compress(b"".join([head, frame, gaps.tobytes(), counts.tobytes(), planes.tobytes()]), 6)
 
 
 def unpack_sparse(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:

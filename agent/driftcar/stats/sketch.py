@@ -366,7 +366,7 @@ class WindowSketch:
         return self.merge(WindowSketch(self.profile))
 
     # ------------------------------------------------------------------ closed windows
-    def pack(self, level: int = 6) -> bytes:
+    def pack(self) -> bytes:
         """Compact bytes of a window kept after it closed; exact (every array bit for bit).
 
         Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is
@@ -374,8 +374,8 @@ class WindowSketch:
         rest of the window (the frame) leaves the grid out. The sums are what stays: ~6.3 of 8
         bytes per non-empty bin for full-precision values, the mantissa bits finer than the bin
         (benchmarks/bench_sidecar.py). Falls back to zlib of :meth:`to_bytes` when a sum sits in
-        an empty bin (never produced by :meth:`update`, but bytes must round-trip). ``level``:
-        zlib's. Inverse: :meth:`unpack`.
+        an empty bin (never produced by :meth:`update`, but bytes must round-trip). Inverse:
+        :meth:`unpack`.
         """
         import zlib
 
@@ -386,7 +386,7 @@ class WindowSketch:
         values = counts.reshape(-1)[pos].astype(np.int64)
         guess = values * self.profile.layout.centres(pos)
         residuals = _codec.zigzag_residuals(sums.reshape(-1)[pos], guess)
-        return _PACKED + _codec.pack_sparse(self._frame(grid=False), pos, values, residuals, level)
+        return _PACKED + _codec.pack_sparse(self._frame(grid=False), pos, values, residuals)
 
     @classmethod
     def unpack(cls, blob: bytes, profile: Profile) -> "WindowSketch":

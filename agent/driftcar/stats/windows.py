@@ -208,20 +208,21 @@ class WindowSeries:
     def compact(self) -> None:
         """Pack the closed windows still held live and the cumulative sketch (after evaluation).
 
-        Why the cumulative sketch too: by then most of its fine bins hold values, so packed it is
-        ~2.6 KB per numeric feature against 4.8 KB live; zlib level 1 because it is packed again
-        at every close (~80 us per feature; level 6 saves 3 % more for 1.5x the time)."""
+        Why the cumulative sketch too: packed it takes ~2.5 KB per numeric feature once most fine
+        bins hold values (less before), against 4.8 KB live, for ~0.1 ms of CPU per feature per
+        close to pack it and ~0.02 ms to read it back at the next (zlib dominates; measured with
+        2,000 features of 3,000 rows)."""
         for window in list(self.closed):
             window.compact()
         if self._cumulative is not None:
-            self._cumulative_blob = self._cumulative.pack(level=1)
+            self._cumulative_blob = self._cumulative.pack()
             self._cumulative = None
 
     def cumulative_blob(self) -> bytes:
         """The cumulative sketch's bytes (packed; read back by :meth:`restore`)."""
         if self._cumulative is None and self._cumulative_blob is not None:
             return self._cumulative_blob
-        return self._cumulative.pack(level=1)
+        return self._cumulative.pack()
 
     def restore(self, windows: Iterable[ClosedWindow], cumulative: bytes | None) -> None:
         """Closed windows (oldest first) and the cumulative sketch's bytes read back from a checkpoint
@@ -229,8 +230,8 @@ class WindowSeries:
         self.closed.extend(windows)
         self.cumulative = None
         if cumulative is not None:
-            _unpack_window(cumulative, self.profile)  # refused here (ProfileError) when bad
-            self._cumulative_blob = bytes(cumulative)
+            sketch = _unpack_window(cumulative, self.profile)  # refused here (ProfileError) when bad
+            self._cumulative_blob = sketch.pack()  # earlier forms are larger: packed again
 
     def sliding(self, k: int) -> WindowSketch:
         """Merge of the last ``k`` closed windows (fewer if fewer exist)."""
