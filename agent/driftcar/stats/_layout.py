@@ -90,7 +90,6 @@ class Layout:
         # constant reference-side pieces of the evaluation, computed once
         self.ref_fine2 = self.ref_fine[:, : F + 2]
         self.ref_sums2 = self.ref_sums[:, : F + 2]
-        self.ref_coarse = coarse_counts(self.ref_fine, self.B) if n else np.zeros((0, self.B), np.int64)
         self.ref_has_inf = bool(self.ref_inf.any())
         self.ks_n = self.ref_fine2.sum(axis=1).astype(np.float64)
         self.w_n = self.ks_n - self.ref_inf.sum(axis=1)
@@ -189,6 +188,11 @@ class Layout:
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(self.ref_sums2, w, out=pos, where=w > 0)
         return pos
+
+    @property
+    def ref_coarse(self) -> np.ndarray:
+        """(n, bins) int64 reference counts per coarse bin (one reshape-sum of the fine counts)."""
+        return coarse_counts(self.ref_fine, self.B) if len(self.ref_fine) else np.zeros((0, self.B), np.int64)
 
     @property
     def ref_empty(self) -> np.ndarray:

@@ -72,6 +72,12 @@ def test_derived_reference_arrays_equal_their_definitions():
     np.testing.assert_array_equal(L.w_props, w / np.maximum(w.sum(axis=1), 1)[:, None])
     np.testing.assert_array_equal(L.ref_pos, methods.bin_positions(w, sums, lower, upper))
     np.testing.assert_array_equal(L.ref_empty, w == 0)
+    full = np.array([f.fine_counts for f in L.num_profiles], dtype=np.int64)
+    coarse = full[:, 1: F + 1].reshape(n, L.B, F // L.B).sum(axis=2)
+    coarse[:, 0] += full[:, 0]
+    coarse[:, -1] += full[:, F + 1]
+    assert L.ref_coarse.dtype == np.int64
+    np.testing.assert_array_equal(L.ref_coarse, coarse)
     with np.errstate(over="ignore", invalid="ignore"):
         width = upper - lower
         single = (counts > 0) & (sums <= counts * lower)
