@@ -9,8 +9,8 @@ since the epoch, so replicas agree on boundaries) or when the caller says so
 the merge of the last k closed windows (bin counts add); ``cumulative`` is the merge of every
 window closed with rows since the series began. Memory is bounded: at most ``keep + 2`` sketches
 of fixed size (see :mod:`driftcar.stats.sketch`), whatever the traffic, and closed windows and the
-cumulative sketch are packed between closes (:meth:`WindowSeries.compact`). Data stamped before the open window (late) goes into the
-open window and is counted in ``late``.
+cumulative sketch are packed between closes (:meth:`WindowSeries.compact`). Data stamped before
+the open window (late) goes into the open window and is counted in ``late``.
 
 Thread safety: not thread-safe; one series per (model, version).
 """
