@@ -516,13 +516,15 @@ def bench_feature_memory(quick: bool) -> list[str]:
 
     features = 500 if quick else 5_000
     lines = [f"### Memory per feature: one model, {features:,} features, 60 closed windows (tracemalloc)", "",
-             "| rows per window | profile | layout + open window | 60 closed windows + cumulative | total | "
-             "compressed window |", "|---:|---:|---:|---:|---:|---:|"]
-    for rows in (20, 50, 200):
-        got = measure(features, rows_per_window=rows)
-        lines.append(f"| {rows} | {got['profile'] / KIB:.1f} KiB | {got['layout_and_open'] / KIB:.1f} KiB | "
-                     f"{got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
-    lines += ["", "Goal: <= 20 KiB per feature with 60 windows. What each part holds, at 400 fine bins: profile "
+             "| values | rows per window | profile | layout + open window | 60 closed windows + cumulative | total | "
+             "compressed window |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for values, rows in [("normal", 20), ("normal", 50), ("normal", 200), ("2 decimals", 50), ("integers", 50)]:
+        got = measure(features, rows_per_window=rows, values=values)
+        lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['layout_and_open'] / KIB:.1f} KiB "
+                     f"| {got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
+    lines += ["", "Values: `normal` full-precision floats (every mantissa bit random: the worst case for exact "
+              "sums), `2 decimals` / `integers` rounded N(50, 10) (fewer significant bits: smaller packed sums). "
+              "Goal: <= 20 KiB per feature with 60 windows. What each part holds, at 400 fine bins: profile "
               "= the reference's fine edges and per-bin sums (3.2 KB each) and counts (narrowest signed type, "
               "0.4 KB as int8), held once by the layout and viewed by the profile, + its PCA + Python objects; "
               "layout + open window = the open window's dense int32 counts and float64 sums (4.8 KB; net of "
