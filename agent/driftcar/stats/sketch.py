@@ -318,7 +318,7 @@ class WindowSketch:
             raise KeyError(f"{name!r} is not a column of this window's profile")
         kind, row = L.where[name]
         if kind == "numeric":
-            fine = self.num_counts[row].copy()
+            fine = self.num_counts[row].astype(np.int64)  # snapshots keep int64, whatever is held
             F = L.F
             coarse = coarse_counts(fine[None, :], L.B)[0][L.keep[row]]
             return NumericSketch(name, coarse, fine, int(fine[: F + 2].sum()), int(fine[F + 2]),
@@ -327,7 +327,7 @@ class WindowSketch:
                                  int(self.num_inf[row, 0]), float(self.num_lo[row]), float(self.num_hi[row]))
         prof = L.cat_profiles[row]
         k = len(prof.categories)
-        counts = np.concatenate([self.cat_counts[row, :k], self.cat_counts[row, -1:]])
+        counts = np.concatenate([self.cat_counts[row, :k], self.cat_counts[row, -1:]]).astype(np.int64)
         return CategoricalSketch(name, prof.categories, counts, int(counts.sum()), int(self.cat_missing[row]))
 
     @property

@@ -129,9 +129,9 @@ class WindowSeries:
         self.rows = 0  # rows in the open window (a batch of predictions only counts too)
         self.start: float | None = None
         self.late = 0
-        # the merge of every closed window with rows: live from a close until compact(), packed between
-        self._cumulative: WindowSketch | None = None
-        self._cumulative_blob: bytes | None = None
+        # the merge of every closed window with rows: live from a close until compact(), then its
+        # packed bytes; one attribute, so a reader on another thread sees one or the other, never neither
+        self._cumulative: WindowSketch | bytes | None = None
 
     def _start_of(self, now: float) -> float:
         return math.floor(now / self.length_s) * self.length_s
@@ -193,13 +193,12 @@ class WindowSeries:
     def cumulative(self) -> WindowSketch | None:
         """The merge of every window closed with rows since the series began (None: none yet);
         decoded on each read once :meth:`compact` packed it."""
-        if self._cumulative is None and self._cumulative_blob is not None:
-            return _unpack_window(self._cumulative_blob, self.profile)
-        return self._cumulative
+        held = self._cumulative
+        return _unpack_window(held, self.profile) if isinstance(held, bytes) else held
 
     @cumulative.setter
     def cumulative(self, sketch: WindowSketch | None) -> None:
-        self._cumulative, self._cumulative_blob = sketch, None
+        self._cumulative = sketch
 
     def _accumulate(self, sketch: WindowSketch) -> None:
         base = self.cumulative
@@ -214,24 +213,21 @@ class WindowSeries:
         2,000 features of 3,000 rows)."""
         for window in list(self.closed):
             window.compact()
-        if self._cumulative is not None:
-            self._cumulative_blob = self._cumulative.pack()
-            self._cumulative = None
+        held = self._cumulative
+        if isinstance(held, WindowSketch):
+            self._cumulative = held.pack()
 
     def cumulative_blob(self) -> bytes:
         """The cumulative sketch's bytes (packed; read back by :meth:`restore`)."""
-        if self._cumulative is None and self._cumulative_blob is not None:
-            return self._cumulative_blob
-        return self._cumulative.pack()
+        held = self._cumulative
+        return held if isinstance(held, bytes) else held.pack()
 
     def restore(self, windows: Iterable[ClosedWindow], cumulative: bytes | None) -> None:
         """Closed windows (oldest first) and the cumulative sketch's bytes read back from a checkpoint
         (any packed form, or zlib of :meth:`WindowSketch.to_bytes` as written before)."""
         self.closed.extend(windows)
-        self.cumulative = None
-        if cumulative is not None:
-            sketch = _unpack_window(cumulative, self.profile)  # refused here (ProfileError) when bad
-            self._cumulative_blob = sketch.pack()  # earlier forms are larger: packed again
+        # refused here (ProfileError) when bad; earlier forms are larger: packed again
+        self._cumulative = None if cumulative is None else _unpack_window(cumulative, self.profile).pack()
 
     def sliding(self, k: int) -> WindowSketch:
         """Merge of the last ``k`` closed windows (fewer if fewer exist)."""

@@ -121,6 +121,7 @@ def test_counts_stay_int32_up_to_the_limit_then_promote_without_loss():
     w = _window(30, 12)
     # the bound: the batch's 30 rows, then its 30 predictions
     assert w.num_counts.dtype == w.cat_counts.dtype == np.int32 and w.count_bound == 60
+    assert w.feature("a").fine_counts.dtype == w.feature("c").counts.dtype == np.int64  # snapshots: int64
     big = w.copy()
     big.num_counts = big.num_counts.astype(np.int64)
     big.num_counts[0, 5] = COUNT_LIMIT  # the largest count int32 holds: still int32 when read back
