@@ -516,19 +516,23 @@ def bench_feature_memory(quick: bool) -> list[str]:
 
     features = 500 if quick else 5_000
     lines = [f"### Memory per feature: one model, {features:,} features, 60 closed windows (tracemalloc)", "",
-             "| rows per window | profile | layout + open window | 60 closed windows + cumulative | total | "
-             "compressed window |", "|---:|---:|---:|---:|---:|---:|"]
-    for rows in (20, 50, 200):
-        got = measure(features, rows_per_window=rows)
-        lines.append(f"| {rows} | {got['profile'] / KIB:.1f} KiB | {got['layout_and_open'] / KIB:.1f} KiB | "
-                     f"{got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
-    lines += ["", "Goal: <= 20 KiB per feature with 60 windows. What each part holds, at 400 fine bins: profile "
-              "= the reference's fine edges, counts and per-bin sums (3.2 KB each, shared with the layout, which "
-              "adds no copy) + its PCA + Python objects; layout + open window = the open window's dense counts "
-              "and sums (6.4 KB), plus a lookup-binner table (3.2-26 KB) for each feature that has seen a batch of "
-              "192+ values (the 200-row case; smaller batches bin with searchsorted, as fast there); closed = 60 packed windows (exact: ~6.5 incompressible bytes per non-empty bin for its "
-              "value sum) + the dense cumulative sketch (6.4 KB). Run alone: "
-              "`python benchmarks/bench_sidecar.py --feature-memory [--quick]`.", ""]
+             "| values | rows per window | profile | layout + open window | 60 closed windows + cumulative | total | "
+             "compressed window |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for values, rows in [("normal", 20), ("normal", 50), ("normal", 200), ("2 decimals", 50), ("integers", 50)]:
+        got = measure(features, rows_per_window=rows, values=values)
+        lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['layout_and_open'] / KIB:.1f} KiB "
+                     f"| {got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
+    lines += ["", "Values: `normal` full-precision floats (every mantissa bit random: the worst case for exact "
+              "sums), `2 decimals` / `integers` rounded N(50, 10) (fewer significant bits: smaller packed sums). "
+              "Goal: <= 20 KiB per feature with 60 windows. What each part holds, at 400 fine bins: profile "
+              "= the reference's fine edges and per-bin sums (3.2 KB each) and counts (narrowest signed type, "
+              "0.4 KB as int8), held once by the layout and viewed by the profile, + its PCA + Python objects; "
+              "layout + open window = the open window's dense int32 counts and float64 sums (4.8 KB; net of "
+              "the profile arrays the layout frees), plus a lookup-binner table (3.2-26 KB) for each feature "
+              "that has seen a batch of 192+ values (the 200-row case); closed = 60 packed windows (exact: "
+              "~6.3 bytes per non-empty bin are the sum's mantissa bits finer than the bin, the floor of an "
+              "exact form for full-precision values) + the packed cumulative sketch (~2.5 KB once full). "
+              "Run alone: `python benchmarks/bench_sidecar.py --feature-memory [--quick]`.", ""]
     return lines
 
 

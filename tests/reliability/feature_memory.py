@@ -17,15 +17,26 @@ import numpy as np
 KIB = 1024
 
 
-def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 0) -> dict[str, float]:
+#: how values are drawn: full-precision floats (the worst case for exact sums), or fewer significant digits
+VALUES = {
+    "normal": lambda rng, n: rng.normal(size=n),
+    "2 decimals": lambda rng, n: np.round(rng.normal(50.0, 10.0, size=n), 2),
+    "integers": lambda rng, n: np.round(rng.normal(50.0, 10.0, size=n)),
+}
+
+
+def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 0,
+            values: str = "normal") -> dict[str, float]:
     """Bytes per feature: ``profile``, ``layout_and_open`` (layout + state + open window),
-    ``closed`` (closed windows + cumulative), ``total``; and ``blob`` bytes per feature per window."""
+    ``closed`` (closed windows + cumulative), ``total``; and ``blob`` bytes per feature per window.
+    ``values``: a key of :data:`VALUES`."""
     from driftcar.sidecar.config import load_config
     from driftcar.sidecar.state import ClosedWindow, StateStore
     from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
     from driftcar.stats import profile
 
     rng = np.random.default_rng(seed)
+    draw = VALUES[values]
     names = [f"f{i}" for i in range(features)]
     tel = Telemetry(TelemetryConfig(export="none"))
     store = StateStore(load_config(env={}, flags={"live_reference_rows": "0", "windows_kept": str(windows)}).store_config(),
@@ -35,19 +46,19 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
         tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        prof = profile({n: rng.normal(size=1_000) for n in names})
+        prof = profile({n: draw(rng, 1_000) for n in names})
         after_profile = tracemalloc.get_traced_memory()[0]
         state = store.get_or_create("m", "1")
         state.set_profile(prof, "file")
-        state.window.update({n: rng.normal(size=rows_per_window) for n in names})
+        state.window.update({n: draw(rng, rows_per_window) for n in names})
         after_layout = tracemalloc.get_traced_memory()[0]
         blobs = 0
         for w in range(windows):
             sketch = prof.new_window()
-            sketch.update({n: rng.normal(size=rows_per_window) for n in names})
+            sketch.update({n: draw(rng, rows_per_window) for n in names})
             window = ClosedWindow(w, w + 1, rows_per_window, sketch, profile=prof)
             state.series.keep_closed(window)  # kept and added to the cumulative sketch
-            window.compact()
+            state.compact_closed()  # as the evaluator does after evaluating: the window and the cumulative
             blobs += len(window.blob())
             del sketch, window
         end = tracemalloc.get_traced_memory()[0]

@@ -7,12 +7,18 @@ finite values, or counts per reference category + ``__other__`` + missing;
 plus the PCA reconstruction error binned the same way, the prediction and
 label columns, and the sum of max predicted probability (estimated accuracy).
 
+Counts (``num_counts``, ``cat_counts``) are int32 while every count provably fits, i.e. while the
+rows ever added to the sketch (merges add their bounds) stay at most ``COUNT_LIMIT`` = 2**31 - 1;
+past that they are promoted to int64 before the add, so nothing is lost. Why: half the bytes of
+an open window's and of the cumulative sketch's counts (1.6 KB per numeric feature each).
+Checkpoint and wire bytes always carry int64 (the format is unchanged).
+
 Update cost: one bin lookup (grid lookup, or ``searchsorted`` for heavy tails:
 :mod:`driftcar.stats._binning`) + two ``bincount`` per numeric column, one
 ``Counter`` (or ``np.unique``) per categorical column, one small matrix
 product for PCA. Memory is fixed by the profile, whatever the traffic:
-16 * (fine_bins + 3) bytes per numeric column (6.4 KB at 400 fine bins),
-8 * (top_k + 2) per categorical column, plus at most 100 unknown names.
+12 * (fine_bins + 3) bytes per numeric column (4.8 KB at 400 fine bins),
+4 * (top_k + 2) per categorical column, plus at most 100 unknown names.
 
 ``merge`` adds every array, so it is associative and commutative, and a
 sketch of a whole stream equals the merge of sketches of any split of it
@@ -36,13 +42,18 @@ from driftcar.stats._layout import LABEL, MULTIVARIATE, OTHER, PREDICTION, coars
 if TYPE_CHECKING:  # imports run one way: profile -> sketch -> _layout
     from driftcar.stats.profile import Profile
 
-__all__ = ["WindowSketch", "NumericSketch", "CategoricalSketch", "MAX_UNKNOWN_NAMES"]
+__all__ = ["WindowSketch", "NumericSketch", "CategoricalSketch", "MAX_UNKNOWN_NAMES", "COUNT_LIMIT"]
 
 MAX_UNKNOWN_NAMES = 100
+#: the largest count kept in int32; a sketch whose rows may exceed it holds int64 counts
+COUNT_LIMIT = int(np.iinfo(np.int32).max)
 _MAGIC = b"DCWIND\x00\x01"
 _VERSION = 1
-#: packed (closed-window) forms: v2 sums XOR their bin centre in byte planes; v1 raw sums; else zlib of to_bytes
-_PACKED, _PACKED_V1 = b"DCW\x02", b"DCW\x01"
+#: packed (closed-window) forms: v3 sums against their bin centre (zigzag difference) in byte planes,
+#: frame without the grid; v2 the same with XOR and the frame holding a zero grid; v1 raw sums;
+#: else zlib of to_bytes
+_PACKED, _PACKED_V2, _PACKED_V1 = b"DCW\x03", b"DCW\x02", b"DCW\x01"
+_GRID = ("num_counts", "num_sums")  # what the packed forms store sparsely
 #: roles of the wire contract and where update() sends them
 _ROLE_TARGETS = {"feature": "feature", "prediction": "prediction", "probability": "probability",
                  "id": None, "label": "label"}
@@ -129,14 +140,15 @@ class WindowSketch:
         self.profile = profile
         self.pca_errors = pca_errors
         L = profile.layout
-        self.num_counts = np.zeros((len(L.num_names), L.F + 3), dtype=np.int64)
+        self.count_bound = 0  # no count can exceed this (values added, merges summed): picks the dtype
+        self.num_counts = np.zeros((len(L.num_names), L.F + 3), dtype=np.int32)
         self.num_sums = np.zeros((len(L.num_names), L.F + 3), dtype=np.float64)
         self.num_inf = np.zeros((len(L.num_names), 2), dtype=np.int64)  # -inf, +inf
         self.num_invalid = np.zeros(len(L.num_names), dtype=np.int64)
         # extremes of finite out-of-range values (below the reference min / above its max)
         self.num_lo = np.full(len(L.num_names), np.inf)
         self.num_hi = np.full(len(L.num_names), -np.inf)
-        self.cat_counts = np.zeros((len(L.cat_names), L.Kmax + 1), dtype=np.int64)
+        self.cat_counts = np.zeros((len(L.cat_names), L.Kmax + 1), dtype=np.int32)
         self.cat_missing = np.zeros(len(L.cat_names), dtype=np.int64)
         self.rows = 0
         self.batches = 0
@@ -176,6 +188,7 @@ class WindowSketch:
         for name, v in columns.items():
             if isinstance(v, np.ndarray) and v.ndim != 1:
                 raise ValueError(f"column {name!r} must be 1-D, got shape {v.shape}")
+        self._grow(next(iter(lengths), 0))  # one bound per batch: no row gets more than its length
         L = self.profile.layout
         floats: dict[int, np.ndarray] = {}
         codes: dict[int, np.ndarray] = {}
@@ -185,10 +198,10 @@ class WindowSketch:
             if role is None:
                 continue
             if role == "prediction":
-                self.update_predictions(values)
+                self._add_extra(L.pred, values)
                 continue
             if role == "label":
-                self.update_labels(values)
+                self._add_extra(L.label, values)
                 continue
             if role == "probability":
                 probas.append(values)
@@ -216,10 +229,12 @@ class WindowSketch:
     def update_predictions(self, values: Any) -> None:
         """Add model outputs (1-D) to the ``__prediction__`` sketch; ignored when the
         profile has no prediction distribution. Does not change ``rows``."""
+        self._grow(_length(values))
         self._add_extra(self.profile.layout.pred, values)
 
     def update_labels(self, values: Any) -> None:
         """Add ground-truth labels (1-D) to the ``__label__`` sketch, if profiled."""
+        self._grow(_length(values))
         self._add_extra(self.profile.layout.label, values)
 
     def update_probabilities(self, probabilities: Any) -> None:
@@ -230,6 +245,14 @@ class WindowSketch:
         top = np.max(np.where(np.isfinite(p), p, 0.0), axis=1)
         self.proba_sum += float(np.clip(top, 0.0, 1.0).sum())
         self.proba_rows += p.shape[0]
+
+    def _grow(self, n: int) -> None:
+        """Raise the count bound by ``n`` values, promoting the counts to int64 first when it would
+        pass :data:`COUNT_LIMIT` (before any add, so an int32 count never wraps)."""
+        self.count_bound += n
+        if self.count_bound > COUNT_LIMIT and self.num_counts.dtype != np.int64:
+            self.num_counts = self.num_counts.astype(np.int64)
+            self.cat_counts = self.cat_counts.astype(np.int64)
 
     def _add_extra(self, where: tuple[str, int] | None, values: Any) -> None:
         if where is None:
@@ -295,7 +318,7 @@ class WindowSketch:
             raise KeyError(f"{name!r} is not a column of this window's profile")
         kind, row = L.where[name]
         if kind == "numeric":
-            fine = self.num_counts[row].copy()
+            fine = self.num_counts[row].astype(np.int64)  # snapshots keep int64, whatever is held
             F = L.F
             coarse = coarse_counts(fine[None, :], L.B)[0][L.keep[row]]
             return NumericSketch(name, coarse, fine, int(fine[: F + 2].sum()), int(fine[F + 2]),
@@ -304,7 +327,7 @@ class WindowSketch:
                                  int(self.num_inf[row, 0]), float(self.num_lo[row]), float(self.num_hi[row]))
         prof = L.cat_profiles[row]
         k = len(prof.categories)
-        counts = np.concatenate([self.cat_counts[row, :k], self.cat_counts[row, -1:]])
+        counts = np.concatenate([self.cat_counts[row, :k], self.cat_counts[row, -1:]]).astype(np.int64)
         return CategoricalSketch(name, prof.categories, counts, int(counts.sum()), int(self.cat_missing[row]))
 
     @property
@@ -316,6 +339,7 @@ class WindowSketch:
     _ARRAYS = ("num_counts", "num_sums", "num_inf", "num_invalid", "cat_counts", "cat_missing")
     _EXTREMES = ("num_lo", "num_hi")
     _SCALARS = ("rows", "batches", "proba_sum", "proba_rows", "mv_skipped")
+    _COUNTS = ("num_counts", "cat_counts")  # int32 under the count bound (module docstring)
 
     def merge(self, other: "WindowSketch") -> "WindowSketch":
         """A new sketch = self + other (neither is changed). Both must use the same profile."""
@@ -323,9 +347,12 @@ class WindowSketch:
             raise ValueError("cannot merge windows of different profiles")
         out = WindowSketch.__new__(WindowSketch)
         out.profile = self.profile
+        out.count_bound = self.count_bound + other.count_bound
+        counts = _count_dtype(out.count_bound)
         with np.errstate(over="ignore"):  # sums of values near the float limit may overflow: handled downstream
             for a in self._ARRAYS:
-                setattr(out, a, getattr(self, a) + getattr(other, a))
+                setattr(out, a, np.add(getattr(self, a), getattr(other, a),
+                                       dtype=counts if a in self._COUNTS else None))
         out.num_lo = np.minimum(self.num_lo, other.num_lo)
         out.num_hi = np.maximum(self.num_hi, other.num_hi)
         for s in self._SCALARS:
@@ -343,11 +370,12 @@ class WindowSketch:
         """Compact bytes of a window kept after it closed; exact (every array bit for bit).
 
         Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is
-        mostly empty bins; only the non-empty ones are stored (:func:`_codec.pack_sparse`). The
-        sums are what stays: ~6.5 of 8 bytes per non-empty bin. 20-28 % smaller than raw sparse
-        sums, 35-45 % smaller than zlib of :meth:`to_bytes` (benchmarks/bench_sidecar.py).
-        Falls back to the latter when a sum sits in an empty bin (never produced by
-        :meth:`update`, but bytes must round-trip). Inverse: :meth:`unpack`.
+        mostly empty bins; only the non-empty ones are stored (:func:`_codec.pack_sparse`), and the
+        rest of the window (the frame) leaves the grid out. The sums are what stays: ~6.3 of 8
+        bytes per non-empty bin for full-precision values, the mantissa bits finer than the bin
+        (benchmarks/bench_sidecar.py). Falls back to zlib of :meth:`to_bytes` when a sum sits in
+        an empty bin (never produced by :meth:`update`, but bytes must round-trip). Inverse:
+        :meth:`unpack`.
         """
         import zlib
 
@@ -355,27 +383,27 @@ class WindowSketch:
         pos = np.flatnonzero(counts)
         if counts.min(initial=0) < 0 or np.delete(sums.reshape(-1).view(np.uint64), pos).any():
             return zlib.compress(self.to_bytes(), 1)
-        rest = self.copy()
-        rest.num_counts = np.zeros_like(counts)
-        rest.num_sums = np.zeros_like(sums)
-        values = counts.reshape(-1)[pos]
+        values = counts.reshape(-1)[pos].astype(np.int64)
         guess = values * self.profile.layout.centres(pos)
-        return _PACKED + _codec.pack_sparse(rest.to_bytes(), pos, values, sums.reshape(-1)[pos], guess)
+        residuals = _codec.zigzag_residuals(sums.reshape(-1)[pos], guess)
+        return _PACKED + _codec.pack_sparse(self._frame(grid=False), pos, values, residuals)
 
     @classmethod
     def unpack(cls, blob: bytes, profile: Profile) -> "WindowSketch":
         """Inverse of :meth:`pack` (also reads the earlier packed forms); ProfileError when bad."""
         import zlib
 
-        if blob.startswith(_PACKED):
-            frame, pos, values, bits = _codec.unpack_sparse(blob[len(_PACKED):])
-            sketch = cls.from_bytes(frame, profile)
-            if len(pos) and pos[-1] >= sketch.num_counts.size:
-                raise ProfileError("closed window is corrupt (a bin beyond the profile's grid)")
-            guess = values * profile.layout.centres(pos)
-            sketch.num_counts.reshape(-1)[pos] = values
-            sketch.num_sums.reshape(-1)[pos] = (bits ^ guess.view(np.uint64)).view(np.float64)
-            return sketch
+        for magic, grid in ((_PACKED, False), (_PACKED_V2, True)):
+            if blob.startswith(magic):
+                frame, pos, values, residuals = _codec.unpack_sparse(blob[len(magic):])
+                sketch = cls._from_frame(frame, profile, grid)
+                if len(pos) and pos[-1] >= sketch.num_counts.size:
+                    raise ProfileError("closed window is corrupt (a bin beyond the profile's grid)")
+                guess = values * profile.layout.centres(pos)
+                sketch._put_counts(pos, values)
+                sketch.num_sums.reshape(-1)[pos] = (_codec.from_zigzag(residuals, guess) if not grid else
+                                                    (residuals ^ guess.view(np.uint64)).view(np.float64))
+                return sketch
         if blob.startswith(_PACKED_V1):
             return _unpack_v1(blob[len(_PACKED_V1):], profile)
         try:
@@ -387,31 +415,65 @@ class WindowSketch:
     # ------------------------------------------------------------------ checkpoints
     def to_bytes(self) -> bytes:
         """Versioned bytes for checkpoints; restore with :meth:`from_bytes` and the same profile."""
+        return self._frame(grid=True)
+
+    def _frame(self, grid: bool) -> bytes:
+        """:meth:`to_bytes`, or (``grid=False``) the same without the fine grid (packed forms)."""
         payload = {"profile": self.profile.fingerprint, "unknown": self.unknown}
-        payload.update({a: _codec.pack_array(getattr(self, a)) for a in self._ARRAYS + self._EXTREMES})
+        payload.update({a: _codec.pack_array(getattr(self, a)) for a in self._ARRAYS + self._EXTREMES
+                        if grid or a not in _GRID})
         payload.update({s: getattr(self, s) for s in self._SCALARS})
         return _codec.frame(_MAGIC, _VERSION, payload)
 
     @classmethod
     def from_bytes(cls, data: bytes, profile: Profile) -> "WindowSketch":
         """Inverse of :meth:`to_bytes`; ProfileError when the bytes are bad or from another profile."""
+        return cls._from_frame(data, profile, grid=True)
+
+    @classmethod
+    def _from_frame(cls, data: bytes, profile: Profile, grid: bool) -> "WindowSketch":
         p = _codec.unframe(data, _MAGIC, _VERSION, "window")
         if p.get("profile") != profile.fingerprint:
             raise ProfileError("window was recorded against a different profile")
         w = cls(profile)
         for a in cls._ARRAYS + cls._EXTREMES:
+            if not grid and a in _GRID:
+                if a in p:
+                    raise ProfileError(f"closed window is corrupt (a dense {a} in a sparse form)")
+                continue
             arr = _codec.unpack_array(_codec.field(p, a, dict, "window"), f"window.{a}")
             if arr.shape != getattr(w, a).shape:
                 raise ProfileError(f"window.{a}: shape {arr.shape} does not match the profile")
-            setattr(w, a, arr.astype(getattr(w, a).dtype))
+            setattr(w, a, arr.astype(np.int64 if a in cls._COUNTS else getattr(w, a).dtype))
+        w._narrow()
         for s in cls._SCALARS:
             setattr(w, s, _codec.field(p, s, (int, float), "window"))
         unknown = _codec.field(p, "unknown", dict, "window")
         w.unknown = {str(k): int(v) for k, v in unknown.items()}
         return w
 
+    def _narrow(self) -> None:
+        """Counts read back (int64) kept in int32 when every one fits; the bound is their largest."""
+        self.count_bound = max(int(np.abs(getattr(self, a)).max(initial=0)) for a in self._COUNTS)
+        for a in self._COUNTS:
+            setattr(self, a, getattr(self, a).astype(_count_dtype(self.count_bound), copy=False))
+
+    def _put_counts(self, pos: np.ndarray, values: np.ndarray) -> None:
+        """Numeric counts at flat positions ``pos`` (a packed form read back), kept narrow if they fit."""
+        self.num_counts = self.num_counts.astype(np.int64)
+        self.num_counts.reshape(-1)[pos] = values
+        self._narrow()
+
     def __repr__(self) -> str:
         return f"WindowSketch(rows={self.rows}, batches={self.batches}, profile={self.profile.fingerprint})"
+
+
+def _length(values: Any) -> int:
+    return len(values) if hasattr(values, "__len__") else 1
+
+
+def _count_dtype(bound: int) -> type:
+    return np.int32 if bound <= COUNT_LIMIT else np.int64
 
 
 def _unpack_v1(blob: bytes, profile: Profile) -> WindowSketch:
@@ -427,6 +489,6 @@ def _unpack_v1(blob: bytes, profile: Profile) -> WindowSketch:
     at += 4 * n
     counts = np.frombuffer(body, {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size], n, at)
     at += size * n
-    sketch.num_counts.reshape(-1)[pos] = counts
+    sketch._put_counts(pos, counts)
     sketch.num_sums.reshape(-1)[pos] = np.frombuffer(body, np.float64, n, at)
     return sketch

@@ -31,10 +31,23 @@ def test_profile_features_share_the_layout_arrays_and_keep_their_values():
         for mine, stacked, fresh in ((f.fine_edges, L.fine_edges, g.fine_edges), (f.fine_counts, L.ref_fine, g.fine_counts),
                                      (f.fine_sums, L.ref_sums, g.fine_sums)):
             assert np.shares_memory(mine, stacked)
-            assert mine.dtype == fresh.dtype and np.array_equal(mine, fresh)
+            assert np.array_equal(mine, fresh)
+            # counts held in the narrowest signed type that fits (here int16: the discrete bins hold ~400)
+            assert mine.dtype == (np.int16 if stacked is L.ref_fine else fresh.dtype)
             assert not mine.flags.writeable
         assert np.array_equal(f.edges, g.edges) and np.array_equal(f.counts, g.counts)
-    assert prof.to_bytes() == before  # same bytes, same fingerprint
+    assert prof.to_bytes() == before  # same bytes (counts written as int64), same fingerprint
+
+
+def test_reference_counts_take_the_narrowest_type_that_holds_them():
+    from driftcar.stats._layout import narrowest
+
+    for top, dtype in ((0, np.int8), (127, np.int8), (128, np.int16), (32_767, np.int16), (32_768, np.int32),
+                       (2**31 - 1, np.int32), (2**31, np.int64)):
+        counts = np.array([[0, top, 1]], dtype=np.int64)
+        got = narrowest(counts)
+        assert got.dtype == dtype and np.array_equal(got.astype(np.int64), counts), top
+        assert narrowest(-counts).dtype == dtype  # bad (negative) counts are kept exactly too
 
 
 def test_derived_reference_arrays_equal_their_definitions():
@@ -59,6 +72,12 @@ def test_derived_reference_arrays_equal_their_definitions():
     np.testing.assert_array_equal(L.w_props, w / np.maximum(w.sum(axis=1), 1)[:, None])
     np.testing.assert_array_equal(L.ref_pos, methods.bin_positions(w, sums, lower, upper))
     np.testing.assert_array_equal(L.ref_empty, w == 0)
+    full = np.array([f.fine_counts for f in L.num_profiles], dtype=np.int64)
+    coarse = full[:, 1: F + 1].reshape(n, L.B, F // L.B).sum(axis=2)
+    coarse[:, 0] += full[:, 0]
+    coarse[:, -1] += full[:, F + 1]
+    assert L.ref_coarse.dtype == np.int64
+    np.testing.assert_array_equal(L.ref_coarse, coarse)
     with np.errstate(over="ignore", invalid="ignore"):
         width = upper - lower
         single = (counts > 0) & (sums <= counts * lower)

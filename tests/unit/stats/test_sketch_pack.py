@@ -1,5 +1,6 @@
 """A closed window's packed bytes restore it bit for bit (every array, NaN payloads and -0.0 alike),
-the earlier packed form still reads, and bad bytes are refused with ProfileError."""
+the earlier packed forms still read, counts keep their dtype limits, and bad bytes are refused with
+ProfileError."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import zlib
 import numpy as np
 import pytest
 
-from driftcar.stats import ProfileError, WindowSketch, profile
+from driftcar.stats import ProfileError, WindowSketch, _codec, profile
+from driftcar.stats.sketch import COUNT_LIMIT
 
 RNG = np.random.default_rng(3)
 PROFILE = profile({"a": RNG.normal(size=3_000), "b": RNG.exponential(size=3_000),
@@ -42,8 +44,10 @@ def _same(a: WindowSketch, b: WindowSketch) -> None:
 def test_packed_window_restores_bit_for_bit(rows):
     w = _window(rows, rows)
     blob = w.pack()
-    assert blob.startswith(b"DCW\x02")
+    assert blob.startswith(b"DCW\x03")
     _same(WindowSketch.unpack(blob, PROFILE), w)
+    if rows:  # sparse: the bins a window touched, never more
+        assert len(_codec.unpack_sparse(blob[4:])[1]) == np.count_nonzero(w.num_counts) <= 3 * rows + 3
 
 
 def test_merged_windows_pack_too():
@@ -74,9 +78,21 @@ def _pack_v1(w: WindowSketch) -> bytes:
     return b"DCW\x01" + zlib.compress(body, 1)
 
 
+def _pack_v2(w: WindowSketch) -> bytes:
+    """The second packed form, written as it was (sums XOR count x bin centre, a zero grid in the frame)."""
+    pos = np.flatnonzero(w.num_counts)
+    rest = w.copy()
+    rest.num_counts, rest.num_sums = np.zeros_like(w.num_counts), np.zeros_like(w.num_sums)
+    values = w.num_counts.reshape(-1)[pos].astype(np.int64)
+    guess = values * PROFILE.layout.centres(pos)
+    bits = w.num_sums.reshape(-1)[pos].view(np.uint64) ^ guess.view(np.uint64)
+    return b"DCW\x02" + _codec.pack_sparse(rest.to_bytes(), pos, values, bits)
+
+
 @pytest.mark.parametrize("rows", [0, 60, 2_000])
 def test_earlier_forms_still_restore(rows):
     w = _window(rows, 7)
+    _same(WindowSketch.unpack(_pack_v2(w), PROFILE), w)
     _same(WindowSketch.unpack(_pack_v1(w), PROFILE), w)
     _same(WindowSketch.unpack(zlib.compress(w.to_bytes(), 1), PROFILE), w)
 
@@ -84,15 +100,68 @@ def test_earlier_forms_still_restore(rows):
 def test_packed_sums_take_less_than_raw_ones():
     w = _window(50, 8)
     assert len(w.pack()) < 0.9 * len(_pack_v1(w))
+    assert len(w.pack()) < len(_pack_v2(w))  # no zero grid in the frame, zigzag differences
+
+
+def test_zigzag_residuals_round_trip_every_bit_pattern():
+    rng = np.random.default_rng(11)
+    bits = rng.integers(0, 2**63, 20_000, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 20_000,
+                                                                                           dtype=np.uint64)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 1.7976931348623157e308])
+    values = np.concatenate([bits.view(np.float64), special, -special])
+    guess = np.concatenate([rng.permutation(values[:20_000]), special[::-1], special])
+    back = _codec.from_zigzag(_codec.zigzag_residuals(values, guess), guess)
+    assert np.array_equal(back.view(np.uint64), values.view(np.uint64))
+    base = np.array([1.5, -1.5, 1e-300, -1e300, 3.0])
+    near = np.nextafter(base, np.inf)  # one ulp apart (same sign): a residual of 1 or 2
+    assert (_codec.zigzag_residuals(near, base) <= 2).all() and (_codec.zigzag_residuals(base, base) == 0).all()
+
+
+def test_counts_stay_int32_up_to_the_limit_then_promote_without_loss():
+    w = _window(30, 12)
+    # the bound: the batch's 30 rows, then its 30 predictions
+    assert w.num_counts.dtype == w.cat_counts.dtype == np.int32 and w.count_bound == 60
+    assert w.feature("a").fine_counts.dtype == w.feature("c").counts.dtype == np.int64  # snapshots: int64
+    big = w.copy()
+    big.num_counts = big.num_counts.astype(np.int64)
+    big.num_counts[0, 5] = COUNT_LIMIT  # the largest count int32 holds: still int32 when read back
+    big._narrow()
+    assert big.num_counts.dtype == np.int32 and big.count_bound == COUNT_LIMIT
+    for restored in (WindowSketch.unpack(big.pack(), PROFILE), WindowSketch.from_bytes(big.to_bytes(), PROFILE)):
+        _same(restored, big)
+    twice = big.merge(big)  # 2 * (2**31 - 1): past int32, promoted before the add
+    assert twice.num_counts.dtype == twice.cat_counts.dtype == np.int64
+    assert int(twice.num_counts[0, 5]) == 2 * COUNT_LIMIT
+    assert np.array_equal(twice.num_counts, 2 * big.num_counts.astype(np.int64))
+    for restored in (WindowSketch.unpack(twice.pack(), PROFILE), WindowSketch.from_bytes(twice.to_bytes(), PROFILE)):
+        _same(restored, twice)
+    assert int(twice.feature("a").fine_counts[5]) == 2 * COUNT_LIMIT  # snapshots are int64
+
+
+def test_an_update_past_the_limit_promotes_first():
+    w = _window(30, 13)
+    before = w.num_counts.astype(np.int64)
+    w.count_bound = COUNT_LIMIT - 10  # as if 2**31 - 11 rows had been added
+    w.update({"a": np.full(10, 0.1)})
+    assert w.num_counts.dtype == np.int32  # exactly at the limit: still fits
+    w.update({"a": np.full(1, 0.1)})
+    assert w.num_counts.dtype == w.cat_counts.dtype == np.int64
+    assert w.num_counts.sum() - before.sum() == 11
+    w2 = _window(0, 0)
+    w2.count_bound = COUNT_LIMIT
+    w2.update_predictions([1])
+    assert w2.num_counts.dtype == np.int64 and w2.feature("__prediction__").n == 1
 
 
 def test_bad_bytes_are_refused():
     blob = _window(50, 9).pack()
     body = zlib.decompress(blob[4:])
-    cases = [blob[:-5], b"DCW\x02" + b"junk", b"nothing at all",
-             b"DCW\x02" + zlib.compress(body + b"extra"), b"DCW\x02" + zlib.compress(body[:-3])]
+    cases = [blob[:-5], b"DCW\x03" + b"junk", b"nothing at all",
+             b"DCW\x03" + zlib.compress(body + b"extra"), b"DCW\x03" + zlib.compress(body[:-3]),
+             b"DCW\x02" + blob[4:],  # a frame without the grid read as the form that has one
+             b"DCW\x03" + _pack_v2(_window(50, 9))[4:]]  # and the other way round
     n_frame, n, cs, gs = struct.unpack_from("<QQBB", body)
-    cases.append(b"DCW\x02" + zlib.compress(struct.pack("<QQBB", n_frame, n, 3, gs) + body[18:]))  # no 3-byte ints
+    cases.append(b"DCW\x03" + zlib.compress(struct.pack("<QQBB", n_frame, n, 3, gs) + body[18:]))  # no 3-byte ints
     for bad in cases:
         with pytest.raises(ProfileError):
             WindowSketch.unpack(bad, PROFILE)
