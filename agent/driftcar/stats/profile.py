@@ -39,12 +39,13 @@ import numpy as np
 
 from driftcar.stats import _codec
 from driftcar.stats import calibration as cal
+from driftcar.stats._binning import make_binner
 from driftcar.stats._columns import MISSING, Encoded, as_columns, is_categorical, label, to_float
 from driftcar.stats._layout import LABEL, MULTIVARIATE, OTHER, PREDICTION, Layout, coarse_counts
 from driftcar.stats._select import order_statistics
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.infer import InferenceReport, KindInference
-from driftcar.stats.pca import PCAModel, fit_pca
+from driftcar.stats.pca import PCAModel, fit_pca_columns
 from driftcar.stats.sketch import WindowSketch
 
 __all__ = [
@@ -658,29 +659,35 @@ class ProfileBuilder:
         half = rows // 2 if rows >= 200 else rows
         fit = np.zeros(rows, dtype=bool)  # the seeded half, read in file order (the rows' order does not
         fit[order[:half]] = True  # matter to the fit or to the error histogram; sorted gathers are faster)
-        parts = [self._pca_matrix(num_names, onehot, d, finite, fit)]
-        if half < rows:
-            parts.append(self._pca_matrix(num_names, onehot, d, finite, ~fit))
-        pca = fit_pca(parts[0].T, num_names, self.pca_variance, onehot)
-        errs = pca.column_errors(parts[-1])
+        # row numbers, not the mask: a gather at sorted positions is ~9x faster than compressing by
+        # a random boolean mask (branch mispredictions), and it is done once per column
+        at = np.flatnonzero(finite)
+        pca = fit_pca_columns(self._pca_matrix(num_names, onehot, d, at[fit]), num_names, self.pca_variance, onehot)
+        held = at[~fit] if half < rows else at
+        # the held-out rows' errors from their numeric columns and category codes: no indicator
+        # rows built (PCAModel.coded_errors; same values as column_errors up to rounding)
+        luts = [self._indicator_lut(name, labels) for name, labels in onehot]
+        errs = pca.coded_errors([self._sample[name][held] for name in num_names],
+                                [(lut[self._sample[name][held] + 2], tuple(range(len(labels))))
+                                 for (name, labels), lut in zip(onehot, luts)])
         return pca, _error_profile(errs, self.bins, levels)
 
-    def _pca_matrix(self, num_names: tuple, onehot: tuple, d: int, finite: np.ndarray, take: np.ndarray
-                    ) -> np.ndarray:
-        """(d, rows) matrix of the sample's finite rows selected by ``take``: the numeric columns,
-        then each encoded category's indicators (one broadcast comparison per feature)."""
-        # row numbers, not the mask: a gather at sorted positions is ~9x faster than compressing by
-        # a random boolean mask (branch mispredictions), and it is done once per matrix row
-        select = np.flatnonzero(finite)[take] if not finite.all() else np.flatnonzero(take)
+    def _indicator_lut(self, name: str, labels: tuple) -> np.ndarray:
+        """Sample code + 2 -> the index of its indicator among ``labels`` (-1: none)."""
+        table = self._cols[name].codes
+        lut = np.full(len(table) + 2, -1, np.int64)
+        lut[[table[lab] + 2 for lab in labels]] = np.arange(len(labels))
+        return lut
+
+    def _pca_matrix(self, num_names: tuple, onehot: tuple, d: int, select: np.ndarray) -> np.ndarray:
+        """(d, rows) matrix of the sample's rows at ``select``: the numeric columns, then each
+        encoded category's indicators (one broadcast comparison per feature)."""
         mat = np.empty((d, len(select)))
         for i, name in enumerate(num_names):
             mat[i] = self._sample[name][select]
         row = len(num_names)
         for name, labels in onehot:
-            table = self._cols[name].codes
-            lut = np.full(len(table) + 2, -1, np.int64)  # sample codes + 2 -> indicator (-1: none)
-            lut[[table[lab] + 2 for lab in labels]] = np.arange(len(labels))
-            codes = lut[self._sample[name][select] + 2]
+            codes = self._indicator_lut(name, labels)[self._sample[name][select] + 2]
             np.equal(codes[None, :], np.arange(len(labels))[:, None], out=mat[row: row + len(labels)],
                      casting="unsafe")
             row += len(labels)
@@ -813,8 +820,7 @@ def _edges(finite: np.ndarray, lo: float, hi: float, levels: np.ndarray) -> np.n
 def _error_profile(errs: np.ndarray, bins: int, levels: np.ndarray) -> FeatureProfile:
     """The reference distribution of PCA reconstruction errors, counted from held-out rows."""
     edges = _edges(errs, float(errs.min()), float(errs.max()), levels)
-    ext = np.concatenate([edges, [np.nan]])
-    idx = np.searchsorted(ext, errs, "right")
+    idx = make_binner(edges)(errs)  # = searchsorted(edges + [NaN], errs, "right"), ~2x faster (_binning)
     size = len(edges) + 2
     counts = np.bincount(idx, minlength=size).astype(np.int64)
     sums = np.bincount(idx, weights=errs, minlength=size)

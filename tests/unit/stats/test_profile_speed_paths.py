@@ -14,7 +14,7 @@ import pytest
 from driftcar.stats import ProfileBuilder, profile
 from driftcar.stats._columns import CodeTable, Encoded, count_labels, identity_codes
 from driftcar.stats._select import SORT_BELOW, _grid, order_statistics
-from driftcar.stats.pca import fit_pca
+from driftcar.stats.pca import fit_pca, fit_pca_columns
 from driftcar.stats.profile import _edges
 
 RNG = np.random.default_rng(11)
@@ -194,3 +194,21 @@ def test_identity_codes_give_up_on_many_distinct_objects():
     assert identity_codes(values, lambda v: 0) is None
     assert identity_codes(values[:100], lambda v: 0) is None  # short: per value is as fast
     assert Encoded.of(values).keys == values.tolist()
+
+
+def test_fit_in_place_on_columns_equals_fit_pca():
+    """The profile's in-place fit on a (d, rows) array against fit_pca on the same rows."""
+    z = RNG.normal(size=(6_000, 2))
+    rows = np.hstack([z @ RNG.normal(size=(2, 5)) + 0.1 * RNG.normal(size=(6_000, 5)) + 1e3,
+                      (RNG.random((6_000, 2)) < 0.3).astype(float)])
+    names, onehot = tuple(f"x{i}" for i in range(5)), (("c", ("a", "b")),)
+    expected = fit_pca(rows, names, 0.9, onehot)
+    columns = np.ascontiguousarray(rows.T)
+    got = fit_pca_columns(columns, names, 0.9, onehot)
+    assert not np.array_equal(columns, rows.T)  # overwritten: centred and scaled
+    np.testing.assert_allclose(got.mean, expected.mean, rtol=1e-12)
+    np.testing.assert_allclose(got.scale, expected.scale, rtol=1e-10)
+    assert got.components.shape == expected.components.shape and got.onehot == onehot
+    np.testing.assert_allclose(np.abs(got.components.T @ expected.components), np.eye(got.components.shape[1]),
+                               atol=1e-8)  # the same directions (up to sign)
+    np.testing.assert_allclose(got.errors(rows[:500]), expected.errors(rows[:500]), rtol=1e-8)
