@@ -176,7 +176,7 @@ def count_labels(values: Any) -> Counter:
     return out
 
 
-def identity_codes(values: Any, code_of: Callable[[Any], int]) -> np.ndarray | None:
+def identity_codes(values: Any, code_of: Callable[[Any], int], memo: list | None = None) -> np.ndarray | None:
     """Each value's code (int64) with ``code_of`` called once per distinct *object*, in the order
     the objects first appear; None when that path does not apply (then call ``code_of`` per value).
 
@@ -187,6 +187,9 @@ def identity_codes(values: Any, code_of: Callable[[Any], int]) -> np.ndarray | N
     multiplicative hash of the distinct ones, checked against every row, so the codes are those
     ``code_of`` gives per value whenever it returns the same code for the same object. Columns of
     many distinct objects (e.g. strings decoded one by one) give up after the first 1,024 rows.
+    ``memo``, a one-item list, carries the objects and their hash from call to call (batches that
+    repeat the same objects skip building it); it holds references to those objects, so none of
+    their addresses can be reused by another object while it is kept.
     """
     if not _IDENTITY or len(values) < IDENTITY_MIN:
         return None
@@ -198,24 +201,39 @@ def identity_codes(values: Any, code_of: Callable[[Any], int]) -> np.ndarray | N
         return None
     values = np.ascontiguousarray(values)
     ids = np.frombuffer((ctypes.c_uint64 * len(values)).from_address(values.ctypes.data), dtype=np.uint64)
-    objects, codes = np.empty(0, np.uint64), []
-    todo = np.arange(min(len(ids), 1_024))
+    out = _identity_grow(values, ids, code_of, memo[0]) if memo and memo[0] is not None else None
+    if out is None:  # (without a memo, or the memo's objects plus this batch's are too many)
+        out = _identity_grow(values, ids, code_of, None)
+    if memo is not None:
+        memo[:] = [None if out is None else out[1]]
+    return None if out is None else out[0]
+
+
+def _identity_grow(values: np.ndarray, ids: np.ndarray, code_of: Callable[[Any], int], state: tuple | None
+                   ) -> tuple[np.ndarray, tuple] | None:
+    """(codes, state) for :func:`identity_codes`, growing ``state`` = (objects, their addresses,
+    their codes, hash table) by the objects the rows hold beyond it, 1,024 missed rows at a time."""
+    objects, known, codes, table = state or ((), np.empty(0, np.uint64), np.empty(0, np.int64), None)
+    todo = np.arange(min(len(ids), 1_024)) if table is None else None
     while True:
-        new, first = np.unique(ids[todo], return_index=True)
-        keep = ~np.isin(new, objects)
-        if len(objects) + int(keep.sum()) > IDENTITY_MAX_OBJECTS:
-            return None
-        first = np.sort(todo[first[keep]])  # first-seen order
-        codes += [code_of(v) for v in values[first].tolist()]
-        objects = np.concatenate([objects, ids[first]])
-        table = _perfect_hash(objects, np.asarray(codes, dtype=np.int64))
-        if table is None:
-            return None
+        if todo is not None:
+            new, first = np.unique(ids[todo], return_index=True)
+            keep = ~np.isin(new, known)
+            if len(known) + int(keep.sum()) > IDENTITY_MAX_OBJECTS:
+                return None
+            first = np.sort(todo[first[keep]])  # first-seen order
+            fresh = values[first].tolist()
+            objects += tuple(fresh)
+            codes = np.concatenate([codes, np.array([code_of(v) for v in fresh], dtype=np.int64)])
+            known = np.concatenate([known, ids[first]])
+            table = _perfect_hash(known, codes)
+            if table is None:
+                return None
         keys, lut, mult, shift = table
         slot = ((ids * mult) >> shift).astype(np.intp)
         miss = keys.take(slot) != ids
         if not miss.any():
-            return lut.take(slot)
+            return lut.take(slot), (objects, known, codes, table)
         todo = np.flatnonzero(miss)[:1_024]
 
 
@@ -250,6 +268,7 @@ class CodeTable(dict):
         keys = sorted(codes)  # for fixed-width string arrays: a vectorised binary search
         self._keys = np.array(keys, dtype=str) if keys else np.array([""])
         self._key_codes = np.array([codes[k] for k in keys] or [other], dtype=np.int64)
+        self._identity: list = [None]  # identity_codes' memo: the objects of recent batches
 
     def __missing__(self, key: Any) -> int:
         lab = key if type(key) is str else label(key)
@@ -277,7 +296,7 @@ class CodeTable(dict):
         if bytes_list:  # bytes: then C-level lookups (each a new object: no identity path)
             values = values.tolist()  # (an object array is iterated as is: 1.5x faster than a list copy)
         try:
-            out = None if bytes_list else identity_codes(values, self.__getitem__)
+            out = None if bytes_list else identity_codes(values, self.__getitem__, self._identity)
             if out is not None:
                 return out
             return np.fromiter(map(self.__getitem__, values), dtype=np.int64, count=len(values))

@@ -466,7 +466,8 @@ class _ColumnState:
         if not k:
             return
         m = float(fin.mean())
-        m2 = float(((fin - m) ** 2).sum())
+        d = fin - m
+        m2 = float(np.square(d, out=d).sum())
         total = self.fn + k
         delta = m - self.fmean
         self.fmean += delta * k / total
@@ -561,10 +562,12 @@ class ProfileBuilder:
             st = self._cols[name]
             if st.kind == "numeric":
                 x, _ = to_float(values)
-                nan = np.isnan(x)
-                st.missing += int(nan.sum())
-                st.n += len(x) - int(nan.sum())
-                fin = x[np.isfinite(x)]
+                finite = np.isfinite(x)
+                k = int(np.count_nonzero(finite))
+                nan = int(np.count_nonzero(np.isnan(x))) if k < len(x) else 0
+                st.missing += nan
+                st.n += len(x) - nan
+                fin = x if k == len(x) else x[finite]  # (no copy in the common all-finite case)
                 st.add_finite(fin)
                 if len(fin):
                     st.lo = min(st.lo, float(fin.min()))
@@ -621,7 +624,9 @@ class ProfileBuilder:
         for name in self._order:
             st = self._cols[name]
             if st.kind == "numeric":
-                fin = self._sample[name][np.isfinite(self._sample[name])]
+                fin = self._sample[name]
+                if st.fn < st.n + st.missing:  # a NaN or infinity somewhere: keep the sample's finite values
+                    fin = fin[np.isfinite(fin)]
                 fp = FeatureProfile(name, "numeric", st.n, st.missing, self.bins,
                                     _edges(fin, st.lo, st.hi, levels), np.zeros(F + 3, np.int64), np.zeros(F + 3))
             else:

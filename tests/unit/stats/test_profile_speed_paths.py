@@ -212,3 +212,19 @@ def test_fit_in_place_on_columns_equals_fit_pca():
     np.testing.assert_allclose(np.abs(got.components.T @ expected.components), np.eye(got.components.shape[1]),
                                atol=1e-8)  # the same directions (up to sign)
     np.testing.assert_allclose(got.errors(rows[:500]), expected.errors(rows[:500]), rtol=1e-8)
+
+
+def test_code_table_memo_across_batches():
+    """Batches repeating the same objects reuse the memo; fresh objects (whose addresses may be
+    those of freed ones) and new labels still get their own codes."""
+    table = CodeTable({f"k{j:02d}": j for j in range(20)}, other=99)
+    for batch in range(6):
+        if batch % 2:  # fresh str objects every other batch, some labels unknown
+            objects = np.array(["k%02d" % j if j < 20 else f"x{batch}{j}" for j in range(24)], dtype=object)
+        else:
+            objects = OBJECTS
+        idx = RNG.integers(0, len(objects), 5_000)
+        values = objects[idx]
+        assert table.codes(values).tolist() == [j if j < 20 else 99 for j in idx.tolist()]
+        del objects, values  # the batch's objects may be freed: the memo keeps the ones it refers to
+    assert table._identity[0] is not None
