@@ -230,10 +230,13 @@ def _identity_grow(values: np.ndarray, ids: np.ndarray, code_of: Callable[[Any],
             if table is None:
                 return None
         keys, lut, mult, shift = table
-        slot = ((ids * mult) >> shift).astype(np.intp)
-        miss = keys.take(slot) != ids
+        slot = np.multiply(ids, mult)  # (in place from here: every row-sized temporary costs page faults)
+        slot >>= shift
+        slot = slot.view(np.intp)  # < 2^16
+        found = keys.take(slot)
+        miss = found != ids
         if not miss.any():
-            return lut.take(slot), (objects, known, codes, table)
+            return lut.take(slot, out=found.view(np.int64)), (objects, known, codes, table)
         todo = np.flatnonzero(miss)[:1_024]
 
 

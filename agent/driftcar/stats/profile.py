@@ -459,6 +459,8 @@ class _ColumnState:
             else:
                 self.overflow += c
                 lut[j] = -2
+        if np.array_equal(lut[:-1], np.arange(len(lut) - 1)):  # codes in the chunk's own order: as they are
+            return enc.codes
         return lut[enc.codes]
 
     def add_finite(self, fin: np.ndarray) -> None:
@@ -577,6 +579,10 @@ class ProfileBuilder:
                 numeric[name] = st.add_labels(Encoded.of(values))  # codes, sampled for the PCA's indicators
         self._rows += rows
         keys = self._rng.random(rows)
+        if not len(self._keys) and rows <= self.max_rows_kept:  # every row kept, in order: no copies
+            self._keys = keys
+            self._sample.update(numeric)
+            return
         all_keys = np.concatenate([self._keys, keys])
         if len(all_keys) > self.max_rows_kept:
             keep = np.argpartition(all_keys, self.max_rows_kept - 1)[: self.max_rows_kept]
@@ -585,10 +591,7 @@ class ProfileBuilder:
         self._keys = all_keys[keep]
         for name, x in numeric.items():
             old = self._sample.get(name)
-            if old is None and len(x) == len(keep):  # every row kept, in order: no copy
-                self._sample[name] = x
-            else:
-                self._sample[name] = np.concatenate([x[:0] if old is None else old, x])[keep]
+            self._sample[name] = np.concatenate([x[:0] if old is None else old, x])[keep]
 
     def _chunk(self, X: Any, y: Any, predictions: Any) -> dict[str, Any]:
         cols = as_columns(X, names=self.feature_names)
