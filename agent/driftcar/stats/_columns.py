@@ -322,11 +322,12 @@ class Encoded:
     it once makes each later read an integer ``bincount`` or table lookup instead of a pass
     through Python objects (``benchmarks/bench_verdicts.py``, speed). Slicing keeps the keys."""
 
-    __slots__ = ("codes", "keys")
+    __slots__ = ("codes", "keys", "_counts")
 
     def __init__(self, codes: np.ndarray, keys: list):
         self.codes = codes
         self.keys = keys
+        self._counts: np.ndarray | None = None
 
     @classmethod
     def of(cls, values: Any) -> "Encoded":
@@ -384,4 +385,6 @@ class Encoded:
 
     def counts(self) -> np.ndarray:
         """Rows per key."""
-        return np.bincount(self.codes, minlength=len(self.keys))
+        if self._counts is None:  # read by kind inference and by the category counts: counted once
+            self._counts = np.bincount(self.codes, minlength=len(self.keys))
+        return self._counts.copy()
