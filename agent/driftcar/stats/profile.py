@@ -591,7 +591,7 @@ class ProfileBuilder:
         self._keys = all_keys[keep]
         for name, x in numeric.items():
             old = self._sample.get(name)
-            self._sample[name] = np.concatenate([x[:0] if old is None else old, x])[keep]
+            self._sample[name] = x[keep] if old is None else np.concatenate([old, x])[keep]
 
     def _chunk(self, X: Any, y: Any, predictions: Any) -> dict[str, Any]:
         cols = as_columns(X, names=self.feature_names)
