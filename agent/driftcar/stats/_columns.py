@@ -197,7 +197,7 @@ def identity_codes(values: Any, code_of: Callable[[Any], int], memo: list | None
         if len(set(map(id, itertools.islice(values, 1_024)))) > IDENTITY_MAX_OBJECTS:
             return None
         values = np.fromiter(values, dtype=object, count=len(values))  # (not np.array: tuples stay objects)
-    if values.dtype != object or values.ndim != 1:
+    if values.dtype != object or values.ndim != 1 or values.itemsize != 8:  # (64-bit addresses only)
         return None
     values = np.ascontiguousarray(values)
     ids = np.frombuffer((ctypes.c_uint64 * len(values)).from_address(values.ctypes.data), dtype=np.uint64)
