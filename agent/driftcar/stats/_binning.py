@@ -59,11 +59,13 @@ class LookupBinner:
         self.x_min, self.x_max = _x_range(self.lo, self.scale, cells)
         self.cells = cells
         self.steps = steps
-        # cells -1 .. cells (clipped values) and cells + 1 for NaN, shifted by +1 to index the table
-        c = np.arange(-1, cells + 2)
+        # entry c for cells 0 .. cells (clipped values), cells + 1 for NaN, and cell -1 last, where
+        # take reads index -1 (no shifted copy of the cell numbers per batch)
+        c = np.arange(0, cells + 3)
+        c[-1] = -1
         dtype = np.int16 if n + 2 < np.iinfo(np.int16).max else np.int32  # small tables stay in cache
         self.table = np.searchsorted(cell_of_edges, c, "left").astype(dtype)
-        self.table[-1] = n + 1  # NaN
+        self.table[cells + 1] = n + 1  # NaN
         self.ext = _extended(edges, ext, 2)  # ext[n], ext[n + 1] never <= x
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -71,7 +73,7 @@ class LookupBinner:
         g -= self.lo
         g *= self.scale
         g[np.isnan(g)] = self.cells + 1
-        idx = self.table.take(g.astype(np.intp) + 1)
+        idx = self.table.take(g.astype(np.intp))
         ext = self.ext
         for _ in range(self.steps):
             idx += ext.take(idx) <= x

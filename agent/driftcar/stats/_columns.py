@@ -8,9 +8,12 @@ decodes). Pure functions; no pandas import.
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import math
+import sys
 from collections import Counter
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -18,6 +21,16 @@ __all__ = ["as_columns", "to_float", "is_categorical", "is_missing", "label", "c
 
 MISSING = object()  # marker returned by label() for None / NaN
 _NA_TYPES = ("NAType", "NaTType")  # pandas.NA / NaT, recognised without importing pandas
+#: object columns at least this long are coded by object identity first (see identity_codes);
+#: below it one dict lookup per value costs about as much as that path's setup
+IDENTITY_MIN = 2_048
+#: distinct objects beyond which identity_codes gives up (its hash table grows as their square)
+IDENTITY_MAX_OBJECTS = 256
+_IDENTITY = sys.implementation.name == "cpython"  # an object array holds the objects' addresses (ids)
+# odd 64-bit multipliers for the perfect hash of object addresses (tried in turn)
+_MULTIPLIERS = tuple(np.uint64(m) for m in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                                             0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
+                                             0x94D049BB133111EB, 0xBF58476D1CE4E5B9))
 
 
 def is_missing(value: Any) -> bool:
@@ -163,6 +176,86 @@ def count_labels(values: Any) -> Counter:
     return out
 
 
+def identity_codes(values: Any, code_of: Callable[[Any], int], memo: list | None = None) -> np.ndarray | None:
+    """Each value's code (int64) with ``code_of`` called once per distinct *object*, in the order
+    the objects first appear; None when that path does not apply (then call ``code_of`` per value).
+
+    Why: text columns usually repeat a few objects (numpy fancy indexing, pandas' CSV reader and
+    categoricals share one object per distinct string), and one dict lookup per row costs ~50 ns
+    against ~7 ns here (``benchmarks/bench_verdicts.py``, speed). An object array holds the objects'
+    addresses (CPython's ``id``); they are read in place and mapped through a collision-free
+    multiplicative hash of the distinct ones, checked against every row, so the codes are those
+    ``code_of`` gives per value whenever it returns the same code for the same object. Columns of
+    many distinct objects (e.g. strings decoded one by one) give up after the first 1,024 rows.
+    ``memo``, a one-item list, carries the objects and their hash from call to call (batches that
+    repeat the same objects skip building it); it holds references to those objects, so none of
+    their addresses can be reused by another object while it is kept.
+    """
+    if not _IDENTITY or len(values) < IDENTITY_MIN:
+        return None
+    if not isinstance(values, np.ndarray):  # a list: copied only if its head repeats few objects
+        if len(set(map(id, itertools.islice(values, 1_024)))) > IDENTITY_MAX_OBJECTS:
+            return None
+        values = np.fromiter(values, dtype=object, count=len(values))  # (not np.array: tuples stay objects)
+    if values.dtype != object or values.ndim != 1 or values.itemsize != 8:  # (64-bit addresses only)
+        return None
+    values = np.ascontiguousarray(values)
+    ids = np.frombuffer((ctypes.c_uint64 * len(values)).from_address(values.ctypes.data), dtype=np.uint64)
+    out = _identity_grow(values, ids, code_of, memo[0]) if memo and memo[0] is not None else None
+    if out is None:  # (without a memo, or the memo's objects plus this batch's are too many)
+        out = _identity_grow(values, ids, code_of, None)
+    if memo is not None:
+        memo[:] = [None if out is None else out[1]]
+    return None if out is None else out[0]
+
+
+def _identity_grow(values: np.ndarray, ids: np.ndarray, code_of: Callable[[Any], int], state: tuple | None
+                   ) -> tuple[np.ndarray, tuple] | None:
+    """(codes, state) for :func:`identity_codes`, growing ``state`` = (objects, their addresses,
+    their codes, hash table) by the objects the rows hold beyond it, 1,024 missed rows at a time."""
+    objects, known, codes, table = state or ((), np.empty(0, np.uint64), np.empty(0, np.int64), None)
+    todo = np.arange(min(len(ids), 1_024)) if table is None else None
+    while True:
+        if todo is not None:
+            new, first = np.unique(ids[todo], return_index=True)
+            keep = ~np.isin(new, known)
+            if len(known) + int(keep.sum()) > IDENTITY_MAX_OBJECTS:
+                return None
+            first = np.sort(todo[first[keep]])  # first-seen order
+            fresh = values[first].tolist()
+            objects += tuple(fresh)
+            codes = np.concatenate([codes, np.array([code_of(v) for v in fresh], dtype=np.int64)])
+            known = np.concatenate([known, ids[first]])
+            table = _perfect_hash(known, codes)
+            if table is None:
+                return None
+        keys, lut, mult, shift = table
+        slot = np.multiply(ids, mult)  # (in place from here: every row-sized temporary costs page faults)
+        slot >>= shift
+        slot = slot.view(np.intp)  # < 2^16
+        found = keys.take(slot)
+        miss = found != ids
+        if not miss.any():
+            return lut.take(slot, out=found.view(np.int64)), (objects, known, codes, table)
+        todo = np.flatnonzero(miss)[:1_024]
+
+
+def _perfect_hash(objects: np.ndarray, codes: np.ndarray) -> tuple | None:
+    """(key table, code table, multiplier, shift) placing every address in its own slot of
+    2^bits, bits about 2 log2(distinct) + 1 (collision-free for most multipliers); None if none is."""
+    bits = min(16, max(8, 2 * len(objects).bit_length() + 1))
+    shift = np.uint64(64 - bits)
+    for mult in _MULTIPLIERS:
+        slot = ((objects * mult) >> shift).astype(np.intp)
+        if len(np.unique(slot)) == len(slot):
+            keys = np.zeros(1 << bits, np.uint64)  # 0: no object has that address
+            lut = np.zeros(1 << bits, np.int64)
+            keys[slot] = objects
+            lut[slot] = codes
+            return keys, lut, mult, shift
+    return None
+
+
 class CodeTable(dict):
     """label -> code for one categorical column, looked up per value in C (``map(table.__getitem__,
     values)``, or a binary search over the sorted labels for fixed-width string arrays;
@@ -178,6 +271,7 @@ class CodeTable(dict):
         keys = sorted(codes)  # for fixed-width string arrays: a vectorised binary search
         self._keys = np.array(keys, dtype=str) if keys else np.array([""])
         self._key_codes = np.array([codes[k] for k in keys] or [other], dtype=np.int64)
+        self._identity: list = [None]  # identity_codes' memo: the objects of recent batches
 
     def __missing__(self, key: Any) -> int:
         lab = key if type(key) is str else label(key)
@@ -201,9 +295,13 @@ class CodeTable(dict):
         if isinstance(values, np.ndarray) and values.dtype.kind == "U":
             idx = np.minimum(np.searchsorted(self._keys, values), len(self._keys) - 1)
             return np.where(self._keys[idx] == values, self._key_codes[idx], self.other)
-        if isinstance(values, np.ndarray) and values.dtype.kind != "O":  # bytes: then C-level lookups
+        bytes_list = isinstance(values, np.ndarray) and values.dtype.kind != "O"
+        if bytes_list:  # bytes: then C-level lookups (each a new object: no identity path)
             values = values.tolist()  # (an object array is iterated as is: 1.5x faster than a list copy)
         try:
+            out = None if bytes_list else identity_codes(values, self.__getitem__, self._identity)
+            if out is not None:
+                return out
             return np.fromiter(map(self.__getitem__, values), dtype=np.int64, count=len(values))
         except TypeError:  # unhashable values: by their text
             return np.fromiter((self[str(v)] for v in values), dtype=np.int64, count=len(values))
@@ -224,11 +322,12 @@ class Encoded:
     it once makes each later read an integer ``bincount`` or table lookup instead of a pass
     through Python objects (``benchmarks/bench_verdicts.py``, speed). Slicing keeps the keys."""
 
-    __slots__ = ("codes", "keys")
+    __slots__ = ("codes", "keys", "_counts")
 
     def __init__(self, codes: np.ndarray, keys: list):
         self.codes = codes
         self.keys = keys
+        self._counts: np.ndarray | None = None
 
     @classmethod
     def of(cls, values: Any) -> "Encoded":
@@ -250,7 +349,9 @@ class Encoded:
             return cls(inverse.reshape(-1).astype(np.int64, copy=False), uniq.tolist())
         table = _Numbering()
         try:
-            codes = np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
+            codes = identity_codes(values, table.__getitem__)
+            if codes is None:
+                codes = np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
         except TypeError:
             table = _Numbering()
             codes = np.fromiter(map(table.__getitem__, map(str, values)), dtype=np.int64, count=len(values))
@@ -284,4 +385,6 @@ class Encoded:
 
     def counts(self) -> np.ndarray:
         """Rows per key."""
-        return np.bincount(self.codes, minlength=len(self.keys))
+        if self._counts is None:  # read by kind inference and by the category counts: counted once
+            self._counts = np.bincount(self.codes, minlength=len(self.keys))
+        return self._counts.copy()

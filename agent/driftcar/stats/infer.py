@@ -335,8 +335,9 @@ def _classify(values: Any, text: bool) -> tuple[str, str, str, int]:
 
 
 def _classify_numbers(x: np.ndarray, reason: str) -> tuple[str, str, str, int]:
-    fin = x[np.isfinite(x)]
-    n = int(np.count_nonzero(~np.isnan(x)))
+    finite = np.isfinite(x)
+    fin = x if finite.all() else x[finite]  # (no copy in the common all-finite case)
+    n = len(x) if len(fin) == len(x) else int(np.count_nonzero(~np.isnan(x)))
     if not n:
         return "numeric", "no values", f"empty: no value in {len(x):,} rows", 0
     if len(fin) == n >= ID_MIN_ROWS and float(fin.max() - fin.min()) + 1 == n and np.all(fin == np.round(fin)):

@@ -27,7 +27,7 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["PCAModel", "fit_pca"]
+__all__ = ["PCAModel", "fit_pca", "fit_pca_columns"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,22 @@ def fit_pca(matrix: np.ndarray, features: tuple[str, ...], variance: float = 0.9
         mean = np.nan_to_num(np.nanmean(finite, axis=0)) if len(x) else np.zeros(x.shape[1])
         scale = np.nan_to_num(np.nanstd(finite, axis=0)) if len(x) else np.ones(x.shape[1])
     return _fit(finite, mean, scale, features, variance, onehot)
+
+
+def fit_pca_columns(columns: np.ndarray, features: tuple[str, ...], variance: float = 0.9,
+                    onehot: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> PCAModel:
+    """:func:`fit_pca` of ``columns.T`` for a finite float64 (d, rows) array, which it overwrites
+    (centred and scaled in place): the profile's path, one (d, rows) copy and one pass fewer."""
+    if not 0.0 < variance <= 1.0:
+        raise ValueError(f"variance must be in (0, 1], got {variance}")
+    if columns.ndim != 2 or columns.shape[0] < 2 or columns.dtype != np.float64:
+        raise ValueError(f"PCA needs a float64 (d >= 2, rows) array, got {columns.dtype} {columns.shape}")
+    if not columns.shape[1]:
+        return fit_pca(columns.T, features, variance, onehot)
+    mean = columns.mean(axis=1)
+    columns -= mean[:, None]
+    scale = np.sqrt(np.einsum("ij,ij->i", columns, columns) / columns.shape[1])
+    return _fit(columns, mean, scale, features, variance, onehot, centred=True)
 
 
 def _fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, features, variance: float, onehot,
