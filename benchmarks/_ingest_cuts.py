@@ -189,8 +189,6 @@ def _own_cpu() -> float:
 
 def _send(stubs: list, requests: list, inflight: int) -> int:
     """Every request, ``inflight`` at a time, spread over ``stubs`` in turn; refusals retried. Returns refusals."""
-    import grpc
-
     pending, waiting, refusals, turn = collections.deque(), collections.deque(requests), 0, 0
     while waiting or pending:
         while waiting and len(pending) < inflight:
@@ -198,15 +196,25 @@ def _send(stubs: list, requests: list, inflight: int) -> int:
             pending.append((request, stubs[turn % len(stubs)].Export.future(request, timeout=30)))
             turn += 1
         request, future = pending.popleft()
-        try:
-            future.result()
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
+        if refused(future):
             refusals += 1
-            time.sleep(0.01)
             waiting.appendleft(request)
     return refusals
+
+
+def refused(future) -> bool:
+    """Wait for one export; True when the sidecar refused it (UNAVAILABLE: send it again, after a
+    short pause), any other error raised."""
+    import grpc
+
+    try:
+        future.result()
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        time.sleep(0.01)
+        return True
+    return False
 
 
 def _start(cut: str, procs: int, port: int, ref: str, tmp: str) -> tuple[list, list[Counter]]:

@@ -128,7 +128,7 @@ def _histogram_rate(prof, batches: list[dict], repeat: int) -> float:
 
 def _send_all(stub, requests: list, inflight: int, rate: float | None = None) -> tuple[int, int, float]:
     """Send every request (retrying refusals after their hint); returns (sent, refusals, seconds)."""
-    import grpc
+    from _ingest_cuts import refused
 
     refusals = 0
     pending: list = []
@@ -145,13 +145,8 @@ def _send_all(stub, requests: list, inflight: int, rate: float | None = None) ->
             pending.append((req, stub.Export.future(req, timeout=30)))
             sent += 1
         req, future = pending.pop(0)
-        try:
-            future.result()
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
+        if refused(future):
             refusals += 1
-            time.sleep(0.01)
             queue.insert(0, req)
             sent -= 1
     return sent, refusals, time.perf_counter() - start
@@ -336,21 +331,26 @@ def _baselines(prof, decoded: list[dict], requests: list) -> tuple[float, float,
     return hist, hist_cpu, engine, in_process
 
 
-def bench_throughput(quick: bool, tmp: str) -> list[str]:
+def _workload(n_batches: int, ref_path: str):
+    """The reference (saved to ``ref_path``), ``n_batches`` requests cycling 20 distinct batches, and
+    those batches decoded from the wire (what the baselines see: exactly what the sidecar decodes)."""
     from driftcar.stats import profile
     from driftcar.wire import decode_batch
 
-    n_batches = 300 if quick else 2_000
     prof = profile(_columns(20_000, seed=1))
-    ref_path = os.path.join(tmp, "bench.profile")
     prof.save(ref_path)
     distinct = [_columns(ROWS, seed=10 + i) for i in range(20)]
     requests = [_request(distinct[i % len(distinct)], "bench") for i in range(n_batches)]
-    # the baselines see exactly what the sidecar decodes from the wire
     decoded = []
     for req in requests[: len(distinct)]:
         batch = decode_batch(req.resource_logs[0].scope_logs[0].log_records[0].body.bytes_value)
         decoded.append({n: batch.columns[n] for n in batch.names("feature")})
+    return prof, ref_path, requests, decoded
+
+
+def bench_throughput(quick: bool, tmp: str) -> list[str]:
+    n_batches = 300 if quick else 2_000
+    prof, ref_path, requests, decoded = _workload(n_batches, os.path.join(tmp, "bench.profile"))
     hist, hist_cpu, engine, in_process = _baselines(prof, decoded, requests)
     stages = min((_stage_cpu(prof, requests[:160]) for _ in range(3)), key=sum)
     floor_ms = _grpc_floor_cpu(requests) * 1000
@@ -366,7 +366,7 @@ def bench_throughput(quick: bool, tmp: str) -> list[str]:
     child_ms = got["child_cpu"] / n_batches * 1000
     # what 2 free cores would give: the busier of the two processes bounds the rate
     cpu_ratio = hist_cpu * 1000 / max(total_ms, child_ms)
-    decode_us = _decode_us(distinct[0])
+    decode_us = _decode_us(_columns(ROWS, seed=10))  # the first of the distinct batches
     served = got["served"]
     return [
         "### Ingest throughput (20 numeric + 5 categorical features, 1,000-row batches)",
@@ -553,19 +553,9 @@ def _cut_row(label: str, got: dict, hist_ms: float, hist_rate: float) -> str:
 def bench_ingest_workers(quick: bool, tmp: str, workers: int = 2) -> list[str]:
     """The ways to use both cores for gRPC ingest (:mod:`_ingest_cuts`), against ``np.histogram``."""
     import _ingest_cuts as cuts
-    from driftcar.stats import profile
-    from driftcar.wire import decode_batch
 
     n_batches = 300 if quick else 1_000
-    prof = profile(_columns(20_000, seed=1))
-    ref = os.path.join(tmp, "cuts.profile")
-    prof.save(ref)
-    distinct = [_columns(ROWS, seed=10 + i) for i in range(20)]
-    requests = [_request(distinct[i % len(distinct)], "bench") for i in range(n_batches)]
-    decoded = []
-    for req in requests[: len(distinct)]:
-        batch = decode_batch(req.resource_logs[0].scope_logs[0].log_records[0].body.bytes_value)
-        decoded.append({n: batch.columns[n] for n in batch.names("feature")})
+    prof, ref, requests, decoded = _workload(n_batches, os.path.join(tmp, "cuts.profile"))
     hist_rate, hist_cpu = _histogram_rate(prof, decoded * 5, repeat=3)
     floor_ms = _grpc_floor_cpu(requests) * 1000
     stages = min((_stage_cpu(prof, requests[:160]) for _ in range(3)), key=sum)

@@ -58,6 +58,15 @@ def _reference(rng):
     return body, X, y
 
 
+def _one_drifted_window():
+    """A sidecar with a reference (labels 20 % yes) and one closed window whose labels are 45 % yes."""
+    rng = np.random.default_rng(7)
+    body, X, y_ref = _reference(rng)
+    sidecar = Sidecar()
+    sidecar.apply(body)
+    return sidecar, X, y_ref, sidecar.window(rng, 0.45, 0)
+
+
 def test_a_drifted_label_does_not_alert_again_after_a_restart(tmp_path):
     rng = np.random.default_rng(5)
     body, _, _ = _reference(rng)
@@ -95,11 +104,7 @@ def test_a_new_reference_starts_the_label_with_no_verdict():
 
 
 def test_the_drift_view_lists_label_drift_like_a_feature():
-    rng = np.random.default_rng(7)
-    body, X, y_ref = _reference(rng)
-    sidecar = Sidecar()
-    sidecar.apply(body)
-    y_true = sidecar.window(rng, 0.45, 0)
+    sidecar, X, y_ref, y_true = _one_drifted_window()
     prof = profile(X, y=y_ref)
     window = prof.new_window()
     window.update_labels(y_true)
@@ -120,11 +125,7 @@ def test_the_live_page_shows_label_drift_with_the_windows_label_counts():
     from driftcar.stats import DriftConfig
     from driftcar.view.live import live_document
 
-    rng = np.random.default_rng(7)
-    body, _, y_ref = _reference(rng)
-    sidecar = Sidecar()
-    sidecar.apply(body)
-    y_true = sidecar.window(rng, 0.45, 0)
+    sidecar, _, y_ref, y_true = _one_drifted_window()
     (model,) = live_document(sidecar.store, sidecar.tel, 60.0, DriftConfig())["models"]
     label = next(f for f in model["features"] if f["name"] == "__label__")
     prof = sidecar.store.models[("m", "1")].profile
