@@ -213,8 +213,9 @@ class Shipper:
                 self._start_worker()
             self._offers += 1
             if not self._offers & YIELD_EVERY_MASK and queued and (self._runnable or _monotonic() >= self._due_at):
-                if not self._runnable:
-                    self._kick.set()  # a back-off that is over: the retry runs now, on this hand-over
+                if not self._runnable:  # a back-off that is over: the retry runs now, on this hand-over
+                    self._kick.set()
+                    self._wake.set()
                 # Hand the GIL over once every YIELD_EVERY offers while the worker is runnable
                 # (woken, or its batch-age timer has expired). A model thread calling predict in a
                 # loop releases and retakes the GIL so often (numpy, sklearn) that CPython's
@@ -392,8 +393,12 @@ class Shipper:
                         # while the endpoint backs off, queued rows wait for the next allowed attempt
                         # (the buffer's byte bound still holds): sealing a batch per batch age only to
                         # drop it woke this thread and encoded rows for nothing through an outage
-                        self._due_at = max(first + self.config.max_batch_age_s, self._retry.not_before)
-                        self._wake.wait(max(self._due_at - time.monotonic(), 0.0))
+                        aged = first + self.config.max_batch_age_s
+                        self._due_at = max(aged, self._retry.not_before)
+                        wait = self._due_at - time.monotonic()
+                        if self._retry.not_before > aged:  # the back-off decides: an offer ends the
+                            wait = max(wait, self.config.retry_max_backoff_s)  # wait (see _BackingOff)
+                        self._wake.wait(max(wait, 0.0))
                     self._runnable = True
                     self._wakeups += 1
                     self._wake.clear()
