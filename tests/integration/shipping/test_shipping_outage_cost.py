@@ -182,11 +182,12 @@ BYSTANDER_SCRIPT = textwrap.dedent(
     model = LogisticRegression().fit(X, X[:, 0] > 0)
     other = LogisticRegression().fit(X, X[:, 1] > 0)
     monitor = driftcar.instrument(other, name="silent", endpoint={endpoint!r}, protocol="http/protobuf",
-                                  timeout_s={timeout!r}, retry_initial_backoff_s=0.2,
+                                  timeout_s={timeout!r}, retry_initial_backoff_s=0.5,
                                   retry_max_backoff_s={cap!r}, retry_jitter=0.0)
     for i in range(64):
         other.predict(X[i:i + 1])
-    monitor.flush(0.3)  # the first attempt is refused; the instrumented model says nothing more
+    monitor.flush(0.2)  # the first attempt is refused (the flush ends before the back-off does);
+    # the instrumented model says nothing more
     shipper = monitor.state.shipper
     worker = shipper._worker.native_id
     attempts0, wake0, calls = monitor.stats["failed_attempts"], switches(worker), 0
@@ -214,7 +215,7 @@ def test_a_silent_instrumented_model_makes_no_attempt_beside_a_busy_bystander_un
     """Endpoint down, an instrumented model with rows queued and no further calls, another model in
     the process flat out: between the refused attempt and the back-off cap the worker neither
     attempts nor wakes (a worker that woke by its own timer here waited for the GIL, costing each
-    of the bystander's calls; its back-off of 0.2 s doubling would attempt 2-3 times). Offers end a
+    of the bystander's calls; its back-off of 0.5 s doubling would attempt twice). Offers end a
     back-off wait; without them the retry comes at the cap, and every row is accounted for."""
     cap, window = 4.0, 2.5
     script = BYSTANDER_SCRIPT.format(agent=os.path.join(ROOT, "agent"), endpoint=f"http://127.0.0.1:{free_port()}",
