@@ -11,6 +11,7 @@ waits until every row is delivered, so the worker's conversion, encoding and exp
 the count. Batches are sealed by rows only (500 rows, no age limit): under valgrind a
 process runs ~50x slower, and age-sealed batches would make the count depend on speed;
 with 200 warm-up calls, N1 = 300 and N2 = 1,300 the difference is exactly two batches. Variants: bare, floor, instrumented (1 row, plain LogisticRegression by default),
+``span`` (with ``--provider sdk``: the same spans as driftcar's, by hand with the SDK),
 and ``worker``: the shipper worker's part alone (``ship_workload.py``: the same 500-row batch
 shipped once per 500 calls on the main thread, a real export included, no model calls), so
 the worker's instructions per row are measured apart from the model's.
@@ -79,10 +80,13 @@ def main() -> None:
     parser.add_argument("--n2", type=int, default=1300)
     parser.add_argument("--model", default="plain", choices=("plain", "pipeline"))
     parser.add_argument("--rows", type=int, default=1)
+    parser.add_argument("--provider", default="none", choices=("none", "sdk"),
+                        help="an SDK TracerProvider: compare variants span and instrumented span for span")
     parser.add_argument("--protocol", default="http/protobuf", choices=("grpc", "http/protobuf"),
                         help="the hook's transport (default: the hook's default)")
     args = parser.parse_args()
-    count(args.variants, args.n1, args.n2, ["--model", args.model, "--rows", str(args.rows)], args.protocol)
+    count(args.variants, args.n1, args.n2, ["--model", args.model, "--rows", str(args.rows), "--provider", args.provider],
+          args.protocol)
 
 
 if __name__ == "__main__":

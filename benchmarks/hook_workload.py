@@ -13,8 +13,10 @@ VARIANT:
   prediction into a preallocated ring (no driftcar).
 - ``instrumented``: ``driftcar.instrument(model, spans=True)`` (spans cost nothing without an
   SDK provider), shipping to ``--endpoint``.
-- ``span``: the model inside one ``start_as_current_span`` of the OpenTelemetry SDK (no driftcar):
-  what a span costs by itself, to compare ``instrumented --provider sdk`` against.
+- ``span``: the same spans driftcar makes, written by hand with the OpenTelemetry SDK's
+  ``start_as_current_span`` (no driftcar): one per call for a plain model; for a ``Pipeline``
+  one for ``Pipeline.predict`` and one per step method inside it. What the SDK's own spans cost,
+  to compare ``instrumented --provider sdk`` against span for span (``spans`` in the output).
 - ``bystander``: an uninstrumented copy of the model, timed, while another copy in the same
   process is instrumented and has rows queued for ``--endpoint`` (so its shipper is busy
   retrying when the endpoint is down or black-holed).
@@ -74,6 +76,31 @@ def _provider(kind: str) -> None:
     trace.set_tracer_provider(TracerProvider())  # spans are built and ended, exported nowhere
 
 
+def _spanned(tracer, method, name: str, attributes=None):
+    def spanned(*a, **k):
+        with tracer.start_as_current_span(name, attributes=attributes):
+            return method(*a, **k)
+
+    return spanned
+
+
+def _hand_spans(model):
+    """``model.predict`` with driftcar's spans made by hand: the model's, then each step's."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("bench")
+    for i, (_, step) in enumerate(getattr(model, "steps", ())):
+        name = "predict" if i == len(model.steps) - 1 else "transform"
+        setattr(step, name, _spanned(tracer, getattr(step, name), f"{type(step).__name__}.{name}"))
+    attributes = {"model.name": "bench", "model.version": "1"}
+    return _spanned(tracer, model.predict, f"{type(model).__name__}.predict", attributes)
+
+
+def spans_per_call(model) -> int:
+    """Spans driftcar (and the ``span`` variant) make per ``predict``: the model and each step."""
+    return 1 + len(getattr(model, "steps", ()))
+
+
 def _predictor(args, model, inputs):
     """The timed callable and the Monitor whose delivery is reported (None without driftcar)."""
     if args.variant == "bare":
@@ -81,16 +108,7 @@ def _predictor(args, model, inputs):
     if args.variant == "floor":
         return _Floor(model.predict, args.rows), None
     if args.variant == "span":
-        from opentelemetry import trace
-
-        tracer = trace.get_tracer("bench")
-        predict_ = model.predict
-
-        def spanned(x):
-            with tracer.start_as_current_span("LogisticRegression.predict"):
-                return predict_(x)
-
-        return spanned, None
+        return _hand_spans(model), None
     import driftcar
 
     options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy, protocol=args.protocol,
@@ -147,7 +165,8 @@ def main() -> None:
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     out = {"variant": args.variant, "calls": args.calls, "rows": args.rows, "wall_s": wall, "cpu_s": cpu,
            "p50_ns": int(np.percentile(lat, 50)), "p99_ns": int(np.percentile(lat, 99)),
-           "mean_ns": float(lat.mean())}
+           "mean_ns": float(lat.mean()),
+           "spans": spans_per_call(model) if args.provider == "sdk" and args.variant in ("span", "instrumented") else 0}
     if monitor is not None and args.variant == "instrumented":
         monitor.flush(args.flush)
         stats = monitor.stats

@@ -164,3 +164,69 @@ def test_a_black_holed_endpoint_costs_a_bounded_amount_per_second(protocol):
     with BlackHole() as hole:
         result = _run(f"http://127.0.0.1:{hole.port}", protocol)
     _check(result, protocol, hangs=True)
+
+
+BYSTANDER_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, threading, time
+    import numpy as np
+    sys.path[:0] = [{agent!r}]
+    import driftcar
+    from sklearn.linear_model import LogisticRegression
+
+    def switches(tid):
+        with open(f"/proc/self/task/{{tid}}/status") as f:
+            return sum(int(l.split()[1]) for l in f if l.startswith("voluntary_ctxt_switches"))
+
+    X = np.random.default_rng(0).normal(size=(512, 8))
+    model = LogisticRegression().fit(X, X[:, 0] > 0)
+    other = LogisticRegression().fit(X, X[:, 1] > 0)
+    monitor = driftcar.instrument(other, name="silent", endpoint={endpoint!r}, protocol="http/protobuf",
+                                  timeout_s={timeout!r}, retry_initial_backoff_s=0.5,
+                                  retry_max_backoff_s={cap!r}, retry_jitter=0.0)
+    for i in range(64):
+        other.predict(X[i:i + 1])
+    monitor.flush(0.2)  # the first attempt is refused (the flush ends before the back-off does);
+    # the instrumented model says nothing more
+    shipper = monitor.state.shipper
+    worker = shipper._worker.native_id
+    attempts0, wake0, calls = monitor.stats["failed_attempts"], switches(worker), 0
+    end = time.monotonic() + {window!r}
+    while time.monotonic() < end:  # an uninstrumented model, flat out
+        model.predict(X[calls & 511:(calls & 511) + 1])
+        calls += 1
+    out = {{"calls": calls, "first_attempts": attempts0, "attempts": monitor.stats["failed_attempts"] - attempts0,
+           "worker_wakeups": switches(worker) - wake0}}
+    end = time.monotonic() + 2 * {cap!r}
+    while monitor.stats["failed_attempts"] == attempts0 and time.monotonic() < end:
+        time.sleep(0.05)  # the retry still comes, by the back-off cap
+    out["later_attempts"] = monitor.stats["failed_attempts"] - attempts0
+    shipper.shutdown(2.0)
+    stats = monitor.stats
+    out["accounted"] = [stats["captured_rows"], stats["sent_rows"], stats["dropped_rows"], stats["queued_rows"]]
+    print(json.dumps(out), flush=True)
+    os._exit(0)
+    """
+)
+
+
+@pytest.mark.timeout(120)
+def test_a_silent_instrumented_model_makes_no_attempt_beside_a_busy_bystander_until_the_back_off_cap():
+    """Endpoint down, an instrumented model with rows queued and no further calls, another model in
+    the process flat out: between the refused attempt and the back-off cap the worker neither
+    attempts nor wakes (a worker that woke by its own timer here waited for the GIL, costing each
+    of the bystander's calls; its back-off of 0.5 s doubling would attempt twice). Offers end a
+    back-off wait; without them the retry comes at the cap, and every row is accounted for."""
+    cap, window = 4.0, 2.5
+    script = BYSTANDER_SCRIPT.format(agent=os.path.join(ROOT, "agent"), endpoint=f"http://127.0.0.1:{free_port()}",
+                                     timeout=3 * cap, cap=cap, window=window)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["calls"] > 1_000 and result["first_attempts"] >= 1, result  # the scene is set
+    assert result["attempts"] == 0, result
+    assert result["worker_wakeups"] <= 1, result  # a stray wake-up at most, never one per attempt or call
+    assert result["later_attempts"] >= 1, result  # the rows are still retried
+    captured, sent, dropped, queued = result["accounted"]
+    assert sent == 0 and queued == 0 and captured == dropped == 64, result

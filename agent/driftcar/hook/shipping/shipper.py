@@ -10,7 +10,9 @@ Contracts:
   oldest item is ``max_batch_age_s`` old (or on flush); while the endpoint backs
   off (``driftcar.wire.retry``: one back-off kept across exports), not before the
   next allowed attempt, so an outage costs one attempt per back-off period and
-  no work in between. It converts the items to
+  no work in between. A back-off wait ends on an offer (which hands the worker the
+  GIL), a flush or a shutdown, by the worker's own timer only after the back-off
+  cap (:class:`_BackingOff` says why). It converts the items to
   columns (``driftcar.hook.columns.to_columns``), encodes bodies with the
   hook's cumulative counters, caps each request at ``max_request_bytes`` and
   exports with retries per the OTLP specification.
@@ -121,6 +123,7 @@ class Shipper:
         self._wake = threading.Event()
         self._stop = threading.Event()  # drain what is left, then exit
         self._abort = threading.Event()  # give up now (deadline passed)
+        self._kick = threading.Event()  # ends a back-off wait: an offer once it is due, or shutdown
         self._progress = threading.Condition(threading.Lock())
         self._start_lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -210,6 +213,9 @@ class Shipper:
                 self._start_worker()
             self._offers += 1
             if not self._offers & YIELD_EVERY_MASK and queued and (self._runnable or _monotonic() >= self._due_at):
+                if not self._runnable:  # a back-off that is over: the retry runs now, on this hand-over
+                    self._kick.set()
+                    self._wake.set()
                 # Hand the GIL over once every YIELD_EVERY offers while the worker is runnable
                 # (woken, or its batch-age timer has expired). A model thread calling predict in a
                 # loop releases and retakes the GIL so often (numpy, sklearn) that CPython's
@@ -291,6 +297,7 @@ class Shipper:
             self._flush_target = max(self._flush_target, target)
         self._runnable = True
         self._wake.set()
+        self._kick.set()
         if self._worker is None:
             self._start_worker()
         with self._progress:
@@ -298,8 +305,11 @@ class Shipper:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._worker is None:
                     return False
-                # drops made by offers do not notify; re-check at least every 50 ms
+                # drops made by offers do not notify; re-check at least every 50 ms, and end a
+                # back-off wait that is over (the worker waits for offers: see _BackingOff)
                 self._progress.wait(min(remaining, 0.05))
+                if not self._runnable and time.monotonic() >= self._due_at:
+                    self._kick.set()
         return True
 
     def shutdown(self, timeout: float = 5.0) -> bool:
@@ -318,6 +328,7 @@ class Shipper:
             return worker is None or not worker.is_alive()
         self._stop.set()
         self._wake.set()
+        self._kick.set()
         clean = True
         if worker is not None:
             # leave a moment to cancel an export in flight before the caller's deadline
@@ -325,6 +336,7 @@ class Shipper:
             if worker.is_alive():
                 clean = False
                 self._abort.set()
+                self._kick.set()
                 exporter = self._exporter
                 if exporter is not None:
                     exporter.abort()
@@ -381,8 +393,12 @@ class Shipper:
                         # while the endpoint backs off, queued rows wait for the next allowed attempt
                         # (the buffer's byte bound still holds): sealing a batch per batch age only to
                         # drop it woke this thread and encoded rows for nothing through an outage
-                        self._due_at = max(first + self.config.max_batch_age_s, self._retry.not_before)
-                        self._wake.wait(max(self._due_at - time.monotonic(), 0.0))
+                        aged = first + self.config.max_batch_age_s
+                        self._due_at = max(aged, self._retry.not_before)
+                        wait = self._due_at - time.monotonic()
+                        if self._retry.not_before > aged:  # the back-off decides: an offer ends the
+                            wait = max(wait, self.config.retry_max_backoff_s)  # wait (see _BackingOff)
+                        self._wake.wait(max(wait, 0.0))
                     self._runnable = True
                     self._wakeups += 1
                     self._wake.clear()
@@ -549,10 +565,23 @@ class Shipper:
 
 
 class _BackingOff:
-    """The shipper's abort event as the retry loop's ``stop``: while the worker waits out a back-off
-    it is neither runnable nor due, so offers make no GIL hand-over to it. Through an outage a
-    flat-out model thread otherwise called ``sleep(0)`` every 16 offers for nothing (measured with
-    the hold before the next attempt: 227 hand-overs in 2.5 s of calls, endpoint down, then 7-9)."""
+    """The retry loop's ``stop`` for the shipper: a back-off wait that ends on an offer, not on a timer.
+
+    While the worker waits out a back-off it is neither runnable nor due, so offers make no GIL
+    hand-over to it (a flat-out model thread otherwise called ``sleep(0)`` every 16 offers for
+    nothing: 227 hand-overs in 2.5 s, endpoint down, then 7-9). Once the back-off is over, the
+    next offer that checks the clock ends the wait and hands the GIL over at once.
+
+    Why not a timer: a thread that wakes by itself beside a model thread calling ``predict`` flat
+    out may wait for the GIL for as long as the model keeps calling. CPython (3.11) lets a waiter
+    ask for the GIL only after a whole switch interval (5 ms) without a release, and the model
+    releases it about once per call (numpy's BLAS call), so the waiter is woken, loses the race
+    and waits again, while every release now costs the model thread about 25 µs (measured: 1.2x
+    CPU per 1-row call for an uninstrumented model in the same process, until the model paused;
+    the attempt's connect held the worker 1.6 s). So without offers (an instrumented model that is
+    silent while another model runs) the worker wakes by itself only after ``retry_max_backoff_s``:
+    an export's rows are retried then or dropped at its deadline, and an empty buffer has no timer.
+    """
 
     __slots__ = ("_shipper",)
 
@@ -564,10 +593,21 @@ class _BackingOff:
 
     def wait(self, timeout: float) -> bool:
         shipper = self._shipper
+        now = _monotonic()
+        due = now + timeout
+        latest = now + max(timeout, shipper.config.retry_max_backoff_s)
         shipper._runnable = False
-        shipper._due_at = _monotonic() + timeout  # the loop sets it afresh before its next wait
+        shipper._due_at = due  # the loop sets it afresh before its next wait
+        kicked = False  # by an offer (once due) or a shutdown; a kick left from before is cleared
         try:
-            return shipper._abort.wait(timeout)
+            while not shipper._abort.is_set():
+                shipper._kick.clear()
+                now = _monotonic()
+                hurry = shipper._stop.is_set()  # a shutdown waits for this batch: retry on time
+                if now >= latest or (now >= due and (kicked or hurry)):
+                    return False
+                kicked = shipper._kick.wait((due if hurry and now < due else latest) - now)
+            return True
         finally:
             shipper._runnable = True
 
