@@ -306,8 +306,11 @@ class Shipper:
                 if remaining <= 0 or self._worker is None:
                     return False
                 # drops made by offers do not notify; re-check at least every 50 ms, and end a
-                # back-off wait that is over (the worker waits for offers: see _BackingOff)
-                self._progress.wait(min(remaining, 0.05))
+                # back-off wait when it is over (the worker waits for offers: see _BackingOff)
+                wait, now = min(remaining, 0.05), time.monotonic()
+                if not self._runnable and self._due_at > now:
+                    wait = min(wait, self._due_at - now)
+                self._progress.wait(wait)
                 if not self._runnable and time.monotonic() >= self._due_at:
                     self._kick.set()
         return True
