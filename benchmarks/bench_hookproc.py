@@ -32,6 +32,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -114,11 +115,22 @@ class _Sidecar:
         http = self.http
         exe = shutil.which("driftcar", path=os.path.dirname(sys.executable)) or "driftcar"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "agent"), os.environ.get("PYTHONPATH", "")]))
+        while self.http == self.grpc:  # two free ports asked one after the other may be the same one
+            self.http = http = free_port()
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [exe, "sidecar", "--grpc", f"127.0.0.1:{self.grpc}", "--http", f"127.0.0.1:{http}", "--prometheus", "off",
              "--export", "none", "--live-reference-rows", "0", "--log-level", "warning"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: _accepts(self.grpc), timeout=30, what="the sidecar's gRPC port")
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+        try:
+            wait_until(lambda: self.proc.poll() is not None or _accepts(self.grpc), timeout=60,
+                       what="the sidecar's gRPC port")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the sidecar exited ({self.proc.returncode}) before opening its gRPC port")
+        except Exception as exc:  # say why: its own log is the only witness
+            self.__exit__(None, None, None)
+            self.log.seek(0)
+            raise RuntimeError(f"{exc}; the sidecar's log:\n{self.log.read().decode(errors='replace')[-4000:]}") from exc
         return self
 
     def __exit__(self, *exc):
@@ -127,6 +139,7 @@ class _Sidecar:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(10)
 
 
 def _accepts(port: int) -> bool:
