@@ -68,7 +68,7 @@ _DATE_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y", "%d/%m/%Y %H:%M
 _DATE_SAMPLE = 200
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no per-column __dict__: one per feature name of a reference
 class ColumnKind:
     """One column's inferred kind ('numeric' | 'categorical' | 'excluded') and why.
 

@@ -41,7 +41,8 @@ from driftcar.stats import _codec
 from driftcar.stats import calibration as cal
 from driftcar.stats._binning import make_binner
 from driftcar.stats._columns import MISSING, Encoded, as_columns, is_categorical, label, to_float
-from driftcar.stats._layout import LABEL, MULTIVARIATE, OTHER, PREDICTION, Layout, coarse_counts
+from driftcar.stats._layout import (LABEL, MULTIVARIATE, OTHER, PREDICTION, Layout, coarse_counts, coarse_inner_edges,
+                                    coarse_keep)
 from driftcar.stats._select import order_statistics
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.infer import InferenceReport, KindInference
@@ -70,7 +71,9 @@ PCA_CATEGORIES = 10  # categories per categorical feature one-hot encoded in the
 PCA_MAX_COLUMNS = 200
 
 
-@dataclass(frozen=True, eq=False)
+# slots: no per-instance __dict__ (~0.3 KiB per feature with 50,000 features held by a sidecar); the
+# coarse views below are therefore recomputed on each use (cheap views) rather than cached on the instance
+@dataclass(frozen=True, eq=False, slots=True)
 class FeatureProfile:
     """The reference distribution of one column.
 
@@ -109,22 +112,15 @@ class FeatureProfile:
     def missing_rate(self) -> float:
         return self.missing / self.total if self.total else 0.0
 
-    @cached_property
+    @property
     def coarse_inner_edges(self) -> np.ndarray:
         """The bins - 1 coarse inner edges, duplicates kept (internal alignment)."""
-        if self.kind != "numeric":
-            return np.empty(0)
-        step = (len(self.fine_edges) - 1) // self.bins
-        return self.fine_edges[step : len(self.fine_edges) - 1 : step][: self.bins - 1]
+        return coarse_inner_edges(self.fine_edges, self.bins) if self.kind == "numeric" else np.empty(0)
 
-    @cached_property
+    @property
     def coarse_keep(self) -> np.ndarray:
         """Which of the ``bins`` coarse bins survive de-duplication of the edges."""
-        e = self.coarse_inner_edges
-        keep = np.ones(self.bins, dtype=bool)
-        if self.bins > 2:
-            keep[1:-1] = e[:-1] < e[1:]
-        return keep
+        return coarse_keep(self.fine_edges, self.bins) if self.kind == "numeric" else np.ones(self.bins, bool)
 
     @property
     def edges(self) -> np.ndarray:
