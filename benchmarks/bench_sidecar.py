@@ -516,11 +516,11 @@ def bench_feature_memory(quick: bool) -> list[str]:
 
     features = 500 if quick else 5_000
     lines = [f"### Memory per feature: one model, {features:,} features, 60 closed windows (tracemalloc)", "",
-             "| values | rows per window | profile | layout + open window | 60 closed windows + cumulative | total | "
+             "| values | rows per window | profile + layout | open window | 60 closed windows + cumulative | total | "
              "compressed window |", "|---|---:|---:|---:|---:|---:|---:|"]
     for values, rows in [("normal", 20), ("normal", 50), ("normal", 200), ("2 decimals", 50), ("integers", 50)]:
         got = measure(features, rows_per_window=rows, values=values)
-        lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['layout_and_open'] / KIB:.1f} KiB "
+        lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['open'] / KIB:.1f} KiB "
                      f"| {got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
     lines += ["", "Values: `normal` full-precision floats (every mantissa bit random: the worst case for exact "
               "sums), `2 decimals` / `integers` rounded N(50, 10) (fewer significant bits: smaller packed sums). "

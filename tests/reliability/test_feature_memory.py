@@ -25,7 +25,7 @@ BOUND_KIB = 40
 def test_memory_per_feature_with_60_windows():
     got = measure(FEATURES, rows_per_window=50, windows=60)
     print(f"\n{FEATURES} features x 60 windows of 50 rows: {got['total'] / KIB:.1f} KiB per feature (profile "
-          f"{got['profile'] / KIB:.1f}, layout + open window {got['layout_and_open'] / KIB:.1f}, 60 closed windows "
+          f"+ layout {got['profile'] / KIB:.1f}, open window {got['open'] / KIB:.1f}, 60 closed windows "
           f"+ cumulative {got['closed'] / KIB:.1f}; {got['blob']:.0f} B per feature per closed window)")
     assert got["total"] <= BOUND_KIB * KIB, got
     # a closed window is kept sparse + compressed: ~315 B per feature at 50 rows (v2: ~330 B; raw sparse
