@@ -1,11 +1,11 @@
 """Memory per feature of a model's state with a full window history, split by part (tracemalloc).
 
 Shared by ``test_feature_memory.py`` and ``benchmarks/bench_sidecar.py``. Built in-process on the
-sidecar's own ``StateStore`` (the same objects a running sidecar holds): the reference profile with
-its binning layout (the layout adopts the profile's arrays, so the two are counted together, as a
-sidecar holds them), the model's state and an open window (what ``set_profile`` and the first batch
-build), then
-``windows`` closed windows compacted as the evaluator compacts them, plus the cumulative sketch.
+sidecar's own ``StateStore`` (the same objects a running sidecar holds): the reference profile, read
+from its bytes as a sidecar reads its file, with its binning layout (the layout adopts the profile's
+arrays, so the two are counted together), the model's state and an open window (what
+``set_profile`` and the first batch build), then ``windows`` closed windows compacted as the
+evaluator compacts them, plus the cumulative sketch.
 tracemalloc counts Python and numpy allocations exactly, so the figures do not depend on the load
 of the machine (RSS does, through the allocator).
 """
@@ -35,7 +35,7 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
     from driftcar.sidecar.config import load_config
     from driftcar.sidecar.state import ClosedWindow, StateStore
     from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
-    from driftcar.stats import profile
+    from driftcar.stats import Profile, profile
 
     rng = np.random.default_rng(seed)
     draw = VALUES[values]
@@ -47,8 +47,10 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
     if started:
         tracemalloc.start()
     try:
+        data = profile({n: draw(rng, 1_000) for n in names}).to_bytes()
         base = tracemalloc.get_traced_memory()[0]
-        prof = profile({n: draw(rng, 1_000) for n in names})
+        prof = Profile.from_bytes(data)  # as a sidecar reads its profile file
+        del data
         prof.layout  # noqa: B018 -- built as set_profile builds it: it adopts the profile's arrays
         after_profile = tracemalloc.get_traced_memory()[0]
         state = store.get_or_create("m", "1")
