@@ -120,3 +120,13 @@ def test_feature_profiles_and_column_kinds_hold_no_per_instance_dict():
     prof = _profile()
     for obj in (prof.features["normal"], prof.inference.columns[0]):
         assert not hasattr(obj, "__dict__"), type(obj)
+
+
+def test_a_loaded_profile_holds_one_string_per_column_name():
+    # msgpack decodes each occurrence of a name on its own; loading shares one object per name
+    prof = Profile.from_bytes(_profile().to_bytes())
+    f = prof.features["normal"]
+    key = next(k for k in prof.calibration.tau2 if k == "normal")
+    col = next(c for c in prof.inference.columns if c.name == "normal")
+    assert key is f.name and col.name is f.name
+    assert f.kind is prof.features["discrete"].kind
