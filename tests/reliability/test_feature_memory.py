@@ -16,9 +16,9 @@ from tests.reliability.sizes import size
 FEATURES = size("FEATURE_MEMORY")
 pytestmark = pytest.mark.timeout(120 + FEATURES // 50)
 
-#: KiB per feature at 50 rows per window, 60 windows (measured ~34.8: profile + layout ~14, open window
-#: ~-0.3 net (it adds 4.8, the layout's adopting the profile's arrays frees more), closed windows + packed
-#: cumulative ~21; ~47 with int64 counts, a dense cumulative and packed form v2; ~99 before that)
+#: KiB per feature at 50 rows per window, 60 windows (measured ~34: the loaded profile + layout ~7.9, open
+#: window ~4.9, closed windows + packed cumulative ~21; ~47 with int64 counts, a dense cumulative and
+#: packed form v2; ~99 before that)
 BOUND_KIB = 40
 
 
