@@ -516,19 +516,19 @@ def bench_feature_memory(quick: bool) -> list[str]:
 
     features = 500 if quick else 5_000
     lines = [f"### Memory per feature: one model, {features:,} features, 60 closed windows (tracemalloc)", "",
-             "| values | rows per window | profile | layout + open window | 60 closed windows + cumulative | total | "
+             "| values | rows per window | profile + layout | open window | 60 closed windows + cumulative | total | "
              "compressed window |", "|---|---:|---:|---:|---:|---:|---:|"]
     for values, rows in [("normal", 20), ("normal", 50), ("normal", 200), ("2 decimals", 50), ("integers", 50)]:
         got = measure(features, rows_per_window=rows, values=values)
-        lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['layout_and_open'] / KIB:.1f} KiB "
+        lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['open'] / KIB:.1f} KiB "
                      f"| {got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
     lines += ["", "Values: `normal` full-precision floats (every mantissa bit random: the worst case for exact "
               "sums), `2 decimals` / `integers` rounded N(50, 10) (fewer significant bits: smaller packed sums). "
               "Goal: <= 20 KiB per feature with 60 windows. What each part holds, at 400 fine bins: profile "
-              "= the reference's fine edges and per-bin sums (3.2 KB each) and counts (narrowest signed type, "
-              "0.4 KB as int8), held once by the layout and viewed by the profile, + its PCA + Python objects; "
-              "layout + open window = the open window's dense int32 counts and float64 sums (4.8 KB; net of "
-              "the profile arrays the layout frees), plus a lookup-binner table (3.2-26 KB) for each feature "
+              "+ layout = the reference's fine edges and per-bin sums (float64, 3.2 KB each: profile bytes are "
+              "written from them) and counts (narrowest signed type, 0.4 KB as int8), held once by the layout "
+              "and viewed by the profile's features (three array views each), + its PCA + Python objects "
+              "(slot-only feature profiles); open window = its dense int32 counts and float64 sums (4.8 KB), plus a lookup-binner table (3.2-26 KB) for each feature "
               "that has seen a batch of 192+ values (the 200-row case); closed = 60 packed windows (exact: "
               "~6.3 bytes per non-empty bin are the sum's mantissa bits finer than the bin, the floor of an "
               "exact form for full-precision values) + the packed cumulative sketch (~2.5 KB once full). "

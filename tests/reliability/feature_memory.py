@@ -1,15 +1,18 @@
 """Memory per feature of a model's state with a full window history, split by part (tracemalloc).
 
 Shared by ``test_feature_memory.py`` and ``benchmarks/bench_sidecar.py``. Built in-process on the
-sidecar's own ``StateStore`` (the same objects a running sidecar holds): the reference profile, the
-profile's binning layout and an open window (what ``set_profile`` and the first batch build), then
-``windows`` closed windows compacted as the evaluator compacts them, plus the cumulative sketch.
+sidecar's own ``StateStore`` (the same objects a running sidecar holds): the reference profile, read
+from its bytes as a sidecar reads its file, with its binning layout (the layout adopts the profile's
+arrays, so the two are counted together), the model's state and an open window (what
+``set_profile`` and the first batch build), then ``windows`` closed windows compacted as the
+evaluator compacts them, plus the cumulative sketch.
 tracemalloc counts Python and numpy allocations exactly, so the figures do not depend on the load
 of the machine (RSS does, through the allocator).
 """
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 
 import numpy as np
@@ -27,13 +30,13 @@ VALUES = {
 
 def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 0,
             values: str = "normal") -> dict[str, float]:
-    """Bytes per feature: ``profile``, ``layout_and_open`` (layout + state + open window),
+    """Bytes per feature: ``profile`` (profile + its layout), ``open`` (state + open window),
     ``closed`` (closed windows + cumulative), ``total``; and ``blob`` bytes per feature per window.
     ``values``: a key of :data:`VALUES`."""
     from driftcar.sidecar.config import load_config
     from driftcar.sidecar.state import ClosedWindow, StateStore
     from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
-    from driftcar.stats import profile
+    from driftcar.stats import Profile, profile
 
     rng = np.random.default_rng(seed)
     draw = VALUES[values]
@@ -45,8 +48,11 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
     if started:
         tracemalloc.start()
     try:
+        data = profile({n: draw(rng, 1_000) for n in names}).to_bytes()
+        gc.collect()  # the profiling's reference cycles, freed now rather than inside the measurement
         base = tracemalloc.get_traced_memory()[0]
-        prof = profile({n: draw(rng, 1_000) for n in names})
+        prof = Profile.from_bytes(data)  # as a sidecar reads its profile file (data: freed after the count)
+        prof.layout  # noqa: B018 -- built as set_profile builds it: it adopts the profile's arrays
         after_profile = tracemalloc.get_traced_memory()[0]
         state = store.get_or_create("m", "1")
         state.set_profile(prof, "file")
@@ -65,6 +71,6 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
     finally:
         if started:
             tracemalloc.stop()
-    return {"profile": (after_profile - base) / features, "layout_and_open": (after_layout - after_profile) / features,
+    return {"profile": (after_profile - base) / features, "open": (after_layout - after_profile) / features,
             "closed": (end - after_layout) / features, "total": (end - base) / features,
             "blob": blobs / windows / features}

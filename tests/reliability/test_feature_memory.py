@@ -16,16 +16,16 @@ from tests.reliability.sizes import size
 FEATURES = size("FEATURE_MEMORY")
 pytestmark = pytest.mark.timeout(120 + FEATURES // 50)
 
-#: KiB per feature at 50 rows per window, 60 windows (measured ~34.8: profile + layout ~14, open window
-#: ~-0.3 net (it adds 4.8, the layout's adopting the profile's arrays frees more), closed windows + packed
-#: cumulative ~21; ~47 with int64 counts, a dense cumulative and packed form v2; ~99 before that)
+#: KiB per feature at 50 rows per window, 60 windows (measured ~34: the loaded profile + layout ~7.9, open
+#: window ~4.9, closed windows + packed cumulative ~21; ~47 with int64 counts, a dense cumulative and
+#: packed form v2; ~99 before that)
 BOUND_KIB = 40
 
 
 def test_memory_per_feature_with_60_windows():
     got = measure(FEATURES, rows_per_window=50, windows=60)
     print(f"\n{FEATURES} features x 60 windows of 50 rows: {got['total'] / KIB:.1f} KiB per feature (profile "
-          f"{got['profile'] / KIB:.1f}, layout + open window {got['layout_and_open'] / KIB:.1f}, 60 closed windows "
+          f"+ layout {got['profile'] / KIB:.1f}, open window {got['open'] / KIB:.1f}, 60 closed windows "
           f"+ cumulative {got['closed'] / KIB:.1f}; {got['blob']:.0f} B per feature per closed window)")
     assert got["total"] <= BOUND_KIB * KIB, got
     # a closed window is kept sparse + compressed: ~315 B per feature at 50 rows (v2: ~330 B; raw sparse

@@ -45,6 +45,21 @@ def coarse_counts(fine: np.ndarray, bins: int) -> np.ndarray:
     return body
 
 
+def coarse_inner_edges(fine_edges: np.ndarray, bins: int) -> np.ndarray:
+    """(..., bins - 1) coarse inner edges of (..., F + 1) fine edges, duplicates kept (views)."""
+    step = (fine_edges.shape[-1] - 1) // bins
+    return fine_edges[..., step : fine_edges.shape[-1] - 1 : step][..., : bins - 1]
+
+
+def coarse_keep(fine_edges: np.ndarray, bins: int) -> np.ndarray:
+    """(..., bins): which coarse bins survive de-duplication of the coarse inner edges."""
+    e = coarse_inner_edges(fine_edges, bins)
+    keep = np.ones(fine_edges.shape[:-1] + (bins,), dtype=bool)
+    if bins > 2:
+        keep[..., 1:-1] = e[..., :-1] < e[..., 1:]
+    return keep
+
+
 class Layout:
     def __init__(self, prof: Profile):
         tracked: list[FeatureProfile] = list(prof.features.values())
@@ -102,7 +117,7 @@ class Layout:
         self.atom_rows = np.nonzero(single.any(axis=1))[0]
         self.ref_w_bound = methods.spread_bound(self.ref_fine_w, self.ref_sums2, lower, upper)
         del lower, upper, single
-        self.keep = np.array([f.coarse_keep for f in num], dtype=bool).reshape(n, self.B)
+        self.keep = coarse_keep(self.fine_edges, self.B)  # one pass, nothing cached on the features
         # categorical
         self.Kmax = max((len(f.categories) for f in cat), default=0)
         self.cat_maps = [{c: j for j, c in enumerate(f.categories)} for f in cat]
@@ -226,4 +241,3 @@ def _adopt(num: list, edges_ext: np.ndarray, counts: np.ndarray, sums: np.ndarra
         object.__setattr__(f, "fine_edges", edges_ext[i, :F1])
         object.__setattr__(f, "fine_counts", counts[i])
         object.__setattr__(f, "fine_sums", sums[i])
-        f.__dict__.pop("coarse_inner_edges", None)  # a cached view of the old edges would keep them

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import math
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -68,7 +69,7 @@ _DATE_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y", "%d/%m/%Y %H:%M
 _DATE_SAMPLE = 200
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no per-column __dict__: one per feature name of a reference
 class ColumnKind:
     """One column's inferred kind ('numeric' | 'categorical' | 'excluded') and why.
 
@@ -159,9 +160,10 @@ class InferenceReport:
             if not isinstance(c, Mapping) or not isinstance(c.get("name"), str) or c.get("kind") not in (
                     "numeric", "categorical", "excluded"):
                 raise ValueError("inference.columns: malformed entry")
-            cols.append(ColumnKind(c["name"], c["kind"], str(c.get("reason", "")), int(c.get("rows", 0)),
-                                   int(c.get("missing", 0)), int(c.get("invalid", 0)),
-                                   tuple(str(e) for e in c.get("examples", ())), str(c.get("note", "")),
+            # interned: one object per distinct name (shared with the profile's features) and reason
+            cols.append(ColumnKind(sys.intern(c["name"]), sys.intern(c["kind"]), sys.intern(str(c.get("reason", ""))),
+                                   int(c.get("rows", 0)), int(c.get("missing", 0)), int(c.get("invalid", 0)),
+                                   tuple(str(e) for e in c.get("examples", ())), sys.intern(str(c.get("note", ""))),
                                    bool(c.get("kept", False))))
         sens = d.get("sensitivity") or {}
         if not isinstance(sens, Mapping):

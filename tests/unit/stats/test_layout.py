@@ -96,3 +96,37 @@ def test_bin_centres_of_a_flat_grid():
     e = L.fine_edges[row]
     expected = np.concatenate([[0.0], e[:-1] * 0.5 + e[1:] * 0.5, [0.0, 0.0]])
     np.testing.assert_array_equal(L.centres(flat), expected)
+
+
+def test_coarse_bins_kept_equal_their_definition_from_each_features_edges():
+    # "discrete" has repeated fine edges, so some coarse bins are dropped; the layout finds them in one pass
+    prof = _profile()
+    L = prof.layout
+    for name, (kind, row) in L.where.items():
+        if kind != "numeric":
+            continue
+        f = prof.features.get(name) or prof.pca_error
+        step = (len(f.fine_edges) - 1) // f.bins
+        inner = f.fine_edges[step:-1:step][: f.bins - 1]
+        expected = np.concatenate([[True], inner[:-1] < inner[1:], [True]])
+        np.testing.assert_array_equal(L.keep[row], expected)
+        np.testing.assert_array_equal(f.edges, np.unique(inner))
+        assert len(f.counts) == len(f.edges) + 1 and f.counts.sum() == f.n
+    assert not L.keep[L.where["discrete"][1]].all()
+
+
+def test_feature_profiles_and_column_kinds_hold_no_per_instance_dict():
+    # one of each per feature name: 50,000 names would hold 50,000 dicts
+    prof = _profile()
+    for obj in (prof.features["normal"], prof.inference.columns[0]):
+        assert not hasattr(obj, "__dict__"), type(obj)
+
+
+def test_a_loaded_profile_holds_one_string_per_column_name():
+    # msgpack decodes each occurrence of a name on its own; loading shares one object per name
+    prof = Profile.from_bytes(_profile().to_bytes())
+    f = prof.features["normal"]
+    key = next(k for k in prof.calibration.tau2 if k == "normal")
+    col = next(c for c in prof.inference.columns if c.name == "normal")
+    assert key is f.name and col.name is f.name
+    assert f.kind is prof.features["discrete"].kind
