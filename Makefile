@@ -70,7 +70,7 @@ $(PEERS_STAMP):
 	touch $@
 
 bench: $(STAMP) $(PEERS_STAMP)
-	DRIFTCAR_PEERS_PYTHON=$(PEERS_VENV)/bin/python $(PY) benchmarks/run.py
+	PEERS_PYTHON=$(PEERS_VENV)/bin/python $(PY) benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info agent/*.egg-info

@@ -9,7 +9,7 @@ Rules compared on the same windows: the calibrated default (``decision="calibrat
 former default (``"switch"``: KS / chi-square up to 1,000 values, normalised Wasserstein /
 Jensen–Shannon >= 0.1 above), KS / chi-square with Benjamini–Hochberg at every size
 (``"pvalue"``), and the peers that install next to driftcar (Evidently 0.7, NannyML 0.13; run
-with their own interpreter, ``DRIFTCAR_PEERS_PYTHON``, default ``.venv-peers/bin/python`` (``make bench``
+with their own interpreter, ``PEERS_PYTHON``, default ``.venv-peers/bin/python`` (``make bench``
 makes it),
 through ``benchmarks/peers_runner.py``; left out with a note when absent).
 
@@ -48,7 +48,8 @@ CATS = {"bin": (["yes", "no"], np.array([0.4, 0.6])),
         "cat20": ([f"k{j:02d}" for j in range(20)], (1 / np.arange(1, 21)) / (1 / np.arange(1, 21)).sum())}
 FEATURES = NUMERIC + list(CATS)
 REF_ROWS = 60_000
-PEERS_PYTHON = os.environ.get("DRIFTCAR_PEERS_PYTHON", str(HERE.parent / ".venv-peers" / "bin" / "python"))
+# not DRIFTCAR_*: a driftcar sidecar refuses unknown DRIFTCAR_ variables, and the benchmarks start sidecars
+PEERS_PYTHON = os.environ.get("PEERS_PYTHON", str(HERE.parent / ".venv-peers" / "bin" / "python"))
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def _datasets(quick: bool):
 def peers(quick: bool, sizes) -> str:
     """The same generated scenarios, raw rows, judged by Evidently and NannyML in their own venv."""
     if not Path(PEERS_PYTHON).exists():
-        return f"_peers: not run ({PEERS_PYTHON} not found; set DRIFTCAR_PEERS_PYTHON)_"
+        return f"_peers: not run ({PEERS_PYTHON} not found; set PEERS_PYTHON)_"
     data, _ = reference()
     rng = np.random.default_rng(4)
     cases = [("no drift", Scenario("no drift"))] + [
