@@ -34,7 +34,7 @@ FEATURES = ("age", "income", "tenure_months", "balance", "products")
 #: what the second half of the run changes: income shifts up, tenure spreads out
 DRIFTED = ("income", "tenure_months")
 #: the sidecar's own pseudo-features (reported, never counted as false alarms on real features)
-SPECIAL = ("__prediction__", "__multivariate__", "__overflow__")
+SPECIAL = ("__prediction__", "__multivariate__", "__label__", "__overflow__")  # model-level, not features
 
 
 def register(subparsers) -> None:
@@ -412,7 +412,7 @@ def _summary(out, scenario: Scenario, result: DemoResult, final: dict, http: str
     if result.also_flagged:
         lines.append(f"  also flagged after the drift (not drifted themselves): {', '.join(result.also_flagged)}")
     if special:
-        lines.append(f"  model-level: {', '.join(special)} flagged too (prediction / multivariate drift)")
+        lines.append(f"  model-level: {', '.join(special)} flagged too (prediction / multivariate / label drift)")
     if result.accuracy_before is not None or result.accuracy_after is not None:
         lines.append(f"  accuracy from the labels posted back: before {_fmt(result.accuracy_before)}, "
                      f"after {_fmt(result.accuracy_after)}")
