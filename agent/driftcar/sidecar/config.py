@@ -411,28 +411,30 @@ class ApiConfig:
     windows_kept: int  # the largest ``?windows=K`` a sliding view may ask for
 
 
-def _reference_for(references: Mapping[str, str], model: str, version: str) -> str | None:
-    """Profile file for (model, version): exact ``model@version``, then ``model``, then ``*``."""
-    for key in (f"{model}@{version}", model, "*"):
-        if key in references:
-            return references[key]
-    return None
+class _References:
+    """The one lookup of a model's configured reference, for every config that holds ``references``."""
+
+    references: Mapping[str, str]
+
+    def reference_for(self, model: str, version: str) -> str | None:
+        """Profile file for (model, version): exact ``model@version``, then ``model``, then ``*``."""
+        for key in (f"{model}@{version}", model, "*"):
+            if key in self.references:
+                return self.references[key]
+        return None
 
 
 @dataclass(frozen=True)
-class StoreConfig:
+class StoreConfig(_References):
     """What the state store reads (made by :meth:`SidecarConfig.store_config`)."""
 
     max_models: int
     references: Mapping[str, str]  # read-only: "model", "model@version" or "*" -> profile file
     model: ModelConfig  # handed to each model's state
 
-    def reference_for(self, model: str, version: str) -> str | None:
-        return _reference_for(self.references, model, version)
-
 
 @dataclass(frozen=True)
-class FleetConfig:
+class FleetConfig(_References):
     """What the fleet gateway reads (made by :meth:`SidecarConfig.fleet_config`)."""
 
     window_s: float
@@ -441,9 +443,6 @@ class FleetConfig:
     retry_after_s: float
     label_max_rows: int
     references: Mapping[str, str]  # read-only, as in :class:`StoreConfig`
-
-    def reference_for(self, model: str, version: str) -> str | None:
-        return _reference_for(self.references, model, version)
 
 
 @dataclass(frozen=True)
@@ -455,7 +454,7 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
-class SidecarConfig:
+class SidecarConfig(_References):
     """The whole sidecar configuration (immutable). Build it with :func:`load_config`.
 
     Durations are seconds, sizes bytes; endpoints are ``None`` when disabled.
@@ -543,10 +542,6 @@ class SidecarConfig:
     def security_config(self) -> SecurityConfig:
         """The part access control reads (token file and TLS files)."""
         return SecurityConfig(self.token_file, self.tls)
-
-    def reference_for(self, model: str, version: str) -> str | None:
-        """Profile file for (model, version): exact ``model@version``, then ``model``, then ``*``."""
-        return _reference_for(self.references, model, version)
 
     def insecure_binds(self, env: Mapping[str, str] | None = None) -> list[str]:
         """Non-loopback receiver/API binds that have neither TLS nor a token configured."""
