@@ -133,6 +133,51 @@ def unpack_sparse(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarra
     return frame, pos, counts, np.ascontiguousarray(planes.T).view(np.uint64).reshape(n)
 
 
+_CODED_HEAD = struct.Struct("<QQBBI")  # frame bytes, non-empty bins, count width, gap width, exact sums
+
+
+def pack_sparse_coded(frame: bytes, pos: np.ndarray, counts: np.ndarray, codes: np.ndarray,
+                      exact_at: np.ndarray, exact: np.ndarray) -> bytes:
+    """Like :func:`pack_sparse`, but each non-empty bin carries a one-byte ``codes`` entry (its mean's
+    place in the bin, see ``WindowSketch.pack``) instead of its sum, and the few bins whose sum is
+    kept bit for bit list their index among the non-empty ones (``exact_at``, increasing) and the
+    float64 sums (``exact``). Inverse: :func:`unpack_sparse_coded`."""
+    gaps = np.diff(pos, prepend=0)
+    gaps = gaps.astype(np.min_scalar_type(int(gaps.max(initial=0))))
+    counts = counts.astype(np.min_scalar_type(int(counts.max(initial=0))))
+    head = _CODED_HEAD.pack(len(frame), len(pos), counts.itemsize, gaps.itemsize, len(exact_at))
+    parts = [head, frame, gaps.tobytes(), counts.tobytes(), codes.astype(np.uint8).tobytes(),
+             exact_at.astype("<u4").tobytes(), exact.astype("<f8").tobytes()]
+    return zlib.compress(b"".join(parts), 6)
+
+
+def unpack_sparse_coded(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(frame, pos, counts, codes, exact_at, exact)`` from :func:`pack_sparse_coded` bytes;
+    ProfileError when the bytes do not add up."""
+    try:
+        body = zlib.decompress(blob)
+        n_frame, n, count_size, gap_size, n_exact = _CODED_HEAD.unpack_from(body)
+        at = _CODED_HEAD.size
+        frame = body[at:at + n_frame]
+        at += n_frame
+        pos = np.cumsum(np.frombuffer(body, _UINTS[gap_size], n, at), dtype=np.int64)
+        at += gap_size * n
+        counts = np.frombuffer(body, _UINTS[count_size], n, at).astype(np.int64)
+        at += count_size * n
+        codes = np.frombuffer(body, np.uint8, n, at)
+        at += n
+        exact_at = np.frombuffer(body, "<u4", n_exact, at).astype(np.int64)
+        at += 4 * n_exact
+        exact = np.frombuffer(body, "<f8", n_exact, at).astype(np.float64)
+        if at + 8 * n_exact != len(body):
+            raise ValueError(f"{len(body) - at - 8 * n_exact} bytes left over")
+        if n_exact and (exact_at.max() >= n or np.any(np.diff(exact_at) <= 0)):
+            raise ValueError("exact sums at bins that do not exist")
+    except (zlib.error, struct.error, KeyError, ValueError) as exc:
+        raise ProfileError(f"closed window is corrupt ({exc})") from None
+    return frame, pos, counts, codes, exact_at, exact
+
+
 def zigzag_residuals(values: np.ndarray, guess: np.ndarray) -> np.ndarray:
     """float64 ``values`` against ``guess`` as uint64: the difference of their bit patterns
     (int64, wrapping), zigzag-coded so small differences of either sign have leading zero bytes.

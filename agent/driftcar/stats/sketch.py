@@ -49,10 +49,11 @@ MAX_UNKNOWN_NAMES = 100
 COUNT_LIMIT = int(np.iinfo(np.int32).max)
 _MAGIC = b"DCWIND\x00\x01"
 _VERSION = 1
-#: packed (closed-window) forms: v3 sums against their bin centre (zigzag difference) in byte planes,
+#: packed (closed-window) forms: v4 each fine bin's mean as one byte (``pack(exact=False)``); v3 sums against their bin centre (zigzag difference) in byte planes,
 #: frame without the grid; v2 the same with XOR and the frame holding a zero grid; v1 raw sums;
 #: else zlib of to_bytes
-_PACKED, _PACKED_V2, _PACKED_V1 = b"DCW\x03", b"DCW\x02", b"DCW\x01"
+_PACKED_V4, _PACKED, _PACKED_V2, _PACKED_V1 = b"DCW\x04", b"DCW\x03", b"DCW\x02", b"DCW\x01"
+_LEVELS = 255  # codes 1..255 for a mean's place in its bin; 0: every value on the lower edge
 _GRID = ("num_counts", "num_sums")  # what the packed forms store sparsely
 #: roles of the wire contract and where update() sends them
 _ROLE_TARGETS = {"feature": "feature", "prediction": "prediction", "probability": "probability",
@@ -366,16 +367,19 @@ class WindowSketch:
         return self.merge(WindowSketch(self.profile))
 
     # ------------------------------------------------------------------ closed windows
-    def pack(self) -> bytes:
-        """Compact bytes of a window kept after it closed; exact (every array bit for bit).
+    def pack(self, exact: bool = True) -> bytes:
+        """Compact bytes of a window kept after it closed; inverse: :meth:`unpack`.
 
-        Why: a closed window's fine grid (features x ~400 bins of counts and of value sums) is
-        mostly empty bins; only the non-empty ones are stored (:func:`_codec.pack_sparse`), and the
-        rest of the window (the frame) leaves the grid out. The sums are what stays: ~6.3 of 8
-        bytes per non-empty bin for full-precision values, the mantissa bits finer than the bin
-        (benchmarks/bench_sidecar.py). Falls back to zlib of :meth:`to_bytes` when a sum sits in
-        an empty bin (never produced by :meth:`update`, but bytes must round-trip). Inverse:
-        :meth:`unpack`.
+        Why sparse: a closed window's fine grid (features x ~400 bins of counts and of value sums) is
+        mostly empty bins; only the non-empty ones are stored (:mod:`_codec`), and the rest of the
+        window (the frame) leaves the grid out. ``exact=True``: every array bit for bit; the sums
+        are what stays, ~6.3 of 8 bytes per non-empty bin for full-precision values (the mantissa
+        bits finer than the bin: the floor of any exact form). ``exact=False`` (the closed windows
+        a series keeps): counts, extremes and everything but the sums exact, and each fine bin's
+        mean as one byte, its place in the bin (:func:`_code_means`: within 1/510 of the bin's width,
+        values all on the lower edge kept exact), ~1.2 bytes instead. Falls back to zlib of
+        :meth:`to_bytes` when a sum sits in an empty bin (never produced by :meth:`update`, but
+        bytes must round-trip).
         """
         import zlib
 
@@ -384,6 +388,10 @@ class WindowSketch:
         if counts.min(initial=0) < 0 or np.delete(sums.reshape(-1).view(np.uint64), pos).any():
             return zlib.compress(self.to_bytes(), 1)
         values = counts.reshape(-1)[pos].astype(np.int64)
+        if not exact:
+            codes, exact_at = _code_means(self.profile.layout, pos, values, sums.reshape(-1)[pos])
+            return _PACKED_V4 + _codec.pack_sparse_coded(self._frame(grid=False), pos, values, codes, exact_at,
+                                                         sums.reshape(-1)[pos[exact_at]])
         guess = values * self.profile.layout.centres(pos)
         residuals = _codec.zigzag_residuals(sums.reshape(-1)[pos], guess)
         return _PACKED + _codec.pack_sparse(self._frame(grid=False), pos, values, residuals)
@@ -393,6 +401,16 @@ class WindowSketch:
         """Inverse of :meth:`pack` (also reads the earlier packed forms); ProfileError when bad."""
         import zlib
 
+        if blob.startswith(_PACKED_V4):
+            frame, pos, values, codes, exact_at, exact = _codec.unpack_sparse_coded(blob[len(_PACKED_V4):])
+            sketch = cls._from_frame(frame, profile, False)
+            if len(pos) and pos[-1] >= sketch.num_counts.size:
+                raise ProfileError("closed window is corrupt (a bin beyond the profile's grid)")
+            sketch._put_counts(pos, values)
+            sums = _decode_means(profile.layout, pos, values, codes)
+            sums[exact_at] = exact
+            sketch.num_sums.reshape(-1)[pos] = sums
+            return sketch
         for magic, grid in ((_PACKED, False), (_PACKED_V2, True)):
             if blob.startswith(magic):
                 frame, pos, values, residuals = _codec.unpack_sparse(blob[len(magic):])
@@ -474,6 +492,47 @@ def _length(values: Any) -> int:
 
 def _count_dtype(bound: int) -> type:
     return np.int32 if bound <= COUNT_LIMIT else np.int64
+
+
+def _spans(layout: Any, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lower edge, width, inner, missing) of the bins at flat positions of a (rows, F + 3) grid;
+    inner = a fine bin (bounded), missing = the missing-values bin."""
+    row, col = np.divmod(pos, layout.F + 3)
+    inner = (col >= 1) & (col <= layout.F)
+    at = np.where(inner, col, 1)
+    lo = layout.edges_ext[row, at - 1]
+    with np.errstate(all="ignore"):
+        width = layout.edges_ext[row, at] - lo
+    return lo, width, inner, col == layout.F + 2
+
+
+def _code_means(layout: Any, pos: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each non-empty bin's mean as a byte: 0 when the bin passes the atom test of
+    :func:`driftcar.stats.methods.atoms` (sum <= count * lower edge: every value on the edge,
+    discrete data), else 1 + its place in 255 equal cells of the bin, read back at the cell's
+    middle (within width / 510 of the mean). Returns (codes, indices whose sum is kept exact): the
+    open-ended bins (unbounded), a missing bin with a sum (never from :meth:`WindowSketch.update`),
+    and means the floating-point arithmetic puts outside their bin."""
+    lo, width, inner, missing = _spans(layout, pos)
+    with np.errstate(all="ignore"):
+        atom = inner & (sums <= counts * lo)
+        frac = (sums / counts - lo) / width
+    ok = inner & (width > 0) & np.isfinite(width) & (frac >= 0.0) & (frac <= 1.0)
+    codes = np.where(ok & ~atom, np.minimum(np.floor(np.where(ok, frac, 0.0) * _LEVELS), _LEVELS - 1) + 1, 0)
+    keep = ~(atom | ok | (missing & (sums == 0.0)))
+    return codes.astype(np.uint8), np.flatnonzero(keep)
+
+
+def _decode_means(layout: Any, pos: np.ndarray, counts: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Sums from :func:`_code_means` codes (the exact ones are the caller's): count * the middle of
+    the mean's cell; code 0 count * lower edge (the atom test holds again) or 0 outside fine bins."""
+    lo, width, inner, _ = _spans(layout, pos)
+    with np.errstate(all="ignore"):
+        edge = counts * lo
+        sums = counts * (lo + (codes - 0.5) / _LEVELS * width)
+        # never at or under count * lower edge for a non-atom, so the atom test reads as it did
+        sums = np.where(sums > edge, sums, np.nextafter(edge, np.inf))
+    return np.where(inner & (codes > 0), sums, np.where(inner, edge, 0.0))
 
 
 def _unpack_v1(blob: bytes, profile: Profile) -> WindowSketch:
