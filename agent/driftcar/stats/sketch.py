@@ -20,6 +20,15 @@ product for PCA. Memory is fixed by the profile, whatever the traffic:
 12 * (fine_bins + 3) bytes per numeric column (4.8 KB at 400 fine bins),
 4 * (top_k + 2) per categorical column, plus at most 100 unknown names.
 
+The numeric grid is made lazily: a new sketch keeps the float values of its numeric columns as
+they come (one array per column per batch; the caller's arrays are copied) while they take less memory than the grid would (values x
+8 bytes + 128 per batch against the grid's 12 * (fine_bins + 3) per numeric column), and bins them
+all into the grid, batch by batch (the same arrays bit for bit as binning each batch as it came),
+the first time that bound would be passed or anything reads the grid (its arrays, ``feature``,
+``merge``, ``pack``, ``to_bytes``). Why: a window of 20-50 rows per feature
+holds 160-400 bytes of values against a 4.8 KB grid, and most open windows are that small when
+features are many; once a window sees a large batch it is dense and updates bin directly, as before.
+
 ``merge`` adds every array, so it is associative and commutative, and a
 sketch of a whole stream equals the merge of sketches of any split of it
 (windows combine over time and across replicas).
@@ -142,13 +151,10 @@ class WindowSketch:
         self.pca_errors = pca_errors
         L = profile.layout
         self.count_bound = 0  # no count can exceed this (values added, merges summed): picks the dtype
-        self.num_counts = np.zeros((len(L.num_names), L.F + 3), dtype=np.int32)
-        self.num_sums = np.zeros((len(L.num_names), L.F + 3), dtype=np.float64)
-        self.num_inf = np.zeros((len(L.num_names), 2), dtype=np.int64)  # -inf, +inf
+        self._pending: dict[int, list[np.ndarray]] = {}  # row -> values not yet binned (module docstring)
+        self._pending_bytes = 0
+        self._dense_bytes = 12 * len(L.num_names) * (L.F + 3)
         self.num_invalid = np.zeros(len(L.num_names), dtype=np.int64)
-        # extremes of finite out-of-range values (below the reference min / above its max)
-        self.num_lo = np.full(len(L.num_names), np.inf)
-        self.num_hi = np.full(len(L.num_names), -np.inf)
         self.cat_counts = np.zeros((len(L.cat_names), L.Kmax + 1), dtype=np.int32)
         self.cat_missing = np.zeros(len(L.cat_names), dtype=np.int64)
         self.rows = 0
@@ -157,6 +163,52 @@ class WindowSketch:
         self.proba_sum = 0.0
         self.proba_rows = 0
         self.mv_skipped = 0
+
+    # ------------------------------------------------------------------ the numeric grid (made lazily)
+    _grid: dict[str, np.ndarray] | None = None  # num_counts, num_sums, num_inf, num_lo, num_hi once made
+    _pending: dict[int, list[np.ndarray]] | None = None
+    _pending_bytes = _dense_bytes = 0
+    _PENDING_OVERHEAD = 128  # bytes a buffered batch costs beyond its values (array header, list slot)
+
+    def _dense(self) -> dict[str, np.ndarray]:
+        """The grid (its arrays made on first use), every buffered value binned into it first."""
+        grid = self._grid
+        if grid is None:
+            self._grid = grid = {}
+            pending, self._pending, self._pending_bytes = self._pending, None, 0
+            for row, parts in (pending or {}).items():
+                for x in parts:  # batch by batch, as update() would have: the same bins, sums and binners
+                    self._bin_numeric(row, x)
+        return grid
+
+    def _empty(self, name: str) -> np.ndarray:
+        n, size = len(self.profile.layout.num_names), self.profile.layout.F + 3
+        if name in ("num_counts", "num_sums"):
+            return np.zeros((n, size), _count_dtype(self.count_bound) if name == "num_counts" else np.float64)
+        if name == "num_inf":  # -inf, +inf
+            return np.zeros((n, 2), np.int64)
+        # extremes of finite out-of-range values (below the reference min / above its max)
+        return np.full(n, np.inf if name == "num_lo" else -np.inf)
+
+    def _grid_array(name: str) -> property:  # noqa: N805 -- a property factory, used in the class body
+        def get(self: "WindowSketch") -> np.ndarray:
+            grid = self._grid if self._grid is not None else self._dense()
+            array = grid.get(name)
+            if array is None:
+                grid[name] = array = self._empty(name)
+            return array
+
+        def put(self: "WindowSketch", value: np.ndarray) -> None:
+            (self._grid if self._grid is not None else self._dense())[name] = value
+
+        return property(get, put, doc=f"``{name}`` of the numeric grid (made on first use)")
+
+    num_counts = _grid_array("num_counts")
+    num_sums = _grid_array("num_sums")
+    num_inf = _grid_array("num_inf")
+    num_lo = _grid_array("num_lo")
+    num_hi = _grid_array("num_hi")
+    del _grid_array
 
     # ------------------------------------------------------------------ updates
     def update(self, columns: Any, roles: Mapping[str, str] | None = None, *,
@@ -251,9 +303,10 @@ class WindowSketch:
         """Raise the count bound by ``n`` values, promoting the counts to int64 first when it would
         pass :data:`COUNT_LIMIT` (before any add, so an int32 count never wraps)."""
         self.count_bound += n
-        if self.count_bound > COUNT_LIMIT and self.num_counts.dtype != np.int64:
-            self.num_counts = self.num_counts.astype(np.int64)
+        if self.count_bound > COUNT_LIMIT and self.cat_counts.dtype != np.int64:
             self.cat_counts = self.cat_counts.astype(np.int64)
+        if self.count_bound > COUNT_LIMIT and self._grid is not None and self.num_counts.dtype != np.int64:
+            self.num_counts = self.num_counts.astype(np.int64)  # a grid made later is made int64
 
     def _add_extra(self, where: tuple[str, int] | None, values: Any) -> None:
         if where is None:
@@ -270,7 +323,22 @@ class WindowSketch:
             self.unknown[OTHER] = self.unknown.get(OTHER, 0) + n
 
     def _add_numeric(self, row: int, values: Any) -> np.ndarray:
+        """Bin one numeric column, or keep its values while the grid is not made (module docstring)."""
         x, invalid = to_float(values)
+        if invalid:
+            self.num_invalid[row] += invalid
+        if self._grid is None:
+            cost = x.nbytes + self._PENDING_OVERHEAD
+            if self._pending_bytes + cost <= self._dense_bytes:
+                owned = x is not values and x.base is None  # else the caller's memory: copied
+                self._pending.setdefault(row, []).append(x if owned else x.copy())
+                self._pending_bytes += cost
+                return x
+            self._dense()
+        self._bin_numeric(row, x)
+        return x
+
+    def _bin_numeric(self, row: int, x: np.ndarray) -> None:
         size = self.num_counts.shape[1]
         idx = self.profile.layout.binners(row, x)
         counts = np.bincount(idx, minlength=size)
@@ -286,9 +354,6 @@ class WindowSketch:
             sums = np.bincount(idx[finite], weights=x[finite], minlength=size)
         sums[size - 1] = 0.0  # the missing bin
         self.num_sums[row] += sums
-        if invalid:
-            self.num_invalid[row] += invalid
-        return x
 
     def _extremes(self, row: int, x: np.ndarray, idx: np.ndarray, counts: np.ndarray, size: int) -> None:
         if counts[0]:
