@@ -127,6 +127,20 @@ class CategoricalSketch:
         return int(self.counts[-1])
 
 
+class _GridArray:
+    """An array of the numeric grid, read before the grid is made: makes it (``WindowSketch._dense``),
+    which sets the arrays as plain attributes, so later reads never come here (no cost on updates)."""
+
+    def __get__(self, sketch: "WindowSketch | None", owner: type) -> Any:
+        if sketch is None:
+            return self
+        sketch._dense()
+        return sketch.__dict__[self.name]
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+
 class WindowSketch:
     """Counts of one window of live data in a profile's bins; see the module docstring.
 
@@ -151,6 +165,7 @@ class WindowSketch:
         self.pca_errors = pca_errors
         L = profile.layout
         self.count_bound = 0  # no count can exceed this (values added, merges summed): picks the dtype
+        self._buffering = True
         self._pending: dict[int, list[np.ndarray]] = {}  # row -> values not yet binned (module docstring)
         self._pending_bytes = 0
         self._dense_bytes = 12 * len(L.num_names) * (L.F + 3)
@@ -165,50 +180,31 @@ class WindowSketch:
         self.mv_skipped = 0
 
     # ------------------------------------------------------------------ the numeric grid (made lazily)
-    _grid: dict[str, np.ndarray] | None = None  # num_counts, num_sums, num_inf, num_lo, num_hi once made
+    _buffering = False  # True from __init__ until the grid is made (sketches built by merge are dense)
     _pending: dict[int, list[np.ndarray]] | None = None
     _pending_bytes = _dense_bytes = 0
     _PENDING_OVERHEAD = 128  # bytes a buffered batch costs beyond its values (array header, list slot)
 
-    def _dense(self) -> dict[str, np.ndarray]:
-        """The grid (its arrays made on first use), every buffered value binned into it first."""
-        grid = self._grid
-        if grid is None:
-            self._grid = grid = {}
-            pending, self._pending, self._pending_bytes = self._pending, None, 0
-            for row, parts in (pending or {}).items():
-                for x in parts:  # batch by batch, as update() would have: the same bins, sums and binners
-                    self._bin_numeric(row, x)
-        return grid
-
-    def _empty(self, name: str) -> np.ndarray:
+    def _dense(self) -> None:
+        """Make the grid's missing arrays (plain attributes from then on), and bin every buffered
+        batch into it, batch by batch as :meth:`update` would have: the same bins, sums and binners."""
+        self._buffering = False
+        have = self.__dict__
         n, size = len(self.profile.layout.num_names), self.profile.layout.F + 3
-        if name in ("num_counts", "num_sums"):
-            return np.zeros((n, size), _count_dtype(self.count_bound) if name == "num_counts" else np.float64)
-        if name == "num_inf":  # -inf, +inf
-            return np.zeros((n, 2), np.int64)
-        # extremes of finite out-of-range values (below the reference min / above its max)
-        return np.full(n, np.inf if name == "num_lo" else -np.inf)
+        for name, make in (("num_counts", lambda: np.zeros((n, size), _count_dtype(self.count_bound))),
+                           ("num_sums", lambda: np.zeros((n, size))),
+                           ("num_inf", lambda: np.zeros((n, 2), np.int64)),  # -inf, +inf
+                           # extremes of finite out-of-range values (below the reference min / above its max)
+                           ("num_lo", lambda: np.full(n, np.inf)), ("num_hi", lambda: np.full(n, -np.inf))):
+            if name not in have:
+                have[name] = make()
+        pending, self._pending, self._pending_bytes = self._pending, None, 0
+        for row, parts in (pending or {}).items():
+            for x in parts:
+                self._bin_numeric(row, x)
 
-    def _grid_array(name: str) -> property:  # noqa: N805 -- a property factory, used in the class body
-        def get(self: "WindowSketch") -> np.ndarray:
-            grid = self._grid if self._grid is not None else self._dense()
-            array = grid.get(name)
-            if array is None:
-                grid[name] = array = self._empty(name)
-            return array
-
-        def put(self: "WindowSketch", value: np.ndarray) -> None:
-            (self._grid if self._grid is not None else self._dense())[name] = value
-
-        return property(get, put, doc=f"``{name}`` of the numeric grid (made on first use)")
-
-    num_counts = _grid_array("num_counts")
-    num_sums = _grid_array("num_sums")
-    num_inf = _grid_array("num_inf")
-    num_lo = _grid_array("num_lo")
-    num_hi = _grid_array("num_hi")
-    del _grid_array
+    num_counts, num_sums, num_inf = _GridArray(), _GridArray(), _GridArray()
+    num_lo, num_hi = _GridArray(), _GridArray()
 
     # ------------------------------------------------------------------ updates
     def update(self, columns: Any, roles: Mapping[str, str] | None = None, *,
@@ -305,7 +301,7 @@ class WindowSketch:
         self.count_bound += n
         if self.count_bound > COUNT_LIMIT and self.cat_counts.dtype != np.int64:
             self.cat_counts = self.cat_counts.astype(np.int64)
-        if self.count_bound > COUNT_LIMIT and self._grid is not None and self.num_counts.dtype != np.int64:
+        if self.count_bound > COUNT_LIMIT and not self._buffering and self.num_counts.dtype != np.int64:
             self.num_counts = self.num_counts.astype(np.int64)  # a grid made later is made int64
 
     def _add_extra(self, where: tuple[str, int] | None, values: Any) -> None:
@@ -327,7 +323,7 @@ class WindowSketch:
         x, invalid = to_float(values)
         if invalid:
             self.num_invalid[row] += invalid
-        if self._grid is None:
+        if self._buffering:
             cost = x.nbytes + self._PENDING_OVERHEAD
             if self._pending_bytes + cost <= self._dense_bytes:
                 owned = x is not values and x.base is None  # else the caller's memory: copied

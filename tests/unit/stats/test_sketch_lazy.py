@@ -41,9 +41,9 @@ def test_buffered_values_bin_to_the_same_bytes(n, rows):
         dense.update(batch)
     held = lazy._pending_bytes
     assert held <= lazy._dense_bytes
-    assert (lazy._grid is None) == (n * rows * 8 * 4 < lazy._dense_bytes)  # a 500-row batch: dense at once
+    assert lazy._buffering == (n * rows * 8 * 4 < lazy._dense_bytes)  # a 500-row batch: dense at once
     assert lazy.to_bytes() == dense.to_bytes()
-    assert lazy._grid is not None and not lazy._pending
+    assert not lazy._buffering and not lazy._pending
 
 
 def test_any_grid_array_read_first_sees_every_value():
@@ -84,7 +84,7 @@ def test_counts_past_the_int32_limit_while_buffered():
     w.update({"a": [0.5]})
     w.count_bound = COUNT_LIMIT  # as if 2**31 - 1 rows had been added
     w.update({"a": [0.25]})
-    assert w._grid is None and w.cat_counts.dtype == np.int64
+    assert w._buffering and w.cat_counts.dtype == np.int64
     assert w.num_counts.dtype == np.int64 and w.feature("a").n == 2
 
 
@@ -93,5 +93,5 @@ def test_the_buffer_never_outgrows_the_grid():
     for _ in range(400):
         w.update({"a": [0.1]})  # one value per batch: each costs its array too
         assert w._pending_bytes <= w._dense_bytes
-    assert w._grid is not None  # passed the bound: binned, and dense since
+    assert not w._buffering  # passed the bound: binned, and dense since
     assert w.feature("a").n == 400
