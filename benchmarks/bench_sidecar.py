@@ -522,17 +522,20 @@ def bench_feature_memory(quick: bool) -> list[str]:
         got = measure(features, rows_per_window=rows, values=values)
         lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['open'] / KIB:.1f} KiB "
                      f"| {got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
-    lines += ["", "Values: `normal` full-precision floats (every mantissa bit random: the worst case for exact "
-              "sums), `2 decimals` / `integers` rounded N(50, 10) (fewer significant bits: smaller packed sums). "
-              "Goal: <= 20 KiB per feature with 60 windows. What each part holds, at 400 fine bins: profile "
-              "+ layout = the reference's fine edges and per-bin sums (float64, 3.2 KB each: profile bytes are "
-              "written from them) and counts (narrowest signed type, 0.4 KB as int8), held once by the layout "
-              "and viewed by the profile's features (three array views each), + its PCA + Python objects "
-              "(slot-only feature profiles); open window = its dense int32 counts and float64 sums (4.8 KB), plus a lookup-binner table (3.2-26 KB) for each feature "
-              "that has seen a batch of 192+ values (the 200-row case); closed = 60 packed windows (exact: "
-              "~6.3 bytes per non-empty bin are the sum's mantissa bits finer than the bin, the floor of an "
-              "exact form for full-precision values) + the packed cumulative sketch (~2.5 KB once full). "
-              "Run alone: `python benchmarks/bench_sidecar.py --feature-memory [--quick]`.", ""]
+    lines += ["", "Values: `normal` full-precision floats (every mantissa bit random: the hardest case for packed "
+              "sums), `2 decimals` / `integers` rounded N(50, 10). Goal: <= 20 KiB per feature with 60 windows. "
+              "What each part holds, at 400 fine bins: profile + layout = the reference's fine edges and per-bin "
+              "sums (float64, 3.2 KB each: profile bytes are written from them) and counts (narrowest signed "
+              "type, 0.4 KB as int8), held once by the layout and viewed by the profile's features, + its PCA + "
+              "Python objects; open window = its values not yet binned (8 bytes each + ~128 per batch: the grid, "
+              "4.8 KB of int32 counts and float64 sums, is made when the values would take more or at the "
+              "close), plus a lookup-binner table (3.2-26 KB) for each feature once it bins a batch of 192+ "
+              "values (the 200-row case, counted where it is first built); closed = 60 windows packed with each "
+              "fine bin's mean as one byte (`WindowSketch.pack(exact=False)`: counts and atoms exact, each "
+              "mean within 1/510 of its bin's width; ~1.5 B per non-empty bin with its gap and count) + the "
+              "cumulative sketch packed exactly (~2.5 KB once full: ~6.3 B per non-empty bin are the sum's "
+              "mantissa bits finer than the bin). Run alone: "
+              "`python benchmarks/bench_sidecar.py --feature-memory [--quick]`.", ""]
     return lines
 
 
