@@ -21,13 +21,14 @@ product for PCA. Memory is fixed by the profile, whatever the traffic:
 4 * (top_k + 2) per categorical column, plus at most 100 unknown names.
 
 The numeric grid is made lazily: a new sketch keeps the float values of its numeric columns as
-they come (one array per column per batch; the caller's arrays are copied) while they take less memory than the grid would (values x
-8 bytes + 128 per batch against the grid's 12 * (fine_bins + 3) per numeric column), and bins them
-all into the grid, batch by batch (the same arrays bit for bit as binning each batch as it came),
-the first time that bound would be passed or anything reads the grid (its arrays, ``feature``,
-``merge``, ``pack``, ``to_bytes``). Why: a window of 20-50 rows per feature
-holds 160-400 bytes of values against a 4.8 KB grid, and most open windows are that small when
-features are many; once a window sees a large batch it is dense and updates bin directly, as before.
+they come (one array per column per batch; the caller's arrays are copied) while they take less
+memory than the grid would (values x 8 bytes + 128 per batch against the grid's
+12 * (fine_bins + 3) per numeric column), and bins them, batch by batch (the same arrays bit for
+bit as binning each batch as it came), the first time that bound would be passed or anything
+reads the grid (its arrays, ``feature``, ``merge``, ``pack``, ``to_bytes``). Why: a window of
+20-50 rows per feature holds 160-400 bytes of values against a 4.8 KB grid, and most open windows
+are that small when features are many; once a window sees a large batch it is dense and updates
+bin directly, as before.
 
 ``merge`` adds every array, so it is associative and commutative, and a
 sketch of a whole stream equals the merge of sketches of any split of it
@@ -58,8 +59,8 @@ MAX_UNKNOWN_NAMES = 100
 COUNT_LIMIT = int(np.iinfo(np.int32).max)
 _MAGIC = b"DCWIND\x00\x01"
 _VERSION = 1
-#: packed (closed-window) forms: v4 each fine bin's mean as one byte (``pack(exact=False)``); v3 sums against their bin centre (zigzag difference) in byte planes,
-#: frame without the grid; v2 the same with XOR and the frame holding a zero grid; v1 raw sums;
+#: packed (closed-window) forms: v4 each fine bin's mean as one byte (``pack(exact=False)``); v3 sums
+#: against their bin centre (zigzag difference) in byte planes, frame without the grid; v2 the same with XOR and the frame holding a zero grid; v1 raw sums;
 #: else zlib of to_bytes
 _PACKED_V4, _PACKED, _PACKED_V2, _PACKED_V1 = b"DCW\x04", b"DCW\x03", b"DCW\x02", b"DCW\x01"
 _LEVELS = 255  # codes 1..255 for a mean's place in its bin; 0: every value on the lower edge
@@ -524,6 +525,7 @@ class WindowSketch:
             if arr.shape != getattr(w, a).shape:
                 raise ProfileError(f"window.{a}: shape {arr.shape} does not match the profile")
             setattr(w, a, arr.astype(np.int64 if a in cls._COUNTS else getattr(w, a).dtype))
+        w._dense()  # the arrays read back are the grid: later updates bin into them
         w._narrow()
         for s in cls._SCALARS:
             setattr(w, s, _codec.field(p, s, (int, float), "window"))

@@ -95,3 +95,13 @@ def test_the_buffer_never_outgrows_the_grid():
         assert w._pending_bytes <= w._dense_bytes
     assert not w._buffering  # passed the bound: binned, and dense since
     assert w.feature("a").n == 400
+
+
+def test_a_window_read_back_then_updated_bins_into_its_arrays():
+    w = PROFILE.new_window()
+    w.update(_batches(1, 10)[0])
+    again = type(w).from_bytes(w.to_bytes(), PROFILE)
+    for batch in _batches(3, 5):
+        again.update(batch)
+        w.update(batch)
+    assert again.to_bytes() == w.to_bytes() and again.feature("a").n + again.feature("a").missing == 25
