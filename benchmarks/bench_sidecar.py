@@ -510,6 +510,47 @@ def bench_memory(quick: bool, tmp: str) -> list[str]:
     ]
 
 
+def _window_cpu(prof, batches: list[dict], per_window: int, dense: bool) -> float:
+    """CPU seconds to sketch ``batches`` into windows of ``per_window`` batches, each window's grid
+    read at its close as the evaluator reads it; ``dense``: the grid made up front (binned per batch)."""
+    start = time.process_time()
+    for k in range(0, len(batches), per_window):
+        w = prof.new_window()
+        if dense:
+            w.num_counts  # noqa: B018 -- a read makes the grid: every batch is binned as it comes
+        for batch in batches[k:k + per_window]:
+            w.update(batch)
+        w.num_counts  # noqa: B018 -- the close reads the grid
+    return time.process_time() - start
+
+
+def bench_open_window_cpu(quick: bool) -> list[str]:
+    """CPU per 1,000 rows with the open window's values kept until the close, against the grid made up
+    front (binning each batch as it comes), interleaved, least of N rounds."""
+    from driftcar.stats import profile
+
+    wide = profile(_columns(2_000, seed=41, numeric=500, categorical=0), multivariate=False)
+    narrow = profile(_columns(5_000, seed=42, numeric=20, categorical=5), multivariate=False)
+    cases = [("1,000-row batches, 20 numeric + 5 str, 16 per window", narrow,
+              [_columns(1_000, seed=50 + i, numeric=20, categorical=5) for i in range(32)], 16),
+             ("20-row batches, 500 numeric, 1 per window", wide,
+              [_columns(20, seed=90 + i, numeric=500, categorical=0) for i in range(20)], 1),
+             ("1-row batches, 500 numeric, 20 per window", wide,
+              [_columns(1, seed=130 + i, numeric=500, categorical=0) for i in range(40)], 20)]
+    lines = ["### Open window: CPU per 1,000 rows, values kept until the close vs the grid made up front", "",
+             "| batches | grid up front (ms) | values kept (ms) | ratio |", "|---|---:|---:|---:|"]
+    for label, prof, batches, per_window in cases:
+        best = {True: np.inf, False: np.inf}
+        for _ in range(3 if quick else 7):
+            for dense in (True, False):
+                best[dense] = min(best[dense], _window_cpu(prof, batches, per_window, dense))
+        per = 1e6 / sum(len(next(iter(b.values()))) for b in batches)
+        lines.append(f"| {label} | {best[True] * per:.2f} | {best[False] * per:.2f} | "
+                     f"{best[False] / best[True]:.2f} |")
+    return lines + ["", "`time.process_time`, least of the rounds, the two ways alternating. The grid up front is "
+                    "how every window worked before (and how one works once its values would outgrow the grid).", ""]
+
+
 def bench_feature_memory(quick: bool) -> list[str]:
     """Memory per feature of one model's state with 60 kept windows, by part (tracemalloc)."""
     from tests.reliability.feature_memory import KIB, measure
@@ -603,6 +644,7 @@ def run(quick: bool) -> str:
         lines += bench_throughput(quick, tmp)
         lines += bench_memory(quick, tmp)
         lines += bench_feature_memory(quick)
+        lines += bench_open_window_cpu(quick)
     return "\n".join(lines)
 
 
@@ -614,6 +656,6 @@ if __name__ == "__main__":
         with tempfile.TemporaryDirectory(prefix="driftcar-bench-") as tmp:
             print("\n".join(bench_ingest_workers(quick="--quick" in sys.argv, tmp=tmp)))
     elif "--feature-memory" in sys.argv:  # the tracemalloc section alone: no sidecar process, load-independent
-        print("\n".join(bench_feature_memory(quick="--quick" in sys.argv)))
+        print("\n".join(bench_feature_memory(quick="--quick" in sys.argv) + bench_open_window_cpu("--quick" in sys.argv)))
     else:
         print(run(quick="--quick" in sys.argv))
