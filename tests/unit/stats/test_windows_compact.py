@@ -1,5 +1,6 @@
-"""A series keeps its closed windows and its cumulative sketch packed between closes and reads them
-back exactly; checkpoint bytes of any earlier form restore, bad ones are refused."""
+"""A series keeps its closed windows and its cumulative sketch packed between closes, and reads the
+cumulative back exactly (closed windows: test_closed_window_fidelity.py); checkpoint bytes of any
+earlier form restore, bad ones are refused."""
 
 from __future__ import annotations
 
