@@ -34,7 +34,9 @@ bin directly, as before.
 sketch of a whole stream equals the merge of sketches of any split of it
 (windows combine over time and across replicas).
 
-Thread safety: not thread-safe; one writer, or merge copies made per thread.
+Thread safety: not thread-safe; one writer, or merge copies made per thread. The first read of a
+new sketch's grid bins its buffered values (it writes): make it from the writer's thread before
+handing the sketch to others (``WindowSeries`` does when it closes a window).
 """
 
 from __future__ import annotations

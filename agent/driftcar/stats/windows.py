@@ -151,6 +151,7 @@ class WindowSeries:
         out: list[ClosedWindow] = []
         if start <= self.start:
             return out
+        self.current.num_counts  # noqa: B018 -- binned here, by the writer (see close())
         out.append(ClosedWindow(_ns(self.start), _ns(self.start + self.length_s), self.rows, self.current))
         if self.rows:
             self._accumulate(self.current)
@@ -182,8 +183,11 @@ class WindowSeries:
 
     def close(self, start_ns: int, end_ns: int) -> WindowSketch:
         """Close the open window as ``[start_ns, end_ns)`` and open a fresh one; returns the closed
-        sketch. Kept (and added to ``cumulative``) only when it had rows."""
+        sketch. Kept (and added to ``cumulative``) only when it had rows. The sketch's buffered values
+        are binned here, by the writer's thread (:mod:`driftcar.stats.sketch`: the first read of a new
+        sketch bins them), so readers on other threads (evaluation, checkpoints) only ever read it."""
         sketch, rows = self.current, self.rows
+        sketch.num_counts  # noqa: B018 -- the read that bins
         self.current, self.rows = self.profile.new_window(), 0
         if rows:
             self.keep_closed(ClosedWindow(start_ns, end_ns, rows, sketch, profile=self.profile))

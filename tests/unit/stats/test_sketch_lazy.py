@@ -105,3 +105,18 @@ def test_a_window_read_back_then_updated_bins_into_its_arrays():
         again.update(batch)
         w.update(batch)
     assert again.to_bytes() == w.to_bytes() and again.feature("a").n + again.feature("a").missing == 25
+
+
+def test_a_series_bins_a_window_when_it_closes_it():
+    from driftcar.stats import WindowSeries
+
+    series = WindowSeries(PROFILE, length_s=60, keep=3)
+    series.update(_batches(1, 10)[0])
+    assert series.current._buffering
+    closed = series.close(0, 1)
+    assert not closed._buffering and not series.closed[-1].sketch._buffering
+    series.update({"a": [0.5]}, rows=0)  # a batch counted as no rows: not kept, binned all the same
+    assert not series.close(1, 2)._buffering
+    series.add({"a": [0.5]}, now=10.0)
+    (rolled,) = series.add({"a": [0.5]}, now=70.0)
+    assert not rolled.sketch._buffering and rolled.sketch.feature("a").n == 1
