@@ -206,6 +206,12 @@ class WindowSketch:
             for x in parts:
                 self._bin_numeric(row, x)
 
+    def bin_pending(self) -> None:
+        """Bin the buffered values now: a writer calls this before handing the sketch to readers
+        on other threads, because the first read of the grid would otherwise bin (write) there."""
+        if self._buffering:
+            self._dense()
+
     num_counts, num_sums, num_inf = _GridArray(), _GridArray(), _GridArray()
     num_lo, num_hi = _GridArray(), _GridArray()
 

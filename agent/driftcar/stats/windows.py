@@ -151,7 +151,7 @@ class WindowSeries:
         out: list[ClosedWindow] = []
         if start <= self.start:
             return out
-        self.current.num_counts  # noqa: B018 -- binned here, by the writer (see close())
+        self.current.bin_pending()  # by the writer (see close())
         out.append(ClosedWindow(_ns(self.start), _ns(self.start + self.length_s), self.rows, self.current))
         if self.rows:
             self._accumulate(self.current)
@@ -187,7 +187,7 @@ class WindowSeries:
         are binned here, by the writer's thread (:mod:`driftcar.stats.sketch`: the first read of a new
         sketch bins them), so readers on other threads (evaluation, checkpoints) only ever read it."""
         sketch, rows = self.current, self.rows
-        sketch.num_counts  # noqa: B018 -- the read that bins
+        sketch.bin_pending()
         self.current, self.rows = self.profile.new_window(), 0
         if rows:
             self.keep_closed(ClosedWindow(start_ns, end_ns, rows, sketch, profile=self.profile))
