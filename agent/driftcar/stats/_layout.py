@@ -140,6 +140,8 @@ class Layout:
         self.mv_row = self.where[MULTIVARIATE][1] if self.pca else None
         self.pred = self.where.get(PREDICTION)
         self.label = self.where.get(LABEL)
+        # what evaluations against this profile are judged by, per config (driftcar.stats.drift._memo)
+        self.drift_memo: dict = {}
 
     def centres(self, flat: np.ndarray) -> np.ndarray:
         """The middle of the fine bin at each flat position of a (rows, F + 3) grid; 0 for the

@@ -487,12 +487,39 @@ def _plan(names: list[str], kind: str, n_cur: np.ndarray, config: DriftConfig, l
     return enabled, deciding, rule, floor, base
 
 
-def _numeric_block(L, window: WindowSketch, config: DriftConfig, label: bool = False) -> dict:
-    C = window.num_counts[:, : L.F + 2]
-    n_cur = C.sum(axis=1)
+def _memo(L, config: DriftConfig, key: tuple, build):
+    """``build()``, remembered on the layout ``L`` for this config object and ``key``.
+
+    Why: what a window is judged by (which rows, which tests, in what order, with what fixed
+    thresholds) depends on the config, the profile and, under the switch rule, whether each row's
+    window is small, not on the counts; rebuilding it in Python on every evaluation cost more than
+    the statistics (``benchmarks/callgrind_verdicts.py``). A config is frozen; the registry's
+    version is part of the key. Values are shared between evaluations: never mutated (read-only).
+    """
+    memo = L.drift_memo
+    full = (id(config), registry.version()) + key
+    hit = memo.get(full)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    value = build()
+    if len(memo) >= 64:  # a few configs x size classes in practice; bounded whatever the caller does
+        memo.clear()
+    memo[full] = (config, value)  # (the config is held, so its id is not reused while cached)
+    return value
+
+
+def _frozen(*arrays):
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    return arrays
+
+
+def _numeric_plan(L, n_cur: np.ndarray, config: DriftConfig, label: bool):
+    """(enabled, deciding, rule, floor, base, is_mv, need, mv_large) of the numeric rows."""
     names = L.num_names
     enabled, deciding, rule, floor, base = _plan(names, "numeric", n_cur, config, label)
-    is_mv = np.array([n == MULTIVARIATE for n in names])
+    is_mv = np.array([n == MULTIVARIATE for n in names], dtype=bool)
     need = set(base) | set(deciding[enabled & ~is_mv].tolist())
     # the PCA error row decides by KS (p-value or calibrated) or normalised Wasserstein (distance)
     mv_large = np.zeros(len(names), dtype=bool)
@@ -504,6 +531,16 @@ def _numeric_block(L, window: WindowSketch, config: DriftConfig, label: bool = F
             rule[i] = "distance" if large else "pvalue"
         mv_large[i] = rule[i] == "distance"
         need.add("wasserstein" if mv_large[i] else "ks")
+    return _frozen(enabled, deciding, rule, floor, base, is_mv, frozenset(need), mv_large)
+
+
+def _numeric_block(L, window: WindowSketch, config: DriftConfig, label: bool = False) -> dict:
+    C = window.num_counts[:, : L.F + 2]
+    n_cur = C.sum(axis=1)
+    names = L.num_names
+    small = n_cur <= config.large_sample
+    enabled, deciding, rule, floor, base, is_mv, need, mv_large = _memo(
+        L, config, ("numeric", label, small.tobytes()), lambda: _numeric_plan(L, n_cur, config, label))
     stats = numeric_statistics(L, window.num_counts, window.num_sums, window.num_inf, window.num_lo,
                                window.num_hi, need)
     if is_mv.any():
@@ -519,7 +556,7 @@ def _numeric_block(L, window: WindowSketch, config: DriftConfig, label: bool = F
         stats["pca_reconstruction"] = (stat, pv, bd)
     return {"names": names, "kind": "numeric", "enabled": enabled, "deciding": deciding, "base": base,
             "stats": stats, "n_ref": L.ref_fine2.sum(axis=1), "n_cur": n_cur, "is_mv": is_mv, "rule": rule,
-            "floor": floor, "tau2": L.num_tau2, "df": np.zeros(len(names))}
+            "floor": floor, "tau2": L.num_tau2, "df": np.zeros(len(names)), "small": small, "label": label}
 
 
 def numeric_statistics(L, counts: np.ndarray, sums: np.ndarray, inf: np.ndarray, lo: np.ndarray,
@@ -601,11 +638,10 @@ def _categorical_block(L, window: WindowSketch, config: DriftConfig, label: bool
     C = window.cat_counts
     n_cur = C.sum(axis=1)
     names = L.cat_names
-    enabled, deciding, rule, floor, base = _plan(names, "categorical", n_cur, config, label)
-    need = set(base) | set(deciding[enabled].tolist())
+    small = n_cur <= config.large_sample
+    enabled, deciding, rule, floor, base, need, cal, plain = _memo(
+        L, config, ("categorical", label, small.tobytes()), lambda: _categorical_plan(L, n_cur, config, label))
     df = np.zeros(len(names))
-    cal = enabled & (rule == "calibrated")
-    plain = "chisquare" in base or bool((enabled & ~cal & (deciding == "chisquare")).any())
     stats = categorical_statistics(R, C, need if plain else need - {"chisquare"})
     if cal.any():  # chi-square with sparse categories pooled, so its tail holds in small windows
         s, p, df = calibration.pooled_chisquare(R, C)
@@ -613,17 +649,85 @@ def _categorical_block(L, window: WindowSketch, config: DriftConfig, label: bool
         stats["chisquare"] = (np.where(cal, s, s0), np.where(cal, p, p0), None)
     return {"names": names, "kind": "categorical", "enabled": enabled, "deciding": deciding, "base": base,
             "stats": stats, "n_ref": R.sum(axis=1), "n_cur": n_cur, "is_mv": np.zeros(len(names), dtype=bool),
-            "rule": rule, "floor": floor, "tau2": L.cat_tau2, "df": df}
+            "rule": rule, "floor": floor, "tau2": L.cat_tau2, "df": df, "small": small, "label": label}
+
+
+def _categorical_plan(L, n_cur: np.ndarray, config: DriftConfig, label: bool):
+    """(enabled, deciding, rule, floor, base, need, calibrated rows, plain chi-square needed)."""
+    enabled, deciding, rule, floor, base = _plan(L.cat_names, "categorical", n_cur, config, label)
+    need = set(base) | set(deciding[enabled].tolist())
+    cal = enabled & (rule == "calibrated")
+    plain = "chisquare" in base or bool((enabled & ~cal & (deciding == "chisquare")).any())
+    return _frozen(enabled, deciding, rule, floor, base, frozenset(need), cal, plain)
 
 
 def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftReport:
+    # the blocks' plans, hence which statistics they hold, follow from the same key
+    key = ("assemble",) + tuple((blk["kind"], blk["label"], blk["small"].tobytes()) for blk in blocks)
+    sk = _memo(L, config, key, lambda: _skeleton(L, blocks, config))
+    if sk is None:
+        return DriftReport([], rows=rows)
+    n = len(sk["dec"])
+    stat, pv, bound = np.empty(n), np.empty(n), np.empty(n)
+    for b, m, idx, dest in sk["pieces"]:
+        s, p, bd = blocks[b]["stats"][m]
+        stat[dest] = s[idx]
+        pv[dest] = np.nan if p is None else p[idx]
+        bound[dest] = 0.0 if bd is None else bd[idx]
+    n_cur = np.empty(n, dtype=np.int64)
+    df = np.empty(n)
+    for b, dest, rows_b in sk["rows"]:
+        n_cur[dest] = blocks[b]["n_cur"][rows_b]
+        df[dest] = blocks[b]["df"][rows_b]
+    dec, cal, n_ref = sk["dec"], sk["cal"], sk["n_ref"]
+    has_p = sk["has_pvalue"] & ~np.isnan(pv)  # pca_reconstruction is a distance in large windows
+    thr = np.where(sk["is_pca"] & ~has_p, sk["thr_pca"], sk["thr"])
+    ok = (n_ref >= sk["min_n"]) & (n_cur >= sk["min_n"])
+    big = np.finfo(np.float64).max  # an overflowing distance stays "very large", and finite
+    stat = _finite(stat, big)
+    adj = np.where(has_p, np.nan_to_num(pv, nan=1.0), np.nan)
+    # the verdicts form one family across features (whatever their p-value test); the other
+    # p-value results are corrected per method across features
+    verdicts = has_p & ok & dec & ~cal
+    if verdicts.any():
+        adj[verdicts] = adjust_pvalues(adj[verdicts], config.correction)
+    for of_method in sk["pvalue_groups"]:
+        sel = of_method & ok & has_p
+        if sel.any():
+            adj[sel] = adjust_pvalues(adj[sel], config.correction)
+    if cal.any():
+        _calibrated(cal, ok, sk["kinds"], stat, n_ref, n_cur, sk["tau2"], df, sk["floor"], config.alpha, thr, pv, adj)
+    detected = ok & np.where(has_p & ~cal, adj < thr, stat >= thr)
+    rule = np.where(cal, "calibrated", np.where(has_p, "pvalue", "distance"))
+    bound = _finite(bound, big)
+    pv_out = np.where(has_p, np.clip(np.nan_to_num(pv, nan=1.0), 0.0, 1.0), np.nan)
+    pv_obj = pv_out.astype(object)
+    pv_obj[~has_p] = None
+    adj_obj = adj.astype(object)
+    adj_obj[~has_p] = None
+    results = list(map(_new_result, zip(
+        sk["names"], sk["method_names"], stat.tolist(), pv_obj.tolist(), thr.tolist(),
+        detected.tolist(), sk["n_ref_list"], n_cur.tolist(), sk["dec_list"], ok.tolist(), adj_obj.tolist(),
+        bound.tolist(), sk["kinds_list"], rule.tolist())))
+    return DriftReport(results, rows=rows)
+
+
+def _finite(x: np.ndarray, big: float) -> np.ndarray:
+    """``np.nan_to_num(x, nan=0.0, posinf=big, neginf=0.0)``; one pass when every value is finite."""
+    return x if np.isfinite(x).all() else np.nan_to_num(x, nan=0.0, posinf=big, neginf=0.0)
+
+
+def _skeleton(L, blocks: list[dict], config: DriftConfig) -> dict | None:
+    """What an evaluation reports, whatever the window's counts: the (block, method, rows) pieces
+    in the report's order (features in profile order, methods in registry order), with their
+    names, kinds, fixed thresholds and minimum sizes; None when nothing is reported."""
     order = {name: k for k, name in enumerate(L.feature_names + [PREDICTION, MULTIVARIATE])}
     every, position, has_pvalue, pvalue_methods = _table()
     for_prediction = set(registry.names("prediction"))
-    cols: dict[str, list] = {k: [] for k in ("row", "block", "method", "stat", "pv", "bound", "dec", "order")}
+    cols: dict[str, list] = {k: [] for k in ("row", "block", "method", "dec", "order")}
     for b, blk in enumerate(blocks):
         enabled, deciding, is_mv = blk["enabled"], blk["deciding"], blk["is_mv"]
-        feat_order = np.array([order.get(n, len(order)) for n in blk["names"]])
+        feat_order = np.array([order.get(n, len(order)) for n in blk["names"]], dtype=np.int64)
         methods = list(blk["base"]) + ["pca_reconstruction"]
         for m in dict.fromkeys(methods + sorted(set(deciding[enabled].tolist()))):
             if m not in blk["stats"]:
@@ -637,45 +741,46 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
             idx = np.nonzero(take)[0]
             if not len(idx):
                 continue
-            stat, pv, bd = blk["stats"][m]
             cols["row"].append(idx)
             cols["block"].append(np.full(len(idx), b))
             cols["method"].append(np.full(len(idx), position[m]))
-            cols["stat"].append(stat[idx])
-            cols["pv"].append(np.full(len(idx), np.nan) if pv is None else pv[idx])
-            cols["bound"].append(np.zeros(len(idx)) if bd is None else bd[idx])
             cols["dec"].append(deciding[idx] == m)
             cols["order"].append(feat_order[idx])
     if not cols["row"]:
-        return DriftReport([], rows=rows)
+        return None
     a = {k: np.concatenate(v) for k, v in cols.items()}
     sort = np.lexsort((a["method"], a["order"]))
+    inverse = np.empty_like(sort)
+    inverse[sort] = np.arange(len(sort))  # where each unsorted entry lands in the report
     a = {k: v[sort] for k, v in a.items()}
     n = len(a["row"])
+    pieces, start = [], 0  # (the unsorted entries, piece by piece in the order built above)
+    for idx, blk_arr, meth in zip(cols["row"], cols["block"], cols["method"]):
+        b, m = int(blk_arr[0]), every[int(meth[0])]
+        pieces.append((b, m, idx, inverse[start:start + len(idx)]))
+        start += len(idx)
     n_ref = np.empty(n, dtype=np.int64)
-    n_cur = np.empty(n, dtype=np.int64)
     names = np.empty(n, dtype=object)
     kinds = np.empty(n, dtype=object)
-    cal, floor, tau2, df = np.zeros(n, dtype=bool), np.zeros(n), np.zeros(n), np.zeros(n)
+    cal, floor, tau2 = np.zeros(n, dtype=bool), np.zeros(n), np.zeros(n)
+    row_sets = []
     for b, blk in enumerate(blocks):
-        sel = a["block"] == b
-        rows_b = a["row"][sel]
-        cal[sel] = a["dec"][sel] & (blk["rule"][rows_b] == "calibrated")
-        floor[sel], tau2[sel], df[sel] = blk["floor"][rows_b], blk["tau2"][rows_b], blk["df"][rows_b]
-        n_ref[sel] = blk["n_ref"][rows_b]
-        n_cur[sel] = blk["n_cur"][rows_b]
-        names[sel] = np.asarray(blk["names"], dtype=object)[rows_b]
-        kinds[sel] = np.where(blk["is_mv"][rows_b], "multivariate", blk["kind"])
+        dest = np.nonzero(a["block"] == b)[0]
+        rows_b = a["row"][dest]
+        row_sets.append((b, dest, rows_b))
+        cal[dest] = a["dec"][dest] & (blk["rule"][rows_b] == "calibrated")
+        floor[dest], tau2[dest] = blk["floor"][rows_b], blk["tau2"][rows_b]
+        n_ref[dest] = blk["n_ref"][rows_b]
+        names[dest] = np.asarray(blk["names"], dtype=object)[rows_b]
+        kinds[dest] = np.where(blk["is_mv"][rows_b], "multivariate", blk["kind"])
     method_names = np.array(every, dtype=object)[a["method"]]
-    pv = a["pv"]
-    has_p = has_pvalue[a["method"]] & ~np.isnan(pv)  # pca_reconstruction is a distance in large windows
-    # thresholds and minimum sample sizes, with per-feature overrides
+    # thresholds and minimum sample sizes, with per-feature overrides; the PCA row's threshold
+    # when it is judged as a distance (no p-value: large windows under the switch rule)
     thr = np.empty(n)
     for m in np.unique(a["method"]):
         thr[a["method"] == m] = config.threshold(every[m])
-    pca_distance = (method_names == "pca_reconstruction") & ~has_p
-    if pca_distance.any():
-        thr[pca_distance] = config.distance_threshold
+    is_pca = method_names == "pca_reconstruction"
+    thr_pca = np.where(is_pca, config.distance_threshold, thr)
     min_n = np.full(n, config.min_samples)
     for name, fc in config.features.items():
         if fc.threshold is None and fc.min_samples is None:
@@ -683,36 +788,17 @@ def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftRep
         sel = names == name
         if fc.threshold is not None:
             thr[sel] = float(fc.threshold)
+            thr_pca[sel] = float(fc.threshold)
         if fc.min_samples is not None:
             min_n[sel] = fc.min_samples
-    ok = (n_ref >= min_n) & (n_cur >= min_n)
-    big = np.finfo(np.float64).max  # an overflowing distance stays "very large", and finite
-    stat = np.nan_to_num(a["stat"], nan=0.0, posinf=big, neginf=0.0)
-    adj = np.where(has_p, np.nan_to_num(pv, nan=1.0), np.nan)
-    # the verdicts form one family across features (whatever their p-value test); the other
-    # p-value results are corrected per method across features
-    verdicts = has_p & ok & a["dec"] & ~cal
-    if verdicts.any():
-        adj[verdicts] = adjust_pvalues(adj[verdicts], config.correction)
-    for m in sorted(pvalue_methods):
-        sel = (method_names == m) & ok & has_p & ~a["dec"]
-        if sel.any():
-            adj[sel] = adjust_pvalues(adj[sel], config.correction)
-    if cal.any():
-        _calibrated(cal, ok, kinds, stat, n_ref, n_cur, tau2, df, floor, config.alpha, thr, pv, adj)
-    detected = ok & np.where(has_p & ~cal, adj < thr, stat >= thr)
-    rule = np.where(cal, "calibrated", np.where(has_p, "pvalue", "distance"))
-    bound = np.nan_to_num(a["bound"], nan=0.0, posinf=big, neginf=0.0)
-    pv_out = np.where(has_p, np.clip(np.nan_to_num(pv, nan=1.0), 0.0, 1.0), np.nan)
-    pv_obj = pv_out.astype(object)
-    pv_obj[~has_p] = None
-    adj_obj = adj.astype(object)
-    adj_obj[~has_p] = None
-    results = list(map(_new_result, zip(
-        names.tolist(), method_names.tolist(), stat.tolist(), pv_obj.tolist(), thr.tolist(),
-        detected.tolist(), n_ref.tolist(), n_cur.tolist(), a["dec"].tolist(), ok.tolist(), adj_obj.tolist(),
-        bound.tolist(), kinds.tolist(), rule.tolist())))
-    return DriftReport(results, rows=rows)
+    groups = [(method_names == m) & ~a["dec"] for m in sorted(pvalue_methods)]
+    out = {"pieces": pieces, "rows": row_sets, "dec": a["dec"], "cal": cal, "n_ref": n_ref, "floor": floor,
+           "tau2": tau2, "kinds": kinds, "has_pvalue": has_pvalue[a["method"]], "is_pca": is_pca, "thr": thr,
+           "thr_pca": thr_pca, "min_n": min_n, "pvalue_groups": [g for g in groups if g.any()],
+           "names": names.tolist(), "method_names": method_names.tolist(), "n_ref_list": n_ref.tolist(),
+           "dec_list": a["dec"].tolist(), "kinds_list": kinds.tolist()}
+    _frozen(*(v for v in out.values() if isinstance(v, np.ndarray)), *out["pvalue_groups"])
+    return out
 
 
 def _calibrated(cal, ok, kinds, stat, n_ref, n_cur, tau2, df, floor, alpha, thr, pv, adj) -> None:
