@@ -721,31 +721,8 @@ def _skeleton(L, blocks: list[dict], config: DriftConfig) -> dict | None:
     """What an evaluation reports, whatever the window's counts: the (block, method, rows) pieces
     in the report's order (features in profile order, methods in registry order), with their
     names, kinds, fixed thresholds and minimum sizes; None when nothing is reported."""
-    order = {name: k for k, name in enumerate(L.feature_names + [PREDICTION, MULTIVARIATE])}
-    every, position, has_pvalue, pvalue_methods = _table()
-    for_prediction = set(registry.names("prediction"))
-    cols: dict[str, list] = {k: [] for k in ("row", "block", "method", "dec", "order")}
-    for b, blk in enumerate(blocks):
-        enabled, deciding, is_mv = blk["enabled"], blk["deciding"], blk["is_mv"]
-        feat_order = np.array([order.get(n, len(order)) for n in blk["names"]], dtype=np.int64)
-        methods = list(blk["base"]) + ["pca_reconstruction"]
-        for m in dict.fromkeys(methods + sorted(set(deciding[enabled].tolist()))):
-            if m not in blk["stats"]:
-                continue
-            if m == "pca_reconstruction":
-                take = enabled & is_mv
-            else:
-                take = enabled & ~is_mv & ((deciding == m) | (m in blk["base"]))
-                if m not in for_prediction:
-                    take &= np.asarray(blk["names"], dtype=object) != PREDICTION
-            idx = np.nonzero(take)[0]
-            if not len(idx):
-                continue
-            cols["row"].append(idx)
-            cols["block"].append(np.full(len(idx), b))
-            cols["method"].append(np.full(len(idx), position[m]))
-            cols["dec"].append(deciding[idx] == m)
-            cols["order"].append(feat_order[idx])
+    every, _, has_pvalue, pvalue_methods = _table()
+    cols = _entries(L, blocks)
     if not cols["row"]:
         return None
     a = {k: np.concatenate(v) for k, v in cols.items()}
@@ -776,10 +753,57 @@ def _skeleton(L, blocks: list[dict], config: DriftConfig) -> dict | None:
     method_names = np.array(every, dtype=object)[a["method"]]
     # thresholds and minimum sample sizes, with per-feature overrides; the PCA row's threshold
     # when it is judged as a distance (no p-value: large windows under the switch rule)
-    thr = np.empty(n)
-    for m in np.unique(a["method"]):
-        thr[a["method"] == m] = config.threshold(every[m])
     is_pca = method_names == "pca_reconstruction"
+    thr, thr_pca, min_n = _fixed_thresholds(config, a["method"], is_pca, names)
+    groups = [(method_names == m) & ~a["dec"] for m in sorted(pvalue_methods)]
+    out = {"pieces": pieces, "rows": row_sets, "dec": a["dec"], "cal": cal, "n_ref": n_ref, "floor": floor,
+           "tau2": tau2, "kinds": kinds, "has_pvalue": has_pvalue[a["method"]], "is_pca": is_pca, "thr": thr,
+           "thr_pca": thr_pca, "min_n": min_n, "pvalue_groups": [g for g in groups if g.any()],
+           "names": names.tolist(), "method_names": method_names.tolist(), "n_ref_list": n_ref.tolist(),
+           "dec_list": a["dec"].tolist(), "kinds_list": kinds.tolist()}
+    _frozen(*(v for v in out.values() if isinstance(v, np.ndarray)), *out["pvalue_groups"])
+    return out
+
+
+def _entries(L, blocks: list[dict]) -> dict[str, list]:
+    """Per (block, method) piece of the report, unsorted: its rows in the block, block, method
+    position, deciding flags and the features' profile order."""
+    order = {name: k for k, name in enumerate(L.feature_names + [PREDICTION, MULTIVARIATE])}
+    _, position, _, _ = _table()
+    for_prediction = set(registry.names("prediction"))
+    cols: dict[str, list] = {k: [] for k in ("row", "block", "method", "dec", "order")}
+    for b, blk in enumerate(blocks):
+        enabled, deciding, is_mv = blk["enabled"], blk["deciding"], blk["is_mv"]
+        feat_order = np.array([order.get(n, len(order)) for n in blk["names"]], dtype=np.int64)
+        methods = list(blk["base"]) + ["pca_reconstruction"]
+        for m in dict.fromkeys(methods + sorted(set(deciding[enabled].tolist()))):
+            if m not in blk["stats"]:
+                continue
+            if m == "pca_reconstruction":
+                take = enabled & is_mv
+            else:
+                take = enabled & ~is_mv & ((deciding == m) | (m in blk["base"]))
+                if m not in for_prediction:
+                    take &= np.asarray(blk["names"], dtype=object) != PREDICTION
+            idx = np.nonzero(take)[0]
+            if not len(idx):
+                continue
+            cols["row"].append(idx)
+            cols["block"].append(np.full(len(idx), b))
+            cols["method"].append(np.full(len(idx), position[m]))
+            cols["dec"].append(deciding[idx] == m)
+            cols["order"].append(feat_order[idx])
+    return cols
+
+
+def _fixed_thresholds(config: DriftConfig, method: np.ndarray, is_pca: np.ndarray, names: np.ndarray):
+    """(threshold, threshold of the PCA row judged as a distance, minimum size) per report entry,
+    with the per-feature overrides."""
+    every = _table()[0]
+    n = len(method)
+    thr = np.empty(n)
+    for m in np.unique(method):
+        thr[method == m] = config.threshold(every[m])
     thr_pca = np.where(is_pca, config.distance_threshold, thr)
     min_n = np.full(n, config.min_samples)
     for name, fc in config.features.items():
@@ -791,14 +815,7 @@ def _skeleton(L, blocks: list[dict], config: DriftConfig) -> dict | None:
             thr_pca[sel] = float(fc.threshold)
         if fc.min_samples is not None:
             min_n[sel] = fc.min_samples
-    groups = [(method_names == m) & ~a["dec"] for m in sorted(pvalue_methods)]
-    out = {"pieces": pieces, "rows": row_sets, "dec": a["dec"], "cal": cal, "n_ref": n_ref, "floor": floor,
-           "tau2": tau2, "kinds": kinds, "has_pvalue": has_pvalue[a["method"]], "is_pca": is_pca, "thr": thr,
-           "thr_pca": thr_pca, "min_n": min_n, "pvalue_groups": [g for g in groups if g.any()],
-           "names": names.tolist(), "method_names": method_names.tolist(), "n_ref_list": n_ref.tolist(),
-           "dec_list": a["dec"].tolist(), "kinds_list": kinds.tolist()}
-    _frozen(*(v for v in out.values() if isinstance(v, np.ndarray)), *out["pvalue_groups"])
-    return out
+    return thr, thr_pca, min_n
 
 
 def _calibrated(cal, ok, kinds, stat, n_ref, n_cur, tau2, df, floor, alpha, thr, pv, adj) -> None:
