@@ -15,6 +15,8 @@ own cell need comparing.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 __all__ = ["make_binner", "SearchBinner", "LookupBinner", "Binners"]
@@ -103,6 +105,18 @@ class Binners:
                 binner = self._lookup[row] = make_binner(ext[:-2], ext=ext)
             return binner(x)
         return np.searchsorted(ext[:-1], x, "right")
+
+    def adopt(self, other: "Binners") -> None:
+        """Take ``other``'s built binners for the rows whose edges equal this one's (a finished
+        profile's layout after its counting pass: the same edges, so the same tables), reading
+        this one's edges. Why: building the tables is ~60 us per feature, twice per profile."""
+        for row, binner in other._lookup.items():
+            if row in self._lookup or row >= len(self) or not np.array_equal(
+                    other.edges_ext[row], self.edges_ext[row], equal_nan=True):
+                continue
+            shared = copy.copy(binner)
+            shared.ext = self.edges_ext[row][: len(binner.ext)]
+            self._lookup[row] = shared
 
     def __getitem__(self, row: int):
         """Row ``row``'s binner as a callable (tests, benchmarks)."""

@@ -753,13 +753,15 @@ class ProfileBuilder:
         if w.rows == 0:
             raise ProfileError("count() was never called: pass 2 saw no rows")
         feats = {n: _filled(f, w, self._cols[n]) for n, f in d.features.items()}
-        return Profile(
+        prof = Profile(
             feats,
             _filled(d.prediction, w, self._cols[PREDICTION]) if d.prediction else None,
             _filled(d.label, w, self._cols[LABEL]) if d.label else None,
             source=d.source, bins=d.bins, fine_bins=d.fine_bins, top_k=d.top_k, rows=w.rows,
             pca=d.pca, pca_error=d.pca_error, calibration=_calibrate(self._windows), inference=inference,
         )
+        prof.layout.binners.adopt(d.layout.binners)  # the same edges: the counting pass's bin tables
+        return prof
 
 
 def _split_counts(L: Layout, cols: dict[str, Any], parts: list, n: int) -> tuple[set[str], Any]:

@@ -111,3 +111,16 @@ def test_remembered_plans_are_read_only_and_bounded(reference):
         for a in arrays:
             if isinstance(a, np.ndarray):
                 assert not a.flags.writeable
+
+
+def test_a_finished_profile_reuses_the_counting_pass_bin_tables_with_its_own_edges():
+    data = {"x": RNG.normal(size=N), "skew": RNG.lognormal(0, 2, N), "steps": RNG.integers(0, 30, N).astype(float)}
+    prof = profile(data)
+    binners = prof.layout.binners
+    assert binners.tables == 3  # from the counting pass, not rebuilt
+    fresh = Profile.from_bytes(prof.to_bytes()).layout.binners  # built here from the edges
+    x = np.concatenate([RNG.normal(size=2_000) * 5, RNG.lognormal(0, 3, 2_000), [np.nan, np.inf, -np.inf, 1e308]])
+    for row in range(3):
+        np.testing.assert_array_equal(binners(row, x), fresh(row, x))
+        np.testing.assert_array_equal(binners(row, x), np.searchsorted(prof.layout.edges_ext[row, :-1], x, "right"))
+        assert np.shares_memory(binners._lookup[row].ext, prof.layout.edges_ext)  # not the draft's copy
