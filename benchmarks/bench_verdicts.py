@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/run.py verdicts`` (``--quick`` for a smoke run). Counts, not
 timings: the figures do not depend on the machine's load (a seed fixes every stream); except the
 last section, the speed against NannyML, which runs alone with
-``.venv/bin/python benchmarks/bench_verdicts.py --speed``.
+``.venv/bin/python benchmarks/bench_verdicts.py --speed`` (its driftcar side in instructions, steady
+on a busy machine: ``benchmarks/callgrind_verdicts.py``).
 
 Rules compared on the same windows: the calibrated default (``decision="calibrated"``), the
 former default (``"switch"``: KS / chi-square up to 1,000 values, normalised Wasserstein /
