@@ -670,8 +670,10 @@ class ProfileBuilder:
         # row numbers, not the mask: a gather at sorted positions is ~9x faster than compressing by
         # a random boolean mask (branch mispredictions), and it is done once per column
         at = np.flatnonzero(finite)
-        pca = fit_pca_columns(self._pca_matrix(num_names, onehot, d, at[fit]), num_names, self.pca_variance, onehot)
-        held = at[~fit] if half < rows else at
+        # (the positions of a random half by flatnonzero then take: ~4x faster than at[fit], same values)
+        pca = fit_pca_columns(self._pca_matrix(num_names, onehot, d, at.take(np.flatnonzero(fit))), num_names,
+                              self.pca_variance, onehot)
+        held = at.take(np.flatnonzero(~fit)) if half < rows else at
         # the held-out rows' errors from their numeric columns and category codes: no indicator
         # rows built (PCAModel.coded_errors; same values as column_errors up to rounding)
         luts = [self._indicator_lut(name, labels) for name, labels in onehot]
