@@ -508,6 +508,14 @@ def _memo(L, config: DriftConfig, key: tuple, build):
     return value
 
 
+def _size_class(config: DriftConfig, n_cur: np.ndarray) -> bytes:
+    """Which rows' windows are small (at most ``large_sample`` values), as a memo key: only the
+    switch rule decides by it, so under the others every window is of one class (b"")."""
+    if config.decision != "switch" and all(fc.decision != "switch" for fc in config.features.values()):
+        return b""
+    return (n_cur <= config.large_sample).tobytes()
+
+
 def _frozen(*arrays):
     for a in arrays:
         if isinstance(a, np.ndarray):
@@ -538,9 +546,9 @@ def _numeric_block(L, window: WindowSketch, config: DriftConfig, label: bool = F
     C = window.num_counts[:, : L.F + 2]
     n_cur = C.sum(axis=1)
     names = L.num_names
-    small = n_cur <= config.large_sample
+    small = _size_class(config, n_cur)
     enabled, deciding, rule, floor, base, is_mv, need, mv_large = _memo(
-        L, config, ("numeric", label, small.tobytes()), lambda: _numeric_plan(L, n_cur, config, label))
+        L, config, ("numeric", label, small), lambda: _numeric_plan(L, n_cur, config, label))
     stats = numeric_statistics(L, window.num_counts, window.num_sums, window.num_inf, window.num_lo,
                                window.num_hi, need)
     if is_mv.any():
@@ -638,9 +646,9 @@ def _categorical_block(L, window: WindowSketch, config: DriftConfig, label: bool
     C = window.cat_counts
     n_cur = C.sum(axis=1)
     names = L.cat_names
-    small = n_cur <= config.large_sample
+    small = _size_class(config, n_cur)
     enabled, deciding, rule, floor, base, need, cal, plain = _memo(
-        L, config, ("categorical", label, small.tobytes()), lambda: _categorical_plan(L, n_cur, config, label))
+        L, config, ("categorical", label, small), lambda: _categorical_plan(L, n_cur, config, label))
     df = np.zeros(len(names))
     stats = categorical_statistics(R, C, need if plain else need - {"chisquare"})
     if cal.any():  # chi-square with sparse categories pooled, so its tail holds in small windows
@@ -663,7 +671,7 @@ def _categorical_plan(L, n_cur: np.ndarray, config: DriftConfig, label: bool):
 
 def _assemble(L, blocks: list[dict], config: DriftConfig, rows: int) -> DriftReport:
     # the blocks' plans, hence which statistics they hold, follow from the same key
-    key = ("assemble",) + tuple((blk["kind"], blk["label"], blk["small"].tobytes()) for blk in blocks)
+    key = ("assemble",) + tuple((blk["kind"], blk["label"], blk["small"]) for blk in blocks)
     sk = _memo(L, config, key, lambda: _skeleton(L, blocks, config))
     if sk is None:
         return DriftReport([], rows=rows)

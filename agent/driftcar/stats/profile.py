@@ -725,7 +725,7 @@ class ProfileBuilder:
         # with several chunks in one call, the feature columns are binned once and split by one
         # bincount (the chunk in the high part of the index): the same counts and sums (bincount
         # adds in row order either way), 10 numpy passes per column instead of ~100 calls
-        split, add = _split_counts(self._draft.layout, cols, parts, n) if len(parts) > 1 else (set(), None)
+        split, add = _split_counts(self._draft.layout, cols, parts) if len(parts) > 1 else (set(), None)
         roles = {name: "id" for name in split}  # skipped by update (rows still counted)
         for w, a, b in parts:
             part = cols if (a, b) == (0, n) else {name: v[a:b] for name, v in cols.items()}
@@ -766,7 +766,7 @@ class ProfileBuilder:
         return prof
 
 
-def _split_counts(L: Layout, cols: dict[str, Any], parts: list, n: int) -> tuple[set[str], Any]:
+def _split_counts(L: Layout, cols: dict[str, Any], parts: list) -> tuple[set[str], Any]:
     """The feature columns of ``cols`` counted per chunk of ``parts`` ((window, a, b): rows a..b go
     to that window) as :meth:`WindowSketch.update` counts them: (their names, a function that adds
     the counts to the windows, to call after ``update`` has seen the other columns and the rows).

@@ -124,3 +124,16 @@ def test_a_finished_profile_reuses_the_counting_pass_bin_tables_with_its_own_edg
         np.testing.assert_array_equal(binners(row, x), fresh(row, x))
         np.testing.assert_array_equal(binners(row, x), np.searchsorted(prof.layout.edges_ext[row, :-1], x, "right"))
         assert np.shares_memory(binners._lookup[row].ext, prof.layout.edges_ext)  # not the draft's copy
+
+
+def test_one_plan_per_config_unless_the_switch_rule_reads_the_window_size():
+    prof = profile({"a": RNG.normal(size=5_000), "b": RNG.choice(["x", "y"], 5_000)})
+    sizes = (200, 900, 1_100, 4_000)  # both sides of large_sample (1,000)
+    for kwargs, plans in (({}, 3), ({"decision": "switch"}, 6), ({"features": {"a": {"decision": "switch"}}}, 6)):
+        prof.layout.drift_memo.clear()
+        config = DriftConfig(**kwargs)
+        for rows in sizes:
+            w = prof.new_window()
+            w.update({"a": RNG.normal(size=rows), "b": RNG.choice(["x", "y"], rows)})
+            evaluate_drift(prof, w, config)
+        assert len(prof.layout.drift_memo) == plans  # numeric, categorical and the report, per size class
