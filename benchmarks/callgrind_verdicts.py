@@ -28,7 +28,7 @@ def _workload(rows: int, part: str, repeats: int) -> None:
     import numpy as np
 
     import bench_verdicts as bv
-    from driftcar.stats import DriftConfig, evaluate_drift, profile
+    from driftcar.stats import DriftConfig, profile
 
     rng = np.random.default_rng(6)
     ref, ana = bv._raw(rng, rows, bv.Scenario("none")), bv._raw(rng, rows, bv.Scenario("none"))
@@ -41,13 +41,7 @@ def _workload(rows: int, part: str, repeats: int) -> None:
         elif part == "profile":
             profile(ref)
         else:
-            merged = prof.new_window()
-            for k in range(10):
-                w = prof.new_window()
-                w.update({c: v[k * rows // 10:(k + 1) * rows // 10] for c, v in ana.items()})
-                evaluate_drift(prof, w, cfg)
-                merged = merged.merge(w)
-            evaluate_drift(prof, merged, cfg)
+            bv._windows(prof, ana, rows, cfg)
 
 
 def _instructions(rows: int, part: str, repeats: int) -> int:

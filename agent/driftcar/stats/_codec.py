@@ -119,18 +119,24 @@ def unpack_sparse(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarra
         body = zlib.decompress(blob)
         n_frame, n, count_size, gap_size = _SPARSE_HEAD.unpack_from(body)
         at = _SPARSE_HEAD.size
-        frame = body[at:at + n_frame]
-        at += n_frame
-        pos = np.cumsum(np.frombuffer(body, _UINTS[gap_size], n, at), dtype=np.int64)
-        at += gap_size * n
-        counts = np.frombuffer(body, _UINTS[count_size], n, at).astype(np.int64)
-        at += count_size * n
+        frame, pos, counts, at = _read_bins(body, at, n_frame, n, gap_size, count_size)
         planes = np.frombuffer(body, np.uint8, 8 * n, at).reshape(8, n)
         if at + 8 * n != len(body):
             raise ValueError(f"{len(body) - at - 8 * n} bytes left over")
     except (zlib.error, struct.error, KeyError, ValueError) as exc:
         raise ProfileError(f"closed window is corrupt ({exc})") from None
     return frame, pos, counts, np.ascontiguousarray(planes.T).view(np.uint64).reshape(n)
+
+
+def _read_bins(body: bytes, at: int, n_frame: int, n: int, gap_size: int, count_size: int):
+    """The frame, bin positions (from their gaps) and counts that both sparse forms start with,
+    and the offset after them."""
+    frame = body[at:at + n_frame]
+    at += n_frame
+    pos = np.cumsum(np.frombuffer(body, _UINTS[gap_size], n, at), dtype=np.int64)
+    at += gap_size * n
+    counts = np.frombuffer(body, _UINTS[count_size], n, at).astype(np.int64)
+    return frame, pos, counts, at + count_size * n
 
 
 _CODED_HEAD = struct.Struct("<QQBBI")  # frame bytes, non-empty bins, count width, gap width, exact sums
@@ -158,12 +164,7 @@ def unpack_sparse_coded(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.
         body = zlib.decompress(blob)
         n_frame, n, count_size, gap_size, n_exact = _CODED_HEAD.unpack_from(body)
         at = _CODED_HEAD.size
-        frame = body[at:at + n_frame]
-        at += n_frame
-        pos = np.cumsum(np.frombuffer(body, _UINTS[gap_size], n, at), dtype=np.int64)
-        at += gap_size * n
-        counts = np.frombuffer(body, _UINTS[count_size], n, at).astype(np.int64)
-        at += count_size * n
+        frame, pos, counts, at = _read_bins(body, at, n_frame, n, gap_size, count_size)
         codes = np.frombuffer(body, np.uint8, n, at)
         at += n
         exact_at = np.frombuffer(body, "<u4", n_exact, at).astype(np.int64)
