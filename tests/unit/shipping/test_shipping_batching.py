@@ -132,3 +132,21 @@ def test_packed_requests_are_the_bytes_protobuf_writes(sizes):
         assert payload == export_request(records[start:start + n], resource).SerializeToString()
         start += n
     assert start == len(records)
+
+
+@pytest.mark.parametrize("sizes", [[0], [10], [127, 128, 16_383, 16_384], [100_000, 3, 70_000]])
+def test_record_pieces_pack_to_the_bytes_protobuf_writes(sizes):
+    from driftcar.hook.shipping.batching import record_pieces
+    from driftcar.wire.otlp import export_request
+
+    resource = {"service.name": "svc", "host.name": "h"}
+    attrs = [dict(model_name="m", model_version="1", kind="inference", rows=n, time_unix_nano=7 + n,
+                  trace_id=b"\x01" * 16 if n % 2 else b"") for n in sizes]
+    bodies = [bytes(range(256)) * (n // 256) + b"y" * (n % 256) for n in sizes]
+    records = [batch_log_record(b, **a) for b, a in zip(bodies, attrs)]
+    pieces = [record_pieces(b, **a) for b, a in zip(bodies, attrs)]
+    assert [b"".join(p) for p in pieces] == [r.SerializeToString() for r in records]
+    assert pack_requests(pieces, resource, 1 << 30) == [(export_request(records, resource).SerializeToString(),
+                                                         len(records))]
+    cap = max(sizes) + 4096
+    assert pack_requests(pieces, resource, cap) == pack_requests(records, resource, cap)

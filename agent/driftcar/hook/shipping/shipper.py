@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 from driftcar.hook.records import thaw_all
 from driftcar.hook.shipping import lifecycle
-from driftcar.hook.shipping.batching import body_budget, encode_part, pack_requests
+from driftcar.hook.shipping.batching import body_budget, encode_part, pack_requests, record_pieces
 from driftcar.hook.shipping.buffer import ByteBuffer, Taken
 from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.resource import resolve_resource
@@ -449,8 +449,6 @@ class Shipper:
         }
 
     def _ship(self, entries: Taken) -> None:
-        from driftcar.wire.otlp import batch_log_record
-
         config = self.config
         if self._resource is None:
             self._resource = resolve_resource(config.resource)
@@ -477,7 +475,7 @@ class Shipper:
                 # hook counters are read as each body is sealed; a body counts as a batch once
                 # it is kept (bodies re-split for size are not counted)
                 for chunk, body in encode_part(part, self._budget, self._hook_counters):
-                    records.append(batch_log_record(
+                    records.append(record_pieces(
                         body, model_name=config.model_name, model_version=config.model_version,
                         kind=chunk.kind, rows=chunk.rows, trace_id=chunk.trace_id,
                     ))
