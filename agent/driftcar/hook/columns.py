@@ -256,8 +256,10 @@ def _matrix_features(arr: np.ndarray, limits: Limits, names: Sequence[str] | Non
         labels = [_feature_name(n, limits) for n in names]
     if arr.dtype.kind in "OUS":
         return [Column(labels[j], "feature", _object_column(arr[:, j].tolist(), limits)) for j in range(arr.shape[1])]
-    return [Column(labels[j], "feature", _numeric_array(np.ascontiguousarray(arr[:, j]), limits))
-            for j in range(arr.shape[1])]
+    # one transposing copy, its rows the columns: a strided copy per column cost more (~15 % of the
+    # worker's instructions for a 1,000-row call, callgrind)
+    by_column = np.ascontiguousarray(arr.T)
+    return [Column(labels[j], "feature", _numeric_array(by_column[j], limits)) for j in range(arr.shape[1])]
 
 
 def _dict_features(rows: Sequence[dict], limits: Limits) -> list[Column]:
