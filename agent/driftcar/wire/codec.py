@@ -143,8 +143,6 @@ _STR_OR_NIL = {str, type(None)}
 
 def _str_values(data: ColumnData) -> list:
     """The values as str or None (NaN is missing, anything else its ``str``)."""
-    if type(data) is list and data and type(data[0]) in _STR_OR_NIL and data.count(data[0]) == len(data):
-        return data  # one value throughout (a calls table's method, error type, trace id): a C-level count
     if type(data) is list and set(map(type, data)) <= _STR_OR_NIL:
         return data  # already wire values: one C-level pass instead of a Python loop over every row
     out: list[str | None] = []
