@@ -6,6 +6,7 @@ written in exactly one place.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
@@ -24,7 +25,9 @@ __all__ = [
     "ATTR_KIND",
     "ATTR_ROWS",
     "ATTR_SCHEMA_VERSION",
+    "ATTR_BATCH_ID",
     "BatchRecord",
+    "new_batch_id",
     "batch_log_record",
     "export_request",
     "iter_batch_records",
@@ -39,6 +42,9 @@ ATTR_MODEL_VERSION = "model.version"
 ATTR_KIND = "driftcar.batch.kind"
 ATTR_ROWS = "driftcar.batch.rows"
 ATTR_SCHEMA_VERSION = "driftcar.schema.version"
+#: optional idempotency key: one random int64 per batch, the same in every retry of it, so a
+#: receiver applies a retried batch once (records without it are applied as they come)
+ATTR_BATCH_ID = "driftcar.batch.id"
 #: pre-``event_name`` convention; accepted on receive for older collectors
 LEGACY_EVENT_ATTR = "event.name"
 
@@ -69,6 +75,14 @@ def attributes_to_dict(attributes) -> dict[str, Any]:
     return {kv.key: any_value_to_python(kv.value) for kv in attributes}
 
 
+def new_batch_id() -> int:
+    """A random signed 64-bit id (``AnyValue.int_value`` is an int64); drawn per batch, kept for its retries.
+
+    ``os.urandom``, not :mod:`random`: two forked processes never share the stream.
+    """
+    return int.from_bytes(os.urandom(8), "little", signed=True)
+
+
 def batch_log_record(
     body: bytes,
     *,
@@ -80,10 +94,12 @@ def batch_log_record(
     trace_id: bytes = b"",
     span_id: bytes = b"",
     schema_version: int = SCHEMA_VERSION,
+    batch_id: int | None = None,
 ) -> LogRecord:
-    """One ``driftcar.batch`` log record carrying an encoded body (``schema_version``: the body's ``v``)."""
+    """One ``driftcar.batch`` log record carrying an encoded body (``schema_version``: the body's ``v``;
+    ``batch_id``: :data:`ATTR_BATCH_ID`, left out when None)."""
     now = time.time_ns() if time_unix_nano is None else time_unix_nano
-    return LogRecord(
+    record = LogRecord(
         time_unix_nano=now,
         observed_time_unix_nano=now,
         severity_number=SeverityNumber.SEVERITY_NUMBER_INFO,
@@ -99,6 +115,9 @@ def batch_log_record(
         trace_id=trace_id,
         span_id=span_id,
     )
+    if batch_id is not None:
+        record.attributes.append(_kv(ATTR_BATCH_ID, int(batch_id)))
+    return record
 
 
 def export_request(

@@ -235,7 +235,7 @@ def body_budget(resource: Mapping[str, Any], model_name: str, model_version: str
     """Largest body that keeps one record's request under ``max_request_bytes``."""
     envelope = export_request(
         [batch_log_record(b"", model_name=model_name, model_version=model_version, kind="reference", rows=2**62,
-                          trace_id=b"\x01" * 16)],
+                          trace_id=b"\x01" * 16, batch_id=-2**63)],
         resource,
     ).ByteSize()
     return max_request_bytes - envelope - RECORD_OVERHEAD_BYTES - 16 * int(math.log2(max_request_bytes))

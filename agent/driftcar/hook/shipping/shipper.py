@@ -39,7 +39,8 @@ from driftcar.hook.shipping.batching import body_budget, encode_part, pack_reque
 from driftcar.hook.shipping.buffer import ByteBuffer, Taken
 from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.resource import resolve_resource
-from driftcar.wire.retry import Backoff, Exporter, RetryState, export_with_retry
+from driftcar.wire.otlp import new_batch_id
+from driftcar.wire.retry import Backoff, Exporter, RetryState, retry
 
 __all__ = ["Shipper", "estimate_size", "ITEM_OVERHEAD_BYTES"]
 
@@ -477,8 +478,8 @@ class Shipper:
                 for chunk, body in encode_part(part, self._budget, self._hook_counters):
                     records.append(record_pieces(
                         body, model_name=config.model_name, model_version=config.model_version,
-                        kind=chunk.kind, rows=chunk.rows, trace_id=chunk.trace_id,
-                    ))
+                        kind=chunk.kind, rows=chunk.rows, trace_id=chunk.trace_id, batch_id=new_batch_id(),
+                    ))  # the id is in the payload, so every retry of it carries the same one
                     n_calls = len(next(iter(chunk.calls.values()))) if chunk.calls else 0
                     tallies.append((chunk.rows, n_calls))
                     done_rows += chunk.rows
@@ -508,8 +509,13 @@ class Shipper:
         deadline = time.monotonic() + self.config.timeout_s
         if self._shutdown_deadline is not None:
             deadline = min(deadline, self._shutdown_deadline)
-        result = export_with_retry(self._exporter, payload, deadline=deadline, state=self._retry,
-                                   stop=self._backing_off, observe=self._observe)
+        # An attempt gets half the export's time: one left unanswered (a late or lost answer; the
+        # batch may have been applied) is retried within the deadline, which the batch ids make
+        # safe (the sidecar applies a retried batch once). With the whole deadline per attempt a
+        # late answer left no retry and the applied rows were counted as dropped.
+        exporter, attempt_s = self._exporter, self.config.timeout_s / 2
+        result = retry(lambda left: exporter.export(payload, min(left, attempt_s)), deadline=deadline,
+                       state=self._retry, stop=self._backing_off, observe=self._observe)
         with self._buffer.lock:
             self._counts["retries"] += result.retries
         for failure in result.outcomes:
