@@ -12,7 +12,8 @@ pass (:mod:`.coalesce`). A request that finds the queue full waits up to ``ADMIT
 for room before it is refused (:meth:`Ingestor.ingest_async`).
 
 Outcomes (``driftcar.receiver.batches{outcome}``), one count per batch record:
-accepted, rejected (bad record or bad request), throttled (queue full / stopping).
+accepted, rejected (bad record or bad request), throttled (queue full / stopping), duplicate
+(a retry of a batch queued before, by its ``driftcar.batch.id``: answered, not queued; :mod:`.dedupe`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Callable, Protocol
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from driftcar.sidecar.coalesce import coalesce
+from driftcar.sidecar.dedupe import RecentBatches, batch_id
 from driftcar.sidecar.errors import BadRequest, Overloaded, ShuttingDown
 from driftcar.wire import Batch, BatchError, Limits, decode_batch
 from driftcar.wire import otlp
@@ -69,6 +71,7 @@ class Item:
     trace_id: bytes = b""
     resource: dict = field(default_factory=dict)
     batches: int = 1  # > 1 when queued batches were concatenated (:mod:`.coalesce`)
+    batch_id: int | None = None  # driftcar.batch.id: a retry of a queued batch is not queued again (:mod:`.dedupe`)
 
     @property
     def rows(self) -> int:
@@ -182,7 +185,8 @@ def decode_record(record: otlp.BatchRecord, limits: Limits) -> Item:
     rows = attrs.get(otlp.ATTR_ROWS)
     if isinstance(rows, int) and not isinstance(rows, bool) and rows != batch.rows:
         raise BatchError(f"attribute {otlp.ATTR_ROWS}={rows} but body has {batch.rows} rows")
-    return Item(model, version, batch, len(record.body), record.time_unix_nano, record.trace_id, record.resource)
+    return Item(model, version, batch, len(record.body), record.time_unix_nano, record.trace_id, record.resource,
+                batch_id=batch_id(attrs))
 
 
 @dataclass
@@ -237,6 +241,7 @@ class Ingestor:
         self.admit = admit
         self.windows = windows  # gateway role: takes the driftcar.window records (FleetGateway.offer)
         self.stopping = False
+        self.recent = RecentBatches()  # ids of the batches queued lately: a retry is answered, not re-queued
 
     # -- request-level refusals (counted here so receivers stay thin)
     def reject_request(self, error: Exception) -> None:
@@ -333,8 +338,11 @@ class Ingestor:
     def commit(self, prepared: "Prepared", *, last: bool = True) -> IngestResult | None:
         """Offer the prepared items, all or none. When the queue is full: None if not ``last``
         (nothing counted; the caller may retry), else Overloaded. ShuttingDown when stopping."""
-        result, items = prepared.result, prepared.items
+        result = prepared.result
+        items, duplicates = self.recent.split(prepared.items)
         if not items:
+            if duplicates:
+                self.counters.add_receiver_batches("duplicate", duplicates)
             return result
         if self.stopping:
             self.counters.add_receiver_batches("throttled", len(items))
@@ -347,6 +355,9 @@ class Ingestor:
                 f"ingest queue full ({self.queue.rows} rows, {self.queue.bytes} bytes queued); retry later",
                 self.retry_after_s,
             )
+        self.recent.remember(items)
+        if duplicates:
+            self.counters.add_receiver_batches("duplicate", duplicates)
         result.accepted += len(items)
         self.counters.add_receiver_batches("accepted", len(items))
         self.counters.set_queue_size(self.queue.rows)

@@ -74,7 +74,7 @@ PREDICTION = "__prediction__"  # prediction drift
 LABEL = "__label__"  # label drift (labels joined to predictions, against the profile's)
 
 # the closed value sets the contract names (checked on input)
-OUTCOMES = ("accepted", "rejected", "throttled")
+OUTCOMES = ("accepted", "rejected", "throttled", "duplicate")
 FLEET_OUTCOMES = ("sent", "dropped", "merged", "late", "duplicate", "rejected", "unreferenced")
 LABEL_REASONS = ("expired", "unknown_id", "evicted")
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse")
@@ -137,7 +137,9 @@ _METRICS = (
     MetricSpec("driftcar.performance.score", GAUGE, "1", (METRIC,), "Model quality from joined labels."),
     MetricSpec("driftcar.performance.estimated_accuracy", GAUGE, "1", (),
                "Label-free accuracy estimate from predicted probabilities."),
-    MetricSpec("driftcar.receiver.batches", COUNTER, "{batch}", (OUTCOME,), "Batches received, by outcome.",
+    MetricSpec("driftcar.receiver.batches", COUNTER, "{batch}", (OUTCOME,),
+               "Batches received, by outcome: accepted/rejected/throttled; duplicate (a retry of a batch "
+               "already queued, by its driftcar.batch.id: answered as success, not applied again).",
                model_attrs=False),
     MetricSpec("driftcar.hook.dropped", COUNTER, "{row}", (), "Rows the hook had to drop."),
     MetricSpec("driftcar.receiver.records.ignored", COUNTER, "{record}", (),
