@@ -1,0 +1,56 @@
+"""hook -> a real driftcar sidecar whose first answer comes too late (or is lost): the hook retries,
+the sidecar applies the batch once, and the rows applied equal the rows captured.
+
+Between them a loopback proxy (``tests/support/proxy.py``) lets the first request reach the sidecar
+and withholds its answer until the hook gives the attempt up (or cuts the connection as the answer
+comes). Before batch ids, the late answer made the hook count 100 delivered rows as dropped (the
+sidecar then counted them twice: as rows and as the hook's drops), and the lost answer made the
+sidecar apply the retried batch twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from driftcar.hook.shipping import Shipper, ShipperConfig
+from tests.reliability.harness import Sidecar, metric_sum
+from tests.support.proxy import HoldFirstAnswer
+from tests.support.waiting import wait_until
+from tests.unit.shipping.helpers import item, to_parts
+
+TIMEOUT_S = 1.0  # the export deadline; each attempt gets half of it
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("protocol,cut", [("grpc", False), ("http/protobuf", False), ("http/protobuf", True)],
+                         ids=["grpc-late", "http-late", "http-lost"])
+def test_a_batch_whose_answer_was_late_or_lost_is_applied_once(tmp_path, protocol, cut):
+    rng = np.random.default_rng(7)
+    with Sidecar(tmp_path, "--export", "none", "--window", "1h") as sidecar:
+        sidecar.start()
+        with HoldFirstAnswer(sidecar.ports["grpc" if protocol == "grpc" else "http"], cut=cut) as proxy:
+            shipper = Shipper(ShipperConfig("retried", "1", endpoint=f"http://127.0.0.1:{proxy.port}", protocol=protocol,
+                                            timeout_s=TIMEOUT_S, max_batch_age_s=60.0, retry_initial_backoff_s=0.05),
+                              convert=to_parts)
+            try:
+                shipper.offer(item(rng.normal(size=(100, 4))))
+                assert shipper.flush(10)
+                assert proxy.held.is_set(), "the sidecar's first answer never reached the proxy"
+                shipper.offer(item(rng.normal(size=(50, 4))))  # carries the hook's counters after the first export
+                assert shipper.flush(10)
+            finally:
+                shipper.shutdown(5)
+        captured, stats = 150, shipper.stats
+
+        def applied():
+            model = sidecar.models().get(("retried", "1"))
+            return model if model and model["rows_total"] >= captured else None
+
+        state = wait_until(applied, 20, what="the captured rows to be applied")
+        duplicates = metric_sum(sidecar.metrics(), "driftcar_receiver_batches_total", outcome="duplicate")
+    counts = f"sidecar {state['rows_total']} rows, hook drops {state['hook_dropped_rows']}; hook {stats}"
+    assert state["rows_total"] == captured, counts  # applied once
+    assert state["hook_dropped_rows"] == 0 and stats["dropped_rows"] == 0, counts  # nothing was lost
+    assert stats["sent_rows"] == captured and stats["retries"] >= 1, counts
+    assert duplicates == 1  # the retry, answered without being applied again
