@@ -47,6 +47,8 @@ def test_batches_cross_rotel_intact_over_grpc_and_http(rotel_to_receiver):
     for version, (X, instance) in sent.items():
         mine = [(r, b) for r, b in batches if r.attributes["model.version"] == version]
         np.testing.assert_array_equal(features(mine, 5), X)
+        ids = {record.attributes.pop("driftcar.batch.id") for record, _ in mine}  # the idempotency key crosses too
+        assert len(ids) == len(mine) and all(isinstance(i, int) for i in ids)
         for record, batch in mine:
             assert record.attributes == {"model.name": "churn", "model.version": version,
                                          "driftcar.batch.kind": "inference", "driftcar.batch.rows": batch.rows,

@@ -37,6 +37,8 @@ def test_receiver_gets_the_offered_rows_columns_and_counters(protocol):
     np.testing.assert_array_equal(got, X)  # exact, NaN in place, in offer order
     np.testing.assert_array_equal(np.concatenate([b.columns["prediction"] for _, b in batches]), y)
     assert [b.rows for _, b in batches] == [990, 990, 365]  # whole calls of 15 rows, at most max_batch_rows
+    ids = {record.attributes.pop("driftcar.batch.id") for record, _ in batches}  # one idempotency key per batch
+    assert len(ids) == len(batches) and all(isinstance(i, int) for i in ids)
     for i, (record, batch) in enumerate(batches):
         assert record.attributes == {
             "model.name": "churn", "model.version": "3", "driftcar.batch.kind": "inference",
