@@ -509,12 +509,8 @@ class Shipper:
         deadline = time.monotonic() + self.config.timeout_s
         if self._shutdown_deadline is not None:
             deadline = min(deadline, self._shutdown_deadline)
-        # An attempt gets half the export's time: one left unanswered (a late or lost answer; the
-        # batch may have been applied) is retried within the deadline, which the batch ids make
-        # safe (the sidecar applies a retried batch once). With the whole deadline per attempt a
-        # late answer left no retry and the applied rows were counted as dropped.
-        exporter, attempt_s = self._exporter, self.config.timeout_s / 2
-        result = retry(lambda left: exporter.export(payload, min(left, attempt_s)), deadline=deadline,
+        exporter = self._exporter
+        result = retry(lambda left: exporter.export(payload, self._attempt_s(left)), deadline=deadline,
                        state=self._retry, stop=self._backing_off, observe=self._observe)
         with self._buffer.lock:
             self._counts["retries"] += result.retries
@@ -534,6 +530,20 @@ class Shipper:
         with self._buffer.lock:
             self._counts["failed_exports"] += 1
         self._count_lost(rows, calls, None)
+
+    def _attempt_s(self, left: float) -> float:
+        """Seconds one attempt may take: half the export's deadline when the back-off after it and a
+        retry still fit in the ``left`` seconds, else all of them.
+
+        Why: an attempt left without an answer (late or lost; the batch may have been applied) is
+        then retried within the deadline, which the batch ids make safe (the sidecar applies a
+        retried batch once). With the whole deadline per attempt a late answer left no retry and
+        the applied rows were counted as dropped. Where no retry would fit (a back-off grown by an
+        outage), cutting the attempt short would only lose a late answer.
+        """
+        half, backoff = self.config.timeout_s / 2, self._backoff
+        wait = min(backoff.initial_s * 2.0 ** min(self._retry.failures, 62), backoff.maximum_s) * (1 + backoff.jitter)
+        return half if half + wait < left else left
 
     # ------------------------------------------------------------------ helpers
 
