@@ -12,7 +12,7 @@ Environment (all optional; keyword overrides win over the environment):
 ``DRIFTCAR_PROTOCOL``             ``grpc`` | ``http/protobuf`` (default: http/protobuf to the
                                   default endpoint, grpc to an endpoint given without a protocol)
 ``DRIFTCAR_HEADERS``              ``k=v,k2=v2`` (values URL-decoded, like ``OTEL_EXPORTER_OTLP_HEADERS``)
-``DRIFTCAR_TIMEOUT``              seconds per export, retries included, an attempt at most half (default 10)
+``DRIFTCAR_TIMEOUT``              seconds per export, retries included (default 10)
 ``DRIFTCAR_COMPRESSION``          ``gzip`` | ``none`` (default: none to a loopback endpoint, else gzip)
 ``DRIFTCAR_MAX_BUFFER_BYTES``     buffer bound, bytes or ``64MiB``-style (default 64 MiB)
 ``DRIFTCAR_MAX_BATCH_ROWS``       rows per batch (default 10,000)
