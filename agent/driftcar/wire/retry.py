@@ -98,6 +98,10 @@ class Backoff:
         rng = self.rng or random
         return base * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
 
+    def longest(self, attempt: int) -> float:
+        """The most the ``attempt``-th wait can be (its jitter at the top)."""
+        return min(self.initial_s * (2.0 ** min(attempt, 62)), self.maximum_s) * (1.0 + self.jitter)
+
 
 class RetryState:
     """An endpoint's back-off: retryable failures in a row, and the earliest next attempt.

@@ -541,9 +541,8 @@ class Shipper:
         the applied rows were counted as dropped. Where no retry would fit (a back-off grown by an
         outage), cutting the attempt short would only lose a late answer.
         """
-        half, backoff = self.config.timeout_s / 2, self._backoff
-        wait = min(backoff.initial_s * 2.0 ** min(self._retry.failures, 62), backoff.maximum_s) * (1 + backoff.jitter)
-        return half if half + wait < left else left
+        half = self.config.timeout_s / 2
+        return half if half + self._backoff.longest(self._retry.failures) < left else left
 
     # ------------------------------------------------------------------ helpers
 
