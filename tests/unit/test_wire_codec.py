@@ -172,6 +172,25 @@ def test_v2_dictionary_columns_decode_to_what_v1_arrays_do(values):
     assert decode_batch(v2).version == 2 and decode_batch(v1).version == 1
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.sampled_from(["a", "bb", "é"])), min_size=6, max_size=30),
+                min_size=1, max_size=4))
+def test_a_dictionary_column_keeps_its_dictionary_through_concat_and_pickle(parts):
+    import pickle
+
+    from driftcar.wire import StrColumn
+
+    decoded = [decode_batch(encode_batch("inference", [Column("s", "feature", values)], rows=len(values))).columns["s"]
+               for values in parts]  # at most 3 distinct values in 6+ rows: always the dictionary form
+    assert all(isinstance(column, StrColumn) for column in decoded)
+    for column in decoded + [StrColumn.concat(decoded)]:
+        assert column.codes.min() >= 0 and column.keys[-1] is None
+        assert [column.keys[c] for c in column.codes.tolist()] == list(column)
+        again = pickle.loads(pickle.dumps(column))
+        assert again == column and again.keys == column.keys and np.array_equal(again.codes, column.codes)
+    assert StrColumn.concat(decoded) == [v for c in decoded for v in c]
+
+
 def test_v2_dictionary_is_used_only_where_it_is_smaller_and_shares_the_str_objects():
     plan = ["basic", "pro", None, "basic"] * 250
     ids = [f"r{i}" for i in range(1_000)]

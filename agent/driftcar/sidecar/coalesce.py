@@ -18,6 +18,8 @@ import dataclasses
 
 import numpy as np
 
+from driftcar.wire import StrColumn
+
 __all__ = ["coalesce", "MAX_ROWS"]
 
 #: a merged batch holds at most this many rows: bounds the copy and how long one numpy call on it
@@ -37,6 +39,8 @@ def _key(item) -> tuple | None:
 def _concat(chunks: list):
     if all(isinstance(c, np.ndarray) for c in chunks):
         return np.concatenate(chunks)
+    if all(isinstance(c, StrColumn) for c in chunks):  # keeps the dictionaries (the sketch counts by them)
+        return StrColumn.concat(chunks)
     out: list = []
     for c in chunks:
         out.extend(c.tolist() if isinstance(c, np.ndarray) else c)

@@ -4,7 +4,8 @@ Pure numpy + scipy, no servers; shared by the sidecar, ``driftcar profile``
 and the demo. The contract (names may gain extras but not change):
 
 - :func:`profile` -> :class:`Profile` (reference distributions, versioned msgpack file)
-- ``prof.new_window()`` -> :class:`WindowSketch` (``update``, ``merge``, ``feature``)
+- ``prof.new_window()`` -> :class:`WindowSketch` (``update``, ``merge``, ``feature``); a categorical
+  column may be given already coded (:class:`Encoded`: codes into distinct keys), counted per key
 - :func:`evaluate_drift` -> :class:`DriftReport` of :class:`DriftResult` (one
   deciding result per feature; ``describe()`` / ``comparison`` say how it was
   decided, like with like), configured by :class:`DriftConfig` /
@@ -14,6 +15,7 @@ and the demo. The contract (names may gain extras but not change):
   :func:`estimated_accuracy`, :class:`PageHinkley` for model quality
 """
 
+from driftcar.stats._columns import Encoded
 from driftcar.stats.adwin import ADWIN
 from driftcar.stats.change import PageHinkley
 from driftcar.stats.drift import (
@@ -50,6 +52,7 @@ __all__ = [
     "ProfileError",
     "FeatureProfile",
     "WindowSketch",
+    "Encoded",
     "NumericSketch",
     "CategoricalSketch",
     "WindowSeries",

@@ -34,6 +34,7 @@ __all__ = [
     "Column",
     "Table",
     "Batch",
+    "StrColumn",
     "encode_batch",
     "decode_batch",
 ]
@@ -72,6 +73,39 @@ CALL_COLUMNS: dict[str, str] = {
 }
 
 ColumnData = Union[np.ndarray, list]
+
+
+class StrColumn(list):
+    """A str column decoded from v2's dictionary form: the list of str/None it stands for (what
+    every reader sees), plus that dictionary: ``keys``, the distinct values then None, and ``codes``,
+    one index into ``keys`` per row (int32, none negative).
+
+    Why keep the dictionary: a reader that counts categories (the sidecar's sketches) then looks up
+    each distinct value once instead of every row; hashing the rows' objects was ~60 % of the
+    sidecar's CPU per batch of 20 numeric + 5 str columns (``benchmarks/bench_sidecar.py``).
+    """
+
+    __slots__ = ("keys", "codes")
+
+    def __init__(self, values: Iterable, keys: list, codes: np.ndarray):
+        super().__init__(values)
+        self.keys = keys
+        self.codes = codes
+
+    @classmethod
+    def concat(cls, parts: Sequence["StrColumn"]) -> "StrColumn":
+        """The parts one after another (their dictionaries side by side: a key may repeat)."""
+        values: list = []
+        keys: list = []
+        codes = []
+        for part in parts:
+            values.extend(part)
+            codes.append(part.codes + len(keys) if keys else part.codes)
+            keys.extend(part.keys)
+        return cls(values, keys, np.concatenate(codes) if codes else np.empty(0, np.int32))
+
+    def __reduce__(self):  # pickled with its dictionary (a list subclass would lose the slots' values)
+        return (StrColumn, (list(self), self.keys, self.codes))
 
 
 class BatchError(ValueError):
@@ -328,8 +362,9 @@ def _check_strings(raw: list, at: str, max_length: int) -> None:
     raise AssertionError("unreachable: the distinct values hold a bad one")  # pragma: no cover
 
 
-def _decode_dictionary(raw: dict, rows: int, at: str, max_length: int) -> list:
-    """A v2 dictionary-encoded str column, checked, as the list of str/None it stands for.
+def _decode_dictionary(raw: dict, rows: int, at: str, max_length: int) -> StrColumn:
+    """A v2 dictionary-encoded str column, checked, as the list of str/None it stands for, with its
+    dictionary (:class:`StrColumn`).
 
     The list holds references to the few distinct str objects (no str per cell), and code -1,
     missing, takes the table's last entry, None.
@@ -351,11 +386,14 @@ def _decode_dictionary(raw: dict, rows: int, at: str, max_length: int) -> list:
     if len(codes_raw) != rows * 4:
         raise BatchError(f"{at}.codes: {len(codes_raw)} bytes, expected {rows} x 4 = {rows * 4}")
     codes = np.frombuffer(codes_raw, dtype="<i4")
-    if rows and not (-1 <= codes.min() and codes.max() < len(values)):
+    lowest = int(codes.min()) if rows else 0
+    if rows and not (-1 <= lowest and codes.max() < len(values)):
         raise BatchError(f"{at}.codes: codes must be in -1..{len(values) - 1}")
     table = np.empty(len(values) + 1, dtype=object)
     table[:-1] = values
-    return table.take(codes).tolist()
+    if lowest < 0:  # missing: the table's last entry, None
+        codes = np.where(codes < 0, np.int32(len(values)), codes)
+    return StrColumn(table.take(codes).tolist(), values + [None], codes)
 
 
 _COLUMN_KEYS = frozenset({"name", "role", "type", "data", "class"})

@@ -175,6 +175,27 @@ def test_coalesced_batches_count_exactly_what_one_by_one_counts():
     assert tel_one.counters == tel_many.counters
 
 
+def test_str_columns_are_counted_by_their_dictionary_exactly_as_by_their_values():
+    import dataclasses
+
+    import numpy as np
+
+    from driftcar.wire import StrColumn
+
+    items = _mixed_items(8)
+    assert isinstance(items[0].batch.columns["city"], StrColumn)
+    plain = [dataclasses.replace(i, batch=dataclasses.replace(i.batch, columns={
+        n: list(c) if isinstance(c, list) else c for n, c in i.batch.columns.items()})) for i in items]
+    assert not isinstance(plain[0].batch.columns["city"], StrColumn)
+    coded, _, _ = _applied(items, coalesced=True)
+    listed, _, _ = _applied(plain, coalesced=True)
+    for key in (("m", "1"), ("other", "1")):
+        a, b = coded.models[key].window, listed.models[key].window
+        assert a.cat_counts.sum() > 0 and a.cat_missing.sum() > 0
+        for name in ("num_counts", "num_sums", "num_inf", "num_invalid", "cat_counts", "cat_missing"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
 def test_worker_takes_waiting_batches_together_and_marks_each_done():
     from driftcar.sidecar.ingest import IngestQueue, IngestWorker
 

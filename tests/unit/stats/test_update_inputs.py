@@ -81,3 +81,26 @@ def test_bad_tables_are_refused_and_change_nothing():
     with pytest.raises(ValueError, match="2-D array"):
         w.update(np.zeros((2, 2, 2)))
     assert w.rows == 0 and w.num_counts.sum() == 0
+
+
+def test_coded_columns_count_exactly_as_their_values():
+    from driftcar.stats import Encoded
+
+    rng = np.random.default_rng(3)
+    n = 5_000
+    ref = {"x": rng.normal(0, 1, n), "plan": list(rng.choice(["free", "pro", "team"], n)),
+           "city": list(rng.choice(["paris", "rome"], n)), "level": list(rng.choice(["1", "2.5", "3"], n))}
+    prof = profile(ref)
+    live = {"x": rng.normal(0, 1, 3_000), "plan": list(rng.choice(["free", "pro", "gold", None], 3_000)),
+            "city": list(rng.choice(["rome", "oslo", None], 3_000)), "level": list(rng.choice(["1", "x", None], 3_000))}
+    coded = dict(live)
+    for name in ("plan", "city", "level"):
+        keys = list(dict.fromkeys(live[name])) + ["rome", None]  # a key may repeat, None anywhere
+        index = {k: i for i, k in enumerate(keys[:-2])}
+        coded[name] = Encoded(np.array([index[v] for v in live[name]], np.int32), keys)
+    by_values, by_codes = prof.new_window(), prof.new_window()
+    by_values.update(live)
+    by_codes.update(coded)
+    _same(by_values, by_codes)  # "level" is numeric in the profile: its coded values are read as numbers
+    assert by_codes.feature("plan").missing == live["plan"].count(None) > 0
+    assert by_codes.feature("level").invalid == live["level"].count("x") > 0
