@@ -1,5 +1,6 @@
 """Ingest: validation, partial success, all-or-nothing bounded queue, counting, error mapping."""
 
+import sys
 import time
 
 import grpc
@@ -245,3 +246,37 @@ def test_a_request_still_refused_after_the_admission_wait():
         asyncio.run(ingestor.ingest_async(prepared))
     assert time.monotonic() - started >= ADMIT_WAIT_S
     assert tel.counters[("batches", "throttled")] == 1 and queue.rows == 100
+
+
+_PASSES = """
+import resource, sys, threading
+import numpy as np
+from driftcar.sidecar.ingest import keep_heap
+kept = keep_heap() if sys.argv[1] == "keep" else None
+faults = []
+def passes():  # what each coalesced pass does: a few MB of temporaries, freed
+    for _ in range(6):
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        blocks = [np.ones(n * 2**20 // 8) for n in (1, 2, 3, 4)] + [np.ones(100_000 // 8) for _ in range(40)]
+        del blocks
+        faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+thread = threading.Thread(target=passes)
+thread.start()
+thread.join()
+print(kept, *faults)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc, per-thread page faults")
+def test_memory_freed_by_the_worker_thread_is_reused_without_page_faults():
+    import subprocess
+
+    got = {}
+    for mode in ("keep", "default"):  # each in a fresh process: malloc's settings are process-wide
+        out = subprocess.run([sys.executable, "-c", _PASSES, mode], capture_output=True, text=True, timeout=60,
+                             check=True).stdout.split()
+        got[mode] = [int(n) for n in out[1:]]
+        if mode == "keep" and out[0] != "True":
+            pytest.skip("no glibc mallopt")
+    assert sum(got["keep"][2:]) < 100, got  # ~2,560 pages of temporaries: faulted in once, then reused
+    assert sum(got["default"][1:]) > 2_000, got  # glibc's defaults: faulted in again, pass after pass
