@@ -58,9 +58,11 @@ class Counter:
 def _sketch_apply(profile, counter: Counter):
     window = profile.new_window()
 
+    from driftcar.sidecar.state import sketch_column
+
     def apply(item) -> None:
         batch = item.batch
-        window.update({n: batch.columns[n] for n in batch.names("feature")})
+        window.update({n: sketch_column(batch.columns[n]) for n in batch.names("feature")})
         counter.add(batch.rows)
     return apply
 

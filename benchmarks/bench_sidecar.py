@@ -1,7 +1,8 @@
 """Sidecar benchmarks: ingest throughput over gRPC loopback vs the statistics engine alone,
 and resident memory with many models/features/windows plus its growth at steady load.
 
-Run: ``python benchmarks/run.py [--quick] sidecar``; the ways to spread ingest over processes:
+Run: ``python benchmarks/run.py [--quick] sidecar``; the ingest section alone:
+``python benchmarks/bench_sidecar.py --ingest [--quick]``; the ways to spread ingest over processes:
 ``python benchmarks/bench_sidecar.py --ingest-workers [--quick]`` (:mod:`_ingest_cuts`). Every figure comes from a real
 ``driftcar sidecar`` process started by its CLI on 127.0.0.1; the baseline
 (``WindowSketch.update`` on the same decoded batches, in this process) is measured
@@ -201,12 +202,12 @@ def _process_rounds(sidecar: _Sidecar, requests: list, rounds: int) -> dict:
     _send_all(stub, requests[:20], inflight=4)  # warm-up
     applied = 20 * ROWS
     _wait_rows(sidecar, "bench", applied)
-    out = {"served": 0.0, "refusals": 0, "cpu": [], "child_cpu": 0.0, "sync": 0.0, "sync_refusals": 0}
+    out = {"served": 0.0, "refusals": 0, "cpu": [], "threads": [], "child_cpu": 0.0, "sync": 0.0, "sync_refusals": 0}
     def children_cpu() -> float:
         return sum(sum(c.cpu_times()[:2]) for c in proc.children())
 
     for label in ["served"] * rounds + ["sync"]:
-        before = {t.id: t.user_time + t.system_time for t in proc.threads()}
+        before = _thread_times(proc)
         before_children = children_cpu()
         start = time.perf_counter()
         _, refused, _ = _send_all(stub, requests, inflight=1 if label == "sync" else 8)
@@ -216,10 +217,26 @@ def _process_rounds(sidecar: _Sidecar, requests: list, rounds: int) -> dict:
         if rate > out[label]:
             out[label] = rate
             if label == "served":
-                after = {t.id: t.user_time + t.system_time for t in proc.threads()}
-                out["cpu"] = sorted((after[t] - before.get(t, 0.0) for t in after), reverse=True)
+                after = _thread_times(proc)
+                spent = sorted(([a - b for a, b in zip(after[t], before.get(t, (0.0, 0.0, 0)))] for t in after),
+                               key=lambda x: -(x[0] + x[1]))
+                out["cpu"] = [user + sys for user, sys, _ in spent]
+                out["threads"] = spent[:2]  # (user s, system s, minor page faults) of the two busiest
                 out["child_cpu"] = children_cpu() - before_children
     channel.close()
+    return out
+
+
+def _thread_times(proc) -> dict:
+    """thread id -> (user s, system s, minor page faults; the last 0 where /proc cannot tell)."""
+    out = {}
+    for t in proc.threads():
+        try:
+            with open(f"/proc/{proc.pid}/task/{t.id}/stat") as fh:
+                faults = int(fh.read().rsplit(")", 1)[1].split()[7])
+        except (OSError, IndexError, ValueError):
+            faults = 0
+        out[t.id] = (t.user_time, t.system_time, faults)
     return out
 
 
@@ -348,6 +365,10 @@ def _workload(n_batches: int, ref_path: str):
     return prof, ref_path, requests, decoded
 
 
+def _split(threads: list, n: int) -> str:
+    return " and ".join(f"{u / n * 1000:.2f} / {s / n * 1000:.2f} ms, {f / n:,.0f} page faults" for u, s, f in threads)
+
+
 def bench_throughput(quick: bool, tmp: str) -> list[str]:
     n_batches = 300 if quick else 2_000
     prof, ref_path, requests, decoded = _workload(n_batches, os.path.join(tmp, "bench.profile"))
@@ -390,7 +411,8 @@ def bench_throughput(quick: bool, tmp: str) -> list[str]:
         "",
         f"CPU per 1,000-row request (less sensitive to a shared machine than rows/s): `np.histogram` "
         f"{hist_cpu * 1000:.2f} ms; sidecar process {total_ms:.2f} ms ({cpu_ms[0]:.2f} and {cpu_ms[1]:.2f} ms in its "
-        f"two busiest threads, which share the GIL), decode process {child_ms:.2f} ms. With a free core each, the "
+        f"two busiest threads, which share the GIL: user / system {_split(got['threads'], n_batches)}), decode "
+        f"process {child_ms:.2f} ms. With a free core each, the "
         f"busier process bounds the rate: **{cpu_ratio:.2f} x np.histogram**. `driftcar.wire.decode_batch` takes "
         f"{decode_us['all']:.0f} µs per request, {decode_us['all'] - decode_us['numeric']:.0f} µs of it for the "
         f"5 str columns.",
@@ -655,6 +677,9 @@ if __name__ == "__main__":
         sys.path.insert(0, HERE)
         with tempfile.TemporaryDirectory(prefix="driftcar-bench-") as tmp:
             print("\n".join(bench_ingest_workers(quick="--quick" in sys.argv, tmp=tmp)))
+    elif "--ingest" in sys.argv:  # the ingest throughput section alone
+        with tempfile.TemporaryDirectory(prefix="driftcar-bench-") as tmp:
+            print("\n".join(bench_throughput(quick="--quick" in sys.argv, tmp=tmp)))
     elif "--feature-memory" in sys.argv:  # the tracemalloc section alone: no sidecar process, load-independent
         print("\n".join(bench_feature_memory(quick="--quick" in sys.argv) + bench_open_window_cpu("--quick" in sys.argv)))
     else:

@@ -55,7 +55,7 @@ from driftcar.stats import Encoded
 from driftcar.stats.windows import ClosedWindow, WindowSeries
 from driftcar.wire import StrColumn
 
-__all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult"]
+__all__ = ["ModelState", "StateStore", "WindowClose", "ClosedWindow", "EvaluationResult", "sketch_column"]
 
 log = logging.getLogger("driftcar.sidecar.state")
 
@@ -100,7 +100,7 @@ def _is_categorical(data) -> bool:
     return not isinstance(data, np.ndarray) or data.dtype.kind not in "fiub"
 
 
-def _coded(values):
+def sketch_column(values):
     """A str column decoded with its dictionary, as the sketch's coded column: counted per distinct
     value, not per row (:class:`~driftcar.wire.StrColumn`)."""
     return Encoded(values.codes, values.keys) if isinstance(values, StrColumn) else values
@@ -277,7 +277,7 @@ class ModelState:
         rows_left = len(next(iter(features.values()))) if features else (
             len(predictions) if predictions is not None else 0)
         if self.series is not None and rows_left:
-            columns: dict = {n: _coded(v) for n, v in features.items()}
+            columns: dict = {n: sketch_column(v) for n, v in features.items()}
             roles = {n: "feature" for n in features}
             if predictions is not None:
                 columns[pred_names[0]] = predictions

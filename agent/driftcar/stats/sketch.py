@@ -250,6 +250,7 @@ class WindowSketch:
         L = self.profile.layout
         floats: dict[int, np.ndarray] = {}
         codes: dict[int, np.ndarray] = {}
+        to_bin: dict[int, np.ndarray] = {}  # numeric rows binned together after the loop
         probas = []
         for name, values in columns.items():
             role = "feature" if roles is None else _ROLE_TARGETS.get(roles.get(name, "feature"), "feature")
@@ -268,9 +269,10 @@ class WindowSketch:
             if where is None:
                 self._unknown(name, len(values))
             elif where[0] == "numeric":
-                floats[where[1]] = self._add_numeric(where[1], values)
+                floats[where[1]] = self._add_numeric(where[1], values, to_bin)
             else:
                 codes[where[1]] = self._add_categorical(where[1], values)
+        self._bin_block(to_bin)
         if L.pca is not None and self.pca_errors and (floats or codes):
             if all(r in floats for r in L.pca_rows) and all(r in codes for r, _ in L.pca_cats):
                 # rows with a missing/infinite value get a NaN error: counted as missing, not tested
@@ -327,8 +329,9 @@ class WindowSketch:
         else:
             self.unknown[OTHER] = self.unknown.get(OTHER, 0) + n
 
-    def _add_numeric(self, row: int, values: Any) -> np.ndarray:
-        """Bin one numeric column, or keep its values while the grid is not made (module docstring)."""
+    def _add_numeric(self, row: int, values: Any, later: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """Bin one numeric column, or keep its values while the grid is not made (module docstring);
+        with ``later``, put them there to be binned with the batch's other columns (:meth:`_bin_block`)."""
         x, invalid = to_float(values)
         if invalid:
             self.num_invalid[row] += invalid
@@ -340,8 +343,37 @@ class WindowSketch:
                 self._pending_bytes += cost
                 return x
             self._dense()
-        self._bin_numeric(row, x)
+        if later is not None and row not in later:
+            later[row] = x
+        else:
+            self._bin_numeric(row, x)
         return x
+
+    def _bin_block(self, columns: dict[int, np.ndarray]) -> None:
+        """Bin a batch's numeric columns as one block: the same bins, counts and sums (each row's
+        values added in the same order) as :meth:`_bin_numeric` one column at a time, with ~10x fewer
+        numpy calls (``benchmarks/bench_stats.py``, "Sketch update throughput")."""
+        if len(columns) < 2:
+            for row, x in columns.items():
+                self._bin_numeric(row, x)
+            return
+        rows = list(columns)
+        x = np.stack(list(columns.values()))
+        size = self.num_counts.shape[1]
+        idx = self.profile.layout.binners.block(rows, x)
+        flat = (idx + np.arange(0, len(rows) * size, size)[:, None]).reshape(-1)
+        counts = np.bincount(flat, minlength=len(rows) * size).reshape(len(rows), size)
+        sums = np.bincount(flat, weights=x.reshape(-1), minlength=len(rows) * size).reshape(len(rows), size)
+        self.num_counts[rows] += counts
+        for i in np.flatnonzero(counts[:, 0] | counts[:, size - 2]):  # out of the reference range (rare)
+            self._extremes(rows[i], x[i], idx[i], counts[i], size)
+        for i in np.flatnonzero(~(np.isfinite(sums[:, 0]) & np.isfinite(sums[:, size - 2]))):  # infinities (rare)
+            finite = np.isfinite(x[i])
+            self.num_inf[rows[i], 0] += int(np.count_nonzero(x[i] == -np.inf))
+            self.num_inf[rows[i], 1] += int(np.count_nonzero(x[i] == np.inf))
+            sums[i] = np.bincount(idx[i][finite], weights=x[i][finite], minlength=size)
+        sums[:, size - 1] = 0.0  # the missing bin
+        self.num_sums[rows] += sums
 
     def _bin_numeric(self, row: int, x: np.ndarray) -> None:
         size = self.num_counts.shape[1]

@@ -66,3 +66,44 @@ def test_a_binner_copies_edges_that_are_not_followed_by_nan():
     assert not np.shares_memory(b.ext, ext)
     x = np.array([-1, 0, 0.5, 1, 2, np.nan])
     np.testing.assert_array_equal(b(x), np.searchsorted(np.concatenate([e, [np.nan]]), x, "right"))
+
+
+def _columns(rng, n):
+    """Columns that take each binner: normal-like (lookup), heavy-tailed (searchsorted), integers,
+    a constant, with NaN, +-inf and values beyond the reference range mixed in."""
+    cols = {"normal": rng.normal(0, 1, n), "skewed": rng.lognormal(0, 1, n), "cauchy": rng.standard_cauchy(n),
+            "ints": rng.integers(0, 7, n).astype(float), "const": np.full(n, 3.0), "wide": rng.normal(50, 10, n)}
+    return cols
+
+
+def test_a_batch_binned_as_one_block_equals_its_columns_binned_one_by_one(monkeypatch):
+    from driftcar.stats import profile
+    from driftcar.stats._binning import Binners
+
+    rng = np.random.default_rng(4)
+    prof = profile(_columns(rng, 5_000), multivariate=False)
+    blocks = []
+    block = Binners.block
+    monkeypatch.setattr(Binners, "block", lambda self, rows, x: blocks.append(len(rows)) or block(self, rows, x))
+    for n in (1_000, 100):  # lookup tables, and searchsorted below LOOKUP_MIN
+        live = _columns(rng, n)
+        for name, col in live.items():
+            col[rng.integers(0, n, 5)] = np.nan
+            col[rng.integers(0, n, 3)] = np.inf
+            col[rng.integers(0, n, 3)] = -np.inf
+            col[rng.integers(0, n, 3)] *= 1e3  # beyond the reference range, both sides
+            edges = prof.layout.fine_edges[prof.layout.where[name][1]]
+            col[rng.integers(0, n, 20)] = rng.choice(edges, 20)  # on an edge: the bin above it
+        together, alone = prof.new_window(), prof.new_window()
+        together.num_counts  # noqa: B018 -- the grid made up front: each batch is binned as it comes
+        alone.num_counts  # noqa: B018
+        for _ in range(2):
+            together.update(live)
+            for name, col in live.items():
+                alone.update({name: col})
+        for arr in ("num_counts", "num_sums", "num_inf", "num_lo", "num_hi"):
+            np.testing.assert_array_equal(getattr(together, arr), getattr(alone, arr), err_msg=arr)
+        assert together.num_inf.sum() > 0 and np.isfinite(together.num_hi).any()
+    assert blocks == [len(prof.layout.num_names)] * 4
+    kinds = {prof.layout.binners._built(row).kind for row in range(len(prof.layout.num_names))}
+    assert kinds == {"lookup", "searchsorted"}
