@@ -370,6 +370,12 @@ def _split(threads: list, n: int) -> str:
 
 
 def bench_throughput(quick: bool, tmp: str) -> list[str]:
+    try:  # the sidecar's malloc settings, so that the in-process stages run as they run in the sidecar
+        from driftcar.sidecar.ingest import keep_heap
+    except ImportError:  # (an older tree, measured for comparison)
+        keep_heap = None
+    if keep_heap is not None:
+        keep_heap()
     n_batches = 300 if quick else 2_000
     prof, ref_path, requests, decoded = _workload(n_batches, os.path.join(tmp, "bench.profile"))
     hist, hist_cpu, engine, in_process = _baselines(prof, decoded, requests)
