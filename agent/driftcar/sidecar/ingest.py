@@ -385,11 +385,13 @@ def keep_heap() -> bool:
     coalesced pass (a few MB of numpy temporaries) back to the kernel when it was freed and faulted
     it in again on the next pass: ~480 page faults and ~0.8 ms of system time per 1,000-row batch
     of 20 numeric + 5 str features, as much as the worker's own computing (``benchmarks/bench_sidecar.py``;
-    with these thresholds ~2 faults). glibc's default adapts its thresholds only in the main arena.
+    with these thresholds ~2 faults). glibc's self-adjusting thresholds did not settle for this pattern
+    (the same work on a main thread faulted ~210 times per batch). The price: each malloc arena may
+    keep up to ``TRIM_THRESHOLD`` of freed memory instead of returning it.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no such symbol, macOS another allocator)
+    except (OSError, AttributeError):  # no such symbol (macOS; other allocators): nothing to do
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     return bool(mallopt(-3, MMAP_THRESHOLD)) and bool(mallopt(-1, TRIM_THRESHOLD))  # M_MMAP_ / M_TRIM_THRESHOLD
