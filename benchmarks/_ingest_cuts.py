@@ -116,9 +116,11 @@ def _pipe_child(requests, answers, ref: str, counter_path: str) -> None:
     gathered in runs of up to 16 (coalesced), or sooner when no request arrives for 2 ms."""
     from driftcar.sidecar.coalesce import coalesce
     from driftcar.sidecar.decode_pool import decode_inline
+    from driftcar.sidecar.ingest import keep_heap
     from driftcar.stats import Profile
     from driftcar.wire import DEFAULT_LIMITS
 
+    keep_heap()  # as the sidecar's ingest worker does
     counter = Counter(counter_path)
     apply = _sketch_apply(Profile.load(ref), counter)
     pending: list = []

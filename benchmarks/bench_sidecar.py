@@ -369,13 +369,17 @@ def _split(threads: list, n: int) -> str:
     return " and ".join(f"{u / n * 1000:.2f} / {s / n * 1000:.2f} ms, {f / n:,.0f} page faults" for u, s, f in threads)
 
 
-def bench_throughput(quick: bool, tmp: str) -> list[str]:
-    try:  # the sidecar's malloc settings, so that the in-process stages run as they run in the sidecar
+def _as_the_sidecar() -> None:
+    """The sidecar's malloc settings in this process, so that the in-process stages run as they run there."""
+    try:
         from driftcar.sidecar.ingest import keep_heap
     except ImportError:  # (an older tree, measured for comparison)
-        keep_heap = None
-    if keep_heap is not None:
-        keep_heap()
+        return
+    keep_heap()
+
+
+def bench_throughput(quick: bool, tmp: str) -> list[str]:
+    _as_the_sidecar()
     n_batches = 300 if quick else 2_000
     prof, ref_path, requests, decoded = _workload(n_batches, os.path.join(tmp, "bench.profile"))
     hist, hist_cpu, engine, in_process = _baselines(prof, decoded, requests)
@@ -626,6 +630,7 @@ def bench_ingest_workers(quick: bool, tmp: str, workers: int = 2) -> list[str]:
     """The ways to use both cores for gRPC ingest (:mod:`_ingest_cuts`), against ``np.histogram``."""
     import _ingest_cuts as cuts
 
+    _as_the_sidecar()
     n_batches = 300 if quick else 1_000
     prof, ref, requests, decoded = _workload(n_batches, os.path.join(tmp, "cuts.profile"))
     hist_rate, hist_cpu = _histogram_rate(prof, decoded * 5, repeat=3)
