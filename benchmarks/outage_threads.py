@@ -1,10 +1,11 @@
 """Per-thread wake-ups and CPU of a model process while its shipper's endpoint is unreachable.
 
 ``python benchmarks/outage_threads.py [--protocol grpc|http/protobuf] [--endpoint hole|down]
-[--seconds S] [--idle] [--agent DIR]`` runs the ``bystander`` scene of ``hook_workload.py`` in a fresh process: one
+[--seconds S] [--idle] [--agent DIR] [--backoff-cap S --timeout S]`` runs the ``bystander`` scene of ``hook_workload.py`` in a fresh process: one
 model instrumented with rows queued for an endpoint that is black-holed (accepts, never answers)
 or down (refused), and an uninstrumented model called flat out (``--idle``: the process sleeps
-instead). Over S seconds it prints, per thread (name from ``/proc/self/task/<tid>/comm``),
+instead). A short back-off cap and a long timeout make one attempt after another through the
+window (the instrumented model is silent, so the worker retries at the cap). Over S seconds it prints, per thread (name from ``/proc/self/task/<tid>/comm``),
 voluntary and involuntary context switches and CPU ticks: Python threads that exited within the
 window as they ended, other threads that exited (gRPC's core threads) as the process's
 ``getrusage`` minus the rest. Counts, not timings: they
@@ -30,7 +31,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     import driftcar
     import threading
-    ENDPOINT, PROTOCOL, SECONDS, IDLE = json.loads(sys.argv[1])
+    ENDPOINT, PROTOCOL, SECONDS, IDLE, OPTIONS = json.loads(sys.argv[1])
     ended = {}  # Python threads that exit: their counts as their run() ends (gRPC's call threads)
     _run = threading.Thread.run
 
@@ -67,7 +68,7 @@ CHILD = textwrap.dedent(
     X = rng.normal(size=(2_000, 20))
     model = LogisticRegression().fit(X, X[:, 0] > 0)
     other = LogisticRegression().fit(X, X[:, 1] > 0)
-    monitor = driftcar.instrument(other, name="bench", endpoint=ENDPOINT, protocol=PROTOCOL)
+    monitor = driftcar.instrument(other, name="bench", endpoint=ENDPOINT, protocol=PROTOCOL, **OPTIONS)
     for i in range(64):
         other.predict(X[i:i + 1])
     monitor.flush(0.2)
@@ -97,7 +98,8 @@ CHILD = textwrap.dedent(
 )
 
 
-def measure(protocol: str, endpoint: str, seconds: float, idle: bool = False, agent: str = str(ROOT / "agent")) -> dict:
+def measure(protocol: str, endpoint: str, seconds: float, idle: bool = False, agent: str = str(ROOT / "agent"),
+            options: dict | None = None) -> dict:
     sys.path.insert(0, str(ROOT))
     from tests.support.waiting import free_port
     from tests.unit.shipping.helpers import BlackHole
@@ -106,7 +108,7 @@ def measure(protocol: str, endpoint: str, seconds: float, idle: bool = False, ag
     env["PYTHONPATH"] = os.pathsep.join([agent, os.environ.get("PYTHONPATH", "")])
 
     def run(url: str) -> dict:
-        params = json.dumps([url, protocol, seconds, idle])
+        params = json.dumps([url, protocol, seconds, idle, options or {}])
         out = subprocess.run([sys.executable, "-c", CHILD, params], env=env, capture_output=True, text=True,
                              timeout=seconds + 120)
         if out.returncode != 0:
@@ -136,5 +138,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--idle", action="store_true")
     parser.add_argument("--agent", default=str(ROOT / "agent"), help="the driftcar tree to measure")
+    parser.add_argument("--backoff-cap", type=float, help="retry_max_backoff_s (default: the config's)")
+    parser.add_argument("--timeout", type=float, help="timeout_s (default: the config's)")
     args = parser.parse_args()
-    print(report(measure(args.protocol, args.endpoint, args.seconds, args.idle, args.agent)))
+    options = {"retry_max_backoff_s": args.backoff_cap, "retry_initial_backoff_s": args.backoff_cap,
+               "timeout_s": args.timeout}
+    options = {k: v for k, v in options.items() if v is not None}
+    print(report(measure(args.protocol, args.endpoint, args.seconds, args.idle, args.agent, options)))
