@@ -38,6 +38,11 @@ def _unreachable(err: grpc.RpcError) -> bool:
         return True
     details = err.details() if callable(getattr(err, "details", None)) else ""
     return code in _UNREACHABLE and "failed to connect" in (details or "").lower()
+#: gRPC reads ``grpc.min_reconnect_backoff_ms`` as the least time a connection attempt is given
+#: (its MIN_CONNECT_TIMEOUT, doc/connection-backoff.md). At 250 ms a TCP + TLS + HTTP/2 handshake
+#: over a ~80 ms round trip would time out every time (the channel is reopened per unreachable
+#: attempt, so no attempt ever got longer); a black-holed attempt now ends after this long.
+MIN_CONNECT_TIMEOUT_MS = 1_000
 #: upper bound of the channel's reconnect back-off: a recovered endpoint is used again within this
 MAX_RECONNECT_BACKOFF_MS = 2_000
 
@@ -76,7 +81,8 @@ class GrpcExporter:
             # outage the hook then kept failing for ~1 minute after the sidecar was back (found by the
             # reliability outage check). Our retry loop already paces attempts; cap the channel's.
             options = [("grpc.max_send_message_length", -1), ("grpc.enable_retries", 0),
-                       ("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
+                       ("grpc.initial_reconnect_backoff_ms", 250),
+                       ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
                        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS)]
             if self.secure:
                 roots = None
