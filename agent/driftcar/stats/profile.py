@@ -48,7 +48,7 @@ from driftcar.stats._select import order_statistics
 from driftcar.stats.errors import ProfileError
 from driftcar.stats.infer import InferenceReport, KindInference
 from driftcar.stats.pca import PCAModel, fit_pca_columns
-from driftcar.stats.sketch import WindowSketch
+from driftcar.stats.sketch import WindowSketch, update_chunks
 
 __all__ = [
     "FeatureProfile",
@@ -70,6 +70,7 @@ _MIN_CHUNK_ROWS = 50  # smallest calibration chunk (rows)
 PCA_CATEGORIES = 10  # categories per categorical feature one-hot encoded in the PCA
 #: most columns (numeric features + category indicators) in the multivariate test; see _pca_columns
 PCA_MAX_COLUMNS = 200
+_EXTRAS = {PREDICTION: "prediction", LABEL: "label"}  # the counting pass's roles (features: the rest)
 
 
 # slots: no per-instance __dict__ (~0.3 KiB per feature with 50,000 features held by a sidecar); the
@@ -714,34 +715,16 @@ class ProfileBuilder:
         start, self._pos = self._pos, self._pos + n
         cuts = self._cuts
         first = min(int(np.searchsorted(cuts, start, "right")) - 1, len(self._windows) - 1)
-        parts = []
+        windows, bounds = [], [0]
         for k in range(first, len(self._windows)):
-            a = max(start, int(cuts[k])) - start
             b = n if k == len(self._windows) - 1 else min(start + n, int(cuts[k + 1])) - start
-            if b > a:
-                parts.append((self._windows[k], a, b))
+            if b > bounds[-1]:
+                windows.append(self._windows[k])
+                bounds.append(b)
             if b >= n:
                 break
-        # with several chunks in one call, the feature columns are binned once and split by one
-        # bincount (the chunk in the high part of the index): the same counts and sums (bincount
-        # adds in row order either way), 10 numpy passes per column instead of ~100 calls
-        split, add = _split_counts(self._draft.layout, cols, parts) if len(parts) > 1 else (set(), None)
-        roles = {name: "id" for name in split}  # skipped by update (rows still counted)
-        for w, a, b in parts:
-            part = cols if (a, b) == (0, n) else {name: v[a:b] for name, v in cols.items()}
-            self._count_into(w, part, roles or None)
-        if add is not None:
-            add()  # after update: it raised each window's count bound (and widened the counts if need be)
-
-    @staticmethod
-    def _count_into(window, cols: dict[str, Any], roles: dict[str, str] | None = None) -> None:
-        pred = cols.pop(PREDICTION, None)
-        lab = cols.pop(LABEL, None)
-        window.update(cols, roles)
-        if pred is not None:
-            window.update_predictions(pred)
-        if lab is not None:
-            window.update_labels(lab)
+        # each column binned once and split over the chunks it spans (one bincount)
+        update_chunks(windows, cols, bounds, roles=_EXTRAS)
 
     def finish(self, inference: InferenceReport | None = None) -> Profile:
         """The finished profile (after :meth:`count` has seen every chunk), with the calibration
@@ -764,46 +747,6 @@ class ProfileBuilder:
         )
         prof.layout.binners.adopt(d.layout.binners)  # the same edges: the counting pass's bin tables
         return prof
-
-
-def _split_counts(L: Layout, cols: dict[str, Any], parts: list) -> tuple[set[str], Any]:
-    """The feature columns of ``cols`` counted per chunk of ``parts`` ((window, a, b): rows a..b go
-    to that window) as :meth:`WindowSketch.update` counts them: (their names, a function that adds
-    the counts to the windows, to call after ``update`` has seen the other columns and the rows).
-    Numeric columns given as float64 arrays with every value inside the reference range, and
-    categorical ones; the rest (open-ended bins: infinities, values out of range) go to ``update``."""
-    chunk = np.repeat(np.arange(len(parts)), [b - a for _, a, b in parts])
-    k, size, width = len(parts), L.F + 3, L.Kmax + 2  # width: missing, the categories, other
-    num: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    cat: dict[int, np.ndarray] = {}
-    done: set[str] = set()
-    for name, values in cols.items():
-        kind, row = L.where.get(name, (None, -1)) if name not in (PREDICTION, LABEL, MULTIVARIATE) else (None, -1)
-        if kind == "numeric" and isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1:
-            at = L.binners(row, values) + chunk * size
-            counts = np.bincount(at, minlength=k * size).reshape(k, size)
-            if counts[:, 0].any() or counts[:, size - 2].any():
-                continue
-            sums = np.bincount(at, weights=values, minlength=k * size).reshape(k, size)
-            sums[:, size - 1] = 0.0  # the missing bin (NaN values)
-            num[row] = (counts, sums)
-        elif kind == "categorical":
-            at = L.cat_codes[row].codes(values) + 1 + chunk * width
-            cat[row] = np.bincount(at, minlength=k * width).reshape(k, width)
-        else:
-            continue
-        done.add(name)
-
-    def add() -> None:
-        for p, (w, _, _) in enumerate(parts):
-            for row, (counts, sums) in num.items():
-                w.num_counts[row] += counts[p]
-                w.num_sums[row] += sums[p]
-            for row, c in cat.items():
-                w.cat_missing[row] += c[p, 0]
-                w.cat_counts[row] += c[p, 1:]
-
-    return done, add
 
 
 def _calibrate(windows: list) -> Calibration | None:

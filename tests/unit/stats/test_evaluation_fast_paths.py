@@ -1,6 +1,7 @@
 """The faster evaluation and profiling paths give exactly what the plain ones give: the reference
 counted per calibration chunk from one binning of each column (one ``count`` call spanning the
-chunks) against one ``update`` per chunk, and evaluations whose plan is remembered per config
+chunks) against one ``count`` call per chunk (``update_chunks`` against plain updates:
+test_update_chunks.py), and evaluations whose plan is remembered per config
 against evaluations with a config seen for the first time (equal results, bit for bit)."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def _data(n: int = N) -> dict:
     return {
         "x": RNG.normal(size=n),
         "nan": np.where(RNG.random(n) < 0.05, np.nan, RNG.exponential(size=n)),
-        "inf": np.where(RNG.random(n) < 0.01, np.inf, RNG.normal(size=n)),  # open-ended bins: update's path
+        "inf": np.where(RNG.random(n) < 0.01, np.inf, RNG.normal(size=n)),  # open-ended bins
         "const": np.full(n, 3.0),
         "ints": RNG.integers(0, 7, n),
         "text": list(RNG.choice(["a", "b", "c", None], n, p=[0.5, 0.3, 0.15, 0.05])),
