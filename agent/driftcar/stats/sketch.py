@@ -603,9 +603,10 @@ def update_chunks(sketches: Sequence[WindowSketch], columns: Any, cuts: Sequence
 
     Why: a profile's counting pass keeps its counts per calibration chunk (consecutive rows of
     one batch); one ``update`` per chunk would bin and count every column once per chunk. Here the
-    numeric columns are binned as blocks (:meth:`Binners.block <driftcar.stats._binning.Binners.block>`,
-    as ``update`` does) and their counts and sums split by one ``bincount`` over (column, chunk, bin),
-    each categorical column coded once and counted by one ``bincount`` over (chunk, code).
+    numeric columns are binned by the profile's binners (as blocks on short batches, as ``update``
+    does; a column at a time on long ones: ``_BLOCK_VALUES``) and their counts and sums split by one
+    ``bincount`` over (column, chunk, bin), each categorical column coded once and counted by one
+    ``bincount`` over (chunk, code).
     ``bincount`` adds in row order, so every (chunk, bin) sum adds the same values in the same order
     as one ``update`` per chunk. Makes the sketches' grids (no buffered values, module docstring).
 
