@@ -732,7 +732,7 @@ def _add_binned(chunks: list, rows: list[int], x: np.ndarray, idx: np.ndarray, c
     as :meth:`WindowSketch._bin_numeric` adds them. ``sums`` is changed (infinities left out, the
     missing bin zeroed)."""
     size = counts.shape[2]
-    for i, c in np.argwhere(~(np.isfinite(sums[:, :, 0]) & np.isfinite(sums[:, :, size - 2]))):  # infinities (rare)
+    for i, c in zip(*np.nonzero(~(np.isfinite(sums[:, :, 0]) & np.isfinite(sums[:, :, size - 2])))):  # inf (rare)
         s, a, b = chunks[c]
         xi, finite = x[i, a:b], np.isfinite(x[i, a:b])
         s.num_inf[rows[i], 0] += int(np.count_nonzero(xi == -np.inf))
@@ -746,7 +746,7 @@ def _add_binned(chunks: list, rows: list[int], x: np.ndarray, idx: np.ndarray, c
         else:
             s.num_counts[rows] += counts[:, c]
             s.num_sums[rows] += sums[:, c]
-    for i, c in np.argwhere(counts[:, :, 0] | counts[:, :, size - 2]):  # out of the reference range (rare)
+    for i, c in zip(*np.nonzero(counts[:, :, 0] | counts[:, :, size - 2])):  # out of the reference range (rare)
         s, a, b = chunks[c]
         s._extremes(rows[i], x[i, a:b], idx[i, a:b], counts[i, c], size)
 
