@@ -30,7 +30,9 @@ def main() -> None:
     for i in range(500):
         model.predict(inputs[i:i + 1])
     shipper = monitor.state.shipper
+    shipper._seal_blocks()  # the open columnar block joins the buffer, as at batch age
     taken = shipper._buffer.take(10**9, 1 << 40)
+    assert taken.rows == 500, taken.rows
     for _ in range(1 + args.calls // 500):
         shipper._ship(taken)
     assert shipper.stats["failed_exports"] == 0, shipper.stats

@@ -7,7 +7,9 @@ shipper's thread (:mod:`driftcar.hook.columns`). Two entries, both never
 raising into the model (a failure is counted in the state):
 
 - :func:`record_array`: numpy in, numpy out, every row kept: the commonest call,
-  offered in the compact tuple form (:func:`driftcar.hook.records.thaw`).
+  written to its layout's columnar block (:mod:`driftcar.hook.shipping.blocks`), or,
+  when no block takes it (row ids, more rows than a block, other shapes), offered in
+  the compact tuple form (:func:`driftcar.hook.records.thaw`).
 - :func:`record`: everything else (errors, sampling, DataFrames, dict rows,
   probabilities, labels, call-only methods), as a :class:`Captured`.
 
@@ -65,7 +67,30 @@ def _names(state: "HookState", shape: tuple) -> tuple | None:
 
 def record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndarray, start_ns: int,
                  duration_ns: int, span: Any) -> None:
-    """Capture a numpy-in, numpy-out call whose rows are all kept (the caller checked the types)."""
+    """Capture a numpy-in, numpy-out call whose rows are all kept (the caller checked the types).
+
+    The call goes to the block of the last layout first, reading no ``shape`` (a tuple built per
+    read, ~1 k instructions): the block checks the layout itself, the names were checked when
+    the block was chosen, and row ids or another layout take :func:`_record_array`.
+    """
+    try:
+        block = state.block
+        if block is not None and (not state.ids_used or state.ids.get() is None):
+            rows = block.write(method, x, result, start_ns, duration_ns,
+                               _trace_id(state, span) if span is not None or state.otel_live else 0)
+            if rows:
+                state.calls += 1
+                state.captured_rows += rows
+                return
+    except Exception as failure:  # never raise into the model
+        state.failed(failure)
+        return
+    _record_array(state, method, x, result, start_ns, duration_ns, span)
+
+
+def _record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndarray, start_ns: int,
+                  duration_ns: int, span: Any) -> None:
+    """:func:`record_array` for a call no open block took: a block for its layout, else a tuple."""
     try:
         shape = x.shape
         tabular = len(shape) <= 2  # images and other tensors: outputs only
@@ -75,6 +100,13 @@ def record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndar
         ids = _row_ids(state, rows) if state.ids_used else None
         trace_id = _trace_id(state, span) if span is not None or state.otel_live else 0
         state.calls += 1
+        # copy=False takes blocks too: copying a small call into its block measured cheaper than
+        # queuing a tuple of references (see driftcar.hook.shipping.blocks); names that do not fit
+        # the width are counted per call, so such calls never get a block
+        if ids is None and len(shape) == 2 and names is state.feature_names and _new_block(
+                state, method, x, result, start_ns, duration_ns, trace_id, names):
+            state.captured_rows += rows
+            return
         offer_raw = state.offer_raw
         if offer_raw is not None and not state.copy:  # references, as the caller asked
             offer_raw((method, start_ns, duration_ns, rows, trace_id, ids, x if tabular else None,
@@ -99,6 +131,20 @@ def record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndar
         state.captured_rows += rows
     except Exception as failure:  # never raise into the model
         state.failed(failure)
+
+
+def _new_block(state: "HookState", method: str, x: np.ndarray, result: np.ndarray, start_ns: int,
+               duration_ns: int, trace_id: int, names: tuple | None) -> int:
+    """Write the call to the shipper's block for its layout (first call, another layout, a retired
+    block); its rows, or 0 when no block takes it."""
+    block_for = state.block_for
+    if block_for is None:
+        return 0
+    block = block_for(method, x, result, names)
+    if block is None:
+        return 0
+    state.block = block
+    return block.write(method, x, result, start_ns, duration_ns, trace_id)
 
 
 def record(state: "HookState", spec: "MethodSpec", owner: Any, args: tuple, kwargs: dict, result: Any,

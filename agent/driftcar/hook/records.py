@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Captured", "thaw", "thaw_all"]
+__all__ = ["Captured", "Sealed", "thaw", "thaw_all"]
 
 
 @dataclass(slots=True)
@@ -139,15 +139,51 @@ def _uniform_key(items: list) -> tuple | None:
     return key
 
 
+def _trace_column(traces: list) -> list:
+    if any(traces):
+        return [format(t, "032x") if t else None for t in traces]
+    return [None] * len(traces)
+
+
+class Sealed:
+    """A sealed columnar block (:mod:`driftcar.hook.shipping.blocks`): calls of one layout, as lists
+    of per-call slots of which the first ``calls`` are filled (``xs``/``ys`` hold ``tobytes()`` copies)."""
+
+    __slots__ = ("method", "names", "xdtype", "ncols", "ydtype", "ytail", "calls", "rows", "xs", "ys", "starts",
+                 "durations", "nrows", "traces")
+
+    def __init__(self, method, names, xdtype, ncols, ydtype, ytail, calls, rows, xs, ys, starts, durations, nrows,
+                 traces):
+        self.method, self.names, self.xdtype, self.ncols, self.ydtype, self.ytail = (method, names, xdtype, ncols,
+                                                                                     ydtype, ytail)
+        self.calls, self.rows, self.xs, self.ys, self.starts = calls, rows, xs, ys, starts
+        self.durations, self.nrows, self.traces = durations, nrows, traces
+
+    def thaw(self) -> Captured:
+        """The block as one :class:`Captured` run (the form :func:`thaw_all` gives a run of compact
+        calls): one join and one ``frombuffer`` per column, the calls table as columns."""
+        c, method = self.calls, self.method
+        inputs = np.frombuffer(b"".join(self.xs[:c]), dtype=self.xdtype).reshape(-1, self.ncols)
+        outputs = np.frombuffer(b"".join(self.ys[:c]), dtype=self.ydtype).reshape((-1, *self.ytail))
+        rows = np.array(self.nrows[:c], dtype=np.int64)
+        calls = {
+            "method": [method] * c,
+            "start_ns": np.array(self.starts[:c], dtype=np.int64),
+            "duration_s": np.array(self.durations[:c], dtype=np.int64) / 1e9,
+            "rows": rows,
+            "captured": rows.copy(),
+            "error_type": [None] * c,
+            "trace_id": _trace_column(self.traces[:c]),
+        }
+        return Captured(kind="inference", method=method, start_ns=self.starts[0], duration_s=0.0, rows=len(inputs),
+                        inputs=inputs, outputs=outputs, feature_names=self.names, calls=calls,
+                        size_hint=inputs.nbytes + outputs.nbytes)
+
+
 def _run_calls(raws: list, method: str) -> dict[str, Any]:
     """The calls table of a run, built column by column (C loops: no per-call tuple)."""
     n = len(raws)
     rows = np.fromiter(map(_ROWS, raws), dtype=np.int64, count=n)
-    traces = list(map(_TRACE, raws))
-    if any(traces):
-        trace_ids: list = [format(t, "032x") if t else None for t in traces]
-    else:
-        trace_ids = [None] * n
     return {
         "method": [method] * n,
         "start_ns": np.fromiter(map(_START, raws), dtype=np.int64, count=n),
@@ -155,7 +191,7 @@ def _run_calls(raws: list, method: str) -> dict[str, Any]:
         "rows": rows,
         "captured": rows.copy(),
         "error_type": [None] * n,
-        "trace_id": trace_ids,
+        "trace_id": _trace_column(list(map(_TRACE, raws))),
     }
 
 
@@ -180,6 +216,8 @@ def thaw_all(items: list) -> list:
     run: list = []
     run_key = None
     for item in items:
+        if type(item) is Sealed:
+            item = item.thaw()  # ends a run of compact calls, as any Captured does
         if run and type(item) is tuple and _same_run(item, run[-1]):
             run.append(item)
             continue

@@ -23,7 +23,7 @@ class HookState:
     """Switches, shipper entry points and counters of one monitored model."""
 
     __slots__ = (
-        "name", "shipper", "offer_raw", "enabled", "capture_on", "sample", "copy", "fast", "tracer",
+        "name", "shipper", "offer_raw", "block_for", "block", "enabled", "capture_on", "sample", "copy", "fast", "tracer",
         "explicit_provider", "otel_live", "tick", "span_attributes", "active", "ids", "ids_used", "paused",
         "pausing", "feature_names", "rewalk", "calls", "errors", "captured_rows", "capture_failures",
         "id_mismatches", "feature_name_mismatches", "paused_calls",
@@ -35,6 +35,9 @@ class HookState:
         self.shipper = shipper
         # the shipper's compact entry (driftcar.hook.records.thaw), if it has one
         self.offer_raw: Callable | None = getattr(shipper, "offer_raw", None)
+        # the shipper's columnar blocks (driftcar.hook.shipping.blocks), if it has them, and the last one used
+        self.block_for: Callable | None = getattr(shipper, "block_for", None)
+        self.block: Any = None
         self.enabled = True  # False once uninstrumented: wrappers left behind pass straight through
         self.capture_on = capture
         self.sample = float(sample)

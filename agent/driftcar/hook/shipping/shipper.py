@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 from driftcar.hook.records import thaw_all
 from driftcar.hook.shipping import lifecycle
+from driftcar.hook.shipping.blocks import CALL_BYTES, Block, block_capacity
 from driftcar.hook.shipping.batching import body_budget, encode_part, pack_requests, record_pieces
 from driftcar.hook.shipping.buffer import ByteBuffer, Taken
 from driftcar.hook.shipping.config import ShipperConfig
@@ -66,6 +67,13 @@ def estimate_size(item: Any) -> int:
         nbytes = getattr(value, "nbytes", None)
         size += nbytes if isinstance(nbytes, int) else max(int(item.rows), 1) * _ROW_ESTIMATE_BYTES
     return size
+
+
+def _sealed_bytes(sealed: Any) -> int:
+    """What a sealed block keeps in memory: its data and :data:`CALL_BYTES` per call (O(1))."""
+    y_width = sealed.ytail[0] if sealed.ytail else 1
+    return sealed.calls * CALL_BYTES + sealed.rows * (sealed.ncols * sealed.xdtype.itemsize
+                                                      + y_width * sealed.ydtype.itemsize)
 
 
 def _default_exporter(config: ShipperConfig) -> Exporter:
@@ -111,6 +119,8 @@ class Shipper:
         self._exporter_factory = exporter_factory or _default_exporter
         self._backoff = Backoff(config.retry_initial_backoff_s, config.retry_max_backoff_s, config.retry_jitter)
         self._max_rows = config.max_batch_rows
+        self._block_cap = block_capacity(config.max_batch_rows)
+        self._blocks: dict[tuple, Block] = {}
         self._reset()
         lifecycle.register(self)
 
@@ -121,6 +131,7 @@ class Shipper:
         self.instance = uuid.uuid4().hex[:16]
         self.pid = os.getpid()
         self._buffer = ByteBuffer(self.config.max_buffer_bytes)
+        self._blocks = {}  # layout -> open Block (see block_for); the parent's are retired after fork
         self._wake = threading.Event()
         self._stop = threading.Event()  # drain what is left, then exit
         self._abort = threading.Event()  # give up now (deadline passed)
@@ -170,6 +181,8 @@ class Shipper:
         # closed here: closing it could touch state owned by the parent's threads.
         if self._exporter is not None:
             _FORK_ORPHANS.append(self._exporter)
+        for block in list(self._blocks.values()):  # the parent's rows stay the parent's
+            block.retire(fork=True)
         self._reset()
 
     # ------------------------------------------------------------------ hot path
@@ -213,20 +226,76 @@ class Shipper:
             if self._worker is None:
                 self._start_worker()
             self._offers += 1
-            if not self._offers & YIELD_EVERY_MASK and queued and (self._runnable or _monotonic() >= self._due_at):
-                if not self._runnable:  # a back-off that is over: the retry runs now, on this hand-over
-                    self._kick.set()
-                    self._wake.set()
-                # Hand the GIL over once every YIELD_EVERY offers while the worker is runnable
-                # (woken, or its batch-age timer has expired). A model thread calling predict in a
-                # loop releases and retakes the GIL so often (numpy, sklearn) that CPython's
-                # switch timer never fires for a waiting thread: measured, the worker woke 0 times
-                # in 1 s of 1-row predicts, shipped nothing and the buffer dropped. sleep(0) is a
-                # yield, not a wait: it returns as soon as this thread gets the GIL back. While the
-                # worker sleeps on its timer or an empty buffer nobody waits, so no yield is made.
-                time.sleep(0)
+            if not self._offers & YIELD_EVERY_MASK and queued:
+                self.maybe_hand_over()
         except Exception as exc:  # the model must never see our problems
             self._offer_failed(exc)
+
+    def maybe_hand_over(self) -> None:
+        """Hand the GIL to the worker if it is runnable (woken, or its batch-age timer has expired).
+
+        Called every YIELD_EVERY offers (and block writes). A model thread calling predict in a
+        loop releases and retakes the GIL so often (numpy, sklearn) that CPython's switch timer
+        never fires for a waiting thread: measured, the worker woke 0 times in 1 s of 1-row
+        predicts, shipped nothing and the buffer dropped. sleep(0) is a yield, not a wait: it
+        returns as soon as this thread gets the GIL back. While the worker sleeps on its timer
+        or an empty buffer nobody waits, so no yield is made.
+        """
+        if self._runnable or _monotonic() >= self._due_at:
+            if not self._runnable:  # a back-off that is over: the retry runs now, on this hand-over
+                self._kick.set()
+                self._wake.set()
+            time.sleep(0)
+
+    # ------------------------------------------------------------------ columnar blocks
+
+    def block_for(self, method: str, x: Any, y: Any, names: tuple | None) -> Block | None:
+        """The open block for calls of this layout (:mod:`driftcar.hook.shipping.blocks`), or None when
+        the call cannot use one (shut down, not 2-D in, not 1-D/2-D out with a row per input row,
+        object dtypes). Never raises for arrays."""
+        if (self._closed or x.ndim != 2 or not 1 <= y.ndim <= 2 or len(y) != len(x) or x.dtype.hasobject
+                or y.dtype.hasobject):
+            return None
+        key = (method, x.dtype, x.shape[1], y.dtype, y.shape[1:], names)
+        block = self._blocks.get(key)
+        if block is None:
+            with self._start_lock:
+                block = self._blocks.get(key)
+                if block is None and not self._closed:
+                    block = self._blocks[key] = Block(self, method, x, y, names, self._block_cap)
+        return block
+
+    def offer_sealed(self, sealed: Any) -> None:
+        """Queue a block a model thread sealed because it was full (as :meth:`offer_raw`)."""
+        self.offer_raw(sealed, sealed.rows, _sealed_bytes(sealed), sealed.calls)
+
+    def block_started(self) -> None:
+        """A block got its first call: start the worker, or wake it if it sleeps on an empty buffer
+        (it then starts the batch's age clock)."""
+        try:
+            if self._worker is None:
+                self._start_worker()
+            if self._idle:
+                self._idle = False
+                self._runnable = True
+                self._wake.set()
+        except Exception as exc:  # the model must never see our problems
+            self._offer_failed(exc)
+
+    def _open_rows(self) -> int:
+        """Rows written to open blocks and not sealed yet (read without their locks: a hint)."""
+        return sum(block.rows for block in list(self._blocks.values()))
+
+    def _seal_blocks(self, retire: bool = False) -> None:
+        """Queue every open block's calls (batch age, flush, shutdown); with ``retire`` take no more."""
+        for block in list(self._blocks.values()):
+            if retire:
+                sealed = block.retire()
+            else:
+                with block.lock:
+                    sealed = block.seal()
+            if sealed is not None:
+                self._buffer.put(sealed, _sealed_bytes(sealed) + ITEM_OVERHEAD_BYTES, sealed.rows, sealed.calls)
 
     def _offer_failed(self, exc: Exception) -> None:
         try:
@@ -262,7 +331,7 @@ class Shipper:
                 "dropped_rows": buffer.dropped_rows + counts.pop("lost_rows"),
                 "dropped_calls": buffer.dropped_calls + counts.pop("lost_calls"),
                 "buffer_dropped_rows": buffer.dropped_rows,
-                "queued_rows": buffer.rows,
+                "queued_rows": buffer.rows + self._open_rows(),
                 "queued_items": len(buffer),
                 "queued_bytes": buffer.bytes,
                 "max_buffer_bytes": buffer.max_bytes,
@@ -291,6 +360,7 @@ class Shipper:
         :attr:`stats`); False means the deadline came first. Never raises.
         """
         deadline = time.monotonic() + max(float(timeout), 0.0)
+        self._seal_blocks()  # the calls written to blocks so far are offered before now too
         target = self._buffer.seq
         if target == 0 or self._done(target):
             return True
@@ -330,6 +400,7 @@ class Shipper:
             worker = self._worker
         if already:
             return worker is None or not worker.is_alive()
+        self._seal_blocks(retire=True)  # later writes take offer_raw, which counts them as dropped
         self._stop.set()
         self._wake.set()
         self._kick.set()
@@ -360,17 +431,24 @@ class Shipper:
         inflight = self._inflight_seq
         return (oldest is None or oldest > target) and (inflight is None or inflight > target)
 
+    def _pending(self) -> bool:
+        return bool(len(self._buffer)) or self._open_rows() > 0
+
     def _due(self, now: float) -> bool:
         buffer = self._buffer
-        if not len(buffer):
+        if not self._pending():
             return False
         if self._first_seen is None:
             self._first_seen = now
         if self._stop.is_set():
-            return True
-        if now >= self._retry.not_before and (
-                buffer.rows >= self._max_rows or now - self._first_seen >= self.config.max_batch_age_s):
-            return True
+            self._seal_blocks()
+            return bool(len(buffer))
+        if now >= self._retry.not_before:
+            if buffer.rows >= self._max_rows:
+                return True
+            if now - self._first_seen >= self.config.max_batch_age_s:  # open blocks go with this batch
+                self._seal_blocks()
+                return bool(len(buffer))
         with self._progress:
             return self._flush_target >= (buffer.oldest_seq() or 0) > 0
 
@@ -383,11 +461,11 @@ class Shipper:
             while not self._abort.is_set():
                 try:
                     self._runnable = False
-                    if not len(buffer):
+                    if not self._pending():
                         self._first_seen = None
                         self._due_at = float("inf")
                         self._idle = True  # set before the re-check, so an offer in between still wakes us
-                        if not len(buffer) and not self._stop.is_set():
+                        if not self._pending() and not self._stop.is_set():
                             self._wake.wait()
                         self._idle = False
                     elif not self._stop.is_set():
