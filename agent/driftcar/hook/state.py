@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from typing import Any, Callable
 
 from opentelemetry.trace import ProxyTracerProvider, get_tracer_provider
@@ -23,9 +24,9 @@ class HookState:
     """Switches, shipper entry points and counters of one monitored model."""
 
     __slots__ = (
-        "name", "shipper", "offer_raw", "block_for", "block", "enabled", "capture_on", "sample", "copy", "fast", "tracer",
-        "explicit_provider", "otel_live", "tick", "span_attributes", "active", "ids", "ids_used", "paused",
-        "pausing", "feature_names", "rewalk", "calls", "errors", "captured_rows", "capture_failures",
+        "name", "shipper", "offer_raw", "block_for", "block", "enabled", "capture_on", "sample", "copy", "fast",
+        "tracer", "explicit_provider", "otel_live", "tick", "wall_offset", "span_attributes", "active", "ids",
+        "ids_used", "paused", "pausing", "feature_names", "rewalk", "calls", "errors", "captured_rows", "capture_failures",
         "id_mismatches", "feature_name_mismatches", "paused_calls",
     )
 
@@ -46,7 +47,8 @@ class HookState:
         self.tracer = tracer  # None when spans are off
         self.explicit_provider = explicit_provider
         self.otel_live = explicit_provider  # an SDK provider exists (explicit or global)
-        self.tick = 0
+        self.tick = 0  # outermost calls, for the periodic recheck
+        self.wall_offset = 0  # time_ns() - perf_counter_ns(), re-anchored by recheck
         self.span_attributes = {"model.name": name, "model.version": version}
         # [thread id, depth of running outermost calls] per context (see Wrapper.__call__)
         self.active: contextvars.ContextVar[list | None] = contextvars.ContextVar(f"driftcar_active_{id(self)}",
@@ -66,13 +68,24 @@ class HookState:
         self.feature_name_mismatches = 0
         self.paused_calls = 0
         self.sync()
-        if not explicit_provider:
-            self.refresh_otel()
+        self.recheck()
 
     def sync(self) -> None:
         """Recompute ``fast`` after a switch changed: capture on, every call sampled, and either copies
         on or a shipper taking the compact form (which carries references for copy=False)."""
         self.fast = self.capture_on and self.sample >= 1.0 and (self.copy or self.offer_raw is not None)
+
+    def recheck(self) -> None:
+        """Every 256 outermost calls: re-anchor the wall clock and look for an SDK provider.
+
+        A call's start is ``perf_counter_ns() + wall_offset``: one clock read per call instead of
+        ``time_ns()`` and ``perf_counter_ns()`` (~0.4 k instructions less, callgrind); a step of
+        the system clock shows in the calls table after at most 256 calls.
+        """
+        before = time.perf_counter_ns()
+        self.wall_offset = time.time_ns() - before
+        if not self.otel_live:
+            self.refresh_otel()
 
     def refresh_otel(self) -> None:
         """Is there a real (SDK) tracer provider? Once one is set globally it stays set."""

@@ -49,7 +49,6 @@ __all__ = ["Wrapper", "Unwrapped", "fail_span"]
 
 _ndarray = np.ndarray
 _perf_ns = time.perf_counter_ns
-_time_ns = time.time_ns
 _get_ident = threading.get_ident
 
 
@@ -144,13 +143,11 @@ class Wrapper:
             if state.tracer is None or not state.otel_live:
                 return self.orig(*args, **kwargs)
             return self._spanned(state.tracer, args, kwargs)
-        if not state.otel_live:
-            state.tick += 1
-            if state.tick & 255 == 1:
-                state.refresh_otel()
+        state.tick += 1
+        if state.tick & 255 == 1:
+            state.recheck()  # the wall clock's anchor, a global provider set since
         tracer = state.tracer if state.otel_live else None
-        mode = self.spec.mode
-        if tracer is None and not state.capture_on and mode != "fit":
+        if tracer is None and not state.capture_on and self.spec.mode != "fit":
             return self.orig(*args, **kwargs)  # nothing to trace, nothing to capture
         # Mark "a call of this monitor is running here" by mutating a per-context, per-thread
         # holder, set in the context once: ContextVar.set/reset on every call measured ~1.2 µs
@@ -166,8 +163,8 @@ class Wrapper:
         try:
             if tracer is not None:
                 span, ctx_token = _start(tracer, self.span_name, state.span_attributes)
-            start_ns = _time_ns()
             t0 = _perf_ns()
+            start_ns = t0 + state.wall_offset
             try:
                 result = self.orig(*args, **kwargs)
             except Exception as error:
@@ -185,7 +182,7 @@ class Wrapper:
             depth[1] -= 1
         if self.fast and state.fast and args and type(args[0]) is _ndarray and type(result) is _ndarray:
             record_array(state, self.name, args[0], result, start_ns, duration_ns, span)
-        elif mode == "fit":
+        elif self.spec.mode == "fit":
             self._after_fit(args, kwargs, result, start_ns, duration_ns, span)
         elif state.capture_on:
             record(state, self.spec, self.owner, args, kwargs, result, start_ns, duration_ns, span, None)
