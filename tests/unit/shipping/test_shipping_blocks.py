@@ -109,16 +109,18 @@ def test_drops_at_the_buffer_bound_are_whole_blocks_and_every_row_is_counted(shi
     assert monitor.stats["captured_rows"] == 201
 
 
-def test_blocks_give_the_same_columns_as_the_tuple_form():
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_blocks_give_the_same_columns_as_the_tuple_form(outputs):
     fake = FakeExporter()
     s = make(fake, max_batch_rows=100)
+    shape = (1,) if outputs == 1 else (1, outputs)
     try:
-        block = s.block_for("predict", np.zeros((1, 3)), np.zeros(1, dtype=np.int32), ("a", "b", "c"))
+        block = s.block_for("predict", np.zeros((1, 3)), np.zeros(shape, dtype=np.int32), ("a", "b", "c"))
         raws = []
         rng = np.random.default_rng(1)
         for i in range(40):
             x = rng.normal(size=(1 + i % 3, 3))
-            y = (x[:, 0] > 0).astype(np.int32)
+            y = (x[:, :outputs] > 0).astype(np.int32).reshape((len(x), *shape[1:]))
             trace = (i + 1) << 64 if i % 4 else 0
             assert block.write("predict", x, y, 1_000 + i, 50 + i, trace) == len(x)
             raws.append(("predict", 1_000 + i, 50 + i, len(x), trace, None, x.tobytes(), x.dtype, x.shape,
