@@ -6,6 +6,9 @@ Contracts:
   waits on I/O and never raises: it appends to a byte-bounded buffer (dropping
   and counting the oldest items when full) and wakes the worker when a batch
   is due. The worker starts lazily on the first offer.
+* The commonest numpy call skips ``offer``: it writes to the open columnar block of its
+  layout (:meth:`block_for`, :mod:`driftcar.hook.shipping.blocks`), which becomes one
+  buffer item when full, or when the worker seals it at the batch age, a flush or shutdown.
 * The worker seals a batch when ``max_batch_rows`` rows are queued or the
   oldest item is ``max_batch_age_s`` old (or on flush); while the endpoint backs
   off (``driftcar.wire.retry``: one back-off kept across exports), not before the
@@ -120,7 +123,6 @@ class Shipper:
         self._backoff = Backoff(config.retry_initial_backoff_s, config.retry_max_backoff_s, config.retry_jitter)
         self._max_rows = config.max_batch_rows
         self._block_cap = block_capacity(config.max_batch_rows)
-        self._blocks: dict[tuple, Block] = {}
         self._reset()
         lifecycle.register(self)
 
@@ -131,7 +133,7 @@ class Shipper:
         self.instance = uuid.uuid4().hex[:16]
         self.pid = os.getpid()
         self._buffer = ByteBuffer(self.config.max_buffer_bytes)
-        self._blocks = {}  # layout -> open Block (see block_for); the parent's are retired after fork
+        self._blocks: dict[tuple, Block] = {}  # layout -> open Block (block_for); retired after fork
         self._wake = threading.Event()
         self._stop = threading.Event()  # drain what is left, then exit
         self._abort = threading.Event()  # give up now (deadline passed)
