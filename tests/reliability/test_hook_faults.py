@@ -169,7 +169,9 @@ def test_down_then_black_holed_then_recovered(tmp_path, monkeypatch):
     assert max(attempts) <= TIMEOUT_S + 0.25
     # back in use within the channel's capped reconnect back-off (2 s) + a flush (was 57 s after 120 s outages)
     assert recovery_s < 6.0
-    assert p99_outage < baseline * 3 + 0.002  # sanity only: a blocked predict would take the export deadline
+    # sanity only (p99 is the benchmarks' business): a predict blocked on an export attempt would take
+    # the attempt's second or more; a loaded machine has stalled p99 to ~6 ms with nothing blocked
+    assert p99_outage < 0.1
     assert len(down_latencies) > 100
 
 
