@@ -23,14 +23,6 @@ def make(exporter, **options):
                    exporter_factory=lambda cfg: exporter)
 
 
-@pytest.fixture
-def shippers():
-    made = []
-    yield made
-    for s in made:
-        s.shutdown(1.0)
-
-
 def _instrument(shipper):
     """A fresh model per test (instrumenting one function twice returns its first Monitor)."""
     return driftcar.instrument(lambda X: (X[:, 0] * 2).astype(np.int64), name="m", shipper=shipper)

@@ -22,14 +22,6 @@ def make(exporter, **options):
                    convert=convert, exporter_factory=lambda cfg: exporter)
 
 
-@pytest.fixture
-def shippers():
-    made = []
-    yield made
-    for s in made:
-        s.shutdown(1.0)
-
-
 def test_batch_is_sealed_at_max_rows_without_waiting_for_age(shippers):
     fake = FakeExporter()
     s = make(fake, max_batch_rows=50)
