@@ -5,7 +5,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from driftcar.hook.shipping import Shipper, ShipperConfig
 from driftcar.hook.shipping.retry import Outcome
