@@ -139,10 +139,19 @@ def _uniform_key(items: list) -> tuple | None:
     return key
 
 
-def _trace_column(traces: list) -> list:
-    if any(traces):
-        return [format(t, "032x") if t else None for t in traces]
-    return [None] * len(traces)
+def _calls_table(method: str, starts: np.ndarray, durations_ns: np.ndarray, rows: np.ndarray, traces: list
+                 ) -> dict[str, Any]:
+    """The calls table of a run of kept numpy calls of one method (a compact run or a sealed block)."""
+    n = len(rows)
+    return {
+        "method": [method] * n,
+        "start_ns": starts,
+        "duration_s": durations_ns / 1e9,
+        "rows": rows,
+        "captured": rows.copy(),
+        "error_type": [None] * n,
+        "trace_id": [format(t, "032x") if t else None for t in traces] if any(traces) else [None] * n,
+    }
 
 
 class Sealed:
@@ -165,16 +174,9 @@ class Sealed:
         c, method = self.calls, self.method
         inputs = np.frombuffer(b"".join(self.xs[:c]), dtype=self.xdtype).reshape(-1, self.ncols)
         outputs = np.frombuffer(b"".join(self.ys[:c]), dtype=self.ydtype).reshape((-1, *self.ytail))
-        rows = np.array(self.nrows[:c], dtype=np.int64)
-        calls = {
-            "method": [method] * c,
-            "start_ns": np.array(self.starts[:c], dtype=np.int64),
-            "duration_s": np.array(self.durations[:c], dtype=np.int64) / 1e9,
-            "rows": rows,
-            "captured": rows.copy(),
-            "error_type": [None] * c,
-            "trace_id": _trace_column(self.traces[:c]),
-        }
+        calls = _calls_table(method, np.array(self.starts[:c], dtype=np.int64),
+                             np.array(self.durations[:c], dtype=np.int64), np.array(self.nrows[:c], dtype=np.int64),
+                             self.traces[:c])
         return Captured(kind="inference", method=method, start_ns=self.starts[0], duration_s=0.0, rows=len(inputs),
                         inputs=inputs, outputs=outputs, feature_names=self.names, calls=calls,
                         size_hint=inputs.nbytes + outputs.nbytes)
@@ -183,16 +185,9 @@ class Sealed:
 def _run_calls(raws: list, method: str) -> dict[str, Any]:
     """The calls table of a run, built column by column (C loops: no per-call tuple)."""
     n = len(raws)
-    rows = np.fromiter(map(_ROWS, raws), dtype=np.int64, count=n)
-    return {
-        "method": [method] * n,
-        "start_ns": np.fromiter(map(_START, raws), dtype=np.int64, count=n),
-        "duration_s": np.fromiter(map(_DURATION, raws), dtype=np.int64, count=n) / 1e9,
-        "rows": rows,
-        "captured": rows.copy(),
-        "error_type": [None] * n,
-        "trace_id": _trace_column(list(map(_TRACE, raws))),
-    }
+    return _calls_table(method, np.fromiter(map(_START, raws), dtype=np.int64, count=n),
+                        np.fromiter(map(_DURATION, raws), dtype=np.int64, count=n),
+                        np.fromiter(map(_ROWS, raws), dtype=np.int64, count=n), list(map(_TRACE, raws)))
 
 
 def _thaw_run(raws: list, key: tuple) -> Captured:
