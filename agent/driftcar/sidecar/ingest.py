@@ -345,27 +345,24 @@ class Ingestor:
         (nothing counted; the caller may retry), else Overloaded. ShuttingDown when stopping."""
         result = prepared.result
         items, duplicates = self.recent.split(prepared.items)
-        if not items:
-            if duplicates:
-                self.counters.add_receiver_batches("duplicate", duplicates)
-            return result
-        if self.stopping:
-            self.counters.add_receiver_batches("throttled", len(items))
-            raise ShuttingDown("sidecar is shutting down; retry later", self.retry_after_s)
-        if not self.queue.offer(items):
-            if not last:
-                return None
-            self.counters.add_receiver_batches("throttled", len(items))
-            raise Overloaded(
-                f"ingest queue full ({self.queue.rows} rows, {self.queue.bytes} bytes queued); retry later",
-                self.retry_after_s,
-            )
-        self.recent.remember(items)
-        if duplicates:
+        if items:
+            if self.stopping:
+                self.counters.add_receiver_batches("throttled", len(items))
+                raise ShuttingDown("sidecar is shutting down; retry later", self.retry_after_s)
+            if not self.queue.offer(items):
+                if not last:
+                    return None
+                self.counters.add_receiver_batches("throttled", len(items))
+                raise Overloaded(
+                    f"ingest queue full ({self.queue.rows} rows, {self.queue.bytes} bytes queued); retry later",
+                    self.retry_after_s,
+                )
+            self.recent.remember(items)
+            result.accepted += len(items)
+            self.counters.add_receiver_batches("accepted", len(items))
+            self.counters.set_queue_size(self.queue.rows)
+        if duplicates:  # counted once the request is answered with success
             self.counters.add_receiver_batches("duplicate", duplicates)
-        result.accepted += len(items)
-        self.counters.add_receiver_batches("accepted", len(items))
-        self.counters.set_queue_size(self.queue.rows)
         return result
 
 
