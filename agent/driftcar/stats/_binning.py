@@ -28,6 +28,14 @@ LOOKUP_MIN = 192
 #: tried in order: 4 cells per edge keep normal-like data at one correction pass (3.2 KB table at
 #: 400 fine edges), as fast as 8; skewed data needs 8 or 32
 CELLS_PER_EDGE = (4, 8, 32)
+#: bytes of lookup tables one layout keeps (tables + ~200 bytes of object each); rows past it bin by
+#: ``searchsorted`` (the same bins). Why a cap: a table is 3.2-26 KB per feature at 400 fine bins, and
+#: with thousands of features whose windows are binned at the close (200-1,000 values each) tables
+#: were ~3.5 KiB of the ~31 KiB a feature cost (tests/reliability/feature_memory.py); the speed-up
+#: matters where rows are many per feature and features few (up to ~150 normal-like or ~20 skewed
+#: features keep theirs), and at 200 values the two ways cost about the same
+TABLE_BUDGET = 1 << 19
+_BINNER_OVERHEAD = 200
 
 
 def _extended(edges: np.ndarray, ext: np.ndarray | None, pad: int) -> np.ndarray:
@@ -93,18 +101,17 @@ class Binners:
     Both give exactly the same bins.
     """
 
-    def __init__(self, edges_ext: np.ndarray):
+    def __init__(self, edges_ext: np.ndarray, budget: int = TABLE_BUDGET):
         self.edges_ext = edges_ext
         self._lookup: dict[int, LookupBinner | SearchBinner] = {}
+        self.budget = budget  # bytes of tables (and binner objects) still allowed (TABLE_BUDGET)
 
     def __call__(self, row: int, x: np.ndarray) -> np.ndarray:
-        ext = self.edges_ext[row]
         if len(x) >= LOOKUP_MIN:
-            binner = self._lookup.get(row)
-            if binner is None:
-                binner = self._lookup[row] = make_binner(ext[:-2], ext=ext)
-            return binner(x)
-        return np.searchsorted(ext[:-1], x, "right")
+            binner = self._built(row)
+            if binner is not None:
+                return binner(x)
+        return np.searchsorted(self.edges_ext[row, :-1], x, "right")
 
     def block(self, rows: list[int], x: np.ndarray) -> np.ndarray:
         """``self(rows[i], x[i])`` for every i of a 2-D block (one column per row, same length):
@@ -124,7 +131,9 @@ class Binners:
         binners = [self._built(row) for row in rows]
         look = [i for i, b in enumerate(binners) if isinstance(b, LookupBinner)]
         for i, b in enumerate(binners):
-            if not isinstance(b, LookupBinner):
+            if b is None:  # past the table budget
+                out[i] = np.searchsorted(self.edges_ext[rows[i], :-1], x[i], "right")
+            elif not isinstance(b, LookupBinner):
                 out[i] = b(x[i])
         if look:
             out[look] = self._lookup_block([binners[i] for i in look], [rows[i] for i in look],
@@ -132,10 +141,16 @@ class Binners:
         return out
 
     def _built(self, row: int):
+        """Row ``row``'s binner, built on first use; None once the table budget is spent."""
         binner = self._lookup.get(row)
-        if binner is None:
+        if binner is None and self.budget > 0:
             ext = self.edges_ext[row]
-            binner = self._lookup[row] = make_binner(ext[:-2], ext=ext)
+            binner = self._keep(row, make_binner(ext[:-2], ext=ext))
+        return binner
+
+    def _keep(self, row: int, binner):
+        self._lookup[row] = binner
+        self.budget -= _cost(binner)
         return binner
 
     def _lookup_block(self, binners: list, rows: list[int], x: np.ndarray) -> np.ndarray:
@@ -165,9 +180,11 @@ class Binners:
             if row in self._lookup or row >= len(self) or not np.array_equal(
                     other.edges_ext[row], self.edges_ext[row], equal_nan=True):
                 continue
+            if self.budget <= 0:
+                return
             shared = copy.copy(binner)
             shared.ext = self.edges_ext[row][: len(binner.ext)]
-            self._lookup[row] = shared
+            self._keep(row, shared)
 
     def __getitem__(self, row: int):
         """Row ``row``'s binner as a callable (tests, benchmarks)."""
@@ -180,6 +197,11 @@ class Binners:
     def tables(self) -> int:
         """Rows whose lookup table has been built."""
         return len(self._lookup)
+
+
+def _cost(binner) -> int:
+    table = getattr(binner, "table", None)
+    return _BINNER_OVERHEAD + (table.nbytes if table is not None else 0)
 
 
 def _x_range(lo: float, scale: float, cells: int) -> tuple[float, float]:

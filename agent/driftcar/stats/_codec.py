@@ -179,6 +179,54 @@ def unpack_sparse_coded(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.
     return frame, pos, counts, codes, exact_at, exact
 
 
+_BITS_HEAD = struct.Struct("<QQBBIBI")  # as _CODED_HEAD, then bits per code and rows with a total
+
+
+def pack_sparse_bits(frame: bytes, pos: np.ndarray, counts: np.ndarray, codes: np.ndarray, bits: int,
+                     exact_at: np.ndarray, exact: np.ndarray, totals: np.ndarray) -> bytes:
+    """:func:`pack_sparse_coded` with ``bits`` (0-8) per code, packed tight (none at 0), and
+    ``totals`` (float64, may be empty) riding at the end. Inverse: :func:`unpack_sparse_bits`."""
+    gaps = np.diff(pos, prepend=0)
+    gaps = gaps.astype(np.min_scalar_type(int(gaps.max(initial=0))))
+    counts = counts.astype(np.min_scalar_type(int(counts.max(initial=0))))
+    head = _BITS_HEAD.pack(len(frame), len(pos), counts.itemsize, gaps.itemsize, len(exact_at), bits, len(totals))
+    packed = np.packbits(np.unpackbits(codes.astype(np.uint8)[:, None], axis=1)[:, 8 - bits:]) if bits else b""
+    parts = [head, frame, gaps.tobytes(), counts.tobytes(), bytes(packed), exact_at.astype("<u4").tobytes(),
+             exact.astype("<f8").tobytes(), totals.astype("<f8").tobytes()]
+    return zlib.compress(b"".join(parts), 6)
+
+
+def unpack_sparse_bits(blob: bytes) -> tuple:
+    """``(frame, pos, counts, codes, bits, exact_at, exact, totals)`` from :func:`pack_sparse_bits`
+    bytes; ProfileError when the bytes do not add up."""
+    try:
+        body = zlib.decompress(blob)
+        n_frame, n, count_size, gap_size, n_exact, bits, n_totals = _BITS_HEAD.unpack_from(body)
+        if bits > 8:
+            raise ValueError(f"{bits} bits per code")
+        frame, pos, counts, at = _read_bins(body, at=_BITS_HEAD.size, n_frame=n_frame, n=n, gap_size=gap_size,
+                                            count_size=count_size)
+        size = (n * bits + 7) // 8
+        raw = np.frombuffer(body, np.uint8, size, at)
+        codes = np.zeros(n, np.uint8)
+        if bits:
+            planes = np.unpackbits(raw)[: n * bits].reshape(n, bits)
+            codes = np.packbits(np.concatenate([np.zeros((n, 8 - bits), np.uint8), planes], axis=1), axis=1)[:, 0]
+        at += size
+        exact_at = np.frombuffer(body, "<u4", n_exact, at).astype(np.int64)
+        at += 4 * n_exact
+        exact = np.frombuffer(body, "<f8", n_exact, at).astype(np.float64)
+        at += 8 * n_exact
+        totals = np.frombuffer(body, "<f8", n_totals, at).astype(np.float64)
+        if at + 8 * n_totals != len(body):
+            raise ValueError(f"{len(body) - at - 8 * n_totals} bytes left over")
+        if n_exact and (exact_at.max() >= n or np.any(np.diff(exact_at) <= 0)):
+            raise ValueError("exact sums at bins that do not exist")
+    except (zlib.error, struct.error, KeyError, ValueError) as exc:
+        raise ProfileError(f"closed window is corrupt ({exc})") from None
+    return frame, pos, counts, codes, bits, exact_at, exact, totals
+
+
 def zigzag_residuals(values: np.ndarray, guess: np.ndarray) -> np.ndarray:
     """float64 ``values`` against ``guess`` as uint64: the difference of their bit patterns
     (int64, wrapping), zigzag-coded so small differences of either sign have leading zero bytes.

@@ -61,11 +61,13 @@ MAX_UNKNOWN_NAMES = 100
 COUNT_LIMIT = int(np.iinfo(np.int32).max)
 _MAGIC = b"DCWIND\x00\x01"
 _VERSION = 1
-#: packed (closed-window) forms: v4 each fine bin's mean as one byte (``pack(exact=False)``); v3 sums
+#: packed (closed-window) forms: v5 each fine bin's mean in 0-8 bits, optional exact totals per row
+#: (``pack(exact=False, bits=...)``); v4 each fine bin's mean as one byte (``pack(exact=False)``); v3 sums
 #: against their bin centre (zigzag difference) in byte planes, frame without the grid; v2 the same with XOR and the frame holding a zero grid; v1 raw sums;
 #: else zlib of to_bytes
-_PACKED_V4, _PACKED, _PACKED_V2, _PACKED_V1 = b"DCW\x04", b"DCW\x03", b"DCW\x02", b"DCW\x01"
-_LEVELS = 255  # codes 1..255 for a mean's place in its bin; 0: every value on the lower edge
+_PACKED_V5, _PACKED_V4 = b"DCW\x05", b"DCW\x04"
+_PACKED, _PACKED_V2, _PACKED_V1 = b"DCW\x03", b"DCW\x02", b"DCW\x01"
+_LEVELS = 255  # codes 1..255 for a mean's place in its bin (v4, 8 bits); 0: every value on the lower edge
 _GRID = ("num_counts", "num_sums")  # what the packed forms store sparsely
 #: roles of the wire contract and where update() sends them
 _ROLE_TARGETS = {"feature": "feature", "prediction": "prediction", "probability": "probability",
@@ -456,7 +458,7 @@ class WindowSketch:
         return self.merge(WindowSketch(self.profile))
 
     # ------------------------------------------------------------------ closed windows
-    def pack(self, exact: bool = True) -> bytes:
+    def pack(self, exact: bool = True, *, bits: int = 8, totals: bool = False) -> bytes:
         """Compact bytes of a window kept after it closed; inverse: :meth:`unpack`.
 
         Why sparse: a closed window's fine grid (features x ~400 bins of counts and of value sums) is
@@ -466,7 +468,11 @@ class WindowSketch:
         bits finer than the bin: the floor of any exact form). ``exact=False`` (the closed windows
         a series keeps): counts, extremes and everything but the sums exact, and each fine bin's
         mean as one byte, its place in the bin (:func:`_code_means`: within 1/510 of the bin's width,
-        values all on the lower edge kept exact), ~1.2 bytes instead. Falls back to zlib of
+        values all on the lower edge kept exact), ~1.2 bytes instead. ``bits`` (with ``exact=False``):
+        each mean's place in ``2**bits - 1`` cells instead of 255 (within width / (2 * (2**bits - 1));
+        0 bits: no place, every bin read at its centre, and no atom code). ``totals``: each row's
+        sum of the coded bins kept exact too, the decoded means of the row shifted together to meet
+        it (the row's ``sum`` exact to rounding; a mean may then leave its cell). Falls back to zlib of
         :meth:`to_bytes` when a sum sits in an empty bin (never produced by :meth:`update`, but
         bytes must round-trip).
         """
@@ -478,9 +484,16 @@ class WindowSketch:
             return zlib.compress(self.to_bytes(), 1)
         values = counts.reshape(-1)[pos].astype(np.int64)
         if not exact:
-            codes, exact_at = _code_means(self.profile.layout, pos, values, sums.reshape(-1)[pos])
-            return _PACKED_V4 + _codec.pack_sparse_coded(self._frame(grid=False), pos, values, codes, exact_at,
-                                                         sums.reshape(-1)[pos[exact_at]])
+            if not (isinstance(bits, int) and 0 <= bits <= 8):
+                raise ValueError(f"bits must be an int from 0 to 8, got {bits!r}")
+            flat = sums.reshape(-1)[pos]
+            codes, exact_at = _code_means(self.profile.layout, pos, values, flat, (1 << bits) - 1)
+            frame = self._frame(grid=False)
+            if bits == 8 and not totals:
+                return _PACKED_V4 + _codec.pack_sparse_coded(frame, pos, values, codes, exact_at, flat[exact_at])
+            row_totals = _coded_totals(self.profile.layout, pos, flat, exact_at) if totals else np.empty(0)
+            return _PACKED_V5 + _codec.pack_sparse_bits(frame, pos, values, codes, bits, exact_at, flat[exact_at],
+                                                        row_totals)
         guess = values * self.profile.layout.centres(pos)
         residuals = _codec.zigzag_residuals(sums.reshape(-1)[pos], guess)
         return _PACKED + _codec.pack_sparse(self._frame(grid=False), pos, values, residuals)
@@ -490,6 +503,8 @@ class WindowSketch:
         """Inverse of :meth:`pack` (also reads the earlier packed forms); ProfileError when bad."""
         import zlib
 
+        if blob.startswith(_PACKED_V5):
+            return cls._unpack_v5(blob[len(_PACKED_V5):], profile)
         if blob.startswith(_PACKED_V4):
             frame, pos, values, codes, exact_at, exact = _codec.unpack_sparse_coded(blob[len(_PACKED_V4):])
             sketch = cls._from_frame(frame, profile, False)
@@ -518,6 +533,22 @@ class WindowSketch:
         except zlib.error as exc:
             raise ProfileError(f"closed window is corrupt ({exc})") from None
         return cls.from_bytes(data, profile)
+
+    @classmethod
+    def _unpack_v5(cls, body: bytes, profile: Profile) -> "WindowSketch":
+        frame, pos, values, codes, bits, exact_at, exact, totals = _codec.unpack_sparse_bits(body)
+        sketch = cls._from_frame(frame, profile, False)
+        if len(pos) and pos[-1] >= sketch.num_counts.size:
+            raise ProfileError("closed window is corrupt (a bin beyond the profile's grid)")
+        if len(totals) not in (0, sketch.num_counts.shape[0]):
+            raise ProfileError(f"closed window is corrupt ({len(totals)} row totals)")
+        sketch._put_counts(pos, values)
+        sums = _decode_means(profile.layout, pos, values, codes, (1 << bits) - 1)
+        if len(totals):
+            sums = _meet_totals(profile.layout, pos, values, sums, exact_at, totals)
+        sums[exact_at] = exact
+        sketch.num_sums.reshape(-1)[pos] = sums
+        return sketch
 
     # ------------------------------------------------------------------ checkpoints
     def to_bytes(self) -> bytes:
@@ -783,11 +814,12 @@ def _spans(layout: Any, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return lo, width, inner, col == layout.F + 2
 
 
-def _code_means(layout: Any, pos: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _code_means(layout: Any, pos: np.ndarray, counts: np.ndarray, sums: np.ndarray,
+                levels: int = _LEVELS) -> tuple[np.ndarray, np.ndarray]:
     """Each non-empty bin's mean as a byte: 0 when the bin passes the atom test of
     :func:`driftcar.stats.methods.atoms` (sum <= count * lower edge: every value on the edge,
-    discrete data), else 1 + its place in 255 equal cells of the bin, read back at the cell's
-    middle (within width / 510 of the mean). Returns (codes, indices whose sum is kept exact): the
+    discrete data), else 1 + its place in ``levels`` equal cells of the bin, read back at the cell's
+    middle (within width / (2 * levels) of the mean; 0 levels: every code 0). Returns (codes, indices whose sum is kept exact): the
     open-ended bins (unbounded), a missing bin with a sum (never from :meth:`WindowSketch.update`),
     and means the floating-point arithmetic puts outside their bin."""
     lo, width, inner, missing = _spans(layout, pos)
@@ -795,21 +827,50 @@ def _code_means(layout: Any, pos: np.ndarray, counts: np.ndarray, sums: np.ndarr
         atom = inner & (sums <= counts * lo)
         frac = (sums / counts - lo) / width
     ok = inner & (width > 0) & np.isfinite(width) & (frac >= 0.0) & (frac <= 1.0)
-    codes = np.where(ok & ~atom, np.minimum(np.floor(np.where(ok, frac, 0.0) * _LEVELS), _LEVELS - 1) + 1, 0)
+    if levels:
+        codes = np.where(ok & ~atom, np.minimum(np.floor(np.where(ok, frac, 0.0) * levels), levels - 1) + 1, 0)
+    else:
+        codes = np.zeros(len(pos))
     keep = ~(atom | ok | (missing & (sums == 0.0)))
     return codes.astype(np.uint8), np.flatnonzero(keep)
 
 
-def _decode_means(layout: Any, pos: np.ndarray, counts: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def _decode_means(layout: Any, pos: np.ndarray, counts: np.ndarray, codes: np.ndarray,
+                  levels: int = _LEVELS) -> np.ndarray:
     """Sums from :func:`_code_means` codes (the exact ones are the caller's): count * the middle of
-    the mean's cell; code 0 count * lower edge (the atom test holds again) or 0 outside fine bins."""
+    the mean's cell; code 0 count * lower edge (the atom test holds again) or 0 outside fine bins;
+    0 levels: count * the bin's centre."""
     lo, width, inner, _ = _spans(layout, pos)
     with np.errstate(all="ignore"):
+        if not levels:
+            return np.where(inner, counts * (lo + 0.5 * width), 0.0)
         edge = counts * lo
-        sums = counts * (lo + (codes - 0.5) / _LEVELS * width)
+        sums = counts * (lo + (codes - 0.5) / levels * width)
         # never at or under count * lower edge for a non-atom, so the atom test reads as it did
         sums = np.where(sums > edge, sums, np.nextafter(edge, np.inf))
     return np.where(inner & (codes > 0), sums, np.where(inner, edge, 0.0))
+
+
+def _coded_totals(layout: Any, pos: np.ndarray, sums: np.ndarray, exact_at: np.ndarray) -> np.ndarray:
+    """Each numeric row's sum over its coded bins (those not kept exact), in flat order."""
+    coded = np.ones(len(pos), dtype=bool)
+    coded[exact_at] = False
+    rows = pos // (layout.F + 3)
+    return np.bincount(rows[coded], weights=sums[coded], minlength=len(layout.num_names))
+
+
+def _meet_totals(layout: Any, pos: np.ndarray, counts: np.ndarray, sums: np.ndarray, exact_at: np.ndarray,
+                 totals: np.ndarray) -> np.ndarray:
+    """Decoded ``sums`` with each row's coded means shifted by one amount so they add up to its total."""
+    coded = np.ones(len(pos), dtype=bool)
+    coded[exact_at] = False
+    rows = pos // (layout.F + 3)
+    n = len(layout.num_names)
+    have = np.bincount(rows[coded], weights=sums[coded], minlength=n)
+    weight = np.bincount(rows[coded], weights=counts[coded], minlength=n)
+    with np.errstate(all="ignore"):
+        shift = np.where(weight > 0, (totals - have) / weight, 0.0)
+    return np.where(coded, sums + counts * shift[rows], sums)
 
 
 def _unpack_v1(blob: bytes, profile: Profile) -> WindowSketch:

