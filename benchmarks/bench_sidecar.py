@@ -591,7 +591,8 @@ def bench_feature_memory(quick: bool) -> list[str]:
     lines = [f"### Memory per feature: one model, {features:,} features, 60 closed windows (tracemalloc)", "",
              "| values | rows per window | profile + layout | open window | 60 closed windows + cumulative | total | "
              "compressed window |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for values, rows in [("normal", 20), ("normal", 50), ("normal", 200), ("2 decimals", 50), ("integers", 50)]:
+    for values, rows in [("normal", 20), ("normal", 50), ("normal", 200), ("normal", 1_000), ("2 decimals", 50),
+                         ("integers", 50)]:
         got = measure(features, rows_per_window=rows, values=values)
         lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['open'] / KIB:.1f} KiB "
                      f"| {got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
@@ -602,13 +603,15 @@ def bench_feature_memory(quick: bool) -> list[str]:
               "type, 0.4 KB as int8), held once by the layout and viewed by the profile's features, + its PCA + "
               "Python objects; open window = its values not yet binned (8 bytes each + ~128 per batch: the grid, "
               "4.8 KB of int32 counts and float64 sums, is made when the values would take more or at the "
-              "close), plus a lookup-binner table (3.2-26 KB) for each feature once it bins a batch of 192+ "
-              "values (the 200-row case, counted where it is first built); closed = 60 windows packed with each "
-              "fine bin's mean as one byte (`WindowSketch.pack(exact=False)`: counts and atoms exact, each "
-              "mean within 1/510 of its bin's width; ~1.5 B per non-empty bin with its gap and count) + the "
-              "cumulative sketch packed exactly (~2.5 KB once full: ~6.3 B per non-empty bin are the sum's "
-              "mantissa bits finer than the bin). Run alone: "
-              "`python benchmarks/bench_sidecar.py --feature-memory [--quick]`.", ""]
+              "close: the 1,000-row case); lookup-binner tables (3.2-26 KB a feature) only for the first "
+              "512 KiB of them per profile (`_binning.TABLE_BUDGET`: ~0.1 KiB a feature here, counted in "
+              "closed, where windows are binned); closed = 60 windows packed with each fine bin's mean in 3 bits "
+              "(`WindowSketch.pack(exact=False, bits=3)`: counts and atoms exact, each mean within 1/14 of its "
+              "bin's width; ~1 B per non-empty bin with its gap and count) + the cumulative sketch, exact "
+              "counts and each feature's sum (`pack(exact=False, bits=0, totals=True)`, ~0.3-0.5 KB: no fine "
+              "means; before: packed exactly, ~2.5 KB). Before these: 8-bit means (~1.5 B per non-empty bin), "
+              "an exact cumulative and a table per feature gave 12.7 / 15.9 / 31.0 KiB at 20 / 50 / 200 rows. "
+              "Run alone: `python benchmarks/bench_sidecar.py --feature-memory [--quick]`.", ""]
     return lines
 
 
