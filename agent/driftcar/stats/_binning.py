@@ -28,13 +28,15 @@ LOOKUP_MIN = 192
 #: tried in order: 4 cells per edge keep normal-like data at one correction pass (3.2 KB table at
 #: 400 fine edges), as fast as 8; skewed data needs 8 or 32
 CELLS_PER_EDGE = (4, 8, 32)
-#: bytes of lookup tables one layout keeps (tables + ~200 bytes of object each); rows past it bin by
-#: ``searchsorted`` (the same bins). Why a cap: a table is 3.2-26 KB per feature at 400 fine bins, and
-#: with thousands of features whose windows are binned at the close (200-1,000 values each) tables
-#: were ~3.5 KiB of the ~31 KiB a feature cost (tests/reliability/feature_memory.py); the speed-up
-#: matters where rows are many per feature and features few (up to ~150 normal-like or ~20 skewed
-#: features keep theirs), and at 200 values the two ways cost about the same
+#: bytes of lookup tables one layout keeps (tables + ~200 bytes of object each) for batches of
+#: ``LOOKUP_MIN`` values or more; past it, a row gets its table only on a batch of ``LOOKUP_WIDE`` or
+#: more, and bins smaller ones by ``searchsorted`` (the same bins). Why: a table is 3.2-26 KB per
+#: feature at 400 fine bins; with thousands of features whose windows of 192-383 values are binned
+#: at the close, tables were ~3.5 KiB of the ~31 KiB a feature cost (tests/reliability/feature_memory.py)
+#: for a speed-up of 0-15 % there, against ~2x on batches of 1,000 (``benchmarks/bench_stats.py
+#: --table-budget``); up to ~150 normal-like or ~20 skewed features keep theirs whatever the batch
 TABLE_BUDGET = 1 << 19
+LOOKUP_WIDE = 384
 _BINNER_OVERHEAD = 200
 
 
@@ -108,7 +110,7 @@ class Binners:
 
     def __call__(self, row: int, x: np.ndarray) -> np.ndarray:
         if len(x) >= LOOKUP_MIN:
-            binner = self._built(row)
+            binner = self._built(row, len(x))
             if binner is not None:
                 return binner(x)
         return np.searchsorted(self.edges_ext[row, :-1], x, "right")
@@ -128,7 +130,7 @@ class Binners:
             for i, row in enumerate(rows):
                 out[i] = np.searchsorted(self.edges_ext[row, :-1], x[i], "right")
             return out
-        binners = [self._built(row) for row in rows]
+        binners = [self._built(row, x.shape[1]) for row in rows]
         look = [i for i, b in enumerate(binners) if isinstance(b, LookupBinner)]
         for i, b in enumerate(binners):
             if b is None:  # past the table budget
@@ -140,10 +142,11 @@ class Binners:
                                            x if len(look) == len(rows) else x[look])
         return out
 
-    def _built(self, row: int):
-        """Row ``row``'s binner, built on first use; None once the table budget is spent."""
+    def _built(self, row: int, values: int = LOOKUP_WIDE):
+        """Row ``row``'s binner, built on first use; None once the table budget is spent, unless the
+        batch has ``LOOKUP_WIDE`` values or more."""
         binner = self._lookup.get(row)
-        if binner is None and self.budget > 0:
+        if binner is None and (self.budget > 0 or values >= LOOKUP_WIDE):
             ext = self.edges_ext[row]
             binner = self._keep(row, make_binner(ext[:-2], ext=ext))
         return binner
