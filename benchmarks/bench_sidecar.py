@@ -594,7 +594,7 @@ def bench_feature_memory(quick: bool) -> list[str]:
     for values, rows in [("normal", 20), ("normal", 50), ("normal", 200), ("normal", 1_000), ("2 decimals", 50),
                          ("integers", 50)]:
         got = measure(features, rows_per_window=rows, values=values)
-        lines.append(f"| {values} | {rows} | {got['profile'] / KIB:.1f} KiB | {got['open'] / KIB:.1f} KiB "
+        lines.append(f"| {values} | {rows:,} | {got['profile'] / KIB:.1f} KiB | {got['open'] / KIB:.1f} KiB "
                      f"| {got['closed'] / KIB:.1f} KiB | **{got['total'] / KIB:.1f} KiB** | {got['blob']:.0f} B |")
     lines += ["", "Values: `normal` full-precision floats (every mantissa bit random: the hardest case for packed "
               "sums), `2 decimals` / `integers` rounded N(50, 10). Goal: <= 20 KiB per feature with 60 windows. "
