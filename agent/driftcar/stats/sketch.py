@@ -819,14 +819,16 @@ def _code_means(layout: Any, pos: np.ndarray, counts: np.ndarray, sums: np.ndarr
     """Each non-empty bin's mean as a byte: 0 when the bin passes the atom test of
     :func:`driftcar.stats.methods.atoms` (sum <= count * lower edge: every value on the edge,
     discrete data), else 1 + its place in ``levels`` equal cells of the bin, read back at the cell's
-    middle (within width / (2 * levels) of the mean; 0 levels: every code 0). Returns (codes, indices whose sum is kept exact): the
-    open-ended bins (unbounded), a missing bin with a sum (never from :meth:`WindowSketch.update`),
-    and means the floating-point arithmetic puts outside their bin."""
+    middle (within width / (2 * levels) of the mean; 0 levels: every code 0). Returns (codes,
+    indices whose sum is kept exact): the open-ended bins (unbounded), a missing bin with a sum
+    (never from :meth:`WindowSketch.update`), and means outside their bin (floating-point
+    arithmetic, or a cumulative's shifted means read back: kept at 0 levels)."""
     lo, width, inner, missing = _spans(layout, pos)
     with np.errstate(all="ignore"):
         atom = inner & (sums <= counts * lo)
         frac = (sums / counts - lo) / width
-    ok = inner & (width > 0) & np.isfinite(width) & (frac >= 0.0) & (frac <= 1.0)
+    # (0 levels: a mean outside its bin is read at the centre like any, the row's total keeps the rest)
+    ok = inner & (width > 0) & np.isfinite(width) & ((frac >= 0.0) & (frac <= 1.0) | (levels == 0))
     if levels:
         codes = np.where(ok & ~atom, np.minimum(np.floor(np.where(ok, frac, 0.0) * levels), levels - 1) + 1, 0)
     else:
