@@ -209,9 +209,9 @@ def unpack_sparse_bits(blob: bytes) -> tuple:
         size = (n * bits + 7) // 8
         raw = np.frombuffer(body, np.uint8, size, at)
         codes = np.zeros(n, np.uint8)
-        if bits:
-            planes = np.unpackbits(raw)[: n * bits].reshape(n, bits)
-            codes = np.packbits(np.concatenate([np.zeros((n, 8 - bits), np.uint8), planes], axis=1), axis=1)[:, 0]
+        planes = np.unpackbits(raw)[: n * bits].reshape(n, bits)
+        for j in range(bits):  # most significant bit first, as packed
+            codes |= planes[:, j] << np.uint8(bits - 1 - j)
         at += size
         exact_at = np.frombuffer(body, "<u4", n_exact, at).astype(np.int64)
         at += 4 * n_exact
