@@ -116,7 +116,7 @@ def table_budget_cost(quick: bool) -> str:
     prof = profile({f"f{i}": rng.normal(size=2_000) for i in range(features)}, multivariate=False)
     rounds = 3 if quick else 7
     lines = ["### Binning at the close past the lookup-table budget (CPU)", "",
-             f"| values per feature | tables capped (ms) | a table per feature (ms) | ratio | tables kept |",
+             "| values per feature | tables capped (ms) | a table per feature (ms) | ratio | tables kept |",
              "|---:|---:|---:|---:|---:|"]
     for rows in (200, 300, 500, 1_000):
         data = {f"f{i}": rng.normal(size=rows) for i in range(features)}
