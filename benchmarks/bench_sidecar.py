@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -105,8 +106,12 @@ def _engine_rate(prof, batches: list[dict], repeat: int) -> float:
         start = time.perf_counter()
         for cols in batches:
             window.update(cols)
-        best = max(best, len(batches) * ROWS / (time.perf_counter() - start))
+        best = max(best, sum(_rows(b) for b in batches) / (time.perf_counter() - start))
     return best
+
+
+def _rows(cols: dict) -> int:
+    return len(next(iter(cols.values())))
 
 
 def _histogram_rate(prof, batches: list[dict], repeat: int) -> float:
@@ -122,9 +127,9 @@ def _histogram_rate(prof, batches: list[dict], repeat: int) -> float:
             for cols in batches:
                 for name in edges:
                     np.histogram(cols[name], bins=fine if bins is None else bins[name])
-            best = max(best, len(batches) * ROWS / (time.perf_counter() - start))
-            cpu = min(cpu, (time.thread_time() - start_cpu) / len(batches))
-    return best, cpu
+            best = max(best, sum(_rows(b) for b in batches) / (time.perf_counter() - start))
+            cpu = min(cpu, (time.thread_time() - start_cpu) / sum(_rows(b) for b in batches) * ROWS)
+    return best, cpu  # rows/s, CPU s per 1,000 rows
 
 
 def _send_all(stub, requests: list, inflight: int, rate: float | None = None) -> tuple[int, int, float]:
@@ -188,43 +193,52 @@ def _in_process_rate(prof, requests: list, repeat: int) -> float:
     return best
 
 
-def _process_rounds(sidecar: _Sidecar, requests: list, rounds: int) -> dict:
-    """Best of ``rounds`` end-to-end runs with 8 requests in flight, then one run of a synchronous
-    client: rows/s until every accepted row is applied, CPU per thread, refusals."""
+def _process_rounds(sidecars: dict, requests: list, rows: int, rounds: int) -> dict:
+    """Per sidecar (label -> _Sidecar), best of ``rounds`` end-to-end runs with 8 requests in flight, the
+    sidecars taking turns in every round, then one run of a synchronous client each: rows/s until every
+    accepted row is applied, CPU per thread and in its child processes (the gRPC front), refusals."""
     import grpc
-    import psutil
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc}")
-    stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+    runs = {}
+    for label, sidecar in sidecars.items():
+        channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc}")
+        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+        _send_all(stub, requests[:20], inflight=4)  # warm-up
+        _wait_rows(sidecar, "bench", 20 * rows)
+        runs[label] = {"channel": channel, "stub": stub, "applied": 20 * rows, "served": 0.0, "refusals": 0,
+                       "cpu": [], "threads": [], "child_cpu": 0.0, "sync": 0.0, "sync_refusals": 0}
+    for kind in ["served"] * rounds + ["sync"]:
+        for label, sidecar in sidecars.items():
+            _one_round(sidecar, runs[label], requests, rows, kind)
+    for out in runs.values():
+        out.pop("channel").close()
+        out.pop("stub")
+    return runs
+
+
+def _one_round(sidecar: "_Sidecar", out: dict, requests: list, rows: int, kind: str) -> None:
+    import psutil
+
     proc = psutil.Process(sidecar.proc.pid)
-    n = len(requests)
-    _send_all(stub, requests[:20], inflight=4)  # warm-up
-    applied = 20 * ROWS
-    _wait_rows(sidecar, "bench", applied)
-    out = {"served": 0.0, "refusals": 0, "cpu": [], "threads": [], "child_cpu": 0.0, "sync": 0.0, "sync_refusals": 0}
+
     def children_cpu() -> float:
         return sum(sum(c.cpu_times()[:2]) for c in proc.children())
 
-    for label in ["served"] * rounds + ["sync"]:
-        before = _thread_times(proc)
-        before_children = children_cpu()
-        start = time.perf_counter()
-        _, refused, _ = _send_all(stub, requests, inflight=1 if label == "sync" else 8)
-        applied += n * ROWS
-        rate = n * ROWS / (_wait_rows(sidecar, "bench", applied) - start)
-        out[f"{label}_refusals" if label == "sync" else "refusals"] += refused
-        if rate > out[label]:
-            out[label] = rate
-            if label == "served":
-                after = _thread_times(proc)
-                spent = sorted(([a - b for a, b in zip(after[t], before.get(t, (0.0, 0.0, 0)))] for t in after),
-                               key=lambda x: -(x[0] + x[1]))
-                out["cpu"] = [user + sys for user, sys, _ in spent]
-                out["threads"] = spent[:2]  # (user s, system s, minor page faults) of the two busiest
-                out["child_cpu"] = children_cpu() - before_children
-    channel.close()
-    return out
+    before, before_children, start = _thread_times(proc), children_cpu(), time.perf_counter()
+    _, refused, _ = _send_all(out["stub"], requests, inflight=1 if kind == "sync" else 8)
+    out["applied"] += len(requests) * rows
+    rate = len(requests) * rows / (_wait_rows(sidecar, "bench", out["applied"]) - start)
+    out["sync_refusals" if kind == "sync" else "refusals"] += refused
+    if rate > out[kind]:
+        out[kind] = rate
+        if kind == "served":
+            after = _thread_times(proc)
+            spent = sorted(([a - b for a, b in zip(after[t], before.get(t, (0.0, 0.0, 0)))] for t in after),
+                           key=lambda x: -(x[0] + x[1]))
+            out["cpu"] = [user + sys for user, sys, _ in spent]
+            out["threads"] = spent[:2]  # (user s, system s, minor page faults) of the two busiest
+            out["child_cpu"] = children_cpu() - before_children
 
 
 def _thread_times(proc) -> dict:
@@ -248,7 +262,7 @@ def _stage_cpu(prof, requests: list) -> tuple[float, float]:
 
     from driftcar.sidecar.coalesce import coalesce
     from driftcar.sidecar.config import load_config
-    from driftcar.sidecar.ingest import TAKE_AT_ONCE, IngestQueue, Ingestor
+    from driftcar.sidecar.ingest import TAKE_AT_ONCE, Decoded, IngestQueue, Ingestor
     from driftcar.sidecar.state import StateStore
     from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
     from driftcar.wire import DEFAULT_LIMITS
@@ -262,29 +276,60 @@ def _stage_cpu(prof, requests: list) -> tuple[float, float]:
     prepared = [ingestor.prepare(ExportLogsServiceRequest.FromString(data)) for data in raw]
     decode = (time.thread_time() - start) / len(raw)
     items = [item for p in prepared for item in p.items]
+    start = time.thread_time()  # the gRPC front's hand-over: pickled on one side, unpickled on the other
+    for p in prepared:
+        pickle.loads(pickle.dumps(Decoded(items=p.items), protocol=pickle.HIGHEST_PROTOCOL))
+    handover = (time.thread_time() - start) / len(raw)
     start = time.thread_time()
     for i in range(0, len(items), TAKE_AT_ONCE):
         for merged, _ in coalesce(items[i:i + TAKE_AT_ONCE]):
             store.apply(merged)
-    return decode, (time.thread_time() - start) / len(raw)
+    return decode, (time.thread_time() - start) / len(raw), handover
 
 
-def _grpc_floor_server() -> None:
-    """``--grpc-floor``: a gRPC server taking LogsService/Export as raw bytes, as the sidecar's
+#: server variants of the receive floor (``--grpc-floor-options``): name -> (grpc.aio?, extra server options)
+FLOOR_VARIANTS = {
+    "aio (the receiver's)": (True, []),
+    "aio, no BDP probe, 16 MiB frames + window": (True, [("grpc.http2.bdp_probe", 0),
+                                                         ("grpc.http2.max_frame_size", 16 * 2**20),
+                                                         ("grpc.http2.lookahead_bytes", 16 * 2**20)]),
+    "aio, optimization_target=throughput": (True, [("grpc.optimization_target", "throughput")]),
+    "sync grpc.server, 4 threads": (False, []),
+}
+
+
+def _grpc_floor_server(variant: str = "aio (the receiver's)") -> None:
+    """``--grpc-floor [VARIANT]``: a gRPC server taking LogsService/Export as raw bytes, as the sidecar's
     receiver does, and doing nothing with them; prints its port, stops at end of stdin."""
     import asyncio
+    import concurrent.futures
 
     import grpc
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    use_aio, extra = FLOOR_VARIANTS[variant]
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *extra]
+
+    def handlers(export):
+        return (grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.logs.v1.LogsService", {"Export": grpc.unary_unary_rpc_method_handler(
+                export, request_deserializer=None, response_serializer=ExportLogsServiceResponse.SerializeToString)}),)
+
+    if not use_aio:
+        server = grpc.server(concurrent.futures.ThreadPoolExecutor(4), options=options)
+        server.add_generic_rpc_handlers(handlers(lambda data, context: ExportLogsServiceResponse()))
+        print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+        server.start()
+        sys.stdin.read()
+        server.stop(0)
+        return
 
     async def export(data: bytes, context) -> ExportLogsServiceResponse:
         return ExportLogsServiceResponse()
 
     async def main() -> None:
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.logs.v1.LogsService", {"Export": grpc.unary_unary_rpc_method_handler(
-                export, request_deserializer=None, response_serializer=ExportLogsServiceResponse.SerializeToString)}),))
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers(handlers(export))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         print(port, flush=True)
@@ -294,30 +339,47 @@ def _grpc_floor_server() -> None:
     asyncio.run(main())
 
 
-def _grpc_floor_cpu(requests: list, rounds: int = 3) -> float:
+def _grpc_floor_cpu(requests: list, rounds: int = 3, variants: tuple = ("aio (the receiver's)",)) -> dict | float:
     """CPU seconds per request of a gRPC server that only receives the same requests (8 in flight):
-    what any Python gRPC receiver pays before driftcar does anything, least of ``rounds``."""
+    what any Python gRPC receiver pays before driftcar does anything, least of ``rounds``. With several
+    ``variants`` (:data:`FLOOR_VARIANTS`), all run at once and are measured in turn, round after round."""
     import grpc
     import psutil
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--grpc-floor"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    procs, stubs, channels = {}, {}, []
     try:
-        port = int(proc.stdout.readline())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
-        _send_all(stub, requests[:20], inflight=4)
-        server, best = psutil.Process(proc.pid), float("inf")
+        for variant in variants:
+            procs[variant] = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--grpc-floor", variant],
+                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            channels.append(grpc.insecure_channel(f"127.0.0.1:{int(procs[variant].stdout.readline())}"))
+            stubs[variant] = logs_service_pb2_grpc.LogsServiceStub(channels[-1])
+            _send_all(stubs[variant], requests[:20], inflight=4)
+        best = {v: float("inf") for v in variants}
         for _ in range(rounds):
-            before = sum(server.cpu_times()[:2])
-            _send_all(stub, requests, inflight=8)
-            best = min(best, (sum(server.cpu_times()[:2]) - before) / len(requests))
-        channel.close()
+            for variant in variants:
+                server = psutil.Process(procs[variant].pid)
+                before = sum(server.cpu_times()[:2])
+                _send_all(stubs[variant], requests, inflight=8)
+                best[variant] = min(best[variant], (sum(server.cpu_times()[:2]) - before) / len(requests))
     finally:
-        proc.stdin.close()
-        stop_process(proc, 10)
-    return best
+        for channel in channels:
+            channel.close()
+        for proc in procs.values():
+            proc.stdin.close()
+            stop_process(proc, 10)
+    return best if len(variants) > 1 else best[variants[0]]
+
+
+def bench_grpc_floor_options(quick: bool) -> list[str]:
+    """The receive floor under server options (``--grpc-floor-options``): CPU per 1,000-row request."""
+    _, _, requests, _ = _workload(200 if quick else 600, os.path.join(tempfile.mkdtemp(), "floor.profile"))
+    got = _grpc_floor_cpu(requests, rounds=3 if quick else 7, variants=tuple(FLOOR_VARIANTS))
+    base = got["aio (the receiver's)"]
+    return ["### gRPC receive floor by server variant (CPU ms per 1,000-row request, 8 in flight)", "",
+            "| server | CPU ms | vs the receiver's |", "|---|---:|---:|",
+            *(f"| {v} | {c * 1000:.3f} | {c / base:.2f} |" for v, c in got.items()), "",
+            "Least of the rounds; the variants run side by side and are measured in turn in every round.", ""]
 
 
 def _decode_us(cols: dict) -> dict:
@@ -348,7 +410,7 @@ def _baselines(prof, decoded: list[dict], requests: list) -> tuple[float, float,
     return hist, hist_cpu, engine, in_process
 
 
-def _workload(n_batches: int, ref_path: str):
+def _workload(n_batches: int, ref_path: str, rows: int = ROWS):
     """The reference (saved to ``ref_path``), ``n_batches`` requests cycling 20 distinct batches, and
     those batches decoded from the wire (what the baselines see: exactly what the sidecar decodes)."""
     from driftcar.stats import profile
@@ -356,7 +418,7 @@ def _workload(n_batches: int, ref_path: str):
 
     prof = profile(_columns(20_000, seed=1))
     prof.save(ref_path)
-    distinct = [_columns(ROWS, seed=10 + i) for i in range(20)]
+    distinct = [_columns(rows, seed=10 + i) for i in range(20 if rows <= ROWS else 4)]
     requests = [_request(distinct[i % len(distinct)], "bench") for i in range(n_batches)]
     decoded = []
     for req in requests[: len(distinct)]:
@@ -378,27 +440,53 @@ def _as_the_sidecar() -> None:
     keep_heap()
 
 
+#: the receiver's two paths, measured side by side (``grpc_front``): label -> option value
+PATHS = {"one process": "off", "gRPC front process": "on"}
+
+
+def _served(tmp: str, ref_path: str, requests: list, rows: int, rounds: int) -> dict:
+    """Both receiver paths (:data:`PATHS`), each a real ``driftcar sidecar``, measured in turns."""
+    sidecars: dict = {}
+    try:
+        for label, front in PATHS.items():
+            sidecars[label] = _Sidecar(tmp, "--window", "1m", "--reference", ref_path, "--grpc-front", front)
+        return _process_rounds(sidecars, requests, rows, rounds=rounds)
+    finally:
+        for sidecar in sidecars.values():
+            sidecar.stop()
+
+
+def _path_lines(got: dict, n_batches: int, rows: int, hist: float, hist_cpu: float, engine: float):
+    """(table rows, CPU lines) of each path: rows/s and the prediction 'the busier process bounds the rate'."""
+    table, cpu_lines = [], []
+    per_k = 1e6 / (n_batches * rows)  # CPU s of one round -> ms per 1,000 rows
+    for label, g in got.items():
+        table += [f"| `driftcar sidecar`, {label}, over gRPC loopback ({n_batches} requests, 8 in flight) | "
+                  f"{g['served']:,.0f} | {g['served'] / hist:.2f} | {g['served'] / engine:.2f} |",
+                  f"| the same, one synchronous client | {g['sync']:,.0f} | {g['sync'] / hist:.2f} | "
+                  f"{g['sync'] / engine:.2f} |"]
+        total, child = sum(g["cpu"]) * per_k, g["child_cpu"] * per_k
+        busiest = " and ".join(f"{c * per_k:.2f}" for c in g["cpu"][:2])
+        cpu_lines.append(
+            f"- {label}: sidecar process {total:.2f} ms ({busiest} ms in its two busiest threads, user / system "
+            f"{_split(g['threads'], n_batches * rows / ROWS)}), child processes {child:.2f} ms: the busier bounds "
+            f"the rate, **{hist_cpu * 1000 / max(total, child):.2f} x np.histogram**. Refusals (UNAVAILABLE + "
+            f"RetryInfo): {g['refusals']} with 8 in flight, {g['sync_refusals']} for the synchronous client.")
+    return table, cpu_lines
+
+
 def bench_throughput(quick: bool, tmp: str) -> list[str]:
     _as_the_sidecar()
     n_batches = 300 if quick else 2_000
     prof, ref_path, requests, decoded = _workload(n_batches, os.path.join(tmp, "bench.profile"))
     hist, hist_cpu, engine, in_process = _baselines(prof, decoded, requests)
-    stages = min((_stage_cpu(prof, requests[:160]) for _ in range(3)), key=sum)
+    stages = min((_stage_cpu(prof, requests[:160]) for _ in range(3)), key=lambda s: sum(s[:2]))
     floor_ms = _grpc_floor_cpu(requests) * 1000
-    sidecar = _Sidecar(tmp, "--window", "1m", "--reference", ref_path)
-    try:
-        got = _process_rounds(sidecar, requests, rounds=3)
-    finally:
-        sidecar.stop()
+    got = _served(tmp, ref_path, requests, ROWS, rounds=3)
     rate, cpu = _histogram_rate(prof, decoded * 5, repeat=2)  # and once more after, same reason
     hist, hist_cpu = max(hist, rate), min(hist_cpu, cpu)
-    cpu_ms = [c / n_batches * 1000 for c in got["cpu"][:2]]
-    total_ms = sum(got["cpu"]) / n_batches * 1000
-    child_ms = got["child_cpu"] / n_batches * 1000
-    # what 2 free cores would give: the busier of the two processes bounds the rate
-    cpu_ratio = hist_cpu * 1000 / max(total_ms, child_ms)
+    table, cpu_lines = _path_lines(got, n_batches, ROWS, hist, hist_cpu, engine)
     decode_us = _decode_us(_columns(ROWS, seed=10))  # the first of the distinct batches
-    served = got["served"]
     return [
         "### Ingest throughput (20 numeric + 5 categorical features, 1,000-row batches)",
         "",
@@ -409,30 +497,60 @@ def bench_throughput(quick: bool, tmp: str) -> list[str]:
         f"{engine / hist:.2f} | 1.00 |",
         f"| sidecar path in-process (parse + validate/decode + apply to state, no network) | {in_process:,.0f} | "
         f"{in_process / hist:.2f} | {in_process / engine:.2f} |",
-        f"| `driftcar sidecar` over gRPC loopback ({n_batches} requests, 8 in flight) | {served:,.0f} | "
-        f"{served / hist:.2f} | {served / engine:.2f} |",
-        f"| the same, one synchronous client | {got['sync']:,.0f} | {got['sync'] / hist:.2f} | "
-        f"{got['sync'] / engine:.2f} |",
+        *table,
         "",
         f"Process figures count rows *applied to the state* (from the first request until the queue has drained), "
-        f"best of 3 rounds; the load client runs on the same 2-core machine. Refusals (UNAVAILABLE + RetryInfo): "
-        f"{got['refusals']} of {3 * n_batches} requests with 8 in flight, {got['sync_refusals']} of {n_batches} "
-        f"for the synchronous client.",
+        f"best of 3 rounds, the two paths (`grpc_front` off / on) taking turns in every round; the load client "
+        f"runs on the same 2-core machine.",
         "",
-        f"CPU per 1,000-row request (less sensitive to a shared machine than rows/s): `np.histogram` "
-        f"{hist_cpu * 1000:.2f} ms; sidecar process {total_ms:.2f} ms ({cpu_ms[0]:.2f} and {cpu_ms[1]:.2f} ms in its "
-        f"two busiest threads, which share the GIL: user / system {_split(got['threads'], n_batches)}), decode "
-        f"process {child_ms:.2f} ms. With a free core each, the "
-        f"busier process bounds the rate: **{cpu_ratio:.2f} x np.histogram**. `driftcar.wire.decode_batch` takes "
-        f"{decode_us['all']:.0f} µs per request, {decode_us['all'] - decode_us['numeric']:.0f} µs of it for the "
-        f"5 str columns.",
+        f"CPU per 1,000-row request (less sensitive to a shared machine than rows/s), `np.histogram` "
+        f"{hist_cpu * 1000:.2f} ms:",
+        *cpu_lines,
+        "",
+        f"`driftcar.wire.decode_batch` takes {decode_us['all']:.0f} µs per request, "
+        f"{decode_us['all'] - decode_us['numeric']:.0f} µs of it for the 5 str columns.",
         "",
         f"Where a request's CPU goes (ms per 1,000-row request; parse + decode and apply measured in this process, "
         f"least of 3): a gRPC server that only receives the same requests (no driftcar code) {floor_ms:.2f}; parse + "
         f"validate/decode {stages[0] * 1000:.2f}; apply to the state (up to 16 queued batches concatenated, as the "
-        f"ingest worker does) {stages[1] * 1000:.2f}; sum {floor_ms + sum(stages) * 1000:.2f} against "
-        f"`np.histogram`'s {hist_cpu * 1000:.2f} (**{hist_cpu * 1000 / (floor_ms + sum(stages) * 1000):.2f} x** if one "
-        f"core ran it all).",
+        f"ingest worker does) {stages[1] * 1000:.2f}; sum {floor_ms + sum(stages[:2]) * 1000:.2f} against "
+        f"`np.histogram`'s {hist_cpu * 1000:.2f} (**{hist_cpu * 1000 / (floor_ms + sum(stages[:2]) * 1000):.2f} x** "
+        f"if one core ran it all). The gRPC front's hand-over of a decoded request (pickle + unpickle) "
+        f"{stages[2] * 1000:.2f}.",
+        "",
+        *_throughput_big(quick, tmp, prof),
+    ]
+
+
+def _throughput_big(quick: bool, tmp: str, prof) -> list[str]:
+    """The same at the hook's default batch size (``DRIFTCAR_MAX_BATCH_ROWS``): what a busy hook sends."""
+    from driftcar.hook.shipping.config import ShipperConfig
+
+    rows = ShipperConfig(model_name="bench").max_batch_rows
+    n_batches = 30 if quick else 200
+    _, ref_path, requests, decoded = _workload(n_batches, os.path.join(tmp, "big.profile"), rows=rows)
+    hist, hist_cpu = 0.0, float("inf")
+    engine = 0.0
+    for _ in range(3):
+        rate, cpu = _histogram_rate(prof, decoded * 5, repeat=1)
+        hist, hist_cpu = max(hist, rate), min(hist_cpu, cpu)
+        engine = max(engine, _engine_rate(prof, decoded * 5, repeat=1))
+    got = _served(tmp, ref_path, requests, rows, rounds=3)
+    rate, cpu = _histogram_rate(prof, decoded * 5, repeat=2)
+    hist, hist_cpu = max(hist, rate), min(hist_cpu, cpu)
+    table, cpu_lines = _path_lines(got, n_batches, rows, hist, hist_cpu, engine)
+    return [
+        f"### Ingest throughput at the hook's default batch size ({rows:,}-row batches, same features)",
+        "",
+        "| measure | rows/s | ratio to np.histogram | ratio to engine |",
+        "|---|---:|---:|---:|",
+        f"| `np.histogram` on the 20 numeric columns alone (the same {rows:,}-row batches) | {hist:,.0f} | 1.00 | "
+        f"{hist / engine:.2f} |",
+        f"| statistics engine alone (`WindowSketch.update`, decoded) | {engine:,.0f} | {engine / hist:.2f} | 1.00 |",
+        *table,
+        "",
+        f"CPU per 1,000 rows, `np.histogram` {hist_cpu * 1000:.2f} ms:",
+        *cpu_lines,
         "",
     ]
 
@@ -639,7 +757,7 @@ def bench_ingest_workers(quick: bool, tmp: str, workers: int = 2) -> list[str]:
     prof, ref, requests, decoded = _workload(n_batches, os.path.join(tmp, "cuts.profile"))
     hist_rate, hist_cpu = _histogram_rate(prof, decoded * 5, repeat=3)
     floor_ms = _grpc_floor_cpu(requests) * 1000
-    stages = min((_stage_cpu(prof, requests[:160]) for _ in range(3)), key=sum)
+    stages = min((_stage_cpu(prof, requests[:160]) for _ in range(3)), key=lambda s: sum(s[:2]))
     variants = [("one process, full apply (today's path), 1 connection", "reuseport-full", 1, 1),
                 (f"reuseport: {workers} processes, full apply each, 2 connections", "reuseport-full", workers, 2),
                 (f"reuseport: {workers} processes, full apply each, 8 connections", "reuseport-full", workers, 8),
@@ -687,7 +805,9 @@ def run(quick: bool) -> str:
 
 if __name__ == "__main__":
     if "--grpc-floor" in sys.argv:
-        _grpc_floor_server()
+        _grpc_floor_server(*sys.argv[sys.argv.index("--grpc-floor") + 1:][:1])
+    elif "--grpc-floor-options" in sys.argv:  # the receive floor under server options (not in run())
+        print("\n".join(bench_grpc_floor_options(quick="--quick" in sys.argv)))
     elif "--ingest-workers" in sys.argv:  # the ways to use both cores for ingest, measured (not in run())
         sys.path.insert(0, HERE)
         with tempfile.TemporaryDirectory(prefix="driftcar-bench-") as tmp:

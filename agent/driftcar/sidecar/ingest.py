@@ -253,6 +253,11 @@ class Ingestor:
         """Count a request refused before its records could be read (bad protobuf, too large)."""
         self.counters.add_receiver_batches("rejected", 1)
 
+    async def refuse(self, error: Exception):
+        """Count a request refused before its records could be read, then raise ``error``."""
+        self.reject_request(error)
+        raise error
+
     def _windows(self, bodies: list, result: IngestResult, reasons: collections.Counter) -> None:
         """Hand ``driftcar.window`` records to the gateway first (a retry is deduplicated there)."""
         if self.stopping:

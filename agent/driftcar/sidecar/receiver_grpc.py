@@ -16,7 +16,6 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsPar
 
 from driftcar.sidecar.config import Endpoint
 from driftcar.sidecar.errors import IngestError, TooLarge, Unauthenticated, grpc_status
-from driftcar.sidecar.ingest import Ingestor
 from driftcar.sidecar.security import TokenAuth
 
 __all__ = ["GrpcReceiver", "SERVICE", "METHOD"]
@@ -29,13 +28,15 @@ METHOD = "Export"
 class GrpcReceiver:
     """grpc.aio server; create and use it inside the running loop.
 
+    ``ingestor`` is the sidecar's :class:`~.ingest.Ingestor`, or in the gRPC front process a
+    :class:`~.front.Relay` to it (the same ``ingest_body`` and ``refuse``).
     ``port`` is the bound port after :meth:`start` (useful with port 0). The port is exclusive
     unless ``reuse_port``: then every receiver that asks for it may bind the same port
     (SO_REUSEPORT, same user) and the kernel spreads *connections* over them, used by
     ``benchmarks/_ingest_cuts.py`` to measure ingest spread over processes.
     """
 
-    def __init__(self, endpoint: Endpoint, ingestor: Ingestor, auth: TokenAuth, *, max_request_bytes: int,
+    def __init__(self, endpoint: Endpoint, ingestor, auth: TokenAuth, *, max_request_bytes: int,
                  credentials: grpc.ServerCredentials | None = None, reuse_port: bool = False):
         self.endpoint = endpoint
         self.reuse_port = reuse_port
@@ -53,8 +54,8 @@ class GrpcReceiver:
                 if not self.auth.check(header):
                     raise Unauthenticated("missing or invalid bearer token")
             if len(data) > self.max_request_bytes:
-                self.ingestor.reject_request(None)
-                raise TooLarge(f"request of {len(data)} bytes exceeds the limit of {self.max_request_bytes}")
+                await self.ingestor.refuse(
+                    TooLarge(f"request of {len(data)} bytes exceeds the limit of {self.max_request_bytes}"))
             result = await self.ingestor.ingest_body(data, False)
         except IngestError as error:
             code, details, trailers = grpc_status(error)

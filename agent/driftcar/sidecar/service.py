@@ -26,10 +26,12 @@ from typing import Any
 
 from aiohttp import web
 
+from driftcar.sidecar import decode_pool
 from driftcar.sidecar.api import Api
 from driftcar.sidecar.checkpoint import Checkpointer
 from driftcar.sidecar.config import SidecarConfig
 from driftcar.sidecar.evaluator import Evaluator
+from driftcar.sidecar.front_link import FrontLink
 from driftcar.sidecar.ingest import IngestQueue, Ingestor, IngestWorker
 from driftcar.sidecar.receiver_grpc import GrpcReceiver
 from driftcar.sidecar.receiver_http import RUNNER_KWARGS, HttpReceiver
@@ -88,7 +90,9 @@ class SidecarService:
         self.sliding = SlidingViews(self.evaluator.drift_config)
         self.api = Api(self.store, self.tel, self.auth, config.api_config(), lambda: self.ready,
                        drift_config=self.evaluator.drift_config, status=self.status, sliding=self.sliding)
-        self.grpc: GrpcReceiver | None = None
+        self.grpc: GrpcReceiver | FrontLink | None = None
+        # a second process for gRPC where a second CPU can run it (benchmarks/bench_sidecar.py --ingest)
+        self.grpc_front = config.grpc_front == "on" or (config.grpc_front == "auto" and decode_pool.available())
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self.prometheus_port: int | None = None
@@ -111,6 +115,8 @@ class SidecarService:
             "windows_closed": self.evaluator.windows_closed,
             "last_close_unix_nano": self.evaluator.last_close_ns,
             "refused_models": self.store.refused_models,
+            "grpc_front": {"pid": self.grpc.proc.pid, "restarts": self.grpc.restarts}
+            if isinstance(self.grpc, FrontLink) and self.grpc.proc is not None else None,
             "fleet": (self.gateway or self.forwarder).status() if (self.gateway or self.forwarder) else None,
             "checkpoints": None if self.checkpointer is None else {
                 "dir": self.config.state_dir, "saves": self.checkpointer.saves,
@@ -194,8 +200,15 @@ class SidecarService:
             log.info("OTLP/HTTP receiver and JSON API on http%s://%s:%d", "s" if ssl_context else "",
                      config.http.host, self.http_port)
         if config.grpc is not None:
-            self.grpc = GrpcReceiver(config.grpc, self.ingestor, self.auth, max_request_bytes=config.max_request_bytes,
-                                     credentials=grpc_server_credentials(config.tls))
+            if self.grpc_front:
+                self.grpc = FrontLink(config.grpc, self.ingestor, {
+                    "auth": self.auth, "tls": config.tls, "limits": self.ingestor.limits,
+                    "max_request_bytes": config.max_request_bytes, "log_level": config.log_level,
+                    "grace_s": min(2.0, config.shutdown_timeout_s * 0.2)})
+            else:
+                self.grpc = GrpcReceiver(config.grpc, self.ingestor, self.auth,
+                                         max_request_bytes=config.max_request_bytes,
+                                         credentials=grpc_server_credentials(config.tls))
             await self.grpc.start()
             self._stack.push_async_callback(self._stop_grpc)
             self.grpc_port = self.grpc.port

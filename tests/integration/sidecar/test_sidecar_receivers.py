@@ -1,7 +1,8 @@
 """The real OTLP receivers on 127.0.0.1 (grpc.aio + aiohttp): statuses for every kind of input.
 
 A receivers-only harness (ingestor + queue, no state) so each answer is checked in
-isolation; the whole service is exercised in test_sidecar_service.py.
+isolation; the whole service is exercised in test_sidecar_service.py. The gRPC answers are
+checked on both paths: the receiver on the sidecar's loop, and in its own process (``grpc_front``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 
-from driftcar.sidecar.config import Endpoint
+from driftcar.sidecar.config import Endpoint, TLSConfig
+from driftcar.sidecar.front_link import FrontLink
 from driftcar.sidecar.ingest import IngestQueue, Ingestor
 from driftcar.sidecar.receiver_grpc import GrpcReceiver
 from driftcar.sidecar.receiver_http import RUNNER_KWARGS, HttpReceiver
@@ -34,8 +36,12 @@ from tests.unit.sidecar.fake_telemetry import FakeTelemetry
 LIMIT = 256 * 1024
 
 
+#: the gRPC receiver's two paths: on the sidecar's loop, and in a front process (``grpc_front``)
+PATHS = ("inline", "front")
+
+
 class Harness:
-    def __init__(self, token=None, max_rows=10**6):
+    def __init__(self, token=None, max_rows=10**6, path="inline"):
         from aiohttp import web
 
         self.tel = FakeTelemetry()
@@ -47,7 +53,12 @@ class Harness:
         self.thread.start()
 
         async def start():
-            self.grpc = GrpcReceiver(Endpoint("127.0.0.1", 0), self.ingestor, auth, max_request_bytes=LIMIT)
+            if path == "front":
+                self.grpc = FrontLink(Endpoint("127.0.0.1", 0), self.ingestor, {
+                    "auth": auth, "tls": TLSConfig(), "limits": DEFAULT_LIMITS, "max_request_bytes": LIMIT,
+                    "log_level": "warning", "grace_s": 1.0})
+            else:
+                self.grpc = GrpcReceiver(Endpoint("127.0.0.1", 0), self.ingestor, auth, max_request_bytes=LIMIT)
             await self.grpc.start()
             app = web.Application()
             HttpReceiver(self.ingestor, auth, max_request_bytes=LIMIT).add_routes(app)
@@ -57,7 +68,7 @@ class Harness:
             await site.start()
             self.http_port = site._server.sockets[0].getsockname()[1]
 
-        asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(40)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc.port}")
         self.stub = logs_service_pb2_grpc.LogsServiceStub(self.channel)
 
@@ -88,9 +99,9 @@ class Harness:
         return call(data, timeout=10, metadata=metadata)
 
 
-@pytest.fixture
-def harness():
-    h = Harness()
+@pytest.fixture(params=PATHS)
+def harness(request):
+    h = Harness(path=request.param)
     yield h
     h.close()
 
@@ -129,8 +140,9 @@ def test_grpc_malformed_inputs(harness):
     harness.stub.Export(good_request(), timeout=10)  # still serving
 
 
-def test_grpc_overload_is_unavailable_with_retry_info():
-    h = Harness(max_rows=60)
+@pytest.mark.parametrize("path", PATHS)
+def test_grpc_overload_is_unavailable_with_retry_info(path):
+    h = Harness(max_rows=60, path=path)
     try:
         h.stub.Export(good_request(50), timeout=10)
         err = grpc_error(lambda: h.stub.Export(good_request(50), timeout=10))
@@ -158,10 +170,11 @@ def _retry_delay(err) -> float | None:
     return None
 
 
-def test_every_refusal_path_answers_as_documented():
+@pytest.mark.parametrize("path", PATHS)
+def test_every_refusal_path_answers_as_documented(path):
     """Queue full and stopping: retryable (UNAVAILABLE + RetryInfo / 503 + Retry-After); a model
     beyond the cap: a reason, not retryable (a retry would meet the same cap)."""
-    h = Harness(max_rows=60)
+    h = Harness(max_rows=60, path=path)
     try:
         h.stub.Export(good_request(50), timeout=10)
         answers = {}
@@ -185,8 +198,9 @@ def test_every_refusal_path_answers_as_documented():
     assert b"model cap reached" in body
 
 
-def test_token_required_on_both_transports():
-    h = Harness(token="s3cret-token")
+@pytest.mark.parametrize("path", PATHS)
+def test_token_required_on_both_transports(path):
+    h = Harness(token="s3cret-token", path=path)
     try:
         err = grpc_error(lambda: h.stub.Export(good_request(), timeout=10))
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "s3cret" not in err.details()
