@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 import time
@@ -92,7 +93,8 @@ class SidecarService:
                        drift_config=self.evaluator.drift_config, status=self.status, sliding=self.sliding)
         self.grpc: GrpcReceiver | FrontLink | None = None
         # a second process for gRPC where a second CPU can run it (benchmarks/bench_sidecar.py --ingest)
-        self.grpc_front = config.grpc_front == "on" or (config.grpc_front == "auto" and decode_pool.available())
+        self.grpc_front = config.grpc_front == "on" or (config.grpc_front == "auto" and decode_pool.available()
+                                                        and os.name == "posix")  # a socket pair, fds passed
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self.prometheus_port: int | None = None

@@ -215,6 +215,26 @@ def test_worker_takes_waiting_batches_together_and_marks_each_done():
     assert queue.rows == 0 and queue.bytes == 0
 
 
+def test_the_worker_gathers_batches_arriving_one_by_one_into_one_take():
+    """Fewer than the limit waiting: get_many waits (up to gather_s) for the rest; alone, one comes back."""
+    import threading
+
+    queue = IngestQueue(10**6, 10**9)
+    items = _mixed_items(4)
+    assert queue.offer(items[:1])
+    feeder = threading.Thread(target=lambda: [queue.offer([i]) for i in items[1:]])
+    feeder.start()
+    took = queue.get_many(4, timeout=1, gather_s=30)
+    feeder.join(10)
+    assert [id(i) for i in took] == [id(i) for i in items]
+    for item in took:
+        queue.done(item)
+    assert queue.offer(items[:1])
+    start = time.monotonic()
+    assert len(queue.get_many(4, timeout=1, gather_s=0.05)) == 1
+    assert time.monotonic() - start < 5
+
+
 def test_a_waiting_request_is_taken_when_the_worker_makes_room():
     import asyncio
 
