@@ -3,8 +3,10 @@ and resident memory with many models/features/windows plus its growth at steady 
 
 Run: ``python benchmarks/run.py [--quick] sidecar``; the ingest section alone:
 ``python benchmarks/bench_sidecar.py --ingest [--quick]``; the ways to spread ingest over processes:
-``python benchmarks/bench_sidecar.py --ingest-workers [--quick]`` (:mod:`_ingest_cuts`). Every figure comes from a real
-``driftcar sidecar`` process started by its CLI on 127.0.0.1; the baseline
+``python benchmarks/bench_sidecar.py --ingest-workers [--quick]`` (:mod:`_ingest_cuts`); the gRPC receive
+floor under server options: ``--grpc-floor-options [--quick]``. The ingest section runs both receiver
+paths (``grpc_front`` off and on) in turns, at 1,000-row batches and at the hook's default batch size.
+Every figure comes from a real ``driftcar sidecar`` process started by its CLI on 127.0.0.1; the baseline
 (``WindowSketch.update`` on the same decoded batches, in this process) is measured
 in the same run, so the ratio is the cost of the service around the engine.
 """
@@ -86,9 +88,11 @@ class _Sidecar:
             return json.loads(resp.read())["models"]
 
     def rss(self) -> int:
+        """The sidecar's resident memory with its child processes' (the gRPC front, a decode process)."""
         import psutil
 
-        return psutil.Process(self.proc.pid).memory_info().rss
+        proc = psutil.Process(self.proc.pid)
+        return sum(p.memory_info().rss for p in (proc, *proc.children()))
 
     def stop(self) -> None:
         stop_process(self.proc, 30)

@@ -144,6 +144,7 @@ def main(fd: int, parent: int) -> None:
     from driftcar.sidecar.ingest import keep_heap
 
     _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the sidecar stops us
     sock = socket.socket(fileno=fd)
     length, _, _ = HEADER.unpack(sock.recv(HEADER.size, socket.MSG_WAITALL))
     settings = pickle.loads(sock.recv(length, socket.MSG_WAITALL))
