@@ -110,7 +110,8 @@ class Sidecar:
             return fh.read().decode(errors="replace")[-tail:]
 
     def rss(self) -> int:
-        return psutil.Process(self.proc.pid).memory_info().rss
+        """The sidecar's RSS with its child processes' (the gRPC front receives and inflates gRPC)."""
+        return tree_rss(psutil.Process(self.proc.pid))
 
     def probe(self) -> dict:
         """The loop-lag probe's figures as last written (the probe rewrites its file every 0.2 s)."""
@@ -251,8 +252,20 @@ def status_message(reply: Reply, as_json: bool = False) -> str:
         return ""
 
 
+def tree_rss(process: psutil.Process) -> int:
+    """RSS of a process and its children (the sidecar's gRPC front process, a decode process)."""
+    total = process.memory_info().rss
+    for child in process.children():
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # exited meanwhile
+            pass
+    return total
+
+
 class RssSampler:
-    """Samples a process's RSS every ``interval`` s in a thread; ``max`` and ``series`` after stop."""
+    """Samples a process's RSS, its children's included, every ``interval`` s in a thread; ``max`` and
+    ``series`` after stop."""
 
     def __init__(self, pid: int, interval: float = 0.05):
         self.process = psutil.Process(pid)
@@ -265,7 +278,7 @@ class RssSampler:
         start = time.monotonic()
         while not self._stop.is_set():
             try:
-                self.series.append((time.monotonic() - start, self.process.memory_info().rss))
+                self.series.append((time.monotonic() - start, tree_rss(self.process)))
             except psutil.Error:
                 return
             self._stop.wait(self.interval)
