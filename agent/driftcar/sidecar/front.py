@@ -14,15 +14,15 @@ request is answered success only once the sidecar has queued its batches.
 
 The link is a Unix socket pair, frames of (length, request id, kind) + a pickle: decoded
 columns travel as numpy arrays and ``StrColumn`` dictionaries (~0.08 ms to pickle here, ~0.1 ms
-to unpickle in the sidecar per such request; pickling each str row instead cost ~0.23 ms here). The process exits when the sidecar dies (``PR_SET_PDEATHSIG``) or closes the link, and
-stops gracefully on SIGTERM (in-flight calls are answered first). :mod:`.front_link` starts it.
+to unpickle in the sidecar per such request; pickling each str row instead cost ~0.23 ms here).
+The process exits when the sidecar dies (``PR_SET_PDEATHSIG``) or closes the link, and stops
+gracefully on SIGTERM (in-flight calls are answered first). :mod:`.front_link` starts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import pickle
 import signal
 import socket

@@ -95,7 +95,8 @@ def test_a_killed_front_is_restarted_on_the_same_port(front):
     sender.send(request(record(inference_body(numeric_frame(10)))))
     first = handle.service.status()["grpc_front"]["pid"]
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: handle.service.status()["grpc_front"]["restarts"] == 1, 30, what="the front restarted")  # once started
+    # counted once the new front listens
+    wait_until(lambda: handle.service.status()["grpc_front"]["restarts"] == 1, 30, what="the front restarted")
     assert handle.service.status()["grpc_front"]["pid"] != first
 
     def sent() -> bool:
