@@ -20,6 +20,8 @@ Environment (all optional; keyword overrides win over the environment):
 ``DRIFTCAR_MAX_EXPORT_BYTES``     cap of one serialized OTLP request, bytes or ``3MiB`` (default 3 MiB)
 ``DRIFTCAR_EXIT_TIMEOUT``         seconds the flush at interpreter exit may take (default 1)
 ``DRIFTCAR_CA_FILE``              PEM roots to verify an ``https://`` endpoint (default: system roots)
+``DRIFTCAR_SHIP_PROCESS``         ``1``: convert, encode and export in a helper process fed through a
+                                  shared-memory ring (Linux; default 0: the in-process worker)
 ``DRIFTCAR_TOKEN``                the sidecar's bearer token, sent as ``authorization: Bearer ...``
                                   unless the headers already carry one (or ``DRIFTCAR_TOKEN_FILE``)
 ================================  ==========================================================
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["ShipperConfig", "PROTOCOLS", "COMPRESSIONS", "parse_headers", "parse_size"]
+__all__ = ["ShipperConfig", "PROTOCOLS", "COMPRESSIONS", "parse_bool", "parse_headers", "parse_size"]
 
 PROTOCOLS = ("grpc", "http/protobuf")
 COMPRESSIONS = ("gzip", "none")  # and "auto" on input: none to a loopback endpoint, else gzip
@@ -59,6 +61,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "DRIFTCAR_MAX_EXPORT_BYTES": ("max_request_bytes", lambda s: parse_size(s)),
     "DRIFTCAR_EXIT_TIMEOUT": ("exit_timeout_s", float),
     "DRIFTCAR_CA_FILE": ("ca_file", str),
+    "DRIFTCAR_SHIP_PROCESS": ("ship_process", lambda s: parse_bool(s)),
 }
 
 
@@ -76,6 +79,20 @@ def parse_size(text: str) -> int:
     if not match:
         raise ValueError(f"expected a size like 64MiB or a number of bytes, got {text!r}")
     return int(match.group(1)) * _UNITS[(match.group(2) or "").lower() or None]
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case).
+
+    >>> parse_bool("On"), parse_bool("0")
+    (True, False)
+    """
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected 1/true/yes/on or 0/false/no/off, got {text!r}")
 
 
 def _token(env: Mapping[str, str]) -> str | None:
@@ -160,6 +177,10 @@ class ShipperConfig:
     retry_max_backoff_s: float = 5.0
     retry_jitter: float = 0.2  # each backoff is multiplied by uniform(1 - j, 1 + j)
     ca_file: str | None = None  # PEM bundle for https:// endpoints; None = system roots
+    # a helper process does the worker's conversion, encoding and export off the model process's GIL
+    # (hook/shipping/helper.py; Linux only, elsewhere the in-process worker): measured in the
+    # shipping README, which says why it is not the default
+    ship_process: bool = False
     gzip_level: int = 1  # HTTP only (gRPC compresses in its C core): level 1 is 2-5x faster than 6, ratio ~equal
 
     def __post_init__(self) -> None:
@@ -196,6 +217,8 @@ class ShipperConfig:
             problems.append(f"retry_jitter must be in [0, 1), got {self.retry_jitter!r}")
         if not 0 <= self.gzip_level <= 9:
             problems.append(f"gzip_level must be in 0..9, got {self.gzip_level!r}")
+        if not isinstance(self.ship_process, bool):
+            problems.append(f"ship_process must be a bool, got {self.ship_process!r}")
         if not isinstance(self.headers, Mapping):
             problems.append(f"headers must be a mapping, got {type(self.headers).__name__}")
         if self.ca_file is not None and not os.path.isfile(self.ca_file):

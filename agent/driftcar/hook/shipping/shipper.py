@@ -59,6 +59,9 @@ ITEM_OVERHEAD_BYTES = 512
 #: offers between two GIL hand-overs to the worker (a power of two; see Shipper.offer_raw)
 YIELD_EVERY = 16
 YIELD_EVERY_MASK = YIELD_EVERY - 1
+#: the largest shared ring to a helper process (ship_process): it holds sealed blocks only until the
+#: helper copies them out (its own buffer, max_buffer_bytes, holds them through an outage)
+HELPER_RING_BYTES = 8 * 1024 * 1024
 
 
 def estimate_size(item: Any) -> int:
@@ -120,6 +123,8 @@ class Shipper:
         self.config = config
         self._convert = convert
         self._exporter_factory = exporter_factory or _default_exporter
+        # a helper process ships with the default converter and transport only (tests inject fakes)
+        self._helper_ok = config.ship_process and convert is None and exporter_factory is None
         self._backoff = Backoff(config.retry_initial_backoff_s, config.retry_max_backoff_s, config.retry_jitter)
         self._max_rows = config.max_batch_rows
         self._block_cap = block_capacity(config.max_batch_rows)
@@ -134,6 +139,7 @@ class Shipper:
         self.pid = os.getpid()
         self._buffer = ByteBuffer(self.config.max_buffer_bytes)
         self._blocks: dict[tuple, Block] = {}  # layout -> open Block (block_for); retired after fork
+        self._link: Any = None  # the helper process's HelperLink (ship_process), made by _start_worker
         self._wake = threading.Event()
         self._stop = threading.Event()  # drain what is left, then exit
         self._abort = threading.Event()  # give up now (deadline passed)
@@ -183,6 +189,8 @@ class Shipper:
         # closed here: closing it could touch state owned by the parent's threads.
         if self._exporter is not None:
             _FORK_ORPHANS.append(self._exporter)
+        if self._link is not None:  # the parent's helper and ring are the parent's
+            self._link.abandon()
         for block in list(self._blocks.values()):  # the parent's rows stay the parent's
             block.retire(fork=True)
         self._reset()
@@ -219,6 +227,9 @@ class Shipper:
         try:
             if self._closed:
                 self._count_lost(rows, calls, "offer after shutdown", "items offered after shutdown are dropped")
+                return
+            link = self._link
+            if link is not None and type(raw) is tuple and link.push_raw(raw):
                 return
             queued = self._buffer.put(raw, nbytes + ITEM_OVERHEAD_BYTES, rows, calls)
             if self._idle or (queued >= self._max_rows and queued - rows < self._max_rows):
@@ -268,7 +279,12 @@ class Shipper:
         return block
 
     def offer_sealed(self, sealed: Any) -> None:
-        """Queue a block a model thread sealed because it was full (as :meth:`offer_raw`)."""
+        """Queue a block a model thread sealed because it was full (as :meth:`offer_raw`); with a helper
+        process, into its ring (a full ring drops the block, counted)."""
+        link = self._link
+        if link is not None:
+            link.writer.push(sealed)
+            return
         self.offer_raw(sealed, sealed.rows, _sealed_bytes(sealed), sealed.calls)
 
     def block_started(self) -> None:
@@ -296,7 +312,12 @@ class Shipper:
             else:
                 with block.lock:
                     sealed = block.seal()
-            if sealed is not None:
+            if sealed is None:
+                continue
+            link = self._link
+            if link is not None:
+                link.writer.push(sealed)
+            else:
                 self._buffer.put(sealed, _sealed_bytes(sealed) + ITEM_OVERHEAD_BYTES, sealed.rows, sealed.calls)
 
     def _offer_failed(self, exc: Exception) -> None:
@@ -312,9 +333,35 @@ class Shipper:
         with self._start_lock:
             if self._worker is not None or self._closed:
                 return
+            if self._helper_ok and self._link is None:
+                self._link = self._new_link()
             worker = threading.Thread(target=self._run, name="driftcar-shipper", daemon=True)
             worker.start()
             self._worker = worker
+
+    def _new_link(self) -> Any:
+        """The ring to a helper process (started by the worker thread), or None: the in-process worker."""
+        try:
+            from driftcar.hook.shipping import ring
+            from driftcar.hook.shipping.helper import HelperLink
+
+            return HelperLink(min(self.config.max_buffer_bytes, HELPER_RING_BYTES)) if ring.available() else None
+        except Exception as exc:  # no shared memory here: ship in process
+            self._log_once("helper", "driftcar could not set up its helper process (%s: %s); shipping in process",
+                           type(exc).__name__, exc)
+            return None
+
+    def _start_helper(self) -> None:
+        """Start the helper process once (the worker thread at its start, or a shutdown that comes first)."""
+        link = self._link
+        if link is None:
+            return
+        try:
+            link.start(self.config, self.instance, self.pid)
+        except Exception as exc:  # what the ring held is counted as dropped (stats), later blocks too
+            link.writer.broken = True
+            self._log_once("helper", "driftcar could not start its helper process (%s: %s); rows dropped",
+                           type(exc).__name__, exc)
 
     # ------------------------------------------------------------------ public control
 
@@ -323,7 +370,16 @@ class Shipper:
         """A snapshot of the counters (thread-safe read) and the exporter's state: ``connected``
         (None before the first attempt, then whether the last attempt reached the receiver),
         ``last_error`` (the last failed attempt's reason, kept after a recovery),
-        ``failed_attempts`` (every failed attempt) and ``retries``."""
+        ``failed_attempts`` (every failed attempt) and ``retries``. With a helper process, its
+        counters are added (read from the ring's header) and the exporter's state is its own."""
+        out = self._local_stats()
+        link = self._link
+        if link is not None:
+            link.merge(out)
+        return out
+
+    def _local_stats(self) -> dict[str, Any]:
+        """The counters of this process's buffer and worker (the hook counters its batches carry)."""
         buffer = self._buffer
         with buffer.lock:
             counts = dict(self._counts)
@@ -363,6 +419,9 @@ class Shipper:
         """
         deadline = time.monotonic() + max(float(timeout), 0.0)
         self._seal_blocks()  # the calls written to blocks so far are offered before now too
+        link = self._link
+        if link is not None and not link.flush(deadline):
+            return False
         target = self._buffer.seq
         if target == 0 or self._done(target):
             return True
@@ -403,6 +462,11 @@ class Shipper:
         if already:
             return worker is None or not worker.is_alive()
         self._seal_blocks(retire=True)  # later writes take offer_raw, which counts them as dropped
+        link = self._link
+        if link is not None:  # the helper ships what it was sent in its share of the time
+            if link.writer.pushed_calls:
+                self._start_helper()
+            helper_clean = link.shutdown(deadline)
         self._stop.set()
         self._wake.set()
         self._kick.set()
@@ -424,6 +488,8 @@ class Shipper:
             self._count_lost_entries(left, "shutdown", "%d items still queued at shutdown were dropped", len(left))
         if worker is None or not worker.is_alive():
             self._close_exporter()
+        if link is not None:
+            clean = clean and helper_clean
         return clean and (worker is None or not worker.is_alive())
 
     # ------------------------------------------------------------------ worker
@@ -459,6 +525,7 @@ class Shipper:
         # an empty buffer wakes it (``_idle``), so that is within a scheduling delay of the
         # offer, and offers need no clock. Items left after a full batch start a new clock.
         buffer = self._buffer
+        self._start_helper()
         try:
             while not self._abort.is_set():
                 try:
@@ -518,7 +585,7 @@ class Shipper:
                 self._progress.notify_all()
 
     def _hook_counters(self) -> dict[str, int | str]:
-        s = self.stats
+        s = self._local_stats()
         return {
             "instance": self.instance,
             "pid": self.pid,
