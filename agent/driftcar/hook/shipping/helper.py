@@ -99,6 +99,8 @@ def _serve(reader: RingReader) -> None:
                 held.append(msg)
             elif not _handle(shipper, reader, msg):
                 return
+        if shipper is not None:  # once per read: what it received shows as queued
+            shipper.publish()
 
 
 def _handle(shipper: HelperShipper, reader: RingReader, msg: tuple) -> bool:
@@ -207,13 +209,14 @@ class HelperLink:
         ring_rows, ring_calls = int(header[H.ring_dropped_rows]), int(header[H.ring_dropped_calls])
         out["dropped_rows"] += int(header[H.dropped_rows]) + ring_rows + (in_pipe_rows if gone else 0)
         out["dropped_calls"] += int(header[H.dropped_calls]) + ring_calls + (in_pipe_calls if gone else 0)
-        out["buffer_dropped_rows"] += ring_rows
+        out["buffer_dropped_rows"] += ring_rows + int(header[H.buffer_dropped_rows])
         out["queued_rows"] += int(header[H.queued_rows]) + (0 if gone else in_pipe_rows)
         for name in ("sent_rows", "sent_requests", "sent_batches", "failed_exports", "retries", "rejected_records",
                      "encode_errors", "failed_attempts"):
             out[name] += int(header[getattr(H, name)])
         out["helper_pid"] = self.proc.pid if self.proc is not None else None
         out["helper_wakeups"] = int(header[H.worker_wakeups])
+        out["helper_received_rows"] = got_rows
         if header[H.connected] >= 0:  # the helper's exporter is the one that ships the blocks
             out["connected"] = bool(header[H.connected])
         out["last_error"] = writer.error() or out["last_error"]

@@ -68,12 +68,13 @@ class _Fields:
     ring_dropped_rows = 19  # [model] blocks the ring, the pipe or a dead helper refused
     ring_dropped_calls = 20
     stopped = 21  # [helper] 1 once it shut its Shipper down
+    buffer_dropped_rows = 22  # [helper] its buffer's drops (in dropped_rows too)
 
 
 H = _Fields
 #: the helper's Shipper counters mirrored in the header, by stats name
 PUBLISHED = ("sent_rows", "sent_requests", "sent_batches", "dropped_rows", "dropped_calls", "failed_exports",
-             "retries", "rejected_records", "encode_errors", "failed_attempts", "worker_wakeups", "queued_rows")
+             "retries", "rejected_records", "encode_errors", "failed_attempts", "worker_wakeups", "queued_rows", "buffer_dropped_rows")
 
 
 def available() -> bool:
@@ -120,6 +121,7 @@ class RingWriter(_Region):
             os.close(fd)
             raise
         os.set_blocking(self.write_fd, False)  # a full pipe drops the block, never waits
+        self.header[H.connected] = -1  # no attempt yet
         self.lock = threading.Lock()
         self.head = 0  # ring bytes allocated so far (the helper frees up to header[tail])
         self.layouts: dict[tuple, int] = {}
