@@ -14,7 +14,11 @@ with 200 warm-up calls, N1 = 300 and N2 = 1,300 the difference is exactly two ba
 ``span`` (with ``--provider sdk``: the same spans as driftcar's, by hand with the SDK),
 and ``worker``: the shipper worker's part alone (``ship_workload.py``: the same 500-row batch
 shipped once per 500 calls on the main thread, a real export included, no model calls), so
-the worker's instructions per row are measured apart from the model's.
+the worker's instructions per row are measured apart from the model's; ``helper``: the
+instrumented model with ``ship_process=True`` (conversion, encoding and export in the hook's helper
+process), followed into the helper with ``--trace-children=yes``: the model process's
+instructions per call (all its threads) and, on their own line, the helper's, which the user
+pays on the node too.
 """
 
 from __future__ import annotations
@@ -31,25 +35,40 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
-def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> list[int]:
-    """Instructions of the whole process, then of each thread in creation order (main first)."""
+def _totals(path: Path) -> tuple[str, int]:
+    """The command line and the instruction total of one callgrind output file."""
+    text = path.read_text(errors="replace")
+    cmd = re.search(r"^cmd:\s*(.*)$", text, re.MULTILINE)
+    match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
+    return (cmd.group(1) if cmd else ""), (int(match.group(1)) if match else 0)
+
+
+def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> tuple[list[int], int]:
+    """Instructions of the model process, then of each of its threads in creation order (main
+    first); and of the helper process (all threads; 0 without one)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "agent"), env.get("PYTHONPATH", "")])
+    helper = variant == "helper"
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
         script = ["ship_workload.py"] if variant == "worker" else ["hook_workload.py", variant]
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
-               "--separate-threads=yes",
+        if helper:
+            script = ["hook_workload.py", "instrumented", "--ship-process"]
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out.%p", "--dump-instr=no",
+               "--separate-threads=yes", f"--trace-children={'yes' if helper else 'no'}",
                sys.executable, str(HERE / script[0]), *script[1:], "--calls", str(calls), "--warmup", "200",
                "--endpoint", endpoint, "--flush", "300", "--batch-rows", "500", "--batch-age", "3600", *extra]
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
-        per_thread = []
-        for path in sorted(Path(tmp).glob("callgrind.out-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])):
-            match = re.search(r"^(?:summary|totals):\s*(\d+)", path.read_text(errors="replace"), re.MULTILINE)
-            per_thread.append(int(match.group(1)) if match else 0)
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
+        per_thread, helper_total = [], 0
+        # callgrind.out.<pid>-<thread>: the model process is the one running the workload script
+        for path in sorted(Path(tmp).glob("callgrind.out.*-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])):
+            command, total = _totals(path)
+            if "driftcar.hook.shipping.helper" in command:
+                helper_total += total
+            elif script[0] in command:
+                per_thread.append(total)
     if not per_thread:
         raise RuntimeError("no instruction totals in the callgrind output")
-    return [sum(per_thread), *per_thread]
+    return [sum(per_thread), *per_thread], helper_total
 
 
 def count(variants: list[str], n1: int, n2: int, extra: list[str], protocol: str = "http/protobuf") -> dict[str, float]:
@@ -59,12 +78,15 @@ def count(variants: list[str], n1: int, n2: int, extra: list[str], protocol: str
     extra = [*extra, "--protocol", protocol]
     with (GrpcOtlpReceiver() if protocol == "grpc" else HttpOtlpReceiver()) as receiver:
         for variant in variants:
-            i1 = _instructions(variant, n1, receiver.endpoint, extra)
-            i2 = _instructions(variant, n2, receiver.endpoint, extra)
+            (i1, h1), (i2, h2) = (_instructions(variant, n, receiver.endpoint, extra) for n in (n1, n2))
             result[variant] = (i2[0] - i1[0]) / (n2 - n1)
             threads = [(b - a) / (n2 - n1) / 1e3 for a, b in zip(i1[1:], i2[1:])]
             print(f"{variant:13s} {result[variant] / 1e3:9.1f} k instructions per call (per thread, main first: "
                   f"{', '.join(f'{t:.1f} k' for t in threads)})", flush=True)
+            if h1 or h2:
+                helper = (h2 - h1) / (n2 - n1)
+                print(f"{'  its helper':13s} {helper / 1e3:9.1f} k instructions per call in the helper process "
+                      f"(model + helper: {(result[variant] + helper) / 1e3:.1f} k)", flush=True)
     if "bare" in result:
         for variant, value in result.items():
             if variant != "bare":

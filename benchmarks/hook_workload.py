@@ -17,6 +17,10 @@ VARIANT:
   ``start_as_current_span`` (no driftcar): one per call for a plain model; for a ``Pipeline``
   one for ``Pipeline.predict`` and one per step method inside it. What the SDK's own spans cost,
   to compare ``instrumented --provider sdk`` against span for span (``spans`` in the output).
+- ``--ship-process`` (with ``instrumented`` / ``bystander``): the hook's helper process converts,
+  encodes and exports (``ship_process=True``); the warm-up is flushed before the timed calls (so
+  the helper's start-up is not in them), and ``helper_cpu_s`` is the helper's CPU seconds (every
+  thread, ``/proc/PID/task/*/schedstat``) from the first timed call to the end of the final flush.
 - ``bystander``: an uninstrumented copy of the model, timed, while another copy in the same
   process is instrumented and has rows queued for ``--endpoint`` (so its shipper is busy
   retrying when the endpoint is down or black-holed).
@@ -112,7 +116,7 @@ def _predictor(args, model, inputs):
     import driftcar
 
     options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy, protocol=args.protocol,
-                   max_batch_rows=args.batch_rows, max_batch_age_s=args.batch_age)
+                   max_batch_rows=args.batch_rows, max_batch_age_s=args.batch_age, ship_process=args.ship_process)
     if args.variant == "instrumented":
         monitor = driftcar.instrument(model, **options)
         return model.predict, monitor
@@ -122,6 +126,20 @@ def _predictor(args, model, inputs):
         other.predict(inputs[i:i + 1])
     monitor.flush(0.2)
     return model.predict, monitor
+
+
+def _task_cpu_s(pid: int | None) -> float:
+    """CPU seconds of every thread of process ``pid`` (nanoseconds on CPU, ``schedstat``), 0 without one."""
+    if not pid:
+        return 0.0
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just ended (its time is lost to this count)
+    return total / 1e9
 
 
 def main() -> None:
@@ -138,6 +156,7 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=10_000, help="the shipper's max_batch_rows")
     parser.add_argument("--batch-age", type=float, default=1.0, help="the shipper's max_batch_age_s")
     parser.add_argument("--nocopy", action="store_true", help="instrument with copy=False")
+    parser.add_argument("--ship-process", action="store_true", help="ship through the hook's helper process")
     parser.add_argument("--flush", type=float, default=5.0, help="seconds to wait for delivery at the end")
     args = parser.parse_args()
     _provider(args.provider)
@@ -147,6 +166,14 @@ def main() -> None:
     batches = [inputs[(i * 37) % n_inputs:(i * 37) % n_inputs + args.rows] for i in range(256)]
     for i in range(args.warmup):
         predict(batches[i & 255])
+    helper = None
+    if monitor is not None and args.ship_process:  # the helper has started and received the warm-up
+        monitor.flush(args.flush)  # (0 with the endpoint down: the blocks are sealed and sent all the same)
+        deadline = time.monotonic() + 600
+        while not monitor.stats.get("helper_received_rows") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        helper = monitor.stats.get("helper_pid")
+    helper0 = _task_cpu_s(helper)
     lat = np.empty(args.calls, dtype=np.int64)
     period = 1e9 / args.rate if args.rate else 0.0
     perf = time.perf_counter_ns
@@ -170,10 +197,14 @@ def main() -> None:
     if monitor is not None and args.variant == "instrumented":
         monitor.flush(args.flush)
         stats = monitor.stats
+
         # totals, warm-up included: rows captured during the warm-up may be delivered at any time
         out["predicted_rows"] = stats["captured_rows"]
         out["delivered_rows"] = stats["sent_rows"]
         out["dropped_rows"] = stats["dropped_rows"]
+    if helper:
+        out["helper_cpu_s"] = _task_cpu_s(helper) - helper0
+        monitor.shipper.shutdown(args.flush)  # the helper exits (its callgrind output is complete)
     print(json.dumps(out), flush=True)
     sys.stdout.flush()
     os._exit(0)  # the exit flush is measured elsewhere (tests/integration/shipping)

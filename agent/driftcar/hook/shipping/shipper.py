@@ -228,7 +228,7 @@ class Shipper:
             if self._closed:
                 self._count_lost(rows, calls, "offer after shutdown", "items offered after shutdown are dropped")
                 return
-            if self._worker is None:  # before the ring test: the first call makes the ring
+            if self._helper_ok and self._worker is None:  # the first call makes the ring
                 self._start_worker()
             link = self._link
             if link is not None and type(raw) is tuple and link.push_raw(raw):
@@ -238,6 +238,8 @@ class Shipper:
                 self._idle = False
                 self._runnable = True
                 self._wake.set()
+            if self._worker is None:  # after the put: starting a thread lets other threads run
+                self._start_worker()
             self._offers += 1
             if not self._offers & YIELD_EVERY_MASK and queued:
                 self.maybe_hand_over()
