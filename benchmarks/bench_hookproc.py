@@ -10,7 +10,10 @@ its default transport, OTLP/HTTP, unless a variant names gRPC.
 
 Figures: calls/s, p50 and p99 per call, the model process's CPU seconds per 1,000 calls
 (every thread: the wrapper, the shipper's worker, gRPC's threads; ``getrusage``), and rows
-delivered vs rows predicted (instrumented variants, after a bounded flush).
+delivered vs rows predicted (instrumented variants, after a bounded flush). Variants marked
+"helper process" ship through the hook's helper process (``ship_process=True``): its CPU per
+1,000 calls (every thread, from the first timed call to the final flush) is a column of its
+own, and "model + helper / bare" is what the node pays for both.
 
 Targets (ratios in the same run): 1-row instrumented within 1 µs of the floor (a bare
 wrapper copying row and prediction into a preallocated ring); p99 <= 1.05x bare; bystander
@@ -80,6 +83,10 @@ def _scenarios() -> list[Scenario]:
             Variant("instrumented, gRPC, sidecar up", ["instrumented"], "up", "grpc"),
             Variant("bystander, gRPC, sidecar down", ["bystander"], "down", "grpc"),
             Variant("bystander, gRPC, sidecar black-holed", ["bystander"], "hole", "grpc"),
+            Variant("instrumented, helper process, sidecar up", ["instrumented", "--ship-process"]),
+            Variant("instrumented, helper process, sidecar down", ["instrumented", "--ship-process"], "down"),
+            Variant("bystander, helper process, sidecar up", ["bystander", "--ship-process"]),
+            Variant("bystander, helper process, sidecar black-holed", ["bystander", "--ship-process"], "hole"),
         ]),
         Scenario("1 row, Pipeline(StandardScaler, LogisticRegression), no TracerProvider",
                  one + ["--model", "pipeline"], [
@@ -97,10 +104,13 @@ def _scenarios() -> list[Scenario]:
             Variant("floor (copy into a ring)", ["floor"]),
             Variant("instrumented copy=True", ["instrumented"]),
             Variant("instrumented copy=False", ["instrumented", "--nocopy"]),
+            Variant("instrumented copy=True, helper process", ["instrumented", "--ship-process"]),
+            Variant("instrumented copy=False, helper process", ["instrumented", "--nocopy", "--ship-process"]),
         ]),
         Scenario("1 row at 10,000 calls/s, LogisticRegression", one + ["--model", "plain", "--rate", "10000"], [
             Variant("bare", ["bare"]),
             Variant("instrumented, sidecar up", ["instrumented"]),
+            Variant("instrumented, helper process, sidecar up", ["instrumented", "--ship-process"]),
         ]),
     ]
 
@@ -190,11 +200,15 @@ def _row(label: str, runs: list[dict], bare: list[dict]) -> str:
     d50 = _median([(a["p50_ns"] - b["p50_ns"]) / 1e3 for a, b in paired])
     r99 = _median([a["p99_ns"] / b["p99_ns"] for a, b in paired])
     rcpu = _median([(a["cpu_s"] / a["calls"]) / (b["cpu_s"] / b["calls"]) for a, b in paired])
+    helper = [1000 * r.get("helper_cpu_s", 0.0) / r["calls"] for r in runs]
+    both = _median([((a["cpu_s"] + a.get("helper_cpu_s", 0.0)) / a["calls"]) / (b["cpu_s"] / b["calls"])
+                    for a, b in paired])
+    helper_cols = f"{_median(helper):.3f} | {both:.3f}x" if "helper_cpu_s" in runs[0] else " | "
     delivered = ""
     if "predicted_rows" in runs[0]:
         delivered = f"{sum(r['delivered_rows'] for r in runs):,} / {sum(r['predicted_rows'] for r in runs):,}"
     return (f"| {label} | {_median(rate):,.0f} | {_median(p50):.1f} | {d50:+.2f} | {_median(p99):.1f} | "
-            f"{r99:.2f}x | {_median(per_call_cpu):.3f} | {rcpu:.3f}x | {delivered} |")
+            f"{r99:.2f}x | {_median(per_call_cpu):.3f} | {rcpu:.3f}x | {helper_cols} | {delivered} |")
 
 
 def _per_span(scenario: Scenario) -> str:
@@ -218,8 +232,8 @@ def _report(scenarios: list[Scenario], rounds: int, calls: int) -> str:
         bare = scenario.results["bare"]
         lines += [f"### {scenario.title}", "",
                   "| variant | calls/s | p50 µs | Δp50 µs vs bare | p99 µs | p99 / bare | CPU s per 1,000 calls "
-                  "| CPU / bare | rows delivered / predicted |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| CPU / bare | helper CPU s per 1,000 calls | model + helper / bare | rows delivered / predicted |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [_row(label, runs, bare) for label, runs in scenario.results.items()]
         lines.append("")
         if scenario.per_span:
