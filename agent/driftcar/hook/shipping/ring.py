@@ -26,6 +26,7 @@ import mmap
 import os
 import pickle
 import struct
+import sys
 import threading
 from typing import Any
 
@@ -79,7 +80,7 @@ PUBLISHED = ("sent_rows", "sent_requests", "sent_batches", "dropped_rows", "drop
 
 def available() -> bool:
     """Can this platform run the helper process (``memfd_create``, Linux)?"""
-    return hasattr(os, "memfd_create")
+    return hasattr(os, "memfd_create") and bool(sys.executable)
 
 
 class _Region:
