@@ -66,3 +66,28 @@ def test_the_sidecar_accepts_batches_with_its_token_and_refuses_them_without(sid
     assert results["without"]["failed_exports"] == 1 and results["without"]["retries"] == 0
     assert results["without"]["dropped_rows"] == 250
     wait_until(lambda: _rows_counted(sidecar["metrics"]) == 250, 10, what="the sidecar counting the rows")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="the helper process is Linux-only")
+def test_every_row_reaches_the_sidecar_through_the_helper_process_with_its_token(sidecar):
+    import driftcar
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(2_000, 4))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    monitor = driftcar.instrument(model, name="hooked", version="1", endpoint=sidecar["http/protobuf"],
+                                  protocol="http/protobuf", headers={"authorization": f"Bearer {TOKEN}"},
+                                  ship_process=True)
+    try:
+        for i in range(1_200):
+            model.predict(X[i:i + 1])
+        model.predict(X[1_200:2_000])  # more rows than a block: a one-call block
+        assert monitor.flush(20)
+        stats = monitor.stats
+    finally:
+        driftcar.uninstrument(model)
+    assert stats["helper_pid"] and stats["sent_rows"] == stats["captured_rows"] == 2_000
+    assert stats["dropped_rows"] == 0 and stats["connected"] is True
+    wait_until(lambda: _rows_counted(sidecar["metrics"]) == 2_000, 10, what="the sidecar counting the rows")
