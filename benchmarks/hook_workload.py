@@ -128,6 +128,36 @@ def _predictor(args, model, inputs):
     return model.predict, monitor
 
 
+def _timed(predict, batches: list, calls: int, rate: float) -> tuple[np.ndarray, float, float]:
+    """Per-call latencies (ns), wall seconds and the process's CPU seconds (every thread) of the timed calls."""
+    lat = np.empty(calls, dtype=np.int64)
+    period = 1e9 / rate if rate else 0.0
+    perf = time.perf_counter_ns
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    begin = perf()
+    for i in range(calls):
+        if period:
+            due = begin + i * period
+            while perf() < due:
+                pass
+        t0 = perf()
+        predict(batches[i & 255])
+        lat[i] = perf() - t0
+    wall = (perf() - begin) / 1e9
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    return lat, wall, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+
+
+def _helper_started(monitor, flush_s: float) -> int | None:
+    """The helper's pid once it has started and received the warm-up (its start-up stays out of the
+    timed calls); the flush seals the blocks even when it cannot wait (``flush_s`` 0, endpoint down)."""
+    monitor.flush(flush_s)
+    deadline = time.monotonic() + 600
+    while not monitor.stats.get("helper_received_rows") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return monitor.stats.get("helper_pid")
+
+
 def _task_cpu_s(pid: int | None) -> float:
     """CPU seconds of every thread of process ``pid`` (nanoseconds on CPU, ``schedstat``), 0 without one."""
     if not pid:
@@ -167,29 +197,10 @@ def main() -> None:
     for i in range(args.warmup):
         predict(batches[i & 255])
     helper = None
-    if monitor is not None and args.ship_process:  # the helper has started and received the warm-up
-        monitor.flush(args.flush)  # (0 with the endpoint down: the blocks are sealed and sent all the same)
-        deadline = time.monotonic() + 600
-        while not monitor.stats.get("helper_received_rows") and time.monotonic() < deadline:
-            time.sleep(0.01)
-        helper = monitor.stats.get("helper_pid")
+    if monitor is not None and args.ship_process:
+        helper = _helper_started(monitor, args.flush)
     helper0 = _task_cpu_s(helper)
-    lat = np.empty(args.calls, dtype=np.int64)
-    period = 1e9 / args.rate if args.rate else 0.0
-    perf = time.perf_counter_ns
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    begin = perf()
-    for i in range(args.calls):
-        if period:
-            due = begin + i * period
-            while perf() < due:
-                pass
-        t0 = perf()
-        predict(batches[i & 255])
-        lat[i] = perf() - t0
-    wall = (perf() - begin) / 1e9
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    lat, wall, cpu = _timed(predict, batches, args.calls, args.rate)
     out = {"variant": args.variant, "calls": args.calls, "rows": args.rows, "wall_s": wall, "cpu_s": cpu,
            "p50_ns": int(np.percentile(lat, 50)), "p99_ns": int(np.percentile(lat, 99)),
            "mean_ns": float(lat.mean()),
