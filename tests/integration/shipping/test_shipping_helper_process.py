@@ -279,3 +279,23 @@ def _cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().split(") ", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@pytest.mark.timeout(60)
+def test_rows_sent_to_a_helper_that_died_are_counted_as_dropped_and_the_model_never_waits(fitted):
+    model, X = fitted
+    with HttpOtlpReceiver() as rx:
+        model, monitor = _instrument(model, rx.endpoint, max_batch_age_s=60.0)
+        for i in range(300):
+            model.predict(X[i:i + 1])
+        assert monitor.flush(20)
+        helper = monitor.stats["helper_pid"]
+        os.kill(helper, signal.SIGKILL)
+        wait_until(lambda: _gone(helper), 10, what="the helper to die")
+        for i in range(300, 1_300):
+            model.predict(X[i:i + 1])  # blocks to a pipe nobody reads: dropped, counted
+        assert not monitor.flush(1)
+        stats = monitor.stats
+        driftcar.uninstrument(model)
+    assert stats["captured_rows"] == 1_300 and stats["sent_rows"] == 300
+    assert stats["dropped_rows"] == 1_000 and stats["queued_rows"] == 0
