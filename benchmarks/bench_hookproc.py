@@ -245,7 +245,7 @@ def run(quick: bool = False) -> str:
     from tests.unit.shipping.helpers import BlackHole
     from tests.support.waiting import free_port
 
-    rounds, calls = (2, 1_000) if quick else (5, 20_000)  # full: ~12 minutes on 2 cores
+    rounds, calls = (2, 1_000) if quick else (5, 20_000)  # full: ~16 minutes on 2 cores (with the helper variants)
     scenarios = _scenarios()
     if quick:
         scenarios = [scenarios[0], scenarios[3]]
