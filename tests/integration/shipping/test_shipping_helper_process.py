@@ -102,6 +102,7 @@ def test_row_ids_take_the_in_process_worker_and_arrive_too(fitted):
         with monitor.ids([f"r{i}" for i in range(40, 45)]):
             model.predict(X[40:45])
         assert monitor.flush(20)
+        assert monitor.shipper.shutdown(10)  # nothing left: a clean stop of both workers
         batches = decoded_batches(rx.logs)
         stats = monitor.stats
         driftcar.uninstrument(model)

@@ -125,7 +125,7 @@ def _dispatch(shipper: HelperShipper, reader: RingReader, msg: tuple) -> bool:
         shipper.publish()
         reader.header[H.flushed if ok else H.flush_failed] = msg[7]
     elif kind == ring.SHUTDOWN:
-        shipper.shutdown(msg[6] / 1000)
+        reader.header[H.unclean] = not shipper.shutdown(msg[6] / 1000)
         shipper.publish()
         return False
     return True
@@ -232,18 +232,22 @@ class HelperLink:
             pause = min(pause * 2, 0.02)
         return header[H.flushed] >= number
 
-    def shutdown(self, deadline: float) -> bool:
-        """Ask the helper to ship what it holds and exit by ``deadline``; True when it did."""
+    def stop(self, deadline: float) -> None:
+        """Ask the helper to ship what it holds and exit by ``deadline`` (returns at once)."""
         writer = self.writer
         writer.control(ring.SHUTDOWN, max(int((deadline - time.monotonic() - 0.02) * 1000), 0))
         writer.close_pipe()
+
+    def wait(self, deadline: float) -> bool:
+        """Wait for the stopped helper to exit by ``deadline``; True when it did with nothing left unsent
+        (or never started)."""
         if self.proc is None:
             return True
         try:
             self.proc.wait(max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
             return False
-        return True
+        return not self.writer.header[H.unclean]
 
     def abandon(self) -> None:
         """In a forked child: the parent's helper and ring are the parent's; close this copy of them."""

@@ -71,6 +71,7 @@ class _Fields:
     ring_dropped_calls = 20
     stopped = 21  # [helper] 1 once it shut its Shipper down
     buffer_dropped_rows = 22  # [helper] its buffer's drops (in dropped_rows too)
+    unclean = 23  # [helper] 1 when its shutdown left rows unsent at the deadline (counted as dropped)
 
 
 H = _Fields

@@ -465,10 +465,10 @@ class Shipper:
             return worker is None or not worker.is_alive()
         self._seal_blocks(retire=True)  # later writes take offer_raw, which counts them as dropped
         link = self._link
-        if link is not None:  # the helper ships what it was sent in its share of the time
+        if link is not None:  # the helper ships what it was sent meanwhile, by the same deadline
             if link.writer.pushed_calls:
                 self._start_helper()
-            helper_clean = link.shutdown(deadline)
+            link.stop(deadline)
         self._stop.set()
         self._wake.set()
         self._kick.set()
@@ -491,7 +491,7 @@ class Shipper:
         if worker is None or not worker.is_alive():
             self._close_exporter()
         if link is not None:
-            clean = clean and helper_clean
+            clean = link.wait(deadline) and clean
         return clean and (worker is None or not worker.is_alive())
 
     # ------------------------------------------------------------------ worker
