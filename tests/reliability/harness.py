@@ -75,6 +75,8 @@ class Sidecar:
         return [*head, "sidecar", *ports, *self.args]
 
     def spawn(self) -> subprocess.Popen:
+        # a second spawn would orphan the running process (nothing would kill it)
+        assert self.proc is None or self.proc.poll() is not None, "this Sidecar's process is still running"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
                                      cwd=self.dir)

@@ -27,8 +27,7 @@ TIMEOUT_S = 1.0  # the export deadline; each attempt gets half of it
                          ids=["grpc-late", "http-late", "http-lost"])
 def test_a_batch_whose_answer_was_late_or_lost_is_applied_once(tmp_path, protocol, cut):
     rng = np.random.default_rng(7)
-    with Sidecar(tmp_path, "--export", "none", "--window", "1h") as sidecar:
-        sidecar.start()
+    with Sidecar(tmp_path, "--export", "none", "--window", "1h") as sidecar:  # started by the with
         with HoldFirstAnswer(sidecar.ports["grpc" if protocol == "grpc" else "http"], cut=cut) as proxy:
             shipper = Shipper(ShipperConfig("retried", "1", endpoint=f"http://127.0.0.1:{proxy.port}", protocol=protocol,
                                             timeout_s=TIMEOUT_S, max_batch_age_s=60.0, retry_initial_backoff_s=0.05),
