@@ -45,14 +45,19 @@ class Outcome:
     rejected: int = 0
     error: str = ""  # short reason; stable per kind of problem (used to log each kind once)
     detail: str = ""  # message from the server or the exception text
+    #: no answer came, though the request may have reached the receiver (a timeout, a connection
+    #: lost after sending): whether it was applied is unknown
+    unanswered: bool = False
 
     @classmethod
     def success(cls, rejected: int = 0, detail: str = "") -> "Outcome":
         return cls(ok=True, rejected=rejected, detail=detail)
 
     @classmethod
-    def retry(cls, error: str, retry_after_s: float | None = None, detail: str = "") -> "Outcome":
-        return cls(ok=False, retryable=True, retry_after_s=retry_after_s, error=error, detail=detail)
+    def retry(cls, error: str, retry_after_s: float | None = None, detail: str = "",
+              unanswered: bool = False) -> "Outcome":
+        return cls(ok=False, retryable=True, retry_after_s=retry_after_s, error=error, detail=detail,
+                   unanswered=unanswered)
 
     @classmethod
     def permanent(cls, error: str, detail: str = "") -> "Outcome":

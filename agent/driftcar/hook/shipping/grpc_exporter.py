@@ -145,7 +145,8 @@ class GrpcExporter:
             hint = retry_delay_from_metadata(err.trailing_metadata())
         error = f"grpc {code.name}"
         if grpc_is_retryable(code, hint):  # the OTLP spec table, shared with the sidecar's exporters
-            return Outcome.retry(error, retry_after_s=hint, detail=details or "")
+            return Outcome.retry(error, retry_after_s=hint, detail=details or "",
+                                 unanswered=code == grpc.StatusCode.DEADLINE_EXCEEDED)
         return Outcome.permanent(error, detail=details or "")
 
     def _drop_channel(self) -> None:

@@ -30,6 +30,8 @@ from driftcar.wire.otlp_status import RETRYABLE_HTTP_STATUSES
 __all__ = ["HttpExporter", "parse_retry_after"]
 
 _MAX_ERROR_BODY = 4096  # bytes of an error body kept for the log message
+#: connection errors after which the request may have been applied (it was sent, or partly)
+_LOST_AFTER_SENDING = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 _MAX_RESPONSE_BYTES = 1024 * 1024  # a response body is read up to this much
 
 
@@ -123,12 +125,13 @@ class HttpExporter:
                 data = data[:_MAX_RESPONSE_BYTES]
         except (socket.timeout, TimeoutError) as exc:
             self._drop_connection()
-            return Outcome.retry("http timeout", detail=str(exc) or "no answer before the deadline")
+            return Outcome.retry("http timeout", detail=str(exc) or "no answer before the deadline", unanswered=True)
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
             if self._closed:
                 return Outcome.permanent("export cancelled by shutdown")
-            return Outcome.retry(f"http connection {type(exc).__name__}", detail=str(exc))
+            return Outcome.retry(f"http connection {type(exc).__name__}", detail=str(exc),
+                                 unanswered=isinstance(exc, _LOST_AFTER_SENDING))
         except Exception as exc:  # the transport must never raise into the worker
             self._drop_connection()
             return Outcome.retry(f"http client error {type(exc).__name__}", detail=str(exc))

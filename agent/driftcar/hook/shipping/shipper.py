@@ -34,6 +34,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from typing import Any, Callable, Sequence
 
 from driftcar.hook.records import thaw_all
@@ -62,6 +63,8 @@ YIELD_EVERY_MASK = YIELD_EVERY - 1
 #: the largest shared ring to a helper process (ship_process): it holds sealed blocks only until the
 #: helper copies them out (its own buffer, max_buffer_bytes, holds them through an outage)
 HELPER_RING_BYTES = 8 * 1024 * 1024
+#: unanswered requests held for one more attempt at a time (:meth:`Shipper._hold`); more are dropped
+MAX_HELD = 4
 
 
 def estimate_size(item: Any) -> int:
@@ -139,6 +142,8 @@ class Shipper:
         self.pid = os.getpid()
         self._buffer = ByteBuffer(self.config.max_buffer_bytes)
         self._blocks: dict[tuple, Block] = {}  # layout -> open Block (block_for); retired after fork
+        # (payload, rows, calls, seq) of requests that got no answer, for one more attempt (_hold)
+        self._held: deque[tuple[bytes, int, int, int]] = deque()
         self._link: Any = None  # the helper process's HelperLink (ship_process), made by _start_worker
         self._wake = threading.Event()
         self._stop = threading.Event()  # drain what is left, then exit
@@ -178,6 +183,7 @@ class Shipper:
             "encode_errors": 0,
             "offer_errors": 0,
             "failed_attempts": 0,  # export attempts that failed, retried or not
+            "resent_requests": 0,  # unanswered requests sent once more before the next export (_hold)
         }
         # the exporter's state as last seen: None before any attempt, then whether the last
         # attempt reached the receiver, and the last failure (kept after a recovery)
@@ -499,15 +505,27 @@ class Shipper:
     def _done(self, target: int) -> bool:
         oldest = self._buffer.oldest_seq()
         inflight = self._inflight_seq
-        return (oldest is None or oldest > target) and (inflight is None or inflight > target)
+        held = self._held_seq()
+        return ((oldest is None or oldest > target) and (inflight is None or inflight > target)
+                and (held is None or held > target))
+
+    def _held_seq(self) -> int | None:
+        """The sequence number of the oldest held request (any thread; held in sequence order)."""
+        try:
+            return self._held[0][3]
+        except IndexError:
+            return None
 
     def _pending(self) -> bool:
-        return bool(len(self._buffer)) or self._open_rows() > 0
+        return bool(len(self._buffer)) or self._open_rows() > 0 or bool(self._held)
 
     def _due(self, now: float) -> bool:
         buffer = self._buffer
         if not self._pending():
             return False
+        held = self._held_seq()
+        if held is not None and (self._stop.is_set() or now >= self._retry.not_before or self._flush_target >= held):
+            return True  # its one more attempt, before anything newer (a flush's waits for the back-off)
         if self._first_seen is None:
             self._first_seen = now
         if self._stop.is_set():
@@ -547,10 +565,12 @@ class Shipper:
                         # (the buffer's byte bound still holds): sealing a batch per batch age only to
                         # drop it woke this thread and encoded rows for nothing through an outage
                         aged = first + self.config.max_batch_age_s
+                        if self._held:  # a held request is due as soon as the back-off allows
+                            aged = min(aged, self._retry.not_before)
                         self._due_at = max(aged, self._retry.not_before)
                         wait = self._due_at - time.monotonic()
-                        if self._retry.not_before > aged:  # the back-off decides: an offer ends the
-                            wait = max(wait, self.config.retry_max_backoff_s)  # wait (see _BackingOff)
+                        if self._retry.not_before > aged or self._held:  # the back-off decides: an offer
+                            wait = max(wait, self.config.retry_max_backoff_s)  # ends the wait (_BackingOff)
                         self._wake.wait(max(wait, 0.0))
                     self._runnable = True
                     self._wakeups += 1
@@ -558,18 +578,24 @@ class Shipper:
                     while not self._abort.is_set() and self._due(time.monotonic()):
                         self._ship_next()
                         self._first_seen = None
-                    if self._stop.is_set() and (buffer.oldest_seq() is None or self._abort.is_set()):
+                    if self._stop.is_set() and ((buffer.oldest_seq() is None and not self._held)
+                                                or self._abort.is_set()):
                         break
                 except Exception as exc:  # a bug: say so once, keep shipping (bounded retry pace)
                     self._log_once("worker", "driftcar shipper worker hit an unexpected error: %r", exc)
                     self._abort.wait(0.1)
         finally:
+            while self._held:  # stopped before their one more attempt
+                _, rows, calls, _ = self._held.popleft()
+                self._count_lost(rows, calls, "shutdown", "driftcar shutdown deadline passed; unsent rows dropped")
             with self._progress:
                 self._progress.notify_all()
             if self._closed:
                 self._close_exporter()
 
     def _ship_next(self) -> None:
+        if self._held:
+            return self._resend_held()
         with self._progress:
             entries = self._buffer.take(self._max_rows, self.config.max_buffer_bytes)
             if not entries:
@@ -649,13 +675,45 @@ class Shipper:
             start += n_records
             self._export(payload, rows, calls)
 
-    def _export(self, payload: bytes, rows: int, calls: int) -> None:
+    def _resend_held(self) -> None:
+        """The one more attempt of the oldest held request (:meth:`_hold`); its rows are counted as
+        dropped if it fails too."""
+        payload, rows, calls, seq = self._held[0]
+        with self._progress:
+            self._inflight_seq = seq
+        try:
+            with self._buffer.lock:
+                self._counts["resent_requests"] += 1
+            self._export(payload, rows, calls, resend=True)
+        finally:
+            self._held.popleft()
+            with self._progress:
+                self._inflight_seq = None
+                self._progress.notify_all()
+
+    def _hold(self, payload: bytes, rows: int, calls: int) -> bool:
+        """Keep a request no attempt got an answer for, to send once more before the next export.
+
+        Why: its batch may have been applied (the answer was late or lost), or not. Counting its
+        rows as dropped was wrong in the first case; the batch id carried in the payload makes one
+        more attempt safe in both (a sidecar that applied it answers the copy as a duplicate
+        without applying it again). It waits for the endpoint's back-off like any export.
+        """
+        if len(self._held) >= MAX_HELD or self._abort.is_set() or self._inflight_seq is None:
+            return False
+        self._held.append((payload, rows, calls, self._inflight_seq))
+        return True
+
+    def _export(self, payload: bytes, rows: int, calls: int, resend: bool = False) -> None:
         if self._abort.is_set():
             self._count_lost(rows, calls, "shutdown", "driftcar shutdown deadline passed; unsent rows dropped")
             return
         if self._exporter is None:
             self._exporter = self._exporter_factory(self.config)
-        deadline = time.monotonic() + self.config.timeout_s
+        start = time.monotonic()
+        if resend:  # its one more attempt gets the whole deadline after the back-off
+            start = max(start, self._retry.not_before)
+        deadline = start + self.config.timeout_s
         if self._shutdown_deadline is not None:
             deadline = min(deadline, self._shutdown_deadline)
         exporter = self._exporter
@@ -675,6 +733,8 @@ class Shipper:
             if outcome.rejected or outcome.detail:  # a partial success, or a warning from the receiver
                 self._log_once("partial", "driftcar receiver rejected %d records: %s (logged once)",
                                outcome.rejected, outcome.detail)
+            return
+        if outcome.unanswered and not resend and self._hold(payload, rows, calls):
             return
         with self._buffer.lock:
             self._counts["failed_exports"] += 1
