@@ -317,7 +317,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_features", _positive_int, 500, "cap on exported features per model (rest -> __overflow__)", "N"),
     Option("max_categories", _positive_int, 50, "cap on exported categories per feature (rest -> __other__)", "N"),
     Option("grpc_front", _choice("auto", "on", "off"), "auto", "run the OTLP/gRPC receiver (receive, parse, "
-           "decode) in a second process beside the sidecar's; auto: on with 2+ CPUs", "auto|on|off"),
+           "decode) in a second process beside the sidecar's; auto: on with 2+ CPUs (a container's CPU limit counts)", "auto|on|off"),
     Option("max_request_bytes", parse_size, "32MiB", "largest request after decompression, both transports", "SIZE"),
     Option("queue_max_rows", _positive_int, 1_000_000, "ingest queue bound in rows; full -> UNAVAILABLE/503", "N"),
     Option("queue_max_bytes", parse_size, "256MiB", "ingest queue bound in body bytes; full -> UNAVAILABLE/503", "SIZE"),

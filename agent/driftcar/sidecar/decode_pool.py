@@ -111,11 +111,32 @@ def _rebuild(decoded) -> Any:
     return decoded
 
 
-def available() -> bool:
+#: cgroup v2's CPU limit of this process's container ("<quota> <period>" or "max <period>")
+CPU_MAX_PATH = "/sys/fs/cgroup/cpu.max"
+
+
+def cpus() -> float:
+    """The CPUs this process may use: its affinity, capped by its container's CPU limit.
+
+    Why the limit: a container limited to one CPU on a many-core node sees every core in its
+    affinity, and a second process there only adds work to the same CPU time."""
     try:
-        return len(os.sched_getaffinity(0)) >= 2
+        n: float = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return (os.cpu_count() or 1) >= 2
+        n = os.cpu_count() or 1
+    try:
+        with open(CPU_MAX_PATH) as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            n = min(n, int(quota) / int(period))
+    except (OSError, ValueError):  # no cgroup v2 limit readable here
+        pass
+    return n
+
+
+def available() -> bool:
+    """A second process can run beside this one (the decode pool, the gRPC front)."""
+    return cpus() >= 2
 
 
 def _die_with_parent(parent: int) -> None:
