@@ -166,17 +166,23 @@ def unpack_sparse_coded(blob: bytes) -> tuple[bytes, np.ndarray, np.ndarray, np.
         at = _CODED_HEAD.size
         frame, pos, counts, at = _read_bins(body, at, n_frame, n, gap_size, count_size)
         codes = np.frombuffer(body, np.uint8, n, at)
-        at += n
-        exact_at = np.frombuffer(body, "<u4", n_exact, at).astype(np.int64)
-        at += 4 * n_exact
-        exact = np.frombuffer(body, "<f8", n_exact, at).astype(np.float64)
-        if at + 8 * n_exact != len(body):
-            raise ValueError(f"{len(body) - at - 8 * n_exact} bytes left over")
-        if n_exact and (exact_at.max() >= n or np.any(np.diff(exact_at) <= 0)):
-            raise ValueError("exact sums at bins that do not exist")
+        exact_at, exact, at = _read_exact(body, at + n, n_exact, n)
+        if at != len(body):
+            raise ValueError(f"{len(body) - at} bytes left over")
     except (zlib.error, struct.error, KeyError, ValueError) as exc:
         raise ProfileError(f"closed window is corrupt ({exc})") from None
     return frame, pos, counts, codes, exact_at, exact
+
+
+def _read_exact(body: bytes, at: int, n_exact: int, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The bins whose sums are kept exact and those sums, read from ``at`` (and where they end);
+    ValueError when they name bins that do not exist."""
+    exact_at = np.frombuffer(body, "<u4", n_exact, at).astype(np.int64)
+    at += 4 * n_exact
+    exact = np.frombuffer(body, "<f8", n_exact, at).astype(np.float64)
+    if n_exact and (exact_at.max() >= n or np.any(np.diff(exact_at) <= 0)):
+        raise ValueError("exact sums at bins that do not exist")
+    return exact_at, exact, at + 8 * n_exact
 
 
 _BITS_HEAD = struct.Struct("<QQBBIBI")  # as _CODED_HEAD, then bits per code and rows with a total
@@ -212,16 +218,10 @@ def unpack_sparse_bits(blob: bytes) -> tuple:
         planes = np.unpackbits(raw)[: n * bits].reshape(n, bits)
         for j in range(bits):  # most significant bit first, as packed
             codes |= planes[:, j] << np.uint8(bits - 1 - j)
-        at += size
-        exact_at = np.frombuffer(body, "<u4", n_exact, at).astype(np.int64)
-        at += 4 * n_exact
-        exact = np.frombuffer(body, "<f8", n_exact, at).astype(np.float64)
-        at += 8 * n_exact
+        exact_at, exact, at = _read_exact(body, at + size, n_exact, n)
         totals = np.frombuffer(body, "<f8", n_totals, at).astype(np.float64)
         if at + 8 * n_totals != len(body):
             raise ValueError(f"{len(body) - at - 8 * n_totals} bytes left over")
-        if n_exact and (exact_at.max() >= n or np.any(np.diff(exact_at) <= 0)):
-            raise ValueError("exact sums at bins that do not exist")
     except (zlib.error, struct.error, KeyError, ValueError) as exc:
         raise ProfileError(f"closed window is corrupt ({exc})") from None
     return frame, pos, counts, codes, bits, exact_at, exact, totals

@@ -39,40 +39,33 @@ def _ship_one(shipper: Shipper, rows: int = 4) -> bool:
     return shipper.flush(10)
 
 
-def test_an_unanswered_request_is_sent_once_more_with_the_same_bytes_and_counted_sent():
-    exporter = Recording([UNANSWERED])
+def _shipped_one(answers) -> tuple[Recording, dict, bool]:
+    """One 4-row batch shipped and flushed against scripted answers: (exporter, stats, flushed)."""
+    exporter = Recording(answers)
     shipper = _shipper(exporter)
     try:
-        assert _ship_one(shipper)  # flush waits for the held request's second attempt
-        stats = shipper.stats
+        flushed = _ship_one(shipper)  # flush waits for a held request's second attempt
+        return exporter, shipper.stats, flushed
     finally:
         shipper.shutdown(2)
-    assert len(exporter.sent) == 2 and exporter.sent[0] == exporter.sent[1]
+
+
+def test_an_unanswered_request_is_sent_once_more_with_the_same_bytes_and_counted_sent():
+    exporter, stats, flushed = _shipped_one([UNANSWERED])
+    assert flushed and len(exporter.sent) == 2 and exporter.sent[0] == exporter.sent[1]
     assert stats["sent_rows"] == 4 and stats["dropped_rows"] == 0 and stats["failed_exports"] == 0
     assert stats["resent_requests"] == 1
 
 
 def test_a_held_request_that_gets_no_answer_again_is_counted_dropped_once():
-    exporter = Recording([UNANSWERED, UNANSWERED])
-    shipper = _shipper(exporter)
-    try:
-        assert _ship_one(shipper)
-        stats = shipper.stats
-    finally:
-        shipper.shutdown(2)
-    assert len(exporter.sent) == 2  # held once, never a third time
+    exporter, stats, flushed = _shipped_one([UNANSWERED, UNANSWERED])
+    assert flushed and len(exporter.sent) == 2  # held once, never a third time
     assert stats["dropped_rows"] == 4 and stats["failed_exports"] == 1 and stats["sent_rows"] == 0
 
 
 def test_a_refused_request_is_counted_dropped_at_once():
-    exporter = Recording([REFUSED])
-    shipper = _shipper(exporter)
-    try:
-        assert _ship_one(shipper)
-        stats = shipper.stats
-    finally:
-        shipper.shutdown(2)
-    assert len(exporter.sent) == 1
+    exporter, stats, flushed = _shipped_one([REFUSED])
+    assert flushed and len(exporter.sent) == 1
     assert stats["dropped_rows"] == 4 and stats["resent_requests"] == 0
 
 
