@@ -32,12 +32,12 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 from typing import Any
 
 import numpy as np
 
+from driftcar._children import die_with_parent
 from driftcar.wire import Limits
 
 __all__ = ["MIN_BYTES", "OFFLOAD_BYTES", "decode", "decode_inline", "available", "shutdown"]
@@ -139,26 +139,13 @@ def available() -> bool:
     return cpus() >= 2
 
 
-def _die_with_parent(parent: int) -> None:
-    """In the child: exit when the sidecar dies, even by SIGKILL. Without it a killed sidecar left
-    its decode process orphaned and spinning (seen after ``kill -9`` in the crash tests)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):  # not Linux: the pool's own broken-pipe handling remains
-        pass
-    if os.getppid() != parent:  # the sidecar died before the line above took effect
-        os._exit(0)
-
-
 def _get_pool() -> concurrent.futures.ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
             # spawn, not fork: the sidecar has gRPC and exporter threads that a fork would copy mid-state
             _pool = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
                 initargs=(os.getpid(),))
             atexit.register(shutdown)  # before interpreter teardown, or the executor's finaliser fails noisily
         return _pool

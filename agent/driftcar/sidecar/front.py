@@ -140,10 +140,10 @@ async def _serve(sock: socket.socket, settings: dict) -> None:
 
 
 def main(fd: int, parent: int) -> None:
-    from driftcar.sidecar.decode_pool import _die_with_parent
+    from driftcar._children import die_with_parent
     from driftcar.sidecar.ingest import keep_heap
 
-    _die_with_parent(parent)
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the sidecar stops us
     sock = socket.socket(fileno=fd)
     length, _, _ = HEADER.unpack(sock.recv(HEADER.size, socket.MSG_WAITALL))

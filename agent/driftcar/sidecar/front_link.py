@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+from driftcar._children import child_env
 from driftcar.sidecar.config import Endpoint
 from driftcar.sidecar.errors import IngestError
 from driftcar.sidecar.front import ANSWER, DECODED, FAILED, HEADER, READY, REFUSED, error_from, error_tuple, \
@@ -60,13 +61,9 @@ class FrontLink:
 
     async def _spawn(self, endpoint: Endpoint):
         here, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        import driftcar
-
-        root = os.path.dirname(os.path.dirname(os.path.abspath(driftcar.__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
         with child:
             self.proc = subprocess.Popen([sys.executable, "-m", "driftcar.sidecar.front", str(child.fileno()),
-                                          str(os.getpid())], pass_fds=(child.fileno(),), env=env)
+                                          str(os.getpid())], pass_fds=(child.fileno(),), env=child_env())
         settings = pickle.dumps(dict(self.settings, endpoint=endpoint))
         here.sendall(HEADER.pack(len(settings), 0, 0) + settings)
         reader, writer = await asyncio.open_unix_connection(sock=here, limit=2**20)

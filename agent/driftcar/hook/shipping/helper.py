@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Any
 
+from driftcar._children import child_env
 from driftcar.hook.records import Sealed
 from driftcar.hook.shipping import ring
 from driftcar.hook.shipping.config import ShipperConfig
@@ -164,7 +165,7 @@ class HelperLink:
 
     def _spawn(self, config: ShipperConfig, instance: str, pid: int) -> None:
         writer = self.writer
-        env = _helper_env()
+        env = child_env()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "driftcar.hook.shipping.helper", str(writer.read_fd), str(writer.fd)],
             pass_fds=(writer.read_fd, writer.fd), stdin=subprocess.DEVNULL, env=env)
@@ -266,20 +267,6 @@ class HelperLink:
 
 _ORPHANS: list = []
 
-
-def _helper_env() -> dict[str, str]:
-    """The environment, with driftcar importable in the helper as it is here: a source tree on
-    ``sys.path`` goes on ``PYTHONPATH``; an installed one (site-packages) is found anyway, and
-    putting site-packages ahead of the standard library could shadow it."""
-    import site
-
-    import driftcar
-
-    home = os.path.dirname(os.path.dirname(os.path.abspath(driftcar.__file__)))
-    env = dict(os.environ)
-    if home not in {*site.getsitepackages(), site.getusersitepackages()}:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [home, env.get("PYTHONPATH")]))
-    return env
 
 if __name__ == "__main__":
     main(sys.argv[1:])
