@@ -232,9 +232,12 @@ KILL_SCRIPT = textwrap.dedent(
     monitor = driftcar.instrument(model, name="hp", endpoint={endpoint!r}, protocol="http/protobuf",
                                   ship_process=True, max_batch_age_s=600.0, exit_timeout_s=5.0)
     model.predict(X[:600])  # more rows than a block: straight into the ring, held by the helper (batch age)
-    while monitor.stats["helper_received_rows"] != 600 or monitor.stats["queued_rows"] != 600:
+    deadline = time.monotonic() + 30  # a wait with a deadline: the test reads "not held" otherwise
+    while (monitor.stats["helper_received_rows"] != 600 or monitor.stats["queued_rows"] != 600) \
+            and time.monotonic() < deadline:
         time.sleep(0.01)
-    print(monitor.stats["helper_pid"], flush=True)
+    held = monitor.stats["helper_received_rows"] == 600 and monitor.stats["queued_rows"] == 600
+    print(monitor.stats["helper_pid"] if held else "not held", flush=True)
     time.sleep(600)
     """
 )
@@ -246,7 +249,9 @@ def test_the_helper_ships_what_it_holds_and_exits_when_its_parent_is_killed():
         script = KILL_SCRIPT.format(root=ROOT, agent=os.path.join(ROOT, "agent"), endpoint=rx.endpoint, n=N_FEATURES)
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         try:
-            helper = int(proc.stdout.readline())
+            line = proc.stdout.readline().strip()
+            assert line.isdigit(), f"the helper did not hold the 600 rows: {line!r}"
+            helper = int(line)
             wait_until(lambda: _idle_switches(helper) is not None, 10, what="the helper's /proc entry")
             before = _idle_switches(helper), _cpu_ticks(helper)
             time.sleep(2.0)  # the observation window: the helper's wake-ups and CPU over it
