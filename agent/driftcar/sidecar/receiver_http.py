@@ -61,15 +61,20 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if declared is not None and declared > limit:
         raise TooLarge(f"request of {declared} bytes exceeds the limit of {limit}")
     if encoding in ("identity", ""):
-        body = bytearray()
+        parts, size = [], 0
         async for chunk in request.content.iter_chunked(CHUNK):
-            body += chunk
-            if len(body) > limit:
+            size += len(chunk)
+            if size > limit:
                 raise TooLarge(f"request exceeds the limit of {limit} bytes")
-        return bytes(body)
+            parts.append(chunk)
+        return b"".join(parts)
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
     inflater = zlib.decompressobj(wbits)
-    out = bytearray()
+    # pieces joined once at the end, not a growing bytearray: growing one reallocates, and a
+    # realloc that cannot extend in place holds the old and the new buffer at once (up to twice
+    # the limit, depending on the heap's layout), so a refused bomb's peak was not bounded
+    out: list[bytes] = []
+    size = 0
     received = 0
     try:
         async for chunk in request.content.iter_chunked(CHUNK):
@@ -83,22 +88,26 @@ async def read_body(request: web.Request, limit: int) -> bytes:
                     inflater = zlib.decompressobj(wbits)
                 # at most INFLATE_STEP per call, yielding in between: a gzip bomb inflates 32 MiB
                 # from one 64 KiB chunk, ~0.1 s of work that must not hold the event loop
-                out += inflater.decompress(data, min(limit + 1 - len(out), INFLATE_STEP))
+                piece = inflater.decompress(data, min(limit + 1 - size, INFLATE_STEP))
+                out.append(piece)
+                size += len(piece)
                 await asyncio.sleep(0)
-                if len(out) > limit:
+                if size > limit:
                     raise TooLarge(f"request inflates beyond the limit of {limit} bytes")
                 data = inflater.unconsumed_tail
                 if inflater.eof and inflater.unused_data:
                     data = inflater.unused_data
                     inflater = zlib.decompressobj(wbits)
-        out += inflater.flush(limit + 1 - len(out)) if not inflater.eof else b""
+        if not inflater.eof:
+            out.append(inflater.flush(limit + 1 - size))
+            size += len(out[-1])
     except zlib.error as exc:
         raise BadRequest(f"corrupt {encoding} body: {exc}") from None
-    if len(out) > limit:
+    if size > limit:
         raise TooLarge(f"request inflates beyond the limit of {limit} bytes")
     if not inflater.eof and received:
         raise BadRequest(f"truncated {encoding} body")
-    return bytes(out)
+    return b"".join(out)
 
 
 def _hex_ids_to_base64(records: list) -> None:
