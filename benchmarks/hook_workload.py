@@ -128,8 +128,9 @@ def _predictor(args, model, inputs):
     return model.predict, monitor
 
 
-def _timed(predict, batches: list, calls: int, rate: float) -> tuple[np.ndarray, float, float]:
-    """Per-call latencies (ns), wall seconds and the process's CPU seconds (every thread) of the timed calls."""
+def _timed(predict, batches: list, calls: int, rate: float) -> tuple[np.ndarray, float, dict]:
+    """Per-call latencies (ns), wall seconds and the process's resource use over the timed calls
+    (every thread): CPU seconds in user and kernel mode, page faults, context switches."""
     lat = np.empty(calls, dtype=np.int64)
     period = 1e9 / rate if rate else 0.0
     perf = time.perf_counter_ns
@@ -145,7 +146,10 @@ def _timed(predict, batches: list, calls: int, rate: float) -> tuple[np.ndarray,
         lat[i] = perf() - t0
     wall = (perf() - begin) / 1e9
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    return lat, wall, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    used = {"user_s": ru1.ru_utime - ru0.ru_utime, "sys_s": ru1.ru_stime - ru0.ru_stime,
+            "minor_faults": ru1.ru_minflt - ru0.ru_minflt, "voluntary_switches": ru1.ru_nvcsw - ru0.ru_nvcsw,
+            "involuntary_switches": ru1.ru_nivcsw - ru0.ru_nivcsw}
+    return lat, wall, used
 
 
 def _helper_started(monitor, flush_s: float) -> int | None:
@@ -200,8 +204,9 @@ def main() -> None:
     if monitor is not None and args.ship_process:
         helper = _helper_started(monitor, args.flush)
     helper0 = _task_cpu_s(helper)
-    lat, wall, cpu = _timed(predict, batches, args.calls, args.rate)
-    out = {"variant": args.variant, "calls": args.calls, "rows": args.rows, "wall_s": wall, "cpu_s": cpu,
+    lat, wall, used = _timed(predict, batches, args.calls, args.rate)
+    out = {"variant": args.variant, "calls": args.calls, "rows": args.rows, "wall_s": wall,
+           "cpu_s": used["user_s"] + used["sys_s"], **used,
            "p50_ns": int(np.percentile(lat, 50)), "p99_ns": int(np.percentile(lat, 99)),
            "mean_ns": float(lat.mean()),
            "spans": spans_per_call(model) if args.provider == "sdk" and args.variant in ("span", "instrumented") else 0}
