@@ -602,54 +602,15 @@ def load_config(
     from_yaml = yaml_layer(path, _BY_KEY, problems)
     from_env = env_layer(env, {o.env: o.key for o in OPTIONS}, ENV_PREFIX, problems,
                          ignore=lambda name: name in _OTHER_COMPONENTS_ENV or name.startswith(_OTHER_PREFIXES))
-    from_flags: dict[str, Setting] = {}
-    for key, value in (flags or {}).items():
-        if value is None or (isinstance(value, (list, tuple)) and not value):
-            continue
-        if key not in _BY_KEY:
-            problems.append((f"--{key}", "unknown option"))
-            continue
-        from_flags[key] = Setting(value, _BY_KEY[key].flag)
+    from_flags = _flag_layer(flags or {}, problems)
     values, where = resolve({o.key: o.parse for o in OPTIONS}, (defaults, from_yaml, from_env, from_flags), problems)
     where = {key: source for key, source in where.items() if source != "default"}
-
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key.startswith("tls.") or key == "reference":
-            continue
-        kwargs[_RENAMES.get(key, key)] = value
-    where_ref = where.get("reference", "reference")
-    kwargs["references"] = _parse_references(values.get("reference", ()), where_ref, problems)
-    tls = TLSConfig(values.get("tls.cert"), values.get("tls.key"), values.get("tls.client_ca"))
-    kwargs["tls"] = tls
-
-    if bool(tls.cert) != bool(tls.key):
-        problems.append(("tls", "tls.cert and tls.key must be given together"))
-    if tls.client_ca and not tls.cert:
-        problems.append(("tls.client_ca", "client certificates need tls.cert and tls.key"))
-    for key in ("tls.cert", "tls.key", "tls.client_ca", "token_file"):
-        file = values.get(key)
-        if file and not os.path.isfile(file):
-            problems.append((where.get(key, key), f"file not found: {file}"))
-    if values.get("token_file") and os.path.isfile(values["token_file"]):
-        try:
-            with open(values["token_file"], encoding="utf-8") as fh:
-                if not fh.read().strip():
-                    problems.append((where["token_file"], "token file is empty"))
-        except OSError as exc:
-            problems.append((where["token_file"], f"cannot read token file: {exc.strerror}"))
-    if TOKEN_ENV in env and not str(env[TOKEN_ENV]).strip():
-        problems.append((TOKEN_ENV, "is set but empty"))
-    if values.get("grpc") is None and values.get("http") is None and "grpc" in values and "http" in values:
-        problems.append(("grpc/http", "at least one receiver must be enabled"))
-    endpoints = [(k, values.get(k)) for k in ("grpc", "http", "prometheus") if values.get(k) is not None]
-    seen: dict[tuple, str] = {}
-    for name, ep in endpoints:
-        if ep.port and (ep.host, ep.port) in seen:
-            problems.append((name, f"same address as {seen[(ep.host, ep.port)]}: {ep}"))
-        seen[(ep.host, ep.port)] = name
-    if values.get("role") == "gateway" and values.get("forward"):
-        problems.append(("forward", "a gateway judges the fleet itself; forward is for pod sidecars"))
+    kwargs = {_RENAMES.get(key, key): value for key, value in values.items()
+              if not key.startswith("tls.") and key != "reference"}
+    kwargs["references"] = _parse_references(values.get("reference", ()), where.get("reference", "reference"), problems)
+    kwargs["tls"] = TLSConfig(values.get("tls.cert"), values.get("tls.key"), values.get("tls.client_ca"))
+    _check_files(values, where, env, problems)
+    _check_receivers(values, problems)
     if problems:
         raise ConfigError(problems)
     config = SidecarConfig(**kwargs)
@@ -661,3 +622,54 @@ def load_config(
             "configure tls.cert/tls.key or token_file, or pass --allow-insecure-bind",
         )])
     return config
+
+
+def _flag_layer(flags: Mapping[str, Any], problems: list) -> dict[str, Setting]:
+    """Command-line values as the top layer; empty ones (not given) are left out."""
+    layer: dict[str, Setting] = {}
+    for key, value in flags.items():
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue
+        if key not in _BY_KEY:
+            problems.append((f"--{key}", "unknown option"))
+            continue
+        layer[key] = Setting(value, _BY_KEY[key].flag)
+    return layer
+
+
+def _check_files(values: Mapping[str, Any], where: Mapping[str, str], env: Mapping[str, str], problems: list) -> None:
+    """TLS pairs, and every file option naming a readable file (an empty token is no token)."""
+    cert, key, client_ca = values.get("tls.cert"), values.get("tls.key"), values.get("tls.client_ca")
+    if bool(cert) != bool(key):
+        problems.append(("tls", "tls.cert and tls.key must be given together"))
+    if client_ca and not cert:
+        problems.append(("tls.client_ca", "client certificates need tls.cert and tls.key"))
+    for name in ("tls.cert", "tls.key", "tls.client_ca", "token_file"):
+        file = values.get(name)
+        if file and not os.path.isfile(file):
+            problems.append((where.get(name, name), f"file not found: {file}"))
+    if values.get("token_file") and os.path.isfile(values["token_file"]):
+        try:
+            with open(values["token_file"], encoding="utf-8") as fh:
+                if not fh.read().strip():
+                    problems.append((where["token_file"], "token file is empty"))
+        except OSError as exc:
+            problems.append((where["token_file"], f"cannot read token file: {exc.strerror}"))
+    if TOKEN_ENV in env and not str(env[TOKEN_ENV]).strip():
+        problems.append((TOKEN_ENV, "is set but empty"))
+
+
+def _check_receivers(values: Mapping[str, Any], problems: list) -> None:
+    """At least one receiver, no two listeners on one address, no forwarding gateway."""
+    if values.get("grpc") is None and values.get("http") is None and "grpc" in values and "http" in values:
+        problems.append(("grpc/http", "at least one receiver must be enabled"))
+    seen: dict[tuple, str] = {}
+    for name in ("grpc", "http", "prometheus"):
+        ep = values.get(name)
+        if ep is None:
+            continue
+        if ep.port and (ep.host, ep.port) in seen:
+            problems.append((name, f"same address as {seen[(ep.host, ep.port)]}: {ep}"))
+        seen[(ep.host, ep.port)] = name
+    if values.get("role") == "gateway" and values.get("forward"):
+        problems.append(("forward", "a gateway judges the fleet itself; forward is for pod sidecars"))
