@@ -70,7 +70,6 @@ class Layout:
         cat = [f for f in tracked if f.kind == "categorical"]
         self.F = prof.fine_bins
         self.B = prof.bins
-        F = self.F
         self.num_names = [f.name for f in num]
         self.cat_names = [f.name for f in cat]
         self.where: dict[str, tuple[str, int]] = {}
@@ -78,8 +77,17 @@ class Layout:
             self.where[f.name] = ("numeric", i)
         for i, f in enumerate(cat):
             self.where[f.name] = ("categorical", i)
+        # one pass per kind: the numeric grids, the categorical tables, then what joins them
         self.num_profiles = num
         self.cat_profiles = cat
+        self._numeric(num)
+        self._categorical(cat)
+        self._joins(prof)
+        # what evaluations against this profile are judged by, per config (driftcar.stats.drift._memo)
+        self.drift_memo: dict = {}
+
+    def _numeric(self, num: list[FeatureProfile]) -> None:
+        F = self.F
         # numeric: the reference arrays are stacked once and the profile's features adopt their
         # rows (see _adopt), so each is held once; arrays derived from them are recomputed per
         # evaluation (properties below) rather than kept: at 400 fine bins each would cost 3.2 KB
@@ -118,7 +126,8 @@ class Layout:
         self.ref_w_bound = methods.spread_bound(self.ref_fine_w, self.ref_sums2, lower, upper)
         del lower, upper, single
         self.keep = coarse_keep(self.fine_edges, self.B)  # one pass, nothing cached on the features
-        # categorical
+
+    def _categorical(self, cat: list[FeatureProfile]) -> None:
         self.Kmax = max((len(f.categories) for f in cat), default=0)
         self.cat_maps = [{c: j for j, c in enumerate(f.categories)} for f in cat]
         self.cat_codes = [CodeTable(m, self.Kmax) for m in self.cat_maps]  # other: the last column
@@ -127,6 +136,10 @@ class Layout:
             k = len(f.categories)
             self.ref_cat[i, :k] = f.category_array[:k]
             self.ref_cat[i, -1] = f.category_array[-1]
+
+    def _joins(self, prof: Profile) -> None:
+        """What ties the tracked rows to the profile's calibration, PCA, prediction and label."""
+        num, cat = self.num_profiles, self.cat_profiles
         # the calibrated rule's reference variation per row (0: none measured; older profiles)
         tau2 = prof.calibration.tau2 if prof.calibration is not None else {}
         self.num_tau2 = np.array([tau2.get(f.name, 0.0) for f in num], dtype=np.float64)
@@ -140,8 +153,6 @@ class Layout:
         self.mv_row = self.where[MULTIVARIATE][1] if self.pca else None
         self.pred = self.where.get(PREDICTION)
         self.label = self.where.get(LABEL)
-        # what evaluations against this profile are judged by, per config (driftcar.stats.drift._memo)
-        self.drift_memo: dict = {}
 
     def centres(self, flat: np.ndarray) -> np.ndarray:
         """The middle of the fine bin at each flat position of a (rows, F + 3) grid; 0 for the
