@@ -512,41 +512,49 @@ def decode_batch(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
         version=version,
     )
     if "calls" in body:
-        calls = body["calls"]
-        if not isinstance(calls, dict):
-            raise BatchError(f"body.calls: expected map, got {type(calls).__name__}")
-        n_calls = _require(calls, "rows", int, "body.calls")
-        if not 0 <= n_calls <= limits.max_calls:
-            raise BatchError(f"body.calls.rows: {n_calls} outside 0..{limits.max_calls}")
-        cols = _decode_columns(calls.get("columns"), n_calls, limits, "body.calls", ("call",), version)
-        table = Table(rows=n_calls, columns={}, types={})
-        for name, _, wire_type, _, d in cols:
-            expected = CALL_COLUMNS.get(name)
-            if expected is None:
-                raise BatchError(f"body.calls: unknown call column {name!r}")
-            if expected != wire_type:
-                raise BatchError(f"body.calls.{name}: type {wire_type!r}, expected {expected!r}")
-            table.columns[name] = d
-            table.types[name] = wire_type
-        # per-call row counts feed counters: a negative or overflowing value would corrupt the
-        # totals downstream (their sum wrapped to -2^63 in fuzzing), so it is refused here
-        for name in ("rows", "captured"):
-            values = table.columns.get(name)
-            if values is not None and len(values) and not (0 <= values.min() and values.max() <= limits.max_rows):
-                raise BatchError(f"body.calls.{name}: values must be in 0..{limits.max_rows}")
-        batch.calls = table
+        batch.calls = _decode_calls(body["calls"], limits, version)
     if "hook" in body:
-        hook = body["hook"]
-        if not isinstance(hook, dict):
-            raise BatchError(f"body.hook: expected map, got {type(hook).__name__}")
-        if len(hook) > limits.max_meta_entries:
-            raise BatchError(f"body.hook: more than {limits.max_meta_entries} entries")
-        for k, v in hook.items():
-            if not isinstance(k, str) or len(k) > limits.max_name_length:
-                raise BatchError("body.hook: keys must be short strings")
-            if isinstance(v, bool) or not isinstance(v, (int, str)):
-                raise BatchError(f"body.hook.{k}: expected int or str, got {type(v).__name__}")
-            if isinstance(v, int) and not 0 <= v < 2**63:
-                raise BatchError(f"body.hook.{k}: counter {v} outside 0..2^63-1")
-        batch.hook = dict(hook)
+        batch.hook = _decode_hook(body["hook"], limits)
     return batch
+
+
+def _decode_calls(calls: Any, limits: Limits, version: int) -> Table:
+    """``body.calls``: one row per model call, only the known call columns in their wire types."""
+    if not isinstance(calls, dict):
+        raise BatchError(f"body.calls: expected map, got {type(calls).__name__}")
+    n_calls = _require(calls, "rows", int, "body.calls")
+    if not 0 <= n_calls <= limits.max_calls:
+        raise BatchError(f"body.calls.rows: {n_calls} outside 0..{limits.max_calls}")
+    cols = _decode_columns(calls.get("columns"), n_calls, limits, "body.calls", ("call",), version)
+    table = Table(rows=n_calls, columns={}, types={})
+    for name, _, wire_type, _, d in cols:
+        expected = CALL_COLUMNS.get(name)
+        if expected is None:
+            raise BatchError(f"body.calls: unknown call column {name!r}")
+        if expected != wire_type:
+            raise BatchError(f"body.calls.{name}: type {wire_type!r}, expected {expected!r}")
+        table.columns[name] = d
+        table.types[name] = wire_type
+    # per-call row counts feed counters: a negative or overflowing value would corrupt the
+    # totals downstream (their sum wrapped to -2^63 in fuzzing), so it is refused here
+    for name in ("rows", "captured"):
+        values = table.columns.get(name)
+        if values is not None and len(values) and not (0 <= values.min() and values.max() <= limits.max_rows):
+            raise BatchError(f"body.calls.{name}: values must be in 0..{limits.max_rows}")
+    return table
+
+
+def _decode_hook(hook: Any, limits: Limits) -> dict:
+    """``body.hook``: the hook's counters and identity, short keys to ints or strings."""
+    if not isinstance(hook, dict):
+        raise BatchError(f"body.hook: expected map, got {type(hook).__name__}")
+    if len(hook) > limits.max_meta_entries:
+        raise BatchError(f"body.hook: more than {limits.max_meta_entries} entries")
+    for k, v in hook.items():
+        if not isinstance(k, str) or len(k) > limits.max_name_length:
+            raise BatchError("body.hook: keys must be short strings")
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise BatchError(f"body.hook.{k}: expected int or str, got {type(v).__name__}")
+        if isinstance(v, int) and not 0 <= v < 2**63:
+            raise BatchError(f"body.hook.{k}: counter {v} outside 0..2^63-1")
+    return dict(hook)
