@@ -252,30 +252,13 @@ def _fmt(value: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import driftcar
-    from driftcar.sidecar.config import ConfigError, load_config, parse_duration
     from driftcar.sidecar.service import run_in_thread
 
     out = sys.stdout
-    scenario = Scenario(
-        duration_s=args.duration if args.duration is not None else (14.0 if args.fast else 30.0),
-        window=args.window or ("2s" if args.fast else "3s"),
-        rate=args.rate,
-        seed=args.seed,
-    )
-    if scenario.duration_s <= 0 or scenario.rate <= 0:
-        print("driftcar demo: --duration and --rate must be positive", file=sys.stderr)
+    setup = _setup(args)
+    if setup is None:
         return 2
-    try:
-        window_s = parse_duration(scenario.window)
-        # env={}: the demo's sidecar ignores DRIFTCAR_* variables meant for a real deployment
-        config = load_config(None, env={}, flags={
-            "grpc": "127.0.0.1:0", "http": args.http, "prometheus": args.prometheus,
-            "window": scenario.window, "export": "none", "live_reference_rows": 0,
-            "log_level": "warning",
-        })
-    except (ConfigError, ValueError) as exc:
-        print(f"driftcar demo: {exc}", file=sys.stderr)
-        return 2
+    scenario, config, window_s = setup
 
     rng = np.random.default_rng(scenario.seed)
     out.write("driftcar demo: training a model on generated data ...\n")
@@ -309,20 +292,52 @@ def run(args: argparse.Namespace) -> int:
         result.dropped = int(monitor.stats.get("dropped_rows", 0))
         _summary(out, scenario, result, final, http, prom)
         if args.forever:
-            out.write("\nServing until Ctrl-C (traffic continues, drifted) ...\n")
-            out.flush()
-            try:
-                while True:
-                    cols, y = generate(max(1, scenario.rate // 10), rng, drift=True)
-                    _send(predict, monitor, model.to_input(cols), y, f"f{time.time_ns()}")
-                    time.sleep(0.1)
-            except KeyboardInterrupt:
-                pass
+            _serve_forever(out, scenario, model, predict, monitor, rng)
         return 0
     finally:
         if monitor is not None:
             monitor.shutdown(timeout=5.0)
         handle.stop(timeout=15.0)
+
+
+def _setup(args: argparse.Namespace):
+    """(scenario, sidecar config, window seconds) from the flags; None after saying what is wrong."""
+    from driftcar.sidecar.config import ConfigError, load_config, parse_duration
+
+    scenario = Scenario(
+        duration_s=args.duration if args.duration is not None else (14.0 if args.fast else 30.0),
+        window=args.window or ("2s" if args.fast else "3s"),
+        rate=args.rate,
+        seed=args.seed,
+    )
+    if scenario.duration_s <= 0 or scenario.rate <= 0:
+        print("driftcar demo: --duration and --rate must be positive", file=sys.stderr)
+        return None
+    try:
+        window_s = parse_duration(scenario.window)
+        # env={}: the demo's sidecar ignores DRIFTCAR_* variables meant for a real deployment
+        config = load_config(None, env={}, flags={
+            "grpc": "127.0.0.1:0", "http": args.http, "prometheus": args.prometheus,
+            "window": scenario.window, "export": "none", "live_reference_rows": 0,
+            "log_level": "warning",
+        })
+    except (ConfigError, ValueError) as exc:
+        print(f"driftcar demo: {exc}", file=sys.stderr)
+        return None
+    return scenario, config, window_s
+
+
+def _serve_forever(out, scenario: Scenario, model, predict, monitor, rng) -> None:
+    """``--forever``: drifted traffic at a tenth of the rate per 0.1 s until Ctrl-C."""
+    out.write("\nServing until Ctrl-C (traffic continues, drifted) ...\n")
+    out.flush()
+    try:
+        while True:
+            cols, y = generate(max(1, scenario.rate // 10), rng, drift=True)
+            _send(predict, monitor, model.to_input(cols), y, f"f{time.time_ns()}")
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
 
 
 def _is_tty(out, plain: bool) -> bool:

@@ -96,3 +96,11 @@ def test_numpy_fallback_model_matches_scikit_learn():
     Xt = (np.column_stack([test_cols[f] for f in FEATURES]) - X.mean(0)) / X.std(0)
     theirs = np.mean(reference.predict(Xt) == test_y)
     assert ours > 0.6 and abs(ours - theirs) <= 0.02, (ours, theirs)
+
+
+def test_bad_flags_are_refused_before_anything_starts():
+    for flags, reason in ((["--rate", "0"], "must be positive"), (["--window", "soon"], "expected a duration")):
+        result = subprocess.run([sys.executable, "-m", "driftcar.cli", "demo", *flags],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, (flags, result.stdout, result.stderr)
+        assert reason in result.stderr and "training a model" not in result.stdout, (flags, result.stderr)
