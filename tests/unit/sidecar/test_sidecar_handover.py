@@ -1,0 +1,246 @@
+"""The gRPC front's hand-over codec (:mod:`driftcar.sidecar.handover`) and the sidecar's frame reader
+(:class:`driftcar.sidecar.front_link.Frames`): every decoded request comes back exactly, a damaged
+payload is refused with a clear error, frames are cut right whatever the reads' sizes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from driftcar.sidecar import handover
+from driftcar.sidecar.front import ANSWER, DECODED, HEADER
+from driftcar.sidecar.front_link import Frames, FrontLink
+from driftcar.sidecar.handover import HandOverError
+from driftcar.sidecar.ingest import Decoded, IngestQueue, Ingestor, Item, decode_request
+from driftcar.wire import DEFAULT_LIMITS, Batch, StrColumn, decode_batch
+from driftcar.wire.codec import NUMERIC_TYPES, Table
+
+from tests.unit.sidecar.batches import inference_body, other_record, record, request
+from tests.unit.sidecar.fake_telemetry import FakeTelemetry
+
+
+def _payload(decoded) -> bytearray:
+    pieces, total = handover.encode(decoded)
+    out = bytearray(b"".join(bytes(p) for p in pieces))
+    assert len(out) == total
+    return out
+
+
+def _same_column(a, b) -> None:
+    assert type(a) is type(b)
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()  # bit for bit (NaN, -0.0 included)
+    else:
+        assert list(a) == list(b)
+        if isinstance(a, StrColumn):
+            assert a.keys == b.keys and a.codes.dtype == b.codes.dtype and np.array_equal(a.codes, b.codes)
+
+
+def _same_batch(a: Batch, b: Batch) -> None:
+    for f in dataclasses.fields(Batch):
+        if f.name not in ("columns", "calls"):
+            assert getattr(a, f.name) == getattr(b, f.name), f.name
+    assert list(a.columns) == list(b.columns)
+    for name in a.columns:
+        _same_column(a.columns[name], b.columns[name])
+    assert (a.calls is None) == (b.calls is None)
+    if a.calls is not None:
+        assert (a.calls.rows, a.calls.types, list(a.calls.columns)) == (b.calls.rows, b.calls.types,
+                                                                        list(b.calls.columns))
+        for name in a.calls.columns:
+            _same_column(a.calls.columns[name], b.calls.columns[name])
+
+
+def _same(a: Decoded, b: Decoded) -> None:
+    assert type(b) is Decoded
+    assert (a.ignored, a.reasons, a.windows) == (b.ignored, b.reasons, b.windows)
+    assert len(a.items) == len(b.items)
+    for x, y in zip(a.items, b.items):
+        for f in dataclasses.fields(Item):
+            if f.name != "batch":
+                assert getattr(x, f.name) == getattr(y, f.name), f.name
+        _same_batch(x.batch, y.batch)
+
+
+def _every_dtype(rows: int) -> dict:
+    rng = np.random.default_rng(3)
+    cols = {}
+    for code, dtype in NUMERIC_TYPES.items():
+        if dtype.kind == "f":
+            values = rng.normal(0, 1e6, rows).astype(dtype)
+            if rows >= 3:
+                values[:3] = [np.nan, -0.0, np.inf]
+        elif dtype.kind == "b":
+            values = rng.random(rows) < 0.5
+        else:
+            info = np.iinfo(dtype)
+            values = rng.integers(info.min, info.max, rows, dtype=dtype, endpoint=True)
+        cols[f"x_{code}"] = values
+    cats = np.array(["a", "é", "", None, "long " * 20], dtype=object)
+    cols["s"] = list(cats[rng.integers(0, len(cats), rows)])
+    return cols
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 1_000])
+def test_a_decoded_request_comes_back_exactly_for_every_dtype(rows):
+    calls = {"method": ["predict"], "duration_s": np.array([0.25]), "rows": np.array([rows]),
+             "captured": np.array([rows]), "error_type": [None]}
+    body = inference_body(_every_dtype(rows), predictions=np.arange(rows) % 3, ids=[f"id{i}" for i in range(rows)],
+                          calls=calls, hook={"instance": "h", "dropped_rows": 2})
+    req = request(record(body, batch_id=11), record(b"\x00\x01", rows=1), other_record(),
+                  record(body, model="other", version="2"))
+    decoded = decode_request(req, DEFAULT_LIMITS)
+    assert len(decoded.items) == 2 and decoded.reasons and decoded.ignored == 1  # the fixture covers them
+    back = handover.decode(_payload(decoded))
+    _same(decoded, back)
+    for column in back.items[0].batch.columns.values():
+        if isinstance(column, np.ndarray):
+            assert not column.flags.writeable and column.flags.aligned
+
+
+def test_arrays_are_views_of_the_payload_not_copies():
+    decoded = Decoded(items=[Item("m", "1", decode_batch(inference_body({"x": np.arange(100.0)})), 10, 0)])
+    payload = _payload(decoded)
+    column = handover.decode(payload).items[0].batch.columns["x"]
+    assert np.shares_memory(column, np.frombuffer(payload, np.uint8))
+
+
+def test_arrays_off_the_common_path_come_back_too():
+    """Non-contiguous, 2-d and object arrays (not made by the wire decoder, kept correct all the same)."""
+    base = np.arange(20, dtype=np.int32)
+    batch = Batch("inference", 10, {"strided": base[::2], "grid": base.reshape(4, 5), "objects":
+                                    np.array(["a", 1, None], dtype=object)}, {}, {})
+    back = handover.decode(_payload(Decoded(items=[Item("m", "1", batch, 0, 0)]))).items[0].batch
+    assert np.array_equal(back.columns["strided"], base[::2]) and back.columns["strided"].dtype == np.int32
+    assert np.array_equal(back.columns["grid"], base.reshape(4, 5))
+    assert back.columns["objects"].tolist() == ["a", 1, None]
+
+
+def test_calls_table_survives():
+    table = Table(2, {"duration_s": np.array([1.5, 2.5]), "method": ["a", "b"]}, {"duration_s": "f8", "method": "str"})
+    batch = Batch("inference", 2, {"x": np.zeros(2)}, {"x": "feature"}, {"x": "f8"}, calls=table)
+    back = handover.decode(_payload(Decoded(items=[Item("m", "1", batch, 0, 0)])))
+    _same_batch(batch, back.items[0].batch)
+
+
+def _good() -> bytearray:
+    return _payload(decode_request(request(record(inference_body(_every_dtype(50)))), DEFAULT_LIMITS))
+
+
+@pytest.mark.parametrize("cut", [0, 5, 13, 200, -1])
+def test_a_short_payload_is_refused(cut):
+    with pytest.raises(HandOverError, match="hand-over"):
+        handover.decode(_good()[:cut])
+
+
+def test_extra_bytes_are_refused():
+    with pytest.raises(HandOverError, match="add up to"):
+        handover.decode(_good() + b"\0" * 8)
+
+
+def test_a_damaged_meta_is_refused():
+    payload = _good()
+    meta_len, dtypes_len, count = struct.unpack_from("<III", payload)
+    start = 12 + 8 * count
+    payload[start: start + meta_len] = os.urandom(meta_len)
+    with pytest.raises(HandOverError, match="cannot be read|not a decoded request"):
+        handover.decode(payload)
+
+
+def _raw(meta: bytes) -> bytes:
+    return struct.pack("<III", len(meta), 0, 0) + meta
+
+
+def test_a_foreign_global_is_refused_not_called():
+    with pytest.raises(HandOverError, match="posix.system|os.system"):
+        handover.decode(_raw(pickle.dumps(os.system)))
+
+
+def test_something_else_than_a_decoded_request_is_refused():
+    with pytest.raises(HandOverError, match="holds a dict"):
+        handover.decode(_raw(pickle.dumps({"items": []})))
+
+
+# --------------------------------------------------------------------------- the sidecar's frame reader
+
+
+class _Transport:
+    def __init__(self):
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _feed(frames: Frames, data: bytes, step: int) -> None:
+    at = 0
+    while at < len(data):
+        buffer = frames.get_buffer(-1)
+        n = min(step, len(buffer), len(data) - at)
+        buffer[:n] = data[at: at + n]
+        frames.buffer_updated(n)
+        at += n
+
+
+@pytest.mark.parametrize("step", [1, 7, 4096, 10**9])
+def test_frames_are_cut_right_whatever_the_read_sizes(step):
+    async def run():
+        got = []
+        frames = Frames(lambda link, rid, kind, payload: got.append((rid, kind, bytes(payload))))
+        frames.connection_made(_Transport())
+        sent = [(1, DECODED, os.urandom(3000)), (2, ANSWER, b""), (3**30, 4, b"x")]
+        _feed(frames, b"".join(HEADER.pack(len(p), rid, kind) + p for rid, kind, p in sent), step)
+        assert got == sent
+
+    asyncio.run(run())
+
+
+def test_a_frame_beyond_the_limit_closes_the_link(monkeypatch):
+    async def run():
+        import driftcar.sidecar.front_link as front_link
+
+        monkeypatch.setattr(front_link, "MAX_FRAME_BYTES", 100)
+        got, link = [], _Transport()
+        frames = Frames(lambda *a: got.append(a))
+        frames.connection_made(link)
+        _feed(frames, HEADER.pack(101, 1, DECODED), 64)
+        assert link.closed and not got
+
+    asyncio.run(run())
+
+
+def test_a_malformed_decoded_frame_is_answered_with_an_error_and_the_next_one_is_queued():
+    async def run():
+        tel = FakeTelemetry()
+        queue = IngestQueue(10**6, 10**9)
+        link_owner = FrontLink(None, Ingestor(queue, tel, DEFAULT_LIMITS), {})
+        link = _Transport()
+        frames = Frames(link_owner._frame)
+        frames.connection_made(link)
+        good = _good()
+        _feed(frames, HEADER.pack(7, 1, DECODED) + b"garbage" + HEADER.pack(len(good), 2, DECODED) + good, 10**9)
+        answers = []
+        data = bytes(link.written)
+        while data:
+            length, rid, kind = HEADER.unpack_from(data)
+            answers.append((rid, kind, pickle.loads(data[HEADER.size: HEADER.size + length])))
+            data = data[HEADER.size + length:]
+        assert [(rid, kind) for rid, kind, _ in answers] == [(1, ANSWER), (2, ANSWER)]
+        assert answers[0][2][0] == "IngestError" and "internal error" in answers[0][2][1]
+        assert answers[1][2].accepted == 1 and len(queue) == 1
+
+    asyncio.run(run())
