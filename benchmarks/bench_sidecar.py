@@ -4,7 +4,8 @@ and resident memory with many models/features/windows plus its growth at steady 
 Run: ``python benchmarks/run.py [--quick] sidecar``; the ingest section alone:
 ``python benchmarks/bench_sidecar.py --ingest [--quick]``; the ways to spread ingest over processes:
 ``python benchmarks/bench_sidecar.py --ingest-workers [--quick]`` (:mod:`_ingest_cuts`); the gRPC receive
-floor under server options: ``--grpc-floor-options [--quick]``. The ingest section runs both receiver
+floor under server options: ``--grpc-floor-options [--quick]``; the gRPC front process and the sidecar's
+side of its link without applying: ``--front-link [--quick]``. The ingest section runs both receiver
 paths (``grpc_front`` off and on) in turns, at 1,000-row batches and at the hook's default batch size.
 Every figure comes from a real ``driftcar sidecar`` process started by its CLI on 127.0.0.1; the baseline
 (``WindowSketch.update`` on the same decoded batches, in this process) is measured
@@ -806,6 +807,71 @@ def bench_ingest_workers(quick: bool, tmp: str, workers: int = 2) -> list[str]:
     ]
 
 
+# --------------------------------------------------------------------------- the gRPC front's link alone
+
+
+async def _front_link_cpu(requests: list, rounds: int) -> tuple[float, float]:
+    """(front process, this loop's thread) CPU s per request, least of ``rounds``: a real front process
+    (``FrontLink``) and a real ``Ingestor`` here, queued items dropped by a thread instead of applied."""
+    import asyncio
+    import threading
+
+    import grpc
+    import psutil
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+
+    from driftcar.sidecar.config import Endpoint, load_config
+    from driftcar.sidecar.front_link import FrontLink
+    from driftcar.sidecar.ingest import IngestQueue, Ingestor
+    from driftcar.sidecar.security import TokenAuth
+    from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
+    from driftcar.wire import DEFAULT_LIMITS
+
+    queue = IngestQueue(10**9, 10**12)
+    stop = threading.Event()
+
+    def drop() -> None:
+        while not stop.is_set():
+            for item in queue.get_many(16, timeout=0.2):
+                queue.done(item)
+
+    threading.Thread(target=drop, daemon=True).start()
+    link = FrontLink(Endpoint("127.0.0.1", 0), Ingestor(queue, Telemetry(TelemetryConfig(export="none")),
+                                                         DEFAULT_LIMITS),
+                     {"auth": TokenAuth(None), "tls": load_config(env={}, flags={}).tls, "limits": DEFAULT_LIMITS, "max_request_bytes": 64 * 2**20,
+                      "log_level": "warning", "grace_s": 1.0})
+    await link.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{link.port}")
+    try:
+        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+        await asyncio.to_thread(_send_all, stub, requests[:40], 8)
+        front, here = float("inf"), float("inf")
+        for _ in range(rounds):
+            proc = psutil.Process(link.proc.pid)
+            before, start = sum(proc.cpu_times()[:2]), time.thread_time()
+            await asyncio.to_thread(_send_all, stub, requests, 8)
+            front = min(front, (sum(proc.cpu_times()[:2]) - before) / len(requests))
+            here = min(here, (time.thread_time() - start) / len(requests))
+    finally:
+        channel.close()
+        await link.stop(1.0)
+        stop.set()
+    return front, here
+
+
+def bench_front_link(quick: bool) -> list[str]:
+    """``--front-link``: the gRPC front and the sidecar's handling of its frames, without applying."""
+    import asyncio
+
+    _as_the_sidecar()
+    _, _, requests, _ = _workload(300 if quick else 1_000, os.path.join(tempfile.mkdtemp(), "link.profile"))
+    front, here = asyncio.run(_front_link_cpu(requests, rounds=3 if quick else 7))
+    return ["### The gRPC front's link (CPU ms per 1,000-row request, 8 in flight, nothing applied)", "",
+            f"- front process (receive, parse + decode, hand-over encode): {front * 1000:.3f}",
+            f"- the sidecar's event loop (frames, hand-over decode, Ingestor, answers): {here * 1000:.3f}", "",
+            "Least of the rounds. Run it from two trees in turn to compare link designs on a shared machine.", ""]
+
+
 def run(quick: bool) -> str:
     with tempfile.TemporaryDirectory(prefix="driftcar-bench-") as tmp:
         lines = ["## sidecar", ""]
@@ -821,6 +887,8 @@ if __name__ == "__main__":
         _grpc_floor_server(*sys.argv[sys.argv.index("--grpc-floor") + 1:][:1])
     elif "--grpc-floor-options" in sys.argv:  # the receive floor under server options (not in run())
         print("\n".join(bench_grpc_floor_options(quick="--quick" in sys.argv)))
+    elif "--front-link" in sys.argv:  # the gRPC front and the sidecar's side of its link alone (not in run())
+        print("\n".join(bench_front_link(quick="--quick" in sys.argv)))
     elif "--ingest-workers" in sys.argv:  # the ways to use both cores for ingest, measured (not in run())
         sys.path.insert(0, HERE)
         with tempfile.TemporaryDirectory(prefix="driftcar-bench-") as tmp:
