@@ -43,8 +43,8 @@ START_TIMEOUT_S = 30.0
 #: a frame from the front longer than this is refused (the link is closed, the front restarted): a decoded
 #: request is at most a few times its body, which ``max_request_bytes`` bounds
 MAX_FRAME_BYTES = 2**31
-#: room for what follows a frame in the buffer it is read into (:class:`Frames`)
-SLACK = 64 * 1024
+#: the read buffer's size, and its room beyond the largest frame (:class:`Frames`)
+SLACK = 256 * 1024
 
 
 async def _read_frame(sock: socket.socket) -> tuple[int, int, bytes]:
@@ -66,44 +66,51 @@ async def _read_frame(sock: socket.socket) -> tuple[int, int, bytes]:
 
 
 class Frames(asyncio.BufferedProtocol):
-    """The front's frames, handed to ``on_frame(transport, request id, kind, payload)`` as each completes.
+    """The front's frames, handed to ``on_frame(transport, request id, kind, payload)`` as each completes;
+    ``payload`` is a view of the read buffer, valid during the call only (the buffer is read into again).
 
-    The kernel writes straight into a buffer that holds the frame being read and up to :data:`SLACK`
-    bytes after it, so one read (one wake-up of the loop) takes a frame's end and the next frames'
-    beginnings; a frame that does not fit moves to a new buffer of its size + ``SLACK`` (copying at
-    most what was read of it). A payload is a view of its buffer, which is never written again (the
-    hand-over's arrays are views of it: :mod:`.handover`).
+    The kernel writes straight into one buffer, as much as the socket holds, so one read (one wake-up
+    of the loop) may take several frames; a frame reaching past the buffer's end moves to its start
+    (or to a larger buffer: the largest frame + :data:`SLACK`, given back after a large one).
 
     Why not an ``asyncio.StreamReader``: it copies what arrives into its buffer and again out of it
-    (~180 KB per 1,000-row request of 20 numeric + 5 str columns). Why the slack: reading a header and
-    then its payload took two wake-ups of the loop per frame.
+    (~180 KB per 1,000-row request of 20 numeric + 5 str columns) and wakes a reading task per frame.
     """
 
     def __init__(self, on_frame):
         self.on_frame = on_frame
         self.transport: asyncio.Transport | None = None
         self.closed = asyncio.get_running_loop().create_future()
-        self._buffer = self._new(0)
+        self._buffer = self._new(SLACK)
         self._start = self._end = 0  # the unread part of the buffer: [start, end)
 
     @staticmethod
     def _new(size: int) -> memoryview:
         # uninitialised (np.empty), not zeroed (bytearray): every byte is written by a read before use
-        return memoryview(np.empty(size + SLACK, np.uint8)).cast("B")
+        return memoryview(np.empty(size, np.uint8)).cast("B")
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._end == len(self._buffer):  # full: what is unread moves to a fresh buffer
+        if self._start == self._end:  # everything read was handled: start again at the beginning
+            self._start = self._end = 0
+            if len(self._buffer) > 4 * SLACK:  # (after a large frame)
+                self._buffer = self._new(SLACK)
+        elif self._end == len(self._buffer):
             self._move(0)
         return self._buffer[self._end:]
 
     def _move(self, size: int) -> None:
-        unread = self._buffer[self._start: self._end]
-        self._buffer = self._new(max(size, len(unread)))
-        self._buffer[: len(unread)] = unread
-        self._start, self._end = 0, len(unread)
+        """The unread part to the start of a buffer with room for ``size`` bytes + SLACK."""
+        unread = self._end - self._start
+        if len(self._buffer) < size + SLACK:
+            buffer = self._new(size + SLACK)
+            buffer[:unread] = self._buffer[self._start: self._end]
+            self._buffer = buffer
+        else:
+            self._buffer[:unread] = self._buffer[self._start: self._end]  # (memoryview copies with memmove)
+        self._start, self._end = 0, unread
 
     def buffer_updated(self, nbytes: int) -> None:
         self._end += nbytes

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import os
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -25,11 +24,8 @@ from tests.unit.sidecar.batches import inference_body, other_record, record, req
 from tests.unit.sidecar.fake_telemetry import FakeTelemetry
 
 
-def _payload(decoded) -> bytearray:
-    pieces, total = handover.encode(decoded)
-    out = bytearray(b"".join(bytes(p) for p in pieces))
-    assert len(out) == total
-    return out
+def _payload(decoded) -> bytes:
+    return bytes(handover.encode(decoded))
 
 
 def _same_column(a, b) -> None:
@@ -105,11 +101,12 @@ def test_a_decoded_request_comes_back_exactly_for_every_dtype(rows):
             assert not column.flags.writeable and column.flags.aligned
 
 
-def test_arrays_are_views_of_the_payload_not_copies():
+def test_arrays_are_not_pickled_through_numpy():
+    """The reason for the codec: no array goes through numpy's reduce (~5-7 µs each)."""
     decoded = Decoded(items=[Item("m", "1", decode_batch(inference_body({"x": np.arange(100.0)})), 10, 0)])
     payload = _payload(decoded)
-    column = handover.decode(payload).items[0].batch.columns["x"]
-    assert np.shares_memory(column, np.frombuffer(payload, np.uint8))
+    assert b"_reconstruct" not in payload and b"_frombuffer" not in payload and b"_array" in payload
+    assert np.arange(100.0).tobytes() in payload
 
 
 def test_arrays_off_the_common_path_come_back_too():
@@ -134,38 +131,27 @@ def _good() -> bytearray:
     return _payload(decode_request(request(record(inference_body(_every_dtype(50)))), DEFAULT_LIMITS))
 
 
-@pytest.mark.parametrize("cut", [0, 5, 13, 200, -1])
+@pytest.mark.parametrize("cut", [0, 5, 200, -1])
 def test_a_short_payload_is_refused(cut):
-    with pytest.raises(HandOverError, match="hand-over"):
+    with pytest.raises(HandOverError, match="cannot be read"):
         handover.decode(_good()[:cut])
 
 
-def test_extra_bytes_are_refused():
-    with pytest.raises(HandOverError, match="add up to"):
-        handover.decode(_good() + b"\0" * 8)
-
-
-def test_a_damaged_meta_is_refused():
-    payload = _good()
-    meta_len, dtypes_len, count = struct.unpack_from("<III", payload)
-    start = 12 + 8 * count
-    payload[start: start + meta_len] = os.urandom(meta_len)
-    with pytest.raises(HandOverError, match="cannot be read|not a decoded request"):
+def test_a_damaged_payload_is_refused():
+    payload = bytearray(_good())
+    payload[2:40] = os.urandom(38)
+    with pytest.raises(HandOverError, match="cannot be read|not a decoded request|not a decoded request's type"):
         handover.decode(payload)
-
-
-def _raw(meta: bytes) -> bytes:
-    return struct.pack("<III", len(meta), 0, 0) + meta
 
 
 def test_a_foreign_global_is_refused_not_called():
     with pytest.raises(HandOverError, match="posix.system|os.system"):
-        handover.decode(_raw(pickle.dumps(os.system)))
+        handover.decode(pickle.dumps(os.system))
 
 
 def test_something_else_than_a_decoded_request_is_refused():
     with pytest.raises(HandOverError, match="holds a dict"):
-        handover.decode(_raw(pickle.dumps({"items": []})))
+        handover.decode(pickle.dumps({"items": []}))
 
 
 # --------------------------------------------------------------------------- the sidecar's frame reader
@@ -196,17 +182,16 @@ def _feed(frames: Frames, data: bytes, step: int) -> None:
         at += n
 
 
-@pytest.mark.parametrize("step", [1, 7, 4096, 65_549, 10**9])
+@pytest.mark.parametrize("step", [1, 7, 4096, 262_147, 10**9])
 def test_frames_are_cut_right_whatever_the_read_sizes(step):
     async def run():
         got = []
-        frames = Frames(lambda link, rid, kind, payload: got.append((rid, kind, payload)))
+        frames = Frames(lambda link, rid, kind, payload: got.append((rid, kind, bytes(payload))))
         frames.connection_made(_Transport())
         sent = [(1, DECODED, os.urandom(3000)), (2, ANSWER, b""), (3**30, 4, b"x"),
-                *((i, DECODED, os.urandom(size)) for i, size in enumerate([70_000, 10, 200_000, 65_000, 13]))]
+                *((i, DECODED, os.urandom(size)) for i, size in enumerate([270_000, 10, 900_000, 265_000, 13, 40]))]
         _feed(frames, b"".join(HEADER.pack(len(p), rid, kind) + p for rid, kind, p in sent), step)
-        # compared after every read: a payload's memory is never written again (arrays are views of it)
-        assert [(rid, kind, bytes(p)) for rid, kind, p in got] == sent
+        assert got == sent
 
     asyncio.run(run())
 
