@@ -285,7 +285,7 @@ def _stage_cpu(prof, requests: list) -> tuple[float, float]:
         from driftcar.sidecar import handover as codec
 
         def hand_over(decoded):
-            return codec.decode(bytearray(b"".join(codec.encode(decoded)[0])))
+            return codec.decode(codec.encode(decoded))
     except ImportError:  # (an older tree, measured for comparison: a plain pickle)
         def hand_over(decoded):
             return pickle.loads(pickle.dumps(decoded, protocol=pickle.HIGHEST_PROTOCOL))

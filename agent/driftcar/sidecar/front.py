@@ -15,13 +15,12 @@ request is answered success only once the sidecar has queued its batches.
 Why ``grpc.aio`` and not a synchronous ``grpc.server``, although the latter alone receives for
 13-33 % less CPU (``--grpc-floor-options``): a thread-pool front (8 or 3 handler threads, each
 sending its frame with ``sendmsg`` and blocking on the sidecar's answer, handed to it by a reader
-thread) used as much or more CPU per request than this one in 8 of 9 interleaved rounds (0.97-1.73
+thread) used as much or more CPU per request than this one in 9 of 10 interleaved rounds (0.97-1.73
 against 0.87-1.33 ms, ``bench_sidecar.py --front-link``): the hand-offs between threads and their
 contention for the GIL ate the saving.
 
 The link is a Unix socket pair, frames of (length, request id, kind) + a pickle; a decoded request
-is pickled by :mod:`.handover` (its numpy arrays as raw bytes: ~0.06-0.1 ms here per such request
-against ~0.15 ms with numpy's own reduce; ~0.1-0.15 ms to unpickle in the sidecar).
+is pickled by :mod:`.handover` (its numpy arrays as raw bytes, not through numpy's reduce).
 The process exits when the sidecar dies (``PR_SET_PDEATHSIG``) or closes the link, and stops
 gracefully on SIGTERM (in-flight calls are answered first). :mod:`.front_link` starts it.
 """

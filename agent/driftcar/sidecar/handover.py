@@ -5,12 +5,15 @@ in it (columns, str columns' codes, the call table) written as ``_array(<its byt
 the sidecar rebuilds it with ``np.frombuffer`` on the bytes the unpickler made (read-only, as the
 wire decoder's arrays are, when the array was).
 
-Why not numpy's own pickling: its reduce costs ~5-7 µs per array whatever its size, so a 1,000-row
-request of 20 numeric + 5 str columns (28 arrays) took ~0.15 ms to pickle in the front; this way
-~0.06-0.1 ms, and unpickling is as cheap as before. Measured and not kept: the arrays out of band
-(pickle protocol 5 ``buffer_callback``, sent as they are and rebuilt as views of the received frame,
-no copy): unpickling took ~25 % longer in the sidecar, the busier process (Python-level slicing and
-one call per array), which outweighed the copies saved.
+Why not numpy's own pickling: its reduce costs ~5-7 µs per array whatever its size; a 1,000-row
+request of 20 numeric + 5 str columns (28 arrays) took ~0.15-0.17 ms to pickle, ~0.05-0.1 ms this
+way (``time.thread_time``, one process; in instructions 0.90 against 0.94 million, and in the sidecar,
+frames read and unpickled, 1.86 against 2.02 million with ``asyncio.StreamReader`` and a plain
+pickle: ``benchmarks/callgrind_handover.py``). Measured and not kept: the arrays out of band (pickle
+protocol 5 ``buffer_callback``, sent as they are and rebuilt as views of the received frame, no
+copy): unpickling took ~25 % longer in the sidecar, the busier process (Python-level slicing and one
+call per array), which outweighed the copies saved. What the sidecar spends most on here is
+rebuilding the str columns' rows from their dictionaries (``wire.codec._str_column``, ~35 %).
 
 Only driftcar's decoded types and numpy's may be unpickled (:data:`ALLOWED`); anything else, or a
 damaged payload, raises :class:`HandOverError`.
