@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = ["HandOverError", "encode", "decode", "ALLOWED"]
 
-#: (module, name) the receiving side may unpickle, beside numpy's own (an array of another kind)
+#: (module, name) the receiving side may unpickle, beside numpy's array rebuilders
 ALLOWED = {
     ("driftcar.sidecar.handover", "_array"),
     ("driftcar.sidecar.ingest", "Decoded"),
@@ -38,6 +38,10 @@ ALLOWED = {
     ("driftcar.wire.codec", "_str_column"),
 }
 _NUMERIC = frozenset("biuf")
+#: what numpy's own pickling of an array names (object or n-d arrays, not written as ``_array``)
+_NUMPY_MODULES = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric",
+                  "numpy._core.numeric", "numpy.dtypes"}
+_NUMPY_NAMES = {"ndarray", "dtype", "_reconstruct", "_frombuffer"}
 
 
 class HandOverError(ValueError):
@@ -59,7 +63,7 @@ class _Pickler(pickle.Pickler):
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if (module, name) in ALLOWED or module == "numpy" or module.startswith("numpy."):
+        if (module, name) in ALLOWED or (module in _NUMPY_MODULES and name in _NUMPY_NAMES):
             return super().find_class(module, name)
         raise HandOverError(f"hand-over names {module}.{name}, which is not a decoded request's type")
 

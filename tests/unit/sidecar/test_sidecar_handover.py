@@ -149,6 +149,11 @@ def test_a_foreign_global_is_refused_not_called():
         handover.decode(pickle.dumps(os.system))
 
 
+def test_only_numpys_array_rebuilders_are_allowed_from_numpy():
+    with pytest.raises(HandOverError, match="numpy.load"):
+        handover.decode(pickle.dumps(np.load))
+
+
 def test_something_else_than_a_decoded_request_is_refused():
     with pytest.raises(HandOverError, match="holds a dict"):
         handover.decode(pickle.dumps({"items": []}))
