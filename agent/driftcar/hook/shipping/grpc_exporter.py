@@ -13,6 +13,8 @@ RESOURCE_EXHAUSTED only when the server sent ``google.rpc.RetryInfo`` (in the
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from typing import Mapping
 
@@ -45,6 +47,22 @@ def _unreachable(err: grpc.RpcError) -> bool:
 MIN_CONNECT_TIMEOUT_MS = 1_000
 #: upper bound of the channel's reconnect back-off: a recovered endpoint is used again within this
 MAX_RECONNECT_BACKOFF_MS = 2_000
+
+
+#: environment variables that route gRPC through a proxy: a direct connect then says nothing
+_PROXY_ENV = ("grpc_proxy", "https_proxy", "http_proxy", "GRPC_PROXY", "HTTPS_PROXY", "HTTP_PROXY")
+
+
+def _tcp_address(target: str) -> tuple[str, int] | None:
+    """``host:port`` (``[v6]:port``) as a socket address; None for any other target form.
+
+    >>> _tcp_address("127.0.0.1:4317"), _tcp_address("[::1]:4317"), _tcp_address("unix:/tmp/s")
+    (('127.0.0.1', 4317), ('::1', 4317), None)
+    """
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return None
+    return host.strip("[]"), int(port)
 
 
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
@@ -97,6 +115,34 @@ class GrpcExporter:
                 EXPORT_METHOD, request_serializer=None, response_deserializer=ExportLogsServiceResponse.FromString
             )
         return self._method
+
+    def ready(self, timeout_s: float) -> Outcome | None:
+        """Connect to the endpoint over TCP, when no channel is open: None when it answers the
+        connect (or this cannot tell: a proxy, a target that is not ``host:port``), else the failed
+        attempt's outcome (nothing was sent).
+
+        Why: the shipper asks this before it converts and encodes a batch while the endpoint backs
+        off, so an outage costs a connect per attempt, not a batch's conversion and encoding for a
+        request that cannot leave, and no channel (nor gRPC's connection machinery) exists until
+        the endpoint accepts connections. A plain socket, not the channel's connectivity: watching
+        it takes a private API or a polling thread (``grpc.channel_ready_future``). The connect
+        gets at most :data:`MIN_CONNECT_TIMEOUT_MS`, as a channel's attempt would.
+        """
+        with self._lock:
+            if self._closed:
+                return Outcome.permanent("exporter closed")
+            if self._method is not None:  # the channel reconnects by itself; the export says how it went
+                return None
+        address = _tcp_address(self.target)
+        if address is None or any(os.environ.get(name) for name in _PROXY_ENV):
+            return None
+        try:
+            socket.create_connection(address, timeout=max(min(timeout_s, MIN_CONNECT_TIMEOUT_MS / 1000), 0.001)).close()
+        except (socket.timeout, TimeoutError) as exc:
+            return Outcome.retry("grpc connect timeout", detail=str(exc) or "no connection before the deadline")
+        except OSError as exc:
+            return Outcome.retry(f"grpc connect {type(exc).__name__}", detail=str(exc))
+        return None
 
     def export(self, payload: bytes, timeout_s: float) -> Outcome:
         # The blocking call, not ``future()``: a future's result() wakes every 100 ms and each call
