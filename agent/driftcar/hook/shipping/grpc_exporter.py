@@ -92,6 +92,7 @@ class GrpcExporter:
         self._calling = False  # a call is in flight on self._channel
         self._aborted = False  # ... and was cancelled by abort() or close()
         self._closed = False
+        self._down = False  # the last attempt never reached a server: ready() connects first
 
     def _ensure(self):
         if self._method is None:
@@ -117,9 +118,10 @@ class GrpcExporter:
         return self._method
 
     def ready(self, timeout_s: float) -> Outcome | None:
-        """Connect to the endpoint over TCP, when no channel is open: None when it answers the
-        connect (or this cannot tell: a proxy, a target that is not ``host:port``), else the failed
-        attempt's outcome (nothing was sent).
+        """Connect to the endpoint over TCP, when the last attempt found it unreachable (its channel
+        was closed): None when it answers the connect (or this cannot tell: a proxy, a target that
+        is not ``host:port``), else the failed attempt's outcome (nothing was sent). Not before the
+        first export: a healthy endpoint gets no extra connection.
 
         Why: the shipper asks this before it converts and encodes a batch while the endpoint backs
         off, so an outage costs a connect per attempt, not a batch's conversion and encoding for a
@@ -131,7 +133,7 @@ class GrpcExporter:
         with self._lock:
             if self._closed:
                 return Outcome.permanent("exporter closed")
-            if self._method is not None:  # the channel reconnects by itself; the export says how it went
+            if self._method is not None or not self._down:  # the export says how it goes
                 return None
         address = _tcp_address(self.target)
         if address is None or any(os.environ.get(name) for name in _PROXY_ENV):
@@ -142,6 +144,7 @@ class GrpcExporter:
             return Outcome.retry("grpc connect timeout", detail=str(exc) or "no connection before the deadline")
         except OSError as exc:
             return Outcome.retry(f"grpc connect {type(exc).__name__}", detail=str(exc))
+        self._down = False
         return None
 
     def export(self, payload: bytes, timeout_s: float) -> Outcome:
@@ -166,6 +169,7 @@ class GrpcExporter:
                 return Outcome.permanent("export cancelled by shutdown")
             outcome = self._classify(err)
             if _unreachable(err):
+                self._down = True
                 self._drop_channel()
             return outcome
         except Exception as exc:  # the transport must never raise into the worker

@@ -87,6 +87,39 @@ def _sealed_bytes(sealed: Any) -> int:
                                                       + y_width * sealed.ydtype.itemsize)
 
 
+_pages_kept = False
+
+
+def _keep_batch_pages(nbytes: int) -> None:
+    """Let glibc keep a batch's worth of freed heap mapped between batches (once per process).
+
+    Why: the worker's buffers for a batch (joined columns, arrays, bodies, the request: ~3 MB per
+    10,000 1-row calls) are freed at the top of its malloc arena, and glibc gave those pages back
+    (``madvise(MADV_DONTNEED)``) as soon as more than its trim threshold (twice its mmap threshold)
+    was free there, so every batch faulted them in again: measured ~700 minor faults and their
+    kernel time per batch, ~12 k per 60,000 1-row calls with the endpoint up. glibc raises its mmap
+    threshold to the size of any mmapped block that is freed (``mallopt(3)``, the dynamic
+    threshold), as it would after any large temporary in the app; a calloc'ed block of ``nbytes``
+    freed at once does that without touching its pages (measured: ~250-900 faults per 60,000 calls).
+    Cost: freed heap below twice ``nbytes`` stays mapped per arena. No-op on other C libraries.
+    """
+    global _pages_kept
+    if _pages_kept:
+        return
+    _pages_kept = True
+    try:
+        import platform
+
+        if platform.libc_ver()[0] != "glibc":
+            return
+        import numpy as np
+
+        block = np.zeros(max(int(nbytes), 1 << 20), dtype=np.uint8)  # calloc: mmapped, its pages untouched
+        del block
+    except Exception:  # memory tuning only: never a reason to stop shipping
+        pass
+
+
 def _default_exporter(config: ShipperConfig) -> Exporter:
     gzip = config.compression == "gzip"
     if config.protocol == "grpc":
@@ -557,6 +590,8 @@ class Shipper:
         # offer, and offers need no clock. Items left after a full batch start a new clock.
         buffer = self._buffer
         self._start_helper()
+        if self._link is None:  # this thread converts and encodes (with a helper process, the helper does)
+            _keep_batch_pages(self.config.max_request_bytes)
         try:
             while not self._abort.is_set():
                 try:
