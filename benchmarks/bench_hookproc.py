@@ -204,11 +204,15 @@ def _row(label: str, runs: list[dict], bare: list[dict]) -> str:
     both = _median([((a["cpu_s"] + a.get("helper_cpu_s", 0.0)) / a["calls"]) / (b["cpu_s"] / b["calls"])
                     for a, b in paired])
     helper_cols = f"{_median(helper):.3f} | {both:.3f}x" if "helper_cpu_s" in runs[0] else " | "
+    # kernel time and page faults apart: user-space instruction counts (callgrind) cannot see them
+    sys_ms = _median([1e6 * r.get("sys_s", float("nan")) / r["calls"] for r in runs])
+    faults = _median([1000 * r.get("minor_faults", float("nan")) / r["calls"] for r in runs])
     delivered = ""
     if "predicted_rows" in runs[0]:
         delivered = f"{sum(r['delivered_rows'] for r in runs):,} / {sum(r['predicted_rows'] for r in runs):,}"
     return (f"| {label} | {_median(rate):,.0f} | {_median(p50):.1f} | {d50:+.2f} | {_median(p99):.1f} | "
-            f"{r99:.2f}x | {_median(per_call_cpu):.3f} | {rcpu:.3f}x | {helper_cols} | {delivered} |")
+            f"{r99:.2f}x | {_median(per_call_cpu):.3f} | {rcpu:.3f}x | {sys_ms:.2f} | {faults:.1f} | {helper_cols} "
+            f"| {delivered} |")
 
 
 def _per_span(scenario: Scenario) -> str:
@@ -232,8 +236,9 @@ def _report(scenarios: list[Scenario], rounds: int, calls: int) -> str:
         bare = scenario.results["bare"]
         lines += [f"### {scenario.title}", "",
                   "| variant | calls/s | p50 µs | Δp50 µs vs bare | p99 µs | p99 / bare | CPU s per 1,000 calls "
-                  "| CPU / bare | helper CPU s per 1,000 calls | model + helper / bare | rows delivered / predicted |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| CPU / bare | kernel CPU ms per 1,000 calls | minor faults per 1,000 calls "
+                  "| helper CPU s per 1,000 calls | model + helper / bare | rows delivered / predicted |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [_row(label, runs, bare) for label, runs in scenario.results.items()]
         lines.append("")
         if scenario.per_span:

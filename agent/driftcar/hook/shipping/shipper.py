@@ -15,7 +15,8 @@ Contracts:
   next allowed attempt, so an outage costs one attempt per back-off period and
   no work in between. A back-off wait ends on an offer (which hands the worker the
   GIL), a flush or a shutdown, by the worker's own timer only after the back-off
-  cap (:class:`_BackingOff` says why). It converts the items to
+  cap (:class:`_BackingOff` says why). Once the exporter's ``ready`` reached the endpoint
+  (:meth:`Shipper._reachable`), it converts the items to
   columns (``driftcar.hook.columns.to_columns``), encodes bodies with the
   hook's cumulative counters, caps each request at ``max_request_bytes`` and
   exports with retries per the OTLP specification.
