@@ -117,7 +117,8 @@ def _keep_batch_pages(nbytes: int) -> None:
             return
         import numpy as np
 
-        block = np.zeros(min(max(int(nbytes), 1 << 20), 32 << 20), dtype=np.uint8)  # calloc: mmapped, its pages untouched
+        # calloc'ed: mmapped and freed without its pages ever being touched
+        block = np.zeros(min(max(int(nbytes), 1 << 20), 32 << 20), dtype=np.uint8)
         del block
     except Exception:  # memory tuning only: never a reason to stop shipping
         pass
