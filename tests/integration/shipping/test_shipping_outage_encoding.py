@@ -15,20 +15,9 @@ import pytest
 from driftcar.hook.shipping import Shipper, ShipperConfig
 from tests.support.otlp import GrpcOtlpReceiver, HttpOtlpReceiver
 from tests.support.waiting import free_port, wait_until
-from tests.unit.shipping.helpers import decoded_batches, item, to_parts
+from tests.unit.shipping.helpers import Counting, decoded_batches, item
 
 ROWS_PER_ITEM, ITEMS = 3, 40
-
-
-class Counting:
-    """The real converter, counting its calls."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, items):
-        self.calls += 1
-        return to_parts(items)
 
 
 @pytest.mark.timeout(90)

@@ -13,7 +13,7 @@ import numpy as np
 from driftcar.hook.shipping import Shipper, ShipperConfig
 from driftcar.hook.shipping.retry import Outcome
 from tests.support.waiting import wait_until
-from tests.unit.shipping.helpers import FakeExporter, item, to_parts
+from tests.unit.shipping.helpers import Counting, FakeExporter, item
 
 REFUSED = Outcome.retry("http connection ConnectionRefusedError", detail="refused")
 
@@ -30,17 +30,6 @@ class Reaching(FakeExporter):
     def ready(self, timeout_s: float):
         self.readies += 1
         return REFUSED if self.down.is_set() else None
-
-
-class Counting:
-    """The real converter, counting its calls."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, items):
-        self.calls += 1
-        return to_parts(items)
 
 
 def _shipper(exporter, convert, **overrides) -> Shipper:
