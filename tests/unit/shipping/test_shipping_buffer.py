@@ -164,3 +164,30 @@ def test_take_pops_the_longest_prefix_that_fits_and_at_least_one_entry(entries, 
     assert [e.item for e in taken] == list(range(expected))
     assert (taken.rows, taken.nbytes, taken.first_seq) == (rows_sum, bytes_sum, 1)
     assert buf.rows == sum(r for _, r in entries) - rows_sum and len(buf) == len(entries) - expected
+
+
+def test_take_still_takes_when_a_put_lands_while_the_window_is_copied():
+    """A put between two steps of take's window copy (a GC finalizer can switch threads there)
+    makes the deque refuse the copy: take must fall back to popping one by one, losing nothing."""
+    from collections import deque
+
+    buf = ByteBuffer(10**6)
+    for i in range(10):
+        buf.put(("early", i), 100, 1)
+
+    class AppendsMidCopy(deque):
+        appended = False
+
+        def __iter__(self):
+            inner = deque.__iter__(self)
+            yield next(inner)
+            if not self.appended:
+                self.appended = True
+                self.append((("late", 0), 100, 1, 1))  # what a put does, as the first copy runs
+            yield from inner
+
+    buf._items = AppendsMidCopy(buf._items)
+    taken = buf.take(5, 10**9)
+    assert [e.item for e in taken] == [("early", i) for i in range(5)]
+    rest = buf.take(100, 10**9)
+    assert [e.item for e in rest] == [("early", i) for i in range(5, 10)] + [("late", 0)]
