@@ -47,24 +47,6 @@ MAX_FRAME_BYTES = 2**31
 SLACK = 256 * 1024
 
 
-async def _read_frame(sock: socket.socket) -> tuple[int, int, bytes]:
-    """One frame read from a non-blocking socket, to the byte (the rest is the protocol's)."""
-    loop = asyncio.get_running_loop()
-
-    async def exactly(n: int) -> bytes:
-        buffer = bytearray(n)
-        view, got = memoryview(buffer), 0
-        while got < n:
-            read = await loop.sock_recv_into(sock, view[got:])
-            if not read:
-                raise ConnectionError("the link closed")
-            got += read
-        return bytes(buffer)
-
-    length, rid, kind = HEADER.unpack(await exactly(HEADER.size))
-    return rid, kind, await exactly(length) if length else b""
-
-
 class Frames(asyncio.BufferedProtocol):
     """The front's frames, handed to ``on_frame(transport, request id, kind, payload)`` as each completes;
     ``payload`` is a view of the read buffer, valid during the call only (the buffer is read into again).
@@ -161,19 +143,26 @@ class FrontLink:
         settings = pickle.dumps(dict(self.settings, endpoint=endpoint))
         here.sendall(HEADER.pack(len(settings), 0, 0) + settings)
         here.setblocking(False)
-        try:
-            _, kind, payload = await asyncio.wait_for(_read_frame(here), START_TIMEOUT_S)
-        except (ConnectionError, asyncio.TimeoutError):
+        first = asyncio.get_running_loop().create_future()
+
+        def first_frame(link, rid: int, kind: int, payload) -> None:  # READY with the port, or FAILED
+            link.get_protocol().on_frame = self._frame  # every later frame goes straight to the ingest path
+            first.set_result((kind, bytes(payload)))
+
+        link, frames = await asyncio.get_running_loop().create_unix_connection(lambda: Frames(first_frame), sock=here)
+        await asyncio.wait((first, frames.closed), timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        if not first.done():
             self._kill()
-            here.close()
-            raise OSError(f"the gRPC front process did not start (exit code {self.proc.poll()})") from None
+            link.close()
+            raise OSError(f"the gRPC front process did not start (exit code {self.proc.poll()})")
+        kind, payload = first.result()
         if kind != READY:
-            here.close()
+            link.close()
             await asyncio.to_thread(self.proc.wait, 5)
             raise OSError(pickle.loads(payload) if kind == FAILED else f"unexpected frame {kind} from the gRPC front")
         self.port = pickle.loads(payload)
         log.info("OTLP/gRPC receiver in its own process (pid %d) on %s:%d", self.proc.pid, endpoint.host, self.port)
-        return await asyncio.get_running_loop().create_unix_connection(lambda: Frames(self._frame), sock=here)
+        return link, frames
 
     async def _run(self, transport, frames) -> None:
         """Answer the front; when it dies unasked, start another on the same port (backing off)."""
