@@ -27,6 +27,7 @@ import numpy as np
 from opentelemetry.trace import get_current_span
 
 from driftcar.hook.records import Captured
+from driftcar.hook.shipping.snapshots import MIN_BYTES as _POOLED, snapshot as _snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from driftcar.hook.specs import MethodSpec
@@ -116,7 +117,8 @@ def _record_array(state: "HookState", method: str, x: np.ndarray, result: np.nda
             # bytes snapshots in one tuple, nothing else kept alive: every object this thread
             # allocates and keeps costs it cold-cache writes (~1.8 µs per call less than two
             # copy() and a Captured, measured)
-            xb = x.tobytes() if tabular else None
+            # a large snapshot goes to a pooled buffer (no fresh pages per call: see snapshots)
+            xb = (x.tobytes() if x.nbytes < _POOLED else _snapshot(x)) if tabular else None
             yb = result.tobytes()
             offer_raw((method, start_ns, duration_ns, rows, trace_id, ids, xb, x.dtype, shape,
                        yb, result.dtype, result.shape, names),
