@@ -201,15 +201,38 @@ def _request_pieces(resource_bytes: bytes, scope_bytes: bytes, records: list[tup
     return [_head(0x0A, resource_size), *resource_logs, *scope_logs]
 
 
+#: pieces of a request at least this long are sent as they are (``pack_requests(pieces=True)``)
+BIG_PIECE = 64 * 1024
+
+
+def _coalesced(pieces: list[bytes]) -> tuple[bytes, ...]:
+    """``pieces`` with each run of small ones joined and the big ones (bodies) kept as they are."""
+    out: list[bytes] = []
+    small: list[bytes] = []
+    for piece in pieces:
+        if len(piece) >= BIG_PIECE:
+            if small:
+                out.append(b"".join(small))
+                small = []
+            out.append(piece)
+        else:
+            small.append(piece)
+    if small:
+        out.append(b"".join(small))
+    return tuple(out)
+
+
 def pack_requests(records: Sequence[LogRecord | tuple[bytes, ...]], resource: Mapping[str, Any],
-                  max_request_bytes: int) -> list[tuple[bytes, int]]:
+                  max_request_bytes: int, pieces: bool = False) -> list[tuple[bytes | tuple[bytes, ...], int]]:
     """Group records into serialized requests of at most ``max_request_bytes``; returns ``(payload, n_records)``.
 
     Records (LogRecords, or :func:`record_pieces`) are in order; each record alone fits (bodies
     are budgeted by :func:`body_budget`). The envelope is framed around the records' bytes and
     everything joined once: building the request message copied every body into it and
     serialized it again (~120 -> ~45 µs per 100 KB request, measured); the bytes are the same
-    (checked in the tests).
+    (checked in the tests). With ``pieces`` a payload is a tuple of bytes whose concatenation is
+    the request, its bodies not copied (for a transport that sends pieces: the join of a 1.7 MB
+    request of ten 1,000-row calls cost the worker ~50-64 µs of CPU, least of 300 reps).
     """
     envelope = export_request([], resource).resource_logs[0]
     resource_bytes = envelope.resource.SerializeToString()
@@ -218,16 +241,17 @@ def pack_requests(records: Sequence[LogRecord | tuple[bytes, ...]], resource: Ma
     out: list[tuple[bytes, int]] = []
     group: list[tuple[bytes, ...]] = []
     size = base
+    join = _coalesced if pieces else b"".join
     for record in records:
-        pieces = record if type(record) is tuple else (record.SerializeToString(),)
-        n = sum(map(len, pieces)) + 16  # length-delimited framing of the record and its enclosing fields' growth
+        record_bytes = record if type(record) is tuple else (record.SerializeToString(),)
+        n = sum(map(len, record_bytes)) + 16  # length-delimited framing of the record and its enclosing fields' growth
         if group and size + n > max_request_bytes:
-            out.append((b"".join(_request_pieces(resource_bytes, scope_bytes, group)), len(group)))
+            out.append((join(_request_pieces(resource_bytes, scope_bytes, group)), len(group)))
             group, size = [], base
-        group.append(pieces)
+        group.append(record_bytes)
         size += n
     if group:
-        out.append((b"".join(_request_pieces(resource_bytes, scope_bytes, group)), len(group)))
+        out.append((join(_request_pieces(resource_bytes, scope_bytes, group)), len(group)))
     return out
 
 

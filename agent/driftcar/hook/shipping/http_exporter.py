@@ -135,15 +135,26 @@ class HttpExporter:
             return Outcome.retry(f"http client error {type(exc).__name__}", detail=str(exc))
         return None
 
-    def export(self, payload: bytes, timeout_s: float) -> Outcome:
+    #: ``export`` takes a payload in pieces (``pack_requests(pieces=True)``)
+    pieces = True
+
+    def export(self, payload: bytes | tuple[bytes, ...], timeout_s: float) -> Outcome:
+        """POST one request: ``payload`` is its bytes, or a tuple of pieces whose concatenation they are
+        (sent one after the other, a body never copied into a joined request; TCP_NODELAY is set)."""
         deadline = time.monotonic() + timeout_s
+        headers = self.headers
+        if type(payload) is tuple:
+            if self.gzip:
+                payload = b"".join(payload)
+            else:
+                headers = {**headers, "Content-Length": str(sum(map(len, payload)))}  # not chunked
         body = gzip.compress(payload, compresslevel=self.gzip_level) if self.gzip else payload
         try:
             with self._lock:
                 if self._closed:
                     return Outcome.permanent("exporter closed")
                 conn = self._connection(max(deadline - time.monotonic(), 0.001))
-            conn.request("POST", self.path, body=body, headers=self.headers)
+            conn.request("POST", self.path, body=body, headers=headers)
             if conn.sock is not None:
                 conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
             response = conn.getresponse()

@@ -742,7 +742,8 @@ class Shipper:
                                  "driftcar could not encode a batch (%s: %s); its rows are counted as dropped",
                                  type(exc).__name__, exc)
         start = 0
-        for payload, n_records in pack_requests(records, self._resource, config.max_request_bytes):
+        in_pieces = getattr(self._exporter_now(), "pieces", False)  # bodies not joined into the request
+        for payload, n_records in pack_requests(records, self._resource, config.max_request_bytes, in_pieces):
             rows = sum(t[0] for t in tallies[start:start + n_records])
             calls = sum(t[1] for t in tallies[start:start + n_records])
             start += n_records
