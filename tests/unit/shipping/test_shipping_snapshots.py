@@ -136,3 +136,30 @@ def test_a_dropped_item_gives_its_buffer_back(shippers):
 
 def test_shipper_module_uses_one_pool():
     assert snapshots.POOL is POOL
+
+
+def test_idle_bytes_stay_exact_when_threads_take_and_give_back_at_once():
+    import threading
+
+    pool = SnapshotPool(idle_bytes=1 << 30)
+    x = np.ones((ROWS, COLS))
+
+    def churn():
+        for _ in range(300):
+            snaps = [pool.copy(x) for _ in range(3)]
+            del snaps
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert pool.idle == sum(size * len(bufs) for size, bufs in pool._idle.items())
+    assert pool.reused + pool.fresh == 4 * 300 * 3 and pool.fresh <= 12
+
+
+def test_sizes_beyond_the_class_bound_are_freed():
+    pool = SnapshotPool(idle_bytes=1 << 30)
+    snaps = [pool.copy(np.ones((ROWS + 200 * k, COLS))) for k in range(snapshots._CLASSES + 4)]  # 32 KB apart
+    del snaps
+    assert len(pool._idle) == snapshots._CLASSES and pool.freed == 4

@@ -20,13 +20,14 @@ alive: it re-enters the pool only from that snapshot's ``__del__``. After ``fork
 child's pool starts empty and buffers of snapshots made before the fork are not taken back
 (:attr:`SnapshotPool.generation`).
 
-Thread safety: ``list.append`` / ``list.pop`` on the idle lists (atomic under the GIL);
-``__del__`` runs on whichever thread drops the last reference.
+Thread safety: the idle lists and their byte count change under a lock (``__del__`` runs on
+whichever thread drops the last reference, the model's or the worker's).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,8 @@ __all__ = ["Snapshot", "SnapshotPool", "snapshot", "POOL", "MIN_BYTES", "IDLE_BY
 MIN_BYTES = 64 * 1024
 #: idle buffers kept per process at most, in bytes (a batch's worth of 1,000-row calls and more)
 IDLE_BYTES = 8 * 1024 * 1024
+#: size classes kept at most (calls of many sizes: the rest are freed as before)
+_CLASSES = 16
 _UINT8 = np.dtype(np.uint8)
 _new_snapshot = np.ndarray.__new__
 #: buffer sizes are rounded up to this, so calls of nearby sizes share buffers
@@ -47,10 +50,12 @@ _GRAIN = 16 * 1024
 class Snapshot(np.ndarray):
     """A snapshot's bytes: a view of a pooled buffer that goes back to its pool when it dies."""
 
+    __slots__ = ("_home",)  # (pool, buffer, generation); views of a snapshot have none
+
     def __del__(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.give(self._raw, self._generation)
+        home = getattr(self, "_home", None)
+        if home is not None:
+            home[0].give(home[1], home[2])
 
 
 class SnapshotPool:
@@ -62,8 +67,10 @@ class SnapshotPool:
         self._reset()
 
     def _reset(self) -> None:
+        # a new lock too: in a forked child the parent's may have been held by a thread of the parent
+        self._lock = threading.Lock()
         self._idle: dict[int, list[bytearray]] = {}
-        self.idle = 0  # bytes in idle buffers (a hint: updated without a lock)
+        self.idle = 0  # bytes in idle buffers (under the lock)
         self.reused = 0  # snapshots written into a buffer from the pool (for tests and counts)
         self.fresh = 0  # snapshots that needed a new buffer
         self.freed = 0  # buffers given back and not kept (the pool was full)
@@ -74,19 +81,19 @@ class SnapshotPool:
         self._reset()
 
     def take(self, nbytes: int) -> bytearray:
-        """A buffer of at least ``nbytes`` (its size class): an idle one if any, else a new one."""
+        """A buffer of at least ``nbytes`` (its size class): an idle one if any, else a new one.
+
+        Nothing under the lock allocates an object the garbage collector tracks: a collection
+        started there could run a snapshot's ``__del__`` (:meth:`give`) on this thread.
+        """
         size = -(-nbytes // _GRAIN) * _GRAIN
-        idle = self._idle.get(size)
-        if idle:
-            try:
-                raw = idle.pop()
-            except IndexError:  # another thread took the last one
-                raw = None
-            if raw is not None:
+        with self._lock:
+            idle = self._idle.get(size)
+            if idle:
                 self.idle -= size
                 self.reused += 1
-                return raw
-        self.fresh += 1
+                return idle.pop()
+            self.fresh += 1
         return bytearray(size)
 
     def give(self, raw: bytearray, generation: int) -> None:
@@ -94,14 +101,15 @@ class SnapshotPool:
         size = len(raw)
         if generation != self.generation:
             return
-        if self.idle + size > self.idle_bytes:
-            self.freed += 1
-            return
         idle = self._idle.get(size)
-        if idle is None:
-            idle = self._idle.setdefault(size, [])
-        idle.append(raw)
-        self.idle += size
+        if idle is None and len(self._idle) < _CLASSES:
+            idle = self._idle.setdefault(size, [])  # made outside the lock (see take)
+        with self._lock:
+            if idle is None or self.idle + size > self.idle_bytes:
+                self.freed += 1
+                return
+            idle.append(raw)
+            self.idle += size
 
     def copy(self, x: np.ndarray) -> Snapshot:
         """``x``'s bytes in C order (what ``x.tobytes()`` holds) in a pooled buffer."""
@@ -111,9 +119,9 @@ class SnapshotPool:
         # alive (numpy collapses a view's base to the first array that owns its data or whose
         # base is no array: over an ndarray buffer, np.frombuffer(snapshot) kept only that
         # buffer, and the snapshot's death gave the buffer back while the view still read it)
+        np.copyto(_new_snapshot(np.ndarray, x.shape, x.dtype, raw), x, casting="no")
         out = _new_snapshot(Snapshot, (nbytes,), _UINT8, raw)
-        np.copyto(out.view(x.dtype).reshape(x.shape), x, casting="no")
-        out._pool, out._raw, out._generation = self, raw, self.generation
+        out._home = (self, raw, self.generation)
         return out
 
 
