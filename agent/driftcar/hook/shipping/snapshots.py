@@ -1,19 +1,22 @@
 """Snapshot buffers for large ``copy=True`` calls, reused instead of allocated per call.
 
 Why: a ``copy=True`` call too large for a columnar block (a 1,000-row call of 20 float
-features: 160 KB) was snapshotted with ``x.tobytes()``, a fresh malloc per call. Flat out
-the buffer holds up to ``max_buffer_bytes`` of such snapshots, freed by the worker (shipped)
-or by a later put (dropped oldest), and the main arena kept growing onto fresh pages and
-being trimmed: measured 6,800-8,200 minor faults per 1,000 calls on the model's thread
-(``/proc/self/task/*/stat``), ~30 ms of kernel time. A snapshot taken here is a view of a
-buffer that goes back to this pool when its last reference dies, whether its item was
-shipped, dropped by the buffer or discarded at shutdown, so the next call writes into
-pages already mapped and warm.
+features: 160 KB) was snapshotted with ``x.tobytes()``, a fresh malloc per call, freed later
+by the worker (shipped) or by a put (the buffer dropping its oldest); glibc handed out fresh
+pages for many of them. Minor faults per 1,000 such calls, all threads (``hook_workload.py
+instrumented --rows 1000``, each twice): 1,921 -> 583-593 at 300 calls/s with every row
+delivered; 8,229 -> 4,983-5,548 flat out over 2,000 calls right after a flush (most of what
+is left is the buffer filling its ``max_buffer_bytes`` from empty again: with 64 MiB idle
+kept it was 253); in a flat-out steady state (buffer full, no flush) ~170 -> 0-6 on the
+model thread. A snapshot taken here is a view of a buffer that goes back to this pool when
+its last reference dies, whether its item was shipped, dropped by the buffer or discarded at
+shutdown, so the next call writes into pages already mapped. Cost: ~0.5 µs per copy over
+``tobytes()`` with 50 snapshots in flight, ~2 µs with one hot buffer (thread CPU, least of 7
+reps of 2,000 copies).
 
 How: :func:`snapshot` returns a 1-D ``uint8`` :class:`Snapshot` over a pooled ``bytearray``
-(a bytes-like object, as
-``tobytes()`` was: ``np.frombuffer``, ``b"".join`` and the helper ring's writer take it)
-whose ``__del__`` hands its buffer back. The pool keeps at most :data:`IDLE_BYTES` of idle
+(a bytes-like object, as ``tobytes()`` was: ``np.frombuffer``, ``b"".join`` and the helper
+ring's writer take it) whose ``__del__`` hands its buffer back. The pool keeps at most :data:`IDLE_BYTES` of idle
 buffers (a buffer beyond that is freed); buffers in use are bounded by the shipper's buffer
 bound like any snapshot. A buffer is never handed out twice while a snapshot of it is
 alive: it re-enters the pool only from that snapshot's ``__del__``. After ``fork()`` the
