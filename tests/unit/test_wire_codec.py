@@ -191,6 +191,53 @@ def test_a_dictionary_column_keeps_its_dictionary_through_concat_and_pickle(part
     assert StrColumn.concat(decoded) == [v for c in decoded for v in c]
 
 
+def _dictionary_column(values: list):
+    from driftcar.wire import StrColumn
+
+    column = decode_batch(encode_batch("inference", [Column("s", "feature", values)], rows=len(values))).columns["s"]
+    assert type(column) is StrColumn and column._rows is None  # nothing read yet: no rows made
+    return column
+
+
+def test_a_dictionary_column_reads_as_the_list_it_stands_for():
+    values = ["a", None, "bb", "a", None, "a", "bb", "a"]
+    column = _dictionary_column(values)
+    assert len(column) == 8 and column.keys == ["a", "bb", None]
+    assert [column[i] for i in range(-8, 8)] == values + values  # indexing alone makes no rows
+    assert column._rows is None
+    with pytest.raises(IndexError):
+        column[8]
+    with pytest.raises(TypeError):
+        column[1.0]
+    assert column[2:6] == values[2:6] and column[::-2] == values[::-2] and column[2:6].keys is column.keys
+    assert column == values and values == column and not (column != values) and column != values[:-1]
+    assert column == _dictionary_column(list(values)) and column != ("a",) and column != "a"
+    assert list(column) == values and column.tolist() == values and column.tolist() is not column.tolist()
+    assert list(reversed(column)) == values[::-1]
+    assert ("bb" in column, "c" in column, column.index("bb"), column.count(None)) == (True, False, 2, 2)
+    assert repr(column) == f"StrColumn({values!r})"
+    with pytest.raises(TypeError):
+        hash(column)
+
+
+def test_a_dictionary_column_makes_the_arrays_its_list_makes():
+    for values in (["x", "yy", "x", "x"], ["x", None, "x", None], ["1.5", "2", "1.5", "2"]):
+        column = _dictionary_column(values)
+        for dtype in (object, None):  # (an object array is made from the keys: no rows made)
+            got, want = np.asarray(column, dtype=dtype), np.asarray(values, dtype=dtype)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist()
+            assert (column._rows is None) == (dtype is object)
+    assert np.asarray(_dictionary_column(["1.5", "2", "1.5", "2"]), dtype=np.float64).tolist() == [1.5, 2.0, 1.5, 2.0]
+
+
+def test_a_decoded_dictionary_column_encodes_again_to_the_same_bytes():
+    values = ["a", None, "bb", "a", None, "a", "bb", "a"]
+    column = _dictionary_column(values)
+    for version in (1, 2):
+        assert encode_batch("inference", [Column("s", "feature", column)], version=version) == encode_batch(
+            "inference", [Column("s", "feature", values)], version=version)
+
+
 def test_v2_dictionary_is_used_only_where_it_is_smaller_and_shares_the_str_objects():
     plan = ["basic", "pro", None, "basic"] * 250
     ids = [f"r{i}" for i in range(1_000)]

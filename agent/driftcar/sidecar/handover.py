@@ -12,8 +12,10 @@ frames read and unpickled, 1.86 against 2.02 million with ``asyncio.StreamReader
 pickle: ``benchmarks/callgrind_handover.py``). Measured and not kept: the arrays out of band (pickle
 protocol 5 ``buffer_callback``, sent as they are and rebuilt as views of the received frame, no
 copy): unpickling took ~25 % longer in the sidecar, the busier process (Python-level slicing and one
-call per array), which outweighed the copies saved. What the sidecar spends most on here is
-rebuilding the str columns' rows from their dictionaries (``wire.codec._str_column``, ~35 %).
+call per array), which outweighed the copies saved. A str column travels as its dictionary and comes
+back without its rows (:class:`~driftcar.wire.StrColumn` makes them only if read; the sidecar's
+ingest path reads the dictionary only): rebuilding them had been ~35 % of the sidecar's side, which
+went from 1.83 to 1.16 million instructions per request without it (``callgrind_handover.py``).
 
 Only driftcar's decoded types and numpy's may be unpickled (:data:`ALLOWED`); anything else, or a
 damaged payload, raises :class:`HandOverError`.

@@ -15,7 +15,9 @@ Thread safety: all functions are pure and may be called from any thread.
 
 from __future__ import annotations
 
+import collections.abc
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence, Union
 
@@ -72,49 +74,125 @@ CALL_COLUMNS: dict[str, str] = {
     "trace_id": "str",  # 32 lowercase hex chars of the active span, or nil
 }
 
-ColumnData = Union[np.ndarray, list]
+ColumnData = Union[np.ndarray, list, "StrColumn"]
 
 
-class StrColumn(list):
-    """A str column decoded from v2's dictionary form: the list of str/None it stands for (what
-    every reader sees), plus that dictionary: ``keys``, the distinct values then None, and ``codes``,
-    one index into ``keys`` per row (int32, none negative).
+class StrColumn:
+    """A str column decoded from v2's dictionary form: a read-only sequence of str/None (what every
+    reader sees: ``len``, indexing, iteration, ``==`` with a list, ``np.asarray``), held as that
+    dictionary: ``keys``, the distinct values then None, and ``codes``, one index into ``keys`` per
+    row (int32, none negative).
 
     Why keep the dictionary: a reader that counts categories (the sidecar's sketches) then looks up
     each distinct value once instead of every row; hashing the rows' objects was ~60 % of the
     sidecar's CPU per batch of 20 numeric + 5 str columns (``benchmarks/bench_sidecar.py``).
+    Why the rows are made only when first read (and then kept): making them (``take`` + ``tolist``,
+    ~9 µs a 1,000-row column) was ~30 % of decoding such a batch, and was done again by the sidecar
+    when the gRPC front handed the batch over, while the sidecar's hot path reads the dictionary only.
+    Not a ``list`` any more for that reason (a list's storage is read directly by C code): code that
+    needs one calls :meth:`tolist`.
     """
 
-    __slots__ = ("keys", "codes")
+    __slots__ = ("keys", "codes", "_rows")
 
-    def __init__(self, values: Iterable, keys: list, codes: np.ndarray):
-        super().__init__(values)
+    def __init__(self, keys: list, codes: np.ndarray):
         self.keys = keys
         self.codes = codes
+        self._rows: list | None = None
+
+    def _values(self) -> list:
+        """The rows (made once, kept; never handed out: :meth:`tolist` copies)."""
+        rows = self._rows
+        if rows is None:
+            table = np.empty(len(self.keys), dtype=object)
+            table[:] = self.keys
+            rows = self._rows = table.take(self.codes).tolist()
+        return rows
+
+    def tolist(self) -> list:
+        """The rows as a new list of str/None."""
+        return list(self._values())
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):  # a slice keeps the dictionary (codes: a view)
+            return StrColumn(self.keys, self.codes[index])
+        return self.keys[self.codes[operator.index(index)]]
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __reversed__(self):
+        return reversed(self._values())
+
+    def __contains__(self, value) -> bool:
+        return value in self._values()
+
+    def index(self, value, *args) -> int:
+        return self._values().index(value, *args)
+
+    def count(self, value) -> int:
+        return self._values().count(value)
+
+    def __eq__(self, other):
+        if isinstance(other, StrColumn):
+            other = other._values()
+        elif not isinstance(other, list):
+            return NotImplemented
+        return self._values() == other
+
+    __hash__ = None  # (as a list's)
+
+    def __repr__(self) -> str:
+        return f"StrColumn({self._values()!r})"
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("a StrColumn cannot be viewed as an array without a copy")
+        if dtype is not None and np.dtype(dtype) == object:  # the common case: from the keys, no rows made
+            table = np.empty(len(self.keys), dtype=object)
+            table[:] = self.keys
+            return table.take(self.codes)
+        return np.asarray(self._values(), dtype=dtype)  # exactly what the list gives (e.g. '<U' without dtype)
 
     @classmethod
     def concat(cls, parts: Sequence["StrColumn"]) -> "StrColumn":
         """The parts one after another (their dictionaries side by side: a key may repeat)."""
-        values: list = []
         keys: list = []
         codes = []
         for part in parts:
-            values.extend(part)
             codes.append(part.codes + len(keys) if keys else part.codes)
             keys.extend(part.keys)
-        return cls(values, keys, np.concatenate(codes) if codes else np.empty(0, np.int32))
+        return cls(keys, np.concatenate(codes) if codes else np.empty(0, np.int32))
 
     def __reduce__(self):
-        # Pickled as its dictionary alone, the rows rebuilt from it: a list subclass would lose the
-        # slots' values, and pickling each row's str cost ~45 µs per 1,000 rows against ~2 µs
-        # (the sidecar's gRPC front process hands decoded batches over this way).
+        # Pickled as its dictionary alone: pickling each row's str cost ~45 µs per 1,000 rows against
+        # ~2 µs (the sidecar's gRPC front process hands decoded batches over this way).
         return (_str_column, (self.keys, self.codes))
 
 
+collections.abc.Sequence.register(StrColumn)
+
+
+def _codes_below(codes: np.ndarray, n: int) -> bool:
+    """Every code in 0..n-1 (``codes`` not empty). Why not ``min`` and ``max``: int32 codes read as
+    unsigned, where a negative one is larger than any valid one, take one pass and no wrapper (~1.6
+    against ~5.5 µs a 1,000-row column, ``timeit``; 5 str columns are decoded per request)."""
+    if codes.dtype == np.int32:
+        return int(np.maximum.reduce(codes.view(np.uint32))) < n
+    return 0 <= codes.min() and codes.max() < n
+
+
 def _str_column(keys: list, codes: np.ndarray) -> StrColumn:
-    table = np.empty(len(keys), dtype=object)
-    table[:] = keys
-    return StrColumn(table.take(codes).tolist(), keys, codes)
+    """A pickled :class:`StrColumn` back, its codes checked against its keys as the decoder checks them:
+    a damaged hand-over fails here, where it is read, not in whatever reads the rows later."""
+    if type(keys) is not list or not isinstance(codes, np.ndarray) or codes.ndim != 1 or codes.dtype.kind not in "iu":
+        raise ValueError("a str column needs a list of keys and a 1-d integer array of codes")
+    if len(codes) and not _codes_below(codes, len(keys)):
+        raise ValueError(f"a str column's codes must be in 0..{len(keys) - 1}")
+    return StrColumn(keys, codes)
 
 
 class BatchError(ValueError):
@@ -186,6 +264,8 @@ _STR_OR_NIL = {str, type(None)}
 
 def _str_values(data: ColumnData) -> list:
     """The values as str or None (NaN is missing, anything else its ``str``)."""
+    if type(data) is StrColumn:  # (a decoded column encoded again: already str or None)
+        return data.tolist()
     if type(data) is list and set(map(type, data)) <= _STR_OR_NIL:
         return data  # already wire values: one C-level pass instead of a Python loop over every row
     out: list[str | None] = []
@@ -372,11 +452,10 @@ def _check_strings(raw: list, at: str, max_length: int) -> None:
 
 
 def _decode_dictionary(raw: dict, rows: int, at: str, max_length: int) -> StrColumn:
-    """A v2 dictionary-encoded str column, checked, as the list of str/None it stands for, with its
-    dictionary (:class:`StrColumn`).
+    """A v2 dictionary-encoded str column, checked, as the :class:`StrColumn` of str/None it stands for.
 
-    The list holds references to the few distinct str objects (no str per cell), and code -1,
-    missing, takes the table's last entry, None.
+    Its rows, when read, hold references to the few distinct str objects (no str per cell), and
+    code -1, missing, takes the keys' last entry, None.
     """
     extra = set(raw) - {"values", "codes"}
     if extra:
@@ -395,14 +474,11 @@ def _decode_dictionary(raw: dict, rows: int, at: str, max_length: int) -> StrCol
     if len(codes_raw) != rows * 4:
         raise BatchError(f"{at}.codes: {len(codes_raw)} bytes, expected {rows} x 4 = {rows * 4}")
     codes = np.frombuffer(codes_raw, dtype="<i4")
-    lowest = int(codes.min()) if rows else 0
-    if rows and not (-1 <= lowest and codes.max() < len(values)):
-        raise BatchError(f"{at}.codes: codes must be in -1..{len(values) - 1}")
-    table = np.empty(len(values) + 1, dtype=object)
-    table[:-1] = values
-    if lowest < 0:  # missing: the table's last entry, None
-        codes = np.where(codes < 0, np.int32(len(values)), codes)
-    return StrColumn(table.take(codes).tolist(), values + [None], codes)
+    if rows and not _codes_below(codes, len(values)):  # a missing value (-1), or a bad code
+        if not (-1 <= codes.min() and codes.max() < len(values)):
+            raise BatchError(f"{at}.codes: codes must be in -1..{len(values) - 1}")
+        codes = np.where(codes < 0, np.int32(len(values)), codes)  # missing: the keys' last entry, None
+    return StrColumn(values + [None], codes)
 
 
 _COLUMN_KEYS = frozenset({"name", "role", "type", "data", "class"})
@@ -451,7 +527,8 @@ def _decode_columns(items: Any, rows: int, limits: Limits, where: str, allowed_r
 
 
 def _column_data(raw: Any, wire_type: str, rows: int, at: str, limits: Limits, version: int) -> ColumnData:
-    """One column's checked values: a read-only view of the body (numeric) or a list of str/None."""
+    """One column's checked values: a read-only view of the body (numeric), a list of str/None (str, v1
+    array) or a :class:`StrColumn` (str, v2 dictionary)."""
     if wire_type == "str" and version >= 2 and isinstance(raw, dict):
         return _decode_dictionary(raw, rows, f"{at}.data", limits.max_string_length)
     if wire_type == "str":

@@ -144,6 +144,22 @@ def test_a_damaged_payload_is_refused():
         handover.decode(payload)
 
 
+@pytest.mark.parametrize("codes", [[0, 3], [-1, 0], [[0, 1]]])
+def test_a_str_column_with_codes_outside_its_keys_is_refused_where_it_is_read(codes):
+    # its rows are made only when read: a damaged column must fail the hand-over, not the reader later
+    column = StrColumn(["a", "b", None], np.array(codes, dtype=np.int32))
+    batch = Batch("inference", 2, {"s": column}, {"s": "feature"}, {"s": "str"})
+    with pytest.raises(HandOverError, match="codes"):
+        handover.decode(_payload(Decoded(items=[Item("m", "1", batch, 0, 0)])))
+
+
+def test_str_columns_come_back_without_their_rows_made():
+    decoded = decode_request(request(record(inference_body({"s": ["a", None, "b", "a"] * 25}))), DEFAULT_LIMITS)
+    back = handover.decode(_payload(decoded)).items[0].batch.columns["s"]
+    assert type(back) is StrColumn and back._rows is None
+    assert back == ["a", None, "b", "a"] * 25 and back._rows is not None
+
+
 def test_a_foreign_global_is_refused_not_called():
     with pytest.raises(HandOverError, match="posix.system|os.system"):
         handover.decode(pickle.dumps(os.system))
