@@ -70,9 +70,12 @@ class _Unpickler(pickle.Unpickler):
         raise HandOverError(f"hand-over names {module}.{name}, which is not a decoded request's type")
 
 
-def encode(decoded) -> memoryview:
-    """The payload for ``decoded`` (a :class:`~.ingest.Decoded`)."""
+def encode(decoded, head: int = 0) -> memoryview:
+    """The payload for ``decoded`` (a :class:`~.ingest.Decoded`), after ``head`` bytes left for the
+    caller to fill (a frame's header: the frame then goes out in one write, without a copy)."""
     out = io.BytesIO()
+    if head:
+        out.write(bytes(head))
     _Pickler(out, protocol=5).dump(decoded)
     return out.getbuffer()
 

@@ -252,3 +252,36 @@ def test_a_malformed_decoded_frame_is_answered_with_an_error_and_the_next_one_is
         assert answers[1][2].accepted == 1 and len(queue) == 1
 
     asyncio.run(run())
+
+
+def test_the_front_sends_a_decoded_request_as_one_write_of_one_whole_frame():
+    # written apart, the header alone could wake the sidecar's loop for a read of 13 bytes
+    from driftcar.sidecar.front import Relay
+    from driftcar.sidecar.ingest import IngestResult
+
+    class Writer:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, data):
+            self.writes.append(bytes(data))
+
+        async def drain(self):
+            pass
+
+    async def run():
+        writer = Writer()
+        relay = Relay(None, writer, DEFAULT_LIMITS)
+        sent = request(record(inference_body({"s": ["a", None, "b", "a"] * 25, "x": np.arange(100.0)})))
+        data = sent.SerializeToString()
+        asking = asyncio.create_task(relay.ingest_body(data, False))
+        while not writer.writes:
+            await asyncio.sleep(0)
+        [frame] = writer.writes
+        length, rid, kind = HEADER.unpack_from(frame)
+        assert (length, kind) == (len(frame) - HEADER.size, DECODED)
+        _same(decode_request(sent, DEFAULT_LIMITS), handover.decode(frame[HEADER.size:]))
+        relay._waiting.pop(rid).set_result(IngestResult(accepted=1))
+        assert (await asking).accepted == 1
+
+    asyncio.run(run())
