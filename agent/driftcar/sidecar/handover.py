@@ -28,11 +28,14 @@ import pickle
 
 import numpy as np
 
+from driftcar.wire.codec import Batch, StrColumn, Table, _str_column
+
 __all__ = ["HandOverError", "encode", "decode", "ALLOWED"]
 
 #: (module, name) the receiving side may unpickle, beside numpy's array rebuilders
 ALLOWED = {
     ("driftcar.sidecar.handover", "_array"),
+    ("driftcar.sidecar.handover", "_columnar"),
     ("driftcar.sidecar.ingest", "Decoded"),
     ("driftcar.sidecar.ingest", "Item"),
     ("driftcar.wire.codec", "Batch"),
@@ -54,10 +57,65 @@ def _array(data, dtype: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype)
 
 
+def _pack(columns: dict) -> tuple[list, bytes]:
+    """(layout, blob): every 1-d numeric column (and str column's codes) one after another in ``blob``,
+    each at a multiple of 8 bytes (aligned when read back). ``layout``, in the columns' order: (names,
+    dtype, offset, length, a str column's keys or None) for a run of numeric columns of one dtype and
+    length back to back (read back as one block, a row per name) or a str column, and ((name,), None,
+    0, 0, the column) for a column pickled as it is."""
+    layout: list[list] = []
+    parts, at = [], 0
+    for name, column in columns.items():
+        data, keys = (column.codes, column.keys) if type(column) is StrColumn else (column, None)
+        if type(data) is not np.ndarray or data.ndim != 1 or data.dtype.kind not in _NUMERIC:
+            layout.append([(name,), None, 0, 0, column])
+            continue
+        data = np.ascontiguousarray(data)
+        last = layout[-1] if layout else None
+        if (keys is None and last is not None and last[4] is None and last[1] == data.dtype.str
+                and last[3] == len(data) and last[2] + len(last[0]) * data.nbytes == at):
+            last[0] += (name,)
+        else:
+            layout.append([(name,), data.dtype.str, at, len(data), keys])
+        parts.append(data)
+        at += data.nbytes
+        if at % 8:
+            parts.append(bytes(8 - at % 8))
+            at += 8 - at % 8
+    return [tuple(entry) for entry in layout], b"".join(parts)
+
+
+def _columnar(cls, fields: dict, layout: list, blob: bytes):
+    """A :class:`~driftcar.wire.Batch` or :class:`~driftcar.wire.codec.Table` back (:func:`_pack`)."""
+    if cls is not Batch and cls is not Table:
+        raise HandOverError(f"hand-over rebuilds a {getattr(cls, '__name__', cls)!r} with columns")
+    columns = {}
+    for names, dtype, at, length, keys in layout:
+        if dtype is None:
+            columns[names[0]] = keys
+        elif keys is not None:
+            columns[names[0]] = _str_column(keys, np.frombuffer(blob, dtype, length, at))
+        elif len(names) == 1:
+            columns[names[0]] = np.frombuffer(blob, dtype, length, at)
+        else:  # (one call and a view per row: ~1.7 against ~5.4 µs for 20 columns read apart)
+            columns.update(zip(names, np.frombuffer(blob, dtype, length * len(names), at).reshape(len(names), length)))
+    obj = cls.__new__(cls)
+    obj.__dict__.update(fields)
+    obj.columns = columns
+    return obj
+
+
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj):
         # Called only for objects that are not plain builtins (here: the dataclasses, str columns, arrays).
-        if type(obj) is np.ndarray and obj.dtype.kind in _NUMERIC and obj.ndim == 1:
+        # A batch's (and call table's) columns travel as one blob: pickling each array apart cost ~1.1 µs
+        # of Python calls and pickle opcodes per array whatever its size (28 in a 1,000-row request of
+        # 20 numeric + 5 str columns, measured with 1-row arrays), reading each back ~1.7 µs.
+        cls = type(obj)
+        if cls is Batch or cls is Table:
+            fields = dict(obj.__dict__)
+            return _columnar, (cls, fields, *_pack(fields.pop("columns")))
+        if cls is np.ndarray and obj.dtype.kind in _NUMERIC and obj.ndim == 1:
             data = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
             return _array, (pickle.PickleBuffer(data), data.dtype.str)
         return NotImplemented

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import os
 import pickle
 
@@ -105,8 +106,24 @@ def test_arrays_are_not_pickled_through_numpy():
     """The reason for the codec: no array goes through numpy's reduce (~5-7 µs each)."""
     decoded = Decoded(items=[Item("m", "1", decode_batch(inference_body({"x": np.arange(100.0)})), 10, 0)])
     payload = _payload(decoded)
-    assert b"_reconstruct" not in payload and b"_frombuffer" not in payload and b"_array" in payload
+    assert b"_reconstruct" not in payload and b"_frombuffer" not in payload and b"_columnar" in payload
     assert np.arange(100.0).tobytes() in payload
+    assert b"_array" in _payload(Decoded(windows=[({}, np.arange(3.0))]))  # an array elsewhere: its bytes too
+
+
+@pytest.mark.parametrize("cls", [Item, Decoded])
+def test_only_a_batch_or_a_call_table_is_rebuilt_with_columns(cls):
+    from driftcar.sidecar.handover import _columnar
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            return (_columnar, (cls, {}, [], b"")) if type(obj) is Table else NotImplemented
+
+    out = io.BytesIO()
+    Pickler(out, protocol=5).dump(Decoded(items=[Item("m", "1", Batch("inference", 0, {}, {}, {}, calls=Table(
+        0, {}, {})), 0, 0)]))
+    with pytest.raises(HandOverError, match="rebuilds a"):
+        handover.decode(out.getvalue())
 
 
 def test_arrays_off_the_common_path_come_back_too():
