@@ -118,6 +118,10 @@ class IngestQueue:
         self._items: collections.deque[Item] = collections.deque()
         self._cond = threading.Condition()
         self._busy = 0  # items taken but not yet marked done
+        #: items a waiting getter needs before it is woken (``get_many`` gathering: its limit). Why: woken by
+        #: every offer, the worker re-checked its count and slept again, 15 times per 16 batches gathered:
+        #: each a thread switch and a hand-over of the GIL, which the event loop waited for
+        self._wanted = 1
 
     def offer(self, items: list[Item]) -> bool:
         rows = sum(i.rows for i in items)
@@ -128,7 +132,8 @@ class IngestQueue:
             self._items.extend(items)
             self.rows += rows
             self.bytes += nbytes
-            self._cond.notify()
+            if len(self._items) >= self._wanted:
+                self._cond.notify()
             return True
 
     def get(self, timeout: float | None = None) -> Item | None:
@@ -147,7 +152,11 @@ class IngestQueue:
             if not self._items and not self._cond.wait_for(lambda: bool(self._items), timeout):
                 return []
             if gather_s and len(self._items) < limit:
-                self._cond.wait_for(lambda: len(self._items) >= limit, gather_s)
+                self._wanted = limit
+                try:
+                    self._cond.wait_for(lambda: len(self._items) >= limit, gather_s)
+                finally:
+                    self._wanted = 1
             n = min(limit, len(self._items))
             items = [self._items.popleft() for _ in range(n)]
             self._busy += n

@@ -244,6 +244,28 @@ def test_the_worker_gathers_batches_arriving_one_by_one_into_one_take():
     assert time.monotonic() - start < 5
 
 
+def test_a_gathering_worker_is_woken_once_what_it_waits_for_is_there_not_by_every_offer():
+    import threading
+
+    from tests.support.waiting import wait_until
+
+    queue = IngestQueue(10**6, 10**9)
+    items = _mixed_items(4)
+    notified = []
+    notify = queue._cond.notify
+    queue._cond.notify = lambda *a: (notified.append(len(queue._items)), notify(*a))
+    took = []
+    taker = threading.Thread(target=lambda: took.extend(queue.get_many(4, timeout=30, gather_s=30)))
+    taker.start()
+    assert queue.offer(items[:1])  # an empty queue's first item wakes the worker
+    wait_until(lambda: queue._wanted == 4, what="the worker gathering")
+    assert queue.offer(items[1:2]) and queue.offer(items[2:3]) and notified == [1]
+    assert queue.offer(items[3:])
+    taker.join(20)
+    assert not taker.is_alive() and [id(i) for i in took] == [id(i) for i in items] and notified == [1, 4]
+    assert queue._wanted == 1
+
+
 def test_a_waiting_request_is_taken_when_the_worker_makes_room():
     import asyncio
 
