@@ -5,7 +5,8 @@ Run: ``python benchmarks/run.py [--quick] sidecar``; the ingest section alone:
 ``python benchmarks/bench_sidecar.py --ingest [--quick]``; the ways to spread ingest over processes:
 ``python benchmarks/bench_sidecar.py --ingest-workers [--quick]`` (:mod:`_ingest_cuts`); the gRPC receive
 floor under server options: ``--grpc-floor-options [--quick]``; the gRPC front process and the sidecar's
-side of its link without applying: ``--front-link [--quick]``. The ingest section runs both receiver
+side of its link without applying: ``--front-link [--quick]``; CPU per request of each in-process stage of
+that path (least of many passes): ``--stage-cpu [--quick]``. The ingest section runs both receiver
 paths (``grpc_front`` off and on) in turns, at 1,000-row batches and at the hook's default batch size.
 Every figure comes from a real ``driftcar sidecar`` process started by its CLI on 127.0.0.1; the baseline
 (``WindowSketch.update`` on the same decoded batches, in this process) is measured
@@ -872,6 +873,72 @@ def bench_front_link(quick: bool) -> list[str]:
             "Least of the rounds. Run it from two trees in turn to compare link designs on a shared machine.", ""]
 
 
+def _least_cpu(fn, reps: int) -> float:
+    """Least ``time.thread_time`` of ``reps`` calls of ``fn`` (a collection first: no GC pause inside)."""
+    import gc
+
+    best = float("inf")
+    for _ in range(reps):
+        gc.collect()
+        start = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - start)
+    return best
+
+
+def bench_stage_cpu(quick: bool) -> list[str]:
+    """``--stage-cpu``: CPU µs per 1,000-row request of each in-process stage of the gRPC front path,
+    least of many passes (a CPU-time microbenchmark, no network: fit for a shared machine)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from driftcar.sidecar import handover
+    from driftcar.sidecar.coalesce import coalesce
+    from driftcar.sidecar.config import load_config
+    from driftcar.sidecar.ingest import TAKE_AT_ONCE, IngestQueue, Ingestor, decode_request
+    from driftcar.sidecar.state import StateStore
+    from driftcar.sidecar.telemetry import Telemetry, TelemetryConfig
+    from driftcar.wire import DEFAULT_LIMITS
+
+    _as_the_sidecar()
+    n, reps = (48, 10) if quick else (96, 30)
+    prof, _, requests, _ = _workload(n, os.path.join(tempfile.mkdtemp(), "stages.profile"))
+    raw = [r.SerializeToString() for r in requests]
+    parsed = [ExportLogsServiceRequest.FromString(d) for d in raw]
+    payloads = [bytes(handover.encode(decode_request(p, DEFAULT_LIMITS))) for p in parsed]
+    tel = Telemetry(TelemetryConfig(export="none"))
+    queue = IngestQueue(10**9, 10**12)
+    ingestor = Ingestor(queue, tel, DEFAULT_LIMITS)
+
+    def receive() -> None:  # the sidecar's loop: hand-over read, model cap, queue, counts
+        for payload in payloads:
+            ingestor.commit(ingestor.prepare_decoded(handover.decode(payload)))
+        for item in queue.get_many(10**6, 0):
+            queue.done(item)
+        ingestor.recent = type(ingestor.recent)()  # (the same batches again next pass: not duplicates)
+
+    store = StateStore(load_config(env={}, flags={"live_reference_rows": "0"}).store_config(), tel)
+    store.get_or_create("bench", "1").set_profile(prof, "file")
+    taken = iter([[i for p in payloads for i in handover.decode(p).items] for _ in range(reps)])
+
+    def apply() -> None:  # the ingest worker: runs of up to 16 queued batches concatenated and applied
+        items = next(taken)
+        for i in range(0, len(items), TAKE_AT_ONCE):
+            for merged, _ in coalesce(items[i:i + TAKE_AT_ONCE]):
+                store.apply(merged)
+
+    decoded = [decode_request(p, DEFAULT_LIMITS) for p in parsed]
+    stages = {"front: parse (protobuf)": lambda: [ExportLogsServiceRequest.FromString(d) for d in raw],
+              "front: decode (records + batch bodies)": lambda: [decode_request(p, DEFAULT_LIMITS) for p in parsed],
+              "front: hand-over encode": lambda: [handover.encode(d) for d in decoded],
+              "sidecar loop: hand-over decode": lambda: [handover.decode(p) for p in payloads],
+              "sidecar loop: hand-over decode + prepare + commit": receive,
+              "sidecar worker: apply (coalesce 16 + state)": apply}
+    lines = ["### CPU per 1,000-row request by stage (µs, least of the passes, `time.thread_time`)", "",
+             "| stage | µs |", "|---|---:|"]
+    lines += [f"| {name} | {_least_cpu(fn, reps) / n * 1e6:.1f} |" for name, fn in stages.items()]
+    return lines + ["", f"{n} requests of 20 numeric + 5 str columns a pass, {reps} passes.", ""]
+
+
 def run(quick: bool) -> str:
     with tempfile.TemporaryDirectory(prefix="driftcar-bench-") as tmp:
         lines = ["## sidecar", ""]
@@ -887,6 +954,8 @@ if __name__ == "__main__":
         _grpc_floor_server(*sys.argv[sys.argv.index("--grpc-floor") + 1:][:1])
     elif "--grpc-floor-options" in sys.argv:  # the receive floor under server options (not in run())
         print("\n".join(bench_grpc_floor_options(quick="--quick" in sys.argv)))
+    elif "--stage-cpu" in sys.argv:  # CPU per request of each in-process stage (not in run())
+        print("\n".join(bench_stage_cpu(quick="--quick" in sys.argv)))
     elif "--front-link" in sys.argv:  # the gRPC front and the sidecar's side of its link alone (not in run())
         print("\n".join(bench_front_link(quick="--quick" in sys.argv)))
     elif "--ingest-workers" in sys.argv:  # the ways to use both cores for ingest, measured (not in run())
