@@ -36,8 +36,12 @@ import threading
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from driftcar._children import die_with_parent
+from driftcar.sidecar.errors import BadRequest
+from driftcar.sidecar.ingest import decode_request
 from driftcar.wire import Limits
 
 __all__ = ["MIN_BYTES", "OFFLOAD_BYTES", "decode", "decode_inline", "available", "shutdown"]
@@ -70,11 +74,6 @@ class _Strings:
 
 
 def _parse(data: bytes, as_json: bool):
-    from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
-    from driftcar.sidecar.errors import BadRequest
-
     if as_json:
         from driftcar.sidecar.receiver_http import parse_otlp_json
 
@@ -87,8 +86,6 @@ def _parse(data: bytes, as_json: bool):
 
 def decode_inline(data: bytes, as_json: bool, limits: Limits):
     """Parse + decode every record (BadRequest when the request itself cannot be parsed)."""
-    from driftcar.sidecar.ingest import decode_request
-
     return decode_request(_parse(data, as_json), limits)
 
 

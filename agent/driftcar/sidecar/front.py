@@ -35,7 +35,7 @@ import socket
 import struct
 import sys
 
-from driftcar.sidecar import errors, handover
+from driftcar.sidecar import decode_pool, errors, handover
 from driftcar.sidecar.errors import BadRequest, IngestError
 
 __all__ = ["Relay", "HEADER", "READY", "FAILED", "DECODED", "REFUSED", "ANSWER", "read_frame", "write_frame",
@@ -107,8 +107,6 @@ class Relay:
         raise error
 
     async def ingest_body(self, data: bytes, as_json: bool):
-        from driftcar.sidecar import decode_pool
-
         try:
             decoded = await decode_pool.decode(data, as_json, self.limits)
         except BadRequest as exc:

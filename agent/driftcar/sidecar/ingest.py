@@ -34,6 +34,7 @@ from driftcar.sidecar.dedupe import RecentBatches, batch_id
 from driftcar.sidecar.errors import BadRequest, Overloaded, ShuttingDown
 from driftcar.wire import Batch, BatchError, Limits, decode_batch
 from driftcar.wire import otlp
+from driftcar.wire.window import iter_window_bodies
 
 __all__ = ["Item", "IngestResult", "IngestQueue", "Ingestor", "IngestWorker", "Prepared", "Decoded", "decode_record",
            "decode_request", "keep_heap", "MAX_REASONS", "ADMIT_WAIT_S", "MAX_ADMIT_WAITERS"]
@@ -224,8 +225,6 @@ class Decoded:
 
 
 def decode_request(request: ExportLogsServiceRequest, limits: Limits) -> Decoded:
-    from driftcar.wire.window import iter_window_bodies
-
     out = Decoded(windows=list(iter_window_bodies(request)))
     for record in otlp.iter_batch_records(request):
         if record is None:

@@ -22,6 +22,7 @@ __all__ = ["GrpcReceiver", "SERVICE", "METHOD"]
 
 log = logging.getLogger("driftcar.sidecar.receiver.grpc")
 SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+_ACCEPTED = ExportLogsServiceResponse()
 METHOD = "Export"
 
 
@@ -61,11 +62,12 @@ class GrpcReceiver:
             code, details, trailers = grpc_status(error)
             await context.abort(code, details, trailing_metadata=trailers)
             raise  # unreachable: abort raises
+        if not result.rejected:
+            return _ACCEPTED  # (only ever serialised: one empty response for every full success)
         response = ExportLogsServiceResponse()
-        if result.rejected:
-            response.partial_success.CopyFrom(
-                ExportLogsPartialSuccess(rejected_log_records=result.rejected, error_message=result.message)
-            )
+        response.partial_success.CopyFrom(
+            ExportLogsPartialSuccess(rejected_log_records=result.rejected, error_message=result.message)
+        )
         return response
 
     async def start(self) -> None:
