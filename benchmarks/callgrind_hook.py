@@ -18,7 +18,8 @@ the worker's instructions per row are measured apart from the model's; ``helper`
 instrumented model with ``ship_process=True`` (conversion, encoding and export in the hook's helper
 process), followed into the helper with ``--trace-children=yes``: the model process's
 instructions per call (all its threads) and, on their own line, the helper's, which the user
-pays on the node too.
+pays on the node too. ``--keep DIR`` keeps the output files (``DIR/VARIANT-CALLS/``) for
+``callgrind_annotate``, which attributes the instructions to functions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,9 +45,11 @@ def _totals(path: Path) -> tuple[str, int]:
     return (cmd.group(1) if cmd else ""), (int(match.group(1)) if match else 0)
 
 
-def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> tuple[list[int], int]:
+def _instructions(variant: str, calls: int, endpoint: str, extra: list[str], keep: Path | None = None
+                  ) -> tuple[list[int], int]:
     """Instructions of the model process, then of each of its threads in creation order (main
-    first); and of the helper process (all threads; 0 without one)."""
+    first); and of the helper process (all threads; 0 without one). With ``keep``, the callgrind
+    output files are copied to ``keep/VARIANT-CALLS/`` (for ``callgrind_annotate``)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "agent"), env.get("PYTHONPATH", "")])
     helper = variant == "helper"
@@ -58,6 +62,8 @@ def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> 
                sys.executable, str(HERE / script[0]), *script[1:], "--calls", str(calls), "--warmup", "200",
                "--endpoint", endpoint, "--flush", "300", "--batch-rows", "500", "--batch-age", "3600", *extra]
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
+        if keep is not None:
+            shutil.copytree(tmp, keep / f"{variant}-{calls}", dirs_exist_ok=True)
         per_thread, helper_total = [], 0
         # callgrind.out.<pid>-<thread>: the model process is the one running the workload script
         for path in sorted(Path(tmp).glob("callgrind.out.*-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])):
@@ -71,14 +77,15 @@ def _instructions(variant: str, calls: int, endpoint: str, extra: list[str]) -> 
     return [sum(per_thread), *per_thread], helper_total
 
 
-def count(variants: list[str], n1: int, n2: int, extra: list[str], protocol: str = "http/protobuf") -> dict[str, float]:
+def count(variants: list[str], n1: int, n2: int, extra: list[str], protocol: str = "http/protobuf",
+          keep: Path | None = None) -> dict[str, float]:
     from tests.support.otlp import GrpcOtlpReceiver, HttpOtlpReceiver
 
     result = {}
     extra = [*extra, "--protocol", protocol]
     with (GrpcOtlpReceiver() if protocol == "grpc" else HttpOtlpReceiver()) as receiver:
         for variant in variants:
-            (i1, h1), (i2, h2) = (_instructions(variant, n, receiver.endpoint, extra) for n in (n1, n2))
+            (i1, h1), (i2, h2) = (_instructions(variant, n, receiver.endpoint, extra, keep) for n in (n1, n2))
             result[variant] = (i2[0] - i1[0]) / (n2 - n1)
             threads = [(b - a) / (n2 - n1) / 1e3 for a, b in zip(i1[1:], i2[1:])]
             print(f"{variant:13s} {result[variant] / 1e3:9.1f} k instructions per call (per thread, main first: "
@@ -106,9 +113,10 @@ def main() -> None:
                         help="an SDK TracerProvider: compare variants span and instrumented span for span")
     parser.add_argument("--protocol", default="http/protobuf", choices=("grpc", "http/protobuf"),
                         help="the hook's transport (default: the hook's default)")
+    parser.add_argument("--keep", type=Path, help="copy the callgrind output files to KEEP/VARIANT-CALLS/")
     args = parser.parse_args()
     count(args.variants, args.n1, args.n2, ["--model", args.model, "--rows", str(args.rows), "--provider", args.provider],
-          args.protocol)
+          args.protocol, args.keep)
 
 
 if __name__ == "__main__":
