@@ -93,7 +93,7 @@ class Monitor:
     def unwrap(self, timeout: float = 5.0) -> None:
         """Remove every wrapper this monitor installed (later calls through stale ones pass
         through), then stop the shipper it created within ``timeout`` s."""
-        self.state.enabled = False
+        self.state.switch("enabled", False)
         self.state.rewalk = None
         for ref, method in self._targets:
             obj = ref()
@@ -124,8 +124,7 @@ class Monitor:
 
     @_capture.setter
     def _capture(self, on: bool) -> None:
-        self.state.capture_on = bool(on)
-        self.state.sync()
+        self.state.switch("capture_on", bool(on))
 
     @property
     def sample(self) -> float:
@@ -136,8 +135,7 @@ class Monitor:
     def sample(self, rate: float) -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
             raise ValueError(f"sample must be a number in [0, 1], got {rate!r}")
-        self.state.sample = float(rate)
-        self.state.sync()
+        self.state.switch("sample", float(rate))
 
     @property
     def feature_names(self) -> tuple[str, ...] | None:
@@ -172,13 +170,13 @@ class Monitor:
         captured. Calls skipped are counted in ``stats["paused_calls"]``.
         """
         state = self.state
-        state.pausing += 1
+        state.pause(1)
         token = state.paused.set(True)
         try:
             yield
         finally:
             state.paused.reset(token)
-            state.pausing -= 1
+            state.pause(-1)
 
     @contextmanager
     def ids(self, ids: Any) -> Iterator[None]:
@@ -190,7 +188,8 @@ class Monitor:
         ``stats["id_mismatches"]``. Per thread / asyncio task.
         """
         state = self.state
-        state.ids_used = True
+        if not state.ids_used:
+            state.switch("ids_used", True)
         token = state.ids.set(_snapshot_ids(ids))
         try:
             yield
