@@ -174,9 +174,11 @@ class Sealed:
         c, method = self.calls, self.method
         inputs = np.frombuffer(b"".join(self.xs[:c]), dtype=self.xdtype).reshape(-1, self.ncols)
         outputs = np.frombuffer(b"".join(self.ys[:c]), dtype=self.ydtype).reshape((-1, *self.ytail))
+        # every call has a row, so rows == calls means one row each (1-row calls, the commonest): no
+        # conversion of that column (np.array of a list of ints: ~0.3 k instructions per element)
+        nrows = np.ones(c, dtype=np.int64) if self.rows == c else np.array(self.nrows[:c], dtype=np.int64)
         calls = _calls_table(method, np.array(self.starts[:c], dtype=np.int64),
-                             np.array(self.durations[:c], dtype=np.int64), np.array(self.nrows[:c], dtype=np.int64),
-                             self.traces[:c])
+                             np.array(self.durations[:c], dtype=np.int64), nrows, self.traces[:c])
         return Captured(kind="inference", method=method, start_ns=self.starts[0], duration_s=0.0, rows=len(inputs),
                         inputs=inputs, outputs=outputs, feature_names=self.names, calls=calls,
                         size_hint=inputs.nbytes + outputs.nbytes)
@@ -202,11 +204,47 @@ def _thaw_run(raws: list, key: tuple) -> Captured:
                     size_hint=inputs.nbytes + outputs.nbytes)
 
 
+def _layout(sealed: Sealed) -> tuple:
+    return (sealed.method, sealed.names, sealed.xdtype, sealed.ncols, sealed.ydtype, sealed.ytail)
+
+
+def _merged(blocks: list) -> Sealed:
+    """Consecutive sealed blocks of one layout as one: a batch of many blocks is then converted and
+    encoded as one item (one Column per column instead of one per block, and no concatenation
+    after): the worker's conversion and encoding of a 500-row batch of 1-row calls (two blocks)
+    4.72 k -> 4.21 k instructions per row (callgrind, export excluded)."""
+    first = blocks[0]
+    lists: tuple[list, ...] = ([], [], [], [], [], [])
+    for block in blocks:
+        c = block.calls
+        for merged, part in zip(lists, (block.xs, block.ys, block.starts, block.durations, block.nrows,
+                                        block.traces)):
+            merged += part[:c]
+    return Sealed(first.method, first.names, first.xdtype, first.ncols, first.ydtype, first.ytail,
+                  sum(b.calls for b in blocks), sum(b.rows for b in blocks), *lists)
+
+
+def _merge_sealed(items: list) -> list:
+    """``items`` with each run of consecutive sealed blocks of one layout merged (:func:`_merged`)."""
+    out: list = []
+    run: list = []
+    for item in items:
+        if run and (type(item) is not Sealed or _layout(item) != _layout(run[0])):
+            out.append(run[0] if len(run) == 1 else _merged(run))
+            run = []
+        (run if type(item) is Sealed else out).append(item)
+    if run:
+        out.append(run[0] if len(run) == 1 else _merged(run))
+    return out
+
+
 def thaw_all(items: list) -> list:
-    """Items as :class:`Captured`, in order; consecutive compact calls of one layout become one run."""
+    """Items as :class:`Captured`, in order; consecutive compact calls of one layout become one run,
+    as do consecutive sealed blocks of one layout."""
     uniform = _uniform_key(items)
     if uniform is not None:
         return [_thaw_run(items, uniform)]
+    items = _merge_sealed(items)
     out: list = []
     run: list = []
     run_key = None
