@@ -267,3 +267,70 @@ def test_the_record_attribute_names_the_body_version():
         assert attrs == {otlp.ATTR_SCHEMA_VERSION: decode_batch(body).version} == {otlp.ATTR_SCHEMA_VERSION: version}
     default = otlp.batch_log_record(b"", model_name="m", model_version="1", kind="inference", rows=0)
     assert any(kv.key == otlp.ATTR_SCHEMA_VERSION and kv.value.int_value == SCHEMA_VERSION for kv in default.attributes)
+
+
+def _body_with(change) -> bytes:
+    """A valid v2 body (two f8 columns, a dictionary str column, a calls table), unpacked, changed, packed."""
+    body = msgpack.unpackb(encode_batch(
+        "inference",
+        [Column("a", "feature", np.arange(4.0)), Column("b", "feature", np.ones(4)),
+         Column("s", "feature", ["x", "y", "x", None])],
+        calls={"method": ["predict"], "rows": np.array([4]), "captured": np.array([4])},
+    ), raw=False)
+    change(body)
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def _set(path, value):
+    def change(body):
+        target = body
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+# Each one breaks one condition of _decode_columns' fast path for a column otherwise shaped for it: the
+# column must take the full checks and fail with their message (or, for "class", be accepted).
+@pytest.mark.parametrize("change, error", [
+    (_set(("columns", 1, "name"), "a"), "body.columns[1].name: duplicate column name 'a'"),
+    (_set(("columns", 1, "name"), ""), "body.columns[1].name: length 0 outside 1.."),
+    (_set(("columns", 1, "name"), "n" * 10_000), "body.columns[1].name: length 10000 outside 1.."),
+    (_set(("columns", 1, "name"), 7), "body.columns[1].name: expected str, got int"),
+    (_set(("columns", 1, "role"), "call"), "body.columns[1].role: 'call' is not one of"),
+    (_set(("columns", 1, "role"), b"feature"), "body.columns[1].role: expected str, got bytes"),
+    (_set(("columns", 1, "type"), "f16"), "body.columns[1].type: 'f16' is not one of"),
+    (_set(("columns", 1, "type"), "f4"), "body.columns[1].data: 32 bytes, expected 4 x 4 = 16"),
+    (_set(("columns", 1, "data"), b"\0" * 31), "body.columns[1].data: 31 bytes, expected 4 x 8 = 32"),
+    (_set(("columns", 1, "data"), [1.0, 2.0, 3.0, 4.0]), "body.columns[1].data: type f8 needs bin, got list"),
+    (_set(("columns", 1, "data"), None), "body.columns[1].data: type f8 needs bin, got NoneType"),
+    (_set(("columns", 1, "type"), "bool"), "body.columns[1].data: 32 bytes, expected 4 x 1 = 4"),
+    (_set(("columns", 1, "extra"), 1), "body.columns[1]: unknown keys ['extra']"),
+    (lambda body: body["columns"][1].pop("data") and body["columns"][1].update(cls="c"),
+     "body.columns[1]: unknown keys ['cls']"),
+    (_set(("columns", 2, "type"), "f8"), "body.columns[2].data: type f8 needs bin, got dict"),
+    (_set(("columns", 2, "data", "values"), ["x", 5]), "body.columns[2].data.values[1]: expected str, got int"),
+    (_set(("columns", 2, "data", "values"), ["x", "y" * 5_000]), "body.columns[2].data.values[1]: string longer"),
+    (_set(("columns", 2, "data", "values"), ["x", "x"]), "body.columns[2].data.values: values must be distinct"),
+    (_set(("columns", 2, "data", "codes"), np.array([0, 1, 2, -1], "<i4").tobytes()),
+     "body.columns[2].data.codes: codes must be in -1..1"),
+    (_set(("columns", 2, "data", "codes"), np.array([0, 1, 0, -2], "<i4").tobytes()),
+     "body.columns[2].data.codes: codes must be in -1..1"),
+    (_set(("calls", "columns", 1, "data"), np.array([-1], "<i8").tobytes()),
+     "body.calls.rows: values must be in 0.."),
+    (_set(("calls", "columns", 2, "data"), np.array([2**62], "<i8").tobytes()),
+     "body.calls.captured: values must be in 0.."),
+    (_set(("calls", "columns", 1, "type"), "f8"), "body.calls.rows: type 'f8', expected 'i8'"),
+])
+def test_a_column_off_the_fast_path_fails_with_the_full_checks_message(change, error):
+    with pytest.raises(BatchError) as info:
+        decode_batch(_body_with(change))
+    assert info.value.reason.startswith(error), info.value.reason
+
+
+def test_a_column_off_the_fast_path_is_decoded_as_on_it():
+    batch = decode_batch(_body_with(_set(("columns", 1, "class"), "yes")))  # five keys: the full checks
+    assert batch.classes == {"b": "yes"} and batch.columns["b"].tolist() == [1.0] * 4
+    assert list(batch.columns) == ["a", "b", "s"] and batch.types == {"a": "f8", "b": "f8", "s": "str"}
+    assert batch.columns["s"] == ["x", "y", "x", None]
+    assert batch.calls.columns["rows"].tolist() == [4] and list(batch.calls.types) == ["method", "rows", "captured"]
