@@ -63,16 +63,26 @@ def _kv(key: str, value: Any) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
+_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value", "bytes_value"})
+
+
 def any_value_to_python(value: AnyValue) -> Any:
     """Scalar AnyValue -> Python value (arrays/maps -> None: not used here)."""
     which = value.WhichOneof("value")
-    if which in ("string_value", "bool_value", "int_value", "double_value", "bytes_value"):
-        return getattr(value, which)
-    return None
+    return getattr(value, which) if which in _SCALARS else None
 
 
 def attributes_to_dict(attributes) -> dict[str, Any]:
-    return {kv.key: any_value_to_python(kv.value) for kv in attributes}
+    """Attributes -> {key: scalar value or None}. Why :func:`any_value_to_python` is written out here (and
+    a record's body read once below): one call less per attribute, 6 a batch record with its resource;
+    ``iter_batch_records`` of one benchmark request ~9.4 -> ~8.9 µs (``timeit``, least of 9, the two
+    versions alternating on a loaded machine: a small gain)."""
+    out = {}
+    for kv in attributes:
+        value = kv.value
+        which = value.WhichOneof("value")
+        out[kv.key] = getattr(value, which) if which in _SCALARS else None
+    return out
 
 
 def new_batch_id() -> int:
@@ -174,7 +184,8 @@ def iter_batch_records(request: ExportLogsServiceRequest) -> Iterator[BatchRecor
                 if not is_batch_record(record):
                     yield None
                     continue
-                body = record.body.bytes_value if record.body.WhichOneof("value") == "bytes_value" else None
+                body = record.body  # (read once: each read makes a new wrapper)
+                body = body.bytes_value if body.WhichOneof("value") == "bytes_value" else None
                 yield BatchRecord(
                     resource=resource,
                     attributes=attributes_to_dict(record.attributes),
