@@ -219,7 +219,7 @@ def _merged(blocks: list) -> Sealed:
         c = block.calls
         for merged, part in zip(lists, (block.xs, block.ys, block.starts, block.durations, block.nrows,
                                         block.traces)):
-            merged += part[:c]
+            merged.extend(part[:c])  # (not +=: with an array part, as the ring's, numpy's + would run)
     return Sealed(first.method, first.names, first.xdtype, first.ncols, first.ydtype, first.ytail,
                   sum(b.calls for b in blocks), sum(b.rows for b in blocks), *lists)
 

@@ -97,3 +97,21 @@ def test_ship_process_is_an_env_option_checked_like_the_others():
     assert ShipperConfig("m").ship_process is False
     with pytest.raises(ValueError, match="DRIFTCAR_SHIP_PROCESS"):
         ShipperConfig.from_env("m", env={"DRIFTCAR_SHIP_PROCESS": "maybe"})
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_blocks_read_from_the_ring_merge_into_one_run_with_every_call(pair, traced):
+    # the helper's worker merges consecutive blocks (records.thaw_all): blocks rebuilt by the reader
+    # hold their ints as arrays and one byte string per column, unlike the model side's lists
+    from driftcar.hook.records import thaw_all
+
+    writer, reader = pair
+    sent = [_sealed(0, 3, traced=traced), _sealed(100, 2, rows_per_call=2, traced=traced), _sealed(200, 4)]
+    assert all(writer.push(block) for block in sent)
+    [merged] = thaw_all(_read_blocks(reader))
+    alone = [block.thaw() for block in sent]
+    np.testing.assert_array_equal(merged.inputs, np.concatenate([a.inputs for a in alone]))
+    np.testing.assert_array_equal(merged.outputs, np.concatenate([a.outputs for a in alone]))
+    for name in ("start_ns", "duration_s", "rows", "captured"):
+        np.testing.assert_array_equal(merged.calls[name], np.concatenate([a.calls[name] for a in alone]))
+    assert merged.calls["trace_id"] == [t for a in alone for t in a.calls["trace_id"]]
