@@ -62,12 +62,17 @@ class SidecarProcess:
     """
 
     def __init__(self, tmp_path, *args: str, env: dict | None = None, ports: dict | None = None):
-        self.ports = ports or {"grpc": free_port(), "http": free_port(), "prometheus": free_port()}
+        self._own_ports = ports is None  # chosen here: may be chosen again (see start)
+        self.ports = ports or self._free_ports()
         self.args = list(args)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCAR_", "OTEL_"))}
         self.env.update(env or {})
         self.log_path = os.path.join(str(tmp_path), f"sidecar-{len(os.listdir(str(tmp_path)))}.log")
         self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def _free_ports() -> dict:
+        return {"grpc": free_port(), "http": free_port(), "prometheus": free_port()}
 
     @property
     def http(self) -> str:
@@ -77,7 +82,19 @@ class SidecarProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['prometheus']}/metrics"
 
-    def start(self, ready_timeout: float = 30.0) -> "SidecarProcess":
+    def start(self, ready_timeout: float = 30.0, attempts: int = 3) -> "SidecarProcess":
+        """Start and wait for /readyz. A port found free may be taken by another process (an outgoing
+        connection's ephemeral port) before the sidecar binds it: with ports chosen here, a start
+        refused with "address already in use" is tried again on new ports, ``attempts`` times at most."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start(ready_timeout)
+            except AssertionError as exc:
+                if not (self._own_ports and "address already in use" in str(exc) and attempt < attempts):
+                    raise
+                self.ports = self._free_ports()
+
+    def _start(self, ready_timeout: float) -> "SidecarProcess":
         cmd = [sys.executable, "-m", "driftcar.cli", "sidecar",
                "--grpc", f"127.0.0.1:{self.ports['grpc']}", "--http", f"127.0.0.1:{self.ports['http']}",
                "--prometheus", f"127.0.0.1:{self.ports['prometheus']}", *self.args]
