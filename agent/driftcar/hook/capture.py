@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from driftcar.hook.specs import MethodSpec
     from driftcar.hook.state import HookState
 
-__all__ = ["record_plain", "record_array", "record", "n_rows", "copy_value", "size_hint", "input_of"]
+__all__ = ["record_array", "record", "n_rows", "copy_value", "size_hint", "input_of"]
 
 _ndarray = np.ndarray
 _random = random.random
@@ -87,24 +87,6 @@ def record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndar
         state.failed(failure)
         return
     _record_array(state, method, x, result, start_ns, duration_ns, span)
-
-
-def record_plain(state: "HookState", method: str, x: np.ndarray, result: np.ndarray, start_ns: int,
-                 duration_ns: int) -> None:
-    """:func:`record_array` for a call with no span, no trace id and no row ids (``state.plain``):
-    its tests and its trace-id argument are known, so ~25 bytecodes instead of ~45 (callgrind,
-    a trivial 1-row model: the hook's share of the model thread 15.1 k -> 14.9 k instructions per call)."""
-    try:
-        block = state.block
-        rows = 0 if block is None else block.write(method, x, result, start_ns, duration_ns, 0)
-    except Exception as failure:  # never raise into the model
-        state.failed(failure)
-        return
-    if rows:
-        state.calls += 1
-        state.captured_rows += rows
-    else:
-        _record_array(state, method, x, result, start_ns, duration_ns, None)
 
 
 def _record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndarray, start_ns: int,

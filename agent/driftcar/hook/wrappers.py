@@ -41,7 +41,7 @@ import numpy as np
 from opentelemetry.context import attach, detach
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
-from driftcar.hook.capture import record, record_array, record_plain
+from driftcar.hook.capture import record, record_array
 from driftcar.hook.specs import MethodSpec, spec_for
 from driftcar.hook.state import HookState
 
@@ -168,7 +168,7 @@ class Wrapper:
             depth[1] = 0
         duration_ns = _perf_ns() - t0
         if args and type(args[0]) is _ndarray and type(result) is _ndarray:
-            record_plain(state, self.name, args[0], result, t0 + state.wall_offset, duration_ns)
+            record_array(state, self.name, args[0], result, t0 + state.wall_offset, duration_ns, None)
         else:
             record(state, self.spec, self.owner, args, kwargs, result, t0 + state.wall_offset, duration_ns, None, None)
         return result

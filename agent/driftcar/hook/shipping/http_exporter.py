@@ -83,6 +83,9 @@ class HttpExporter:
         self.headers = {"Content-Type": "application/x-protobuf", **dict(headers or {})}
         if gzip:
             self.headers["Content-Encoding"] = "gzip"
+        # ask the worker for payloads in pieces (``pack_requests(pieces=True)``) only when they are sent
+        # as they are: a gzip body is compressed from one joined request anyway
+        self.pieces = not gzip
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -134,9 +137,6 @@ class HttpExporter:
             self._drop_connection()
             return Outcome.retry(f"http client error {type(exc).__name__}", detail=str(exc))
         return None
-
-    #: ``export`` takes a payload in pieces (``pack_requests(pieces=True)``)
-    pieces = True
 
     def export(self, payload: bytes | tuple[bytes, ...], timeout_s: float) -> Outcome:
         """POST one request: ``payload`` is its bytes, or a tuple of pieces whose concatenation they are
