@@ -133,29 +133,41 @@ def test_grpc_compressed_bomb_is_refused_with_bounded_memory(sidecar):
     assert growth < LIMIT * 1.1
 
 
-def test_the_largest_valid_requests_do_not_stall_the_loop(sidecar):
+def test_the_largest_valid_requests_do_not_stall_the_loop(tmp_path):
     """Requests at the limit are inflated in 1 MiB steps and parsed/validated off the event loop.
 
-    What remains on the loop at the limit is grpcio's own inflation of a 32 MiB gzip message
-    (grpc.aio runs it on the loop's thread: ~90 ms here), hence the 200 ms bound; OTLP/JSON
-    with a multi-megabyte string also holds the GIL in protobuf's JSON parser (reported as
-    ``own stall``, see README). Fuzz-sized inputs stay under 100 ms (test_fuzz.py).
+    What remains on the loop's thread at the limit is grpcio's receipt of a 32 MiB message
+    (grpc.aio runs it there), and most of that is the kernel's: ~40 of ~50 ms here are page
+    faults of the message's fresh pages, whose cost is the machine's (a new virtual machine
+    faulting never-touched memory took ~240 ms once in CI). So the loop's own work (user
+    mode) is held to 100 ms and the whole, kernel included, to 500 ms. OTLP/JSON with a
+    multi-megabyte string also holds the GIL in protobuf's JSON parser (reported as ``own
+    stall``, see README). Fuzz-sized inputs stay under 100 ms (test_fuzz.py).
+
+    A sidecar of its own: the probe's maxima then cover these requests alone, not the refused
+    ones and the bombs the module's other tests sent before (the check holds by itself, ``-k``,
+    and whatever the order).
     """
-    # send them here too, so the check holds on its own (alone, ``-k``) and not by test order
-    client = RawGrpc(sidecar.grpc_target)
-    try:
-        for compression in (None, grpc.Compression.Gzip):
-            assert client.send(proto_of_size(LIMIT), timeout=30, compression=compression).code == "OK"
-    finally:
-        client.close()
-    for data, content_type in ((proto_of_size(LIMIT), "application/x-protobuf"), (json_of_size(LIMIT), "application/json")):
-        assert http_post(sidecar.ports["http"], data, content_type, timeout=30).code == "200"
-        assert http_post(sidecar.ports["http"], gzip.compress(data, 1), content_type, {"Content-Encoding": "gzip"},
-                         timeout=30).code == "200"
-    probe = sidecar.fresh_probe()
-    print(f"\nlimit-sized requests: loop max busy {probe['max_busy_s'] * 1000:.0f} ms, own stall {probe['max_own_stall_s'] * 1000:.0f} ms, "
+    with Sidecar(tmp_path, "--export", "none", "--window", "1h", probe=True) as process:
+        wait_until(lambda: os.path.exists(process.probe_path), 10, what="the loop probe's first figures")
+        client = RawGrpc(process.grpc_target)
+        try:
+            for compression in (None, grpc.Compression.Gzip):
+                assert client.send(proto_of_size(LIMIT), timeout=30, compression=compression).code == "OK"
+        finally:
+            client.close()
+        for data, content_type in ((proto_of_size(LIMIT), "application/x-protobuf"),
+                                   (json_of_size(LIMIT), "application/json")):
+            assert http_post(process.ports["http"], data, content_type, timeout=30).code == "200"
+            assert http_post(process.ports["http"], gzip.compress(data, 1), content_type, {"Content-Encoding": "gzip"},
+                             timeout=30).code == "200"
+        probe = process.fresh_probe()
+    print(f"\nlimit-sized requests: loop max busy {probe['max_busy_s'] * 1000:.0f} ms "
+          f"({probe['busiest_sys_s'] * 1000:.0f} ms of it in the kernel; most in user mode "
+          f"{probe['max_busy_user_s'] * 1000:.0f} ms), own stall {probe['max_own_stall_s'] * 1000:.0f} ms, "
           f"max wall lag {probe['max_lag_s'] * 1000:.0f} ms")
-    assert probe["max_busy_s"] < 0.2, probe
+    assert probe["max_busy_user_s"] < 0.1, probe
+    assert probe["max_busy_s"] < 0.5, probe
 
 
 def _multi_mb_json(records: int, rows: int = 1_000) -> bytes:
