@@ -134,13 +134,14 @@ def _predictor(args, model, inputs):
 def _timed(predict, batches: list, calls: int, rate: float) -> tuple[np.ndarray, float, dict]:
     """Per-call latencies (ns), wall seconds and the process's resource use over the timed calls
     (every thread): CPU seconds in user and kernel mode, page faults, context switches; the timing
-    thread's own CPU, and the time it spun waiting for due times (paced runs: spinning is CPU time,
+    thread's own CPU and page faults, and the time it spun waiting for due times (paced runs: spinning is CPU time,
     which the calls did not use)."""
     lat = np.empty(calls, dtype=np.int64)
     period = 1e9 / rate if rate else 0.0
     perf = time.perf_counter_ns
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     own0 = time.thread_time()
+    faults0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
     begin = perf()
     spin = 0  # ns spent waiting for the next due time (paced runs): the wait spins, so it is CPU time
     for i in range(calls):
@@ -155,10 +156,12 @@ def _timed(predict, batches: list, calls: int, rate: float) -> tuple[np.ndarray,
         lat[i] = perf() - t0
     wall = (perf() - begin) / 1e9
     own = time.thread_time() - own0
+    own_faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     used = {"user_s": ru1.ru_utime - ru0.ru_utime, "sys_s": ru1.ru_stime - ru0.ru_stime,
             "minor_faults": ru1.ru_minflt - ru0.ru_minflt, "voluntary_switches": ru1.ru_nvcsw - ru0.ru_nvcsw,
-            "involuntary_switches": ru1.ru_nivcsw - ru0.ru_nivcsw, "model_thread_cpu_s": own, "spin_s": spin / 1e9}
+            "involuntary_switches": ru1.ru_nivcsw - ru0.ru_nivcsw, "model_thread_cpu_s": own, "model_thread_faults": own_faults,
+            "spin_s": spin / 1e9}
     return lat, wall, used
 
 
