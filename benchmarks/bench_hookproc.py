@@ -122,15 +122,12 @@ class _Sidecar:
     def __enter__(self):
         from tests.support.waiting import free_port, wait_until
 
-        self.grpc, self.http = free_port(), free_port()
-        http = self.http
+        self.grpc, self.http = free_port(), free_port()  # distinct: free_port never repeats itself
         exe = shutil.which("driftcar", path=os.path.dirname(sys.executable)) or "driftcar"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "agent"), os.environ.get("PYTHONPATH", "")]))
-        while self.http == self.grpc:  # two free ports asked one after the other may be the same one
-            self.http = http = free_port()
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [exe, "sidecar", "--grpc", f"127.0.0.1:{self.grpc}", "--http", f"127.0.0.1:{http}", "--prometheus", "off",
+            [exe, "sidecar", "--grpc", f"127.0.0.1:{self.grpc}", "--http", f"127.0.0.1:{self.http}", "--prometheus", "off",
              "--export", "none", "--live-reference-rows", "0", "--log-level", "warning"],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         try:

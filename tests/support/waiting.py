@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import socket
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -34,10 +36,23 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+_GIVEN: collections.deque = collections.deque(maxlen=4096)  # the ports this process was handed last
+_GIVEN_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free right now and not handed out by this function before (among the last
+    4,096): a port closed after it was found free may be found free again at once, and two
+    "free" ports asked one after the other were once the same one (two listeners on one port)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with _GIVEN_LOCK:
+            if port not in _GIVEN:
+                _GIVEN.append(port)
+                return port
+    raise AssertionError("no loopback port free that was not handed out already")
 
 
 def require_binary(name: str) -> str:

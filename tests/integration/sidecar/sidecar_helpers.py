@@ -72,13 +72,7 @@ class SidecarProcess:
 
     @staticmethod
     def _free_ports() -> dict:
-        """Three distinct free ports (a port closed after it was found free may be found again)."""
-        ports: list[int] = []
-        while len(ports) < 3:
-            port = free_port()
-            if port not in ports:
-                ports.append(port)
-        return dict(zip(("grpc", "http", "prometheus"), ports))
+        return {"grpc": free_port(), "http": free_port(), "prometheus": free_port()}
 
     @property
     def http(self) -> str:
