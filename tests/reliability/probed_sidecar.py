@@ -33,8 +33,8 @@ STALL_S = 0.1
 
 
 async def _probe(path: str) -> None:
-    state = {"samples": 0, "max_lag_s": 0.0, "max_busy_s": 0.0, "max_own_stall_s": 0.0, "busiest_sys_s": 0.0, "max_busy_user_s": 0.0,
-             "lag_over_100ms": 0,
+    state = {"samples": 0, "max_lag_s": 0.0, "max_busy_s": 0.0, "max_own_stall_s": 0.0, "busiest_sys_s": 0.0,
+             "max_busy_user_s": 0.0, "lag_over_100ms": 0,
              "busy_over_100ms": 0, "own_stall_over_100ms": 0}
     last_write = 0.0
     while True:

@@ -128,7 +128,8 @@ def calibrate(sidecar: Sidecar) -> tuple[Senders, float]:
         while True:
             accepted0, throttled0 = batches(sidecar)
             started = time.monotonic()
-            wait_until(lambda: batches(sidecar)[0] >= accepted0 + CALIBRATION_BATCHES, DEADLINE_S, interval=0.1,
+            wait_until(lambda: batches(sidecar)[0] >= accepted0 + CALIBRATION_BATCHES,
+                       max(deadline - time.monotonic(), 1.0), interval=0.1,
                        what=f"{CALIBRATION_BATCHES} batches accepted while the queue is full")
             accepted1, throttled1 = batches(sidecar)
             seconds = time.monotonic() - started

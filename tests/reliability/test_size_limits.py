@@ -163,7 +163,7 @@ def test_the_largest_valid_requests_do_not_stall_the_loop(tmp_path):
                              timeout=30).code == "200"
         probe = process.fresh_probe()
     print(f"\nlimit-sized requests: loop max busy {probe['max_busy_s'] * 1000:.0f} ms "
-          f"({probe['busiest_sys_s'] * 1000:.0f} ms of it in the kernel; most in user mode "
+          f"({probe['busiest_sys_s'] * 1000:.0f} ms of it in the kernel; the largest user-mode tick "
           f"{probe['max_busy_user_s'] * 1000:.0f} ms), own stall {probe['max_own_stall_s'] * 1000:.0f} ms, "
           f"max wall lag {probe['max_lag_s'] * 1000:.0f} ms")
     assert probe["max_busy_user_s"] < 0.1, probe
