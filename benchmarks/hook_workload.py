@@ -1,7 +1,7 @@
 """One hook-benchmark variant in a fresh process (run by ``bench_hookproc.py`` and ``callgrind_hook.py``).
 
 ``python benchmarks/hook_workload.py VARIANT --calls N [--rows R] [--model plain|pipeline]
-[--provider none|sdk] [--endpoint URL] [--rate CALLS_PER_S] [--nocopy]`` fits a seeded model,
+[--provider none|sdk] [--endpoint URL] [--rate CALLS_PER_S] [--nocopy] [--settle S] [--cpu-budget SHARE]`` fits a seeded model,
 warms up, times N ``predict`` calls and prints one JSON line: per-call latency quantiles, wall
 time, the process's CPU seconds over the timed calls (every thread: ``resource.getrusage``; the
 timing thread's own: ``time.thread_time``; both without the time ``--rate`` spent spinning to
@@ -119,7 +119,8 @@ def _predictor(args, model, inputs):
     import driftcar
 
     options = dict(name="bench", version="1", endpoint=args.endpoint, copy=not args.nocopy, protocol=args.protocol,
-                   max_batch_rows=args.batch_rows, max_batch_age_s=args.batch_age, ship_process=args.ship_process)
+                   max_batch_rows=args.batch_rows, max_batch_age_s=args.batch_age, ship_process=args.ship_process,
+                   cpu_budget=args.cpu_budget)
     if args.variant == "instrumented":
         monitor = driftcar.instrument(model, **options)
         return model.predict, monitor
@@ -207,6 +208,10 @@ def main() -> None:
     parser.add_argument("--nocopy", action="store_true", help="instrument with copy=False")
     parser.add_argument("--ship-process", action="store_true", help="ship through the hook's helper process")
     parser.add_argument("--flush", type=float, default=5.0, help="seconds to wait for delivery at the end")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds of untimed calls after the warm-up (every variant alike): the CPU budget's "
+                             "share of calls kept with rows settles there, as in a server that has been up a while")
+    parser.add_argument("--cpu-budget", default=None, help="the shipper's cpu_budget (default: the hook's default)")
     args = parser.parse_args()
     _provider(args.provider)
     model, inputs = _model(args.model)
@@ -220,6 +225,11 @@ def main() -> None:
         helper = _helper_started(monitor, args.flush)
     elif args.variant == "instrumented":  # the transport's start-up (imports, first connection, the first
         monitor.flush(args.flush)  # batch's pages) stays out of the timed calls; with --flush 0 only sealed
+    settle_until = time.monotonic() + args.settle
+    i = 0
+    while time.monotonic() < settle_until:
+        predict(batches[i & 255])
+        i += 1
     helper0 = _task_cpu_s(helper)
     lat, wall, used = _timed(predict, batches, args.calls, args.rate)
     out = {"variant": args.variant, "calls": args.calls, "rows": args.rows, "wall_s": wall,
@@ -233,8 +243,11 @@ def main() -> None:
         stats = monitor.stats
 
         # totals, warm-up included: rows captured during the warm-up may be delivered at any time
-        out["predicted_rows"] = stats["captured_rows"]
+        # every predicted row: captured, or sent as part of a call without data by the CPU budget
+        out["predicted_rows"] = stats["captured_rows"] + stats.get("shed_rows", 0)
+        out["kept_rows"] = stats["captured_rows"]
         out["delivered_rows"] = stats["sent_rows"]
+        out["budget_keep"] = stats.get("budget_keep", 1.0)
         out["dropped_rows"] = stats["dropped_rows"]
     if helper:
         out["helper_cpu_s"] = _task_cpu_s(helper) - helper0

@@ -13,6 +13,11 @@ raising into the model (a failure is counted in the state):
 - :func:`record`: everything else (errors, sampling, DataFrames, dict rows,
   probabilities, labels, call-only methods), as a :class:`Captured`.
 
+Past the shipper's CPU budget (:mod:`driftcar.hook.shipping.budget`) both keep a uniform
+sample of calls with their rows; the others are sent as calls without data (counted in
+``shed_calls`` / ``shed_rows``). Calls with row ids and learning calls (``learn_one``) always
+keep theirs: labels are joined to them.
+
 The helpers (``n_rows``, ``copy_value``, ``size_hint``) may raise on odd
 input; the entries wrap them and count the failure.
 """
@@ -75,6 +80,10 @@ def record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndar
     the block was chosen, and row ids or another layout take :func:`_record_array`.
     """
     try:
+        gate = state.gate
+        if gate is not None and gate.keep < 1.0 and _random() >= gate.keep and not _has_ids(state):
+            _shed(state, method, x, start_ns, duration_ns, span)
+            return
         block = state.block
         if block is not None and (not state.ids_used or state.ids.get() is None):
             rows = block.write(method, x, result, start_ns, duration_ns,
@@ -135,6 +144,24 @@ def _record_array(state: "HookState", method: str, x: np.ndarray, result: np.nda
         state.failed(failure)
 
 
+def _has_ids(state: "HookState") -> bool:
+    """The call carries row ids (``monitor.ids``): labels will be joined to its rows, so the CPU budget
+    keeps them (a call kept without rows would leave its labels unmatched)."""
+    return state.ids_used and state.ids.get() is not None
+
+
+def _shed(state: "HookState", method: str, x: np.ndarray, start_ns: int, duration_ns: int, span: Any) -> None:
+    """A call the CPU budget keeps without its rows (:mod:`driftcar.hook.shipping.budget`): still sent
+    as a call (the shipper's calls block), so calls, rows and durations downstream stay exact."""
+    shape = x.shape
+    rows = shape[0] if len(shape) > 1 else 1
+    trace_id = _trace_id(state, span) if span is not None or state.otel_live else 0
+    state.calls += 1
+    state.shed_calls += 1
+    state.shed_rows += rows
+    state.shipper.shed(method, start_ns, duration_ns, rows, trace_id)
+
+
 def _new_block(state: "HookState", method: str, x: np.ndarray, result: np.ndarray, start_ns: int,
                duration_ns: int, trace_id: int, names: tuple | None) -> int:
     """Write the call to the shipper's block for its layout (first call, another layout, a retired
@@ -164,6 +191,11 @@ def record(state: "HookState", spec: "MethodSpec", owner: Any, args: tuple, kwar
             item = Captured(error_type=error, **base)
         elif spec.mode in ("call", "fit") or (state.sample < 1.0 and _random() >= state.sample):
             item = Captured(**base)
+        elif (state.gate is not None and state.gate.keep < 1.0 and spec.mode != "learn" and _random() >= state.gate.keep
+              and not _has_ids(state)):
+            item = Captured(**base)  # the CPU budget's sample (see _shed)
+            state.shed_calls += 1
+            state.shed_rows += rows
         else:
             item = _with_data(state, spec, owner, x, rows, args, kwargs, result, base)
             state.captured_rows += rows

@@ -266,7 +266,8 @@ class Monitor:
     @property
     def stats(self) -> dict[str, Any]:
         """Counters: ``calls``, ``errors`` (by type), ``captured_rows``, ``capture_failures``,
-        ``id_mismatches``, ``feature_name_mismatches``, ``paused_calls``, plus the shipper's
+        ``id_mismatches``, ``feature_name_mismatches``, ``paused_calls``, ``shed_calls`` / ``shed_rows``
+        (calls the CPU budget sent without their rows, and those rows), plus the shipper's
         (``dropped_rows``, ``queued_rows``, ``sent_rows``, and the exporter's state:
         ``connected``, ``last_error``, ``failed_attempts``, ``retries``, ...)."""
         out: dict[str, Any] = {}
@@ -283,6 +284,8 @@ class Monitor:
             id_mismatches=state.id_mismatches,
             feature_name_mismatches=state.feature_name_mismatches,
             paused_calls=state.paused_calls,
+            shed_calls=state.shed_calls,
+            shed_rows=state.shed_rows,
         )
         return out
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Captured", "Sealed", "thaw", "thaw_all"]
+__all__ = ["Captured", "Sealed", "SealedCalls", "thaw", "thaw_all"]
 
 
 @dataclass(slots=True)
@@ -83,10 +83,10 @@ def thaw(raw: tuple) -> Captured:
     method, start_ns, duration_ns, rows, trace_id, ids, xb, xdtype, xshape, yb, ydtype, yshape, names = raw
     # a None dtype means the slot holds the array itself (copy=False: the caller's own arrays)
     inputs = xb if xb is None or xdtype is None else np.frombuffer(xb, dtype=xdtype).reshape(xshape)
-    outputs = yb if ydtype is None else np.frombuffer(yb, dtype=ydtype).reshape(yshape)
+    outputs = yb if yb is None or ydtype is None else np.frombuffer(yb, dtype=ydtype).reshape(yshape)
     return Captured(kind="inference", method=method, start_ns=start_ns, duration_s=duration_ns / 1e9, rows=rows,
                     trace_id=trace_id, inputs=inputs, outputs=outputs, ids=ids, feature_names=names,
-                    size_hint=(0 if inputs is None else inputs.nbytes) + outputs.nbytes)
+                    size_hint=(0 if inputs is None else inputs.nbytes) + (0 if outputs is None else outputs.nbytes))
 
 
 def _run_key(raw: tuple) -> tuple | None:
@@ -139,16 +139,17 @@ def _uniform_key(items: list) -> tuple | None:
     return key
 
 
-def _calls_table(method: str, starts: np.ndarray, durations_ns: np.ndarray, rows: np.ndarray, traces: list
-                 ) -> dict[str, Any]:
-    """The calls table of a run of kept numpy calls of one method (a compact run or a sealed block)."""
+def _calls_table(method: str, starts: np.ndarray, durations_ns: np.ndarray, rows: np.ndarray, traces: list,
+                 captured: bool = True) -> dict[str, Any]:
+    """The calls table of a run of numpy calls of one method (a compact run or a sealed block): kept
+    with every row, or (``captured=False``) sent without them."""
     n = len(rows)
     return {
         "method": [method] * n,
         "start_ns": starts,
         "duration_s": durations_ns / 1e9,
         "rows": rows,
-        "captured": rows.copy(),
+        "captured": rows.copy() if captured else np.zeros(n, dtype=np.int64),
         "error_type": [None] * n,
         "trace_id": [format(t, "032x") if t else None for t in traces] if any(traces) else [None] * n,
     }
@@ -182,6 +183,29 @@ class Sealed:
         return Captured(kind="inference", method=method, start_ns=self.starts[0], duration_s=0.0, rows=len(inputs),
                         inputs=inputs, outputs=outputs, feature_names=self.names, calls=calls,
                         size_hint=inputs.nbytes + outputs.nbytes)
+
+
+class SealedCalls:
+    """A sealed :class:`~driftcar.hook.shipping.blocks.CallsBlock`: calls sent without their rows, as
+    lists of per-call slots of which the first ``calls`` are filled."""
+
+    __slots__ = ("calls", "rows", "methods", "starts", "durations", "nrows", "traces")
+
+    def __init__(self, calls, methods, starts, durations, nrows, traces):
+        self.calls, self.rows, self.methods, self.starts = calls, 0, methods, starts
+        self.durations, self.nrows, self.traces = durations, nrows, traces
+
+    def thaw(self) -> Captured:
+        """The calls as one :class:`Captured` without data: its calls table as columns."""
+        c = self.calls
+        methods = self.methods[:c]
+        calls = _calls_table(methods[0], np.array(self.starts[:c], dtype=np.int64),
+                             np.array(self.durations[:c], dtype=np.int64), np.array(self.nrows[:c], dtype=np.int64),
+                             self.traces[:c], captured=False)
+        if methods.count(methods[0]) != c:  # calls of several methods (one block takes them all)
+            calls["method"] = methods
+        return Captured(kind="inference", method=methods[0], start_ns=self.starts[0], duration_s=0.0, rows=0,
+                        calls=calls)
 
 
 def _run_calls(raws: list, method: str) -> dict[str, Any]:
@@ -249,7 +273,7 @@ def thaw_all(items: list) -> list:
     run: list = []
     run_key = None
     for item in items:
-        if type(item) is Sealed:
+        if type(item) is Sealed or type(item) is SealedCalls:
             item = item.thaw()  # ends a run of compact calls, as any Captured does
         if run and type(item) is tuple and _same_run(item, run[-1]):
             run.append(item)

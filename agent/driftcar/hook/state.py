@@ -25,10 +25,10 @@ class HookState:
     """Switches, shipper entry points and counters of one monitored model."""
 
     __slots__ = (
-        "name", "shipper", "offer_raw", "block_for", "block", "enabled", "capture_on", "sample", "copy", "fast", "plain", "lock",
+        "name", "shipper", "offer_raw", "block_for", "block", "gate", "enabled", "capture_on", "sample", "copy", "fast", "plain", "lock",
         "tracer", "explicit_provider", "otel_live", "tick", "wall_offset", "span_attributes", "active", "ids",
         "ids_used", "paused", "pausing", "feature_names", "rewalk", "calls", "errors", "captured_rows", "capture_failures",
-        "id_mismatches", "feature_name_mismatches", "paused_calls",
+        "id_mismatches", "feature_name_mismatches", "paused_calls", "shed_calls", "shed_rows",
     )
 
     def __init__(self, *, name: str, version: str, shipper: Any, sample: float, capture: bool, tracer: Any,
@@ -40,6 +40,9 @@ class HookState:
         # the shipper's columnar blocks (driftcar.hook.shipping.blocks), if it has them, and the last one used
         self.block_for: Callable | None = getattr(shipper, "block_for", None)
         self.block: Any = None
+        # the shipper's CPU budget (driftcar.hook.shipping.budget): ``gate.keep`` is the fraction of
+        # calls that keep their rows; None for a shipper without one (every sampled call keeps them)
+        self.gate: Any = getattr(shipper, "gate", None) if self.offer_raw is not None else None
         self.enabled = True  # False once uninstrumented: wrappers left behind pass straight through
         self.capture_on = capture
         self.sample = float(sample)
@@ -70,6 +73,8 @@ class HookState:
         self.id_mismatches = 0
         self.feature_name_mismatches = 0
         self.paused_calls = 0
+        self.shed_calls = 0  # calls the CPU budget sent without their rows (counted as calls downstream)
+        self.shed_rows = 0
         self.sync()
         self.recheck()
 

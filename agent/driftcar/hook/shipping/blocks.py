@@ -27,9 +27,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from driftcar.hook.records import Sealed
+from driftcar.hook.records import Sealed, SealedCalls
 
-__all__ = ["Block", "BLOCK_ROWS", "block_capacity", "CALL_BYTES"]
+__all__ = ["Block", "CallsBlock", "BLOCK_ROWS", "block_capacity", "CALL_BYTES"]
 
 #: largest block, in rows (and calls): a 1-row call pays an entry of the buffer once per block
 BLOCK_ROWS = 256
@@ -140,6 +140,80 @@ class Block:
             self.live = False
             self.cap = 0
             self.rows = self.calls = 0
+            return None
+        with self.lock:
+            sealed = self.seal()
+            self.live = False
+            self.cap = 0
+        return sealed
+
+
+class CallsBlock:
+    """Calls sent without their rows (:mod:`driftcar.hook.shipping.budget`'s sample), of any method,
+    until sealed: four list stores per call under the lock, where a compact item per call cost the
+    model's thread a buffer entry and the worker a Python loop step each (~1.2 µs per call, measured
+    under cProfile in the worker's ``thaw_all``). Same sealing as :class:`Block`; ``rows`` is
+    always 0 (no data waits here), ``calls`` tells the shipper something does."""
+
+    __slots__ = ("lock", "shipper", "cap", "live", "rows", "calls", "methods", "starts", "durations", "nrows",
+                 "traces")
+
+    def __init__(self, shipper: Any, cap: int):
+        self.lock = threading.Lock()
+        self.shipper = shipper
+        self.cap = cap
+        self.live = True
+        self.rows = 0
+        self._fresh()
+
+    def _fresh(self) -> None:
+        cap = self.cap
+        self.calls = 0
+        self.methods, self.starts, self.durations = [None] * cap, [0] * cap, [0] * cap
+        self.nrows, self.traces = [0] * cap, [0] * cap
+
+    def write(self, method: str, start_ns: int, duration_ns: int, rows: int, trace_id: int) -> bool:
+        """Append one call; False when the block is retired (fork, shutdown: the caller counts it)."""
+        sealed = None
+        lock = self.lock
+        lock.acquire()
+        try:
+            c = self.calls
+            if c >= self.cap:
+                if not self.live:
+                    return False
+                sealed = self.seal()
+                c = 0
+            self.methods[c] = method
+            self.starts[c] = start_ns
+            self.durations[c] = duration_ns
+            self.nrows[c] = rows
+            self.traces[c] = trace_id
+            self.calls = c + 1
+        finally:
+            lock.release()
+        shipper = self.shipper
+        if sealed is not None:
+            shipper.offer_sealed(sealed)
+        if not c:
+            shipper.block_started()
+        return True
+
+    def seal(self) -> SealedCalls | None:
+        """The calls written so far as one buffer item, and a fresh block (the caller holds :attr:`lock`)."""
+        if not self.calls:
+            return None
+        sealed = SealedCalls(self.calls, self.methods, self.starts, self.durations, self.nrows, self.traces)
+        self._fresh()
+        return sealed
+
+    def retire(self, fork: bool = False) -> SealedCalls | None:
+        """As :meth:`Block.retire`."""
+        if fork:
+            self.lock = threading.Lock()
+            self.live = False
+            self.cap = 0
+            self.calls = 0
             return None
         with self.lock:
             sealed = self.seal()

@@ -22,6 +22,8 @@ Environment (all optional; keyword overrides win over the environment):
 ``DRIFTCAR_CA_FILE``              PEM roots to verify an ``https://`` endpoint (default: system roots)
 ``DRIFTCAR_SHIP_PROCESS``         ``1``: convert, encode and export in a helper process fed through a
                                   shared-memory ring (Linux; default 0: the in-process worker)
+``DRIFTCAR_CPU_BUDGET``           the share of the process's CPU the worker may take before calls are
+                                  sampled (``0.03``, ``3%``; ``off``: no bound; default 0.03)
 ``DRIFTCAR_TOKEN``                the sidecar's bearer token, sent as ``authorization: Bearer ...``
                                   unless the headers already carry one (or ``DRIFTCAR_TOKEN_FILE``)
 ================================  ==========================================================
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["ShipperConfig", "PROTOCOLS", "COMPRESSIONS", "parse_bool", "parse_headers", "parse_size"]
+__all__ = ["ShipperConfig", "PROTOCOLS", "COMPRESSIONS", "parse_bool", "parse_headers", "parse_size", "parse_share"]
 
 PROTOCOLS = ("grpc", "http/protobuf")
 COMPRESSIONS = ("gzip", "none")  # and "auto" on input: none to a loopback endpoint, else gzip
@@ -62,7 +64,26 @@ _ENV: dict[str, tuple[str, Any]] = {
     "DRIFTCAR_EXIT_TIMEOUT": ("exit_timeout_s", float),
     "DRIFTCAR_CA_FILE": ("ca_file", str),
     "DRIFTCAR_SHIP_PROCESS": ("ship_process", lambda s: parse_bool(s)),
+    "DRIFTCAR_CPU_BUDGET": ("cpu_budget", lambda s: parse_share(s)),
 }
+
+
+def parse_share(text: str) -> float | None:
+    """``"0.03"`` / ``"3%"`` -> 0.03; ``"off"`` / ``"none"`` / ``"0"`` -> None (no bound).
+
+    >>> parse_share("3%"), parse_share("0.05"), parse_share("off")
+    (0.03, 0.05, None)
+    """
+    raw = str(text).strip().lower()
+    if raw in ("off", "none", "0", "0%", "no", "false"):
+        return None
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ValueError(f"expected a share like 0.03 or 3% (or off), got {text!r}") from None
+    if not 0 < value <= 1:
+        raise ValueError(f"a CPU share must be in (0, 1], got {text!r}")
+    return value
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
@@ -181,6 +202,10 @@ class ShipperConfig:
     # (hook/shipping/helper.py; Linux only, elsewhere the in-process worker): measured in the
     # shipping README, which says why it is not the default
     ship_process: bool = False
+    # the worker's CPU as a share of the process's, past which the capture side keeps a uniform
+    # sample of calls with data (every call still counted: hook/shipping/budget.py says why);
+    # None: no bound. 3 % is the hook's whole CPU target; 1-row calls use under 1 % (bench_hookproc)
+    cpu_budget: float | None = 0.03
     gzip_level: int = 1  # HTTP only (gRPC compresses in its C core): level 1 is 2-5x faster than 6, ratio ~equal
 
     def __post_init__(self) -> None:
@@ -192,6 +217,11 @@ class ShipperConfig:
         if self.compression == "auto":
             object.__setattr__(self, "compression", "none" if _loopback(self.endpoint) else "gzip")
         problems = []
+        if isinstance(self.cpu_budget, str) or (type(self.cpu_budget) in (int, float) and self.cpu_budget == 0):
+            try:  # "3%", "off" (as in the environment); 0 is off too (None means "not given" to from_env)
+                object.__setattr__(self, "cpu_budget", None if self.cpu_budget == 0 else parse_share(self.cpu_budget))
+            except ValueError as exc:
+                problems.append(f"cpu_budget: {exc}")
         if not isinstance(self.model_name, str) or not self.model_name:
             problems.append(f"model_name must be a non-empty str, got {self.model_name!r}")
         if not isinstance(self.model_version, str):
@@ -217,6 +247,10 @@ class ShipperConfig:
             problems.append(f"retry_jitter must be in [0, 1), got {self.retry_jitter!r}")
         if not 0 <= self.gzip_level <= 9:
             problems.append(f"gzip_level must be in 0..9, got {self.gzip_level!r}")
+        if self.cpu_budget is not None and not isinstance(self.cpu_budget, str) and (isinstance(self.cpu_budget, bool)
+                                            or not isinstance(self.cpu_budget, (int, float))
+                                            or not 0 < self.cpu_budget <= 1):
+            problems.append(f"cpu_budget must be a share in (0, 1] or None, got {self.cpu_budget!r}")
         if not isinstance(self.ship_process, bool):
             problems.append(f"ship_process must be a bool, got {self.ship_process!r}")
         if not isinstance(self.headers, Mapping):

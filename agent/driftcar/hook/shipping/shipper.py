@@ -38,10 +38,11 @@ import uuid
 from collections import deque
 from typing import Any, Callable, Sequence
 
-from driftcar.hook.records import thaw_all
+from driftcar.hook.records import SealedCalls, thaw_all
 from driftcar.hook.shipping import lifecycle
-from driftcar.hook.shipping.blocks import CALL_BYTES, Block, block_capacity
+from driftcar.hook.shipping.blocks import BLOCK_ROWS, CALL_BYTES, Block, CallsBlock, block_capacity
 from driftcar.hook.shipping.batching import body_budget, encode_part, pack_requests, record_pieces
+from driftcar.hook.shipping.budget import CpuBudget
 from driftcar.hook.shipping.buffer import ByteBuffer, Taken
 from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.resource import resolve_resource
@@ -54,6 +55,8 @@ logger = logging.getLogger("driftcar.hook")
 
 Converter = Callable[[Sequence[Any]], Sequence[Any]]
 _monotonic = time.monotonic
+_thread_time = time.thread_time
+_CALLS = ("calls without data",)  # the key of the calls block among the layouts' blocks
 _ROW_ESTIMATE_BYTES = 256  # per row when an input has no nbytes (DataFrame, list of dicts)
 #: added to every item's size for the buffer bound: a 1-row item (Captured, two small numpy
 #: arrays, the buffer's tuple) measured ~660 bytes under tracemalloc against a size_hint of 168
@@ -83,6 +86,8 @@ def estimate_size(item: Any) -> int:
 
 def _sealed_bytes(sealed: Any) -> int:
     """What a sealed block keeps in memory: its data and :data:`CALL_BYTES` per call (O(1))."""
+    if type(sealed) is SealedCalls:
+        return sealed.calls * CALL_BYTES
     y_width = sealed.ytail[0] if sealed.ytail else 1
     return sealed.calls * CALL_BYTES + sealed.rows * (sealed.ncols * sealed.xdtype.itemsize
                                                       + y_width * sealed.ydtype.itemsize)
@@ -189,6 +194,8 @@ class Shipper:
         self._backoff = Backoff(config.retry_initial_backoff_s, config.retry_max_backoff_s, config.retry_jitter)
         self._max_rows = config.max_batch_rows
         self._block_cap = block_capacity(config.max_batch_rows)
+        # made once: the capture side keeps a reference (HookState.gate); a forked child restarts it
+        self.gate = CpuBudget(config.cpu_budget)
         self._reset()
         lifecycle.register(self)
 
@@ -258,6 +265,7 @@ class Shipper:
             self._link.abandon()
         for block in list(self._blocks.values()):  # the parent's rows stay the parent's
             block.retire(fork=True)
+        self.gate.restart()  # the parent's worker measured the parent's CPU
         self._reset()
 
     # ------------------------------------------------------------------ hot path
@@ -350,11 +358,26 @@ class Shipper:
                     block = self._blocks[key] = Block(self, method, x, y, names, self._block_cap)
         return block
 
+    def shed(self, method: str, start_ns: int, duration_ns: int, rows: int, trace_id: int) -> None:
+        """A call the CPU budget keeps without its rows (:mod:`driftcar.hook.shipping.budget`): into the
+        calls block, sent as calls (never raises; after shutdown counted as a lost call)."""
+        try:
+            block = self._blocks.get(_CALLS)
+            if block is None:
+                with self._start_lock:
+                    block = self._blocks.get(_CALLS)
+                    if block is None and not self._closed:
+                        block = self._blocks[_CALLS] = CallsBlock(self, BLOCK_ROWS)
+            if block is None or not block.write(method, start_ns, duration_ns, rows, trace_id):
+                self._count_lost(0, 1, "offer after shutdown", "items offered after shutdown are dropped")
+        except Exception as exc:  # the model must never see our problems
+            self._offer_failed(exc)
+
     def offer_sealed(self, sealed: Any) -> None:
         """Queue a block a model thread sealed because it was full (as :meth:`offer_raw`); with a helper
         process, into its ring (a full ring drops the block, counted)."""
         link = self._link
-        if link is not None:
+        if link is not None and type(sealed) is not SealedCalls:
             link.writer.push(sealed)
             return
         self.offer_raw(sealed, sealed.rows, _sealed_bytes(sealed), sealed.calls)
@@ -387,7 +410,7 @@ class Shipper:
             if sealed is None:
                 continue
             link = self._link
-            if link is not None:
+            if link is not None and type(sealed) is not SealedCalls:
                 link.writer.push(sealed)
             else:
                 self._buffer.put(sealed, _sealed_bytes(sealed) + ITEM_OVERHEAD_BYTES, sealed.rows, sealed.calls)
@@ -468,6 +491,7 @@ class Shipper:
             }
         out.update(counts)
         out["worker_wakeups"] = self._wakeups
+        out.update(self.gate.stats())
         out["connected"] = self._connected
         out["last_error"] = self._last_error
         return out
@@ -584,7 +608,11 @@ class Shipper:
             return None
 
     def _pending(self) -> bool:
-        return bool(len(self._buffer)) or self._open_rows() > 0 or bool(self._held)
+        return bool(len(self._buffer)) or self._open_calls() or bool(self._held)
+
+    def _open_calls(self) -> bool:
+        """Calls written to open blocks and not sealed yet (read without their locks: a hint)."""
+        return any(block.calls for block in list(self._blocks.values()))
 
     def _due(self, now: float) -> bool:
         buffer = self._buffer
@@ -612,7 +640,10 @@ class Shipper:
         # an empty buffer wakes it (``_idle``), so that is within a scheduling delay of the
         # offer, and offers need no clock. Items left after a full batch start a new clock.
         buffer = self._buffer
+        gate = self.gate
         self._start_helper()
+        if self._link is not None:  # the helper process works, outside this process: nothing to bound here
+            gate.share = None
         if self._link is None:  # this thread converts and encodes (with a helper process, the helper does)
             _keep_batch_pages(2 * self.config.max_request_bytes)  # a batch's buffers: a few requests' worth
         try:
@@ -647,6 +678,7 @@ class Shipper:
                     while not self._abort.is_set() and self._due(time.monotonic()):
                         self._ship_next()
                         self._first_seen = None
+                        gate.update(_thread_time())  # its share decides how many calls keep their rows
                     if self._stop.is_set() and ((buffer.oldest_seq() is None and not self._held)
                                                 or self._abort.is_set()):
                         break
