@@ -13,6 +13,10 @@ of the machine (RSS does, through the allocator).
 from __future__ import annotations
 
 import gc
+import json
+import os
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -74,3 +78,18 @@ def measure(features: int, rows_per_window: int, windows: int = 60, seed: int = 
     return {"profile": (after_profile - base) / features, "open": (after_layout - after_profile) / features,
             "closed": (end - after_layout) / features, "total": (end - base) / features,
             "blob": blobs / windows / features}
+
+
+def measure_alone(features: int, rows_per_window: int, windows: int = 60, timeout: float = 600) -> dict[str, float]:
+    """:func:`measure` in a fresh interpreter: tracemalloc counts every thread's allocations, so
+    threads other tests left running in this process (a shipper, an exporter) would be counted too
+    (a run after three other reliability modules read +2 KiB per feature that way)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import json, sys; from tests.reliability.feature_memory import measure; "
+            f"print(json.dumps(measure({int(features)}, rows_per_window={int(rows_per_window)}, windows={int(windows)})))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.path.join(root, "agent"), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"the measurement failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
