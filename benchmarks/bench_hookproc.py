@@ -250,8 +250,8 @@ def _kept(scenario: Scenario) -> str:
             kept = sum(r["kept_rows"] for r in runs) / max(sum(r["predicted_rows"] for r in runs), 1)
             parts.append(f"{label}: {kept:.2%} of predicted rows kept with data (share of calls kept at the end: "
                          f"{_median([r['budget_keep'] for r in runs]):.4f})")
-    return ("CPU budget (default 3 % of the process's CPU for the shipper's worker; calls past it are sent "
-            "without rows, counted): " + "; ".join(parts) + ". Rows delivered count rows sent with data; "
+    return ("CPU budget (default: the shipper's worker within 3 % of the process's CPU, never held back below "
+            "5 % of one core; calls past it are sent without rows, counted): " + "; ".join(parts) + ". Rows delivered count rows sent with data; "
             "rows predicted count every row, kept or not.")
 
 

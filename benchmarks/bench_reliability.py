@@ -107,12 +107,16 @@ def _run(quick: bool) -> str:
         f"{calls:,} one-row predicts per variant; baseline alone: p50 {a50:.0f} us, p99 {a99:.0f} us.",
         "",
         "| downstream | bare p50 (us) | bare p99 (us) | hook p50 (us) | hook p99 (us) | p99 ratio vs bare interleaved "
-        "| p99 ratio vs alone | rows sent | rows dropped |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| p99 ratio vs alone | rows sent | rows dropped | rows sent without data (CPU budget) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario, (inst, base, stats) in results.items():
         b50, b99, i50, i99 = _pct(base, 50), _pct(base, 99), _pct(inst, 50), _pct(inst, 99)
         lines.append(f"| {scenario} | {b50:.0f} | {b99:.0f} | {i50:.0f} | {i99:.0f} | {i99 / b99:.3f} | "
-                     f"{i99 / a99:.3f} | {stats.get('sent_rows', 0):,} | {stats.get('dropped_rows', 0):,} |")
-    lines += ["", "Target (issue 6): hook p99 within 5 % (ratio <= 1.05) of the uninstrumented baseline."]
+                     f"{i99 / a99:.3f} | {stats.get('sent_rows', 0):,} | {stats.get('dropped_rows', 0):,} | "
+                     f"{stats.get('shed_rows', 0):,} |")
+    lines += ["", "Target (issue 6): hook p99 within 5 % (ratio <= 1.05) of the uninstrumented baseline. Counters "
+              "are read before the final flush (rows still queued are in neither column). Batches here are sealed "
+              "every 50 ms and sent over gRPC: the worker then runs near 5 % of a core, where the CPU budget may "
+              "send a few calls without their rows (counted, last column)."]
     return "\n".join(lines) + "\n"

@@ -204,7 +204,8 @@ class ShipperConfig:
     ship_process: bool = False
     # the worker's CPU as a share of the process's, past which the capture side keeps a uniform
     # sample of calls with data (every call still counted: hook/shipping/budget.py says why);
-    # None: no bound. 3 % is the hook's whole CPU target; 1-row calls use under 1 % (bench_hookproc)
+    # None: no bound. 3 % is the hook's whole CPU target; below 5 % of one core the worker is never
+    # held back (budget.FLOOR_CORE_SHARE: 1-row calls flat out use 0.4-2 %)
     cpu_budget: float | None = 0.03
     gzip_level: int = 1  # HTTP only (gRPC compresses in its C core): level 1 is 2-5x faster than 6, ratio ~equal
 

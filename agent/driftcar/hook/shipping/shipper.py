@@ -642,8 +642,8 @@ class Shipper:
         buffer = self._buffer
         gate = self.gate
         self._start_helper()
-        if self._link is not None:  # the helper process works, outside this process: nothing to bound here
-            gate.share = None
+        # with a helper process the work happens outside this process: nothing to bound here
+        gate.share = None if self._link is not None else self.config.cpu_budget
         if self._link is None:  # this thread converts and encodes (with a helper process, the helper does)
             _keep_batch_pages(2 * self.config.max_request_bytes)  # a batch's buffers: a few requests' worth
         try:
