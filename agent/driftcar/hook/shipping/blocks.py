@@ -47,13 +47,45 @@ def block_capacity(max_batch_rows: int) -> int:
     return max(-(-max_batch_rows // blocks), 1)
 
 
-class Block:
+class _Open:
+    """What every open block shares: its lock, bounds and counts, and how it is retired."""
+
+    __slots__ = ("lock", "shipper", "cap", "live", "rows", "calls", "starts", "durations", "nrows", "traces")
+
+    def seal(self) -> Any:  # pragma: no cover - each kind seals its own slots
+        raise NotImplementedError
+
+    def _after_write(self, sealed: Any, c: int) -> None:
+        """Outside the lock, after call ``c`` was stored: queue a block sealed full, and wake the worker
+        on a block's first call. (:meth:`Block.write` has this inline, and hands the worker the GIL
+        every 16 calls as offers do: a method call per 1-row call is measurable there.)"""
+        shipper = self.shipper
+        if sealed is not None:
+            shipper.offer_sealed(sealed)
+        if not c:
+            shipper.block_started()
+
+    def retire(self, fork: bool = False) -> Any:
+        """Take no more writes (shutdown, or the parent's block in a forked child); returns what was
+        queued. In a forked child the lock may have been held by a parent's thread: a new one."""
+        if fork:
+            self.lock = threading.Lock()
+            self.live = False
+            self.cap = 0
+            self.rows = self.calls = 0
+            return None
+        with self.lock:
+            sealed = self.seal()
+            self.live = False
+            self.cap = 0
+        return sealed
+
+
+class Block(_Open):
     """The open block of one layout; see the module docstring. ``write`` never raises for data
     it accepts and returns False for anything else (the caller takes the general path)."""
 
-    __slots__ = ("lock", "shipper", "method", "names", "xdtype", "ydtype", "yndim", "xrow", "yrow",
-                 "ytail", "ncols", "cap", "live", "rows", "calls", "xs", "ys", "starts", "durations", "nrows",
-                 "traces")
+    __slots__ = ("method", "names", "xdtype", "ydtype", "yndim", "xrow", "yrow", "ytail", "ncols", "xs", "ys")
 
     def __init__(self, shipper: Any, method: str, x: Any, y: Any, names: tuple | None, cap: int):
         self.lock = threading.Lock()
@@ -132,31 +164,15 @@ class Block:
         self._fresh()
         return sealed
 
-    def retire(self, fork: bool = False) -> Sealed | None:
-        """Take no more writes (shutdown, or the parent's block in a forked child); returns what was
-        queued. In a forked child the lock may have been held by a parent's thread: a new one."""
-        if fork:
-            self.lock = threading.Lock()
-            self.live = False
-            self.cap = 0
-            self.rows = self.calls = 0
-            return None
-        with self.lock:
-            sealed = self.seal()
-            self.live = False
-            self.cap = 0
-        return sealed
 
-
-class CallsBlock:
+class CallsBlock(_Open):
     """Calls sent without their rows (:mod:`driftcar.hook.shipping.budget`'s sample), of any method,
     until sealed: four list stores per call under the lock, where a compact item per call cost the
     model's thread a buffer entry and the worker a Python loop step each (~1.2 µs per call, measured
     under cProfile in the worker's ``thaw_all``). Same sealing as :class:`Block`; ``rows`` is
     always 0 (no data waits here), ``calls`` tells the shipper something does."""
 
-    __slots__ = ("lock", "shipper", "cap", "live", "rows", "calls", "methods", "starts", "durations", "nrows",
-                 "traces")
+    __slots__ = ("methods",)
 
     def __init__(self, shipper: Any, cap: int):
         self.lock = threading.Lock()
@@ -185,18 +201,11 @@ class CallsBlock:
                 sealed = self.seal()
                 c = 0
             self.methods[c] = method
-            self.starts[c] = start_ns
-            self.durations[c] = duration_ns
-            self.nrows[c] = rows
-            self.traces[c] = trace_id
+            self.starts[c], self.durations[c], self.nrows[c], self.traces[c] = start_ns, duration_ns, rows, trace_id
             self.calls = c + 1
         finally:
             lock.release()
-        shipper = self.shipper
-        if sealed is not None:
-            shipper.offer_sealed(sealed)
-        if not c:
-            shipper.block_started()
+        self._after_write(sealed, c)
         return True
 
     def seal(self) -> SealedCalls | None:
@@ -205,18 +214,4 @@ class CallsBlock:
             return None
         sealed = SealedCalls(self.calls, self.methods, self.starts, self.durations, self.nrows, self.traces)
         self._fresh()
-        return sealed
-
-    def retire(self, fork: bool = False) -> SealedCalls | None:
-        """As :meth:`Block.retire`."""
-        if fork:
-            self.lock = threading.Lock()
-            self.live = False
-            self.cap = 0
-            self.calls = 0
-            return None
-        with self.lock:
-            sealed = self.seal()
-            self.live = False
-            self.cap = 0
         return sealed
