@@ -80,8 +80,7 @@ def record_array(state: "HookState", method: str, x: np.ndarray, result: np.ndar
     the block was chosen, and row ids or another layout take :func:`_record_array`.
     """
     try:
-        gate = state.gate
-        if gate is not None and gate.keep < 1.0 and _random() >= gate.keep and not _has_ids(state):
+        if state.gate.keep < 1.0 and _sheds(state):  # one load and compare while every call is kept
             _shed(state, method, x, start_ns, duration_ns, span)
             return
         block = state.block
@@ -144,10 +143,11 @@ def _record_array(state: "HookState", method: str, x: np.ndarray, result: np.nda
         state.failed(failure)
 
 
-def _has_ids(state: "HookState") -> bool:
-    """The call carries row ids (``monitor.ids``): labels will be joined to its rows, so the CPU budget
-    keeps them (a call kept without rows would leave its labels unmatched)."""
-    return state.ids_used and state.ids.get() is not None
+def _sheds(state: "HookState") -> bool:
+    """The CPU budget sends this call without its rows: not in its sample (``gate.keep``), and no row
+    ids (``monitor.ids``: labels will be joined to those rows; a call kept without them would leave
+    its labels unmatched)."""
+    return _random() >= state.gate.keep and not (state.ids_used and state.ids.get() is not None)
 
 
 def _shed(state: "HookState", method: str, x: np.ndarray, start_ns: int, duration_ns: int, span: Any) -> None:
@@ -191,8 +191,7 @@ def record(state: "HookState", spec: "MethodSpec", owner: Any, args: tuple, kwar
             item = Captured(error_type=error, **base)
         elif spec.mode in ("call", "fit") or (state.sample < 1.0 and _random() >= state.sample):
             item = Captured(**base)
-        elif (state.gate is not None and state.gate.keep < 1.0 and spec.mode != "learn" and _random() >= state.gate.keep
-              and not _has_ids(state)):
+        elif spec.mode != "learn" and state.gate.keep < 1.0 and _sheds(state):
             item = Captured(**base)  # the CPU budget's sample (see _shed)
             state.shed_calls += 1
             state.shed_rows += rows

@@ -83,10 +83,10 @@ def thaw(raw: tuple) -> Captured:
     method, start_ns, duration_ns, rows, trace_id, ids, xb, xdtype, xshape, yb, ydtype, yshape, names = raw
     # a None dtype means the slot holds the array itself (copy=False: the caller's own arrays)
     inputs = xb if xb is None or xdtype is None else np.frombuffer(xb, dtype=xdtype).reshape(xshape)
-    outputs = yb if yb is None or ydtype is None else np.frombuffer(yb, dtype=ydtype).reshape(yshape)
+    outputs = yb if ydtype is None else np.frombuffer(yb, dtype=ydtype).reshape(yshape)
     return Captured(kind="inference", method=method, start_ns=start_ns, duration_s=duration_ns / 1e9, rows=rows,
                     trace_id=trace_id, inputs=inputs, outputs=outputs, ids=ids, feature_names=names,
-                    size_hint=(0 if inputs is None else inputs.nbytes) + (0 if outputs is None else outputs.nbytes))
+                    size_hint=(0 if inputs is None else inputs.nbytes) + outputs.nbytes)
 
 
 def _run_key(raw: tuple) -> tuple | None:

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from opentelemetry.trace import ProxyTracerProvider, get_tracer_provider
 
+from driftcar.hook.shipping.budget import KEEP_ALL
+
 __all__ = ["HookState"]
 
 log = logging.getLogger("driftcar.hook")
@@ -41,8 +43,8 @@ class HookState:
         self.block_for: Callable | None = getattr(shipper, "block_for", None)
         self.block: Any = None
         # the shipper's CPU budget (driftcar.hook.shipping.budget): ``gate.keep`` is the fraction of
-        # calls that keep their rows; None for a shipper without one (every sampled call keeps them)
-        self.gate: Any = getattr(shipper, "gate", None) if self.offer_raw is not None else None
+        # calls that keep their rows; a shipper without one keeps every sampled call's (KEEP_ALL)
+        self.gate: Any = getattr(shipper, "gate", KEEP_ALL) if self.offer_raw is not None else KEEP_ALL
         self.enabled = True  # False once uninstrumented: wrappers left behind pass straight through
         self.capture_on = capture
         self.sample = float(sample)

@@ -68,19 +68,24 @@ _ENV: dict[str, tuple[str, Any]] = {
 }
 
 
-def parse_share(text: str) -> float | None:
-    """``"0.03"`` / ``"3%"`` -> 0.03; ``"off"`` / ``"none"`` / ``"0"`` -> None (no bound).
+def parse_share(text: str | float) -> float | None:
+    """``"0.03"`` / ``"3%"`` / ``0.03`` -> 0.03; ``"off"`` / ``"none"`` / ``"0"`` / ``0`` -> None (no bound).
 
-    >>> parse_share("3%"), parse_share("0.05"), parse_share("off")
+    >>> parse_share("3%"), parse_share(0.05), parse_share("off")
     (0.03, 0.05, None)
     """
-    raw = str(text).strip().lower()
-    if raw in ("off", "none", "0", "0%", "no", "false"):
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        raw = str(text).strip().lower()
+        if raw in ("off", "none", "no", "false"):
+            return None
+        try:
+            value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        except ValueError:
+            raise ValueError(f"expected a share like 0.03 or 3% (or off), got {text!r}") from None
+    if value == 0:
         return None
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise ValueError(f"expected a share like 0.03 or 3% (or off), got {text!r}") from None
     if not 0 < value <= 1:
         raise ValueError(f"a CPU share must be in (0, 1], got {text!r}")
     return value
@@ -218,9 +223,9 @@ class ShipperConfig:
         if self.compression == "auto":
             object.__setattr__(self, "compression", "none" if _loopback(self.endpoint) else "gzip")
         problems = []
-        if isinstance(self.cpu_budget, str) or (type(self.cpu_budget) in (int, float) and self.cpu_budget == 0):
-            try:  # "3%", "off" (as in the environment); 0 is off too (None means "not given" to from_env)
-                object.__setattr__(self, "cpu_budget", None if self.cpu_budget == 0 else parse_share(self.cpu_budget))
+        if self.cpu_budget is not None:  # "3%", "off" as in the environment; 0 is off (None: "not given")
+            try:
+                object.__setattr__(self, "cpu_budget", parse_share(self.cpu_budget))
             except ValueError as exc:
                 problems.append(f"cpu_budget: {exc}")
         if not isinstance(self.model_name, str) or not self.model_name:
@@ -248,10 +253,6 @@ class ShipperConfig:
             problems.append(f"retry_jitter must be in [0, 1), got {self.retry_jitter!r}")
         if not 0 <= self.gzip_level <= 9:
             problems.append(f"gzip_level must be in 0..9, got {self.gzip_level!r}")
-        if self.cpu_budget is not None and not isinstance(self.cpu_budget, str) and (isinstance(self.cpu_budget, bool)
-                                            or not isinstance(self.cpu_budget, (int, float))
-                                            or not 0 < self.cpu_budget <= 1):
-            problems.append(f"cpu_budget must be a share in (0, 1] or None, got {self.cpu_budget!r}")
         if not isinstance(self.ship_process, bool):
             problems.append(f"ship_process must be a bool, got {self.ship_process!r}")
         if not isinstance(self.headers, Mapping):

@@ -194,8 +194,10 @@ class Shipper:
         self._backoff = Backoff(config.retry_initial_backoff_s, config.retry_max_backoff_s, config.retry_jitter)
         self._max_rows = config.max_batch_rows
         self._block_cap = block_capacity(config.max_batch_rows)
-        # made once: the capture side keeps a reference (HookState.gate); a forked child restarts it
-        self.gate = CpuBudget(config.cpu_budget)
+        # made once: the capture side keeps a reference (HookState.gate); a forked child restarts it.
+        # With a helper process the work happens outside this process: no bound, so no call is ever
+        # sent without rows and the helper's ring only carries the layouts' blocks
+        self.gate = CpuBudget(None if self._helper_ok else config.cpu_budget)
         self._reset()
         lifecycle.register(self)
 
@@ -349,25 +351,24 @@ class Shipper:
         if (self._closed or x.ndim != 2 or not 1 <= y.ndim <= 2 or len(y) != len(x) or x.dtype.hasobject
                 or y.dtype.hasobject):
             return None
-        key = (method, x.dtype, x.shape[1], y.dtype, y.shape[1:], names)
+        return self._open_block((method, x.dtype, x.shape[1], y.dtype, y.shape[1:], names),
+                                lambda: Block(self, method, x, y, names, self._block_cap))
+
+    def _open_block(self, key: Any, make: Callable[[], Any]) -> Any:
+        """The open block under ``key``, made once (``make``) unless shut down: then None."""
         block = self._blocks.get(key)
         if block is None:
             with self._start_lock:
                 block = self._blocks.get(key)
                 if block is None and not self._closed:
-                    block = self._blocks[key] = Block(self, method, x, y, names, self._block_cap)
+                    block = self._blocks[key] = make()
         return block
 
     def shed(self, method: str, start_ns: int, duration_ns: int, rows: int, trace_id: int) -> None:
         """A call the CPU budget keeps without its rows (:mod:`driftcar.hook.shipping.budget`): into the
         calls block, sent as calls (never raises; after shutdown counted as a lost call)."""
         try:
-            block = self._blocks.get(_CALLS)
-            if block is None:
-                with self._start_lock:
-                    block = self._blocks.get(_CALLS)
-                    if block is None and not self._closed:
-                        block = self._blocks[_CALLS] = CallsBlock(self, BLOCK_ROWS)
+            block = self._open_block(_CALLS, lambda: CallsBlock(self, BLOCK_ROWS))
             if block is None or not block.write(method, start_ns, duration_ns, rows, trace_id):
                 self._count_lost(0, 1, "offer after shutdown", "items offered after shutdown are dropped")
         except Exception as exc:  # the model must never see our problems
@@ -377,7 +378,7 @@ class Shipper:
         """Queue a block a model thread sealed because it was full (as :meth:`offer_raw`); with a helper
         process, into its ring (a full ring drops the block, counted)."""
         link = self._link
-        if link is not None and type(sealed) is not SealedCalls:
+        if link is not None:
             link.writer.push(sealed)
             return
         self.offer_raw(sealed, sealed.rows, _sealed_bytes(sealed), sealed.calls)
@@ -410,7 +411,7 @@ class Shipper:
             if sealed is None:
                 continue
             link = self._link
-            if link is not None and type(sealed) is not SealedCalls:
+            if link is not None:
                 link.writer.push(sealed)
             else:
                 self._buffer.put(sealed, _sealed_bytes(sealed) + ITEM_OVERHEAD_BYTES, sealed.rows, sealed.calls)
@@ -642,8 +643,6 @@ class Shipper:
         buffer = self._buffer
         gate = self.gate
         self._start_helper()
-        # with a helper process the work happens outside this process: nothing to bound here
-        gate.share = None if self._link is not None else self.config.cpu_budget
         if self._link is None:  # this thread converts and encodes (with a helper process, the helper does)
             _keep_batch_pages(2 * self.config.max_request_bytes)  # a batch's buffers: a few requests' worth
         try:
