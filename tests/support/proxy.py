@@ -2,10 +2,12 @@
 
 It stands in for a server that applies a request and answers too late (a busy or just-started
 sidecar): the request reaches the real server, the server's answer is held back on that
-connection until the client gives up and closes it, and every later connection is forwarded
-untouched (``cut``: the first answer is lost with its connection). "The request was sent" is known by bytes: once more than ``request_bytes`` have
-gone upstream on the first connection, nothing more is forwarded downstream on it (gRPC's and
-HTTP's connection set-up is a few hundred bytes, an export request carrying rows is more).
+connection until the client gives up and closes it, and every other connection is forwarded
+untouched (``cut``: the first answer is lost with its connection). "The request was sent" is known
+by bytes: on the first connection where more than ``request_bytes`` have gone upstream, nothing
+more is forwarded downstream (gRPC's and HTTP's connection set-up is a few hundred bytes, an export
+request carrying rows is more; a connection that only checks the server answers, as the gRPC
+exporter's handshake does, is forwarded untouched).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class HoldFirstAnswer:
         self.held = threading.Event()
         self.withheld = 0
         self.connections = 0
+        self._claimed = False  # a connection holds the answer (the first to carry a request)
+        self._claim_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._accepter = threading.Thread(target=self._accept, daemon=True)
@@ -48,13 +52,19 @@ class HoldFirstAnswer:
             except OSError:
                 continue
             self.connections += 1
-            thread = threading.Thread(target=self._pipe, args=(client, self.connections == 1), daemon=True)
+            thread = threading.Thread(target=self._pipe, args=(client,), daemon=True)
             self._threads.append(thread)
             thread.start()
 
-    def _pipe(self, client: socket.socket, hold: bool) -> None:
+    def _claim(self) -> bool:
+        with self._claim_lock:
+            first, self._claimed = not self._claimed, True
+        return first
+
+    def _pipe(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
         sent_up = 0
+        hold = None  # decided once this connection has carried a request
         with client, upstream, selectors.DefaultSelector() as sel:
             sel.register(client, selectors.EVENT_READ, upstream)
             sel.register(upstream, selectors.EVENT_READ, client)
@@ -69,7 +79,9 @@ class HoldFirstAnswer:
                         return  # either side closed: close both
                     if src is client:
                         sent_up += len(data)
-                    elif hold and sent_up > self.request_bytes:
+                        if hold is None and sent_up > self.request_bytes:
+                            hold = self._claim()
+                    elif hold:
                         self.withheld += len(data)
                         self.held.set()
                         if self.cut:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
+import time
 from typing import Mapping
 
 import grpc
@@ -65,6 +67,16 @@ def _tcp_address(target: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+#: what a client sends first on an HTTP/2 connection (RFC 9113, 3.4): the preface and an empty SETTINGS frame
+_CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes((0, 0, 0, 4, 0, 0, 0, 0, 0))
+#: the frame type every HTTP/2 server sends first (RFC 9113, 3.4: its connection preface)
+_SETTINGS = 4
+
+
+class NotHttp2(ConnectionError):
+    """The endpoint answered the handshake with something other than HTTP/2."""
+
+
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
     try:
         return err.code()
@@ -92,7 +104,7 @@ class GrpcExporter:
         self._calling = False  # a call is in flight on self._channel
         self._aborted = False  # ... and was cancelled by abort() or close()
         self._closed = False
-        self._down = False  # the last attempt never reached a server: ready() connects first
+        self._probe: socket.socket | None = None  # the handshake's socket while it waits (ready)
 
     def _ensure(self):
         if self._method is None:
@@ -118,34 +130,82 @@ class GrpcExporter:
         return self._method
 
     def ready(self, timeout_s: float) -> Outcome | None:
-        """Connect to the endpoint over TCP, when the last attempt found it unreachable (its channel
-        was closed): None when it answers the connect (or this cannot tell: a proxy, a target that
-        is not ``host:port``), else the failed attempt's outcome (nothing was sent). Not before the
-        first export: a healthy endpoint gets no extra connection.
+        """Before a channel is opened (the first export, and each one after an attempt found the
+        endpoint unreachable): None once the endpoint has answered an HTTP/2 handshake (or this
+        cannot tell: a proxy, a target that is not ``host:port``), else the failed attempt's outcome
+        (nothing was sent). With a channel open, None at once: the export says how it goes.
 
-        Why: the shipper asks this before it converts and encodes a batch while the endpoint backs
-        off, so an outage costs a connect per attempt, not a batch's conversion and encoding for a
-        request that cannot leave, and no channel (nor gRPC's connection machinery) exists until
-        the endpoint accepts connections. A plain socket, not the channel's connectivity: watching
-        it takes a private API or a polling thread (``grpc.channel_ready_future``). The connect
-        gets at most :data:`MIN_CONNECT_TIMEOUT_MS`, as a channel's attempt would.
+        Why: the shipper asks this before it converts and encodes a batch, so an outage costs a
+        connect per attempt, not a batch's conversion and encoding for a request that cannot leave,
+        and no channel (nor gRPC's connection machinery) exists until the endpoint answers. Why a
+        handshake and not a TCP connect: a black-holed endpoint accepts connections, and a channel's
+        call to it waits in gRPC's blocking loop, which takes the GIL every 200 ms to check for
+        signals; beside a model thread calling ``predict`` flat out each of those waits for the GIL
+        until the model pauses, woken at every release of it (a GIL convoy: strace, ~23,000 futex
+        calls a second; the worker then used ~9 % of a core and an uninstrumented model in the same
+        process 1.10x its CPU, ``bench_hookproc``). The handshake waits in the kernel, as an
+        OTLP/HTTP attempt does, and wakes once: answered or timed out.
         """
         with self._lock:
             if self._closed:
                 return Outcome.permanent("exporter closed")
-            if self._method is not None or not self._down:  # the export says how it goes
+            if self._method is not None:
                 return None
         address = _tcp_address(self.target)
         if address is None or any(os.environ.get(name) for name in _PROXY_ENV):
             return None
         try:
-            socket.create_connection(address, timeout=max(min(timeout_s, MIN_CONNECT_TIMEOUT_MS / 1000), 0.001)).close()
-        except (socket.timeout, TimeoutError) as exc:
-            return Outcome.retry("grpc connect timeout", detail=str(exc) or "no connection before the deadline")
-        except OSError as exc:
+            self._handshake(address, max(timeout_s, 0.001))
+        except OSError as exc:  # timeouts included
+            if self._settle():
+                return Outcome.permanent("export cancelled by shutdown")
+            if isinstance(exc, (socket.timeout, TimeoutError)):
+                return Outcome.retry("grpc handshake timeout", detail=str(exc) or "no HTTP/2 answer before the deadline")
+            if isinstance(exc, NotHttp2):
+                return Outcome.retry("grpc endpoint not HTTP/2", detail=str(exc))
             return Outcome.retry(f"grpc connect {type(exc).__name__}", detail=str(exc))
-        self._down = False
+        self._settle()
         return None
+
+    def _handshake(self, address: tuple[str, int], timeout_s: float) -> None:
+        """Returns once the server at ``address`` has begun an HTTP/2 connection (its first frame, a
+        SETTINGS frame, has arrived) within ``timeout_s``; raises ``TimeoutError`` if it stays silent
+        and ``OSError`` if it refuses, closes, or answers something other than HTTP/2.
+
+        The connect gets at most :data:`MIN_CONNECT_TIMEOUT_MS`, as a channel's attempt would; the
+        wait for the answer the rest, and :meth:`abort` ends it at once. Over TLS the certificate is
+        not checked: nothing but the preface is sent, and the channel that carries data checks it.
+        """
+        deadline = time.monotonic() + timeout_s
+        sock = socket.create_connection(address, timeout=min(timeout_s, MIN_CONNECT_TIMEOUT_MS / 1000))
+        try:
+            if self.secure:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                context.set_alpn_protocols(["h2"])
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock = context.wrap_socket(sock, server_hostname=address[0])
+            with self._lock:
+                if self._closed:
+                    raise ConnectionAbortedError("exporter closed")
+                self._probe, self._calling, self._aborted = sock, True, False
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(_CLIENT_PREFACE)
+            header = b""
+            while len(header) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = sock.recv(9 - len(header))
+                if not chunk:
+                    raise ConnectionResetError("the endpoint closed the connection before an HTTP/2 answer")
+                header += chunk
+            if header[3] != _SETTINGS:
+                raise NotHttp2(f"the endpoint did not answer as HTTP/2 (first bytes {header!r}): "
+                                      "an OTLP/HTTP port given to the gRPC protocol?")
+        finally:
+            with self._lock:
+                self._probe = None
+            sock.close()
 
     def export(self, payload: bytes, timeout_s: float) -> Outcome:
         # The blocking call, not ``future()``: a future's result() wakes every 100 ms and each call
@@ -169,7 +229,6 @@ class GrpcExporter:
                 return Outcome.permanent("export cancelled by shutdown")
             outcome = self._classify(err)
             if _unreachable(err):
-                self._down = True
                 self._drop_channel()
             return outcome
         except Exception as exc:  # the transport must never raise into the worker
@@ -212,19 +271,33 @@ class GrpcExporter:
                 pass
 
     def abort(self) -> None:
-        """Cancels the call in flight: closing its channel cancels it (the next export opens another)."""
+        """Cancels the call or handshake in flight: closing its channel cancels a call (the next export
+        opens another); shutting its socket down ends a handshake."""
         with self._lock:
             if not self._calling:
                 return
             self._aborted = True
             channel, self._channel, self._method = self._channel, None, None
+            probe = self._probe
         if channel is not None:
             channel.close()
+        _shut(probe)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             self._aborted = self._calling
             channel, self._channel, self._method = self._channel, None, None
+            probe = self._probe
         if channel is not None:
             channel.close()
+        _shut(probe)
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """Ends a blocking wait on ``sock`` from another thread (its owner closes it)."""
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
