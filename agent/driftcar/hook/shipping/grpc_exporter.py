@@ -2,8 +2,10 @@
 
 The request is serialized once by the shipper (its size is what the byte cap
 checks), so the channel's method is registered without a serializer and sends
-those bytes as they are. The channel is created lazily on the worker thread
-and never crosses a fork (the shipper builds a new exporter in the child).
+those bytes as they are. The channel is created lazily on the worker thread,
+once the endpoint has answered an HTTP/2 handshake (:meth:`GrpcExporter.ready`:
+a black-holed endpoint never gets a channel), and never crosses a fork (the
+shipper builds a new exporter in the child).
 
 Status mapping (OTLP specification, "Failures"): CANCELLED, DEADLINE_EXCEEDED,
 ABORTED, OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are retryable;
@@ -45,7 +47,8 @@ def _unreachable(err: grpc.RpcError) -> bool:
 #: gRPC reads ``grpc.min_reconnect_backoff_ms`` as the least time a connection attempt is given
 #: (its MIN_CONNECT_TIMEOUT, doc/connection-backoff.md). At 250 ms a TCP + TLS + HTTP/2 handshake
 #: over a ~80 ms round trip would time out every time (the channel is reopened per unreachable
-#: attempt, so no attempt ever got longer); a black-holed attempt now ends after this long.
+#: attempt, so no attempt ever got longer). A channel's attempt to an endpoint that stops answering
+#: ends after this long; the handshake's TCP connect (``ready``) gets the same.
 MIN_CONNECT_TIMEOUT_MS = 1_000
 #: upper bound of the channel's reconnect back-off: a recovered endpoint is used again within this
 MAX_RECONNECT_BACKOFF_MS = 2_000
