@@ -7,7 +7,6 @@ port fail at once with a clear reason, and a shutdown ends a handshake in flight
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -74,10 +73,9 @@ def test_abort_ends_a_handshake_in_flight():
         waiter.start()
         try:
             wait_until(lambda: exporter._probe is not None, timeout=10, what="the handshake to wait")
-            started = time.monotonic()
             exporter.abort()
-            waiter.join(10)
-            assert not waiter.is_alive() and time.monotonic() - started < 10
+            waiter.join(5)  # the handshake had 30 s left
+            assert not waiter.is_alive()
             assert outcomes[0] is not None and not outcomes[0].retryable, outcomes
             assert "cancelled" in outcomes[0].error, outcomes
         finally:

@@ -44,6 +44,8 @@ def _unreachable(err: grpc.RpcError) -> bool:
         return True
     details = err.details() if callable(getattr(err, "details", None)) else ""
     return code in _UNREACHABLE and "failed to connect" in (details or "").lower()
+
+
 #: gRPC reads ``grpc.min_reconnect_backoff_ms`` as the least time a connection attempt is given
 #: (its MIN_CONNECT_TIMEOUT, doc/connection-backoff.md). At 250 ms a TCP + TLS + HTTP/2 handshake
 #: over a ~80 ms round trip would time out every time (the channel is reopened per unreachable
@@ -144,10 +146,11 @@ class GrpcExporter:
         handshake and not a TCP connect: a black-holed endpoint accepts connections, and a channel's
         call to it waits in gRPC's blocking loop, which takes the GIL every 200 ms to check for
         signals; beside a model thread calling ``predict`` flat out each of those waits for the GIL
-        until the model pauses, woken at every release of it (a GIL convoy: strace, ~23,000 futex
-        calls a second; the worker then used ~9 % of a core and an uninstrumented model in the same
-        process 1.10x its CPU, ``bench_hookproc``). The handshake waits in the kernel, as an
-        OTLP/HTTP attempt does, and wakes once: answered or timed out.
+        until the model pauses, woken at every release of it (a GIL convoy: over 5 s the worker woke
+        46,281 times and used 0.37 s of CPU; with the handshake 1,954 and 0.01 s, ``python
+        benchmarks/outage_threads.py --protocol grpc --endpoint hole``; an uninstrumented model in
+        the same process paid 1.12x its CPU before, 0.99x after, ``bench_hookproc``). The handshake
+        waits in the kernel, as an OTLP/HTTP attempt does, and wakes once: answered or timed out.
         """
         with self._lock:
             if self._closed:
@@ -180,6 +183,10 @@ class GrpcExporter:
         not checked: nothing but the preface is sent, and the channel that carries data checks it.
         """
         deadline = time.monotonic() + timeout_s
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.001)
+
         sock = socket.create_connection(address, timeout=min(timeout_s, MIN_CONNECT_TIMEOUT_MS / 1000))
         try:
             if self.secure:
@@ -187,24 +194,24 @@ class GrpcExporter:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
                 context.set_alpn_protocols(["h2"])
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock.settimeout(left())
                 sock = context.wrap_socket(sock, server_hostname=address[0])
             with self._lock:
                 if self._closed:
                     raise ConnectionAbortedError("exporter closed")
                 self._probe, self._calling, self._aborted = sock, True, False
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.settimeout(left())
             sock.sendall(_CLIENT_PREFACE)
             header = b""
             while len(header) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock.settimeout(left())
                 chunk = sock.recv(9 - len(header))
                 if not chunk:
                     raise ConnectionResetError("the endpoint closed the connection before an HTTP/2 answer")
                 header += chunk
             if header[3] != _SETTINGS:
                 raise NotHttp2(f"the endpoint did not answer as HTTP/2 (first bytes {header!r}): "
-                                      "an OTLP/HTTP port given to the gRPC protocol?")
+                               "an OTLP/HTTP port given to the gRPC protocol?")
         finally:
             with self._lock:
                 self._probe = None
