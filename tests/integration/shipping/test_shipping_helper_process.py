@@ -142,6 +142,28 @@ def test_a_full_ring_drops_whole_blocks_counted_exactly_and_the_rest_arrives(fit
 
 
 @pytest.mark.timeout(60)
+def test_blocks_sent_while_the_helper_starts_arrive_intact_when_the_ring_wraps(fitted):
+    # The first calls' blocks (and their layout) sit in the ring before the helper's config; the
+    # helper reads the config first. Reading it must not free their space: a model calling flat out
+    # then overwrote them, the layout's record with them, and every later block of that layout was
+    # lost (all 1,000-row calls of a batch-scoring loop, counted as dropped but never sent).
+    model, X = fitted
+    with HttpOtlpReceiver() as rx:
+        model, monitor = _instrument(model, rx.endpoint, max_batch_age_s=60.0, max_buffer_bytes=256 * 1024)
+        for i in range(3_000):
+            model.predict(X[i % 2_000:i % 2_000 + 300])  # one-call blocks of 12 KB: the ring wraps often
+        assert monitor.flush(20)
+        stats = monitor.stats
+        got = _rows(decoded_batches(rx.logs))
+        driftcar.uninstrument(model)
+    assert stats["captured_rows"] == 3_000 * 300
+    assert stats["sent_rows"] > 0 and len(got) == stats["sent_rows"]
+    assert stats["sent_rows"] + stats["dropped_rows"] == stats["captured_rows"]
+    # every drop is a full ring's or buffer's (whole blocks), none a record the helper could not read
+    assert stats["dropped_rows"] == stats["buffer_dropped_rows"]
+
+
+@pytest.mark.timeout(60)
 def test_shutdown_with_the_endpoint_black_holed_counts_every_row_and_the_helper_exits(fitted):
     model, X = fitted
     with BlackHole() as hole:

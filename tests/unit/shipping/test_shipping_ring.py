@@ -115,3 +115,60 @@ def test_blocks_read_from_the_ring_merge_into_one_run_with_every_call(pair, trac
     for name in ("start_ns", "duration_s", "rows", "captured"):
         np.testing.assert_array_equal(merged.calls[name], np.concatenate([a.calls[name] for a in alone]))
     assert merged.calls["trace_id"] == [t for a in alone for t in a.calls["trace_id"]]
+
+
+def test_a_calls_block_arrives_as_the_same_calls_and_counts_as_received(pair):
+    from driftcar.hook.records import SealedCalls
+
+    writer, reader = pair
+    slots = 8  # a calls block's slots: only the first ``calls`` are sent
+    sent = SealedCalls(3, ["predict", "predict_proba", "predict"] + [None] * 5, [1, 2, 3] + [0] * 5,
+                       [10, 20, 30] + [0] * 5, [1_000, 5, 7] + [0] * 5, [0, 9 << 70, 0] + [0] * 5)
+    assert writer.push_calls(sent) and writer.pushed_calls == 3
+    [msg] = reader.messages()
+    got = reader.sealed_calls(msg)
+    assert got.calls == 3 and got.rows == 0 and slots == len(sent.methods)
+    mine, theirs = sent.thaw(), got.thaw()
+    for name in ("start_ns", "duration_s", "rows", "method"):
+        assert list(theirs.calls[name]) == list(mine.calls[name])
+    assert theirs.calls["trace_id"] == mine.calls["trace_id"]
+    assert int(reader.header[H.received_calls]) == 3
+
+
+def test_the_helpers_budget_decision_reads_as_keep_and_unset_means_keep_all(pair):
+    writer, reader = pair
+    assert writer.keep() == 1.0  # the helper has not decided yet
+    reader.header[H.keep] = ring.KEEP_ONE // 64
+    assert writer.keep() == 1 / 64
+
+
+def test_the_config_read_first_leaves_the_blocks_sent_before_it_unfreed(pair, monkeypatch):
+    # Blocks (and their layout) the model process sent while the helper started sit in the ring
+    # before the config, which the helper reads first. Meanwhile the model process keeps pushing:
+    # had the config's read freed the ring up to its end, those pushes would overwrite the earlier
+    # records before the helper read them (the layout's too: every later block of it was lost).
+    from driftcar.hook.shipping import helper
+
+    writer, reader = pair
+    early = _sealed(100, 3, rows_per_call=40)  # ~3 KB: the ring holds ~20 of them
+    assert writer.push(early)
+    config = ShipperConfig(model_name="m", endpoint="http://127.0.0.1:9", protocol="http/protobuf", exit_timeout_s=0.5)
+    assert writer.send_object(ring.CONFIG, {"config": config, "instance": "t", "pid": os.getpid()})
+    got = []
+    made = helper.HelperShipper.__init__
+
+    def made_while_the_model_pushes(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        later = 0
+        while writer.push(_sealed(1_000 + 3 * later, 3, rows_per_call=40)) and later < 200:
+            later += 1  # as many as the ring takes: the space the config's read freed, if any
+        os.close(writer.write_fd)  # then end of file, once the helper has read what is there
+        writer.write_fd = -1
+
+    monkeypatch.setattr(helper.HelperShipper, "__init__", made_while_the_model_pushes)
+    monkeypatch.setattr(helper.HelperShipper, "offer_sealed", lambda self, sealed: got.append(sealed))
+    helper._serve(reader)
+    assert got, "the helper read no block"
+    first = got[0].thaw()
+    np.testing.assert_array_equal(first.inputs, early.thaw().inputs)
+    assert list(first.calls["start_ns"]) == [100, 101, 102]

@@ -9,7 +9,10 @@ worker measures its own share and, past the budget, the capture side keeps a uni
 calls: a kept call keeps all its rows; every other call is still sent as a call (method, start,
 duration, rows; no data), so the golden signals stay exact and the distributions are an unbiased
 sample of the traffic. Below :data:`FLOOR_CORE_SHARE` of one core the worker is never held back:
-the bound is the larger of the budget's share of the process and 5 % of one core.
+the bound is the larger of the budget's share of the process and 5 % of one core. With a helper
+process (``ship_process``) the same controller runs in the helper, on the helper's CPU against the
+model process's and its own (:class:`driftcar.hook.shipping.helper.HelperBudget`), and the model
+process's gate mirrors its decision from the ring's header.
 
 :class:`CpuBudget` is both the controller (fed by the worker once per wake-up, never on a
 model thread) and the gate the capture side reads (:attr:`CpuBudget.keep`, one attribute load

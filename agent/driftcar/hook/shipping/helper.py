@@ -31,6 +31,7 @@ from typing import Any
 from driftcar._children import child_env
 from driftcar.hook.records import Sealed
 from driftcar.hook.shipping import ring
+from driftcar.hook.shipping.budget import CpuBudget
 from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.ring import H, PUBLISHED, RingReader, RingWriter
 from driftcar.hook.shipping.shipper import Shipper
@@ -48,6 +49,9 @@ class HelperShipper(Shipper):
     def __init__(self, config: ShipperConfig, reader: RingReader, instance: str, pid: int):
         self._reader, self._parent = reader, (instance + INSTANCE_SUFFIX, pid)
         super().__init__(config)
+        # the CPU budget is decided here, where the work is, and obeyed by the model process's
+        # capture side through the header (:meth:`publish`)
+        self.gate = HelperBudget(config.cpu_budget, pid)
 
     def _reset(self) -> None:
         super()._reset()
@@ -73,8 +77,39 @@ class HelperShipper(Shipper):
         for name in PUBLISHED:
             header[getattr(H, name)] = stats[name]
         header[H.connected] = -1 if self._connected is None else int(self._connected)
+        if self.gate.share is not None:
+            header[H.keep] = max(int(self.gate.keep * ring.KEEP_ONE), 1)
         if self._last_error:
             self._reader.set_error(self._last_error)
+
+
+class HelperBudget(CpuBudget):
+    """The CPU budget of a model process that ships through this helper: this process's CPU (every
+    thread: reading the ring, converting, encoding, exporting) against the model process's and this
+    one's together, as the in-process worker's thread against its process (the same share, floor
+    and pace: :mod:`driftcar.hook.shipping.budget`). The model process's CPU comes from
+    ``/proc/<pid>/stat`` (all its threads, in clock ticks: 10 ms, against periods of 250 ms)."""
+
+    __slots__ = ("_stat",)
+
+    def __init__(self, share: float | None, model_pid: int):
+        self._stat = f"/proc/{model_pid}/stat"
+        super().__init__(share, process_cpu=self._both_cpu_s)
+
+    def update(self, worker_cpu_s: float) -> None:  # noqa: ARG002 - the whole helper is the hook's cost
+        super().update(time.process_time())
+
+    def _both_cpu_s(self) -> float:
+        try:
+            with open(self._stat, "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            model = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+        except (OSError, IndexError, ValueError):  # the model process is gone: its last value is moot
+            model = 0.0
+        return model + time.process_time()
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _serve(reader: RingReader) -> None:
@@ -91,7 +126,10 @@ def _serve(reader: RingReader) -> None:
             return
         for msg in messages:
             if msg[0] == ring.CONFIG:
-                setup = pickle.loads(reader.record(msg))
+                # blocks sent before the config sit before it in the ring, unread: freeing the config's
+                # record would free theirs too, and a model calling flat out overwrote them (their
+                # layouts with them: every later block of those layouts was lost)
+                setup = pickle.loads(reader.record(msg, free=not held))
                 shipper = HelperShipper(setup["config"], reader, setup["instance"], setup["pid"])
                 if not all([_handle(shipper, reader, early) for early in held]):
                     return
@@ -109,7 +147,8 @@ def _handle(shipper: HelperShipper, reader: RingReader, msg: tuple) -> bool:
     try:
         return _dispatch(shipper, reader, msg)
     except Exception as exc:  # a bug: the block's rows are counted, the helper goes on
-        shipper._count_lost(msg[7] if msg[0] == ring.BLOCK else 0, msg[6] if msg[0] == ring.BLOCK else 0, "helper",
+        shipper._count_lost(msg[7] if msg[0] == ring.BLOCK else 0, msg[6] if msg[0] in (ring.BLOCK, ring.CALLS) else 0,
+                            "helper",
                             "driftcar helper could not read a block (%s: %s); its rows are counted as dropped",
                             type(exc).__name__, exc)
         return True
@@ -119,6 +158,8 @@ def _dispatch(shipper: HelperShipper, reader: RingReader, msg: tuple) -> bool:
     kind = msg[0]
     if kind == ring.BLOCK:
         shipper.offer_sealed(reader.sealed(msg))
+    elif kind == ring.CALLS:
+        shipper.offer_sealed(reader.sealed_calls(msg))
     elif kind == ring.LAYOUT:
         reader.layouts[msg[2]] = pickle.loads(reader.record(msg))
     elif kind == ring.FLUSH:  # calls: the timeout in ms; rows: the flush's number

@@ -17,7 +17,10 @@ not fit before the end of the ring starts at offset 0 (the gap is freed with it)
 full pipe or a helper gone drops the block, counted in the header (rows and calls), never waits.
 
 Descriptors (``struct`` :data:`MSG`, atomic pipe writes: < ``PIPE_BUF``): kind, flags, layout
-id, and five int64s: record offset, record length, ring end after the record, calls, rows.
+id, and five int64s: record offset, record length, ring end after the record, calls, rows. Kinds:
+a layout's block, a layout, the config, flush, shutdown, and a calls block (calls the CPU budget
+sent without rows, pickled). The helper writes its CPU budget's decision in the header
+(:attr:`H.keep`), which the model process's capture side obeys.
 """
 
 from __future__ import annotations
@@ -33,13 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from driftcar.hook.records import Sealed
+from driftcar.hook.records import Sealed, SealedCalls
 
-__all__ = ["H", "MSG", "RingWriter", "RingReader", "BLOCK", "LAYOUT", "CONFIG", "FLUSH", "SHUTDOWN",
-           "HEADER_BYTES", "available"]
+__all__ = ["H", "MSG", "RingWriter", "RingReader", "BLOCK", "LAYOUT", "CONFIG", "FLUSH", "SHUTDOWN", "CALLS",
+           "HEADER_BYTES", "KEEP_ONE", "available"]
 
 MSG = struct.Struct("<BBxxIqqqqq")
-BLOCK, LAYOUT, CONFIG, FLUSH, SHUTDOWN = 1, 2, 3, 4, 5
+BLOCK, LAYOUT, CONFIG, FLUSH, SHUTDOWN, CALLS = 1, 2, 3, 4, 5, 6
+#: ``header[H.keep]`` holds the CPU budget's keep fraction times this (0: not decided yet, keep all)
+KEEP_ONE = 1 << 30
 TRACED = 1  # flag: the record ends with the calls' trace ids (two uint64 columns: high, low)
 HEADER_BYTES = 4096
 _ERROR_AT, _ERROR_MAX = 2048, 1024  # the helper's last_error, utf-8, length in H.error_len
@@ -72,6 +77,7 @@ class _Fields:
     stopped = 21  # [helper] 1 once it shut its Shipper down
     buffer_dropped_rows = 22  # [helper] its buffer's drops (in dropped_rows too)
     unclean = 23  # [helper] 1 when its shutdown left rows unsent at the deadline (counted as dropped)
+    keep = 24  # [helper] its CPU budget's share of calls kept with rows, x KEEP_ONE (0: not yet decided)
 
 
 H = _Fields
@@ -201,7 +207,26 @@ class RingWriter(_Region):
             self.pushed_calls += c
         return True
 
-    def _dropped(self, sealed: Sealed) -> bool:
+    def push_calls(self, sealed: SealedCalls) -> bool:
+        """Queue a sealed calls block (calls the CPU budget sent without rows) for the helper; False
+        (counted as dropped) when there is no room. Pickled: 256 calls of ints and a few method names."""
+        c = sealed.calls
+        record = pickle.dumps((sealed.methods[:c], sealed.starts[:c], sealed.durations[:c], sealed.nrows[:c],
+                               sealed.traces[:c]), pickle.HIGHEST_PROTOCOL)
+        with self.lock:
+            placed = self._place([memoryview(record)])
+            if placed is None or not self._send(CALLS, 0, 0, placed, c, 0):
+                return self._dropped(sealed)
+            self.pushed_calls += c
+        return True
+
+    def keep(self) -> float:
+        """The helper's CPU budget decision: the share of calls to keep with their rows."""
+        header = self.header
+        value = int(header[H.keep]) if header is not None else 0
+        return value / KEEP_ONE if value else 1.0
+
+    def _dropped(self, sealed: Sealed | SealedCalls) -> bool:
         self.header[H.ring_dropped_rows] += sealed.rows
         self.header[H.ring_dropped_calls] += sealed.calls
         return False
@@ -251,12 +276,24 @@ class RingReader(_Region):
         self._pending = data[whole:]
         return [MSG.unpack_from(data, at) for at in range(0, whole, MSG.size)]
 
-    def record(self, msg: tuple) -> bytes:
-        """A record's bytes, copied out; its ring space is freed at once."""
+    def record(self, msg: tuple, free: bool = True) -> bytes:
+        """A record's bytes, copied out; its ring space is freed at once, and with it every record
+        before it. ``free=False`` for a record read ahead of earlier ones (the config, while blocks
+        sent before it wait): those are still unread, and the ring must not reuse their space."""
         _, _, _, offset, length, end, _, _ = msg
         data = self.mm[offset:offset + length]
-        self.header[H.tail] = end
+        if free:
+            self.header[H.tail] = end
         return data
+
+    def sealed_calls(self, msg: tuple) -> SealedCalls:
+        """A calls descriptor's record as the :class:`SealedCalls` the model process sealed."""
+        calls = msg[6]
+        methods, starts, durations, nrows, traces = pickle.loads(self.record(msg))
+        if not len(methods) == len(starts) == len(durations) == len(nrows) == len(traces) == calls:
+            raise ValueError(f"a calls record of {len(methods)} calls where its descriptor says {calls}")
+        self.header[H.received_calls] += calls
+        return SealedCalls(calls, methods, starts, durations, nrows, traces)
 
     def sealed(self, msg: tuple) -> Sealed:
         """A block descriptor's record as the :class:`Sealed` the model process sealed."""

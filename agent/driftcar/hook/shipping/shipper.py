@@ -195,9 +195,9 @@ class Shipper:
         self._max_rows = config.max_batch_rows
         self._block_cap = block_capacity(config.max_batch_rows)
         # made once: the capture side keeps a reference (HookState.gate); a forked child restarts it.
-        # With a helper process the work happens outside this process: no bound, so no call is ever
-        # sent without rows and the helper's ring only carries the layouts' blocks
-        self.gate = CpuBudget(None if self._helper_ok else config.cpu_budget)
+        # With a helper process the helper decides (its CPU against this process's and its own) and
+        # this gate mirrors its decision, read from the ring's header whenever a block goes there
+        self.gate = CpuBudget(config.cpu_budget)
         self._reset()
         lifecycle.register(self)
 
@@ -307,6 +307,7 @@ class Shipper:
                 self._start_worker()
             link = self._link
             if link is not None and type(raw) is tuple and link.push_raw(raw):
+                self.gate.keep = link.writer.keep()
                 return
             queued = self._buffer.put(raw, nbytes + ITEM_OVERHEAD_BYTES, rows, calls)
             # a batch's worth queued wakes the worker, unless the endpoint's back-off holds it anyway: then
@@ -379,9 +380,18 @@ class Shipper:
         process, into its ring (a full ring drops the block, counted)."""
         link = self._link
         if link is not None:
-            link.writer.push(sealed)
+            self._to_helper(link, sealed)
             return
         self.offer_raw(sealed, sealed.rows, _sealed_bytes(sealed), sealed.calls)
+
+    def _to_helper(self, link: Any, sealed: Any) -> None:
+        """A sealed block into the helper's ring, and the helper's latest CPU budget decision into
+        this process's gate (one header read per block: a calls block seals every 256 calls)."""
+        if type(sealed) is SealedCalls:
+            link.writer.push_calls(sealed)
+        else:
+            link.writer.push(sealed)
+        self.gate.keep = link.writer.keep()
 
     def block_started(self) -> None:
         """A block got its first call: start the worker, or wake it if it sleeps on an empty buffer
@@ -412,7 +422,7 @@ class Shipper:
                 continue
             link = self._link
             if link is not None:
-                link.writer.push(sealed)
+                self._to_helper(link, sealed)
             else:
                 self._buffer.put(sealed, _sealed_bytes(sealed) + ITEM_OVERHEAD_BYTES, sealed.rows, sealed.calls)
 
@@ -677,7 +687,8 @@ class Shipper:
                     while not self._abort.is_set() and self._due(time.monotonic()):
                         self._ship_next()
                         self._first_seen = None
-                        gate.update(_thread_time())  # its share decides how many calls keep their rows
+                        if self._link is None:  # with a helper, the helper's share decides (_to_helper)
+                            gate.update(_thread_time())  # its share decides how many calls keep their rows
                     if self._stop.is_set() and ((buffer.oldest_seq() is None and not self._held)
                                                 or self._abort.is_set()):
                         break
