@@ -121,13 +121,13 @@ def test_a_calls_block_arrives_as_the_same_calls_and_counts_as_received(pair):
     from driftcar.hook.records import SealedCalls
 
     writer, reader = pair
-    slots = 8  # a calls block's slots: only the first ``calls`` are sent
+    # 8 slots, as a calls block has: only the first ``calls`` are sent
     sent = SealedCalls(3, ["predict", "predict_proba", "predict"] + [None] * 5, [1, 2, 3] + [0] * 5,
                        [10, 20, 30] + [0] * 5, [1_000, 5, 7] + [0] * 5, [0, 9 << 70, 0] + [0] * 5)
     assert writer.push_calls(sent) and writer.pushed_calls == 3
     [msg] = reader.messages()
     got = reader.sealed_calls(msg)
-    assert got.calls == 3 and got.rows == 0 and slots == len(sent.methods)
+    assert got.calls == 3 and got.rows == 0 and len(got.methods) == 3
     mine, theirs = sent.thaw(), got.thaw()
     for name in ("start_ns", "duration_s", "rows", "method"):
         assert list(theirs.calls[name]) == list(mine.calls[name])

@@ -11,7 +11,7 @@ duration, rows; no data), so the golden signals stay exact and the distributions
 sample of the traffic. Below :data:`FLOOR_CORE_SHARE` of one core the worker is never held back:
 the bound is the larger of the budget's share of the process and 5 % of one core. With a helper
 process (``ship_process``) the same controller runs in the helper, on the helper's CPU against the
-model process's and its own (:class:`driftcar.hook.shipping.helper.HelperBudget`), and the model
+model process's and its own (:class:`driftcar.hook.shipping.helper.HelperShipper`), and the model
 process's gate mirrors its decision from the ring's header.
 
 :class:`CpuBudget` is both the controller (fed by the worker once per wake-up, never on a

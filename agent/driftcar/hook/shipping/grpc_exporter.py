@@ -287,27 +287,23 @@ class GrpcExporter:
             if not self._calling:
                 return
             self._aborted = True
-            channel, self._channel, self._method = self._channel, None, None
-            probe = self._probe
-        if channel is not None:
-            channel.close()
-        _shut(probe)
+        self._end_in_flight()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             self._aborted = self._calling
+        self._end_in_flight()
+
+    def _end_in_flight(self) -> None:
+        """Close the channel (cancelling its call) and end a handshake's wait (its owner closes it)."""
+        with self._lock:
             channel, self._channel, self._method = self._channel, None, None
             probe = self._probe
         if channel is not None:
             channel.close()
-        _shut(probe)
-
-
-def _shut(sock: socket.socket | None) -> None:
-    """Ends a blocking wait on ``sock`` from another thread (its owner closes it)."""
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        if probe is not None:
+            try:
+                probe.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

@@ -19,6 +19,7 @@ still has somewhere to go.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pickle
 import signal
@@ -49,9 +50,15 @@ class HelperShipper(Shipper):
     def __init__(self, config: ShipperConfig, reader: RingReader, instance: str, pid: int):
         self._reader, self._parent = reader, (instance + INSTANCE_SUFFIX, pid)
         super().__init__(config)
-        # the CPU budget is decided here, where the work is, and obeyed by the model process's
-        # capture side through the header (:meth:`publish`)
-        self.gate = HelperBudget(config.cpu_budget, pid)
+        # the CPU budget is decided here, where the work is, on this process's CPU against the model
+        # process's and its own, and obeyed by the model process's capture side through the header
+        # (:meth:`publish`)
+        self.gate = CpuBudget(config.cpu_budget, process_cpu=functools.partial(_both_cpu_s, f"/proc/{pid}/stat"))
+
+    def _cost_cpu_s(self) -> float:
+        """Every thread of this process is the hook's cost (reading the ring, converting, encoding,
+        exporting), not the worker thread's alone."""
+        return time.process_time()
 
     def _reset(self) -> None:
         super()._reset()
@@ -83,33 +90,19 @@ class HelperShipper(Shipper):
             self._reader.set_error(self._last_error)
 
 
-class HelperBudget(CpuBudget):
-    """The CPU budget of a model process that ships through this helper: this process's CPU (every
-    thread: reading the ring, converting, encoding, exporting) against the model process's and this
-    one's together, as the in-process worker's thread against its process (the same share, floor
-    and pace: :mod:`driftcar.hook.shipping.budget`). The model process's CPU comes from
-    ``/proc/<pid>/stat`` (all its threads, in clock ticks: 10 ms, against periods of 250 ms)."""
-
-    __slots__ = ("_stat",)
-
-    def __init__(self, share: float | None, model_pid: int):
-        self._stat = f"/proc/{model_pid}/stat"
-        super().__init__(share, process_cpu=self._both_cpu_s)
-
-    def update(self, worker_cpu_s: float) -> None:  # noqa: ARG002 - the whole helper is the hook's cost
-        super().update(time.process_time())
-
-    def _both_cpu_s(self) -> float:
-        try:
-            with open(self._stat, "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            model = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
-        except (OSError, IndexError, ValueError):  # the model process is gone: its last value is moot
-            model = 0.0
-        return model + time.process_time()
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+def _both_cpu_s(model_stat: str) -> float:
+    """The model process's CPU (every thread, ``/proc/<pid>/stat``: clock ticks of 10 ms against the
+    budget's periods of 250 ms) and this process's, in seconds: what the budget's share is of."""
+    try:
+        with open(model_stat, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        model = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+    except (OSError, IndexError, ValueError):  # the model process is gone: its share is moot
+        model = 0.0
+    return model + time.process_time()
 
 
 def _serve(reader: RingReader) -> None:
@@ -219,21 +212,21 @@ class HelperLink:
         """Starting or running (a helper that never started, or exited, holds nothing)."""
         return not self.writer.broken and (self.proc is None or self.proc.poll() is None)
 
-    def push_raw(self, raw: tuple) -> bool:
-        """A compact numpy call the blocks did not take (more rows than a block) as a one-call block;
-        False for what only the in-process worker handles (row ids, object dtypes, not 2-D)."""
+    @staticmethod
+    def as_sealed(raw: tuple) -> Sealed | None:
+        """A compact numpy call the blocks did not take (more rows than a block) as a one-call block
+        for the ring; None for what only the in-process worker handles (row ids, object dtypes, not 2-D)."""
         method, start, duration, rows, trace, ids, xb, xdtype, xshape, yb, ydtype, yshape, names = raw
         if ids is not None or xb is None or rows <= 0:
-            return False
+            return None
         if xdtype is None:  # copy=False: the caller's arrays themselves
             if xb.dtype.hasobject or yb.dtype.hasobject:
-                return False
+                return None
             xdtype, xshape, ydtype, yshape = xb.dtype, xb.shape, yb.dtype, yb.shape
         if len(xshape) != 2 or not 1 <= len(yshape) <= 2 or yshape[0] != xshape[0]:
-            return False
-        self.writer.push(Sealed(method, names, xdtype, xshape[1], ydtype, tuple(yshape[1:]), 1, rows, [xb], [yb],
-                                [start], [duration], [rows], [trace]))
-        return True
+            return None
+        return Sealed(method, names, xdtype, xshape[1], ydtype, tuple(yshape[1:]), 1, rows, [xb], [yb],
+                      [start], [duration], [rows], [trace])
 
     def merge(self, out: dict[str, Any]) -> None:
         """Add the helper's counters (the ring's header) to the model process's ``stats``."""

@@ -306,9 +306,11 @@ class Shipper:
             if self._helper_ok and self._worker is None:  # the first call makes the ring
                 self._start_worker()
             link = self._link
-            if link is not None and type(raw) is tuple and link.push_raw(raw):
-                self.gate.keep = link.writer.keep()
-                return
+            if link is not None and type(raw) is tuple:
+                sealed = link.as_sealed(raw)
+                if sealed is not None:
+                    self._to_helper(link, sealed)
+                    return
             queued = self._buffer.put(raw, nbytes + ITEM_OVERHEAD_BYTES, rows, calls)
             # a batch's worth queued wakes the worker, unless the endpoint's back-off holds it anyway: then
             # the wake-up was futile and, in a back-off wait (which ends on _kick), it left the worker marked
@@ -383,6 +385,11 @@ class Shipper:
             self._to_helper(link, sealed)
             return
         self.offer_raw(sealed, sealed.rows, _sealed_bytes(sealed), sealed.calls)
+
+    def _cost_cpu_s(self) -> float:
+        """The CPU seconds the budget counts as the hook's: this worker thread's (a helper process
+        counts all of its own threads)."""
+        return _thread_time()
 
     def _to_helper(self, link: Any, sealed: Any) -> None:
         """A sealed block into the helper's ring, and the helper's latest CPU budget decision into
@@ -688,7 +695,7 @@ class Shipper:
                         self._ship_next()
                         self._first_seen = None
                         if self._link is None:  # with a helper, the helper's share decides (_to_helper)
-                            gate.update(_thread_time())  # its share decides how many calls keep their rows
+                            gate.update(self._cost_cpu_s())  # its share decides how many calls keep their rows
                     if self._stop.is_set() and ((buffer.oldest_seq() is None and not self._held)
                                                 or self._abort.is_set()):
                         break
