@@ -1,6 +1,7 @@
 """What a user pays for the hook: every variant in a fresh process, a real sidecar in another.
 
-``python benchmarks/run.py hookproc`` (``--quick`` for a smoke run). Each variant runs
+``python benchmarks/run.py hookproc`` (``--quick`` for a smoke run; ``python benchmarks/bench_hookproc.py --only TITLE``
+reruns the scenarios whose title starts with TITLE, at full rounds). Each variant runs
 ``hook_workload.py`` in its own process (fit, warm-up, N timed ``predict`` calls; see that
 file), rounds interleave the variants in a rotating order so machine noise hits all alike,
 and each ratio is taken per round against the same round's ``bare`` run, then the median of
@@ -295,7 +296,7 @@ def _report(scenarios: list[Scenario], rounds: int, calls: int) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False, only: list[str] | None = None) -> str:
     from tests.unit.shipping.helpers import BlackHole
     from tests.support.waiting import free_port
 
@@ -303,6 +304,8 @@ def run(quick: bool = False) -> str:
     scenarios = _scenarios()
     if quick:
         scenarios = [sc for sc in scenarios if sc.title in (scenarios[0].title, BIG)]
+    if only:  # scenarios whose title starts with one of these, at full rounds (a rerun of a part)
+        scenarios = [sc for sc in scenarios if sc.title.startswith(tuple(only))]
     started = time.monotonic()
     with _Sidecar() as sidecar, BlackHole() as hole:
         endpoints = {"up": {"grpc": f"http://127.0.0.1:{sidecar.grpc}", "http/protobuf": f"http://127.0.0.1:{sidecar.http}"},
@@ -314,4 +317,6 @@ def run(quick: bool = False) -> str:
 
 
 if __name__ == "__main__":
-    print(run(quick="--quick" in sys.argv))
+    # python benchmarks/bench_hookproc.py [--quick] [--only "1 row, LogisticRegression, no" --only "1,000 rows"]
+    only = [sys.argv[i + 1] for i, arg in enumerate(sys.argv[:-1]) if arg == "--only"]
+    print(run(quick="--quick" in sys.argv, only=only))
