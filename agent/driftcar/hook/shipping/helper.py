@@ -19,7 +19,6 @@ still has somewhere to go.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import pickle
 import signal
@@ -32,7 +31,6 @@ from typing import Any
 from driftcar._children import child_env
 from driftcar.hook.records import Sealed
 from driftcar.hook.shipping import ring
-from driftcar.hook.shipping.budget import CpuBudget
 from driftcar.hook.shipping.config import ShipperConfig
 from driftcar.hook.shipping.ring import H, PUBLISHED, RingReader, RingWriter
 from driftcar.hook.shipping.shipper import Shipper
@@ -49,16 +47,19 @@ class HelperShipper(Shipper):
 
     def __init__(self, config: ShipperConfig, reader: RingReader, instance: str, pid: int):
         self._reader, self._parent = reader, (instance + INSTANCE_SUFFIX, pid)
-        super().__init__(config)
+        self._model_stat = f"/proc/{pid}/stat"
         # the CPU budget is decided here, where the work is, on this process's CPU against the model
-        # process's and its own, and obeyed by the model process's capture side through the header
-        # (:meth:`publish`)
-        self.gate = CpuBudget(config.cpu_budget, process_cpu=functools.partial(_both_cpu_s, f"/proc/{pid}/stat"))
+        # process's and its own (the two clocks below), and obeyed by the model process's capture side
+        # through the header (:meth:`publish`)
+        super().__init__(config)
 
     def _cost_cpu_s(self) -> float:
         """Every thread of this process is the hook's cost (reading the ring, converting, encoding,
         exporting), not the worker thread's alone."""
         return time.process_time()
+
+    def _process_cpu_s(self) -> float:
+        return _both_cpu_s(self._model_stat)
 
     def _reset(self) -> None:
         super()._reset()

@@ -200,12 +200,7 @@ class RingWriter(_Region):
                 if placed is None or not self._send(LAYOUT, layout=layout, placed=placed):
                     return self._dropped(sealed)
                 self.layouts[key] = layout
-            placed = self._place(parts)
-            if placed is None or not self._send(BLOCK, flags, layout, placed, c, sealed.rows):
-                return self._dropped(sealed)
-            self.pushed_rows += sealed.rows
-            self.pushed_calls += c
-        return True
+            return self._queue(BLOCK, parts, sealed, flags, layout)
 
     def push_calls(self, sealed: SealedCalls) -> bool:
         """Queue a sealed calls block (calls the CPU budget sent without rows) for the helper; False
@@ -214,10 +209,16 @@ class RingWriter(_Region):
         record = pickle.dumps((sealed.methods[:c], sealed.starts[:c], sealed.durations[:c], sealed.nrows[:c],
                                sealed.traces[:c]), pickle.HIGHEST_PROTOCOL)
         with self.lock:
-            placed = self._place([memoryview(record)])
-            if placed is None or not self._send(CALLS, 0, 0, placed, c, 0):
-                return self._dropped(sealed)
-            self.pushed_calls += c
+            return self._queue(CALLS, [memoryview(record)], sealed)
+
+    def _queue(self, kind: int, parts: list, sealed: Sealed | SealedCalls, flags: int = 0, layout: int = 0) -> bool:
+        """One record and its descriptor, counted as pushed, or as dropped when the ring or the pipe
+        has no room (the caller holds :attr:`lock`)."""
+        placed = self._place(parts)
+        if placed is None or not self._send(kind, flags, layout, placed, sealed.calls, sealed.rows):
+            return self._dropped(sealed)
+        self.pushed_rows += sealed.rows
+        self.pushed_calls += sealed.calls
         return True
 
     def keep(self) -> float:

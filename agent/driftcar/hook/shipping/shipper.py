@@ -197,7 +197,7 @@ class Shipper:
         # made once: the capture side keeps a reference (HookState.gate); a forked child restarts it.
         # With a helper process the helper decides (its CPU against this process's and its own) and
         # this gate mirrors its decision, read from the ring's header whenever a block goes there
-        self.gate = CpuBudget(config.cpu_budget)
+        self.gate = CpuBudget(config.cpu_budget, process_cpu=self._process_cpu_s)
         self._reset()
         lifecycle.register(self)
 
@@ -390,6 +390,11 @@ class Shipper:
         """The CPU seconds the budget counts as the hook's: this worker thread's (a helper process
         counts all of its own threads)."""
         return _thread_time()
+
+    def _process_cpu_s(self) -> float:
+        """The CPU seconds the budget's share is of: this process's (a helper process adds the model
+        process's to its own)."""
+        return time.process_time()
 
     def _to_helper(self, link: Any, sealed: Any) -> None:
         """A sealed block into the helper's ring, and the helper's latest CPU budget decision into
