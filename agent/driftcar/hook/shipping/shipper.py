@@ -148,17 +148,25 @@ def _let_model_run(rows: int) -> None:
         time.sleep(0)
 
 
-def _default_exporter(config: ShipperConfig) -> Exporter:
-    gzip = config.compression == "gzip"
+def _exporter_class(config: ShipperConfig) -> type:
+    """The transport's class for ``config.protocol`` (its module imported on first use: gRPC's is heavy)."""
     if config.protocol == "grpc":
         from driftcar.hook.shipping.grpc_exporter import GrpcExporter
 
-        target, secure = config.grpc_target
-        return GrpcExporter(target, secure=secure, headers=config.headers, gzip=gzip, ca_file=config.ca_file)
+        return GrpcExporter
     from driftcar.hook.shipping.http_exporter import HttpExporter
 
-    return HttpExporter(config.logs_url, headers=config.headers, gzip=gzip, gzip_level=config.gzip_level,
-                        ca_file=config.ca_file)
+    return HttpExporter
+
+
+def _default_exporter(config: ShipperConfig) -> Exporter:
+    gzip = config.compression == "gzip"
+    if config.protocol == "grpc":
+        target, secure = config.grpc_target
+        return _exporter_class(config)(target, secure=secure, headers=config.headers, gzip=gzip,
+                                       ca_file=config.ca_file)
+    return _exporter_class(config)(config.logs_url, headers=config.headers, gzip=gzip, gzip_level=config.gzip_level,
+                                   ca_file=config.ca_file)
 
 
 def _default_converter() -> Converter:
@@ -187,10 +195,19 @@ class Shipper:
         if not isinstance(config, ShipperConfig):
             raise TypeError(f"config must be a ShipperConfig, got {type(config).__name__}")
         self.config = config
-        self._convert = convert
         self._exporter_factory = exporter_factory or _default_exporter
         # a helper process ships with the default converter and transport only (tests inject fakes)
         self._helper_ok = config.ship_process and convert is None and exporter_factory is None
+        # The worker's first export imports the converter and the transport's module unless they are
+        # imported here, on the instrumenting thread. Why here: imports read files, and each read hands
+        # the GIL away; the worker, woken beside a model calling predict flat out, then waits for the
+        # GIL at every one of them (a convoy): its first batch left 0.3-1.8 s after the loop began,
+        # or not within 1.5 s (2 runs of 6, 50 ms batch age; test_shipping_busy_model.py). Only the
+        # modules: no channel or connection exists before the first batch. The price: driftcar.instrument
+        # in a fresh process took 116 -> 129 ms over gRPC and 94 -> 124 ms over OTLP/HTTP, once.
+        self._convert = convert or _default_converter()
+        if exporter_factory is None and not self._helper_ok:
+            _exporter_class(config)
         self._backoff = Backoff(config.retry_initial_backoff_s, config.retry_max_backoff_s, config.retry_jitter)
         self._max_rows = config.max_batch_rows
         self._block_cap = block_capacity(config.max_batch_rows)
@@ -754,7 +771,7 @@ class Shipper:
         if self._resource is None:
             self._resource = resolve_resource(config.resource)
             self._budget = body_budget(self._resource, config.model_name, config.model_version, config.max_request_bytes)
-        convert = self._convert or _default_converter()
+        convert = self._convert
         try:
             parts = list(convert(thaw_all(entries.items)))
         except Exception as exc:
